@@ -1,0 +1,76 @@
+// Micro benchmarks of the per-request pure work: ids, header rules, metrics, access-log pieces.
+#include <benchmark/benchmark.h>
+
+#include "http/cidr.hpp"
+#include "http/error_reply.hpp"
+#include "http/headers.hpp"
+#include "http/request_id.hpp"
+#include "observability/metrics.hpp"
+
+namespace {
+
+using namespace gatehouse;
+
+void BM_RequestId(benchmark::State& state) {
+  auto& gen = http::thread_id_generator();
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(gen.request_id());
+  }
+}
+BENCHMARK(BM_RequestId);
+
+void BM_Traceparent(benchmark::State& state) {
+  auto& gen = http::thread_id_generator();
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(http::next_traceparent(
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "", gen));
+  }
+}
+BENCHMARK(BM_Traceparent);
+
+void BM_HopByHop(benchmark::State& state) {
+  const char* names[] = {"Host", "User-Agent", "Accept", "Connection", "X-Request-ID"};
+  for (auto _ : state) {
+    for (auto* n : names) {
+      benchmark::DoNotOptimize(http::is_hop_by_hop(n));
+    }
+  }
+}
+BENCHMARK(BM_HopByHop);
+
+void BM_ClientIpTrusted(benchmark::State& state) {
+  std::vector<http::Cidr> trusted{*http::Cidr::parse("10.0.0.0/8")};
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(http::client_ip("10.1.2.3", "203.0.113.7, 10.0.0.9", trusted));
+  }
+}
+BENCHMARK(BM_ClientIpTrusted);
+
+void BM_RedactTarget(benchmark::State& state) {
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(http::redact_target("/api/generate?prompt=dragons&api_key=s3cret&n=3"));
+  }
+}
+BENCHMARK(BM_RedactTarget);
+
+void BM_ErrorBody(benchmark::State& state) {
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(
+        http::error_body(http::reply_for_status(502), "0123456789abcdef0123456789abcdef", false));
+  }
+}
+BENCHMARK(BM_ErrorBody);
+
+void BM_MetricsRecord(benchmark::State& state) {
+  observability::Metrics m(1, {"default"}, {"app"});
+  auto& w = m.worker(0);
+  std::int64_t us = 0;
+  for (auto _ : state) {
+    w.record_request(0, 200, us++ & 0xffff);
+  }
+}
+BENCHMARK(BM_MetricsRecord);
+
+}  // namespace
+
+BENCHMARK_MAIN();

@@ -1,0 +1,120 @@
+#pragma once
+// The typed, validated configuration. Built once by load_config*(), then shared immutable as
+// std::shared_ptr<const Config>; runtime code never sees YAML. Defaults live next to each field and
+// are documented in docs/configuration.md.
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "http/cidr.hpp"
+
+namespace gatehouse::config {
+
+using Millis = std::chrono::milliseconds;
+
+enum class Environment { development, production };
+
+// "0.0.0.0:8080", "127.0.0.1:9901", "[::1]:8080", "localhost:8000", ":8080" (all interfaces).
+struct Endpoint {
+  std::string host;  // literal address or name; "0.0.0.0" when omitted
+  std::uint16_t port = 0;
+  std::string to_string() const;  // re-parsable form, IPv6 bracketed
+};
+
+struct Limits {
+  std::size_t max_header_bytes = 16 * 1024;       // whole request head; 431 beyond
+  std::size_t max_body_bytes = 10 * 1024 * 1024;  // 413 beyond; 0 = unlimited
+  std::size_t max_uri_bytes = 8 * 1024;           // request target; 414 beyond
+  Millis header_timeout{10'000};                  // time to receive a complete request head
+  Millis idle_timeout{60'000};                    // keep-alive idle time and stalled I/O
+};
+
+struct Upstream {
+  std::string name;
+  std::vector<Endpoint> targets;  // at least one; round-robin
+  Millis connect_timeout{2'000};
+  Millis timeout{60'000};         // wait for response head, and max gap between body reads
+  std::size_t max_idle_per_target = 64;  // idle keep-alive connections kept per worker
+  Millis keepalive_timeout{30'000};      // idle pooled connections older than this are closed
+};
+
+struct RouteMatch {
+  std::string path_prefix = "/";
+  std::vector<std::string> methods;  // upper-case; empty = any method
+  std::string host;                  // exact Host (without port); empty = any
+};
+
+struct Route {
+  std::string name;
+  RouteMatch match;
+  std::string upstream;
+  std::size_t upstream_index = 0;  // index into Config::upstreams, resolved at load
+};
+
+enum class LogFormat { json, text };
+
+struct LogConfig {
+  LogFormat format = LogFormat::json;
+  std::string access = "stdout";  // "stdout", "stderr", "off" or a file path
+  std::string error = "stderr";
+  std::string security = "stderr";
+  std::string level = "info";  // trace|debug|info|warn|error|critical|off
+  bool hash_client_ip = false;
+};
+
+struct HealthConfig {
+  std::string live_path = "/health/live";
+  std::string ready_path = "/health/ready";
+  std::string summary_path = "/health";
+  Millis cache_ttl{1'000};       // /health and /health/detailed are recomputed at most this often
+  Millis check_interval{5'000};  // active TCP checks of every upstream target
+};
+
+struct RequestIdConfig {
+  std::string header = "X-Request-ID";
+  bool trust_incoming = true;  // keep a well-formed incoming id
+};
+
+struct Config {
+  std::string source;  // file name the config came from ("<cli>" for --upstream)
+  Environment environment = Environment::production;
+  Endpoint listen{"0.0.0.0", 8080};
+  std::optional<Endpoint> admin_listen = Endpoint{"127.0.0.1", 9901};  // null/"off" disables
+  unsigned workers = 0;                                               // 0 = one per core ("auto")
+  std::vector<http::Cidr> trusted_proxies;
+  Limits limits;
+  Millis drain_timeout{30'000};
+  std::vector<Upstream> upstreams;
+  std::vector<Route> routes;  // first match wins, in file order
+  LogConfig log;
+  HealthConfig health;
+  RequestIdConfig request_id;
+};
+
+// Thrown by the loaders; what() is "FILE:LINE:COLUMN: KEY.PATH: message".
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Parses and validates; interpolates ${VAR} and ${VAR:-default} from the environment first.
+Config load_config_file(const std::string& path);
+Config load_config_string(const std::string& yaml, const std::string& source_name);
+
+// The configuration `gatehouse run --upstream URL [--listen ADDR]` uses: production defaults, one
+// upstream "app", one route "default" for "/".
+Config config_for_upstream(const std::string& url, const std::string& listen);
+
+// The effective configuration as YAML (every key, defaults included), for `gatehouse check`.
+std::string to_yaml(const Config& config);
+
+// Helpers shared with tests and other config sections.
+std::optional<Millis> parse_duration(const std::string& text);     // "250ms", "10s", "1m", "1h", "1d"
+std::optional<std::size_t> parse_size(const std::string& text);    // "512", "16KiB", "10MiB", "1GiB", "16KB"
+std::optional<Endpoint> parse_endpoint(const std::string& text);
+
+}  // namespace gatehouse::config

@@ -1,0 +1,33 @@
+#pragma once
+// IPv4/IPv6 network prefixes ("10.0.0.0/8", "::1/128", "192.168.1.7") and address matching.
+// Pure logic, no sockets: addresses are compared as 16-byte IPv6 (IPv4 mapped to ::ffff:a.b.c.d).
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+namespace gatehouse::http {
+
+using IpBytes = std::array<std::uint8_t, 16>;
+
+// Parses a textual IPv4 or IPv6 address (no brackets, no port) into mapped IPv6 bytes.
+std::optional<IpBytes> parse_ip(std::string_view text);
+
+class Cidr {
+ public:
+  // Returns nullopt when `text` is not "ADDR" or "ADDR/BITS" with BITS in range.
+  static std::optional<Cidr> parse(std::string_view text);
+  bool contains(const IpBytes& ip) const;
+  std::string to_string() const;
+
+ private:
+  IpBytes base_{};
+  unsigned bits_ = 128;  // prefix length in the mapped IPv6 space
+  bool v4_ = false;
+};
+
+bool any_contains(std::span<const Cidr> nets, const IpBytes& ip);
+
+}  // namespace gatehouse::http

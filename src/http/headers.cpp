@@ -1,0 +1,168 @@
+#include "http/headers.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+
+namespace gatehouse::http {
+namespace {
+
+char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
+    s.remove_prefix(1);
+  }
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
+    s.remove_suffix(1);
+  }
+  return s;
+}
+
+bool icontains(std::string_view hay, std::string_view needle) {
+  if (needle.size() > hay.size()) {
+    return false;
+  }
+  for (std::size_t i = 0; i + needle.size() <= hay.size(); ++i) {
+    if (iequals(hay.substr(i, needle.size()), needle)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+bool is_secret_param(std::string_view name) {
+  static constexpr std::array<std::string_view, 10> kWords = {
+      "token", "key", "secret", "password", "passwd", "auth", "signature", "session", "jwt", "code"};
+  return std::any_of(kWords.begin(), kWords.end(),
+                     [&](std::string_view w) { return icontains(name, w); });
+}
+
+}  // namespace
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) {
+    return false;
+  }
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (lower(a[i]) != lower(b[i])) {
+      return false;
+    }
+  }
+  return true;
+}
+
+bool is_hop_by_hop(std::string_view name) {
+  static constexpr std::array<std::string_view, 9> kHop = {
+      "connection", "keep-alive",          "te",
+      "trailer",    "transfer-encoding",   "upgrade",
+      "proxy-connection", "proxy-authenticate", "proxy-authorization"};
+  return std::any_of(kHop.begin(), kHop.end(), [&](std::string_view h) { return iequals(h, name); });
+}
+
+std::vector<std::string_view> split_tokens(std::string_view value) {
+  std::vector<std::string_view> out;
+  while (!value.empty()) {
+    auto comma = value.find(',');
+    auto token = trim(value.substr(0, comma));
+    if (!token.empty()) {
+      out.push_back(token);
+    }
+    if (comma == std::string_view::npos) {
+      break;
+    }
+    value.remove_prefix(comma + 1);
+  }
+  return out;
+}
+
+bool named_by_connection(std::string_view name, std::span<const std::string_view> tokens) {
+  return std::any_of(tokens.begin(), tokens.end(),
+                     [&](std::string_view t) { return iequals(t, name); });
+}
+
+std::string client_ip(std::string_view peer_ip, std::string_view xff,
+                      std::span<const Cidr> trusted) {
+  auto peer = parse_ip(peer_ip);
+  if (trusted.empty() || xff.empty() || !peer || !any_contains(trusted, *peer)) {
+    return std::string(peer_ip);
+  }
+  std::string_view chosen = peer_ip;
+  auto hops = split_tokens(xff);
+  for (auto it = hops.rbegin(); it != hops.rend(); ++it) {
+    auto ip = parse_ip(*it);
+    if (!ip) {
+      break;
+    }
+    chosen = *it;
+    if (!any_contains(trusted, *ip)) {
+      break;
+    }
+  }
+  return std::string(chosen);
+}
+
+std::string redact_target(std::string_view target) {
+  auto q = target.find('?');
+  if (q == std::string_view::npos) {
+    return std::string(target);
+  }
+  std::string out(target.substr(0, q + 1));
+  std::string_view query = target.substr(q + 1);
+  bool first = true;
+  while (true) {
+    auto amp = query.find('&');
+    auto pair = query.substr(0, amp);
+    if (!first) {
+      out += '&';
+    }
+    first = false;
+    auto eq = pair.find('=');
+    if (eq != std::string_view::npos && is_secret_param(pair.substr(0, eq))) {
+      out.append(pair.substr(0, eq + 1));
+      out += "REDACTED";
+    } else {
+      out.append(pair);
+    }
+    if (amp == std::string_view::npos) {
+      break;
+    }
+    query.remove_prefix(amp + 1);
+  }
+  return out;
+}
+
+void append_json_string(std::string& out, std::string_view s) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out += '"';
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        if (c < 0x20 || c == 0x7f) {
+          out += "\\u00";
+          out += kHex[c >> 4];
+          out += kHex[c & 0xf];
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  out += '"';
+}
+
+}  // namespace gatehouse::http

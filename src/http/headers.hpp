@@ -1,0 +1,37 @@
+#pragma once
+// Header rules a proxy must apply in both directions (RFC 9110 section 7.6.1), kept free of Beast
+// so they are unit-tested on plain strings.
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "http/cidr.hpp"
+
+namespace gatehouse::http {
+
+bool iequals(std::string_view a, std::string_view b);
+
+// Connection, Keep-Alive, TE, Trailer, Transfer-Encoding, Upgrade, Proxy-Connection,
+// Proxy-Authenticate, Proxy-Authorization. Transfer-Encoding is re-framed by the proxy itself.
+bool is_hop_by_hop(std::string_view name);
+
+// The field names listed in a Connection header value ("close, X-Foo" -> {"close", "X-Foo"}).
+std::vector<std::string_view> split_tokens(std::string_view value);
+
+// True when `name` appears (case-insensitively) in any of the Connection values.
+bool named_by_connection(std::string_view name, std::span<const std::string_view> connection_tokens);
+
+// The client address to believe: the peer, or, when the peer is a trusted proxy, the rightmost
+// X-Forwarded-For hop that is not itself trusted. Unparsable hops stop the walk (the last trusted
+// hop's claim is used).
+std::string client_ip(std::string_view peer_ip, std::string_view x_forwarded_for,
+                      std::span<const Cidr> trusted);
+
+// Request target for logs: query values of token-like parameters replaced by "REDACTED".
+std::string redact_target(std::string_view target);
+
+// Appends `s` as a JSON string literal (quotes included) to `out`.
+void append_json_string(std::string& out, std::string_view s);
+
+}  // namespace gatehouse::http

@@ -1,0 +1,202 @@
+#include "observability/logging.hpp"
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <spdlog/async.h>
+#include <spdlog/async_logger.h>
+#include <spdlog/details/file_helper.h>
+#include <spdlog/details/thread_pool.h>
+#include <spdlog/sinks/base_sink.h>
+
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <mutex>
+#include <stdexcept>
+
+#include "http/headers.hpp"
+
+namespace gatehouse::observability {
+namespace {
+
+// Writes raw lines to stdout/stderr or a file. Flushes when the async queue has drained, so lines
+// appear promptly when idle yet are batched under load. Re-opens the file when the shared
+// generation counter moves (SIGUSR1).
+class LineSink final : public spdlog::sinks::base_sink<std::mutex> {
+ public:
+  LineSink(std::FILE* stream, std::string path, std::weak_ptr<spdlog::details::thread_pool> pool,
+           std::shared_ptr<std::atomic<unsigned>> generation)
+      : stream_(stream), path_(std::move(path)), pool_(std::move(pool)),
+        generation_(std::move(generation)), seen_(generation_->load()) {
+    if (!path_.empty()) {
+      file_.open(path_, false);
+    }
+  }
+
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    if (!path_.empty()) {
+      unsigned g = generation_->load(std::memory_order_relaxed);
+      if (g != seen_) {
+        seen_ = g;
+        try {
+          file_.reopen(false);
+        } catch (const std::exception&) {
+          // keep writing to the old descriptor rather than lose lines
+        }
+      }
+    }
+    buf_.clear();
+    buf_.append(msg.payload.begin(), msg.payload.end());
+    buf_.push_back('\n');
+    if (path_.empty()) {
+      std::fwrite(buf_.data(), 1, buf_.size(), stream_);
+    } else {
+      file_.write(buf_);
+    }
+    auto pool = pool_.lock();
+    if (!pool || pool->queue_size() == 0) {
+      flush_();
+    }
+  }
+  void flush_() override {
+    if (path_.empty()) {
+      std::fflush(stream_);
+    } else {
+      file_.flush();
+    }
+  }
+
+ private:
+  std::FILE* stream_;
+  std::string path_;
+  std::weak_ptr<spdlog::details::thread_pool> pool_;
+  std::shared_ptr<std::atomic<unsigned>> generation_;
+  unsigned seen_;
+  spdlog::details::file_helper file_;
+  spdlog::memory_buf_t buf_;
+};
+
+}  // namespace
+
+Logs::Logs(const config::LogConfig& cfg)
+    : cfg_(cfg),
+      pool_(std::make_shared<spdlog::details::thread_pool>(65536, 1)),
+      reopen_generation_(std::make_shared<std::atomic<unsigned>>(0)),
+      level_(spdlog::level::from_str(cfg.level)) {
+  access_ = make("access", cfg.access);
+  error_ = make("error", cfg.error);
+  security_ = make("security", cfg.security);
+}
+
+Logs::~Logs() { flush(); }
+
+std::shared_ptr<spdlog::logger> Logs::make(const std::string& name, const std::string& dest) {
+  if (dest == "off") {
+    return nullptr;
+  }
+  std::FILE* stream = dest == "stdout" ? stdout : stderr;
+  std::string path = (dest == "stdout" || dest == "stderr") ? std::string() : dest;
+  std::shared_ptr<LineSink> sink;
+  try {
+    sink = std::make_shared<LineSink>(stream, path, pool_, reopen_generation_);
+  } catch (const spdlog::spdlog_ex& e) {
+    throw std::runtime_error("log." + name + ": cannot open " + dest + ": " + e.what());
+  }
+  auto logger = std::make_shared<spdlog::async_logger>(name, std::move(sink), pool_,
+                                                       spdlog::async_overflow_policy::overrun_oldest);
+  logger->set_level(spdlog::level::trace);
+  return logger;
+}
+
+void Logs::access(std::string_view line) {
+  if (access_) {
+    access_->log(spdlog::level::info, line);
+  }
+}
+
+void Logs::security(std::string_view line) {
+  if (security_) {
+    security_->log(spdlog::level::warn, line);
+  }
+}
+
+bool Logs::should_log(spdlog::level::level_enum level) const {
+  return error_ != nullptr && level >= level_ && level_ != spdlog::level::off;
+}
+
+void Logs::error(spdlog::level::level_enum level, std::string_view message, std::string_view extra) {
+  if (!should_log(level)) {
+    return;
+  }
+  std::string line;
+  line.reserve(128 + message.size() + extra.size());
+  line += "{\"time\":\"";
+  append_timestamp(line);
+  line += "\",\"type\":\"error\",\"level\":";
+  auto lv = spdlog::level::to_string_view(level);
+  http::append_json_string(line, std::string_view(lv.data(), lv.size()));
+  line += ",\"message\":";
+  http::append_json_string(line, message);
+  if (!extra.empty()) {
+    line += ',';
+    line += extra;
+  }
+  line += '}';
+  error_->log(level, line);
+}
+
+void Logs::reopen() { reopen_generation_->fetch_add(1); }
+
+void Logs::flush() {
+  for (auto* l : {&access_, &error_, &security_}) {
+    if (*l) {
+      (*l)->flush();
+    }
+  }
+}
+
+std::uint64_t Logs::dropped() const { return pool_->overrun_counter(); }
+
+void append_timestamp(std::string& out) {
+  using namespace std::chrono;
+  thread_local std::int64_t cached_sec = -1;
+  thread_local char cached[24];
+  auto now = system_clock::now();
+  auto ms = duration_cast<milliseconds>(now.time_since_epoch()).count();
+  std::int64_t sec = ms / 1000;
+  if (sec != cached_sec) {
+    std::time_t t = static_cast<std::time_t>(sec);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    std::strftime(cached, sizeof cached, "%Y-%m-%dT%H:%M:%S", &tm);
+    cached_sec = sec;
+  }
+  char frac[8];
+  std::snprintf(frac, sizeof frac, ".%03dZ", static_cast<int>(ms % 1000));
+  out += cached;
+  out += frac;
+}
+
+ClientIpHasher::ClientIpHasher(bool enabled, std::string key)
+    : enabled_(enabled), key_(std::move(key)) {}
+
+std::string ClientIpHasher::operator()(std::string_view ip) const {
+  if (!enabled_) {
+    return std::string(ip);
+  }
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), key_.data(), static_cast<int>(key_.size()),
+       reinterpret_cast<const unsigned char*>(ip.data()), ip.size(), md, &len);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(32);
+  for (unsigned i = 0; i < 16 && i < len; ++i) {
+    out += kHex[md[i] >> 4];
+    out += kHex[md[i] & 0xf];
+  }
+  return out;
+}
+
+}  // namespace gatehouse::observability

@@ -1,0 +1,148 @@
+#include "observability/metrics.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+namespace gatehouse::observability {
+
+void WorkerMetrics::record_request(std::size_t route, unsigned status, std::int64_t duration_us) {
+  auto& r = routes[std::min(route, routes.size() - 1)];
+  unsigned cls = status / 100;
+  if (cls >= 1 && cls <= 5) {
+    r.by_class[cls - 1].add();
+  }
+  double seconds = static_cast<double>(duration_us) / 1e6;
+  std::size_t b = 0;
+  while (b < kDurationBuckets.size() && seconds > kDurationBuckets[b]) {
+    ++b;
+  }
+  r.buckets[b].add();
+  r.duration_us_sum.add(duration_us);
+}
+
+void WorkerMetrics::record_local_reply(unsigned status) {
+  auto it = std::find(kLocalReplyStatuses.begin(), kLocalReplyStatuses.end(), status);
+  local_replies[static_cast<std::size_t>(it - kLocalReplyStatuses.begin())].add();
+}
+
+Metrics::Metrics(unsigned workers, std::vector<std::string> route_names,
+                 std::vector<std::string> upstream_names)
+    : route_names_(std::move(route_names)), upstream_names_(std::move(upstream_names)) {
+  for (unsigned i = 0; i < workers; ++i) {
+    auto w = std::make_unique<WorkerMetrics>();
+    w->routes = std::vector<RouteStats>(route_names_.size() + 1);
+    w->upstreams = std::vector<UpstreamStats>(upstream_names_.size());
+    shards_.push_back(std::move(w));
+  }
+}
+
+namespace {
+
+template <typename F>
+std::int64_t sum(const std::vector<std::unique_ptr<WorkerMetrics>>& shards, F&& cell) {
+  std::int64_t total = 0;
+  for (const auto& s : shards) {
+    total += cell(*s).get();
+  }
+  return total;
+}
+
+}  // namespace
+
+std::string Metrics::render(const std::function<void(std::string&)>& extra) const {
+  std::string out;
+  out.reserve(8192);
+  auto route_label = [&](std::size_t i) {
+    return i < route_names_.size() ? route_names_[i] : std::string("none");
+  };
+  static constexpr const char* kClass[] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
+
+  out += "# HELP gatehouse_requests_total Requests answered, by route and status class.\n";
+  out += "# TYPE gatehouse_requests_total counter\n";
+  for (std::size_t r = 0; r <= route_names_.size(); ++r) {
+    for (std::size_t c = 0; c < 5; ++c) {
+      auto v = sum(shards_, [&](const WorkerMetrics& w) -> const Cell& { return w.routes[r].by_class[c]; });
+      fmt::format_to(std::back_inserter(out),
+                     "gatehouse_requests_total{{route=\"{}\",status_class=\"{}\"}} {}\n",
+                     route_label(r), kClass[c], v);
+    }
+  }
+
+  out += "# HELP gatehouse_request_duration_seconds Time from request head to last response byte.\n";
+  out += "# TYPE gatehouse_request_duration_seconds histogram\n";
+  for (std::size_t r = 0; r <= route_names_.size(); ++r) {
+    std::int64_t cumulative = 0;
+    for (std::size_t b = 0; b <= kDurationBuckets.size(); ++b) {
+      cumulative += sum(shards_, [&](const WorkerMetrics& w) -> const Cell& { return w.routes[r].buckets[b]; });
+      if (b < kDurationBuckets.size()) {
+        fmt::format_to(std::back_inserter(out),
+                       "gatehouse_request_duration_seconds_bucket{{route=\"{}\",le=\"{}\"}} {}\n",
+                       route_label(r), kDurationBuckets[b], cumulative);
+      } else {
+        fmt::format_to(std::back_inserter(out),
+                       "gatehouse_request_duration_seconds_bucket{{route=\"{}\",le=\"+Inf\"}} {}\n",
+                       route_label(r), cumulative);
+      }
+    }
+    auto us = sum(shards_, [&](const WorkerMetrics& w) -> const Cell& { return w.routes[r].duration_us_sum; });
+    fmt::format_to(std::back_inserter(out),
+                   "gatehouse_request_duration_seconds_sum{{route=\"{}\"}} {}\n"
+                   "gatehouse_request_duration_seconds_count{{route=\"{}\"}} {}\n",
+                   route_label(r), static_cast<double>(us) / 1e6, route_label(r), cumulative);
+  }
+
+  auto gauge = [&](const char* name, const char* type, const char* help, std::int64_t v) {
+    fmt::format_to(std::back_inserter(out), "# HELP {} {}\n# TYPE {} {}\n{} {}\n", name, help, name,
+                   type, name, v);
+  };
+  gauge("gatehouse_requests_in_flight", "gauge", "Requests being processed.",
+        sum(shards_, [](const WorkerMetrics& w) -> const Cell& { return w.in_flight; }));
+  gauge("gatehouse_connections_active", "gauge", "Open client connections.",
+        sum(shards_, [](const WorkerMetrics& w) -> const Cell& { return w.connections_active; }));
+  gauge("gatehouse_connections_total", "counter", "Client connections accepted.",
+        sum(shards_, [](const WorkerMetrics& w) -> const Cell& { return w.connections_total; }));
+
+  struct UpMetric {
+    const char* name;
+    const char* type;
+    const char* help;
+    const Cell UpstreamStats::*cell;
+  };
+  static constexpr UpMetric kUp[] = {
+      {"gatehouse_upstream_connect_errors_total", "counter", "Failed upstream connects.",
+       &UpstreamStats::connect_errors},
+      {"gatehouse_upstream_timeouts_total", "counter", "Upstream connect or response timeouts.",
+       &UpstreamStats::timeouts},
+      {"gatehouse_upstream_connections_opened_total", "counter", "Upstream connections opened.",
+       &UpstreamStats::opened},
+      {"gatehouse_upstream_pool_idle_connections", "gauge", "Idle pooled upstream connections.",
+       &UpstreamStats::idle},
+  };
+  for (const auto& m : kUp) {
+    fmt::format_to(std::back_inserter(out), "# HELP {} {}\n# TYPE {} {}\n", m.name, m.help, m.name,
+                   m.type);
+    for (std::size_t u = 0; u < upstream_names_.size(); ++u) {
+      auto v = sum(shards_, [&](const WorkerMetrics& w) -> const Cell& { return w.upstreams[u].*m.cell; });
+      fmt::format_to(std::back_inserter(out), "{}{{upstream=\"{}\"}} {}\n", m.name, upstream_names_[u], v);
+    }
+  }
+
+  out += "# HELP gatehouse_local_replies_total Replies made by gatehouse itself, by status.\n";
+  out += "# TYPE gatehouse_local_replies_total counter\n";
+  for (std::size_t i = 0; i <= kLocalReplyStatuses.size(); ++i) {
+    auto v = sum(shards_, [&](const WorkerMetrics& w) -> const Cell& { return w.local_replies[i]; });
+    if (i < kLocalReplyStatuses.size()) {
+      fmt::format_to(std::back_inserter(out), "gatehouse_local_replies_total{{status=\"{}\"}} {}\n",
+                     kLocalReplyStatuses[i], v);
+    } else {
+      fmt::format_to(std::back_inserter(out), "gatehouse_local_replies_total{{status=\"other\"}} {}\n", v);
+    }
+  }
+  if (extra) {
+    extra(out);
+  }
+  return out;
+}
+
+}  // namespace gatehouse::observability

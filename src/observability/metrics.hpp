@@ -1,0 +1,66 @@
+#pragma once
+// Metrics sharded per worker: each worker thread is the only writer of its shard (relaxed atomic
+// stores, no lock, no contended cache line); the admin thread sums the shards when /metrics is
+// scraped. Label sets are fixed at start-up (routes, upstreams), so memory is bounded.
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace gatehouse::observability {
+
+// A counter/gauge cell written by exactly one thread.
+class Cell {
+ public:
+  void add(std::int64_t n = 1) { v_.store(v_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
+  std::int64_t get() const { return v_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<std::int64_t> v_{0};
+};
+
+inline constexpr std::array<double, 14> kDurationBuckets = {
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+inline constexpr std::array<unsigned, 9> kLocalReplyStatuses = {400, 404, 408, 413, 414,
+                                                                431, 502, 503, 504};
+
+struct RouteStats {
+  std::array<Cell, 5> by_class;                         // 1xx..5xx
+  std::array<Cell, kDurationBuckets.size() + 1> buckets;  // last is +Inf
+  Cell duration_us_sum;
+};
+
+struct UpstreamStats {
+  Cell connect_errors, timeouts, opened, idle;
+};
+
+struct alignas(64) WorkerMetrics {
+  std::vector<RouteStats> routes;  // index = route index; last = "none" (local replies)
+  std::vector<UpstreamStats> upstreams;
+  std::array<Cell, kLocalReplyStatuses.size() + 1> local_replies;  // last = other
+  Cell in_flight, connections_active, connections_total;
+
+  void record_request(std::size_t route, unsigned status, std::int64_t duration_us);
+  void record_local_reply(unsigned status);
+};
+
+class Metrics {
+ public:
+  Metrics(unsigned workers, std::vector<std::string> route_names,
+          std::vector<std::string> upstream_names);
+  WorkerMetrics& worker(unsigned index) { return *shards_[index]; }
+  std::size_t none_route() const { return route_names_.size(); }
+
+  // Prometheus text exposition (format 0.0.4). `extra` appends gauges owned elsewhere.
+  std::string render(const std::function<void(std::string&)>& extra = {}) const;
+
+ private:
+  std::vector<std::string> route_names_;
+  std::vector<std::string> upstream_names_;
+  std::vector<std::unique_ptr<WorkerMetrics>> shards_;
+};
+
+}  // namespace gatehouse::observability

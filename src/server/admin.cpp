@@ -1,0 +1,143 @@
+// The admin listener (metrics, detailed health) and active upstream health checks. Runs on the
+// admin thread, off the request path; simplicity over speed.
+#include <boost/beast/http.hpp>
+
+#include "http/headers.hpp"
+#include "server/gateway.hpp"
+
+namespace gatehouse::server {
+
+net::awaitable<void> Gateway::admin_accept_loop(tcp::acceptor acceptor) {
+  for (;;) {
+    auto [ec, socket] = co_await acceptor.async_accept(nothrow);
+    if (ec) {
+      if (ec == net::error::operation_aborted) {
+        co_return;
+      }
+      continue;
+    }
+    net::co_spawn(admin_ioc_, admin_session(std::move(socket)), net::detached);
+  }
+}
+
+net::awaitable<void> Gateway::admin_session(tcp::socket socket) {
+  beast::tcp_stream stream(std::move(socket));
+  beast::flat_buffer buffer;
+  for (;;) {
+    http::request<http::empty_body> req;
+    stream.expires_after(std::chrono::seconds(30));
+    auto [ec, n] = co_await http::async_read(stream, buffer, req, nothrow);
+    if (ec) {
+      break;
+    }
+    http::response<http::string_body> res;
+    res.version(11);
+    res.keep_alive(req.keep_alive());
+    res.set(http::field::cache_control, "no-store");
+    res.set(http::field::content_type, "application/json");
+    auto target = std::string_view(req.target().data(), req.target().size());
+    auto path = target.substr(0, target.find('?'));
+    const auto& h = cfg_->health;
+    if (req.method() != http::verb::get && req.method() != http::verb::head) {
+      res.result(http::status::method_not_allowed);
+      res.body() = R"({"error":"method_not_allowed","message":"Use GET."})";
+    } else if (path == "/metrics") {
+      res.result(http::status::ok);
+      res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
+      res.body() = metrics_->render([this](std::string& out) {
+        fmt::format_to(std::back_inserter(out),
+                       "# HELP gatehouse_log_dropped_total Log lines dropped because the queue was full.\n"
+                       "# TYPE gatehouse_log_dropped_total counter\ngatehouse_log_dropped_total {}\n"
+                       "# HELP gatehouse_draining 1 while the process drains.\n"
+                       "# TYPE gatehouse_draining gauge\ngatehouse_draining {}\n"
+                       "# HELP gatehouse_upstream_target_up 1 when the target answered its last check.\n"
+                       "# TYPE gatehouse_upstream_target_up gauge\n",
+                       logs_->dropped(), health_->draining() ? 1 : 0);
+        for (std::size_t u = 0; u < health_->upstream_count(); ++u) {
+          for (std::size_t t = 0; t < health_->target_count(u); ++t) {
+            auto& th = health_->target(u, t);
+            fmt::format_to(std::back_inserter(out),
+                           "gatehouse_upstream_target_up{{upstream=\"{}\",target=\"{}\"}} {}\n",
+                           cfg_->upstreams[u].name, th.address(), th.reachable() ? 1 : 0);
+          }
+        }
+        fmt::format_to(std::back_inserter(out),
+                       "# HELP gatehouse_build_info Build information.\n# TYPE gatehouse_build_info gauge\n"
+                       "gatehouse_build_info{{version=\"{}\"}} 1\n",
+                       version_);
+      });
+    } else if (path == "/health/detailed") {
+      auto d = health_->detailed();
+      res.result(observability::Health::is_down(d) ? http::status::service_unavailable
+                                                   : http::status::ok);
+      res.body() = d.dump();
+    } else if (path == h.live_path) {
+      res.result(http::status::ok);
+      res.body() = R"({"status":"ok"})";
+    } else if (path == h.ready_path) {
+      bool ready = health_->ready();
+      res.result(ready ? http::status::ok : http::status::service_unavailable);
+      res.body() = ready ? R"({"status":"ready"})"
+                         : (health_->draining() ? R"({"status":"draining"})"
+                                                : R"({"status":"unavailable"})");
+    } else if (path == h.summary_path) {
+      auto s = health_->summary();
+      res.result(observability::Health::is_down(s) ? http::status::service_unavailable
+                                                   : http::status::ok);
+      res.body() = s.dump();
+    } else {
+      res.result(http::status::not_found);
+      res.body() = R"({"error":"not_found","message":"Admin endpoints: /metrics, /health/detailed, /health, /health/live, /health/ready."})";
+    }
+    res.prepare_payload();
+    if (req.method() == http::verb::head) {
+      res.body().clear();
+    }
+    auto [wec, wn] = co_await http::async_write(stream, res, nothrow);
+    if (wec || !res.keep_alive()) {
+      break;
+    }
+  }
+  error_code ignore;
+  stream.socket().shutdown(tcp::socket::shutdown_both, ignore);
+}
+
+net::awaitable<void> Gateway::check_target(std::size_t u, std::size_t t) {
+  beast::tcp_stream stream(admin_ioc_);
+  stream.expires_after(cfg_->upstreams[u].connect_timeout);
+  auto [ec] = co_await stream.async_connect(endpoints_[u][t], nothrow);
+  auto& th = health_->target(u, t);
+  bool was = th.reachable();
+  std::string what = ec ? (ec == beast::error::timeout ? "connect timed out" : ec.message()) : "";
+  th.report(!ec, what);
+  if (was != !ec) {
+    std::string extra = "\"upstream\":";
+    ghttp::append_json_string(extra, cfg_->upstreams[u].name);
+    extra += ",\"target\":";
+    ghttp::append_json_string(extra, th.address());
+    if (ec) {
+      extra += ",\"error\":";
+      ghttp::append_json_string(extra, what);
+    }
+    logs_->error(ec ? spdlog::level::warn : spdlog::level::info,
+                 ec ? "upstream target unreachable" : "upstream target reachable again", extra);
+  }
+}
+
+net::awaitable<void> Gateway::health_check_loop() {
+  net::steady_timer timer(admin_ioc_);
+  for (;;) {
+    for (std::size_t u = 0; u < endpoints_.size(); ++u) {
+      for (std::size_t t = 0; t < endpoints_[u].size(); ++t) {
+        net::co_spawn(admin_ioc_, check_target(u, t), net::detached);
+      }
+    }
+    timer.expires_after(cfg_->health.check_interval);
+    auto [ec] = co_await timer.async_wait(nothrow);
+    if (ec || draining_) {
+      co_return;
+    }
+  }
+}
+
+}  // namespace gatehouse::server

@@ -1,0 +1,3 @@
+// Asio and Beast are compiled once here (separate compilation) instead of in every file.
+#include <boost/asio/impl/src.hpp>
+#include <boost/beast/src.hpp>

@@ -1,0 +1,144 @@
+#pragma once
+// Per-request state shared by the session (client side) and the proxy (upstream side), and the
+// I/O helpers both use. Internal to src/server.
+#include <optional>
+#include <string>
+
+#include "server/worker.hpp"
+
+namespace gatehouse::server {
+
+using RequestParser = http::request_parser<http::buffer_body>;
+using ResponseParser = http::response_parser<http::buffer_body>;
+
+enum class Framing { none, length, chunked, until_close };
+
+struct Exchange {
+  Clock::time_point start;
+  std::string request_id;
+  std::string client_ip;  // believed client address (trusted proxies applied), not hashed
+  std::size_t route = 0;  // Metrics::none_route() for local replies
+  const char* route_name = nullptr;
+  unsigned status = 0;
+  std::uint64_t bytes_in = 0;
+  std::uint64_t bytes_out = 0;
+  double upstream_ms = -1;
+  std::string upstream_address;
+  bool client_keep_alive = true;  // what the client asked for and we can honour
+};
+
+// The time-out error a coroutine reports when its deadline fired.
+inline error_code timeout_error() { return make_error_code(beast::error::timeout); }
+
+// Reads until `parser` has a complete head. Bytes past the head stay in `buffer`.
+template <class Parser>
+net::awaitable<error_code> read_head(tcp::socket& socket, beast::flat_buffer& buffer,
+                                     Deadline& deadline, Parser& parser) {
+  for (;;) {
+    if (buffer.size() > 0) {
+      error_code ec;
+      auto used = parser.put(buffer.data(), ec);
+      buffer.consume(used);
+      if (!ec && parser.is_header_done()) {
+        co_return error_code{};
+      }
+      if (ec && ec != http::error::need_more) {
+        co_return ec;
+      }
+    }
+    auto [ec, n] = co_await socket.async_read_some(buffer.prepare(8192), nothrow);
+    if (ec) {
+      if (deadline.expired()) {
+        co_return timeout_error();
+      }
+      if (ec == net::error::eof && buffer.size() == 0) {
+        error_code eof_ec;
+        parser.put_eof(eof_ec);
+        co_return eof_ec ? eof_ec : ec;
+      }
+      co_return ec;
+    }
+    buffer.commit(n);
+  }
+}
+
+struct BodyPiece {
+  error_code ec;
+  std::size_t size = 0;
+  bool done = false;
+};
+
+// Pulls the next piece of a chunked body, decoded, through `parser` into out[0, cap).
+template <class Parser>
+net::awaitable<BodyPiece> read_chunked_piece(tcp::socket& socket, beast::flat_buffer& buffer,
+                                             Deadline& deadline, Clock::duration timeout,
+                                             Parser& parser, char* out, std::size_t cap) {
+  auto& body = parser.get().body();
+  body.data = out;
+  body.size = cap;
+  for (;;) {
+    if (buffer.size() > 0) {
+      error_code ec;
+      auto used = parser.put(buffer.data(), ec);
+      buffer.consume(used);
+      std::size_t produced = cap - body.size;
+      if (ec == http::error::need_buffer || ec == http::error::need_more) {
+        ec = {};
+      }
+      if (ec) {
+        co_return BodyPiece{ec, produced, false};
+      }
+      if (parser.is_done()) {
+        co_return BodyPiece{{}, produced, true};
+      }
+      if (produced > 0) {
+        co_return BodyPiece{{}, produced, false};
+      }
+      if (used > 0) {
+        continue;
+      }
+    }
+    deadline.arm(timeout);
+    auto [ec, n] = co_await socket.async_read_some(buffer.prepare(16384), nothrow);
+    if (ec) {
+      co_return BodyPiece{deadline.expired() ? timeout_error() : ec, 0, false};
+    }
+    buffer.commit(n);
+  }
+}
+
+// Writes every buffer, with the client's or upstream's deadline armed.
+template <class Buffers>
+net::awaitable<error_code> write_all(tcp::socket& socket, Deadline& deadline,
+                                     Clock::duration timeout, const Buffers& buffers) {
+  deadline.arm(timeout);
+  auto [ec, n] = co_await net::async_write(socket, buffers, nothrow);
+  (void)n;
+  if (ec && deadline.expired()) {
+    co_return timeout_error();
+  }
+  co_return ec;
+}
+
+// "1a2b\r\n" for a chunk of `n` bytes; returns the length written into `out` (>= 19 bytes).
+std::size_t chunk_header(char* out, std::size_t n);
+
+// Sends a JSON error reply made by gatehouse itself (and logs it to access log + metrics).
+net::awaitable<void> send_local_reply(Worker& w, ClientConn& c, Exchange& x, unsigned status,
+                                      bool close, std::string_view detail = {});
+
+// Sends a small JSON document made by gatehouse (health endpoints).
+net::awaitable<void> send_json(Worker& w, ClientConn& c, Exchange& x, unsigned status,
+                               const std::string& body, bool head_only);
+
+// Forwards the request whose head `parser` holds to the route's upstream and relays the answer.
+// Returns whether the client connection may carry another request.
+net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, RequestParser& parser, Exchange& x);
+
+// One access-log line and the request metrics.
+void finish_exchange(Worker& w, Exchange& x, std::string_view method, std::string_view target,
+                     std::string_view user_agent);
+
+void append_date_header(std::string& out);
+
+}  // namespace gatehouse::server

@@ -1,0 +1,195 @@
+#include "server/gateway.hpp"
+
+#include <csignal>
+#include <cstdlib>
+#include <stdexcept>
+#include <thread>
+
+#include "http/headers.hpp"
+#include "server/worker.hpp"
+
+namespace gatehouse::server {
+namespace {
+
+unsigned resolve_workers(unsigned configured) {
+  if (configured != 0) {
+    return configured;
+  }
+  unsigned n = std::thread::hardware_concurrency();
+  return n == 0 ? 1 : n;
+}
+
+std::vector<std::string> route_names(const config::Config& cfg) {
+  std::vector<std::string> out;
+  for (const auto& r : cfg.routes) {
+    out.push_back(r.name);
+  }
+  return out;
+}
+
+std::vector<std::string> upstream_names(const config::Config& cfg) {
+  std::vector<std::string> out;
+  for (const auto& u : cfg.upstreams) {
+    out.push_back(u.name);
+  }
+  return out;
+}
+
+tcp::endpoint resolve_one(net::io_context& ioc, const config::Endpoint& e, const std::string& what) {
+  error_code ec;
+  auto addr = net::ip::make_address(e.host, ec);
+  if (!ec) {
+    return {addr, e.port};
+  }
+  tcp::resolver resolver(ioc);
+  auto results = resolver.resolve(e.host, std::to_string(e.port), ec);
+  if (ec || results.empty()) {
+    throw std::runtime_error(what + ": cannot resolve " + e.host + ": " +
+                             (ec ? ec.message() : "no address"));
+  }
+  return results.begin()->endpoint();
+}
+
+const char* getenv_or(const char* name, const char* fallback) {
+  const char* v = std::getenv(name);
+  return v ? v : fallback;
+}
+
+}  // namespace
+
+Gateway::Gateway(std::shared_ptr<const config::Config> cfg, std::string version)
+    : cfg_(std::move(cfg)),
+      version_(std::move(version)),
+      workers_count_(resolve_workers(cfg_->workers)),
+      logs_(std::make_unique<observability::Logs>(cfg_->log)),
+      metrics_(std::make_unique<observability::Metrics>(workers_count_, route_names(*cfg_),
+                                                         upstream_names(*cfg_))),
+      health_(std::make_unique<observability::Health>(*cfg_, workers_count_, version_)),
+      router_(*cfg_),
+      hasher_(cfg_->log.hash_client_ip, getenv_or("GATEHOUSE_LOG_KEY", "")) {
+  for (const auto& u : cfg_->upstreams) {
+    std::vector<tcp::endpoint> eps;
+    for (const auto& t : u.targets) {
+      eps.push_back(resolve_one(admin_ioc_, t, "upstreams." + u.name));
+    }
+    endpoints_.push_back(std::move(eps));
+  }
+  health_->add_component("log", [this] {
+    auto dropped = logs_->dropped();
+    return observability::ComponentReport{
+        dropped == 0 ? observability::Status::ok : observability::Status::degraded,
+        {{"dropped", dropped}}};
+  });
+}
+
+Gateway::~Gateway() = default;
+
+void Gateway::begin_drain(const char* why) {
+  if (draining_) {
+    return;
+  }
+  draining_ = true;
+  health_->set_draining();
+  logs_->error(spdlog::level::info, "draining", std::string("\"reason\":\"") + why + "\"");
+  for (auto& w : workers_) {
+    w->begin_drain();
+  }
+  if (admin_acceptor_) {
+    // The admin listener stays up during the drain so readiness can be watched; it closes with
+    // the process.
+  }
+  drain_timer_.expires_after(cfg_->drain_timeout);
+  drain_timer_.async_wait([this](error_code ec) {
+    if (ec) {
+      return;
+    }
+    logs_->error(spdlog::level::warn, "drain timeout reached; closing remaining connections");
+    for (auto& w : workers_) {
+      w->force_stop();
+    }
+  });
+}
+
+void Gateway::wait_signals() {
+  signals_.async_wait([this](error_code ec, int sig) {
+    if (ec) {
+      return;
+    }
+    if (sig == SIGUSR1) {
+      logs_->reopen();
+      logs_->error(spdlog::level::info, "log files reopened");
+    } else {
+      begin_drain(sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    }
+    wait_signals();
+  });
+}
+
+void Gateway::on_worker_done() {
+  if (--running_workers_ == 0) {
+    drain_timer_.cancel();
+    admin_ioc_.stop();
+  }
+}
+
+int Gateway::run() {
+  std::signal(SIGPIPE, SIG_IGN);
+  auto listen_ep = resolve_one(admin_ioc_, cfg_->listen, "listen");
+  for (unsigned i = 0; i < workers_count_; ++i) {
+    workers_.push_back(std::make_unique<Worker>(*this, i));
+  }
+  for (auto& w : workers_) {
+    try {
+      listen_ep = w->listen(listen_ep);  // port 0: every worker shares the first one's port
+    } catch (const boost::system::system_error& e) {
+      throw std::runtime_error("listen " + cfg_->listen.to_string() + ": " + e.code().message());
+    }
+  }
+  if (cfg_->admin_listen) {
+    auto ep = resolve_one(admin_ioc_, *cfg_->admin_listen, "admin_listen");
+    tcp::acceptor acceptor(admin_ioc_);
+    try {
+      acceptor.open(ep.protocol());
+      acceptor.set_option(net::socket_base::reuse_address(true));
+      acceptor.bind(ep);
+      acceptor.listen();
+    } catch (const boost::system::system_error& e) {
+      throw std::runtime_error("admin_listen " + cfg_->admin_listen->to_string() + ": " +
+                               e.code().message());
+    }
+    net::co_spawn(admin_ioc_, admin_accept_loop(std::move(acceptor)), net::detached);
+  }
+  signals_.add(SIGTERM);
+  signals_.add(SIGINT);
+  signals_.add(SIGUSR1);
+  wait_signals();
+  net::co_spawn(admin_ioc_, health_check_loop(), net::detached);
+
+  {
+    std::string extra = "\"listen\":";
+    ghttp::append_json_string(extra, listen_ep.address().to_string() + ":" + std::to_string(listen_ep.port()));
+    extra += fmt::format(",\"workers\":{},\"version\":", workers_count_);
+    ghttp::append_json_string(extra, version_);
+    logs_->error(spdlog::level::info, "gatehouse started", extra);
+  }
+
+  std::vector<std::thread> threads;
+  running_workers_ = workers_count_;
+  for (auto& w : workers_) {
+    threads.emplace_back([this, &w] {
+      w->run();
+      net::post(admin_ioc_, [this] { on_worker_done(); });
+    });
+  }
+  // Keeps admin_ioc_ running until the workers are done.
+  auto guard = net::make_work_guard(admin_ioc_);
+  admin_ioc_.run();
+  for (auto& t : threads) {
+    t.join();
+  }
+  logs_->error(spdlog::level::info, "gatehouse stopped");
+  logs_->flush();
+  return 0;
+}
+
+}  // namespace gatehouse::server

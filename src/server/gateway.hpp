@@ -1,0 +1,67 @@
+#pragma once
+// The process: shared immutable config, logs, metrics and health; N workers each with its own
+// io_context, SO_REUSEPORT listener and upstream pools; an admin thread (the caller's) that runs
+// the admin listener, active health checks, signals and the drain.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config/config.hpp"
+#include "core/router.hpp"
+#include "observability/health.hpp"
+#include "observability/logging.hpp"
+#include "observability/metrics.hpp"
+#include "server/net.hpp"
+
+namespace gatehouse::server {
+
+class Worker;
+
+class Gateway {
+ public:
+  Gateway(std::shared_ptr<const config::Config> cfg, std::string version);
+  ~Gateway();
+
+  // Binds every listener (throws std::runtime_error with a clear message on failure), serves
+  // until SIGTERM/SIGINT, drains, and returns the exit code.
+  int run();
+
+  const config::Config& cfg() const { return *cfg_; }
+  observability::Logs& logs() { return *logs_; }
+  observability::Metrics& metrics() { return *metrics_; }
+  observability::Health& health() { return *health_; }
+  const core::Router& router() const { return router_; }
+  const observability::ClientIpHasher& hasher() const { return hasher_; }
+  const std::vector<std::vector<tcp::endpoint>>& upstream_endpoints() const { return endpoints_; }
+  const std::string& version() const { return version_; }
+  bool development() const { return cfg_->environment == config::Environment::development; }
+  unsigned worker_count() const { return workers_count_; }
+
+ private:
+  void begin_drain(const char* why);
+  net::awaitable<void> admin_accept_loop(tcp::acceptor acceptor);
+  net::awaitable<void> admin_session(tcp::socket socket);
+  net::awaitable<void> health_check_loop();
+  net::awaitable<void> check_target(std::size_t upstream, std::size_t target);
+  void wait_signals();
+  void on_worker_done();
+
+  std::shared_ptr<const config::Config> cfg_;
+  std::string version_;
+  unsigned workers_count_;
+  std::unique_ptr<observability::Logs> logs_;
+  std::unique_ptr<observability::Metrics> metrics_;
+  std::unique_ptr<observability::Health> health_;
+  core::Router router_;
+  observability::ClientIpHasher hasher_;
+  std::vector<std::vector<tcp::endpoint>> endpoints_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  net::io_context admin_ioc_{1};
+  net::signal_set signals_{admin_ioc_};
+  net::steady_timer drain_timer_{admin_ioc_};
+  std::unique_ptr<tcp::acceptor> admin_acceptor_;
+  bool draining_ = false;
+  unsigned running_workers_ = 0;
+};
+
+}  // namespace gatehouse::server

@@ -1,0 +1,22 @@
+#pragma once
+// Common Asio/Beast aliases for the networked code.
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+namespace gatehouse::http {}
+
+namespace gatehouse::server {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = boost::beast::http;
+using tcp = net::ip::tcp;
+using boost::system::error_code;
+using Clock = std::chrono::steady_clock;
+namespace ghttp = ::gatehouse::http;  // our header helpers (http:: is Beast here)
+
+// co_await op(..., nothrow) yields std::tuple<error_code, ...>: no exceptions on the data path.
+inline constexpr auto nothrow = net::as_tuple(net::use_awaitable);
+
+}  // namespace gatehouse::server

@@ -1,0 +1,5 @@
+#pragma once
+// Precompiled for the networked files only; pure logic never includes Asio or Beast.
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>

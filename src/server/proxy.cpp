@@ -1,0 +1,458 @@
+// Upstream side of a request: builds the upstream head, streams the request body as it
+// arrives, reads the response head and streams the response body back chunk by chunk.
+#include <array>
+
+#include "http/headers.hpp"
+#include "http/request_id.hpp"
+#include "server/exchange.hpp"
+
+namespace gatehouse::server {
+namespace {
+
+constexpr std::string_view kCrlf = "\r\n";
+constexpr std::string_view kLastChunk = "0\r\n\r\n";
+
+std::string_view sv(beast::string_view s) { return {s.data(), s.size()}; }
+
+// Field names listed by every Connection header of a message.
+template <class Fields>
+std::vector<std::string_view> connection_tokens(const Fields& fields) {
+  std::vector<std::string_view> tokens;
+  auto range = fields.equal_range(http::field::connection);
+  for (auto it = range.first; it != range.second; ++it) {
+    for (auto t : ghttp::split_tokens(sv(it->value()))) {
+      tokens.push_back(t);
+    }
+  }
+  return tokens;
+}
+
+bool skip_forwarded_field(const std::string_view name, http::field f,
+                          std::span<const std::string_view> conn_tokens,
+                          const std::string& request_id_header) {
+  switch (f) {
+    case http::field::content_length:
+    case http::field::expect:
+      return true;
+    default:
+      break;
+  }
+  return ghttp::is_hop_by_hop(name) || ghttp::iequals(name, "X-Forwarded-For") ||
+         ghttp::iequals(name, "X-Forwarded-Proto") || ghttp::iequals(name, "X-Forwarded-Host") || ghttp::iequals(name, request_id_header) ||
+         ghttp::iequals(name, "traceparent") ||
+         (!conn_tokens.empty() && ghttp::named_by_connection(name, conn_tokens));
+}
+
+void build_upstream_head(Worker& w, ClientConn& c, const RequestParser& p, const Exchange& x,
+                         Framing framing, std::string& out) {
+  const auto& req = p.get();
+  auto tokens = connection_tokens(req);
+  out.clear();
+  out += sv(req.method_string());
+  out += ' ';
+  out += sv(req.target());
+  out += " HTTP/1.1\r\n";
+  for (const auto& f : req) {
+    auto name = sv(f.name_string());
+    if (skip_forwarded_field(name, f.name(), tokens, w.cfg.request_id.header)) {
+      continue;
+    }
+    out += name;
+    out += ": ";
+    out += sv(f.value());
+    out += kCrlf;
+  }
+  auto peer = ghttp::parse_ip(c.peer_ip);
+  bool trusted = peer && !w.cfg.trusted_proxies.empty() &&
+                 ghttp::any_contains(w.cfg.trusted_proxies, *peer);
+  auto xff = sv(req["X-Forwarded-For"]);
+  out += "X-Forwarded-For: ";
+  if (trusted && !xff.empty()) {
+    out += xff;
+    out += ", ";
+  }
+  out += c.peer_ip;
+  out += kCrlf;
+  auto proto = sv(req["X-Forwarded-Proto"]);
+  out += "X-Forwarded-Proto: ";
+  out += (trusted && !proto.empty()) ? proto : std::string_view("http");
+  out += kCrlf;
+  auto fwd_host = sv(req["X-Forwarded-Host"]);
+  auto host = (trusted && !fwd_host.empty()) ? fwd_host : sv(req[http::field::host]);
+  if (!host.empty()) {
+    out += "X-Forwarded-Host: ";
+    out += host;
+    out += kCrlf;
+  }
+  out += w.cfg.request_id.header;
+  out += ": ";
+  out += x.request_id;
+  out += "\r\ntraceparent: ";
+  out += ghttp::next_traceparent(sv(req["traceparent"]), x.request_id,
+                                ghttp::thread_id_generator());
+  out += kCrlf;
+  if (framing == Framing::length) {
+    out += "Content-Length: ";
+    out += std::to_string(*p.content_length());
+    out += kCrlf;
+  } else if (framing == Framing::chunked) {
+    out += "Transfer-Encoding: chunked\r\n";
+  }
+  out += kCrlf;
+}
+
+void build_client_head(Worker& w, const ResponseParser& rp, const Exchange& x, Framing framing,
+                       bool client_http10, bool keep_alive, std::string& out) {
+  const auto& res = rp.get();
+  auto tokens = connection_tokens(res);
+  out.clear();
+  out += "HTTP/1.1 ";
+  out += std::to_string(res.result_int());
+  out += ' ';
+  auto reason = sv(res.reason());
+  out += reason.empty() ? sv(http::obsolete_reason(res.result())) : reason;
+  out += kCrlf;
+  for (const auto& f : res) {
+    auto name = sv(f.name_string());
+    if (f.name() == http::field::content_length || ghttp::is_hop_by_hop(name) ||
+        ghttp::iequals(name, w.cfg.request_id.header) ||
+        (!tokens.empty() && ghttp::named_by_connection(name, tokens))) {
+      continue;
+    }
+    out += name;
+    out += ": ";
+    out += sv(f.value());
+    out += kCrlf;
+  }
+  if (framing == Framing::length || (framing == Framing::none && rp.content_length())) {
+    // HEAD and 304 keep the length the full response would have had.
+    if (res.result_int() != 204 && !(res.result_int() >= 100 && res.result_int() < 200)) {
+      out += "Content-Length: ";
+      out += std::to_string(*rp.content_length());
+      out += kCrlf;
+    }
+  } else if (framing == Framing::chunked) {
+    out += "Transfer-Encoding: chunked\r\n";
+  }
+  out += w.cfg.request_id.header;
+  out += ": ";
+  out += x.request_id;
+  out += kCrlf;
+  if (!keep_alive && !client_http10) {
+    out += "Connection: close\r\n";
+  } else if (keep_alive && client_http10) {
+    out += "Connection: keep-alive\r\n";
+  }
+  out += kCrlf;
+}
+
+enum class SendResult { ok, upstream_failed, client_failed, too_large, bad_body };
+
+// Streams the request head and body to the upstream. The head goes out with the first body piece.
+net::awaitable<SendResult> send_request(Worker& w, ClientConn& c, RequestParser& p,
+                                        upstream::Connection& u, Framing framing,
+                                        const std::string& head, Exchange& x) {
+  const auto& limits = w.cfg.limits;
+  const auto& ucfg = w.pools[w.cfg.routes[x.route].upstream_index]->config();
+  if (framing == Framing::none) {
+    auto ec = co_await write_all(u.socket, u.deadline, ucfg.timeout, net::buffer(head));
+    co_return ec ? SendResult::upstream_failed : SendResult::ok;
+  }
+  auto lease = w.buffers.take();
+  bool head_sent = false;
+  if (framing == Framing::length) {
+    std::uint64_t remaining = *p.content_length();
+    while (remaining > 0) {
+      net::const_buffer piece;
+      std::size_t from_buffer = 0;
+      if (c.buffer.size() > 0) {
+        from_buffer = static_cast<std::size_t>(std::min<std::uint64_t>(remaining, c.buffer.size()));
+        piece = net::buffer(c.buffer.data().data(), from_buffer);
+      } else {
+        c.deadline.arm(limits.idle_timeout);
+        auto [ec, n] = co_await c.socket.async_read_some(
+            net::buffer(lease.data(), static_cast<std::size_t>(std::min<std::uint64_t>(remaining, lease.size()))),
+            nothrow);
+        if (ec) {
+          co_return SendResult::client_failed;
+        }
+        piece = net::buffer(lease.data(), n);
+      }
+      std::array<net::const_buffer, 2> bufs{head_sent ? net::const_buffer() : net::buffer(head), piece};
+      head_sent = true;
+      auto ec = co_await write_all(u.socket, u.deadline, ucfg.timeout, bufs);
+      remaining -= piece.size();
+      x.bytes_in += piece.size();
+      c.buffer.consume(from_buffer);
+      if (ec) {
+        co_return SendResult::upstream_failed;
+      }
+    }
+    co_return SendResult::ok;
+  }
+  // Chunked: decode with the parser (it enforces body_limit), re-frame each piece as one chunk.
+  char size_line[24];
+  for (;;) {
+    auto piece = co_await read_chunked_piece(c.socket, c.buffer, c.deadline, limits.idle_timeout,
+                                             p, lease.data(), lease.size());
+    if (piece.ec) {
+      if (piece.ec == http::error::body_limit) {
+        co_return SendResult::too_large;
+      }
+      co_return piece.ec.category() == http::make_error_code(http::error::bad_chunk).category()
+                    ? SendResult::bad_body
+                    : SendResult::client_failed;
+    }
+    std::size_t hl = piece.size > 0 ? chunk_header(size_line, piece.size) : 0;
+    std::array<net::const_buffer, 5> bufs{
+        head_sent ? net::const_buffer() : net::buffer(head), net::buffer(size_line, hl),
+        net::buffer(lease.data(), piece.size),
+        piece.size > 0 ? net::buffer(kCrlf) : net::const_buffer(),
+        piece.done ? net::buffer(kLastChunk) : net::const_buffer()};
+    head_sent = true;
+    x.bytes_in += piece.size;
+    auto ec = co_await write_all(u.socket, u.deadline, ucfg.timeout, bufs);
+    if (ec) {
+      co_return SendResult::upstream_failed;
+    }
+    if (piece.done) {
+      co_return SendResult::ok;
+    }
+  }
+}
+
+struct RelayResult {
+  bool client_ok = true;
+  bool upstream_reusable = false;
+};
+
+// Streams the response body from upstream to client after the head (`head` is sent with the first
+// piece). Returns whether each side can be reused.
+net::awaitable<RelayResult> relay_response(Worker& w, ClientConn& c, upstream::Connection& u,
+                                           ResponseParser& rp, Framing in, Framing out,
+                                           const std::string& head, Exchange& x,
+                                           Clock::duration up_timeout) {
+  const auto client_timeout = w.cfg.limits.idle_timeout;
+  RelayResult result;
+  char size_line[24];
+  bool head_sent = false;
+  auto send = [&](net::const_buffer data, bool last) -> net::awaitable<bool> {
+    bool chunk = out == Framing::chunked;
+    std::size_t hl = (chunk && data.size() > 0) ? chunk_header(size_line, data.size()) : 0;
+    std::array<net::const_buffer, 5> bufs{
+        head_sent ? net::const_buffer() : net::buffer(head), net::buffer(size_line, hl), data,
+        (chunk && data.size() > 0) ? net::buffer(kCrlf) : net::const_buffer(),
+        (chunk && last) ? net::buffer(kLastChunk) : net::const_buffer()};
+    x.bytes_out += (head_sent ? 0 : head.size()) + data.size();
+    head_sent = true;
+    auto ec = co_await write_all(c.socket, c.deadline, client_timeout, bufs);
+    co_return !ec;
+  };
+
+  if (in == Framing::none) {
+    result.client_ok = co_await send(net::const_buffer(), false);
+    result.upstream_reusable = rp.keep_alive();
+    co_return result;
+  }
+
+  if (in == Framing::chunked) {
+    auto lease = w.buffers.take();
+    for (;;) {
+      auto piece = co_await read_chunked_piece(u.socket, u.buffer, u.deadline, up_timeout, rp,
+                                               lease.data(), lease.size());
+      if (piece.ec) {
+        // Truncated upstream body: the client cannot be told in-band; close both sides.
+        x.status = x.status == 0 ? 502 : x.status;
+        result.client_ok = false;
+        co_return result;
+      }
+      if (!co_await send(net::buffer(lease.data(), piece.size), piece.done)) {
+        result.client_ok = false;
+        co_return result;
+      }
+      if (piece.done) {
+        result.upstream_reusable = rp.keep_alive();
+        co_return result;
+      }
+    }
+  }
+
+  // Length-delimited or close-delimited: no parser needed, bytes go straight through.
+  bool until_close = in == Framing::until_close;
+  std::uint64_t remaining = until_close ? ~std::uint64_t{0} : *rp.content_length();
+  if (remaining == 0) {
+    result.client_ok = co_await send(net::const_buffer(), true);
+    result.upstream_reusable = rp.keep_alive();
+    co_return result;
+  }
+  std::optional<BufferPool::Lease> lease;
+  while (remaining > 0) {
+    std::size_t from_buffer = 0;
+    net::const_buffer piece;
+    if (u.buffer.size() > 0) {
+      from_buffer = static_cast<std::size_t>(std::min<std::uint64_t>(remaining, u.buffer.size()));
+      piece = net::buffer(u.buffer.data().data(), from_buffer);
+    } else {
+      if (!lease) {
+        lease.emplace(w.buffers.take());
+      }
+      u.deadline.arm(up_timeout);
+      auto want = static_cast<std::size_t>(std::min<std::uint64_t>(remaining, lease->size()));
+      auto [ec, n] = co_await u.socket.async_read_some(net::buffer(lease->data(), want), nothrow);
+      if (ec) {
+        if (until_close && ec == net::error::eof) {
+          result.client_ok = co_await send(net::const_buffer(), true);
+          result.client_ok = result.client_ok && out == Framing::chunked;
+          co_return result;
+        }
+        result.client_ok = false;  // truncated or timed out mid-body
+        co_return result;
+      }
+      piece = net::buffer(lease->data(), n);
+    }
+    if (!until_close) {
+      remaining -= piece.size();
+    }
+    bool ok = co_await send(piece, remaining == 0);
+    u.buffer.consume(from_buffer);
+    if (!ok) {
+      result.client_ok = false;
+      co_return result;
+    }
+  }
+  result.upstream_reusable = rp.keep_alive();
+  co_return result;
+}
+
+}  // namespace
+
+net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, RequestParser& p, Exchange& x) {
+  const auto& route = w.cfg.routes[x.route];
+  auto& pool = *w.pools[route.upstream_index];
+  const auto& ucfg = pool.config();
+  const auto& req = p.get();
+  const bool client_http10 = req.version() < 11;
+  const bool is_head = req.method() == http::verb::head;
+
+  Framing req_framing = p.chunked() ? Framing::chunked
+                        : p.content_length().value_or(0) > 0 ? Framing::length
+                                                             : Framing::none;
+  const bool has_body = req_framing != Framing::none;
+  bool expect_continue = has_body && ghttp::iequals(sv(req[http::field::expect]), "100-continue");
+
+  std::string head;
+  build_upstream_head(w, c, p, x, req_framing, head);
+
+  std::optional<ResponseParser> rp;
+  auto reset_parser = [&] {
+    rp.emplace();
+    rp->header_limit(64 * 1024);
+    rp->body_limit(std::numeric_limits<std::uint64_t>::max());
+    rp->skip(is_head);
+  };
+  reset_parser();
+
+  std::unique_ptr<upstream::Connection> u;
+  Clock::time_point upstream_start{};
+  for (int attempt = 0;; ++attempt) {
+    auto acquired = co_await pool.acquire(attempt > 0);
+    if (!acquired.conn) {
+      co_await send_local_reply(w, c, x, acquired.status, has_body, acquired.detail);
+      co_return x.client_keep_alive;
+    }
+    u = std::move(acquired.conn);
+    x.upstream_address = pool.address(u->target);
+    upstream_start = Clock::now();
+    if (expect_continue) {
+      expect_continue = false;
+      static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+      if (co_await write_all(c.socket, c.deadline, w.cfg.limits.idle_timeout, net::buffer(kContinue))) {
+        co_return false;
+      }
+    }
+    auto sent = co_await send_request(w, c, p, *u, req_framing, head, x);
+    if (sent == SendResult::client_failed) {
+      co_return false;
+    }
+    if (sent == SendResult::too_large || sent == SendResult::bad_body) {
+      co_await send_local_reply(w, c, x, sent == SendResult::too_large ? 413 : 400, true);
+      co_return false;
+    }
+    // Read the response head, skipping interim 1xx responses.
+    error_code ec;
+    if (sent == SendResult::upstream_failed) {
+      ec = net::error::connection_reset;
+    }
+    while (!ec) {
+      u->deadline.arm(ucfg.timeout);
+      ec = co_await read_head(u->socket, u->buffer, u->deadline, *rp);
+      if (ec) {
+        break;
+      }
+      auto code = rp->get().result_int();
+      if (code >= 100 && code < 200 && code != 101) {
+        reset_parser();
+        continue;
+      }
+      break;
+    }
+    if (!ec) {
+      break;
+    }
+    bool timed_out = ec == beast::error::timeout;
+    // A keep-alive connection the upstream had already closed: retry once on a fresh one.
+    bool stale = u->reused && !has_body && !timed_out &&
+                 (ec == net::error::eof || ec == net::error::connection_reset ||
+                  ec == http::error::end_of_stream || ec == net::error::broken_pipe);
+    if (stale && attempt == 0) {
+      reset_parser();
+      continue;
+    }
+    if (timed_out) {
+      w.metrics.upstreams[route.upstream_index].timeouts.add();
+    }
+    std::string detail = (timed_out ? "no response head from " : "bad response from ") +
+                         x.upstream_address + ": " + ec.message();
+    if (w.gw.logs().should_log(spdlog::level::warn)) {
+      std::string extra = "\"request_id\":";
+      ghttp::append_json_string(extra, x.request_id);
+      extra += ",\"upstream\":";
+      ghttp::append_json_string(extra, x.upstream_address);
+      extra += ",\"error\":";
+      ghttp::append_json_string(extra, ec.message());
+      w.gw.logs().error(spdlog::level::warn, timed_out ? "upstream timeout" : "upstream failed", extra);
+    }
+    x.upstream_ms = std::chrono::duration<double, std::milli>(Clock::now() - upstream_start).count();
+    co_await send_local_reply(w, c, x, timed_out ? 504 : 502, has_body && sent != SendResult::ok, detail);
+    co_return x.client_keep_alive;
+  }
+
+  const auto& res = rp->get();
+  unsigned status = res.result_int();
+  Framing in;
+  if (is_head || status == 204 || status == 304) {
+    in = Framing::none;
+  } else if (rp->chunked()) {
+    in = Framing::chunked;
+  } else if (rp->content_length()) {
+    in = Framing::length;
+  } else {
+    in = Framing::until_close;
+  }
+  Framing out = in;
+  if (in == Framing::chunked || in == Framing::until_close) {
+    out = client_http10 ? Framing::until_close : Framing::chunked;
+  }
+  bool keep = x.client_keep_alive && !w.draining && out != Framing::until_close;
+  x.client_keep_alive = keep;
+  x.status = status;
+  build_client_head(w, *rp, x, out, client_http10, keep, c.scratch);
+  auto relay = co_await relay_response(w, c, *u, *rp, in, out, c.scratch, x, ucfg.timeout);
+  x.upstream_ms = std::chrono::duration<double, std::milli>(Clock::now() - upstream_start).count();
+  if (relay.upstream_reusable && in != Framing::until_close && !w.draining) {
+    pool.release(std::move(u));
+  }
+  co_return keep && relay.client_ok;
+}
+
+}  // namespace gatehouse::server

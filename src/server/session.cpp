@@ -1,0 +1,347 @@
+// Client side of a connection: waits for a request without holding buffers, reads and checks
+// the head, answers health and error replies itself, and hands everything else to the proxy.
+#include <ctime>
+
+#include "http/error_reply.hpp"
+#include "http/headers.hpp"
+#include "http/request_id.hpp"
+#include "server/exchange.hpp"
+
+namespace gatehouse::server {
+namespace {
+
+std::string peer_address(const tcp::socket& s) {
+  error_code ec;
+  auto ep = s.remote_endpoint(ec);
+  if (ec) {
+    return "unknown";
+  }
+  auto a = ep.address();
+  if (a.is_v6() && a.to_v6().is_v4_mapped()) {
+    return net::ip::make_address_v4(net::ip::v4_mapped, a.to_v6()).to_string();
+  }
+  return a.to_string();
+}
+
+const char* reason(unsigned status) {
+  return beast::http::obsolete_reason(static_cast<http::status>(status)).data();
+}
+
+// Maps a head-parsing failure to the reply it deserves (0: close silently).
+unsigned status_for_parse_error(const error_code& ec) {
+  if (ec == http::error::header_limit) {
+    return 431;
+  }
+  if (ec == http::error::body_limit) {
+    return 413;
+  }
+  if (ec.category() == http::make_error_code(http::error::bad_method).category() &&
+      ec != http::error::end_of_stream && ec != http::error::partial_message) {
+    return 400;
+  }
+  return 0;
+}
+
+void log_security(Worker& w, const Exchange& x, std::string_view event, std::string_view reason) {
+  std::string line;
+  line.reserve(256);
+  line += "{\"time\":\"";
+  observability::append_timestamp(line);
+  line += "\",\"type\":\"security\",\"event\":";
+  ghttp::append_json_string(line, event);
+  line += ",\"client_ip\":";
+  ghttp::append_json_string(line, w.gw.hasher()(x.client_ip));
+  line += ",\"reason\":";
+  ghttp::append_json_string(line, reason);
+  line += ",\"request_id\":";
+  ghttp::append_json_string(line, x.request_id);
+  line += '}';
+  w.gw.logs().security(line);
+}
+
+void fill_request_id(Worker& w, Exchange& x, const RequestParser& p) {
+  const auto& rid_cfg = w.cfg.request_id;
+  auto incoming = p.get()[rid_cfg.header];
+  if (rid_cfg.trust_incoming && ghttp::is_valid_request_id({incoming.data(), incoming.size()})) {
+    x.request_id.assign(incoming.data(), incoming.size());
+  } else {
+    x.request_id = ghttp::thread_id_generator().request_id();
+  }
+}
+
+// Checks the head beyond what Beast's parser enforces; returns the status to reply or 0.
+unsigned validate_head(Worker& w, const RequestParser& p, std::string& why) {
+  const auto& req = p.get();
+  if (req.target().size() > w.cfg.limits.max_uri_bytes) {
+    why = "request target too long";
+    return 414;
+  }
+  auto hosts = req.count(http::field::host);
+  if (hosts > 1 || (hosts == 0 && req.version() >= 11)) {
+    why = hosts > 1 ? "multiple Host headers" : "missing Host header";
+    return 400;
+  }
+  if (req.count(http::field::transfer_encoding) > 0 && !p.chunked()) {
+    why = "unsupported Transfer-Encoding";
+    return 400;
+  }
+  auto cl = p.content_length();
+  if (cl && w.cfg.limits.max_body_bytes != 0 && *cl > w.cfg.limits.max_body_bytes) {
+    why = "Content-Length over max_body_bytes";
+    return 413;
+  }
+  return 0;
+}
+
+}  // namespace
+
+std::size_t chunk_header(char* out, std::size_t n) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  char tmp[16];
+  std::size_t len = 0;
+  do {
+    tmp[len++] = kHex[n & 0xf];
+    n >>= 4;
+  } while (n != 0);
+  for (std::size_t i = 0; i < len; ++i) {
+    out[i] = tmp[len - 1 - i];
+  }
+  out[len] = '\r';
+  out[len + 1] = '\n';
+  return len + 2;
+}
+
+void append_date_header(std::string& out) {
+  thread_local std::time_t cached_sec = 0;
+  thread_local char cached[64];
+  std::time_t now = std::time(nullptr);
+  if (now != cached_sec) {
+    std::tm tm{};
+    gmtime_r(&now, &tm);
+    std::strftime(cached, sizeof cached, "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+    cached_sec = now;
+  }
+  out += cached;
+}
+
+net::awaitable<void> send_json(Worker& w, ClientConn& c, Exchange& x, unsigned status,
+                               const std::string& body, bool head_only) {
+  std::string& head = c.scratch;
+  head.clear();
+  head += "HTTP/1.1 ";
+  head += std::to_string(status);
+  head += ' ';
+  head += reason(status);
+  head += "\r\nContent-Type: application/json\r\nCache-Control: no-store\r\nContent-Length: ";
+  head += std::to_string(body.size());
+  head += "\r\n";
+  append_date_header(head);
+  head += w.cfg.request_id.header;
+  head += ": ";
+  head += x.request_id;
+  head += x.client_keep_alive ? "\r\n\r\n" : "\r\nConnection: close\r\n\r\n";
+  std::array<net::const_buffer, 2> bufs{net::buffer(head),
+                                        head_only ? net::const_buffer() : net::buffer(body)};
+  x.status = status;
+  x.bytes_out += head.size() + (head_only ? 0 : body.size());
+  auto ec = co_await write_all(c.socket, c.deadline, w.cfg.limits.idle_timeout, bufs);
+  if (ec) {
+    x.client_keep_alive = false;
+  }
+}
+
+net::awaitable<void> send_local_reply(Worker& w, ClientConn& c, Exchange& x, unsigned status,
+                                      bool close, std::string_view detail) {
+  if (close) {
+    x.client_keep_alive = false;
+  }
+  w.metrics.record_local_reply(status);
+  auto body = ghttp::error_body(ghttp::reply_for_status(status), x.request_id, w.gw.development(),
+                               detail);
+  co_await send_json(w, c, x, status, body, false);
+}
+
+void finish_exchange(Worker& w, Exchange& x, std::string_view method, std::string_view target,
+                     std::string_view user_agent) {
+  auto end = Clock::now();
+  auto us = std::chrono::duration_cast<std::chrono::microseconds>(end - x.start).count();
+  w.metrics.record_request(x.route, x.status, us);
+  auto& logs = w.gw.logs();
+  if (!logs.access_enabled()) {
+    return;
+  }
+  std::string line;
+  line.reserve(384 + target.size());
+  line += "{\"time\":\"";
+  observability::append_timestamp(line);
+  line += "\",\"type\":\"access\",\"request_id\":";
+  ghttp::append_json_string(line, x.request_id);
+  line += ",\"client_ip\":";
+  ghttp::append_json_string(line, w.gw.hasher()(x.client_ip));
+  line += ",\"method\":";
+  ghttp::append_json_string(line, method);
+  line += ",\"path\":";
+  ghttp::append_json_string(line, ghttp::redact_target(target));
+  line += ",\"route\":";
+  if (x.route_name != nullptr) {
+    ghttp::append_json_string(line, x.route_name);
+  } else {
+    line += "null";
+  }
+  fmt::format_to(std::back_inserter(line),
+                 ",\"status\":{},\"bytes_in\":{},\"bytes_out\":{},\"duration_ms\":{:.3f}", x.status,
+                 x.bytes_in, x.bytes_out, static_cast<double>(us) / 1000.0);
+  if (x.upstream_ms >= 0) {
+    fmt::format_to(std::back_inserter(line), ",\"upstream_ms\":{:.3f},\"upstream\":", x.upstream_ms);
+    ghttp::append_json_string(line, x.upstream_address);
+  } else {
+    line += ",\"upstream_ms\":null,\"upstream\":null";
+  }
+  line += ",\"user_agent\":";
+  ghttp::append_json_string(line, user_agent);
+  line += '}';
+  logs.access(line);
+}
+
+net::awaitable<void> run_session(Worker& w, tcp::socket socket) {
+  ClientConn c(std::move(socket));
+  w.clients.push_back(c);
+  w.deadlines.push_back(c.deadline);
+  w.metrics.connections_active.add(1);
+  w.metrics.connections_total.add(1);
+  {
+    error_code ec;
+    c.socket.set_option(tcp::no_delay(true), ec);
+  }
+  c.peer_ip = peer_address(c.socket);
+  const auto& limits = w.cfg.limits;
+  const auto& health = w.cfg.health;
+
+  for (;;) {
+    if (c.buffer.size() == 0) {
+      // Idle: wait for bytes without holding a read buffer.
+      c.buffer.shrink_to_fit();
+      if (w.draining) {
+        break;
+      }
+      c.idle = true;
+      c.deadline.arm(c.first_request ? limits.header_timeout : limits.idle_timeout);
+      auto [ec] = co_await c.socket.async_wait(tcp::socket::wait_read, nothrow);
+      c.idle = false;
+      if (ec) {
+        error_code ignore;
+        // Drain cancelled the wait: a request that already arrived is still served.
+        if (!(w.draining && !c.deadline.expired() && c.socket.available(ignore) > 0)) {
+          break;
+        }
+      }
+    }
+    c.first_request = false;
+
+    Exchange x;
+    x.start = Clock::now();
+    x.route = w.gw.metrics().none_route();
+    RequestParser parser;
+    parser.header_limit(static_cast<std::uint32_t>(limits.max_header_bytes));
+    parser.body_limit(limits.max_body_bytes == 0 ? std::numeric_limits<std::uint64_t>::max()
+                                                 : limits.max_body_bytes);
+    w.metrics.in_flight.add(1);
+    struct InFlight {
+      observability::Cell& cell;
+      ~InFlight() { cell.add(-1); }
+    } in_flight{w.metrics.in_flight};
+
+    c.deadline.arm(limits.header_timeout);
+    auto ec = co_await read_head(c.socket, c.buffer, c.deadline, parser);
+    if (ec) {
+      unsigned status = status_for_parse_error(ec);
+      if (status == 0) {
+        break;  // timeout, reset or EOF: nothing to answer
+      }
+      x.client_ip = c.peer_ip;
+      x.request_id = ghttp::thread_id_generator().request_id();
+      log_security(w, x, "malformed_request", ec.message());
+      co_await send_local_reply(w, c, x, status, true, ec.message());
+      finish_exchange(w, x, "-", "-", "");
+      break;
+    }
+
+    const auto& req = parser.get();
+    auto xff = req["X-Forwarded-For"];
+    x.client_ip = ghttp::client_ip(c.peer_ip, {xff.data(), xff.size()}, w.cfg.trusted_proxies);
+    fill_request_id(w, x, parser);
+    x.client_keep_alive = req.keep_alive() && !w.draining;
+    std::string_view method(req.method_string().data(), req.method_string().size());
+    std::string_view target(req.target().data(), req.target().size());
+    auto ua = req[http::field::user_agent];
+    std::string_view user_agent(ua.data(), ua.size());
+    bool body_pending = parser.chunked() || parser.content_length().value_or(0) > 0;
+
+    std::string why;
+    if (unsigned status = validate_head(w, parser, why); status != 0) {
+      log_security(w, x, "rejected_request", why);
+      co_await send_local_reply(w, c, x, status, true, why);
+      finish_exchange(w, x, method, target, user_agent);
+      break;
+    }
+
+    bool keep = false;
+    auto path = target.substr(0, target.find('?'));
+    bool is_get = req.method() == http::verb::get || req.method() == http::verb::head;
+    bool head_only = req.method() == http::verb::head;
+    if (is_get && (path == health.live_path || path == health.ready_path ||
+                   path == health.summary_path)) {
+      if (path == health.live_path) {
+        co_await send_json(w, c, x, 200, R"({"status":"ok"})", head_only);
+      } else if (path == health.ready_path) {
+        auto& h = w.gw.health();
+        bool ready = h.ready() && !w.draining;
+        co_await send_json(w, c, x, ready ? 200 : 503,
+                           ready ? R"({"status":"ready"})"
+                                 : (h.draining() || w.draining ? R"({"status":"draining"})"
+                                                               : R"({"status":"unavailable"})"),
+                           head_only);
+      } else {
+        auto s = w.gw.health().summary();
+        co_await send_json(w, c, x, observability::Health::is_down(s) ? 503 : 200, s.dump(),
+                           head_only);
+      }
+      keep = x.client_keep_alive && !body_pending;
+    } else if (auto route = w.gw.router().match(method, target, [&] {
+                 auto h = req[http::field::host];
+                 return std::string_view(h.data(), h.size());
+               }())) {
+      x.route = *route;
+      x.route_name = w.cfg.routes[*route].name.c_str();
+      keep = co_await proxy_request(w, c, parser, x);
+    } else {
+      co_await send_local_reply(w, c, x, 404, body_pending);
+      keep = x.client_keep_alive;
+    }
+    finish_exchange(w, x, method, target, user_agent);
+    if (!keep || w.draining) {
+      break;
+    }
+  }
+
+  error_code ignore;
+  c.socket.shutdown(tcp::socket::shutdown_send, ignore);
+  if (c.socket.is_open() && !c.deadline.expired()) {
+    // Lingering close: read and drop what the client still sends (an unread body after a 413,
+    // say) for a moment, so our reply is not destroyed by a reset.
+    c.deadline.arm(std::chrono::milliseconds(500));
+    std::size_t dropped = 0;
+    char sink[4096];
+    while (dropped < 1024 * 1024) {
+      auto [ec, n] = co_await c.socket.async_read_some(net::buffer(sink), nothrow);
+      if (ec) {
+        break;
+      }
+      dropped += n;
+    }
+  }
+  c.socket.close(ignore);
+  w.metrics.connections_active.add(-1);
+}
+
+}  // namespace gatehouse::server

@@ -1,0 +1,125 @@
+#include "server/worker.hpp"
+
+#include <sys/socket.h>
+
+#include <boost/asio/detail/socket_option.hpp>
+
+namespace gatehouse::server {
+
+using ReusePort = net::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+
+Worker::Worker(Gateway& g, unsigned i)
+    : gw(g), cfg(g.cfg()), index(i), metrics(g.metrics().worker(i)), acceptor_(ioc) {
+  for (std::size_t u = 0; u < cfg.upstreams.size(); ++u) {
+    pools.push_back(std::make_unique<upstream::Pool>(
+        ioc.get_executor(), deadlines, u, cfg.upstreams[u], gw.upstream_endpoints()[u],
+        metrics.upstreams[u], gw.health(), gw.logs()));
+  }
+}
+
+Worker::~Worker() = default;
+
+tcp::endpoint Worker::listen(const tcp::endpoint& endpoint) {
+  acceptor_.open(endpoint.protocol());
+  acceptor_.set_option(net::socket_base::reuse_address(true));
+  acceptor_.set_option(ReusePort(true));
+  acceptor_.bind(endpoint);
+  acceptor_.listen(4096);
+  return acceptor_.local_endpoint();
+}
+
+void Worker::run() {
+  net::co_spawn(ioc, accept_loop(), net::detached);
+  net::co_spawn(ioc, sweep_loop(), net::detached);
+  ioc.run();
+}
+
+void Worker::start_session(tcp::socket socket) {
+  net::co_spawn(ioc, run_session(*this, std::move(socket)), net::detached);
+}
+
+net::awaitable<void> Worker::accept_loop() {
+  for (;;) {
+    auto [ec, socket] = co_await acceptor_.async_accept(nothrow);
+    if (draining || !acceptor_.is_open()) {
+      if (!ec) {
+        start_session(std::move(socket));
+      }
+      co_return;
+    }
+    if (ec) {
+      // EMFILE and friends: back off briefly instead of spinning.
+      gw.logs().error(spdlog::level::err, "accept failed", "\"error\":\"" + ec.message() + "\"");
+      net::steady_timer t(ioc, std::chrono::milliseconds(50));
+      co_await t.async_wait(nothrow);
+      continue;
+    }
+    start_session(std::move(socket));
+  }
+}
+
+net::awaitable<void> Worker::sweep_loop() {
+  net::steady_timer timer(ioc);
+  auto last_prune = Clock::now();
+  for (;;) {
+    timer.expires_after(std::chrono::milliseconds(100));
+    co_await timer.async_wait(nothrow);
+    auto now = Clock::now();
+    for (auto& d : deadlines) {
+      d.check(now);
+    }
+    if (now - last_prune > std::chrono::seconds(1)) {
+      last_prune = now;
+      for (auto& p : pools) {
+        p->prune(now);
+      }
+    }
+    if (draining && clients.empty()) {
+      for (auto& p : pools) {
+        p->close_all();
+      }
+      co_return;
+    }
+  }
+}
+
+void Worker::begin_drain() {
+  net::post(ioc, [this] {
+    if (draining) {
+      return;
+    }
+    draining = true;
+    // Serve connections the kernel already completed, then stop listening.
+    error_code ec;
+    acceptor_.non_blocking(true, ec);
+    for (;;) {
+      tcp::socket s(ioc);
+      acceptor_.accept(s, ec);
+      if (ec) {
+        break;
+      }
+      start_session(std::move(s));
+    }
+    acceptor_.close(ec);
+    for (auto& c : clients) {
+      if (c.idle) {
+        c.socket.cancel(ec);
+      }
+    }
+    for (auto& p : pools) {
+      p->close_all();
+    }
+  });
+}
+
+void Worker::force_stop() {
+  net::post(ioc, [this] {
+    error_code ec;
+    for (auto& c : clients) {
+      c.socket.close(ec);
+    }
+    ioc.stop();
+  });
+}
+
+}  // namespace gatehouse::server

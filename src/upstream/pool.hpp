@@ -1,0 +1,66 @@
+#pragma once
+// A worker's keep-alive connections to one upstream: LIFO idle lists per target, round-robin
+// across targets, reachable targets first. Owned and used by one worker thread only.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config/config.hpp"
+#include "observability/health.hpp"
+#include "observability/logging.hpp"
+#include "observability/metrics.hpp"
+#include "server/deadline.hpp"
+
+namespace gatehouse::upstream {
+
+using server::Clock;
+using server::tcp;
+
+struct Connection {
+  explicit Connection(const server::net::any_io_executor& ex) : socket(ex), deadline(socket) {}
+  tcp::socket socket;
+  boost::beast::flat_buffer buffer;
+  server::Deadline deadline;
+  std::size_t target = 0;
+  Clock::time_point idle_since{};
+  bool reused = false;
+};
+
+struct Acquired {
+  std::unique_ptr<Connection> conn;
+  unsigned status = 0;  // 502 or 504 when conn is null
+  std::string detail;   // internal description, shown in development only
+};
+
+class Pool {
+ public:
+  Pool(server::net::any_io_executor ex, server::DeadlineList& deadlines, std::size_t index,
+       const config::Upstream& cfg, std::vector<tcp::endpoint> targets,
+       observability::UpstreamStats& stats, observability::Health& health,
+       observability::Logs& logs);
+
+  // `fresh` skips idle connections (used for the one retry after a stale keep-alive connection).
+  server::net::awaitable<Acquired> acquire(bool fresh);
+  void release(std::unique_ptr<Connection> conn);
+  void prune(Clock::time_point now);  // close connections idle past keepalive_timeout
+  void close_all();
+  const config::Upstream& config() const { return cfg_; }
+  std::string address(std::size_t target) const;
+
+ private:
+  bool is_stale(Connection& c, Clock::time_point now);
+
+  server::net::any_io_executor ex_;
+  server::DeadlineList& deadlines_;
+  std::size_t index_;
+  const config::Upstream& cfg_;
+  std::vector<tcp::endpoint> targets_;
+  std::vector<std::string> addresses_;
+  std::vector<std::vector<std::unique_ptr<Connection>>> idle_;
+  std::size_t rr_ = 0;
+  observability::UpstreamStats& stats_;
+  observability::Health& health_;
+  observability::Logs& logs_;
+};
+
+}  // namespace gatehouse::upstream
