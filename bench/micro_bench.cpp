@@ -22,8 +22,8 @@ BENCHMARK(BM_RequestId);
 void BM_Traceparent(benchmark::State& state) {
   auto& gen = http::thread_id_generator();
   for (auto _ : state) {
-    benchmark::DoNotOptimize(http::next_traceparent(
-        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "", gen));
+    benchmark::DoNotOptimize(
+        http::next_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "", gen));
   }
 }
 BENCHMARK(BM_Traceparent);
@@ -48,7 +48,8 @@ BENCHMARK(BM_ClientIpTrusted);
 
 void BM_RedactTarget(benchmark::State& state) {
   for (auto _ : state) {
-    benchmark::DoNotOptimize(http::redact_target("/api/generate?prompt=dragons&api_key=s3cret&n=3"));
+    benchmark::DoNotOptimize(
+        http::redact_target("/api/generate?prompt=dragons&api_key=s3cret&n=3"));
   }
 }
 BENCHMARK(BM_RedactTarget);

@@ -50,8 +50,8 @@ int main(int argc, char** argv) {
         } else if (auto ep = gatehouse::config::parse_endpoint(admin_listen)) {
           cfg.admin_listen = *ep;
         } else {
-          throw gatehouse::config::ConfigError("--admin-listen: invalid address \"" +
-                                               admin_listen + "\"");
+          throw gatehouse::config::ConfigError("--admin-listen: invalid address \"" + admin_listen +
+                                               "\"");
         }
       }
     } else if (!config_path.empty()) {

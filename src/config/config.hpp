@@ -37,7 +37,7 @@ struct Upstream {
   std::string name;
   std::vector<Endpoint> targets;  // at least one; round-robin
   Millis connect_timeout{2'000};
-  Millis timeout{60'000};         // wait for response head, and max gap between body reads
+  Millis timeout{60'000};                // wait for response head, and max gap between body reads
   std::size_t max_idle_per_target = 64;  // idle keep-alive connections kept per worker
   Millis keepalive_timeout{30'000};      // idle pooled connections older than this are closed
 };
@@ -84,7 +84,7 @@ struct Config {
   Environment environment = Environment::production;
   Endpoint listen{"0.0.0.0", 8080};
   std::optional<Endpoint> admin_listen = Endpoint{"127.0.0.1", 9901};  // null/"off" disables
-  unsigned workers = 0;                                               // 0 = one per core ("auto")
+  unsigned workers = 0;                                                // 0 = one per core ("auto")
   std::vector<http::Cidr> trusted_proxies;
   Limits limits;
   Millis drain_timeout{30'000};
@@ -113,8 +113,9 @@ Config config_for_upstream(const std::string& url, const std::string& listen);
 std::string to_yaml(const Config& config);
 
 // Helpers shared with tests and other config sections.
-std::optional<Millis> parse_duration(const std::string& text);     // "250ms", "10s", "1m", "1h", "1d"
-std::optional<std::size_t> parse_size(const std::string& text);    // "512", "16KiB", "10MiB", "1GiB", "16KB"
+std::optional<Millis> parse_duration(const std::string& text);  // "250ms", "10s", "1m", "1h", "1d"
+std::optional<std::size_t> parse_size(
+    const std::string& text);  // "512", "16KiB", "10MiB", "1GiB", "16KB"
 std::optional<Endpoint> parse_endpoint(const std::string& text);
 
 }  // namespace gatehouse::config

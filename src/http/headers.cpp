@@ -7,7 +7,9 @@
 namespace gatehouse::http {
 namespace {
 
-char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
+char lower(char c) {
+  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
+}
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
@@ -33,7 +35,8 @@ bool icontains(std::string_view hay, std::string_view needle) {
 
 bool is_secret_param(std::string_view name) {
   static constexpr std::array<std::string_view, 10> kWords = {
-      "token", "key", "secret", "password", "passwd", "auth", "signature", "session", "jwt", "code"};
+      "token", "key",       "secret",  "password", "passwd",
+      "auth",  "signature", "session", "jwt",      "code"};
   return std::any_of(kWords.begin(), kWords.end(),
                      [&](std::string_view w) { return icontains(name, w); });
 }
@@ -54,10 +57,11 @@ bool iequals(std::string_view a, std::string_view b) {
 
 bool is_hop_by_hop(std::string_view name) {
   static constexpr std::array<std::string_view, 9> kHop = {
-      "connection", "keep-alive",          "te",
-      "trailer",    "transfer-encoding",   "upgrade",
+      "connection",       "keep-alive",         "te",
+      "trailer",          "transfer-encoding",  "upgrade",
       "proxy-connection", "proxy-authenticate", "proxy-authorization"};
-  return std::any_of(kHop.begin(), kHop.end(), [&](std::string_view h) { return iequals(h, name); });
+  return std::any_of(kHop.begin(), kHop.end(),
+                     [&](std::string_view h) { return iequals(h, name); });
 }
 
 std::vector<std::string_view> split_tokens(std::string_view value) {

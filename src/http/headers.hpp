@@ -20,7 +20,8 @@ bool is_hop_by_hop(std::string_view name);
 std::vector<std::string_view> split_tokens(std::string_view value);
 
 // True when `name` appears (case-insensitively) in any of the Connection values.
-bool named_by_connection(std::string_view name, std::span<const std::string_view> connection_tokens);
+bool named_by_connection(std::string_view name,
+                         std::span<const std::string_view> connection_tokens);
 
 // The client address to believe: the peer, or, when the peer is a trusted proxy, the rightmost
 // X-Forwarded-For hop that is not itself trusted. Unparsable hops stop the walk (the last trusted

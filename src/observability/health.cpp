@@ -66,6 +66,7 @@ nlohmann::json Health::compute() {
   using nlohmann::json;
   json components = json::object();
   Status overall = Status::ok;
+  bool any_upstream_down = false;
   auto worst = [&](Status s) {
     if (s == Status::degraded && overall == Status::ok) {
       overall = Status::degraded;
@@ -83,9 +84,11 @@ nlohmann::json Health::compute() {
     for (const auto& t : u.targets) {
       bool r = t->reachable();
       up += r ? 1 : 0;
-      targets.push_back({{"address", t->address()}, {"reachable", r}, {"last_error", r ? "" : t->last_error()}});
+      targets.push_back(
+          {{"address", t->address()}, {"reachable", r}, {"last_error", r ? "" : t->last_error()}});
     }
     Status s = up == u.targets.size() ? Status::ok : (up == 0 ? Status::down : Status::degraded);
+    any_upstream_down = any_upstream_down || s == Status::down;
     worst(s == Status::down ? Status::degraded : s);
     components["upstream:" + u.name] = {{"status", to_string(s)}, {"targets", targets}};
   }
@@ -96,7 +99,7 @@ nlohmann::json Health::compute() {
     worst(r.status == Status::down ? Status::degraded : r.status);
     components[name] = std::move(c);
   }
-  if (!ready()) {
+  if (!ready() || any_upstream_down) {
     overall = Status::down;
   }
   std::string checked_at;

@@ -48,7 +48,9 @@ class Health {
     return *upstreams_[upstream].targets[target];
   }
   std::size_t upstream_count() const { return upstreams_.size(); }
-  std::size_t target_count(std::size_t upstream) const { return upstreams_[upstream].targets.size(); }
+  std::size_t target_count(std::size_t upstream) const {
+    return upstreams_[upstream].targets.size();
+  }
 
   void add_component(std::string name, std::function<ComponentReport()> probe);
   void set_draining() { draining_.store(true); }

@@ -21,13 +21,18 @@ namespace {
 
 // Writes raw lines to stdout/stderr or a file. Flushes when the async queue has drained, so lines
 // appear promptly when idle yet are batched under load. Re-opens the file when the shared
-// generation counter moves (SIGUSR1).
+// generation counter moves (SIGUSR1). Holds the pool by plain pointer: sink_it_ only runs on that
+// pool's own thread, and a strong reference taken there could make the worker the pool's last owner
+// (its destructor would then join the worker from itself: lost lines, std::terminate).
 class LineSink final : public spdlog::sinks::base_sink<std::mutex> {
  public:
-  LineSink(std::FILE* stream, std::string path, std::weak_ptr<spdlog::details::thread_pool> pool,
+  LineSink(std::FILE* stream, std::string path, spdlog::details::thread_pool* pool,
            std::shared_ptr<std::atomic<unsigned>> generation)
-      : stream_(stream), path_(std::move(path)), pool_(std::move(pool)),
-        generation_(std::move(generation)), seen_(generation_->load()) {
+      : stream_(stream),
+        path_(std::move(path)),
+        pool_(pool),
+        generation_(std::move(generation)),
+        seen_(generation_->load()) {
     if (!path_.empty()) {
       file_.open(path_, false);
     }
@@ -54,8 +59,7 @@ class LineSink final : public spdlog::sinks::base_sink<std::mutex> {
     } else {
       file_.write(buf_);
     }
-    auto pool = pool_.lock();
-    if (!pool || pool->queue_size() == 0) {
+    if (pool_ == nullptr || pool_->queue_size() == 0) {
       flush_();
     }
   }
@@ -70,7 +74,7 @@ class LineSink final : public spdlog::sinks::base_sink<std::mutex> {
  private:
   std::FILE* stream_;
   std::string path_;
-  std::weak_ptr<spdlog::details::thread_pool> pool_;
+  spdlog::details::thread_pool* pool_;
   std::shared_ptr<std::atomic<unsigned>> generation_;
   unsigned seen_;
   spdlog::details::file_helper file_;
@@ -89,7 +93,9 @@ Logs::Logs(const config::LogConfig& cfg)
   security_ = make("security", cfg.security);
 }
 
-Logs::~Logs() { flush(); }
+Logs::~Logs() {
+  flush();
+}
 
 std::shared_ptr<spdlog::logger> Logs::make(const std::string& name, const std::string& dest) {
   if (dest == "off") {
@@ -99,12 +105,12 @@ std::shared_ptr<spdlog::logger> Logs::make(const std::string& name, const std::s
   std::string path = (dest == "stdout" || dest == "stderr") ? std::string() : dest;
   std::shared_ptr<LineSink> sink;
   try {
-    sink = std::make_shared<LineSink>(stream, path, pool_, reopen_generation_);
+    sink = std::make_shared<LineSink>(stream, path, pool_.get(), reopen_generation_);
   } catch (const spdlog::spdlog_ex& e) {
     throw std::runtime_error("log." + name + ": cannot open " + dest + ": " + e.what());
   }
-  auto logger = std::make_shared<spdlog::async_logger>(name, std::move(sink), pool_,
-                                                       spdlog::async_overflow_policy::overrun_oldest);
+  auto logger = std::make_shared<spdlog::async_logger>(
+      name, std::move(sink), pool_, spdlog::async_overflow_policy::overrun_oldest);
   logger->set_level(spdlog::level::trace);
   return logger;
 }
@@ -125,7 +131,8 @@ bool Logs::should_log(spdlog::level::level_enum level) const {
   return error_ != nullptr && level >= level_ && level_ != spdlog::level::off;
 }
 
-void Logs::error(spdlog::level::level_enum level, std::string_view message, std::string_view extra) {
+void Logs::error(spdlog::level::level_enum level, std::string_view message,
+                 std::string_view extra) {
   if (!should_log(level)) {
     return;
   }
@@ -134,8 +141,11 @@ void Logs::error(spdlog::level::level_enum level, std::string_view message, std:
   line += "{\"time\":\"";
   append_timestamp(line);
   line += "\",\"type\":\"error\",\"level\":";
+  // spdlog names warn "warning"; the spec and log.level use "warn".
   auto lv = spdlog::level::to_string_view(level);
-  http::append_json_string(line, std::string_view(lv.data(), lv.size()));
+  http::append_json_string(line, level == spdlog::level::warn
+                                     ? std::string_view("warn")
+                                     : std::string_view(lv.data(), lv.size()));
   line += ",\"message\":";
   http::append_json_string(line, message);
   if (!extra.empty()) {
@@ -146,7 +156,9 @@ void Logs::error(spdlog::level::level_enum level, std::string_view message, std:
   error_->log(level, line);
 }
 
-void Logs::reopen() { reopen_generation_->fetch_add(1); }
+void Logs::reopen() {
+  reopen_generation_->fetch_add(1);
+}
 
 void Logs::flush() {
   for (auto* l : {&access_, &error_, &security_}) {
@@ -156,7 +168,9 @@ void Logs::flush() {
   }
 }
 
-std::uint64_t Logs::dropped() const { return pool_->overrun_counter(); }
+std::uint64_t Logs::dropped() const {
+  return pool_->overrun_counter();
+}
 
 void append_timestamp(std::string& out) {
   using namespace std::chrono;

@@ -31,7 +31,8 @@ class Logs {
 
   // {"time":..,"type":"error","level":..,"message":.., <extra_json_fields>}
   // `extra` is either empty or a sequence of `"key":value` pairs without braces.
-  void error(spdlog::level::level_enum level, std::string_view message, std::string_view extra = {});
+  void error(spdlog::level::level_enum level, std::string_view message,
+             std::string_view extra = {});
   bool should_log(spdlog::level::level_enum level) const;
 
   void reopen();  // asynchronous: each file sink reopens before its next write

@@ -62,19 +62,22 @@ std::string Metrics::render(const std::function<void(std::string&)>& extra) cons
   out += "# TYPE gatehouse_requests_total counter\n";
   for (std::size_t r = 0; r <= route_names_.size(); ++r) {
     for (std::size_t c = 0; c < 5; ++c) {
-      auto v = sum(shards_, [&](const WorkerMetrics& w) -> const Cell& { return w.routes[r].by_class[c]; });
+      auto v = sum(shards_,
+                   [&](const WorkerMetrics& w) -> const Cell& { return w.routes[r].by_class[c]; });
       fmt::format_to(std::back_inserter(out),
                      "gatehouse_requests_total{{route=\"{}\",status_class=\"{}\"}} {}\n",
                      route_label(r), kClass[c], v);
     }
   }
 
-  out += "# HELP gatehouse_request_duration_seconds Time from request head to last response byte.\n";
+  out +=
+      "# HELP gatehouse_request_duration_seconds Time from request head to last response byte.\n";
   out += "# TYPE gatehouse_request_duration_seconds histogram\n";
   for (std::size_t r = 0; r <= route_names_.size(); ++r) {
     std::int64_t cumulative = 0;
     for (std::size_t b = 0; b <= kDurationBuckets.size(); ++b) {
-      cumulative += sum(shards_, [&](const WorkerMetrics& w) -> const Cell& { return w.routes[r].buckets[b]; });
+      cumulative += sum(
+          shards_, [&](const WorkerMetrics& w) -> const Cell& { return w.routes[r].buckets[b]; });
       if (b < kDurationBuckets.size()) {
         fmt::format_to(std::back_inserter(out),
                        "gatehouse_request_duration_seconds_bucket{{route=\"{}\",le=\"{}\"}} {}\n",
@@ -85,7 +88,9 @@ std::string Metrics::render(const std::function<void(std::string&)>& extra) cons
                        route_label(r), cumulative);
       }
     }
-    auto us = sum(shards_, [&](const WorkerMetrics& w) -> const Cell& { return w.routes[r].duration_us_sum; });
+    auto us = sum(shards_, [&](const WorkerMetrics& w) -> const Cell& {
+      return w.routes[r].duration_us_sum;
+    });
     fmt::format_to(std::back_inserter(out),
                    "gatehouse_request_duration_seconds_sum{{route=\"{}\"}} {}\n"
                    "gatehouse_request_duration_seconds_count{{route=\"{}\"}} {}\n",
@@ -123,20 +128,24 @@ std::string Metrics::render(const std::function<void(std::string&)>& extra) cons
     fmt::format_to(std::back_inserter(out), "# HELP {} {}\n# TYPE {} {}\n", m.name, m.help, m.name,
                    m.type);
     for (std::size_t u = 0; u < upstream_names_.size(); ++u) {
-      auto v = sum(shards_, [&](const WorkerMetrics& w) -> const Cell& { return w.upstreams[u].*m.cell; });
-      fmt::format_to(std::back_inserter(out), "{}{{upstream=\"{}\"}} {}\n", m.name, upstream_names_[u], v);
+      auto v = sum(shards_,
+                   [&](const WorkerMetrics& w) -> const Cell& { return w.upstreams[u].*m.cell; });
+      fmt::format_to(std::back_inserter(out), "{}{{upstream=\"{}\"}} {}\n", m.name,
+                     upstream_names_[u], v);
     }
   }
 
   out += "# HELP gatehouse_local_replies_total Replies made by gatehouse itself, by status.\n";
   out += "# TYPE gatehouse_local_replies_total counter\n";
   for (std::size_t i = 0; i <= kLocalReplyStatuses.size(); ++i) {
-    auto v = sum(shards_, [&](const WorkerMetrics& w) -> const Cell& { return w.local_replies[i]; });
+    auto v =
+        sum(shards_, [&](const WorkerMetrics& w) -> const Cell& { return w.local_replies[i]; });
     if (i < kLocalReplyStatuses.size()) {
       fmt::format_to(std::back_inserter(out), "gatehouse_local_replies_total{{status=\"{}\"}} {}\n",
                      kLocalReplyStatuses[i], v);
     } else {
-      fmt::format_to(std::back_inserter(out), "gatehouse_local_replies_total{{status=\"other\"}} {}\n", v);
+      fmt::format_to(std::back_inserter(out),
+                     "gatehouse_local_replies_total{{status=\"other\"}} {}\n", v);
     }
   }
   if (extra) {

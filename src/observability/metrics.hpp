@@ -15,7 +15,9 @@ namespace gatehouse::observability {
 // A counter/gauge cell written by exactly one thread.
 class Cell {
  public:
-  void add(std::int64_t n = 1) { v_.store(v_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
+  void add(std::int64_t n = 1) {
+    v_.store(v_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
   std::int64_t get() const { return v_.load(std::memory_order_relaxed); }
 
  private:
@@ -28,7 +30,7 @@ inline constexpr std::array<unsigned, 9> kLocalReplyStatuses = {400, 404, 408, 4
                                                                 431, 502, 503, 504};
 
 struct RouteStats {
-  std::array<Cell, 5> by_class;                         // 1xx..5xx
+  std::array<Cell, 5> by_class;                           // 1xx..5xx
   std::array<Cell, kDurationBuckets.size() + 1> buckets;  // last is +Inf
   Cell duration_us_sum;
 };

@@ -45,14 +45,15 @@ net::awaitable<void> Gateway::admin_session(tcp::socket socket) {
       res.result(http::status::ok);
       res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
       res.body() = metrics_->render([this](std::string& out) {
-        fmt::format_to(std::back_inserter(out),
-                       "# HELP gatehouse_log_dropped_total Log lines dropped because the queue was full.\n"
-                       "# TYPE gatehouse_log_dropped_total counter\ngatehouse_log_dropped_total {}\n"
-                       "# HELP gatehouse_draining 1 while the process drains.\n"
-                       "# TYPE gatehouse_draining gauge\ngatehouse_draining {}\n"
-                       "# HELP gatehouse_upstream_target_up 1 when the target answered its last check.\n"
-                       "# TYPE gatehouse_upstream_target_up gauge\n",
-                       logs_->dropped(), health_->draining() ? 1 : 0);
+        fmt::format_to(
+            std::back_inserter(out),
+            "# HELP gatehouse_log_dropped_total Log lines dropped because the queue was full.\n"
+            "# TYPE gatehouse_log_dropped_total counter\ngatehouse_log_dropped_total {}\n"
+            "# HELP gatehouse_draining 1 while the process drains.\n"
+            "# TYPE gatehouse_draining gauge\ngatehouse_draining {}\n"
+            "# HELP gatehouse_upstream_target_up 1 when the target answered its last check.\n"
+            "# TYPE gatehouse_upstream_target_up gauge\n",
+            logs_->dropped(), health_->draining() ? 1 : 0);
         for (std::size_t u = 0; u < health_->upstream_count(); ++u) {
           for (std::size_t t = 0; t < health_->target_count(u); ++t) {
             auto& th = health_->target(u, t);
@@ -61,10 +62,11 @@ net::awaitable<void> Gateway::admin_session(tcp::socket socket) {
                            cfg_->upstreams[u].name, th.address(), th.reachable() ? 1 : 0);
           }
         }
-        fmt::format_to(std::back_inserter(out),
-                       "# HELP gatehouse_build_info Build information.\n# TYPE gatehouse_build_info gauge\n"
-                       "gatehouse_build_info{{version=\"{}\"}} 1\n",
-                       version_);
+        fmt::format_to(
+            std::back_inserter(out),
+            "# HELP gatehouse_build_info Build information.\n# TYPE gatehouse_build_info gauge\n"
+            "gatehouse_build_info{{version=\"{}\"}} 1\n",
+            version_);
       });
     } else if (path == "/health/detailed") {
       auto d = health_->detailed();
@@ -87,7 +89,8 @@ net::awaitable<void> Gateway::admin_session(tcp::socket socket) {
       res.body() = s.dump();
     } else {
       res.result(http::status::not_found);
-      res.body() = R"({"error":"not_found","message":"Admin endpoints: /metrics, /health/detailed, /health, /health/live, /health/ready."})";
+      res.body() =
+          R"({"error":"not_found","message":"Admin endpoints: /metrics, /health/detailed, /health, /health/live, /health/ready."})";
     }
     res.prepare_payload();
     if (req.method() == http::verb::head) {

@@ -9,7 +9,8 @@
 
 namespace gatehouse::server {
 
-using AutoUnlinkHook = boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>>;
+using AutoUnlinkHook =
+    boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>>;
 
 class Deadline : public AutoUnlinkHook {
  public:

@@ -28,7 +28,9 @@ struct Exchange {
 };
 
 // The time-out error a coroutine reports when its deadline fired.
-inline error_code timeout_error() { return make_error_code(beast::error::timeout); }
+inline error_code timeout_error() {
+  return make_error_code(beast::error::timeout);
+}
 
 // Reads until `parser` has a complete head. Bytes past the head stay in `buffer`.
 template <class Parser>

@@ -35,7 +35,8 @@ std::vector<std::string> upstream_names(const config::Config& cfg) {
   return out;
 }
 
-tcp::endpoint resolve_one(net::io_context& ioc, const config::Endpoint& e, const std::string& what) {
+tcp::endpoint resolve_one(net::io_context& ioc, const config::Endpoint& e,
+                          const std::string& what) {
   error_code ec;
   auto addr = net::ip::make_address(e.host, ec);
   if (!ec) {
@@ -63,10 +64,15 @@ Gateway::Gateway(std::shared_ptr<const config::Config> cfg, std::string version)
       workers_count_(resolve_workers(cfg_->workers)),
       logs_(std::make_unique<observability::Logs>(cfg_->log)),
       metrics_(std::make_unique<observability::Metrics>(workers_count_, route_names(*cfg_),
-                                                         upstream_names(*cfg_))),
+                                                        upstream_names(*cfg_))),
       health_(std::make_unique<observability::Health>(*cfg_, workers_count_, version_)),
       router_(*cfg_),
       hasher_(cfg_->log.hash_client_ip, getenv_or("GATEHOUSE_LOG_KEY", "")) {
+  if (cfg_->log.hash_client_ip && std::string(getenv_or("GATEHOUSE_LOG_KEY", "")).size() < 16) {
+    // An unkeyed (or short-keyed) hash of an IPv4 address is reversed by trying all 2^32.
+    throw std::runtime_error(
+        "log.hash_client_ip needs GATEHOUSE_LOG_KEY set to a secret of at least 16 characters");
+  }
   for (const auto& u : cfg_->upstreams) {
     std::vector<tcp::endpoint> eps;
     for (const auto& t : u.targets) {
@@ -118,6 +124,9 @@ void Gateway::wait_signals() {
     if (sig == SIGUSR1) {
       logs_->reopen();
       logs_->error(spdlog::level::info, "log files reopened");
+    } else if (sig == SIGHUP) {
+      logs_->error(spdlog::level::warn,
+                   "SIGHUP ignored: configuration reload is not supported yet");
     } else {
       begin_drain(sig == SIGTERM ? "SIGTERM" : "SIGINT");
     }
@@ -162,12 +171,14 @@ int Gateway::run() {
   signals_.add(SIGTERM);
   signals_.add(SIGINT);
   signals_.add(SIGUSR1);
+  signals_.add(SIGHUP);
   wait_signals();
   net::co_spawn(admin_ioc_, health_check_loop(), net::detached);
 
   {
     std::string extra = "\"listen\":";
-    ghttp::append_json_string(extra, listen_ep.address().to_string() + ":" + std::to_string(listen_ep.port()));
+    ghttp::append_json_string(
+        extra, listen_ep.address().to_string() + ":" + std::to_string(listen_ep.port()));
     extra += fmt::format(",\"workers\":{},\"version\":", workers_count_);
     ghttp::append_json_string(extra, version_);
     logs_->error(spdlog::level::info, "gatehouse started", extra);

@@ -12,7 +12,9 @@ namespace {
 constexpr std::string_view kCrlf = "\r\n";
 constexpr std::string_view kLastChunk = "0\r\n\r\n";
 
-std::string_view sv(beast::string_view s) { return {s.data(), s.size()}; }
+std::string_view sv(beast::string_view s) {
+  return {s.data(), s.size()};
+}
 
 // Field names listed by every Connection header of a message.
 template <class Fields>
@@ -38,8 +40,8 @@ bool skip_forwarded_field(const std::string_view name, http::field f,
       break;
   }
   return ghttp::is_hop_by_hop(name) || ghttp::iequals(name, "X-Forwarded-For") ||
-         ghttp::iequals(name, "X-Forwarded-Proto") || ghttp::iequals(name, "X-Forwarded-Host") || ghttp::iequals(name, request_id_header) ||
-         ghttp::iequals(name, "traceparent") ||
+         ghttp::iequals(name, "X-Forwarded-Proto") || ghttp::iequals(name, "X-Forwarded-Host") ||
+         ghttp::iequals(name, request_id_header) || ghttp::iequals(name, "traceparent") ||
          (!conn_tokens.empty() && ghttp::named_by_connection(name, conn_tokens));
 }
 
@@ -63,8 +65,8 @@ void build_upstream_head(Worker& w, ClientConn& c, const RequestParser& p, const
     out += kCrlf;
   }
   auto peer = ghttp::parse_ip(c.peer_ip);
-  bool trusted = peer && !w.cfg.trusted_proxies.empty() &&
-                 ghttp::any_contains(w.cfg.trusted_proxies, *peer);
+  bool trusted =
+      peer && !w.cfg.trusted_proxies.empty() && ghttp::any_contains(w.cfg.trusted_proxies, *peer);
   auto xff = sv(req["X-Forwarded-For"]);
   out += "X-Forwarded-For: ";
   if (trusted && !xff.empty()) {
@@ -88,8 +90,8 @@ void build_upstream_head(Worker& w, ClientConn& c, const RequestParser& p, const
   out += ": ";
   out += x.request_id;
   out += "\r\ntraceparent: ";
-  out += ghttp::next_traceparent(sv(req["traceparent"]), x.request_id,
-                                ghttp::thread_id_generator());
+  out +=
+      ghttp::next_traceparent(sv(req["traceparent"]), x.request_id, ghttp::thread_id_generator());
   out += kCrlf;
   if (framing == Framing::length) {
     out += "Content-Length: ";
@@ -171,14 +173,16 @@ net::awaitable<SendResult> send_request(Worker& w, ClientConn& c, RequestParser&
       } else {
         c.deadline.arm(limits.idle_timeout);
         auto [ec, n] = co_await c.socket.async_read_some(
-            net::buffer(lease.data(), static_cast<std::size_t>(std::min<std::uint64_t>(remaining, lease.size()))),
+            net::buffer(lease.data(),
+                        static_cast<std::size_t>(std::min<std::uint64_t>(remaining, lease.size()))),
             nothrow);
         if (ec) {
           co_return SendResult::client_failed;
         }
         piece = net::buffer(lease.data(), n);
       }
-      std::array<net::const_buffer, 2> bufs{head_sent ? net::const_buffer() : net::buffer(head), piece};
+      std::array<net::const_buffer, 2> bufs{head_sent ? net::const_buffer() : net::buffer(head),
+                                            piece};
       head_sent = true;
       auto ec = co_await write_all(u.socket, u.deadline, ucfg.timeout, bufs);
       remaining -= piece.size();
@@ -193,15 +197,15 @@ net::awaitable<SendResult> send_request(Worker& w, ClientConn& c, RequestParser&
   // Chunked: decode with the parser (it enforces body_limit), re-frame each piece as one chunk.
   char size_line[24];
   for (;;) {
-    auto piece = co_await read_chunked_piece(c.socket, c.buffer, c.deadline, limits.idle_timeout,
-                                             p, lease.data(), lease.size());
+    auto piece = co_await read_chunked_piece(c.socket, c.buffer, c.deadline, limits.idle_timeout, p,
+                                             lease.data(), lease.size());
     if (piece.ec) {
       if (piece.ec == http::error::body_limit) {
         co_return SendResult::too_large;
       }
       co_return piece.ec.category() == http::make_error_code(http::error::bad_chunk).category()
-                    ? SendResult::bad_body
-                    : SendResult::client_failed;
+          ? SendResult::bad_body
+          : SendResult::client_failed;
     }
     std::size_t hl = piece.size > 0 ? chunk_header(size_line, piece.size) : 0;
     std::array<net::const_buffer, 5> bufs{
@@ -243,7 +247,7 @@ net::awaitable<RelayResult> relay_response(Worker& w, ClientConn& c, upstream::C
         head_sent ? net::const_buffer() : net::buffer(head), net::buffer(size_line, hl), data,
         (chunk && data.size() > 0) ? net::buffer(kCrlf) : net::const_buffer(),
         (chunk && last) ? net::buffer(kLastChunk) : net::const_buffer()};
-    x.bytes_out += (head_sent ? 0 : head.size()) + data.size();
+    x.bytes_out += data.size();
     head_sent = true;
     auto ec = co_await write_all(c.socket, c.deadline, client_timeout, bufs);
     co_return !ec;
@@ -334,13 +338,13 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, RequestParser& p, E
   const bool client_http10 = req.version() < 11;
   const bool is_head = req.method() == http::verb::head;
 
-  Framing req_framing = p.chunked() ? Framing::chunked
+  Framing req_framing = p.chunked()                          ? Framing::chunked
                         : p.content_length().value_or(0) > 0 ? Framing::length
                                                              : Framing::none;
   const bool has_body = req_framing != Framing::none;
   bool expect_continue = has_body && ghttp::iequals(sv(req[http::field::expect]), "100-continue");
 
-  std::string head;
+  std::string& head = c.upstream_head;
   build_upstream_head(w, c, p, x, req_framing, head);
 
   std::optional<ResponseParser> rp;
@@ -355,7 +359,7 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, RequestParser& p, E
   std::unique_ptr<upstream::Connection> u;
   Clock::time_point upstream_start{};
   for (int attempt = 0;; ++attempt) {
-    auto acquired = co_await pool.acquire(attempt > 0);
+    auto acquired = co_await pool.acquire(attempt > 0, x.request_id);
     if (!acquired.conn) {
       co_await send_local_reply(w, c, x, acquired.status, has_body, acquired.detail);
       co_return x.client_keep_alive;
@@ -366,7 +370,8 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, RequestParser& p, E
     if (expect_continue) {
       expect_continue = false;
       static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-      if (co_await write_all(c.socket, c.deadline, w.cfg.limits.idle_timeout, net::buffer(kContinue))) {
+      if (co_await write_all(c.socket, c.deadline, w.cfg.limits.idle_timeout,
+                             net::buffer(kContinue))) {
         co_return false;
       }
     }
@@ -420,10 +425,13 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, RequestParser& p, E
       ghttp::append_json_string(extra, x.upstream_address);
       extra += ",\"error\":";
       ghttp::append_json_string(extra, ec.message());
-      w.gw.logs().error(spdlog::level::warn, timed_out ? "upstream timeout" : "upstream failed", extra);
+      w.gw.logs().error(spdlog::level::warn, timed_out ? "upstream timeout" : "upstream failed",
+                        extra);
     }
-    x.upstream_ms = std::chrono::duration<double, std::milli>(Clock::now() - upstream_start).count();
-    co_await send_local_reply(w, c, x, timed_out ? 504 : 502, has_body && sent != SendResult::ok, detail);
+    x.upstream_ms =
+        std::chrono::duration<double, std::milli>(Clock::now() - upstream_start).count();
+    co_await send_local_reply(w, c, x, timed_out ? 504 : 502, has_body && sent != SendResult::ok,
+                              detail);
     co_return x.client_keep_alive;
   }
 
@@ -452,7 +460,7 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, RequestParser& p, E
   if (relay.upstream_reusable && in != Framing::until_close && !w.draining) {
     pool.release(std::move(u));
   }
-  co_return keep && relay.client_ok;
+  co_return keep&& relay.client_ok;
 }
 
 }  // namespace gatehouse::server

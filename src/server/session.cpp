@@ -143,7 +143,7 @@ net::awaitable<void> send_json(Worker& w, ClientConn& c, Exchange& x, unsigned s
   std::array<net::const_buffer, 2> bufs{net::buffer(head),
                                         head_only ? net::const_buffer() : net::buffer(body)};
   x.status = status;
-  x.bytes_out += head.size() + (head_only ? 0 : body.size());
+  x.bytes_out += head_only ? 0 : body.size();
   auto ec = co_await write_all(c.socket, c.deadline, w.cfg.limits.idle_timeout, bufs);
   if (ec) {
     x.client_keep_alive = false;
@@ -156,8 +156,8 @@ net::awaitable<void> send_local_reply(Worker& w, ClientConn& c, Exchange& x, uns
     x.client_keep_alive = false;
   }
   w.metrics.record_local_reply(status);
-  auto body = ghttp::error_body(ghttp::reply_for_status(status), x.request_id, w.gw.development(),
-                               detail);
+  auto body =
+      ghttp::error_body(ghttp::reply_for_status(status), x.request_id, w.gw.development(), detail);
   co_await send_json(w, c, x, status, body, false);
 }
 
@@ -170,18 +170,23 @@ void finish_exchange(Worker& w, Exchange& x, std::string_view method, std::strin
   if (!logs.access_enabled()) {
     return;
   }
-  std::string line;
-  line.reserve(384 + target.size());
+  thread_local std::string line;  // reused: no allocation per request
+  line.clear();
   line += "{\"time\":\"";
   observability::append_timestamp(line);
   line += "\",\"type\":\"access\",\"request_id\":";
   ghttp::append_json_string(line, x.request_id);
   line += ",\"client_ip\":";
-  ghttp::append_json_string(line, w.gw.hasher()(x.client_ip));
+  const auto& hasher = w.gw.hasher();
+  ghttp::append_json_string(line, hasher.enabled() ? hasher(x.client_ip) : x.client_ip);
   line += ",\"method\":";
   ghttp::append_json_string(line, method);
   line += ",\"path\":";
-  ghttp::append_json_string(line, ghttp::redact_target(target));
+  if (target.find('?') == std::string_view::npos) {
+    ghttp::append_json_string(line, target);
+  } else {
+    ghttp::append_json_string(line, ghttp::redact_target(target));
+  }
   line += ",\"route\":";
   if (x.route_name != nullptr) {
     ghttp::append_json_string(line, x.route_name);
@@ -192,7 +197,8 @@ void finish_exchange(Worker& w, Exchange& x, std::string_view method, std::strin
                  ",\"status\":{},\"bytes_in\":{},\"bytes_out\":{},\"duration_ms\":{:.3f}", x.status,
                  x.bytes_in, x.bytes_out, static_cast<double>(us) / 1000.0);
   if (x.upstream_ms >= 0) {
-    fmt::format_to(std::back_inserter(line), ",\"upstream_ms\":{:.3f},\"upstream\":", x.upstream_ms);
+    fmt::format_to(std::back_inserter(line),
+                   ",\"upstream_ms\":{:.3f},\"upstream\":", x.upstream_ms);
     ghttp::append_json_string(line, x.upstream_address);
   } else {
     line += ",\"upstream_ms\":null,\"upstream\":null";
@@ -200,7 +206,7 @@ void finish_exchange(Worker& w, Exchange& x, std::string_view method, std::strin
   line += ",\"user_agent\":";
   ghttp::append_json_string(line, user_agent);
   line += '}';
-  logs.access(line);
+  w.access_log(line);
 }
 
 net::awaitable<void> run_session(Worker& w, tcp::socket socket) {
@@ -226,7 +232,7 @@ net::awaitable<void> run_session(Worker& w, tcp::socket socket) {
       }
       c.idle = true;
       c.deadline.arm(c.first_request ? limits.header_timeout : limits.idle_timeout);
-      auto [ec] = co_await c.socket.async_wait(tcp::socket::wait_read, nothrow);
+      auto [ec, n] = co_await c.socket.async_read_some(net::buffer(c.idle_bytes), nothrow);
       c.idle = false;
       if (ec) {
         error_code ignore;
@@ -234,6 +240,9 @@ net::awaitable<void> run_session(Worker& w, tcp::socket socket) {
         if (!(w.draining && !c.deadline.expired() && c.socket.available(ignore) > 0)) {
           break;
         }
+      } else {
+        net::buffer_copy(c.buffer.prepare(n), net::buffer(c.idle_bytes.data(), n));
+        c.buffer.commit(n);
       }
     }
     c.first_request = false;
@@ -279,7 +288,7 @@ net::awaitable<void> run_session(Worker& w, tcp::socket socket) {
 
     std::string why;
     if (unsigned status = validate_head(w, parser, why); status != 0) {
-      log_security(w, x, "rejected_request", why);
+      log_security(w, x, "malformed_request", why);
       co_await send_local_reply(w, c, x, status, true, why);
       finish_exchange(w, x, method, target, user_agent);
       break;
@@ -289,8 +298,8 @@ net::awaitable<void> run_session(Worker& w, tcp::socket socket) {
     auto path = target.substr(0, target.find('?'));
     bool is_get = req.method() == http::verb::get || req.method() == http::verb::head;
     bool head_only = req.method() == http::verb::head;
-    if (is_get && (path == health.live_path || path == health.ready_path ||
-                   path == health.summary_path)) {
+    if (is_get &&
+        (path == health.live_path || path == health.ready_path || path == health.summary_path)) {
       if (path == health.live_path) {
         co_await send_json(w, c, x, 200, R"({"status":"ok"})", head_only);
       } else if (path == health.ready_path) {

@@ -11,9 +11,9 @@ using ReusePort = net::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
 Worker::Worker(Gateway& g, unsigned i)
     : gw(g), cfg(g.cfg()), index(i), metrics(g.metrics().worker(i)), acceptor_(ioc) {
   for (std::size_t u = 0; u < cfg.upstreams.size(); ++u) {
-    pools.push_back(std::make_unique<upstream::Pool>(
-        ioc.get_executor(), deadlines, u, cfg.upstreams[u], gw.upstream_endpoints()[u],
-        metrics.upstreams[u], gw.health(), gw.logs()));
+    pools.push_back(std::make_unique<upstream::Pool>(ioc.get_executor(), deadlines, u,
+                                                     cfg.upstreams[u], gw.upstream_endpoints()[u],
+                                                     metrics.upstreams[u], gw.health(), gw.logs()));
   }
 }
 
@@ -64,6 +64,7 @@ net::awaitable<void> Worker::sweep_loop() {
   for (;;) {
     timer.expires_after(std::chrono::milliseconds(100));
     co_await timer.async_wait(nothrow);
+    flush_access_log();
     auto now = Clock::now();
     for (auto& d : deadlines) {
       d.check(now);
@@ -75,11 +76,29 @@ net::awaitable<void> Worker::sweep_loop() {
       }
     }
     if (draining && clients.empty()) {
+      flush_access_log();
       for (auto& p : pools) {
         p->close_all();
       }
       co_return;
     }
+  }
+}
+
+void Worker::access_log(std::string_view line) {
+  if (!access_batch_.empty()) {
+    access_batch_ += '\n';
+  }
+  access_batch_ += line;
+  if (access_batch_.size() >= 32 * 1024) {
+    flush_access_log();
+  }
+}
+
+void Worker::flush_access_log() {
+  if (!access_batch_.empty()) {
+    gw.logs().access(access_batch_);
+    access_batch_.clear();
   }
 }
 
@@ -118,6 +137,7 @@ void Worker::force_stop() {
     for (auto& c : clients) {
       c.socket.close(ec);
     }
+    flush_access_log();
     ioc.stop();
   });
 }

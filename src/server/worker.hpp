@@ -4,6 +4,7 @@
 // force_stop(), which post to it.
 #include <boost/intrusive/list.hpp>
 
+#include <array>
 #include <memory>
 #include <optional>
 #include <string>
@@ -25,7 +26,12 @@ struct ClientConn : public AutoUnlinkHook {
   std::string peer_ip;
   bool idle = false;
   bool first_request = true;
-  std::string scratch;  // reused for request/response heads
+  std::string scratch;        // reused for response heads
+  std::string upstream_head;  // reused for upstream request heads
+  // The wait for the next request reads into this small inline buffer instead of async_wait:
+  // Asio re-arms epoll (epoll_ctl) for every async_wait, while a pending read costs nothing and
+  // keeps an idle connection free of heap buffers. Most request heads fit.
+  std::array<char, 256> idle_bytes;
 };
 using ClientList = boost::intrusive::list<ClientConn, boost::intrusive::constant_time_size<false>>;
 
@@ -52,12 +58,19 @@ class Worker {
   std::vector<std::unique_ptr<upstream::Pool>> pools;
   bool draining = false;
 
+  // Access-log lines are batched per worker and handed to the logging thread at 32 KiB or on the
+  // next sweep (<= 100 ms): one enqueue and one write per batch instead of per request, like
+  // nginx's `access_log ... buffer=`.
+  void access_log(std::string_view line);
+  void flush_access_log();
+
  private:
   net::awaitable<void> accept_loop();
   net::awaitable<void> sweep_loop();
   void start_session(tcp::socket socket);
 
   tcp::acceptor acceptor_;
+  std::string access_batch_;
 };
 
 // The client side of a connection: reads requests until close, timeout or drain.

@@ -14,15 +14,23 @@ Pool::Pool(net::any_io_executor ex, DeadlineList& deadlines, std::size_t index,
            const config::Upstream& cfg, std::vector<tcp::endpoint> targets,
            observability::UpstreamStats& stats, observability::Health& health,
            observability::Logs& logs)
-    : ex_(std::move(ex)), deadlines_(deadlines), index_(index), cfg_(cfg),
-      targets_(std::move(targets)), idle_(targets_.size()), stats_(stats), health_(health),
+    : ex_(std::move(ex)),
+      deadlines_(deadlines),
+      index_(index),
+      cfg_(cfg),
+      targets_(std::move(targets)),
+      idle_(targets_.size()),
+      stats_(stats),
+      health_(health),
       logs_(logs) {
   for (const auto& t : cfg_.targets) {
     addresses_.push_back(t.to_string());
   }
 }
 
-std::string Pool::address(std::size_t target) const { return addresses_[target]; }
+std::string Pool::address(std::size_t target) const {
+  return addresses_[target];
+}
 
 bool Pool::is_stale(Connection& c, Clock::time_point now) {
   if (now - c.idle_since > cfg_.keepalive_timeout) {
@@ -37,7 +45,7 @@ bool Pool::is_stale(Connection& c, Clock::time_point now) {
   return !(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
 }
 
-net::awaitable<Acquired> Pool::acquire(bool fresh) {
+net::awaitable<Acquired> Pool::acquire(bool fresh, std::string_view request_id) {
   const std::size_t n = targets_.size();
   const std::size_t start = rr_++ % n;
   auto now = Clock::now();
@@ -86,7 +94,9 @@ net::awaitable<Acquired> Pool::acquire(bool fresh) {
       (timed_out ? stats_.timeouts : stats_.connect_errors).add();
       health_.target(index_, t).report(false, what);
       if (logs_.should_log(spdlog::level::warn)) {
-        std::string extra = "\"upstream\":";
+        std::string extra = "\"request_id\":";
+        ghttp::append_json_string(extra, request_id);
+        extra += ",\"upstream\":";
         ghttp::append_json_string(extra, cfg_.name);
         extra += ",\"target\":";
         ghttp::append_json_string(extra, addresses_[t]);

@@ -40,7 +40,7 @@ class Pool {
        observability::Logs& logs);
 
   // `fresh` skips idle connections (used for the one retry after a stale keep-alive connection).
-  server::net::awaitable<Acquired> acquire(bool fresh);
+  server::net::awaitable<Acquired> acquire(bool fresh, std::string_view request_id);
   void release(std::unique_ptr<Connection> conn);
   void prune(Clock::time_point now);  // close connections idle past keepalive_timeout
   void close_all();

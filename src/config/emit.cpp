@@ -1,0 +1,169 @@
+// Config -> YAML for `gatehouse check`: every key, defaults included, in the units people write
+// ("10s", "16KiB"). The output loads back into an equal Config.
+#include <yaml-cpp/yaml.h>
+
+#include "config/config.hpp"
+#include "config/units.hpp"
+
+namespace gatehouse::config {
+namespace {
+
+// The loader interpolates ${...} before parsing; a literal "${" must come back as "$${".
+std::string escaped(const std::string& text) {
+  std::string out;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (text.compare(i, 2, "${") == 0) {
+      out += '$';
+    }
+    out += text[i];
+  }
+  return out;
+}
+
+class Writer {
+ public:
+  Writer() { out_ << YAML::BeginMap; }
+
+  Writer& key(const char* name) {
+    out_ << YAML::Key << name << YAML::Value;
+    return *this;
+  }
+  Writer& str(const std::string& value) {
+    out_ << escaped(value);
+    return *this;
+  }
+  Writer& boolean(bool value) {
+    out_ << (value ? "true" : "false");
+    return *this;
+  }
+  Writer& duration(Millis d) { return str(detail::format_duration(d)); }
+  Writer& size(std::size_t bytes) { return str(detail::format_size(bytes)); }
+  Writer& number(std::size_t n) { return str(std::to_string(n)); }
+  Writer& list(const std::vector<std::string>& items) {
+    out_ << YAML::Flow << YAML::BeginSeq;
+    for (const auto& item : items) {
+      out_ << escaped(item);
+    }
+    out_ << YAML::EndSeq;
+    return *this;
+  }
+  Writer& begin_map() {
+    out_ << YAML::BeginMap;
+    return *this;
+  }
+  Writer& end_map() {
+    out_ << YAML::EndMap;
+    return *this;
+  }
+  Writer& begin_list() {
+    out_ << YAML::BeginSeq;
+    return *this;
+  }
+  Writer& end_list() {
+    out_ << YAML::EndSeq;
+    return *this;
+  }
+
+  std::string finish() {
+    out_ << YAML::EndMap;
+    return std::string(out_.c_str()) + "\n";
+  }
+
+ private:
+  YAML::Emitter out_;
+};
+
+std::vector<std::string> endpoints(const std::vector<Endpoint>& eps) {
+  std::vector<std::string> out;
+  for (const auto& ep : eps) {
+    out.push_back(ep.to_string());
+  }
+  return out;
+}
+
+std::vector<std::string> cidrs(const std::vector<http::Cidr>& nets) {
+  std::vector<std::string> out;
+  for (const auto& net : nets) {
+    out.push_back(net.to_string());
+  }
+  return out;
+}
+
+void write_upstreams(Writer& w, const std::vector<Upstream>& upstreams) {
+  w.key("upstreams").begin_map();
+  for (const auto& u : upstreams) {
+    w.key(u.name.c_str()).begin_map();
+    w.key("targets").list(endpoints(u.targets));
+    w.key("connect_timeout").duration(u.connect_timeout);
+    w.key("timeout").duration(u.timeout);
+    w.key("max_idle_per_target").number(u.max_idle_per_target);
+    w.key("keepalive_timeout").duration(u.keepalive_timeout);
+    w.end_map();
+  }
+  w.end_map();
+}
+
+void write_routes(Writer& w, const std::vector<Route>& routes) {
+  w.key("routes").begin_list();
+  for (const auto& r : routes) {
+    w.begin_map();
+    w.key("name").str(r.name);
+    w.key("match").begin_map();
+    w.key("path_prefix").str(r.match.path_prefix);
+    w.key("methods").list(r.match.methods);
+    w.key("host").str(r.match.host);
+    w.end_map();
+    w.key("upstream").str(r.upstream);
+    w.end_map();
+  }
+  w.end_list();
+}
+
+}  // namespace
+
+std::string to_yaml(const Config& c) {
+  Writer w;
+  w.key("environment")
+      .str(c.environment == Environment::development ? "development" : "production");
+  w.key("listen").str(c.listen.to_string());
+  w.key("admin_listen").str(c.admin_listen ? c.admin_listen->to_string() : "off");
+  w.key("workers").str(c.workers == 0 ? "auto" : std::to_string(c.workers));
+  w.key("trusted_proxies").list(cidrs(c.trusted_proxies));
+
+  w.key("limits").begin_map();
+  w.key("max_header_bytes").size(c.limits.max_header_bytes);
+  w.key("max_body_bytes").size(c.limits.max_body_bytes);
+  w.key("max_uri_bytes").size(c.limits.max_uri_bytes);
+  w.key("header_timeout").duration(c.limits.header_timeout);
+  w.key("idle_timeout").duration(c.limits.idle_timeout);
+  w.end_map();
+
+  w.key("drain_timeout").duration(c.drain_timeout);
+  write_upstreams(w, c.upstreams);
+  write_routes(w, c.routes);
+
+  w.key("log").begin_map();
+  w.key("format").str(c.log.format == LogFormat::json ? "json" : "text");
+  w.key("access").str(c.log.access);
+  w.key("error").str(c.log.error);
+  w.key("security").str(c.log.security);
+  w.key("level").str(c.log.level);
+  w.key("hash_client_ip").boolean(c.log.hash_client_ip);
+  w.end_map();
+
+  w.key("health").begin_map();
+  w.key("live_path").str(c.health.live_path);
+  w.key("ready_path").str(c.health.ready_path);
+  w.key("summary_path").str(c.health.summary_path);
+  w.key("cache_ttl").duration(c.health.cache_ttl);
+  w.key("check_interval").duration(c.health.check_interval);
+  w.end_map();
+
+  w.key("request_id").begin_map();
+  w.key("header").str(c.request_id.header);
+  w.key("trust_incoming").boolean(c.request_id.trust_incoming);
+  w.end_map();
+  return w.finish();
+}
+
+}  // namespace gatehouse::config

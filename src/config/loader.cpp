@@ -1,0 +1,428 @@
+// YAML text -> validated Config. Each section has one reader; every rejection names the file,
+// line, column and key path (see yaml_reader.hpp).
+#include "config/config.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "config/interpolate.hpp"
+#include "config/units.hpp"
+#include "config/value_readers.hpp"
+#include "config/yaml_reader.hpp"
+
+namespace gatehouse::config {
+namespace {
+
+using detail::all_digits;
+using detail::check_name;
+using detail::is_route_host;
+using detail::is_token;
+using detail::join;
+using detail::Map;
+using detail::quoted;
+using detail::read_bool;
+using detail::read_choice;
+using detail::read_count;
+using detail::read_duration;
+using detail::read_endpoint;
+using detail::read_path;
+using detail::read_size;
+using detail::Value;
+using detail::Zero;
+
+constexpr unsigned kMaxWorkers = 1024;
+constexpr std::size_t kMaxIdlePerTarget = 1'000'000;
+
+// --- sections ------------------------------------------------------------------------------------
+
+unsigned read_workers(const Value& v) {
+  const std::string& text = v.text();
+  if (text == "auto") {
+    return 0;
+  }
+  if (all_digits(text) && text.size() <= 4) {
+    auto n = static_cast<unsigned>(std::stoul(text));
+    if (n >= 1 && n <= kMaxWorkers) {
+      return n;
+    }
+  }
+  v.fail("invalid value " + quoted(text) + " (expected \"auto\" or an integer from 1 to " +
+         std::to_string(kMaxWorkers) + ")");
+}
+
+std::optional<Endpoint> read_admin_listen(const Value& v) {
+  if (v.is_null() || (v.node().IsScalar() && v.text() == "off")) {
+    return std::nullopt;
+  }
+  return read_endpoint(v);
+}
+
+std::vector<http::Cidr> read_cidrs(const Value& v) {
+  std::vector<http::Cidr> out;
+  for (const auto& item : v.items()) {
+    auto cidr = http::Cidr::parse(item.text());
+    if (!cidr) {
+      item.fail("invalid CIDR " + quoted(item.text()) +
+                " (expected ADDRESS or ADDRESS/BITS, e.g. \"10.0.0.0/8\" or \"::1/128\")");
+    }
+    out.push_back(*cidr);
+  }
+  return out;
+}
+
+Limits read_limits(const Value& v) {
+  Limits out;
+  Map m(v,
+        {"max_header_bytes", "max_body_bytes", "max_uri_bytes", "header_timeout", "idle_timeout"});
+  if (auto x = m.find("max_header_bytes")) {
+    out.max_header_bytes = read_size(*x, Zero::rejected);
+  }
+  if (auto x = m.find("max_body_bytes")) {
+    out.max_body_bytes = read_size(*x, Zero::allowed);
+  }
+  if (auto x = m.find("max_uri_bytes")) {
+    out.max_uri_bytes = read_size(*x, Zero::rejected);
+  }
+  if (auto x = m.find("header_timeout")) {
+    out.header_timeout = read_duration(*x, Zero::rejected);
+  }
+  if (auto x = m.find("idle_timeout")) {
+    out.idle_timeout = read_duration(*x, Zero::rejected);
+  }
+  return out;
+}
+
+Upstream read_upstream(const detail::Entry& entry) {
+  Upstream out;
+  detail::Value key(entry.value.source(), YAML::Node(entry.key), entry.key_mark,
+                    entry.value.path());
+  out.name = check_name(key, entry.key, "upstream");
+  Map m(entry.value,
+        {"targets", "connect_timeout", "timeout", "max_idle_per_target", "keepalive_timeout"});
+  auto targets = m.require("targets");
+  for (const auto& item : targets.items()) {
+    auto parsed = detail::parse_target(item.text());
+    if (!parsed.endpoint) {
+      item.fail(parsed.error);
+    }
+    out.targets.push_back(*parsed.endpoint);
+  }
+  if (out.targets.empty()) {
+    targets.fail("at least one target is required");
+  }
+  if (auto x = m.find("connect_timeout")) {
+    out.connect_timeout = read_duration(*x, Zero::rejected);
+  }
+  if (auto x = m.find("timeout")) {
+    out.timeout = read_duration(*x, Zero::rejected);
+  }
+  if (auto x = m.find("max_idle_per_target")) {
+    out.max_idle_per_target = read_count(*x, kMaxIdlePerTarget);
+  }
+  if (auto x = m.find("keepalive_timeout")) {
+    out.keepalive_timeout = read_duration(*x, Zero::rejected);
+  }
+  return out;
+}
+
+std::vector<Upstream> read_upstreams(const Value& v) {
+  Map m = Map::any_keys(v);
+  std::vector<Upstream> out;
+  for (const auto& entry : m.entries()) {
+    out.push_back(read_upstream(entry));
+  }
+  if (out.empty()) {
+    v.fail("at least one upstream is required");
+  }
+  return out;
+}
+
+RouteMatch read_match(const Value& v) {
+  RouteMatch out;
+  Map m(v, {"path_prefix", "methods", "host"});
+  if (auto x = m.find("path_prefix")) {
+    out.path_prefix = read_path(*x);
+  }
+  if (auto x = m.find("methods")) {
+    for (const auto& item : x->items()) {
+      const std::string& method = item.text();
+      bool upper =
+          std::none_of(method.begin(), method.end(), [](char c) { return c >= 'a' && c <= 'z'; });
+      if (!is_token(method) || !upper) {
+        item.fail("invalid method " + quoted(method) +
+                  " (expected an upper-case token such as GET or POST)");
+      }
+      out.methods.push_back(method);
+    }
+  }
+  if (auto x = m.find("host")) {
+    out.host = x->text();
+    if (!is_route_host(out.host)) {
+      x->fail("invalid host " + quoted(out.host) +
+              " (expected a host name or address without port, e.g. example.com)");
+    }
+  }
+  return out;
+}
+
+std::string known_upstreams(const std::vector<Upstream>& upstreams) {
+  std::vector<std::string_view> names;
+  for (const auto& u : upstreams) {
+    names.push_back(u.name);
+  }
+  return join(names);
+}
+
+Route read_route(const Map& m, const std::vector<Upstream>& upstreams) {
+  Route out;
+  auto name = m.require("name");
+  out.name = check_name(name, name.text(), "route");
+  if (auto x = m.find("match")) {
+    out.match = read_match(*x);
+  }
+  auto upstream = m.require("upstream");
+  out.upstream = upstream.text();
+  auto it = std::find_if(upstreams.begin(), upstreams.end(),
+                         [&](const Upstream& u) { return u.name == out.upstream; });
+  if (it == upstreams.end()) {
+    upstream.fail("unknown upstream " + quoted(out.upstream) +
+                  " (known upstreams: " + known_upstreams(upstreams) + ")");
+  }
+  out.upstream_index = static_cast<std::size_t>(it - upstreams.begin());
+  return out;
+}
+
+std::vector<Route> read_routes(const Map& root, const std::vector<Upstream>& upstreams) {
+  auto v = root.find("routes");
+  if (!v) {
+    if (upstreams.size() != 1) {
+      root.fail_missing("routes", "it may be left out only when exactly one upstream is defined");
+    }
+    return {Route{"default", RouteMatch{}, upstreams[0].name, 0}};
+  }
+  std::vector<Route> out;
+  for (const auto& item : v->items()) {
+    if (!item.is_map()) {
+      item.fail("expected a map, got " + std::string(item.kind()));
+    }
+    Map m(item, {"name", "match", "upstream"});
+    auto route = read_route(m, upstreams);
+    for (std::size_t i = 0; i < out.size(); ++i) {
+      if (out[i].name == route.name) {
+        m.require("name").fail("duplicate route name " + quoted(route.name) + " (also routes[" +
+                               std::to_string(i) + "])");
+      }
+    }
+    out.push_back(std::move(route));
+  }
+  if (out.empty()) {
+    v->fail("at least one route is required");
+  }
+  return out;
+}
+
+std::string read_destination(const Value& v) {
+  const std::string& text = v.text();
+  if (text.empty()) {
+    v.fail("must not be empty (expected stdout, stderr, off or a file path)");
+  }
+  return text;
+}
+
+LogConfig read_log(const Value& v) {
+  LogConfig out;
+  Map m(v, {"format", "access", "error", "security", "level", "hash_client_ip"});
+  if (auto x = m.find("format")) {
+    out.format = read_choice(*x, {"json", "text"}) == "json" ? LogFormat::json : LogFormat::text;
+  }
+  if (auto x = m.find("access")) {
+    out.access = read_destination(*x);
+  }
+  if (auto x = m.find("error")) {
+    out.error = read_destination(*x);
+  }
+  if (auto x = m.find("security")) {
+    out.security = read_destination(*x);
+  }
+  if (auto x = m.find("level")) {
+    out.level = read_choice(*x, {"trace", "debug", "info", "warn", "error", "critical", "off"});
+  }
+  if (auto x = m.find("hash_client_ip")) {
+    out.hash_client_ip = read_bool(*x);
+  }
+  return out;
+}
+
+HealthConfig read_health(const Value& v) {
+  HealthConfig out;
+  Map m(v, {"live_path", "ready_path", "summary_path", "cache_ttl", "check_interval"});
+  if (auto x = m.find("live_path")) {
+    out.live_path = read_path(*x);
+  }
+  if (auto x = m.find("ready_path")) {
+    out.ready_path = read_path(*x);
+  }
+  if (auto x = m.find("summary_path")) {
+    out.summary_path = read_path(*x);
+  }
+  if (auto x = m.find("cache_ttl")) {
+    out.cache_ttl = read_duration(*x, Zero::allowed);
+  }
+  if (auto x = m.find("check_interval")) {
+    out.check_interval = read_duration(*x, Zero::rejected);
+  }
+  return out;
+}
+
+RequestIdConfig read_request_id(const Value& v) {
+  RequestIdConfig out;
+  Map m(v, {"header", "trust_incoming"});
+  if (auto x = m.find("header")) {
+    out.header = x->text();
+    if (out.header.empty()) {
+      x->fail("must not be empty");
+    }
+    if (!is_token(out.header)) {
+      x->fail("invalid header name " + quoted(out.header) +
+              " (expected a token such as X-Request-ID)");
+    }
+  }
+  if (auto x = m.find("trust_incoming")) {
+    out.trust_incoming = read_bool(*x);
+  }
+  return out;
+}
+
+Config read_config(const Value& root_value) {
+  Config out;
+  out.source = root_value.source();
+  Map root(root_value,
+           {"environment", "listen", "admin_listen", "workers", "trusted_proxies", "limits",
+            "drain_timeout", "upstreams", "routes", "log", "health", "request_id"});
+  if (auto x = root.find("environment")) {
+    out.environment = read_choice(*x, {"development", "production"}) == "development"
+                          ? Environment::development
+                          : Environment::production;
+  }
+  if (auto x = root.find("listen")) {
+    out.listen = read_endpoint(*x);
+  }
+  if (auto x = root.find("admin_listen")) {
+    out.admin_listen = read_admin_listen(*x);
+  }
+  if (auto x = root.find("workers")) {
+    out.workers = read_workers(*x);
+  }
+  if (auto x = root.find("trusted_proxies")) {
+    out.trusted_proxies = read_cidrs(*x);
+  }
+  if (auto x = root.find("limits")) {
+    out.limits = read_limits(*x);
+  }
+  if (auto x = root.find("drain_timeout")) {
+    out.drain_timeout = read_duration(*x, Zero::allowed);
+  }
+  out.upstreams = read_upstreams(root.require("upstreams"));
+  out.routes = read_routes(root, out.upstreams);
+  if (auto x = root.find("log")) {
+    out.log = read_log(*x);
+  }
+  if (auto x = root.find("health")) {
+    out.health = read_health(*x);
+  }
+  if (auto x = root.find("request_id")) {
+    out.request_id = read_request_id(*x);
+  }
+  return out;
+}
+
+// Closes the descriptor on every path out of read_file.
+class Fd {
+ public:
+  explicit Fd(int fd) : fd_(fd) {}
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  ~Fd() {
+    if (fd_ >= 0) {
+      ::close(fd_);
+    }
+  }
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+std::string read_file(const std::string& path) {
+  auto cannot_read = [&] { return ConfigError(path + ": cannot read: " + std::strerror(errno)); };
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) {
+    throw cannot_read();
+  }
+  std::string text;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n < 0) {
+      throw cannot_read();
+    }
+    if (n == 0) {
+      return text;
+    }
+    text.append(buf, static_cast<std::size_t>(n));
+  }
+}
+
+}  // namespace
+
+Config load_config_string(const std::string& yaml, const std::string& source_name) {
+  std::string text = detail::interpolate(yaml, source_name, detail::process_env);
+  std::vector<YAML::Node> documents;
+  try {
+    documents = YAML::LoadAll(text);
+  } catch (const YAML::Exception& e) {
+    throw ConfigError(detail::located(source_name, e.mark, "", "invalid YAML: " + e.msg));
+  }
+  if (documents.size() > 1) {
+    throw ConfigError(detail::located(
+        source_name, documents[1].Mark(), "",
+        "expected a single YAML document, found " + std::to_string(documents.size())));
+  }
+  YAML::Node root = documents.empty() ? YAML::Node() : documents[0];
+  return read_config(Value(source_name, root, root.Mark(), ""));
+}
+
+Config load_config_file(const std::string& path) {
+  return load_config_string(read_file(path), path);
+}
+
+Config config_for_upstream(const std::string& url, const std::string& listen) {
+  Config out;
+  out.source = "<cli>";
+  auto target = detail::parse_target(url);
+  if (!target.endpoint) {
+    throw ConfigError("--upstream: " + target.error);
+  }
+  std::string listen_text = listen.empty() ? "0.0.0.0:8080" : listen;
+  auto listen_ep = parse_endpoint(listen_text);
+  if (!listen_ep) {
+    throw ConfigError("--listen: invalid address " + quoted(listen_text) +
+                      " (expected HOST:PORT, [IPV6]:PORT or :PORT)");
+  }
+  out.listen = *listen_ep;
+  Upstream app;
+  app.name = "app";
+  app.targets.push_back(*target.endpoint);
+  out.upstreams.push_back(std::move(app));
+  out.routes.push_back(Route{"default", RouteMatch{}, "app", 0});
+  return out;
+}
+
+}  // namespace gatehouse::config
