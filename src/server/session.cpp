@@ -81,9 +81,15 @@ unsigned validate_head(Worker& w, const RequestParser& p, std::string& why) {
     why = hosts > 1 ? "multiple Host headers" : "missing Host header";
     return 400;
   }
-  if (req.count(http::field::transfer_encoding) > 0 && !p.chunked()) {
-    why = "unsupported Transfer-Encoding";
-    return 400;
+  if (auto te = req.count(http::field::transfer_encoding); te > 0) {
+    // Only a lone "chunked" is accepted: other codings ("gzip, chunked") would be silently
+    // dropped by re-framing, and lists are a classic smuggling vector.
+    auto value = req[http::field::transfer_encoding];
+    auto tokens = ghttp::split_tokens({value.data(), value.size()});
+    if (te > 1 || tokens.size() != 1 || !ghttp::iequals(tokens[0], "chunked")) {
+      why = "unsupported Transfer-Encoding";
+      return 400;
+    }
   }
   auto cl = p.content_length();
   if (cl && w.cfg.limits.max_body_bytes != 0 && *cl > w.cfg.limits.max_body_bytes) {

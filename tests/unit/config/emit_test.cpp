@@ -1,0 +1,198 @@
+// to_yaml: every key with its effective value, loadable back into an equal Config.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "config/config.hpp"
+#include "config_test_util.hpp"
+
+namespace gatehouse::config {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::kBase;
+
+void expect_same_endpoints(const std::vector<Endpoint>& a, const std::vector<Endpoint>& b) {
+  ASSERT_EQ(a.size(), b.size());
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].host, b[i].host);
+    EXPECT_EQ(a[i].port, b[i].port);
+  }
+}
+
+// Field by field, so a key to_yaml forgets cannot hide behind comparing two to_yaml outputs.
+void expect_same(const Config& a, const Config& b) {
+  EXPECT_EQ(a.environment, b.environment);
+  expect_same_endpoints({a.listen}, {b.listen});
+  ASSERT_EQ(a.admin_listen.has_value(), b.admin_listen.has_value());
+  if (a.admin_listen) {
+    expect_same_endpoints({*a.admin_listen}, {*b.admin_listen});
+  }
+  EXPECT_EQ(a.workers, b.workers);
+  ASSERT_EQ(a.trusted_proxies.size(), b.trusted_proxies.size());
+  for (std::size_t i = 0; i < a.trusted_proxies.size(); ++i) {
+    EXPECT_EQ(a.trusted_proxies[i].to_string(), b.trusted_proxies[i].to_string());
+  }
+  EXPECT_EQ(a.limits.max_header_bytes, b.limits.max_header_bytes);
+  EXPECT_EQ(a.limits.max_body_bytes, b.limits.max_body_bytes);
+  EXPECT_EQ(a.limits.max_uri_bytes, b.limits.max_uri_bytes);
+  EXPECT_EQ(a.limits.header_timeout, b.limits.header_timeout);
+  EXPECT_EQ(a.limits.idle_timeout, b.limits.idle_timeout);
+  EXPECT_EQ(a.drain_timeout, b.drain_timeout);
+  ASSERT_EQ(a.upstreams.size(), b.upstreams.size());
+  for (std::size_t i = 0; i < a.upstreams.size(); ++i) {
+    const auto& x = a.upstreams[i];
+    const auto& y = b.upstreams[i];
+    EXPECT_EQ(x.name, y.name);
+    expect_same_endpoints(x.targets, y.targets);
+    EXPECT_EQ(x.connect_timeout, y.connect_timeout);
+    EXPECT_EQ(x.timeout, y.timeout);
+    EXPECT_EQ(x.max_idle_per_target, y.max_idle_per_target);
+    EXPECT_EQ(x.keepalive_timeout, y.keepalive_timeout);
+  }
+  ASSERT_EQ(a.routes.size(), b.routes.size());
+  for (std::size_t i = 0; i < a.routes.size(); ++i) {
+    const auto& x = a.routes[i];
+    const auto& y = b.routes[i];
+    EXPECT_EQ(x.name, y.name);
+    EXPECT_EQ(x.match.path_prefix, y.match.path_prefix);
+    EXPECT_EQ(x.match.methods, y.match.methods);
+    EXPECT_EQ(x.match.host, y.match.host);
+    EXPECT_EQ(x.upstream, y.upstream);
+    EXPECT_EQ(x.upstream_index, y.upstream_index);
+  }
+  EXPECT_EQ(a.log.format, b.log.format);
+  EXPECT_EQ(a.log.access, b.log.access);
+  EXPECT_EQ(a.log.error, b.log.error);
+  EXPECT_EQ(a.log.security, b.log.security);
+  EXPECT_EQ(a.log.level, b.log.level);
+  EXPECT_EQ(a.log.hash_client_ip, b.log.hash_client_ip);
+  EXPECT_EQ(a.health.live_path, b.health.live_path);
+  EXPECT_EQ(a.health.ready_path, b.health.ready_path);
+  EXPECT_EQ(a.health.summary_path, b.health.summary_path);
+  EXPECT_EQ(a.health.cache_ttl, b.health.cache_ttl);
+  EXPECT_EQ(a.health.check_interval, b.health.check_interval);
+  EXPECT_EQ(a.request_id.header, b.request_id.header);
+  EXPECT_EQ(a.request_id.trust_incoming, b.request_id.trust_incoming);
+}
+
+void expect_round_trip(const Config& c) {
+  std::string yaml = to_yaml(c);
+  SCOPED_TRACE(yaml);
+  Config again;
+  try {
+    again = load_config_string(yaml, "emitted.yaml");
+  } catch (const ConfigError& e) {
+    FAIL() << e.what();
+  }
+  expect_same(c, again);
+  EXPECT_EQ(to_yaml(again), yaml);
+}
+
+TEST(ToYaml, DefaultsInFull) {
+  EXPECT_EQ(to_yaml(load_config_string(kBase, "t.yaml")), R"(environment: production
+listen: 0.0.0.0:8080
+admin_listen: 127.0.0.1:9901
+workers: auto
+trusted_proxies: []
+limits:
+  max_header_bytes: 16KiB
+  max_body_bytes: 10MiB
+  max_uri_bytes: 8KiB
+  header_timeout: 10s
+  idle_timeout: 60s
+drain_timeout: 30s
+upstreams:
+  app:
+    targets: [127.0.0.1:8000]
+    connect_timeout: 2s
+    timeout: 60s
+    max_idle_per_target: 64
+    keepalive_timeout: 30s
+routes:
+  - name: default
+    match:
+      path_prefix: /
+      methods: []
+      host: ""
+    upstream: app
+log:
+  format: json
+  access: stdout
+  error: stderr
+  security: stderr
+  level: info
+  hash_client_ip: false
+health:
+  live_path: /health/live
+  ready_path: /health/ready
+  summary_path: /health
+  cache_ttl: 1s
+  check_interval: 5s
+request_id:
+  header: X-Request-ID
+  trust_incoming: true
+)");
+}
+
+TEST(ToYaml, RoundTripsDefaults) {
+  expect_round_trip(load_config_string(kBase, "t.yaml"));
+}
+
+TEST(ToYaml, RoundTripsTheCliConfig) {
+  expect_round_trip(config_for_upstream("http://127.0.0.1:8000", ""));
+}
+
+TEST(ToYaml, RoundTripsUnusualValues) {
+  auto c = load_config_string(R"(
+environment: development
+listen: "[::]:0"
+admin_listen: off
+workers: 7
+trusted_proxies: [10.0.0.0/8, "::1", 192.168.0.0/16]
+limits: {max_header_bytes: 1500, max_body_bytes: 0, max_uri_bytes: 3MB}
+drain_timeout: 0s
+upstreams:
+  b-1:
+    targets: ["[2001:db8::1]:81", "http://name.internal", "10.0.0.1:1"]
+    connect_timeout: 1500ms
+    timeout: 36h
+    max_idle_per_target: 0
+    keepalive_timeout: 2d
+  a_2: {targets: ["127.0.0.1:2"]}
+routes:
+  - name: r1
+    match: {path_prefix: "/a:b/[x],{y}", methods: [GET, M-SEARCH], host: "[::1]"}
+    upstream: a_2
+  - {name: r2, upstream: b-1}
+log:
+  format: text
+  access: "/var/log/with space: and colon.log"
+  error: "- dash"
+  security: "$${literal}/x"
+  level: "off"
+  hash_client_ip: true
+health: {live_path: "/l:x", ready_path: /r, summary_path: "/s'q", cache_ttl: 0s, check_interval: 1h}
+request_id: {header: "X-Id", trust_incoming: false}
+)",
+                              "t.yaml");
+  expect_round_trip(c);
+}
+
+TEST(ToYaml, LiteralDollarBraceIsEscaped) {
+  auto c = load_config_string(kBase + "log: {access: \"/tmp/$${HOME}.log\"}\n", "t.yaml");
+  ASSERT_EQ(c.log.access, "/tmp/${HOME}.log");
+  std::string yaml = to_yaml(c);
+  EXPECT_NE(yaml.find("access: /tmp/$${HOME}.log\n"), std::string::npos) << yaml;
+  expect_round_trip(c);
+}
+
+TEST(ToYaml, AdminListenOffAndWorkers) {
+  auto c = load_config_string(kBase + "admin_listen: null\nworkers: 12\n", "t.yaml");
+  std::string yaml = to_yaml(c);
+  EXPECT_NE(yaml.find("\nadmin_listen: off\n"), std::string::npos) << yaml;
+  EXPECT_NE(yaml.find("\nworkers: 12\n"), std::string::npos) << yaml;
+}
+
+}  // namespace
+}  // namespace gatehouse::config

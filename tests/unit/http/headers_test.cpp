@@ -1,0 +1,229 @@
+#include "http/headers.hpp"
+
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "http/cidr.hpp"
+
+namespace gatehouse::http {
+namespace {
+
+std::vector<Cidr> nets(std::initializer_list<std::string_view> texts) {
+  std::vector<Cidr> out;
+  for (auto t : texts) {
+    auto c = Cidr::parse(t);
+    EXPECT_TRUE(c.has_value()) << t;
+    if (c) {
+      out.push_back(*c);
+    }
+  }
+  return out;
+}
+
+std::string json_string(std::string_view s) {
+  std::string out;
+  append_json_string(out, s);
+  return out;
+}
+
+// --- is_hop_by_hop -------------------------------------------------------------------------------
+
+TEST(IsHopByHop, ListedHeadersInAnyCase) {
+  for (auto name : {"Connection", "keep-alive", "TE", "Trailer", "Transfer-Encoding", "UPGRADE",
+                    "Proxy-Connection", "proxy-authenticate", "Proxy-Authorization"}) {
+    EXPECT_TRUE(is_hop_by_hop(name)) << name;
+  }
+}
+
+TEST(IsHopByHop, EndToEndHeadersAreNot) {
+  for (auto name : {"Host", "Content-Length", "Content-Type", "X-Forwarded-For", "Trailers", "T",
+                    "Authorization", "Expect", "", "connection ", "Keep-Alive2"}) {
+    EXPECT_FALSE(is_hop_by_hop(name)) << '"' << name << '"';
+  }
+}
+
+// --- split_tokens / named_by_connection
+// ------------------------------------------------------------
+
+TEST(SplitTokens, TrimsAndSkipsEmptyTokens) {
+  auto tokens = split_tokens(" close ,X-Foo,\t keep-alive\t,, ,x-bar");
+  std::vector<std::string_view> expected = {"close", "X-Foo", "keep-alive", "x-bar"};
+  EXPECT_EQ(tokens, expected);
+}
+
+TEST(SplitTokens, EdgeCases) {
+  EXPECT_TRUE(split_tokens("").empty());
+  EXPECT_TRUE(split_tokens(" , ,\t,").empty());
+  EXPECT_EQ(split_tokens("close"), std::vector<std::string_view>{"close"});
+  EXPECT_EQ(split_tokens(",close,"), std::vector<std::string_view>{"close"});
+  // Spaces inside a token are kept: only the ends are trimmed.
+  EXPECT_EQ(split_tokens(" a b "), std::vector<std::string_view>{"a b"});
+}
+
+TEST(NamedByConnection, CaseInsensitiveExactMatch) {
+  auto tokens = split_tokens("close, X-Secret-Hop");
+  EXPECT_TRUE(named_by_connection("x-secret-hop", tokens));
+  EXPECT_TRUE(named_by_connection("X-SECRET-HOP", tokens));
+  EXPECT_TRUE(named_by_connection("Close", tokens));
+  EXPECT_FALSE(named_by_connection("X-Secret", tokens));
+  EXPECT_FALSE(named_by_connection("X-Secret-Hop2", tokens));
+  EXPECT_FALSE(named_by_connection("x-secret-hop", {}));
+}
+
+// --- client_ip --------------------------------------------------------------------------------
+
+TEST(ClientIp, UntrustedPeerIsTheClient) {
+  auto trusted = nets({"10.0.0.0/8"});
+  EXPECT_EQ(client_ip("203.0.113.5", "1.2.3.4", trusted), "203.0.113.5");
+  EXPECT_EQ(client_ip("203.0.113.5", "", trusted), "203.0.113.5");
+}
+
+TEST(ClientIp, NoTrustedProxiesIgnoresForwardedFor) {
+  EXPECT_EQ(client_ip("10.0.0.1", "1.2.3.4", {}), "10.0.0.1");
+}
+
+TEST(ClientIp, TrustedPeerWithoutForwardedForIsTheClient) {
+  auto trusted = nets({"10.0.0.0/8"});
+  EXPECT_EQ(client_ip("10.0.0.1", "", trusted), "10.0.0.1");
+}
+
+TEST(ClientIp, UnparsablePeerIsReturnedAsIs) {
+  auto trusted = nets({"10.0.0.0/8"});
+  EXPECT_EQ(client_ip("not-an-ip", "1.2.3.4", trusted), "not-an-ip");
+}
+
+TEST(ClientIp, TrustedPeerGivesRightmostUntrustedHop) {
+  auto trusted = nets({"10.0.0.0/8", "192.168.0.0/16"});
+  EXPECT_EQ(client_ip("10.0.0.1", "1.2.3.4", trusted), "1.2.3.4");
+  EXPECT_EQ(client_ip("10.0.0.1", "1.2.3.4, 10.0.0.2", trusted), "1.2.3.4");
+  EXPECT_EQ(client_ip("10.0.0.1", "1.2.3.4,192.168.1.1 ,10.9.9.9", trusted), "1.2.3.4");
+  // A client can prepend anything: the leftmost (spoofable) entries are never believed.
+  EXPECT_EQ(client_ip("10.0.0.1", "6.6.6.6, 1.2.3.4, 10.0.0.2", trusted), "1.2.3.4");
+}
+
+TEST(ClientIp, AllHopsTrustedGivesLeftmost) {
+  auto trusted = nets({"10.0.0.0/8"});
+  EXPECT_EQ(client_ip("10.0.0.1", "10.1.1.1, 10.2.2.2, 10.3.3.3", trusted), "10.1.1.1");
+}
+
+TEST(ClientIp, GarbageHopStopsTheWalk) {
+  auto trusted = nets({"10.0.0.0/8"});
+  // The walk stops at the garbage: the last trusted hop seen is the answer.
+  EXPECT_EQ(client_ip("10.0.0.1", "1.2.3.4, garbage, 10.0.0.2", trusted), "10.0.0.2");
+  // Garbage right next to the peer: the peer itself.
+  EXPECT_EQ(client_ip("10.0.0.1", "1.2.3.4, garbage", trusted), "10.0.0.1");
+  EXPECT_EQ(client_ip("10.0.0.1", "1.2.3.4, 1.2.3.4:80", trusted), "10.0.0.1");
+  // Garbage to the left of the first untrusted hop is never looked at.
+  EXPECT_EQ(client_ip("10.0.0.1", "garbage, 1.2.3.4", trusted), "1.2.3.4");
+}
+
+TEST(ClientIp, IPv6) {
+  auto trusted = nets({"2001:db8::/32", "10.0.0.0/8"});
+  EXPECT_EQ(client_ip("2001:db8::1", "2a00:1450::5, 2001:db8::2", trusted), "2a00:1450::5");
+  EXPECT_EQ(client_ip("2001:db8::1", "2001:db8:1::1, 2001:db8::2", trusted), "2001:db8:1::1");
+  EXPECT_EQ(client_ip("2a00:1450::1", "1.2.3.4", trusted), "2a00:1450::1");
+  // Mixed families along the chain.
+  EXPECT_EQ(client_ip("10.0.0.1", "2a00:1450::5, 2001:db8::2", trusted), "2a00:1450::5");
+  EXPECT_EQ(client_ip("2001:db8::1", "198.51.100.7", trusted), "198.51.100.7");
+}
+
+// --- redact_target ----------------------------------------------------------------------------
+
+TEST(RedactTarget, NoQueryIsUnchanged) {
+  EXPECT_EQ(redact_target("/plain/path"), "/plain/path");
+  EXPECT_EQ(redact_target("/"), "/");
+  EXPECT_EQ(redact_target(""), "");
+  EXPECT_EQ(redact_target("/x?"), "/x?");
+}
+
+TEST(RedactTarget, SecretParamsRedactedOthersKept) {
+  EXPECT_EQ(redact_target("/x?token=abc&page=2"), "/x?token=REDACTED&page=2");
+  EXPECT_EQ(redact_target("/x?api_key=1&password=2&code=3&q=hello"),
+            "/x?api_key=REDACTED&password=REDACTED&code=REDACTED&q=hello");
+  EXPECT_EQ(redact_target("/cb?state=s1&code=xyz"), "/cb?state=s1&code=REDACTED");
+}
+
+TEST(RedactTarget, EveryListedWordCaseInsensitive) {
+  for (auto name : {"token", "ACCESS_TOKEN", "apiKey", "client_secret", "Password", "passwd",
+                    "authorization", "X-Amz-Signature", "sessionid", "jwt", "Code"}) {
+    EXPECT_EQ(redact_target("/p?" + std::string(name) + "=v"),
+              "/p?" + std::string(name) + "=REDACTED")
+        << name;
+  }
+  for (auto name : {"page", "q", "user", "tok", "pass"}) {
+    EXPECT_EQ(redact_target("/p?" + std::string(name) + "=v"), "/p?" + std::string(name) + "=v")
+        << name;
+  }
+}
+
+TEST(RedactTarget, EmptyValuesAndBareNames) {
+  EXPECT_EQ(redact_target("/x?token=&a="), "/x?token=REDACTED&a=");
+  // A name without '=' carries no value to hide.
+  EXPECT_EQ(redact_target("/x?token&a=1"), "/x?token&a=1");
+  // Only the first '=' separates the name.
+  EXPECT_EQ(redact_target("/x?token=a=b&c=d=e"), "/x?token=REDACTED&c=d=e");
+}
+
+TEST(RedactTarget, RepeatedAmpersandsKept) {
+  EXPECT_EQ(redact_target("/x?a=1&&token=s&"), "/x?a=1&&token=REDACTED&");
+  EXPECT_EQ(redact_target("/x?&&&"), "/x?&&&");
+  EXPECT_EQ(redact_target("/x?&token=s"), "/x?&token=REDACTED");
+}
+
+TEST(RedactTarget, RepeatedSecretParam) {
+  EXPECT_EQ(redact_target("/x?token=a&token=b"), "/x?token=REDACTED&token=REDACTED");
+}
+
+// --- append_json_string -----------------------------------------------------------------------
+
+TEST(AppendJsonString, PlainTextIsQuoted) {
+  EXPECT_EQ(json_string(""), R"("")");
+  EXPECT_EQ(json_string("hello world"), R"("hello world")");
+}
+
+TEST(AppendJsonString, AppendsToExistingContent) {
+  std::string out = "{\"k\":";
+  append_json_string(out, "v");
+  EXPECT_EQ(out, R"({"k":"v")");
+}
+
+TEST(AppendJsonString, QuotesAndBackslash) {
+  EXPECT_EQ(json_string(R"(a"b\c)"), R"("a\"b\\c")");
+  EXPECT_EQ(json_string(R"(\")"), R"("\\\"")");
+}
+
+TEST(AppendJsonString, NamedControlEscapes) {
+  EXPECT_EQ(json_string("a\nb\rc\td"), R"("a\nb\rc\td")");
+}
+
+TEST(AppendJsonString, OtherControlCharsAsUnicodeEscapes) {
+  EXPECT_EQ(json_string(std::string_view("\0", 1)), R"("\u0000")");
+  EXPECT_EQ(json_string("\x01"), R"("\u0001")");
+  EXPECT_EQ(json_string("\x08\x0c"), R"("\u0008\u000c")");
+  EXPECT_EQ(json_string("\x1b[31m"), R"("\u001b[31m")");
+  EXPECT_EQ(json_string("\x1f"), R"("\u001f")");
+  EXPECT_EQ(json_string("\x7f"), R"("\u007f")");
+  EXPECT_EQ(json_string(" ~"), R"(" ~")");
+}
+
+TEST(AppendJsonString, Utf8PassesThrough) {
+  EXPECT_EQ(json_string("caf\xc3\xa9"), "\"caf\xc3\xa9\"");
+}
+
+TEST(AppendJsonString, RoundTripsThroughJsonParser) {
+  std::string input;
+  for (int c = 0; c < 0x80; ++c) {
+    input.push_back(static_cast<char>(c));
+  }
+  input += "\xc3\xa9\xe2\x82\xac";
+  auto parsed = nlohmann::json::parse(json_string(input));
+  ASSERT_TRUE(parsed.is_string());
+  EXPECT_EQ(parsed.get<std::string>(), input);
+}
+
+}  // namespace
+}  // namespace gatehouse::http

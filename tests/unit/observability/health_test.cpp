@@ -1,0 +1,278 @@
+#include "observability/health.hpp"
+
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "config/config.hpp"
+
+namespace gatehouse::observability {
+namespace {
+
+using nlohmann::json;
+
+config::Upstream upstream(std::string name, std::vector<std::uint16_t> ports) {
+  config::Upstream u;
+  u.name = std::move(name);
+  for (auto p : ports) {
+    u.targets.push_back(config::Endpoint{"127.0.0.1", p});
+  }
+  return u;
+}
+
+config::Config config_with(std::vector<config::Upstream> upstreams,
+                           config::Millis cache_ttl = config::Millis{0}) {
+  config::Config cfg;
+  cfg.upstreams = std::move(upstreams);
+  cfg.health.cache_ttl = cache_ttl;
+  return cfg;
+}
+
+// "2026-11-23T10:00:00.123Z": 'D' in the shape is any digit, everything else is literal. (No
+// std::regex: GCC 12 warns inside it under the sanitizer build, which uses -Werror.)
+bool is_timestamp(std::string_view s) {
+  constexpr std::string_view kShape = "DDDD-DD-DDTDD:DD:DD.DDDZ";
+  if (s.size() != kShape.size()) {
+    return false;
+  }
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    bool ok = kShape[i] == 'D' ? (s[i] >= '0' && s[i] <= '9') : s[i] == kShape[i];
+    if (!ok) {
+      return false;
+    }
+  }
+  return true;
+}
+
+TEST(Health, ReadyWhenATargetIsReachable) {
+  auto cfg = config_with({upstream("app", {8000, 8001})});
+  Health h(cfg, 2, "0.1.0");
+  ASSERT_EQ(h.upstream_count(), 1u);
+  ASSERT_EQ(h.target_count(0), 2u);
+  EXPECT_TRUE(h.ready());  // targets are assumed up until a check says otherwise
+  h.target(0, 0).report(false, "connection refused");
+  EXPECT_TRUE(h.ready());
+}
+
+TEST(Health, NotReadyWhenAllTargetsUnreachable) {
+  auto cfg = config_with({upstream("app", {8000, 8001}), upstream("db", {9000})});
+  Health h(cfg, 2, "0.1.0");
+  h.target(0, 0).report(false, "refused");
+  h.target(0, 1).report(false, "refused");
+  EXPECT_TRUE(h.ready());  // db is still reachable
+  h.target(1, 0).report(false, "timeout");
+  EXPECT_FALSE(h.ready());
+  h.target(0, 1).report(true);
+  EXPECT_TRUE(h.ready());
+}
+
+TEST(Health, NotReadyWhenDraining) {
+  auto cfg = config_with({upstream("app", {8000})});
+  Health h(cfg, 1, "0.1.0");
+  EXPECT_FALSE(h.draining());
+  h.set_draining();
+  EXPECT_TRUE(h.draining());
+  EXPECT_FALSE(h.ready());
+}
+
+TEST(Health, NoUpstreamsIsNotReady) {
+  auto cfg = config_with({});
+  Health h(cfg, 1, "0.1.0");
+  EXPECT_FALSE(h.ready());
+}
+
+TEST(TargetHealth, ReportKeepsLastError) {
+  TargetHealth t("127.0.0.1:8000");
+  EXPECT_EQ(t.address(), "127.0.0.1:8000");
+  EXPECT_TRUE(t.reachable());
+  EXPECT_EQ(t.last_error(), "");
+  t.report(false, "Connection refused");
+  EXPECT_FALSE(t.reachable());
+  EXPECT_EQ(t.last_error(), "Connection refused");
+  t.report(true);
+  EXPECT_TRUE(t.reachable());
+}
+
+TEST(Health, SummaryShape) {
+  auto cfg = config_with({upstream("app", {8000})});
+  Health h(cfg, 4, "0.1.0");
+  h.add_component("log", [] { return ComponentReport{Status::ok, {{"dropped", 0}}}; });
+  EXPECT_EQ(h.summary(),
+            json::parse(R"({"status":"ok","components":{"process":"ok","upstream:app":"ok",
+                                                       "log":"ok"}})"));
+}
+
+TEST(Health, DetailedShape) {
+  auto cfg = config_with({upstream("app", {8000})});
+  Health h(cfg, 4, "0.1.0");
+  h.add_component("log", [] { return ComponentReport{Status::ok, {{"dropped", 0}}}; });
+  auto d = h.detailed();
+
+  ASSERT_TRUE(d.is_object());
+  EXPECT_EQ(d.size(), 3u) << d.dump();
+  EXPECT_EQ(d["status"], "ok");
+  ASSERT_TRUE(d["checked_at"].is_string());
+  EXPECT_TRUE(is_timestamp(d["checked_at"].get<std::string>())) << d.dump();
+
+  auto& comps = d["components"];
+  ASSERT_TRUE(comps.is_object());
+  EXPECT_EQ(comps.size(), 3u) << comps.dump();
+
+  auto process = comps["process"];
+  ASSERT_TRUE(process["uptime_seconds"].is_number_integer()) << process.dump();
+  EXPECT_GE(process["uptime_seconds"].get<std::int64_t>(), 0);
+  process.erase("uptime_seconds");
+  EXPECT_EQ(process, json::parse(R"({"status":"ok","workers":4,"version":"0.1.0",
+                                     "draining":false})"));
+
+  EXPECT_EQ(comps["upstream:app"], json::parse(R"({"status":"ok","targets":[
+                {"address":"127.0.0.1:8000","reachable":true,"last_error":""}]})"));
+  EXPECT_EQ(comps["log"], json::parse(R"({"status":"ok","dropped":0})"));
+}
+
+TEST(Health, DegradedWhenOneOfTwoTargetsIsDown) {
+  auto cfg = config_with({upstream("app", {8000, 8001})});
+  Health h(cfg, 1, "0.1.0");
+  h.target(0, 1).report(false, "connect: Connection refused");
+  auto d = h.detailed();
+  EXPECT_EQ(d["status"], "degraded");
+  EXPECT_EQ(d["components"]["upstream:app"], json::parse(R"({"status":"degraded","targets":[
+                {"address":"127.0.0.1:8000","reachable":true,"last_error":""},
+                {"address":"127.0.0.1:8001","reachable":false,
+                 "last_error":"connect: Connection refused"}]})"));
+  EXPECT_EQ(h.summary(), json::parse(R"({"status":"degraded","components":{"process":"ok",
+                                         "upstream:app":"degraded"}})"));
+  EXPECT_FALSE(Health::is_down(d));
+}
+
+TEST(Health, DownWhenTheOnlyUpstreamHasNoReachableTarget) {
+  auto cfg = config_with({upstream("app", {8000, 8001})});
+  Health h(cfg, 1, "0.1.0");
+  h.target(0, 0).report(false, "refused");
+  h.target(0, 1).report(false, "timed out");
+  auto d = h.detailed();
+  EXPECT_EQ(d["status"], "down");
+  EXPECT_TRUE(Health::is_down(d));
+  EXPECT_EQ(d["components"]["upstream:app"]["status"], "down");
+  EXPECT_EQ(d["components"]["upstream:app"]["targets"][1]["last_error"], "timed out");
+  EXPECT_EQ(h.summary(), json::parse(R"({"status":"down","components":{"process":"ok",
+                                         "upstream:app":"down"}})"));
+}
+
+TEST(Health, RecoveredTargetShowsNoError) {
+  auto cfg = config_with({upstream("app", {8000})});
+  Health h(cfg, 1, "0.1.0");
+  h.target(0, 0).report(false, "refused");
+  EXPECT_EQ(h.detailed()["status"], "down");
+  h.target(0, 0).report(true);
+  auto d = h.detailed();
+  EXPECT_EQ(d["status"], "ok");
+  EXPECT_EQ(d["components"]["upstream:app"]["targets"][0]["last_error"], "");
+}
+
+TEST(Health, DrainingIsDown) {
+  auto cfg = config_with({upstream("app", {8000})});
+  Health h(cfg, 1, "0.1.0");
+  h.set_draining();
+  auto d = h.detailed();
+  EXPECT_EQ(d["status"], "down");
+  EXPECT_EQ(d["components"]["process"]["draining"], true);
+  EXPECT_EQ(d["components"]["process"]["status"], "degraded");
+  EXPECT_EQ(h.summary()["status"], "down");
+}
+
+TEST(Health, AddedComponentAppearsWithItsDetail) {
+  auto cfg = config_with({upstream("app", {8000})});
+  Health h(cfg, 1, "0.1.0");
+  h.add_component("redis", [] {
+    return ComponentReport{Status::degraded, {{"latency_ms", 250}, {"note", "slow"}}};
+  });
+  auto d = h.detailed();
+  EXPECT_EQ(d["components"]["redis"],
+            json::parse(R"({"status":"degraded","latency_ms":250,"note":"slow"})"));
+  EXPECT_EQ(d["status"], "degraded");
+  EXPECT_EQ(h.summary()["components"]["redis"], "degraded");
+}
+
+TEST(Health, ComponentStatusOverridesADetailStatusKey) {
+  auto cfg = config_with({upstream("app", {8000})});
+  Health h(cfg, 1, "0.1.0");
+  h.add_component("x", [] { return ComponentReport{Status::ok, {{"status", "bogus"}}}; });
+  EXPECT_EQ(h.detailed()["components"]["x"], json::parse(R"({"status":"ok"})"));
+}
+
+TEST(Health, DownComponentDegradesButKeepsReady) {
+  auto cfg = config_with({upstream("app", {8000})});
+  Health h(cfg, 1, "0.1.0");
+  h.add_component("jobs", [] { return ComponentReport{Status::down, {}}; });
+  auto d = h.detailed();
+  EXPECT_EQ(d["components"]["jobs"]["status"], "down");
+  EXPECT_EQ(d["status"], "degraded");
+  EXPECT_TRUE(h.ready());
+}
+
+TEST(Health, CacheReturnsSameResultWithinTtl) {
+  auto cfg = config_with({upstream("app", {8000})}, config::Millis{3'600'000});
+  Health h(cfg, 1, "0.1.0");
+  int probes = 0;
+  h.add_component("log", [&] {
+    ++probes;
+    return ComponentReport{};
+  });
+  auto first = h.detailed();
+  EXPECT_EQ(probes, 1);
+  h.target(0, 0).report(false, "refused");
+  auto second = h.detailed();
+  auto summary = h.summary();
+  EXPECT_EQ(probes, 1);
+  EXPECT_EQ(second, first);
+  EXPECT_EQ(second["checked_at"], first["checked_at"]);
+  EXPECT_EQ(second["status"], "ok");  // the change waits for the ttl
+  EXPECT_EQ(summary["status"], "ok");
+}
+
+TEST(Health, DrainingShowsAtOnceDespiteCache) {
+  auto cfg = config_with({upstream("app", {8000})}, config::Millis{3'600'000});
+  Health h(cfg, 1, "0.1.0");
+  EXPECT_EQ(h.detailed()["status"], "ok");
+  EXPECT_EQ(h.summary()["status"], "ok");
+  h.set_draining();
+  auto d = h.detailed();
+  EXPECT_EQ(d["status"], "down");
+  EXPECT_EQ(d["components"]["process"]["draining"], true);
+  EXPECT_EQ(h.summary()["status"], "down");
+}
+
+TEST(Health, AddingAComponentInvalidatesCache) {
+  auto cfg = config_with({upstream("app", {8000})}, config::Millis{3'600'000});
+  Health h(cfg, 1, "0.1.0");
+  EXPECT_FALSE(h.detailed()["components"].contains("log"));
+  h.add_component("log", [] { return ComponentReport{}; });
+  EXPECT_TRUE(h.detailed()["components"].contains("log"));
+}
+
+TEST(Health, ZeroTtlRecomputesEveryCall) {
+  auto cfg = config_with({upstream("app", {8000})}, config::Millis{0});
+  Health h(cfg, 1, "0.1.0");
+  int probes = 0;
+  h.add_component("log", [&] {
+    ++probes;
+    return ComponentReport{};
+  });
+  EXPECT_EQ(h.detailed()["status"], "ok");
+  h.target(0, 0).report(false, "refused");
+  EXPECT_EQ(h.detailed()["status"], "down");
+  EXPECT_EQ(probes, 2);
+}
+
+TEST(HealthStatus, Names) {
+  EXPECT_STREQ(to_string(Status::ok), "ok");
+  EXPECT_STREQ(to_string(Status::degraded), "degraded");
+  EXPECT_STREQ(to_string(Status::down), "down");
+}
+
+}  // namespace
+}  // namespace gatehouse::observability
