@@ -231,8 +231,10 @@ net::awaitable<void> run_session(Worker& w, tcp::socket socket) {
 
   for (;;) {
     if (c.buffer.size() == 0) {
-      // Idle: wait for bytes without holding a read buffer.
+      // Idle: wait for bytes without holding heap buffers.
       c.buffer.shrink_to_fit();
+      c.scratch = std::string();
+      c.upstream_head = std::string();
       if (w.draining) {
         break;
       }
@@ -346,9 +348,9 @@ net::awaitable<void> run_session(Worker& w, tcp::socket socket) {
     // say) for a moment, so our reply is not destroyed by a reset.
     c.deadline.arm(std::chrono::milliseconds(500));
     std::size_t dropped = 0;
-    char sink[4096];
     while (dropped < 1024 * 1024) {
-      auto [ec, n] = co_await c.socket.async_read_some(net::buffer(sink), nothrow);
+      // Not a local array: locals live in the coroutine frame for the connection's lifetime.
+      auto [ec, n] = co_await c.socket.async_read_some(net::buffer(c.idle_bytes), nothrow);
       if (ec) {
         break;
       }
