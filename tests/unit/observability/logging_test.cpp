@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include <chrono>
+#include <cstdint>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -291,10 +292,15 @@ TEST(ClientIpHasher, StableAndKeyed) {
 // --- append_timestamp -------------------------------------------------------------------------
 
 TEST(AppendTimestamp, FormatAndValue) {
-  auto before = std::time(nullptr);
+  // The same clock append_timestamp reads (std::time() may lag it by a tick), in whole ms.
+  auto now_ms = [] {
+    using namespace std::chrono;
+    return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+  };
+  auto before = now_ms();
   std::string out = "prefix:";
   append_timestamp(out);
-  auto after = std::time(nullptr);
+  auto after = now_ms();
 
   ASSERT_EQ(out.rfind("prefix:", 0), 0u);
   auto ts = out.substr(7);
@@ -302,9 +308,9 @@ TEST(AppendTimestamp, FormatAndValue) {
 
   std::tm tm{};
   ASSERT_NE(::strptime(ts.c_str(), "%Y-%m-%dT%H:%M:%S", &tm), nullptr);
-  auto seconds = ::timegm(&tm);
-  EXPECT_GE(seconds, before);
-  EXPECT_LE(seconds, after);
+  std::int64_t ms = static_cast<std::int64_t>(::timegm(&tm)) * 1000 + std::stoi(ts.substr(20, 3));
+  EXPECT_GE(ms, before) << ts;
+  EXPECT_LE(ms, after) << ts;
 }
 
 TEST(AppendTimestamp, RepeatedCallsStayWellFormed) {
