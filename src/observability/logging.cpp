@@ -83,9 +83,13 @@ class LineSink final : public spdlog::sinks::base_sink<std::mutex> {
 
 }  // namespace
 
+// Each slot is a preallocated spdlog message (~250 bytes): 65536 slots were 16 MiB of RSS. Access
+// lines arrive in per-worker batches, so a few thousand slots absorb long bursts.
+constexpr std::size_t kQueueSlots = 4096;
+
 Logs::Logs(const config::LogConfig& cfg)
     : cfg_(cfg),
-      pool_(std::make_shared<spdlog::details::thread_pool>(65536, 1)),
+      pool_(std::make_shared<spdlog::details::thread_pool>(kQueueSlots, 1)),
       reopen_generation_(std::make_shared<std::atomic<unsigned>>(0)),
       level_(spdlog::level::from_str(cfg.level)) {
   access_ = make("access", cfg.access);

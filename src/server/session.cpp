@@ -215,6 +215,95 @@ void finish_exchange(Worker& w, Exchange& x, std::string_view method, std::strin
   w.access_log(line);
 }
 
+// One request on a connection. A coroutine of its own so that the parser and per-request state
+// live in a frame only while a request is in flight, not in the idle connection's frame.
+net::awaitable<bool> serve_one(Worker& w, ClientConn& c) {
+  const auto& limits = w.cfg.limits;
+  const auto& health = w.cfg.health;
+  Exchange x;
+  x.start = Clock::now();
+  x.route = w.gw.metrics().none_route();
+  RequestParser parser;
+  parser.header_limit(static_cast<std::uint32_t>(limits.max_header_bytes));
+  parser.body_limit(limits.max_body_bytes == 0 ? std::numeric_limits<std::uint64_t>::max()
+                                               : limits.max_body_bytes);
+  w.metrics.in_flight.add(1);
+  struct InFlight {
+    observability::Cell& cell;
+    ~InFlight() { cell.add(-1); }
+  } in_flight{w.metrics.in_flight};
+
+  c.deadline.arm(limits.header_timeout);
+  auto ec = co_await read_head(c.socket, c.buffer, c.deadline, parser);
+  if (ec) {
+    unsigned status = status_for_parse_error(ec);
+    if (status == 0) {
+      co_return false;  // timeout, reset or EOF: nothing to answer
+    }
+    x.client_ip = c.peer_ip;
+    x.request_id = ghttp::thread_id_generator().request_id();
+    log_security(w, x, "malformed_request", ec.message());
+    co_await send_local_reply(w, c, x, status, true, ec.message());
+    finish_exchange(w, x, "-", "-", "");
+    co_return false;
+  }
+
+  const auto& req = parser.get();
+  auto xff = req["X-Forwarded-For"];
+  x.client_ip = ghttp::client_ip(c.peer_ip, {xff.data(), xff.size()}, w.cfg.trusted_proxies);
+  fill_request_id(w, x, parser);
+  x.client_keep_alive = req.keep_alive() && !w.draining;
+  std::string_view method(req.method_string().data(), req.method_string().size());
+  std::string_view target(req.target().data(), req.target().size());
+  auto ua = req[http::field::user_agent];
+  std::string_view user_agent(ua.data(), ua.size());
+  bool body_pending = parser.chunked() || parser.content_length().value_or(0) > 0;
+
+  std::string why;
+  if (unsigned status = validate_head(w, parser, why); status != 0) {
+    log_security(w, x, "malformed_request", why);
+    co_await send_local_reply(w, c, x, status, true, why);
+    finish_exchange(w, x, method, target, user_agent);
+    co_return false;
+  }
+
+  bool keep = false;
+  auto path = target.substr(0, target.find('?'));
+  bool is_get = req.method() == http::verb::get || req.method() == http::verb::head;
+  bool head_only = req.method() == http::verb::head;
+  if (is_get &&
+      (path == health.live_path || path == health.ready_path || path == health.summary_path)) {
+    if (path == health.live_path) {
+      co_await send_json(w, c, x, 200, R"({"status":"ok"})", head_only);
+    } else if (path == health.ready_path) {
+      auto& h = w.gw.health();
+      bool ready = h.ready() && !w.draining;
+      co_await send_json(w, c, x, ready ? 200 : 503,
+                         ready ? R"({"status":"ready"})"
+                               : (h.draining() || w.draining ? R"({"status":"draining"})"
+                                                             : R"({"status":"unavailable"})"),
+                         head_only);
+    } else {
+      auto s = w.gw.health().summary();
+      co_await send_json(w, c, x, observability::Health::is_down(s) ? 503 : 200, s.dump(),
+                         head_only);
+    }
+    keep = x.client_keep_alive && !body_pending;
+  } else if (auto route = w.gw.router().match(method, target, [&] {
+               auto h = req[http::field::host];
+               return std::string_view(h.data(), h.size());
+             }())) {
+    x.route = *route;
+    x.route_name = w.cfg.routes[*route].name.c_str();
+    keep = co_await proxy_request(w, c, parser, x);
+  } else {
+    co_await send_local_reply(w, c, x, 404, body_pending);
+    keep = x.client_keep_alive;
+  }
+  finish_exchange(w, x, method, target, user_agent);
+  co_return keep && !w.draining;
+}
+
 net::awaitable<void> run_session(Worker& w, tcp::socket socket) {
   ClientConn c(std::move(socket));
   w.clients.push_back(c);
@@ -227,7 +316,6 @@ net::awaitable<void> run_session(Worker& w, tcp::socket socket) {
   }
   c.peer_ip = peer_address(c.socket);
   const auto& limits = w.cfg.limits;
-  const auto& health = w.cfg.health;
 
   for (;;) {
     if (c.buffer.size() == 0) {
@@ -255,88 +343,7 @@ net::awaitable<void> run_session(Worker& w, tcp::socket socket) {
     }
     c.first_request = false;
 
-    Exchange x;
-    x.start = Clock::now();
-    x.route = w.gw.metrics().none_route();
-    RequestParser parser;
-    parser.header_limit(static_cast<std::uint32_t>(limits.max_header_bytes));
-    parser.body_limit(limits.max_body_bytes == 0 ? std::numeric_limits<std::uint64_t>::max()
-                                                 : limits.max_body_bytes);
-    w.metrics.in_flight.add(1);
-    struct InFlight {
-      observability::Cell& cell;
-      ~InFlight() { cell.add(-1); }
-    } in_flight{w.metrics.in_flight};
-
-    c.deadline.arm(limits.header_timeout);
-    auto ec = co_await read_head(c.socket, c.buffer, c.deadline, parser);
-    if (ec) {
-      unsigned status = status_for_parse_error(ec);
-      if (status == 0) {
-        break;  // timeout, reset or EOF: nothing to answer
-      }
-      x.client_ip = c.peer_ip;
-      x.request_id = ghttp::thread_id_generator().request_id();
-      log_security(w, x, "malformed_request", ec.message());
-      co_await send_local_reply(w, c, x, status, true, ec.message());
-      finish_exchange(w, x, "-", "-", "");
-      break;
-    }
-
-    const auto& req = parser.get();
-    auto xff = req["X-Forwarded-For"];
-    x.client_ip = ghttp::client_ip(c.peer_ip, {xff.data(), xff.size()}, w.cfg.trusted_proxies);
-    fill_request_id(w, x, parser);
-    x.client_keep_alive = req.keep_alive() && !w.draining;
-    std::string_view method(req.method_string().data(), req.method_string().size());
-    std::string_view target(req.target().data(), req.target().size());
-    auto ua = req[http::field::user_agent];
-    std::string_view user_agent(ua.data(), ua.size());
-    bool body_pending = parser.chunked() || parser.content_length().value_or(0) > 0;
-
-    std::string why;
-    if (unsigned status = validate_head(w, parser, why); status != 0) {
-      log_security(w, x, "malformed_request", why);
-      co_await send_local_reply(w, c, x, status, true, why);
-      finish_exchange(w, x, method, target, user_agent);
-      break;
-    }
-
-    bool keep = false;
-    auto path = target.substr(0, target.find('?'));
-    bool is_get = req.method() == http::verb::get || req.method() == http::verb::head;
-    bool head_only = req.method() == http::verb::head;
-    if (is_get &&
-        (path == health.live_path || path == health.ready_path || path == health.summary_path)) {
-      if (path == health.live_path) {
-        co_await send_json(w, c, x, 200, R"({"status":"ok"})", head_only);
-      } else if (path == health.ready_path) {
-        auto& h = w.gw.health();
-        bool ready = h.ready() && !w.draining;
-        co_await send_json(w, c, x, ready ? 200 : 503,
-                           ready ? R"({"status":"ready"})"
-                                 : (h.draining() || w.draining ? R"({"status":"draining"})"
-                                                               : R"({"status":"unavailable"})"),
-                           head_only);
-      } else {
-        auto s = w.gw.health().summary();
-        co_await send_json(w, c, x, observability::Health::is_down(s) ? 503 : 200, s.dump(),
-                           head_only);
-      }
-      keep = x.client_keep_alive && !body_pending;
-    } else if (auto route = w.gw.router().match(method, target, [&] {
-                 auto h = req[http::field::host];
-                 return std::string_view(h.data(), h.size());
-               }())) {
-      x.route = *route;
-      x.route_name = w.cfg.routes[*route].name.c_str();
-      keep = co_await proxy_request(w, c, parser, x);
-    } else {
-      co_await send_local_reply(w, c, x, 404, body_pending);
-      keep = x.client_keep_alive;
-    }
-    finish_exchange(w, x, method, target, user_agent);
-    if (!keep || w.draining) {
+    if (!co_await serve_one(w, c)) {
       break;
     }
   }
