@@ -8,6 +8,8 @@
 #include <spdlog/details/thread_pool.h>
 #include <spdlog/sinks/base_sink.h>
 
+#include <nlohmann/json.hpp>
+
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -27,8 +29,9 @@ namespace {
 class LineSink final : public spdlog::sinks::base_sink<std::mutex> {
  public:
   LineSink(std::FILE* stream, std::string path, spdlog::details::thread_pool* pool,
-           std::shared_ptr<std::atomic<unsigned>> generation)
-      : stream_(stream),
+           std::shared_ptr<std::atomic<unsigned>> generation, bool logfmt)
+      : logfmt_(logfmt),
+        stream_(stream),
         path_(std::move(path)),
         pool_(pool),
         generation_(std::move(generation)),
@@ -52,8 +55,12 @@ class LineSink final : public spdlog::sinks::base_sink<std::mutex> {
       }
     }
     buf_.clear();
-    buf_.append(msg.payload.begin(), msg.payload.end());
-    buf_.push_back('\n');
+    if (logfmt_) {
+      append_logfmt(std::string_view(msg.payload.data(), msg.payload.size()));
+    } else {
+      buf_.append(msg.payload.begin(), msg.payload.end());
+      buf_.push_back('\n');
+    }
     if (path_.empty()) {
       std::fwrite(buf_.data(), 1, buf_.size(), stream_);
     } else {
@@ -72,6 +79,42 @@ class LineSink final : public spdlog::sinks::base_sink<std::mutex> {
   }
 
  private:
+  // log.format: text. Workers always produce JSON lines; the logging thread rewrites each into
+  // logfmt (key=value, in the same field order), so the request path pays nothing for it.
+  void append_logfmt(std::string_view payload) {
+    while (!payload.empty()) {
+      auto nl = payload.find('\n');
+      auto line = payload.substr(0, nl);
+      payload = nl == std::string_view::npos ? std::string_view() : payload.substr(nl + 1);
+      auto obj = nlohmann::ordered_json::parse(line, nullptr, false);
+      if (obj.is_discarded() || !obj.is_object()) {
+        buf_.append(line.data(), line.data() + line.size());
+        buf_.push_back('\n');
+        continue;
+      }
+      bool first = true;
+      for (const auto& [key, value] : obj.items()) {
+        if (!first) {
+          buf_.push_back(' ');
+        }
+        first = false;
+        buf_.append(key.data(), key.data() + key.size());
+        buf_.push_back('=');
+        std::string text = value.is_string() ? value.get<std::string>()
+                           : value.is_null() ? std::string("-")
+                                             : value.dump();
+        bool quote = text.empty() || text.find_first_of(" \"=\\") != std::string::npos;
+        std::string out = quote ? value.dump() : text;  // JSON string escaping when quoted
+        if (quote && !value.is_string()) {
+          out = nlohmann::json(text).dump();
+        }
+        buf_.append(out.data(), out.data() + out.size());
+      }
+      buf_.push_back('\n');
+    }
+  }
+
+  bool logfmt_;
   std::FILE* stream_;
   std::string path_;
   spdlog::details::thread_pool* pool_;
@@ -109,7 +152,8 @@ std::shared_ptr<spdlog::logger> Logs::make(const std::string& name, const std::s
   std::string path = (dest == "stdout" || dest == "stderr") ? std::string() : dest;
   std::shared_ptr<LineSink> sink;
   try {
-    sink = std::make_shared<LineSink>(stream, path, pool_.get(), reopen_generation_);
+    sink = std::make_shared<LineSink>(stream, path, pool_.get(), reopen_generation_,
+                                      cfg_.format == config::LogFormat::text);
   } catch (const spdlog::spdlog_ex& e) {
     throw std::runtime_error("log." + name + ": cannot open " + dest + ": " + e.what());
   }

@@ -323,4 +323,20 @@ TEST(AppendTimestamp, RepeatedCallsStayWellFormed) {
 }
 
 }  // namespace
+TEST_F(LogsTest, TextFormatWritesLogfmtInFieldOrder) {
+  auto cfg = files();
+  cfg.format = config::LogFormat::text;
+  Logs logs(cfg);
+  // One batch of two lines, as workers hand them over; the second has values needing quotes.
+  logs.access(R"({"type":"access","status":200,"route":null,"ok":true})"
+              "\n"
+              R"({"path":"/a b","user_agent":"say \"hi\"","empty":""})");
+  logs.access("not json");
+  logs.flush();
+  EXPECT_EQ(
+      wait_for_lines(dir_ / "access.log", 3),
+      (std::vector<std::string>{R"(type=access status=200 route=- ok=true)",
+                                R"(path="/a b" user_agent="say \"hi\"" empty="")", "not json"}));
+}
+
 }  // namespace gatehouse::observability
