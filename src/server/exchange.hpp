@@ -53,10 +53,10 @@ net::awaitable<error_code> read_head(tcp::socket& socket, beast::flat_buffer& bu
       if (deadline.expired()) {
         co_return timeout_error();
       }
-      if (ec == net::error::eof && buffer.size() == 0) {
-        error_code eof_ec;
-        parser.put_eof(eof_ec);
-        co_return eof_ec ? eof_ec : ec;
+      if (ec == net::error::eof) {
+        // A head is never complete at EOF (put_eof() is only for bodies, and asserts got_some()).
+        co_return parser.got_some() ? error_code(http::error::partial_message)
+                                    : error_code(http::error::end_of_stream);
       }
       co_return ec;
     }
