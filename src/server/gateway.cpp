@@ -100,10 +100,7 @@ void Gateway::begin_drain(const char* why) {
   for (auto& w : workers_) {
     w->begin_drain();
   }
-  if (admin_acceptor_) {
-    // The admin listener stays up during the drain so readiness can be watched; it closes with
-    // the process.
-  }
+  // The admin listener stays up during the drain so readiness can be watched.
   drain_timer_.expires_after(cfg_->drain_timeout);
   drain_timer_.async_wait([this](error_code ec) {
     if (ec) {

@@ -59,7 +59,6 @@ class Gateway {
   net::io_context admin_ioc_{1};
   net::signal_set signals_{admin_ioc_};
   net::steady_timer drain_timer_{admin_ioc_};
-  std::unique_ptr<tcp::acceptor> admin_acceptor_;
   bool draining_ = false;
   unsigned running_workers_ = 0;
 };

@@ -148,6 +148,17 @@ void build_client_head(Worker& w, const ResponseParser& rp, const Exchange& x, F
   out += kCrlf;
 }
 
+// The buffers for one piece of a body: the head (until sent), then `data`, chunk-framed when
+// `chunked` (empty data writes no chunk; `last` appends the terminating zero chunk).
+std::array<net::const_buffer, 5> framed_piece(const std::string* head, char* size_line,
+                                              net::const_buffer data, bool chunked, bool last) {
+  bool frame = chunked && data.size() > 0;
+  std::size_t hl = frame ? chunk_header(size_line, data.size()) : 0;
+  return {head != nullptr ? net::buffer(*head) : net::const_buffer(), net::buffer(size_line, hl),
+          data, frame ? net::buffer(kCrlf) : net::const_buffer(),
+          (chunked && last) ? net::buffer(kLastChunk) : net::const_buffer()};
+}
+
 enum class SendResult { ok, upstream_failed, client_failed, too_large, bad_body };
 
 // Streams the request head and body to the upstream. The head goes out with the first body piece.
@@ -207,12 +218,8 @@ net::awaitable<SendResult> send_request(Worker& w, ClientConn& c, RequestParser&
           ? SendResult::bad_body
           : SendResult::client_failed;
     }
-    std::size_t hl = piece.size > 0 ? chunk_header(size_line, piece.size) : 0;
-    std::array<net::const_buffer, 5> bufs{
-        head_sent ? net::const_buffer() : net::buffer(head), net::buffer(size_line, hl),
-        net::buffer(lease.data(), piece.size),
-        piece.size > 0 ? net::buffer(kCrlf) : net::const_buffer(),
-        piece.done ? net::buffer(kLastChunk) : net::const_buffer()};
+    auto bufs = framed_piece(head_sent ? nullptr : &head, size_line,
+                             net::buffer(lease.data(), piece.size), true, piece.done);
     head_sent = true;
     x.bytes_in += piece.size;
     auto ec = co_await write_all(u.socket, u.deadline, ucfg.timeout, bufs);
@@ -241,12 +248,8 @@ net::awaitable<RelayResult> relay_response(Worker& w, ClientConn& c, upstream::C
   char size_line[24];
   bool head_sent = false;
   auto send = [&](net::const_buffer data, bool last) -> net::awaitable<bool> {
-    bool chunk = out == Framing::chunked;
-    std::size_t hl = (chunk && data.size() > 0) ? chunk_header(size_line, data.size()) : 0;
-    std::array<net::const_buffer, 5> bufs{
-        head_sent ? net::const_buffer() : net::buffer(head), net::buffer(size_line, hl), data,
-        (chunk && data.size() > 0) ? net::buffer(kCrlf) : net::const_buffer(),
-        (chunk && last) ? net::buffer(kLastChunk) : net::const_buffer()};
+    auto bufs =
+        framed_piece(head_sent ? nullptr : &head, size_line, data, out == Framing::chunked, last);
     x.bytes_out += data.size();
     head_sent = true;
     auto ec = co_await write_all(c.socket, c.deadline, client_timeout, bufs);

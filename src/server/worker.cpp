@@ -1,5 +1,7 @@
 #include "server/worker.hpp"
 
+#include "http/headers.hpp"
+
 #include <sys/socket.h>
 
 #include <boost/asio/detail/socket_option.hpp>
@@ -49,7 +51,9 @@ net::awaitable<void> Worker::accept_loop() {
     }
     if (ec) {
       // EMFILE and friends: back off briefly instead of spinning.
-      gw.logs().error(spdlog::level::err, "accept failed", "\"error\":\"" + ec.message() + "\"");
+      std::string extra = "\"error\":";
+      ghttp::append_json_string(extra, ec.message());
+      gw.logs().error(spdlog::level::err, "accept failed", extra);
       net::steady_timer t(ioc, std::chrono::milliseconds(50));
       co_await t.async_wait(nothrow);
       continue;
