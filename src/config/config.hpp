@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "filters/rate_limit/config.hpp"
 #include "http/cidr.hpp"
 
 namespace gatehouse::config {
@@ -52,7 +53,8 @@ struct Route {
   std::string name;
   RouteMatch match;
   std::string upstream;
-  std::size_t upstream_index = 0;  // index into Config::upstreams, resolved at load
+  std::size_t upstream_index = 0;               // index into Config::upstreams, resolved at load
+  filters::rate_limit::RouteLimits rate_limit;  // absent: inherit the top-level rate_limit
 };
 
 enum class LogFormat { json, text };
@@ -93,6 +95,7 @@ struct Config {
   LogConfig log;
   HealthConfig health;
   RequestIdConfig request_id;
+  filters::rate_limit::Settings rate_limit;  // no defaults: only routes' own blocks limit
 };
 
 // Thrown by the loaders; what() is "FILE:LINE:COLUMN: KEY.PATH: message".

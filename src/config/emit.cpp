@@ -22,7 +22,10 @@ std::string escaped(const std::string& text) {
 
 class Writer {
  public:
-  Writer() { out_ << YAML::BeginMap; }
+  Writer() {
+    out_.SetNullFormat(YAML::LowerNull);
+    out_ << YAML::BeginMap;
+  }
 
   Writer& key(const char* name) {
     out_ << YAML::Key << name << YAML::Value;
@@ -39,6 +42,10 @@ class Writer {
   Writer& duration(Millis d) { return str(detail::format_duration(d)); }
   Writer& size(std::size_t bytes) { return str(detail::format_size(bytes)); }
   Writer& number(std::size_t n) { return str(std::to_string(n)); }
+  Writer& null() {
+    out_ << YAML::Null;
+    return *this;
+  }
   Writer& list(const std::vector<std::string>& items) {
     out_ << YAML::Flow << YAML::BeginSeq;
     for (const auto& item : items) {
@@ -103,6 +110,84 @@ void write_upstreams(Writer& w, const std::vector<Upstream>& upstreams) {
   w.end_map();
 }
 
+std::string rates_text(const std::vector<ratelimit::Rate>& rates) {
+  std::string out;
+  for (const auto& rate : rates) {
+    out += out.empty() ? "" : "; ";
+    out += rate.text();
+  }
+  return out;
+}
+
+// Every field, so that a route block reloads the same whatever the defaults it inherits from.
+void write_rate_limit_block(Writer& w, const filters::rate_limit::Block& b) {
+  w.key("algorithm").str(ratelimit::algorithm_name(b.algorithm));
+  if (b.key.size() == 1) {
+    w.key("key").str(b.key.front().text());
+  } else {
+    std::vector<std::string> parts;
+    for (const auto& part : b.key) {
+      parts.push_back(part.text());
+    }
+    w.key("key").list(parts);
+  }
+  if (!b.limits.empty()) {
+    w.key("limits").str(rates_text(b.limits));
+  }
+  if (b.burst != 0) {
+    w.key("burst").number(b.burst);
+  }
+  std::vector<std::string> headers;
+  if (b.ietf_headers) {
+    headers.push_back("ietf");
+  }
+  if (b.x_headers) {
+    headers.push_back("x-ratelimit");
+  }
+  w.key("headers").list(headers);
+  w.key("exempt_paths").list(b.exempt_paths);
+  w.key("exempt_ips").list(cidrs(b.exempt_ips));
+  if (b.ban) {
+    w.key("ban").begin_map();
+    w.key("after").number(b.ban->after);
+    w.key("within").duration(b.ban->within);
+    w.key("for").duration(b.ban->duration);
+    w.end_map();
+  } else {
+    w.key("ban").str("off");
+  }
+  w.key("max_in_flight").number(b.max_in_flight);
+}
+
+void write_rate_limit(Writer& w, const filters::rate_limit::Settings& s) {
+  if (!s.defaults) {
+    w.key("rate_limit").null();
+    return;
+  }
+  w.key("rate_limit").begin_map();
+  write_rate_limit_block(w, *s.defaults);
+  w.key("max_keys").number(s.max_keys);
+  w.end_map();
+}
+
+void write_route_limits(Writer& w, const filters::rate_limit::RouteLimits& r) {
+  using Mode = filters::rate_limit::RouteLimits::Mode;
+  if (r.mode == Mode::inherit) {
+    return;
+  }
+  if (r.mode == Mode::off) {
+    w.key("rate_limit").str("off");
+    return;
+  }
+  w.key("rate_limit").begin_list();
+  for (const auto& block : r.blocks) {
+    w.begin_map();
+    write_rate_limit_block(w, block);
+    w.end_map();
+  }
+  w.end_list();
+}
+
 void write_routes(Writer& w, const std::vector<Route>& routes) {
   w.key("routes").begin_list();
   for (const auto& r : routes) {
@@ -114,6 +199,7 @@ void write_routes(Writer& w, const std::vector<Route>& routes) {
     w.key("host").str(r.match.host);
     w.end_map();
     w.key("upstream").str(r.upstream);
+    write_route_limits(w, r.rate_limit);
     w.end_map();
   }
   w.end_list();
@@ -140,6 +226,7 @@ std::string to_yaml(const Config& c) {
 
   w.key("drain_timeout").duration(c.drain_timeout);
   write_upstreams(w, c.upstreams);
+  write_rate_limit(w, c.rate_limit);
   write_routes(w, c.routes);
 
   w.key("log").begin_map();

@@ -26,6 +26,7 @@ using detail::Map;
 using detail::quoted;
 using detail::read_bool;
 using detail::read_choice;
+using detail::read_cidrs;
 using detail::read_count;
 using detail::read_duration;
 using detail::read_endpoint;
@@ -59,19 +60,6 @@ std::optional<Endpoint> read_admin_listen(const Value& v) {
     return std::nullopt;
   }
   return read_endpoint(v);
-}
-
-std::vector<http::Cidr> read_cidrs(const Value& v) {
-  std::vector<http::Cidr> out;
-  for (const auto& item : v.items()) {
-    auto cidr = http::Cidr::parse(item.text());
-    if (!cidr) {
-      item.fail("invalid CIDR " + quoted(item.text()) +
-                " (expected ADDRESS or ADDRESS/BITS, e.g. \"10.0.0.0/8\" or \"::1/128\")");
-    }
-    out.push_back(*cidr);
-  }
-  return out;
 }
 
 Limits read_limits(const Value& v) {
@@ -177,7 +165,8 @@ std::string known_upstreams(const std::vector<Upstream>& upstreams) {
   return join(names);
 }
 
-Route read_route(const Map& m, const std::vector<Upstream>& upstreams) {
+Route read_route(const Map& m, const std::vector<Upstream>& upstreams,
+                 const filters::rate_limit::Settings& rate_limit) {
   Route out;
   auto name = m.require("name");
   out.name = check_name(name, name.text(), "route");
@@ -193,10 +182,14 @@ Route read_route(const Map& m, const std::vector<Upstream>& upstreams) {
                   " (known upstreams: " + known_upstreams(upstreams) + ")");
   }
   out.upstream_index = static_cast<std::size_t>(it - upstreams.begin());
+  if (auto x = m.find("rate_limit")) {
+    out.rate_limit = filters::rate_limit::read_route_limits(*x, rate_limit);
+  }
   return out;
 }
 
-std::vector<Route> read_routes(const Map& root, const std::vector<Upstream>& upstreams) {
+std::vector<Route> read_routes(const Map& root, const std::vector<Upstream>& upstreams,
+                               const filters::rate_limit::Settings& rate_limit) {
   auto v = root.find("routes");
   if (!v) {
     if (upstreams.size() != 1) {
@@ -209,8 +202,8 @@ std::vector<Route> read_routes(const Map& root, const std::vector<Upstream>& ups
     if (!item.is_map()) {
       item.fail("expected a map, got " + std::string(item.kind()));
     }
-    Map m(item, {"name", "match", "upstream"});
-    auto route = read_route(m, upstreams);
+    Map m(item, {"name", "match", "upstream", "rate_limit"});
+    auto route = read_route(m, upstreams, rate_limit);
     for (std::size_t i = 0; i < out.size(); ++i) {
       if (out[i].name == route.name) {
         m.require("name").fail("duplicate route name " + quoted(route.name) + " (also routes[" +
@@ -302,7 +295,7 @@ Config read_config(const Value& root_value) {
   out.source = root_value.source();
   Map root(root_value,
            {"environment", "listen", "admin_listen", "workers", "trusted_proxies", "limits",
-            "drain_timeout", "upstreams", "routes", "log", "health", "request_id"});
+            "drain_timeout", "upstreams", "routes", "log", "health", "request_id", "rate_limit"});
   if (auto x = root.find("environment")) {
     out.environment = read_choice(*x, {"development", "production"}) == "development"
                           ? Environment::development
@@ -327,7 +320,11 @@ Config read_config(const Value& root_value) {
     out.drain_timeout = read_duration(*x, Zero::allowed);
   }
   out.upstreams = read_upstreams(root.require("upstreams"));
-  out.routes = read_routes(root, out.upstreams);
+  // Before the routes: their blocks inherit from it.
+  if (auto x = root.find("rate_limit")) {
+    out.rate_limit = filters::rate_limit::read_settings(*x);
+  }
+  out.routes = read_routes(root, out.upstreams, out.rate_limit);
   if (auto x = root.find("log")) {
     out.log = read_log(*x);
   }

@@ -98,6 +98,20 @@ std::size_t read_count(const Value& v, std::size_t max) {
   return *n;
 }
 
+std::uint64_t read_integer(const Value& v, std::uint64_t min, std::uint64_t max) {
+  const std::string& text = v.text();
+  // 19 digits always fit in 64 bits; longer inputs are out of range anyway.
+  std::optional<std::uint64_t> n;
+  if (all_digits(text) && text.size() <= 19) {
+    n = std::stoull(text);
+  }
+  if (!n || *n < min || *n > max) {
+    v.fail("invalid value " + quoted(text) + " (expected an integer from " + std::to_string(min) +
+           " to " + std::to_string(max) + ")");
+  }
+  return *n;
+}
+
 Endpoint read_endpoint(const Value& v) {
   const std::string& text = v.text();
   auto ep = parse_endpoint(text);
@@ -116,6 +130,19 @@ std::string read_path(const Value& v) {
     v.fail("must not contain blanks, '?' or '#' (got " + quoted(text) + ")");
   }
   return text;
+}
+
+std::vector<http::Cidr> read_cidrs(const Value& v) {
+  std::vector<http::Cidr> out;
+  for (const auto& item : v.items()) {
+    auto cidr = http::Cidr::parse(item.text());
+    if (!cidr) {
+      item.fail("invalid CIDR " + quoted(item.text()) +
+                " (expected ADDRESS or ADDRESS/BITS, e.g. \"10.0.0.0/8\" or \"::1/128\")");
+    }
+    out.push_back(*cidr);
+  }
+  return out;
 }
 
 // Route and upstream names end up in metric labels and log fields: keep them plain.

@@ -21,6 +21,7 @@ class Cidr {
   static std::optional<Cidr> parse(std::string_view text);
   bool contains(const IpBytes& ip) const;
   std::string to_string() const;
+  bool operator==(const Cidr&) const = default;
 
  private:
   IpBytes base_{};

@@ -49,4 +49,20 @@ std::string error_body(const LocalReply& reply, std::string_view request_id, boo
   return out;
 }
 
+std::string error_body(std::string_view code, std::string_view message, std::int64_t retry_after_s,
+                       std::string_view request_id) {
+  std::string out;
+  out.reserve(160);
+  out += "{\"error\":";
+  append_json_string(out, code);
+  out += ",\"message\":";
+  append_json_string(out, message);
+  out += ",\"retry_after\":";
+  out += std::to_string(retry_after_s);
+  out += ",\"request_id\":";
+  append_json_string(out, request_id);
+  out += '}';
+  return out;
+}
+
 }  // namespace gatehouse::http

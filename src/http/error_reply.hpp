@@ -1,6 +1,7 @@
 #pragma once
 // The one JSON shape for every reply gatehouse makes itself (Envoy's sendLocalReply idea):
 // {"error": "<code>", "message": "...", "request_id": "..."} plus "detail" in development only.
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -19,5 +20,10 @@ LocalReply reply_for_status(unsigned status);
 // internal addresses and error texts, which production must never show.
 std::string error_body(const LocalReply& reply, std::string_view request_id, bool development,
                        std::string_view detail = {});
+
+// Rejections that tell the client when to come back (429, ban 403):
+// {"error":..., "message":..., "retry_after":N, "request_id":...}.
+std::string error_body(std::string_view code, std::string_view message, std::int64_t retry_after_s,
+                       std::string_view request_id);
 
 }  // namespace gatehouse::http

@@ -169,4 +169,56 @@ void append_json_string(std::string& out, std::string_view s) {
   out += '"';
 }
 
+std::optional<std::string> query_param(std::string_view target, std::string_view name) {
+  auto q = target.find('?');
+  if (q == std::string_view::npos) {
+    return std::nullopt;
+  }
+  auto hex = [](char c) -> int {
+    if (c >= '0' && c <= '9') {
+      return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+      return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+      return c - 'A' + 10;
+    }
+    return -1;
+  };
+  std::string_view rest = target.substr(q + 1);
+  while (!rest.empty()) {
+    auto amp = rest.find('&');
+    auto pair = rest.substr(0, amp);
+    rest = amp == std::string_view::npos ? std::string_view() : rest.substr(amp + 1);
+    auto eq = pair.find('=');
+    if (pair.substr(0, eq) != name) {
+      continue;
+    }
+    std::string_view raw = eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1);
+    std::string out;
+    out.reserve(raw.size());
+    for (std::size_t i = 0; i < raw.size(); ++i) {
+      if (raw[i] == '+') {
+        out += ' ';
+      } else if (raw[i] == '%') {
+        if (i + 2 >= raw.size()) {
+          return std::nullopt;
+        }
+        int hi = hex(raw[i + 1]);
+        int lo = hex(raw[i + 2]);
+        if (hi < 0 || lo < 0) {
+          return std::nullopt;
+        }
+        out += static_cast<char>(hi * 16 + lo);
+        i += 2;
+      } else {
+        out += raw[i];
+      }
+    }
+    return out;
+  }
+  return std::nullopt;
+}
+
 }  // namespace gatehouse::http

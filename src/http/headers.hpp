@@ -1,6 +1,7 @@
 #pragma once
 // Header rules a proxy must apply in both directions (RFC 9110 section 7.6.1), kept free of Beast
 // so they are unit-tested on plain strings.
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -33,6 +34,10 @@ std::string client_ip(std::string_view peer_ip, std::string_view x_forwarded_for
 std::string redact_target(std::string_view target);
 
 // Appends `s` as a JSON string literal (quotes included) to `out`.
+// The percent-decoded value of query parameter `name` in a request target ("+" is a space);
+// nullopt when absent or badly encoded.
+std::optional<std::string> query_param(std::string_view target, std::string_view name);
+
 void append_json_string(std::string& out, std::string_view s);
 
 }  // namespace gatehouse::http

@@ -26,8 +26,8 @@ class Cell {
 
 inline constexpr std::array<double, 14> kDurationBuckets = {
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
-inline constexpr std::array<unsigned, 9> kLocalReplyStatuses = {400, 404, 408, 413, 414,
-                                                                431, 502, 503, 504};
+inline constexpr std::array<unsigned, 11> kLocalReplyStatuses = {400, 403, 404, 408, 413, 414,
+                                                                 429, 431, 502, 503, 504};
 
 struct RouteStats {
   std::array<Cell, 5> by_class;                           // 1xx..5xx

@@ -38,7 +38,13 @@ net::awaitable<void> Gateway::admin_session(tcp::socket socket) {
     auto target = std::string_view(req.target().data(), req.target().size());
     auto path = target.substr(0, target.find('?'));
     const auto& h = cfg_->health;
-    if (req.method() != http::verb::get && req.method() != http::verb::head) {
+    if (path == "/admin/bans") {
+      unsigned status = 200;
+      std::string body;
+      admin_bans({req.method_string().data(), req.method_string().size()}, target, status, body);
+      res.result(static_cast<http::status>(status));
+      res.body() = std::move(body);
+    } else if (req.method() != http::verb::get && req.method() != http::verb::head) {
       res.result(http::status::method_not_allowed);
       res.body() = R"({"error":"method_not_allowed","message":"Use GET."})";
     } else if (path == "/metrics") {
@@ -62,6 +68,7 @@ net::awaitable<void> Gateway::admin_session(tcp::socket socket) {
                            cfg_->upstreams[u].name, th.address(), th.reachable() ? 1 : 0);
           }
         }
+        rate_limiter_->render_metrics(out);
         fmt::format_to(
             std::back_inserter(out),
             "# HELP gatehouse_build_info Build information.\n# TYPE gatehouse_build_info gauge\n"
@@ -90,7 +97,7 @@ net::awaitable<void> Gateway::admin_session(tcp::socket socket) {
     } else {
       res.result(http::status::not_found);
       res.body() =
-          R"({"error":"not_found","message":"Admin endpoints: /metrics, /health/detailed, /health, /health/live, /health/ready."})";
+          R"({"error":"not_found","message":"Admin endpoints: /metrics, /health/detailed, /health, /health/live, /health/ready, /admin/bans."})";
     }
     res.prepare_payload();
     if (req.method() == http::verb::head) {
@@ -103,6 +110,45 @@ net::awaitable<void> Gateway::admin_session(tcp::socket socket) {
   }
   error_code ignore;
   stream.socket().shutdown(tcp::socket::shutdown_both, ignore);
+}
+
+// GET lists bans; DELETE ?key=K lifts one (the key as listed), DELETE without a key lifts all.
+void Gateway::admin_bans(std::string_view method, std::string_view target, unsigned& status,
+                         std::string& body) {
+  auto& limiter = *rate_limiter_;
+  if (method == "GET" || method == "HEAD") {
+    body = limiter.bans_json();
+    return;
+  }
+  if (method != "DELETE") {
+    status = 405;
+    body = R"({"error":"method_not_allowed","message":"Use GET or DELETE."})";
+    return;
+  }
+  auto key = ghttp::query_param(target, "key");
+  if (target.find('?') != std::string_view::npos && !key) {
+    status = 400;
+    body = R"({"error":"bad_request","message":"Expected ?key=KEY (percent-encoded)."})";
+    return;
+  }
+  std::size_t lifted = 0;
+  if (key) {
+    lifted = limiter.lift_ban(*key) ? 1 : 0;
+    if (lifted == 0) {
+      status = 404;
+      body = R"({"error":"not_found","message":"No active ban for this key."})";
+      return;
+    }
+  } else {
+    lifted = limiter.lift_all_bans();
+  }
+  body = fmt::format(R"({{"lifted":{}}})", lifted);
+  std::string line = "{\"time\":\"";
+  observability::append_timestamp(line);
+  line += "\",\"type\":\"security\",\"event\":\"ban_lifted\",\"key\":";
+  ghttp::append_json_string(line, key ? *key : std::string("*"));
+  line += fmt::format(",\"count\":{}}}", lifted);
+  logs_->security(line);
 }
 
 net::awaitable<void> Gateway::check_target(std::size_t u, std::size_t t) {

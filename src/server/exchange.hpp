@@ -25,6 +25,8 @@ struct Exchange {
   double upstream_ms = -1;
   std::string upstream_address;
   bool client_keep_alive = true;  // what the client asked for and we can honour
+  // The rate limiter's decision; its headers go on every response of a limited route.
+  filters::rate_limit::Verdict limit;
 };
 
 // The time-out error a coroutine reports when its deadline fired.

@@ -80,6 +80,26 @@ Gateway::Gateway(std::shared_ptr<const config::Config> cfg, std::string version)
     }
     endpoints_.push_back(std::move(eps));
   }
+  rate_limiter_ = std::make_unique<filters::rate_limit::RateLimiter>(
+      *cfg_, workers_count_,
+      std::make_shared<filters::rate_limit::SharedState>(cfg_->rate_limit.max_keys),
+      std::make_shared<ratelimit::SteadyClock>(), cfg_->log.hash_client_ip ? &hasher_ : nullptr);
+  if (rate_limiter_->enabled()) {
+    health_->add_component("rate_limit", [this] {
+      auto& st = rate_limiter_->state();
+      auto keys = st.store.keys();
+      auto cap = st.store.capacity();
+      // At the cap the least recently used keys are evicted: limits still hold for active
+      // clients, but operators should know (an IP spray, or max_keys too small).
+      return observability::ComponentReport{observability::Status::ok,
+                                            {{"store", "memory"},
+                                             {"keys", keys},
+                                             {"max_keys", cap},
+                                             {"at_capacity", keys >= cap},
+                                             {"evictions", st.store.evictions()},
+                                             {"bans_active", rate_limiter_->bans_active()}}};
+    });
+  }
   health_->add_component("log", [this] {
     auto dropped = logs_->dropped();
     return observability::ComponentReport{

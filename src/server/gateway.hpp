@@ -8,6 +8,7 @@
 
 #include "config/config.hpp"
 #include "core/router.hpp"
+#include "filters/rate_limit/rate_limit_filter.hpp"
 #include "observability/health.hpp"
 #include "observability/logging.hpp"
 #include "observability/metrics.hpp"
@@ -32,6 +33,7 @@ class Gateway {
   observability::Health& health() { return *health_; }
   const core::Router& router() const { return router_; }
   const observability::ClientIpHasher& hasher() const { return hasher_; }
+  filters::rate_limit::RateLimiter& rate_limiter() { return *rate_limiter_; }
   const std::vector<std::vector<tcp::endpoint>>& upstream_endpoints() const { return endpoints_; }
   const std::string& version() const { return version_; }
   bool development() const { return cfg_->environment == config::Environment::development; }
@@ -41,6 +43,8 @@ class Gateway {
   void begin_drain(const char* why);
   net::awaitable<void> admin_accept_loop(tcp::acceptor acceptor);
   net::awaitable<void> admin_session(tcp::socket socket);
+  void admin_bans(std::string_view method, std::string_view target, unsigned& status,
+                  std::string& body);
   net::awaitable<void> health_check_loop();
   net::awaitable<void> check_target(std::size_t upstream, std::size_t target);
   void wait_signals();
@@ -54,6 +58,7 @@ class Gateway {
   std::unique_ptr<observability::Health> health_;
   core::Router router_;
   observability::ClientIpHasher hasher_;
+  std::unique_ptr<filters::rate_limit::RateLimiter> rate_limiter_;
   std::vector<std::vector<tcp::endpoint>> endpoints_;
   std::vector<std::unique_ptr<Worker>> workers_;
   net::io_context admin_ioc_{1};

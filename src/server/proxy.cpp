@@ -140,6 +140,7 @@ void build_client_head(Worker& w, const ResponseParser& rp, const Exchange& x, F
   out += ": ";
   out += x.request_id;
   out += kCrlf;
+  out += x.limit.headers;
   if (!keep_alive && !client_http10) {
     out += "Connection: close\r\n";
   } else if (keep_alive && client_http10) {

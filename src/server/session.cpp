@@ -99,6 +99,40 @@ unsigned validate_head(Worker& w, const RequestParser& p, std::string& why) {
   return 0;
 }
 
+std::string_view request_header(const void* ctx, std::string_view name) {
+  const auto& req = *static_cast<const RequestParser::value_type*>(ctx);
+  auto v = req[beast::string_view(name.data(), name.size())];
+  return {v.data(), v.size()};
+}
+
+// A 429 or ban 403 from the rate limiter. An unread body is not worth reading: close after.
+net::awaitable<bool> reject(Worker& w, ClientConn& c, Exchange& x, bool body_pending,
+                            bool head_only) {
+  const auto& v = x.limit;
+  if (!v.new_ban.empty()) {
+    std::string line;
+    line.reserve(256);
+    line += "{\"time\":\"";
+    observability::append_timestamp(line);
+    line += "\",\"type\":\"security\",\"event\":\"ban\",\"key\":";
+    ghttp::append_json_string(line, v.new_ban);
+    line += ",\"reason\":";
+    ghttp::append_json_string(line, v.ban_reason);
+    line += ",\"request_id\":";
+    ghttp::append_json_string(line, x.request_id);
+    line += '}';
+    w.gw.logs().security(line);
+  }
+  if (body_pending) {
+    x.client_keep_alive = false;
+  }
+  w.metrics.record_local_reply(v.status());
+  co_await send_json(w, c, x, v.status(),
+                     ghttp::error_body(v.code(), v.message, v.retry_after_s, x.request_id),
+                     head_only);
+  co_return x.client_keep_alive;
+}
+
 }  // namespace
 
 std::size_t chunk_header(char* out, std::size_t n) {
@@ -145,7 +179,9 @@ net::awaitable<void> send_json(Worker& w, ClientConn& c, Exchange& x, unsigned s
   head += w.cfg.request_id.header;
   head += ": ";
   head += x.request_id;
-  head += x.client_keep_alive ? "\r\n\r\n" : "\r\nConnection: close\r\n\r\n";
+  head += "\r\n";
+  head += x.limit.headers;
+  head += x.client_keep_alive ? "\r\n" : "Connection: close\r\n\r\n";
   std::array<net::const_buffer, 2> bufs{net::buffer(head),
                                         head_only ? net::const_buffer() : net::buffer(body)};
   x.status = status;
@@ -295,7 +331,25 @@ net::awaitable<bool> serve_one(Worker& w, ClientConn& c) {
              }())) {
     x.route = *route;
     x.route_name = w.cfg.routes[*route].name.c_str();
-    keep = co_await proxy_request(w, c, parser, x);
+    auto& limiter = w.gw.rate_limiter();
+    if (limiter.route_limited(*route)) {
+      filters::rate_limit::RequestInfo info{*route, x.client_ip, path, &request_header, &req};
+      limiter.check(info, w.index, x.limit);
+    }
+    struct Release {
+      filters::rate_limit::RateLimiter& limiter;
+      filters::rate_limit::Verdict& verdict;
+      ~Release() {
+        if (!verdict.held.empty()) {
+          limiter.release(verdict);
+        }
+      }
+    } release{limiter, x.limit};
+    if (x.limit.allowed()) {
+      keep = co_await proxy_request(w, c, parser, x);
+    } else {
+      keep = co_await reject(w, c, x, body_pending, head_only);
+    }
   } else {
     co_await send_local_reply(w, c, x, 404, body_pending);
     keep = x.client_keep_alive;

@@ -1,6 +1,10 @@
 #pragma once
-// Shared by the config tests: a minimal valid config to append snippets to, and the error text.
+// Shared by the config tests: a minimal valid config to append snippets to, the error text, and
+// field-by-field comparison of the rate_limit settings.
+#include <gtest/gtest.h>
+
 #include <string>
+#include <vector>
 
 #include "config/config.hpp"
 
@@ -21,6 +25,49 @@ inline std::string error_of(const std::string& yaml) {
     return e.what();
   }
   return "(no error)";
+}
+
+inline std::vector<std::string> cidr_texts(const filters::rate_limit::Block& b) {
+  std::vector<std::string> out;
+  for (const auto& n : b.exempt_ips) {
+    out.push_back(n.to_string());
+  }
+  return out;
+}
+
+// Field by field: http::Cidr has no operator==, so Block's defaulted one cannot be used.
+inline void expect_same_block(const filters::rate_limit::Block& a,
+                              const filters::rate_limit::Block& b) {
+  EXPECT_EQ(a.algorithm, b.algorithm);
+  EXPECT_EQ(a.key, b.key);
+  EXPECT_EQ(a.limits, b.limits);
+  EXPECT_EQ(a.burst, b.burst);
+  EXPECT_EQ(a.ietf_headers, b.ietf_headers);
+  EXPECT_EQ(a.x_headers, b.x_headers);
+  EXPECT_EQ(a.exempt_paths, b.exempt_paths);
+  EXPECT_EQ(cidr_texts(a), cidr_texts(b));
+  EXPECT_EQ(a.ban, b.ban);
+  EXPECT_EQ(a.max_in_flight, b.max_in_flight);
+}
+
+inline void expect_same_rate_limits(const Config& a, const Config& b) {
+  ASSERT_EQ(a.rate_limit.defaults.has_value(), b.rate_limit.defaults.has_value());
+  if (a.rate_limit.defaults) {
+    expect_same_block(*a.rate_limit.defaults, *b.rate_limit.defaults);
+  }
+  EXPECT_EQ(a.rate_limit.max_keys, b.rate_limit.max_keys);
+  EXPECT_EQ(a.rate_limit.applies, b.rate_limit.applies);
+  ASSERT_EQ(a.routes.size(), b.routes.size());
+  for (std::size_t i = 0; i < a.routes.size(); ++i) {
+    SCOPED_TRACE("route " + a.routes[i].name);
+    const auto& x = a.routes[i].rate_limit;
+    const auto& y = b.routes[i].rate_limit;
+    EXPECT_EQ(x.mode, y.mode);
+    ASSERT_EQ(x.blocks.size(), y.blocks.size());
+    for (std::size_t j = 0; j < x.blocks.size(); ++j) {
+      expect_same_block(x.blocks[j], y.blocks[j]);
+    }
+  }
 }
 
 }  // namespace gatehouse::config::testing

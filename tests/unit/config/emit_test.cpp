@@ -74,6 +74,7 @@ void expect_same(const Config& a, const Config& b) {
   EXPECT_EQ(a.health.check_interval, b.health.check_interval);
   EXPECT_EQ(a.request_id.header, b.request_id.header);
   EXPECT_EQ(a.request_id.trust_incoming, b.request_id.trust_incoming);
+  testing::expect_same_rate_limits(a, b);
 }
 
 void expect_round_trip(const Config& c) {
@@ -109,6 +110,7 @@ upstreams:
     timeout: 60s
     max_idle_per_target: 64
     keepalive_timeout: 30s
+rate_limit: null
 routes:
   - name: default
     match:
@@ -164,7 +166,9 @@ routes:
   - name: r1
     match: {path_prefix: "/a:b/[x],{y}", methods: [GET, M-SEARCH], host: "[::1]"}
     upstream: a_2
-  - {name: r2, upstream: b-1}
+    rate_limit: [{limits: 1/second, key: global}, {max_in_flight: 1, algorithm: token_bucket}]
+  - {name: r2, upstream: b-1, rate_limit: off}
+  - {name: r3, upstream: b-1, match: {path_prefix: /r3}}
 log:
   format: text
   access: "/var/log/with space: and colon.log"
@@ -174,6 +178,17 @@ log:
   hash_client_ip: true
 health: {live_path: "/l:x", ready_path: /r, summary_path: "/s'q", cache_ttl: 0s, check_interval: 1h}
 request_id: {header: "X-Id", trust_incoming: false}
+rate_limit:
+  algorithm: gcra
+  key: [ip, "header:X-Api-Key"]
+  limits: "200 per day, 50/HOURS | 10 per 90 seconds"
+  burst: 5
+  headers: none
+  exempt_paths: ["/h:1", /static/]
+  exempt_ips: [10.0.0.0/8, "2001:db8::/32"]
+  ban: {after: 3, within: 1500ms, for: 2h}
+  max_in_flight: 2
+  max_keys: 42
 )",
                               "t.yaml");
   expect_round_trip(c);

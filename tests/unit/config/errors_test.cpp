@@ -43,11 +43,11 @@ TEST(ConfigErrors, TopLevel) {
       {kBase + "bogus_key: 1\n",
        "t.yaml:4:1: bogus_key: unknown key \"bogus_key\"; allowed keys: environment, listen, "
        "admin_listen, workers, trusted_proxies, limits, drain_timeout, upstreams, routes, log, "
-       "health, request_id"},
+       "health, request_id, rate_limit"},
       {kBase + "listn: :80\n",
        "t.yaml:4:1: listn: unknown key \"listn\" (did you mean \"listen\"?); allowed keys: "
        "environment, listen, admin_listen, workers, trusted_proxies, limits, drain_timeout, "
-       "upstreams, routes, log, health, request_id"},
+       "upstreams, routes, log, health, request_id, rate_limit"},
       {kBase + "upstreams: {}\n", "t.yaml:4:1: upstreams: duplicate key (first defined at line 1)"},
       {kBase + "environment: staging\n",
        "t.yaml:4:14: environment: invalid value \"staging\" (expected one of: development, "
@@ -279,7 +279,7 @@ TEST(ConfigErrors, Routes) {
        "'-')"},
       {kBase + "routes:\n  - name: x\n    upstream: app\n    priority: 1\n",
        "t.yaml:7:5: routes[0].priority: unknown key \"priority\"; allowed keys: name, match, "
-       "upstream"},
+       "upstream, rate_limit"},
       {kBase + "routes:\n  - name: x\n    upstream: app\n  - name: y\n    upstream: app\n  - name: "
                "x\n    upstream: app\n",
        "t.yaml:9:11: routes[2].name: duplicate route name \"x\" (also routes[0])"},

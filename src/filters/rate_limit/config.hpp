@@ -1,0 +1,84 @@
+#pragma once
+// Typed rate_limit configuration: the top-level block (defaults for every route, plus max_keys)
+// and the blocks a route may carry. Parsed by config.cpp from the YAML the loader walks; runtime
+// code only sees these structs.
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "http/cidr.hpp"
+#include "ratelimit/algorithm.hpp"
+#include "ratelimit/rate.hpp"
+
+namespace gatehouse::config::detail {
+class Value;
+}
+
+namespace gatehouse::filters::rate_limit {
+
+using Millis = std::chrono::milliseconds;
+
+// One part of a limiter key. `key: ip`, `key: header:X-API-Key`, `key: route`, `key: global`, or
+// a list combining them (`[ip, route]`).
+struct KeyPart {
+  enum class Kind : std::uint8_t { ip, header, route, global };
+  Kind kind = Kind::ip;
+  std::string header;        // Kind::header: the header name as written
+  std::string text() const;  // "ip", "header:X-API-Key", "route", "global"
+  bool operator==(const KeyPart&) const = default;
+};
+
+struct Ban {
+  std::uint32_t after = 0;  // rejections ...
+  Millis within{0};         // ... within this window ...
+  Millis duration{0};       // ... ban the key for this long (YAML key `for`)
+  bool operator==(const Ban&) const = default;
+};
+
+struct Block {
+  ratelimit::Algorithm algorithm = ratelimit::Algorithm::sliding_window;
+  std::vector<KeyPart> key{KeyPart{}};    // default: per client IP
+  std::vector<ratelimit::Rate> limits;    // stacked; every one must allow (may be empty only with
+                                          // max_in_flight)
+  std::uint64_t burst = 0;                // token_bucket / gcra only; 0 = each limit's count
+  bool ietf_headers = true;               // RateLimit-Policy + RateLimit
+  bool x_headers = true;                  // X-RateLimit-Limit/-Remaining/-Reset
+  std::vector<std::string> exempt_paths;  // path prefixes never limited
+  std::vector<http::Cidr> exempt_ips;     // client addresses never limited
+  std::optional<Ban> ban;
+  std::uint32_t max_in_flight = 0;  // concurrent requests per key; 0 = unlimited
+  bool operator==(const Block&) const = default;
+};
+
+struct Settings {
+  std::optional<Block> defaults;     // top-level `rate_limit:`; applies to routes without their own
+  std::size_t max_keys = 1'000'000;  // tracked (limit, key) pairs across all routes
+  // Whether routes without their own `rate_limit` are limited by `defaults`. False when the
+  // top-level block sets neither limits nor max_in_flight: it then only supplies fields that route
+  // blocks inherit. Meaningful only when `defaults` is set.
+  bool applies = true;
+};
+
+// Per route: inherit the defaults (shared counters), its own blocks (each inheriting unset fields
+// from the defaults), or `rate_limit: off`.
+struct RouteLimits {
+  enum class Mode : std::uint8_t { inherit, own, off };
+  Mode mode = Mode::inherit;
+  std::vector<Block> blocks;  // Mode::own
+};
+
+inline constexpr std::size_t kMaxBlocksPerRoute = 8;
+inline constexpr std::size_t kMaxKeysLimit = 100'000'000;
+inline constexpr std::uint32_t kMaxInFlight = 1'000'000;
+inline constexpr std::uint32_t kMaxBanAfter = 1'000'000;
+
+// Readers for config/loader.cpp. Failures throw config::ConfigError
+// ("FILE:LINE:COLUMN: rate_limit.ban.after: ...").
+// The top-level `rate_limit` value; null or `off` means no defaults.
+Settings read_settings(const config::detail::Value& v);
+// A route's `rate_limit` value: absent (not called), null, `off`/`false`, a map or a list of maps.
+RouteLimits read_route_limits(const config::detail::Value& v, const Settings& settings);
+
+}  // namespace gatehouse::filters::rate_limit

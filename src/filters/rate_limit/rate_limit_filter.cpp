@@ -1,0 +1,631 @@
+#include "filters/rate_limit/rate_limit_filter.hpp"
+
+#include <fmt/format.h>
+#include <openssl/sha.h>
+
+#include <algorithm>
+#include <cstring>
+#include <functional>
+#include <optional>
+#include <set>
+
+#include "http/cidr.hpp"
+#include "http/headers.hpp"
+
+namespace gatehouse::filters::rate_limit {
+namespace {
+
+using ratelimit::Check;
+using ratelimit::Nanos;
+
+constexpr std::int64_t kSecond = 1'000'000'000;
+enum Result : std::size_t { kAllowed = 0, kRejected = 1, kResults = 2 };
+
+std::int64_t ceil_seconds(Nanos n) {
+  return n <= 0 ? 0 : (n + kSecond - 1) / kSecond;
+}
+
+std::string key_text(const std::vector<KeyPart>& key) {
+  std::string out;
+  for (const auto& part : key) {
+    if (!out.empty()) {
+      out += '+';
+    }
+    out += part.text();
+  }
+  return out;
+}
+
+bool has_route_part(const std::vector<KeyPart>& key) {
+  return std::any_of(key.begin(), key.end(),
+                     [](const KeyPart& p) { return p.kind == KeyPart::Kind::route; });
+}
+
+// 16 hex digits of SHA-256: names a header-derived key (an API key, a token) in logs and the
+// ban list without revealing it.
+std::string fingerprint(std::string_view value) {
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(value.data()), value.size(), digest);
+  std::string out = "#";
+  for (int i = 0; i < 8; ++i) {
+    fmt::format_to(std::back_inserter(out), "{:02x}", digest[i]);
+  }
+  return out;
+}
+
+// A path an upstream cannot resolve to somewhere else: no dot segments, no encoded dot, slash or
+// backslash. "/static/../api/generate" must not borrow /static/'s exemption.
+bool plain_path(std::string_view path) {
+  if (path.find('\\') != std::string_view::npos) {
+    return false;
+  }
+  for (std::size_t i = path.find('%'); i != std::string_view::npos; i = path.find('%', i + 1)) {
+    auto code = path.substr(i + 1, 2);
+    if (code.size() == 2 &&
+        (http::iequals(code, "2e") || http::iequals(code, "2f") || http::iequals(code, "5c"))) {
+      return false;
+    }
+  }
+  for (std::size_t i = path.find("/."); i != std::string_view::npos; i = path.find("/.", i + 1)) {
+    auto rest = path.substr(i + 2);
+    if (rest.empty() || rest[0] == '/' ||
+        (rest[0] == '.' && (rest.size() == 1 || rest[1] == '/'))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+void append_u16(std::string& out, std::size_t n) {
+  n = std::min<std::size_t>(n, 0xffff);
+  out += static_cast<char>(n >> 8);
+  out += static_cast<char>(n & 0xff);
+}
+
+}  // namespace
+
+const char* Verdict::code() const {
+  switch (kind) {
+    case Kind::banned:
+      return "banned";
+    case Kind::too_many_in_flight:
+      return "too_many_concurrent_requests";
+    default:
+      return "rate_limit_exceeded";
+  }
+}
+
+// One rate_limit block as applied: the defaults block (one instance, shared by every route
+// that inherits it) or a route's own block.
+struct RateLimiter::Policy {
+  Block block;
+  std::string key_text;
+  bool per_route = false;  // the key has a `route` part
+  std::vector<ratelimit::Params> params;
+  std::vector<std::string> prefixes;  // per rate: 4 bytes derived from the definition
+  std::string in_flight_prefix;
+  std::optional<ratelimit::BanRule> ban;
+
+  bool exempt(std::string_view path, const std::optional<http::IpBytes>& ip) const {
+    for (const auto& p : block.exempt_paths) {
+      if (path.starts_with(p) && plain_path(path)) {
+        return true;
+      }
+    }
+    if (!block.exempt_ips.empty() && ip && http::any_contains(block.exempt_ips, *ip)) {
+      return true;
+    }
+    return false;
+  }
+};
+
+struct RateLimiter::RoutePlan {
+  std::string name;
+  std::vector<const Policy*> policies;
+  std::vector<std::vector<std::string>> item_names;  // [policy][rate]: IETF policy names
+  std::vector<std::size_t> first_slot;               // [policy]: rates..., in-flight, ban
+  std::string policy_header;  // RateLimit-Policy line when every policy applies
+};
+
+struct RateLimiter::WorkerCells {
+  explicit WorkerCells(std::size_t n) : cells(n) {}
+  std::vector<observability::Cell> cells;
+};
+
+RateLimiter::RateLimiter(const config::Config& cfg, unsigned workers,
+                         std::shared_ptr<SharedState> state,
+                         std::shared_ptr<const ratelimit::Clock> clock,
+                         const observability::ClientIpHasher* hasher)
+    : state_(std::move(state)), clock_(std::move(clock)), hasher_(hasher) {
+  std::set<std::string> used_prefixes;
+  auto make_policy = [&](const Block& block, const std::string& owner) {
+    auto p = std::make_unique<Policy>();
+    p->block = block;
+    p->key_text = key_text(block.key);
+    p->per_route = has_route_part(block.key);
+    if (block.ban) {
+      p->ban = ratelimit::BanRule{
+          block.ban->after,
+          std::chrono::duration_cast<std::chrono::nanoseconds>(block.ban->within).count(),
+          std::chrono::duration_cast<std::chrono::nanoseconds>(block.ban->duration).count()};
+    }
+    auto prefix_for = [&](const std::string& definition) {
+      std::size_t h = std::hash<std::string>{}(definition);
+      for (;;) {
+        std::string prefix(4, '\0');
+        for (int i = 0; i < 4; ++i) {
+          prefix[i] = static_cast<char>((h >> (8 * i)) & 0xff);
+        }
+        if (used_prefixes.insert(prefix).second) {
+          return prefix;
+        }
+        ++h;
+      }
+    };
+    for (const auto& rate : block.limits) {
+      p->params.push_back(ratelimit::Params{rate.count, rate.period_ns(), block.burst});
+      p->prefixes.push_back(prefix_for(fmt::format("{}|{}|{}|{}|{}", owner,
+                                                   ratelimit::algorithm_name(block.algorithm),
+                                                   block.burst, rate.text(), p->key_text)));
+    }
+    p->in_flight_prefix = prefix_for(owner + "|in_flight|" + p->key_text);
+    policies_.push_back(std::move(p));
+    return policies_.back().get();
+  };
+
+  const Policy* defaults = nullptr;
+  const auto& settings = cfg.rate_limit;
+  if (settings.defaults && settings.applies) {
+    defaults = make_policy(*settings.defaults, "defaults");
+  }
+  std::size_t slots = 0;
+  for (const auto& route : cfg.routes) {
+    RoutePlan plan;
+    plan.name = route.name;
+    if (route.rate_limit.mode == RouteLimits::Mode::own) {
+      for (std::size_t i = 0; i < route.rate_limit.blocks.size(); ++i) {
+        plan.policies.push_back(
+            make_policy(route.rate_limit.blocks[i], fmt::format("route:{}#{}", route.name, i)));
+      }
+    } else if (route.rate_limit.mode == RouteLimits::Mode::inherit && defaults != nullptr) {
+      plan.policies.push_back(defaults);
+    }
+    // IETF policy names: the window ("minute"), qualified by the key when two limits of the
+    // route would otherwise share a name.
+    std::vector<std::string> names;
+    for (const Policy* p : plan.policies) {
+      plan.item_names.emplace_back();
+      for (const auto& rate : p->block.limits) {
+        plan.item_names.back().push_back(rate.name());
+        names.push_back(rate.name());
+      }
+    }
+    for (std::size_t pi = 0; pi < plan.policies.size(); ++pi) {
+      for (auto& name : plan.item_names[pi]) {
+        if (std::count(names.begin(), names.end(), name) > 1) {
+          std::string key = plan.policies[pi]->key_text;
+          std::replace(key.begin(), key.end(), ':', '-');
+          name = key + "-" + name;
+        }
+      }
+    }
+    std::string items;
+    for (std::size_t pi = 0; pi < plan.policies.size(); ++pi) {
+      const Policy* p = plan.policies[pi];
+      plan.first_slot.push_back(slots);
+      for (std::size_t ri = 0; ri < p->block.limits.size(); ++ri) {
+        metric_labels_.push_back(
+            MetricSlot{fmt::format("route=\"{}\",limit=\"{}\",key=\"{}\"", route.name,
+                                   p->block.limits[ri].text(), p->key_text),
+                       true, false});
+        if (p->block.ietf_headers) {
+          items += items.empty() ? "" : ", ";
+          items += fmt::format("\"{}\";q={};w={}", plan.item_names[pi][ri],
+                               p->block.limits[ri].count, p->block.limits[ri].period_s);
+        }
+      }
+      metric_labels_.push_back(MetricSlot{
+          fmt::format("route=\"{}\",limit=\"max_in_flight\",key=\"{}\"", route.name, p->key_text),
+          p->block.max_in_flight > 0, false});
+      metric_labels_.push_back(
+          MetricSlot{fmt::format("route=\"{}\",limit=\"ban\",key=\"{}\"", route.name, p->key_text),
+                     true, true});
+      slots += p->block.limits.size() + 2;
+    }
+    if (!items.empty()) {
+      plan.policy_header = "RateLimit-Policy: " + items + "\r\n";
+    }
+    enabled_ = enabled_ || !plan.policies.empty();
+    plans_.push_back(std::move(plan));
+  }
+  for (unsigned i = 0; i < std::max(workers, 1u); ++i) {
+    cells_.push_back(std::make_unique<WorkerCells>(slots * kResults));
+  }
+}
+
+RateLimiter::~RateLimiter() = default;
+
+bool RateLimiter::route_limited(std::size_t route) const {
+  return route < plans_.size() && !plans_[route].policies.empty();
+}
+
+std::string RateLimiter::identity(const Policy& p, const RequestInfo& r) const {
+  std::string out;
+  for (const auto& part : p.block.key) {
+    if (!out.empty()) {
+      out += ' ';
+    }
+    switch (part.kind) {
+      case KeyPart::Kind::ip:
+        out += "ip=";
+        out += hasher_ != nullptr ? (*hasher_)(r.client_ip) : std::string(r.client_ip);
+        break;
+      case KeyPart::Kind::header: {
+        auto v = r.header != nullptr ? r.header(r.header_ctx, part.header) : std::string_view();
+        if (v.empty()) {
+          out += "ip=";
+          out += hasher_ != nullptr ? (*hasher_)(r.client_ip) : std::string(r.client_ip);
+        } else {
+          out += part.text();
+          out += '=';
+          out += fingerprint(v);
+        }
+        break;
+      }
+      case KeyPart::Kind::route:
+        out += "route=";
+        out += plans_[r.route].name;
+        break;
+      case KeyPart::Kind::global:
+        out += "global";
+        break;
+    }
+  }
+  return out;
+}
+
+namespace {
+
+// The bytes that name a policy's bucket for this request (after the 4-byte definition prefix).
+void append_key(const std::vector<KeyPart>& key, const RequestInfo& r,
+                const std::optional<http::IpBytes>& ip, std::string_view route_name,
+                std::string& out) {
+  auto append_ip = [&] {
+    if (ip) {
+      out += 'i';
+      out.append(reinterpret_cast<const char*>(ip->data()), ip->size());
+    } else {
+      out += 'I';
+      append_u16(out, r.client_ip.size());
+      out += r.client_ip;
+    }
+  };
+  for (const auto& part : key) {
+    switch (part.kind) {
+      case KeyPart::Kind::ip:
+        append_ip();
+        break;
+      case KeyPart::Kind::header: {
+        auto v = r.header != nullptr ? r.header(r.header_ctx, part.header) : std::string_view();
+        if (v.empty()) {
+          append_ip();  // never one shared bucket for every client without the header
+        } else {
+          out += 'h';
+          append_u16(out, v.size());
+          out += v;
+        }
+        break;
+      }
+      case KeyPart::Kind::route:
+        out += 'r';
+        append_u16(out, route_name.size());
+        out += route_name;
+        break;
+      case KeyPart::Kind::global:
+        out += 'g';
+        break;
+    }
+  }
+}
+
+}  // namespace
+
+void RateLimiter::check(const RequestInfo& r, unsigned worker, Verdict& out) {
+  out.kind = Verdict::Kind::allowed;
+  out.headers.clear();
+  out.retry_after_s = 0;
+  out.message.clear();
+  out.new_ban.clear();
+  out.ban_reason.clear();
+  out.held.clear();
+  if (r.route >= plans_.size()) {
+    return;
+  }
+  const RoutePlan& plan = plans_[r.route];
+  if (plan.policies.empty()) {
+    return;
+  }
+  auto& cells = cells_[std::min<std::size_t>(worker, cells_.size() - 1)]->cells;
+  auto count = [&](std::size_t slot, Result result) { cells[slot * kResults + result].add(1); };
+  const Nanos now = clock_->now();
+  const auto ip = http::parse_ip(r.client_ip);
+
+  // Which of the route's policies apply (exemptions), with their slot numbers.
+  std::array<const Policy*, 8> applied{};
+  std::array<std::size_t, 8> applied_index{};
+  std::size_t n_applied = 0;
+  for (std::size_t pi = 0; pi < plan.policies.size() && n_applied < applied.size(); ++pi) {
+    if (!plan.policies[pi]->exempt(r.path, ip)) {
+      applied_index[n_applied] = pi;
+      applied[n_applied++] = plan.policies[pi];
+    }
+  }
+  if (n_applied == 0) {
+    return;
+  }
+
+  // Bans first: a banned key is refused before it can consume anything.
+  if (state_->bans.any_active()) {
+    for (std::size_t i = 0; i < n_applied; ++i) {
+      auto who = identity(*applied[i], r);
+      if (auto left = state_->bans.banned(who, now)) {
+        const Policy& p = *applied[i];
+        count(plan.first_slot[applied_index[i]] + p.block.limits.size() + 1, kRejected);
+        out.kind = Verdict::Kind::banned;
+        out.retry_after_s = std::max<std::int64_t>(1, ceil_seconds(*left));
+        out.message = fmt::format("Too many requests were rejected; banned for {} more seconds",
+                                  out.retry_after_s);
+        out.headers = fmt::format("Retry-After: {}\r\n", out.retry_after_s);
+        return;
+      }
+    }
+  }
+
+  thread_local std::vector<std::string> keys;
+  thread_local std::string suffix;
+
+  // Concurrency caps.
+  for (std::size_t i = 0; i < n_applied; ++i) {
+    const Policy& p = *applied[i];
+    if (p.block.max_in_flight == 0) {
+      continue;
+    }
+    std::string key = p.in_flight_prefix;
+    append_key(p.block.key, r, ip, plan.name, key);
+    std::size_t slot = plan.first_slot[applied_index[i]] + p.block.limits.size();
+    if (!state_->in_flight.acquire(key, p.block.max_in_flight)) {
+      count(slot, kRejected);
+      release(out);
+      out.kind = Verdict::Kind::too_many_in_flight;
+      out.retry_after_s = 1;
+      out.message =
+          fmt::format("Too many concurrent requests: at most {} at a time", p.block.max_in_flight);
+      out.headers = "Retry-After: 1\r\n";
+      return;
+    }
+    count(slot, kAllowed);
+    out.held.push_back(std::move(key));
+  }
+
+  // Rates: every limit of every applied policy, decided together.
+  std::array<Check, ratelimit::kMaxChecks> checks;
+  std::array<std::uint16_t, ratelimit::kMaxChecks> check_policy;
+  std::array<std::uint16_t, ratelimit::kMaxChecks> check_rate;
+  std::size_t n = 0;
+  for (std::size_t i = 0; i < n_applied; ++i) {
+    const Policy& p = *applied[i];
+    if (p.params.empty()) {
+      continue;
+    }
+    suffix.clear();
+    append_key(p.block.key, r, ip, plan.name, suffix);
+    for (std::size_t ri = 0; ri < p.params.size() && n < checks.size(); ++ri, ++n) {
+      if (keys.size() <= n) {
+        keys.emplace_back();
+      }
+      keys[n].assign(p.prefixes[ri]);
+      keys[n] += suffix;
+      checks[n].key = keys[n];
+      checks[n].algorithm = p.block.algorithm;
+      checks[n].params = p.params[ri];
+      check_policy[n] = static_cast<std::uint16_t>(i);
+      check_rate[n] = static_cast<std::uint16_t>(ri);
+    }
+  }
+  if (n == 0) {
+    return;
+  }
+  bool all = state_->store.decide(std::span(checks.data(), n), now);
+
+  // Metrics, and the check the response talks about: the one that blocks the longest when
+  // rejected, else the one with the fewest requests left.
+  std::size_t deciding = 0;
+  for (std::size_t c = 0; c < n; ++c) {
+    std::size_t slot = plan.first_slot[applied_index[check_policy[c]]] + check_rate[c];
+    const auto& o = checks[c].outcome;
+    if (all) {
+      count(slot, kAllowed);
+    } else if (!o.allowed) {
+      count(slot, kRejected);
+    }
+    const auto& d = checks[deciding].outcome;
+    if (!all) {
+      if (!o.allowed && (d.allowed || o.retry_after > d.retry_after)) {
+        deciding = c;
+      }
+    } else if (o.remaining < d.remaining ||
+               (o.remaining == d.remaining && o.reset_after > d.reset_after)) {
+      deciding = c;
+    }
+  }
+
+  if (!all) {
+    release(out);
+    out.kind = Verdict::Kind::limited;
+    const auto& d = checks[deciding].outcome;
+    out.retry_after_s = std::max<std::int64_t>(1, ceil_seconds(d.retry_after));
+    const Policy& dp = *applied[check_policy[deciding]];
+    out.message = "Rate limit exceeded: " + dp.block.limits[check_rate[deciding]].message();
+    // Ban accounting: each policy that rejected and carries a ban rule.
+    for (std::size_t i = 0; i < n_applied; ++i) {
+      const Policy& p = *applied[i];
+      if (!p.ban) {
+        continue;
+      }
+      std::size_t failed = n;
+      for (std::size_t c = 0; c < n && failed == n; ++c) {
+        if (check_policy[c] == i && !checks[c].outcome.allowed) {
+          failed = c;
+        }
+      }
+      if (failed == n) {
+        continue;
+      }
+      auto who = identity(p, r);
+      auto reason =
+          fmt::format("route={} limit={}", plan.name, p.block.limits[check_rate[failed]].text());
+      if (state_->bans.record_rejection(who, *p.ban, reason, now)) {
+        bans_total_.fetch_add(1, std::memory_order_relaxed);
+        out.new_ban = std::move(who);
+        out.ban_reason = std::move(reason);
+      }
+    }
+  }
+  build_headers(plan, std::span(applied.data(), n_applied), std::span(checks.data(), n), deciding,
+                !all, out);
+}
+
+void RateLimiter::build_headers(const RoutePlan& plan, std::span<const Policy* const> applied,
+                                std::span<const Check> checks, std::size_t deciding, bool rejected,
+                                Verdict& out) const {
+  // Position of `deciding` within its policy, and that policy's index in the plan.
+  const Policy* dp = nullptr;
+  std::size_t rate_index = 0;
+  {
+    std::size_t c = 0;
+    for (const Policy* p : applied) {
+      for (std::size_t ri = 0; ri < p->params.size() && c < checks.size(); ++ri, ++c) {
+        if (c == deciding) {
+          dp = p;
+          rate_index = ri;
+        }
+      }
+    }
+  }
+  if (dp == nullptr) {
+    return;
+  }
+  std::size_t plan_index =
+      std::find(plan.policies.begin(), plan.policies.end(), dp) - plan.policies.begin();
+  const auto& o = checks[deciding].outcome;
+  const std::int64_t remaining = rejected ? 0 : static_cast<std::int64_t>(o.remaining);
+  const std::int64_t reset_s = ceil_seconds(rejected ? o.retry_after : o.reset_after);
+  auto it = std::back_inserter(out.headers);
+  if (dp->block.ietf_headers) {
+    if (applied.size() == plan.policies.size()) {
+      out.headers += plan.policy_header;
+    } else {
+      std::string items;
+      for (const Policy* p : applied) {
+        std::size_t pi =
+            std::find(plan.policies.begin(), plan.policies.end(), p) - plan.policies.begin();
+        for (std::size_t ri = 0; ri < p->block.limits.size() && p->block.ietf_headers; ++ri) {
+          items += items.empty() ? "" : ", ";
+          items += fmt::format("\"{}\";q={};w={}", plan.item_names[pi][ri],
+                               p->block.limits[ri].count, p->block.limits[ri].period_s);
+        }
+      }
+      if (!items.empty()) {
+        fmt::format_to(it, "RateLimit-Policy: {}\r\n", items);
+      }
+    }
+    fmt::format_to(it, "RateLimit: \"{}\";r={};t={}\r\n", plan.item_names[plan_index][rate_index],
+                   remaining, reset_s);
+  }
+  if (dp->block.x_headers) {
+    fmt::format_to(
+        it, "X-RateLimit-Limit: {}\r\nX-RateLimit-Remaining: {}\r\nX-RateLimit-Reset: {}\r\n",
+        dp->block.limits[rate_index].count, remaining, clock_->unix_seconds() + reset_s);
+  }
+  if (rejected) {
+    fmt::format_to(it, "Retry-After: {}\r\n", out.retry_after_s);
+  }
+}
+
+void RateLimiter::release(Verdict& verdict) {
+  for (const auto& key : verdict.held) {
+    state_->in_flight.release(key);
+  }
+  verdict.held.clear();
+}
+
+std::string RateLimiter::bans_json() {
+  auto bans = state_->bans.list(clock_->now());
+  std::string out = "{\"bans\":[";
+  bool first = true;
+  for (const auto& b : bans) {
+    out += first ? "" : ",";
+    first = false;
+    out += "{\"key\":";
+    http::append_json_string(out, b.key);
+    out += ",\"reason\":";
+    http::append_json_string(out, b.reason);
+    fmt::format_to(std::back_inserter(out), ",\"expires_in\":{}}}", ceil_seconds(b.remaining));
+  }
+  fmt::format_to(std::back_inserter(out), "],\"count\":{}}}", bans.size());
+  return out;
+}
+
+bool RateLimiter::lift_ban(std::string_view key) {
+  return state_->bans.lift(key);
+}
+
+std::size_t RateLimiter::lift_all_bans() {
+  return state_->bans.lift_all();
+}
+
+void RateLimiter::render_metrics(std::string& out) const {
+  auto it = std::back_inserter(out);
+  out +=
+      "# HELP gatehouse_ratelimit_decisions_total Rate-limit decisions by route, limit, key and "
+      "result.\n# TYPE gatehouse_ratelimit_decisions_total counter\n";
+  static constexpr const char* kResultNames[] = {"allowed", "rejected"};
+  for (std::size_t slot = 0; slot < metric_labels_.size(); ++slot) {
+    const auto& m = metric_labels_[slot];
+    if (!m.shown) {
+      continue;
+    }
+    for (std::size_t res = 0; res < kResults; ++res) {
+      if (m.ban && res == kAllowed) {
+        continue;  // a ban only ever refuses
+      }
+      std::int64_t total = 0;
+      for (const auto& w : cells_) {
+        total += w->cells[slot * kResults + res].get();
+      }
+      fmt::format_to(it, "gatehouse_ratelimit_decisions_total{{{},result=\"{}\"}} {}\n", m.labels,
+                     m.ban ? "banned" : kResultNames[res], total);
+    }
+  }
+  auto now = clock_->now();
+  fmt::format_to(it,
+                 "# HELP gatehouse_ratelimit_bans_active Keys banned right now.\n"
+                 "# TYPE gatehouse_ratelimit_bans_active gauge\n"
+                 "gatehouse_ratelimit_bans_active {}\n"
+                 "# HELP gatehouse_ratelimit_bans_total Bans started.\n"
+                 "# TYPE gatehouse_ratelimit_bans_total counter\n"
+                 "gatehouse_ratelimit_bans_total {}\n"
+                 "# HELP gatehouse_ratelimit_keys Keys tracked by the in-memory limiter.\n"
+                 "# TYPE gatehouse_ratelimit_keys gauge\n"
+                 "gatehouse_ratelimit_keys {}\n"
+                 "# HELP gatehouse_ratelimit_keys_max The cap on tracked keys (max_keys).\n"
+                 "# TYPE gatehouse_ratelimit_keys_max gauge\n"
+                 "gatehouse_ratelimit_keys_max {}\n"
+                 "# HELP gatehouse_ratelimit_evictions_total Keys evicted to stay under max_keys.\n"
+                 "# TYPE gatehouse_ratelimit_evictions_total counter\n"
+                 "gatehouse_ratelimit_evictions_total {}\n",
+                 state_->bans.active(now), bans_total_.load(std::memory_order_relaxed),
+                 state_->store.keys(), state_->store.capacity(), state_->store.evictions());
+}
+
+}  // namespace gatehouse::filters::rate_limit
