@@ -10,7 +10,9 @@
 #include <string>
 #include <vector>
 
+#include "filters/cors/config.hpp"
 #include "filters/rate_limit/config.hpp"
+#include "filters/security_headers/config.hpp"
 #include "http/cidr.hpp"
 
 namespace gatehouse::config {
@@ -96,6 +98,9 @@ struct Config {
   HealthConfig health;
   RequestIdConfig request_id;
   filters::rate_limit::Settings rate_limit;  // no defaults: only routes' own blocks limit
+  // Production defaults; the loader resolves the development ones (relaxed preset, localhost CORS).
+  filters::security_headers::Settings security_headers;
+  filters::cors::Settings cors;  // disabled: CORS is left to the app
 };
 
 // Thrown by the loaders; what() is "FILE:LINE:COLUMN: KEY.PATH: message".

@@ -4,6 +4,7 @@
 
 #include "config/config.hpp"
 #include "config/units.hpp"
+#include "config/value_readers.hpp"
 
 namespace gatehouse::config {
 namespace {
@@ -56,6 +57,10 @@ class Writer {
   }
   Writer& begin_map() {
     out_ << YAML::BeginMap;
+    return *this;
+  }
+  Writer& begin_flow_map() {
+    out_ << YAML::Flow << YAML::BeginMap;
     return *this;
   }
   Writer& end_map() {
@@ -205,6 +210,47 @@ void write_routes(Writer& w, const std::vector<Route>& routes) {
   w.end_list();
 }
 
+void write_security_headers(Writer& w, const filters::security_headers::Settings& s) {
+  w.key("security_headers").begin_map();
+  w.key("preset").str(std::string(filters::security_headers::preset_name(s.preset)));
+  w.key("content_security_policy").str(s.content_security_policy);
+  if (s.hsts) {
+    w.key("hsts").begin_map();
+    w.key("max_age").str(detail::format_seconds(s.hsts->max_age));
+    w.key("include_subdomains").boolean(s.hsts->include_subdomains);
+    w.key("preload").boolean(s.hsts->preload);
+    w.end_map();
+  } else {
+    w.key("hsts").str("off");
+  }
+  w.key("overrides").begin_flow_map();
+  for (const auto& o : s.overrides) {
+    w.key(o.name.c_str()).str(o.value);
+  }
+  w.end_map();
+  w.key("force").boolean(s.force);
+  w.end_map();
+}
+
+void write_cors(Writer& w, const filters::cors::Settings& s) {
+  if (!s.enabled) {
+    w.key("cors").str("off");
+    return;
+  }
+  std::vector<std::string> origins;
+  for (const auto& o : s.origins) {
+    origins.push_back(o.text);
+  }
+  w.key("cors").begin_map();
+  w.key("origins").list(origins);
+  w.key("methods").list(s.methods);
+  w.key("headers").list(s.headers);
+  w.key("expose_headers").list(s.expose_headers);
+  w.key("credentials").boolean(s.credentials);
+  w.key("max_age").str(detail::format_seconds(s.max_age));
+  w.end_map();
+}
+
 }  // namespace
 
 std::string to_yaml(const Config& c) {
@@ -250,6 +296,9 @@ std::string to_yaml(const Config& c) {
   w.key("header").str(c.request_id.header);
   w.key("trust_incoming").boolean(c.request_id.trust_incoming);
   w.end_map();
+
+  write_security_headers(w, c.security_headers);
+  write_cors(w, c.cors);
   return w.finish();
 }
 

@@ -137,14 +137,7 @@ RouteMatch read_match(const Value& v) {
   }
   if (auto x = m.find("methods")) {
     for (const auto& item : x->items()) {
-      const std::string& method = item.text();
-      bool upper =
-          std::none_of(method.begin(), method.end(), [](char c) { return c >= 'a' && c <= 'z'; });
-      if (!is_token(method) || !upper) {
-        item.fail("invalid method " + quoted(method) +
-                  " (expected an upper-case token such as GET or POST)");
-      }
-      out.methods.push_back(method);
+      out.methods.push_back(detail::read_method(item));
     }
   }
   if (auto x = m.find("host")) {
@@ -293,9 +286,9 @@ RequestIdConfig read_request_id(const Value& v) {
 Config read_config(const Value& root_value) {
   Config out;
   out.source = root_value.source();
-  Map root(root_value,
-           {"environment", "listen", "admin_listen", "workers", "trusted_proxies", "limits",
-            "drain_timeout", "upstreams", "routes", "log", "health", "request_id", "rate_limit"});
+  Map root(root_value, {"environment", "listen", "admin_listen", "workers", "trusted_proxies",
+                        "limits", "drain_timeout", "upstreams", "routes", "log", "health",
+                        "request_id", "rate_limit", "security_headers", "cors"});
   if (auto x = root.find("environment")) {
     out.environment = read_choice(*x, {"development", "production"}) == "development"
                           ? Environment::development
@@ -333,6 +326,17 @@ Config read_config(const Value& root_value) {
   }
   if (auto x = root.find("request_id")) {
     out.request_id = read_request_id(*x);
+  }
+  // Their defaults depend on the environment, read above.
+  if (auto x = root.find("security_headers")) {
+    out.security_headers = filters::security_headers::read_settings(*x, out.environment);
+  } else {
+    out.security_headers = filters::security_headers::default_settings(out.environment);
+  }
+  if (auto x = root.find("cors")) {
+    out.cors = filters::cors::read_settings(*x, out.environment);
+  } else {
+    out.cors = filters::cors::default_settings(out.environment);
   }
   return out;
 }

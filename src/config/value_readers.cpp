@@ -2,10 +2,13 @@
 
 #include <algorithm>
 
+#include "config/units.hpp"
+
 namespace gatehouse::config::detail {
 namespace {
 
 constexpr Millis kMaxDuration = std::chrono::hours(24 * 365);
+constexpr std::chrono::seconds kYear = std::chrono::hours(24 * 365);
 
 bool is_digit(char c) {
   return c >= '0' && c <= '9';
@@ -119,6 +122,68 @@ Endpoint read_endpoint(const Value& v) {
     v.fail("invalid address " + quoted(text) + " (expected HOST:PORT, [IPV6]:PORT or :PORT)");
   }
   return *ep;
+}
+
+std::chrono::seconds read_seconds(const Value& v, std::chrono::seconds max) {
+  const std::string& text = v.text();
+  std::optional<Millis> d;
+  if (text.size() > 1 && text.back() == 'y' && all_digits(text.substr(0, text.size() - 1)) &&
+      text.size() <= 4) {
+    d = std::chrono::duration_cast<Millis>(std::stoull(text.substr(0, text.size() - 1)) * kYear);
+  } else {
+    d = parse_duration(text);
+  }
+  if (!d && all_digits(text)) {
+    v.fail("invalid duration " + quoted(text) + ": a unit is required, e.g. " + quoted(text + "s") +
+           " (units: s, m, h, d, y)");
+  }
+  if (!d) {
+    v.fail("invalid duration " + quoted(text) +
+           " (expected a number and a unit: s, m, h, d or y, e.g. \"600s\", \"10m\", \"1y\")");
+  }
+  if (d->count() % 1000 != 0) {
+    v.fail("must be a whole number of seconds (got " + quoted(text) + ")");
+  }
+  auto seconds = std::chrono::duration_cast<std::chrono::seconds>(*d);
+  if (seconds > max) {
+    v.fail("must be at most " + format_seconds(max));
+  }
+  return seconds;
+}
+
+std::string format_seconds(std::chrono::seconds s) {
+  if (s.count() > 0 && s % kYear == std::chrono::seconds::zero()) {
+    return std::to_string(s / kYear) + "y";
+  }
+  return format_duration(s);
+}
+
+std::string read_method(const Value& v) {
+  const std::string& method = v.text();
+  bool upper =
+      std::none_of(method.begin(), method.end(), [](char c) { return c >= 'a' && c <= 'z'; });
+  if (!is_token(method) || !upper) {
+    v.fail("invalid method " + quoted(method) +
+           " (expected an upper-case token such as GET or POST)");
+  }
+  return method;
+}
+
+std::string read_header_name(const Value& v) {
+  const std::string& name = v.text();
+  if (!is_token(name)) {
+    v.fail("invalid header name " + quoted(name) + " (expected a token such as X-Request-ID)");
+  }
+  return name;
+}
+
+bool is_field_value(std::string_view s) {
+  auto visible = [](char c) { return c > 0x20 && c < 0x7f; };
+  if (!s.empty() && (!visible(s.front()) || !visible(s.back()))) {
+    return false;
+  }
+  return std::all_of(s.begin(), s.end(),
+                     [&](char c) { return visible(c) || c == ' ' || c == '\t'; });
 }
 
 std::string read_path(const Value& v) {

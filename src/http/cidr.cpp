@@ -102,6 +102,17 @@ std::string Cidr::to_string() const {
   return std::string(buf) + "/" + std::to_string(bits_);
 }
 
+std::string to_string(const IpBytes& ip) {
+  static constexpr std::uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  char buf[INET6_ADDRSTRLEN] = {};
+  if (std::memcmp(ip.data(), kMapped, sizeof kMapped) == 0) {
+    ::inet_ntop(AF_INET, ip.data() + 12, buf, sizeof buf);
+  } else {
+    ::inet_ntop(AF_INET6, ip.data(), buf, sizeof buf);
+  }
+  return buf;
+}
+
 bool any_contains(std::span<const Cidr> nets, const IpBytes& ip) {
   return std::any_of(nets.begin(), nets.end(), [&](const Cidr& n) { return n.contains(ip); });
 }

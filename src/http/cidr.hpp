@@ -31,4 +31,7 @@ class Cidr {
 
 bool any_contains(std::span<const Cidr> nets, const IpBytes& ip);
 
+// The canonical text of an address: dotted IPv4 for v4 and v4-mapped, RFC 5952 IPv6 otherwise.
+std::string to_string(const IpBytes& ip);
+
 }  // namespace gatehouse::http

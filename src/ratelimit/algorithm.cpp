@@ -40,7 +40,8 @@ Evaluation fixed_window(const Params& p, const State& s, Nanos now) {
   auto count = static_cast<std::uint64_t>(w.n);
   e.outcome.limit = p.count;
   e.outcome.allowed = count < p.count;
-  Nanos window_left = std::max<Nanos>(0, w.t + p.period - now);
+  // At most P: a clock that went back before the window start is no time passing.
+  Nanos window_left = std::clamp<Nanos>(w.t + p.period - now, 0, p.period);
   e.outcome.reset_after = window_left;
   if (e.outcome.allowed) {
     w.n += 1;
@@ -133,17 +134,21 @@ Evaluation token_bucket(const Params& p, const State& s, Nanos now) {
 }
 
 // Generic cell rate algorithm with time scaled by count (one emission interval = P units):
-// v = theoretical arrival time. Admit when the new TAT is at most burst intervals ahead of now.
+// v = theoretical arrival time, t = latest time seen (a clock going back is no time passing, as
+// for the token bucket, rather than a debt growing). Admit when the new TAT is at most burst
+// intervals ahead of now.
 Evaluation gcra(const Params& p, const State& s, Nanos now) {
   Evaluation e;
   State w = s;
+  if (w.is_fresh()) {
+    w = State{static_cast<i128>(now) * static_cast<i128>(p.count), now, 0};
+  }
+  now = std::max(now, w.t);
+  w.t = now;
   const i128 P = p.period;
   const i128 L = static_cast<i128>(p.count);
   const i128 window = static_cast<i128>(p.effective_burst()) * P;
   const i128 scaled_now = static_cast<i128>(now) * L;
-  if (w.is_fresh()) {
-    w = State{scaled_now, 0, 0};
-  }
   i128 tat = std::max(w.v, scaled_now);
   i128 new_tat = tat + P;
   e.outcome.limit = p.count;

@@ -130,14 +130,14 @@ struct alignas(64) MemoryStore::Shard {
 };
 
 MemoryStore::MemoryStore(std::size_t max_keys)
-    : capacity_(std::max<std::size_t>(max_keys, 1)),
-      // Small tables use one shard so the cap is exact; every shard holds at least kMaxChecks
-      // nodes so one request's keys never evict each other.
+    // Every shard holds at least kMaxChecks nodes so one request's keys never evict each other.
+    : capacity_(std::max(max_keys, kMaxChecks)),
+      // Small tables use one shard; large ones split the cap exactly (shards differ by at most
+      // one node), so the total never exceeds it.
       shard_count_(capacity_ >= kMaxShards * 1024 ? kMaxShards : 1) {
   shards_ = std::make_unique<Shard[]>(shard_count_);
-  std::size_t per_shard = (capacity_ + shard_count_ - 1) / shard_count_;
-  per_shard = std::max(per_shard, kMaxChecks);
   for (std::size_t s = 0; s < shard_count_; ++s) {
+    std::size_t per_shard = capacity_ / shard_count_ + (s < capacity_ % shard_count_ ? 1 : 0);
     shards_[s].capacity = per_shard;
     shards_[s].nodes.reserve(per_shard);
   }

@@ -41,6 +41,7 @@ class MemoryStore {
 
   std::size_t keys() const;
   std::uint64_t evictions() const;
+  // The cap on keys(): max_keys, but at least kMaxChecks.
   std::size_t capacity() const { return capacity_; }
   // Bytes held by nodes and indexes now (what the spray test checks against the documented cap).
   std::size_t memory_bytes() const;

@@ -250,6 +250,10 @@ bool RateLimiter::route_limited(std::size_t route) const {
 }
 
 std::string RateLimiter::identity(const Policy& p, const RequestInfo& r) const {
+  // Bans must match every spelling of one address, as the counters do.
+  auto parsed = http::parse_ip(r.client_ip);
+  std::string ip_text = parsed ? http::to_string(*parsed) : std::string(r.client_ip);
+  std::string client = hasher_ != nullptr ? (*hasher_)(ip_text) : ip_text;
   std::string out;
   for (const auto& part : p.block.key) {
     if (!out.empty()) {
@@ -258,13 +262,13 @@ std::string RateLimiter::identity(const Policy& p, const RequestInfo& r) const {
     switch (part.kind) {
       case KeyPart::Kind::ip:
         out += "ip=";
-        out += hasher_ != nullptr ? (*hasher_)(r.client_ip) : std::string(r.client_ip);
+        out += client;
         break;
       case KeyPart::Kind::header: {
         auto v = r.header != nullptr ? r.header(r.header_ctx, part.header) : std::string_view();
         if (v.empty()) {
           out += "ip=";
-          out += hasher_ != nullptr ? (*hasher_)(r.client_ip) : std::string(r.client_ip);
+          out += client;
         } else {
           out += part.text();
           out += '=';
@@ -425,7 +429,6 @@ void RateLimiter::check(const RequestInfo& r, unsigned worker, Verdict& out) {
       }
       keys[n].assign(p.prefixes[ri]);
       keys[n] += suffix;
-      checks[n].key = keys[n];
       checks[n].algorithm = p.block.algorithm;
       checks[n].params = p.params[ri];
       check_policy[n] = static_cast<std::uint16_t>(i);
@@ -434,6 +437,10 @@ void RateLimiter::check(const RequestInfo& r, unsigned worker, Verdict& out) {
   }
   if (n == 0) {
     return;
+  }
+  // Only now: growing `keys` above moves short (in-place) strings, so earlier views would dangle.
+  for (std::size_t c = 0; c < n; ++c) {
+    checks[c].key = keys[c];
   }
   bool all = state_->store.decide(std::span(checks.data(), n), now);
 

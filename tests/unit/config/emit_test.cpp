@@ -75,6 +75,8 @@ void expect_same(const Config& a, const Config& b) {
   EXPECT_EQ(a.request_id.header, b.request_id.header);
   EXPECT_EQ(a.request_id.trust_incoming, b.request_id.trust_incoming);
   testing::expect_same_rate_limits(a, b);
+  EXPECT_TRUE(a.security_headers == b.security_headers);
+  EXPECT_TRUE(a.cors == b.cors);
 }
 
 void expect_round_trip(const Config& c) {
@@ -134,6 +136,13 @@ health:
 request_id:
   header: X-Request-ID
   trust_incoming: true
+security_headers:
+  preset: strict
+  content_security_policy: default-src 'self'; frame-ancestors 'none'; object-src 'none'; base-uri 'self'
+  hsts: off
+  overrides: {}
+  force: false
+cors: off
 )");
 }
 

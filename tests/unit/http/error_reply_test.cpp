@@ -106,5 +106,44 @@ TEST(ErrorBody, EmptyRequestIdIsStillValidJson) {
   EXPECT_EQ(parsed["error"], "not_found");
 }
 
+// The 429/403 shape: the code, the message and when to come back.
+TEST(ErrorBodyWithRetry, ExactJson) {
+  auto body =
+      error_body("rate_limit_exceeded", "Rate limit exceeded: 10 per 1 minute", 60, "rid-1");
+  EXPECT_EQ(
+      body,
+      R"({"error":"rate_limit_exceeded","message":"Rate limit exceeded: 10 per 1 minute","retry_after":60,"request_id":"rid-1"})");
+  auto parsed = nlohmann::json::parse(body);
+  EXPECT_EQ(parsed.size(), 4u);
+  EXPECT_EQ(parsed["retry_after"], 60);
+  EXPECT_TRUE(parsed["retry_after"].is_number_integer());
+}
+
+TEST(ErrorBodyWithRetry, BanAndLargeValues) {
+  auto body =
+      error_body("banned", "Too many requests were rejected; banned for 900 more seconds", 900, "");
+  auto parsed = nlohmann::json::parse(body);
+  EXPECT_EQ(parsed["error"], "banned");
+  EXPECT_EQ(parsed["retry_after"], 900);
+  EXPECT_EQ(parsed["request_id"], "");
+  // A year-long wait (a 1/366 days limit) still prints as a plain integer.
+  auto year = nlohmann::json::parse(error_body("rate_limit_exceeded", "m", 31'622'400, "r"));
+  EXPECT_EQ(year["retry_after"], 31'622'400);
+  auto zero = nlohmann::json::parse(error_body("c", "m", 0, "r"));
+  EXPECT_EQ(zero["retry_after"], 0);
+}
+
+TEST(ErrorBodyWithRetry, Escaped) {
+  const std::string message = "say \"hi\"\n\x01";
+  const std::string rid = "a\\b";
+  auto body = error_body("rate_limit_exceeded", message, 1, rid);
+  EXPECT_EQ(
+      body,
+      R"({"error":"rate_limit_exceeded","message":"say \"hi\"\n\u0001","retry_after":1,"request_id":"a\\b"})");
+  auto parsed = nlohmann::json::parse(body);
+  EXPECT_EQ(parsed["message"], message);
+  EXPECT_EQ(parsed["request_id"], rid);
+}
+
 }  // namespace
 }  // namespace gatehouse::http

@@ -1,0 +1,155 @@
+// Temporary bans: counting rejections in a window, the ban's life, lifting, and the caps.
+#include "ratelimit/bans.hpp"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace gatehouse::ratelimit {
+namespace {
+
+constexpr Nanos kSec = 1'000'000'000;
+constexpr Nanos kMin = 60 * kSec;
+constexpr Nanos kT0 = 100 * kSec;
+
+// 3 rejections within a minute ban for 15 minutes.
+const BanRule kRule{3, kMin, 15 * kMin};
+
+TEST(BanList, BansAfterNRejectionsWithinTheWindow) {
+  BanList bans;
+  EXPECT_FALSE(bans.any_active());
+  EXPECT_FALSE(bans.record_rejection("ip=a", kRule, "why", kT0));
+  EXPECT_FALSE(bans.record_rejection("ip=a", kRule, "why", kT0 + 10 * kSec));
+  EXPECT_FALSE(bans.banned("ip=a", kT0 + 10 * kSec).has_value());
+  EXPECT_FALSE(bans.any_active());
+  EXPECT_TRUE(bans.record_rejection("ip=a", kRule, "route=r limit=1/minute", kT0 + 59 * kSec));
+  EXPECT_TRUE(bans.any_active());
+  auto left = bans.banned("ip=a", kT0 + 59 * kSec);
+  ASSERT_TRUE(left.has_value());
+  EXPECT_EQ(*left, 15 * kMin);
+  EXPECT_EQ(*bans.banned("ip=a", kT0 + 59 * kSec + 5 * kMin), 10 * kMin);
+  // Other keys are not affected.
+  EXPECT_FALSE(bans.banned("ip=b", kT0 + 60 * kSec).has_value());
+  // While banned, more rejections do not start another ban.
+  EXPECT_FALSE(bans.record_rejection("ip=a", kRule, "why", kT0 + 2 * kMin));
+  EXPECT_EQ(bans.active(kT0 + 2 * kMin), 1u);
+}
+
+TEST(BanList, RejectionsSpreadOutNeverBan) {
+  BanList bans;
+  // Two per window, forever: the count restarts with each window.
+  for (int i = 0; i < 100; ++i) {
+    EXPECT_FALSE(bans.record_rejection("ip=a", kRule, "why", kT0 + i * 31 * kSec)) << i;
+  }
+  EXPECT_FALSE(bans.any_active());
+  // The window starts at the first counted rejection: 3 within 60 s from it, not 3 in any
+  // calendar minute.
+  BanList edge;
+  EXPECT_FALSE(edge.record_rejection("k", kRule, "", kT0));
+  EXPECT_FALSE(edge.record_rejection("k", kRule, "", kT0 + kMin - 1));
+  EXPECT_FALSE(edge.record_rejection("k", kRule, "", kT0 + kMin));  // a new window: count 1
+  EXPECT_FALSE(edge.record_rejection("k", kRule, "", kT0 + kMin + 1));
+  EXPECT_TRUE(edge.record_rejection("k", kRule, "", kT0 + kMin + 2));
+}
+
+TEST(BanList, AfterOneBansAtTheFirstRejection) {
+  BanList bans;
+  EXPECT_TRUE(bans.record_rejection("k", BanRule{1, kMin, kSec}, "", kT0));
+  EXPECT_TRUE(bans.banned("k", kT0).has_value());
+}
+
+TEST(BanList, ExpiresAndCountsAfresh) {
+  BanList bans;
+  for (int i = 0; i < 3; ++i) {
+    bans.record_rejection("ip=a", kRule, "why", kT0);
+  }
+  EXPECT_TRUE(bans.banned("ip=a", kT0 + 15 * kMin - 1).has_value());
+  EXPECT_EQ(*bans.banned("ip=a", kT0 + 15 * kMin - 1), 1);
+  EXPECT_FALSE(bans.banned("ip=a", kT0 + 15 * kMin).has_value());
+  EXPECT_FALSE(bans.any_active());
+  EXPECT_EQ(bans.active(kT0 + 15 * kMin), 0u);
+  // After the ban, the count starts from zero.
+  EXPECT_FALSE(bans.record_rejection("ip=a", kRule, "why", kT0 + 16 * kMin));
+  EXPECT_FALSE(bans.record_rejection("ip=a", kRule, "why", kT0 + 16 * kMin));
+  EXPECT_TRUE(bans.record_rejection("ip=a", kRule, "why", kT0 + 16 * kMin));
+}
+
+TEST(BanList, ListIsSortedAndSkipsExpired) {
+  BanList bans;
+  const BanRule once{1, kMin, 10 * kMin};
+  const BanRule short_ban{1, kMin, kMin};
+  bans.record_rejection("ip=b", once, "route=x limit=1/minute", kT0);
+  bans.record_rejection("ip=a", once, "route=y limit=2/hour", kT0 + kMin);
+  bans.record_rejection("ip=c", short_ban, "route=z limit=3/day", kT0);
+  auto list = bans.list(kT0 + 2 * kMin);
+  ASSERT_EQ(list.size(), 2u);
+  EXPECT_EQ(list[0].key, "ip=a");
+  EXPECT_EQ(list[0].reason, "route=y limit=2/hour");
+  EXPECT_EQ(list[0].remaining, 9 * kMin);
+  EXPECT_EQ(list[1].key, "ip=b");
+  EXPECT_EQ(list[1].remaining, 8 * kMin);
+  EXPECT_EQ(bans.active(kT0 + 2 * kMin), 2u);
+}
+
+TEST(BanList, LiftOneAndAll) {
+  BanList bans;
+  const BanRule once{1, kMin, kMin};
+  for (auto key : {"a", "b", "c"}) {
+    bans.record_rejection(key, once, "", kT0);
+  }
+  EXPECT_TRUE(bans.lift("b"));
+  EXPECT_FALSE(bans.lift("b"));
+  EXPECT_FALSE(bans.lift("nobody"));
+  EXPECT_FALSE(bans.banned("b", kT0).has_value());
+  EXPECT_TRUE(bans.banned("a", kT0).has_value());
+  EXPECT_EQ(bans.lift_all(), 2u);
+  EXPECT_FALSE(bans.any_active());
+  EXPECT_EQ(bans.lift_all(), 0u);
+  EXPECT_TRUE(bans.list(kT0).empty());
+  // A lifted key can be banned again.
+  EXPECT_TRUE(bans.record_rejection("b", once, "", kT0 + 1));
+}
+
+TEST(BanList, BansAreCapped) {
+  BanList bans(3);
+  // Four keys banned for 10, 9, 8 and 7 minutes: the fourth takes the place of the ban closest
+  // to its end (k2, 8 minutes), not of the newest or the oldest.
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_TRUE(bans.record_rejection(std::string("k").append(std::to_string(i)),
+                                      BanRule{1, kMin, (10 - i) * kMin}, "", kT0));
+  }
+  EXPECT_EQ(bans.active(kT0), 3u);
+  EXPECT_TRUE(bans.banned("k0", kT0).has_value());
+  EXPECT_TRUE(bans.banned("k1", kT0).has_value());
+  EXPECT_FALSE(bans.banned("k2", kT0).has_value());
+  EXPECT_TRUE(bans.banned("k3", kT0).has_value());
+}
+
+TEST(BanList, ExpiredBansMakeRoomFirst) {
+  BanList bans(2);
+  EXPECT_TRUE(bans.record_rejection("old", BanRule{1, kMin, kSec}, "", kT0));
+  EXPECT_TRUE(bans.record_rejection("long", BanRule{1, kMin, kMin}, "", kT0));
+  EXPECT_TRUE(bans.record_rejection("new", BanRule{1, kMin, kMin}, "", kT0 + 2 * kSec));
+  EXPECT_TRUE(bans.banned("long", kT0 + 2 * kSec).has_value());
+  EXPECT_TRUE(bans.banned("new", kT0 + 2 * kSec).has_value());
+  EXPECT_EQ(bans.active(kT0 + 2 * kSec), 2u);
+}
+
+TEST(BanList, RejectionCountersAreCapped) {
+  BanList bans(2);
+  EXPECT_FALSE(bans.record_rejection("a", kRule, "", kT0));
+  EXPECT_FALSE(bans.record_rejection("a", kRule, "", kT0 + 1));
+  EXPECT_FALSE(bans.record_rejection("b", kRule, "", kT0 + 2));
+  EXPECT_FALSE(bans.record_rejection("b", kRule, "", kT0 + 3));
+  // A third key drops the oldest counter ("a"): its count starts over.
+  EXPECT_FALSE(bans.record_rejection("c", kRule, "", kT0 + 4));
+  EXPECT_FALSE(bans.record_rejection("a", kRule, "", kT0 + 5));  // would have been its 3rd
+  EXPECT_FALSE(bans.any_active());
+  // "c" kept its count (the oldest, "b", made room for "a").
+  EXPECT_FALSE(bans.record_rejection("c", kRule, "", kT0 + 6));
+  EXPECT_TRUE(bans.record_rejection("c", kRule, "", kT0 + 7));
+  EXPECT_FALSE(bans.record_rejection("b", kRule, "", kT0 + 8));
+}
+
+}  // namespace
+}  // namespace gatehouse::ratelimit
