@@ -26,6 +26,14 @@ struct Endpoint {
   std::string to_string() const;  // re-parsable form, IPv6 bracketed
 };
 
+// TLS termination (`listen_tls`): OpenSSL through Asio, TLS 1.2 and 1.3, ALPN http/1.1.
+struct TlsListen {
+  Endpoint address{"0.0.0.0", 8443};
+  std::string cert;            // PEM certificate chain; re-read on SIGHUP
+  std::string key;             // PEM private key; re-read on SIGHUP
+  bool redirect_http = false;  // the plain listener answers every request with 308 to https
+};
+
 struct Limits {
   std::size_t max_header_bytes = 16 * 1024;       // whole request head; 431 beyond
   std::size_t max_body_bytes = 10 * 1024 * 1024;  // 413 beyond; 0 = unlimited
@@ -85,6 +93,7 @@ struct Config {
   std::string source;  // file name the config came from ("<cli>" for --upstream)
   Environment environment = Environment::production;
   Endpoint listen{"0.0.0.0", 8080};
+  std::optional<TlsListen> listen_tls;
   std::optional<Endpoint> admin_listen = Endpoint{"127.0.0.1", 9901};  // null/"off" disables
   unsigned workers = 0;                                                // 0 = one per core ("auto")
   std::vector<http::Cidr> trusted_proxies;

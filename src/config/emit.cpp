@@ -212,6 +212,16 @@ std::string to_yaml(const Config& c) {
   w.key("environment")
       .str(c.environment == Environment::development ? "development" : "production");
   w.key("listen").str(c.listen.to_string());
+  if (c.listen_tls) {
+    w.key("listen_tls").begin_map();
+    w.key("address").str(c.listen_tls->address.to_string());
+    w.key("cert").str(c.listen_tls->cert);
+    w.key("key").str(c.listen_tls->key);
+    w.key("redirect_http").boolean(c.listen_tls->redirect_http);
+    w.end_map();
+  } else {
+    w.key("listen_tls").null();
+  }
   w.key("admin_listen").str(c.admin_listen ? c.admin_listen->to_string() : "off");
   w.key("workers").str(c.workers == 0 ? "auto" : std::to_string(c.workers));
   w.key("trusted_proxies").list(cidrs(c.trusted_proxies));

@@ -62,6 +62,29 @@ std::optional<Endpoint> read_admin_listen(const Value& v) {
   return read_endpoint(v);
 }
 
+std::string read_readable_file(const Value& v) {
+  const std::string& path = v.text();
+  if (path.empty()) {
+    v.fail("must not be empty (expected a PEM file path)");
+  }
+  if (::access(path.c_str(), R_OK) != 0) {
+    v.fail("cannot read " + quoted(path) + ": " + std::strerror(errno));
+  }
+  return path;
+}
+
+TlsListen read_listen_tls(const Value& v) {
+  TlsListen out;
+  Map m(v, {"address", "cert", "key", "redirect_http"});
+  out.address = read_endpoint(m.require("address"));
+  out.cert = read_readable_file(m.require("cert"));
+  out.key = read_readable_file(m.require("key"));
+  if (auto x = m.find("redirect_http")) {
+    out.redirect_http = read_bool(*x);
+  }
+  return out;
+}
+
 Limits read_limits(const Value& v) {
   Limits out;
   Map m(v,
@@ -293,9 +316,9 @@ RequestIdConfig read_request_id(const Value& v) {
 Config read_config(const Value& root_value) {
   Config out;
   out.source = root_value.source();
-  Map root(root_value,
-           {"environment", "listen", "admin_listen", "workers", "trusted_proxies", "limits",
-            "drain_timeout", "upstreams", "routes", "log", "health", "request_id", "rate_limit"});
+  Map root(root_value, {"environment", "listen", "listen_tls", "admin_listen", "workers",
+                        "trusted_proxies", "limits", "drain_timeout", "upstreams", "routes", "log",
+                        "health", "request_id", "rate_limit"});
   if (auto x = root.find("environment")) {
     out.environment = read_choice(*x, {"development", "production"}) == "development"
                           ? Environment::development
@@ -303,6 +326,9 @@ Config read_config(const Value& root_value) {
   }
   if (auto x = root.find("listen")) {
     out.listen = read_endpoint(*x);
+  }
+  if (auto x = root.find("listen_tls"); x && !x->is_null()) {
+    out.listen_tls = read_listen_tls(*x);
   }
   if (auto x = root.find("admin_listen")) {
     out.admin_listen = read_admin_listen(*x);

@@ -107,6 +107,8 @@ std::string Metrics::render(const std::function<void(std::string&)>& extra) cons
         sum(shards_, [](const WorkerMetrics& w) -> const Cell& { return w.connections_active; }));
   gauge("gatehouse_connections_total", "counter", "Client connections accepted.",
         sum(shards_, [](const WorkerMetrics& w) -> const Cell& { return w.connections_total; }));
+  gauge("gatehouse_tls_handshake_errors_total", "counter", "TLS handshakes that failed.",
+        sum(shards_, [](const WorkerMetrics& w) -> const Cell& { return w.tls_handshake_errors; }));
 
   struct UpMetric {
     const char* name;

@@ -77,7 +77,7 @@ void build_upstream_head(Worker& w, ClientConn& c, const RequestParser& p, const
   out += kCrlf;
   auto proto = sv(req["X-Forwarded-Proto"]);
   out += "X-Forwarded-Proto: ";
-  out += (trusted && !proto.empty()) ? proto : std::string_view("http");
+  out += (trusted && !proto.empty()) ? proto : std::string_view(c.stream.tls() ? "https" : "http");
   out += kCrlf;
   auto fwd_host = sv(req["X-Forwarded-Host"]);
   auto host = (trusted && !fwd_host.empty()) ? fwd_host : sv(req[http::field::host]);
@@ -184,7 +184,7 @@ net::awaitable<SendResult> send_request(Worker& w, ClientConn& c, RequestParser&
         piece = net::buffer(c.buffer.data().data(), from_buffer);
       } else {
         c.deadline.arm(limits.idle_timeout);
-        auto [ec, n] = co_await c.socket.async_read_some(
+        auto [ec, n] = co_await c.stream.async_read_some(
             net::buffer(lease.data(),
                         static_cast<std::size_t>(std::min<std::uint64_t>(remaining, lease.size()))),
             nothrow);
@@ -209,7 +209,7 @@ net::awaitable<SendResult> send_request(Worker& w, ClientConn& c, RequestParser&
   // Chunked: decode with the parser (it enforces body_limit), re-frame each piece as one chunk.
   char size_line[24];
   for (;;) {
-    auto piece = co_await read_chunked_piece(c.socket, c.buffer, c.deadline, limits.idle_timeout, p,
+    auto piece = co_await read_chunked_piece(c.stream, c.buffer, c.deadline, limits.idle_timeout, p,
                                              lease.data(), lease.size());
     if (piece.ec) {
       if (piece.ec == http::error::body_limit) {
@@ -253,7 +253,7 @@ net::awaitable<RelayResult> relay_response(Worker& w, ClientConn& c, upstream::C
         framed_piece(head_sent ? nullptr : &head, size_line, data, out == Framing::chunked, last);
     x.bytes_out += data.size();
     head_sent = true;
-    auto ec = co_await write_all(c.socket, c.deadline, client_timeout, bufs);
+    auto ec = co_await write_all(c.stream, c.deadline, client_timeout, bufs);
     co_return !ec;
   };
 
@@ -374,7 +374,7 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, RequestParser& p, E
     if (expect_continue) {
       expect_continue = false;
       static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-      if (co_await write_all(c.socket, c.deadline, w.cfg.limits.idle_timeout,
+      if (co_await write_all(c.stream, c.deadline, w.cfg.limits.idle_timeout,
                              net::buffer(kContinue))) {
         co_return false;
       }

@@ -93,6 +93,7 @@ void expect_round_trip(const Config& c) {
 TEST(ToYaml, DefaultsInFull) {
   EXPECT_EQ(to_yaml(load_config_string(kBase, "t.yaml")), R"(environment: production
 listen: 0.0.0.0:8080
+listen_tls: null
 admin_listen: 127.0.0.1:9901
 workers: auto
 trusted_proxies: []

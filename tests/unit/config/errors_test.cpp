@@ -42,11 +42,13 @@ TEST(ConfigErrors, TopLevel) {
   expect_errors({
       {kBase + "bogus_key: 1\n",
        "t.yaml:4:1: bogus_key: unknown key \"bogus_key\"; allowed keys: environment, listen, "
-       "admin_listen, workers, trusted_proxies, limits, drain_timeout, upstreams, routes, log, "
+       "listen_tls, admin_listen, workers, trusted_proxies, limits, drain_timeout, upstreams, "
+       "routes, log, "
        "health, request_id, rate_limit"},
       {kBase + "listn: :80\n",
        "t.yaml:4:1: listn: unknown key \"listn\" (did you mean \"listen\"?); allowed keys: "
-       "environment, listen, admin_listen, workers, trusted_proxies, limits, drain_timeout, "
+       "environment, listen, listen_tls, admin_listen, workers, trusted_proxies, limits, "
+       "drain_timeout, "
        "upstreams, routes, log, health, request_id, rate_limit"},
       {kBase + "upstreams: {}\n", "t.yaml:4:1: upstreams: duplicate key (first defined at line 1)"},
       {kBase + "environment: staging\n",
@@ -399,6 +401,21 @@ TEST(ConfigErrors, RequestId) {
        "trust_incoming"},
       {kBase + "request_id: X-Request-ID\n",
        "t.yaml:4:13: request_id: expected a map, got a string"},
+  });
+}
+
+TEST(ConfigErrors, ListenTls) {
+  expect_errors({
+      {kBase +
+           "listen_tls: {address: \":8443\", cert: /nonexistent/c.pem, key: /nonexistent/k.pem}\n",
+       "t.yaml:4:38: listen_tls.cert: cannot read \"/nonexistent/c.pem\": No such file or "
+       "directory"},
+      {kBase + "listen_tls: {cert: /etc/hostname, key: /etc/hostname}\n",
+       "t.yaml:4:13: listen_tls.address: required key is missing"},
+      {kBase + "listen_tls: {address: \":8443\", cert: /etc/hostname, key: /etc/hostname, "
+               "redirect: true}\n",
+       "t.yaml:4:73: listen_tls.redirect: unknown key \"redirect\"; allowed keys: address, cert, "
+       "key, redirect_http"},
   });
 }
 
