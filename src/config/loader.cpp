@@ -85,10 +85,31 @@ TlsListen read_listen_tls(const Value& v) {
   return out;
 }
 
+AccessRules read_access(const Value& v) {
+  AccessRules out;
+  Map m(v, {"allow", "deny"});
+  if (auto x = m.find("allow")) {
+    out.allow = read_cidrs(*x);
+  }
+  if (auto x = m.find("deny")) {
+    out.deny = read_cidrs(*x);
+  }
+  return out;
+}
+
 Limits read_limits(const Value& v) {
   Limits out;
-  Map m(v,
-        {"max_header_bytes", "max_body_bytes", "max_uri_bytes", "header_timeout", "idle_timeout"});
+  Map m(v, {"max_header_bytes", "max_body_bytes", "max_uri_bytes", "header_timeout", "idle_timeout",
+            "min_body_rate", "max_connections", "max_connections_per_ip"});
+  if (auto x = m.find("min_body_rate")) {
+    out.min_body_rate = read_size(*x, Zero::allowed);
+  }
+  if (auto x = m.find("max_connections")) {
+    out.max_connections = read_count(*x, 10'000'000);
+  }
+  if (auto x = m.find("max_connections_per_ip")) {
+    out.max_connections_per_ip = read_count(*x, 10'000'000);
+  }
   if (auto x = m.find("max_header_bytes")) {
     out.max_header_bytes = read_size(*x, Zero::rejected);
   }
@@ -191,6 +212,9 @@ std::string known_upstreams(const std::vector<Upstream>& upstreams) {
 Route read_route(const Map& m, const std::vector<Upstream>& upstreams,
                  const filters::rate_limit::Settings& rate_limit) {
   Route out;
+  if (auto x = m.find("access")) {
+    out.access = read_access(*x);
+  }
   auto name = m.require("name");
   out.name = check_name(name, name.text(), "route");
   if (auto x = m.find("match")) {
@@ -225,7 +249,7 @@ std::vector<Route> read_routes(const Map& root, const std::vector<Upstream>& ups
     if (!item.is_map()) {
       item.fail("expected a map, got " + std::string(item.kind()));
     }
-    Map m(item, {"name", "match", "upstream", "rate_limit"});
+    Map m(item, {"name", "match", "upstream", "rate_limit", "access"});
     auto route = read_route(m, upstreams, rate_limit);
     for (std::size_t i = 0; i < out.size(); ++i) {
       if (out[i].name == route.name) {
@@ -317,8 +341,8 @@ Config read_config(const Value& root_value) {
   Config out;
   out.source = root_value.source();
   Map root(root_value, {"environment", "listen", "listen_tls", "admin_listen", "workers",
-                        "trusted_proxies", "limits", "drain_timeout", "upstreams", "routes", "log",
-                        "health", "request_id", "rate_limit"});
+                        "trusted_proxies", "access", "limits", "drain_timeout", "upstreams",
+                        "routes", "log", "health", "request_id", "rate_limit"});
   if (auto x = root.find("environment")) {
     out.environment = read_choice(*x, {"development", "production"}) == "development"
                           ? Environment::development
@@ -338,6 +362,9 @@ Config read_config(const Value& root_value) {
   }
   if (auto x = root.find("trusted_proxies")) {
     out.trusted_proxies = read_cidrs(*x);
+  }
+  if (auto x = root.find("access")) {
+    out.access = read_access(*x);
   }
   if (auto x = root.find("limits")) {
     out.limits = read_limits(*x);

@@ -210,6 +210,33 @@ void Gateway::wait_signals() {
   });
 }
 
+bool Gateway::admit_connection(const std::string& peer_ip) {
+  const auto& l = cfg_->limits;
+  if (l.max_connections != 0 &&
+      open_connections_.fetch_add(1, std::memory_order_relaxed) >= l.max_connections) {
+    open_connections_.fetch_sub(1, std::memory_order_relaxed);
+    return false;
+  }
+  if (l.max_connections_per_ip != 0 &&
+      !connections_per_ip_.acquire(peer_ip, static_cast<std::uint32_t>(l.max_connections_per_ip))) {
+    if (l.max_connections != 0) {
+      open_connections_.fetch_sub(1, std::memory_order_relaxed);
+    }
+    return false;
+  }
+  return true;
+}
+
+void Gateway::release_connection(const std::string& peer_ip) {
+  const auto& l = cfg_->limits;
+  if (l.max_connections != 0) {
+    open_connections_.fetch_sub(1, std::memory_order_relaxed);
+  }
+  if (l.max_connections_per_ip != 0) {
+    connections_per_ip_.release(peer_ip);
+  }
+}
+
 // Certificate rotation: new connections get the new files; a bad file keeps the old ones.
 void Gateway::reload_tls() {
   try {

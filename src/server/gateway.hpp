@@ -41,6 +41,10 @@ class Gateway {
   const std::string& version() const { return version_; }
   bool development() const { return cfg_->environment == config::Environment::development; }
   unsigned worker_count() const { return workers_count_; }
+  // Connection caps (limits.max_connections, max_connections_per_ip), taken at accept.
+  bool admit_connection(const std::string& peer_ip);
+  void release_connection(const std::string& peer_ip);
+
   // The TLS context new connections use (replaced on SIGHUP; live connections keep theirs).
   std::shared_ptr<net::ssl::context> tls_context() {
     std::lock_guard lock(tls_mu_);
@@ -69,6 +73,8 @@ class Gateway {
   observability::ClientIpHasher hasher_;
   std::unique_ptr<filters::rate_limit::RateLimiter> rate_limiter_;
   std::vector<std::vector<tcp::endpoint>> endpoints_;
+  std::atomic<std::size_t> open_connections_{0};
+  ratelimit::InFlight connections_per_ip_;
   std::mutex tls_mu_;
   std::shared_ptr<net::ssl::context> tls_ctx_;
   std::vector<std::unique_ptr<Worker>> workers_;

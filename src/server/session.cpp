@@ -70,6 +70,14 @@ void fill_request_id(Worker& w, Exchange& x, const RequestParser& p) {
   }
 }
 
+bool admitted_by(const config::AccessRules& rules, const std::string& client_ip) {
+  if (rules.empty()) {
+    return true;
+  }
+  auto ip = ghttp::parse_ip(client_ip);
+  return ip && rules.admits(*ip);
+}
+
 // Checks the head beyond what Beast's parser enforces; returns the status to reply or 0.
 unsigned validate_head(Worker& w, const RequestParser& p, std::string& why) {
   const auto& req = p.get();
@@ -346,12 +354,22 @@ net::awaitable<bool> serve_one(Worker& w, ClientConn& c) {
                          head_only);
     }
     keep = x.client_keep_alive && !body_pending;
+  } else if (!admitted_by(w.cfg.access, x.client_ip)) {
+    log_security(w, x, "access_denied", "access rules");
+    co_await send_local_reply(w, c, x, 403, body_pending);
+    keep = x.client_keep_alive;
   } else if (auto route = w.gw.router().match(method, target, [&] {
                auto h = req[http::field::host];
                return std::string_view(h.data(), h.size());
              }())) {
     x.route = *route;
     x.route_name = w.cfg.routes[*route].name.c_str();
+    if (!admitted_by(w.cfg.routes[*route].access, x.client_ip)) {
+      log_security(w, x, "access_denied", "route access rules");
+      co_await send_local_reply(w, c, x, 403, body_pending);
+      finish_exchange(w, x, method, target, user_agent);
+      co_return x.client_keep_alive && !w.draining;
+    }
     if (w.cfg.listen_tls && w.cfg.listen_tls->redirect_http && !c.stream.tls()) {
       auto h = req[http::field::host];
       co_await send_https_redirect(w, c, x, {h.data(), h.size()}, target, head_only);
@@ -400,6 +418,19 @@ net::awaitable<bool> tls_handshake(Worker& w, ClientConn& c) {
 }
 
 net::awaitable<void> run_session(Worker& w, tcp::socket socket, bool tls) {
+  std::string peer = peer_address(socket);
+  if (!w.gw.admit_connection(peer)) {
+    // Over a connection cap: close at once (RST-free FIN), before any allocation for it.
+    w.metrics.connections_rejected.add(1);
+    error_code ignore;
+    socket.close(ignore);
+    co_return;
+  }
+  struct Admitted {
+    Gateway& gw;
+    const std::string& peer;
+    ~Admitted() { gw.release_connection(peer); }
+  } admitted{w.gw, peer};
   ClientConn c(std::move(socket));
   w.clients.push_back(c);
   w.deadlines.push_back(c.deadline);
@@ -409,7 +440,7 @@ net::awaitable<void> run_session(Worker& w, tcp::socket socket, bool tls) {
     error_code ec;
     c.socket().set_option(tcp::no_delay(true), ec);
   }
-  c.peer_ip = peer_address(c.socket());
+  c.peer_ip = peer;
   const auto& limits = w.cfg.limits;
   bool open = !tls || co_await tls_handshake(w, c);
 

@@ -42,12 +42,13 @@ TEST(ConfigErrors, TopLevel) {
   expect_errors({
       {kBase + "bogus_key: 1\n",
        "t.yaml:4:1: bogus_key: unknown key \"bogus_key\"; allowed keys: environment, listen, "
-       "listen_tls, admin_listen, workers, trusted_proxies, limits, drain_timeout, upstreams, "
+       "listen_tls, admin_listen, workers, trusted_proxies, access, limits, drain_timeout, "
+       "upstreams, "
        "routes, log, "
        "health, request_id, rate_limit"},
       {kBase + "listn: :80\n",
        "t.yaml:4:1: listn: unknown key \"listn\" (did you mean \"listen\"?); allowed keys: "
-       "environment, listen, listen_tls, admin_listen, workers, trusted_proxies, limits, "
+       "environment, listen, listen_tls, admin_listen, workers, trusted_proxies, access, limits, "
        "drain_timeout, "
        "upstreams, routes, log, health, request_id, rate_limit"},
       {kBase + "upstreams: {}\n", "t.yaml:4:1: upstreams: duplicate key (first defined at line 1)"},
@@ -157,7 +158,7 @@ TEST(ConfigErrors, Limits) {
       {kBase + "limits:\n  max_header_bytez: 16KiB\n",
        "t.yaml:5:3: limits.max_header_bytez: unknown key \"max_header_bytez\" (did you mean "
        "\"max_header_bytes\"?); allowed keys: max_header_bytes, max_body_bytes, max_uri_bytes, "
-       "header_timeout, idle_timeout"},
+       "header_timeout, idle_timeout, min_body_rate, max_connections, max_connections_per_ip"},
       {kBase + "limits:\n  max_body_bytes: 10mib\n",
        "t.yaml:5:19: limits.max_body_bytes: invalid size \"10mib\" (expected bytes, or a number "
        "and a unit: B, KiB, MiB, GiB, KB, MB or GB, e.g. \"16KiB\")"},
@@ -281,7 +282,7 @@ TEST(ConfigErrors, Routes) {
        "'-')"},
       {kBase + "routes:\n  - name: x\n    upstream: app\n    priority: 1\n",
        "t.yaml:7:5: routes[0].priority: unknown key \"priority\"; allowed keys: name, match, "
-       "upstream, rate_limit"},
+       "upstream, rate_limit, access"},
       {kBase + "routes:\n  - name: x\n    upstream: app\n  - name: y\n    upstream: app\n  - name: "
                "x\n    upstream: app\n",
        "t.yaml:9:11: routes[2].name: duplicate route name \"x\" (also routes[0])"},
