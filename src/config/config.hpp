@@ -28,12 +28,39 @@ struct Endpoint {
   std::string to_string() const;  // re-parsable form, IPv6 bracketed
 };
 
+// TLS termination (`listen_tls`): OpenSSL through Asio, TLS 1.2 and 1.3, ALPN http/1.1.
+struct TlsListen {
+  Endpoint address{"0.0.0.0", 8443};
+  std::string cert;            // PEM certificate chain; re-read on SIGHUP
+  std::string key;             // PEM private key; re-read on SIGHUP
+  bool redirect_http = false;  // the plain listener answers every request with 308 to https
+};
+
 struct Limits {
   std::size_t max_header_bytes = 16 * 1024;       // whole request head; 431 beyond
   std::size_t max_body_bytes = 10 * 1024 * 1024;  // 413 beyond; 0 = unlimited
   std::size_t max_uri_bytes = 8 * 1024;           // request target; 414 beyond
   Millis header_timeout{10'000};                  // time to receive a complete request head
   Millis idle_timeout{60'000};                    // keep-alive idle time and stalled I/O
+  // Request bodies must arrive at this average rate (bytes/second) after a grace of
+  // header_timeout (Apache mod_reqtimeout's MinRate); slower is 408. 0 = no minimum.
+  std::size_t min_body_rate = 1024;
+  std::size_t max_connections = 0;         // open client connections per process; 0 = no cap
+  std::size_t max_connections_per_ip = 0;  // per peer address (not X-Forwarded-For); 0 = no cap
+};
+
+// `access`: deny wins; a non-empty allow list admits only its networks. Top level and per route
+// (a request must pass both).
+struct AccessRules {
+  std::vector<http::Cidr> allow;
+  std::vector<http::Cidr> deny;
+  bool empty() const { return allow.empty() && deny.empty(); }
+  bool admits(const http::IpBytes& ip) const {
+    if (http::any_contains(deny, ip)) {
+      return false;
+    }
+    return allow.empty() || http::any_contains(allow, ip);
+  }
 };
 
 struct Upstream {
@@ -57,6 +84,7 @@ struct Route {
   std::string upstream;
   std::size_t upstream_index = 0;               // index into Config::upstreams, resolved at load
   filters::rate_limit::RouteLimits rate_limit;  // absent: inherit the top-level rate_limit
+  AccessRules access;                           // in addition to the top-level rules
 };
 
 enum class LogFormat { json, text };
@@ -87,9 +115,11 @@ struct Config {
   std::string source;  // file name the config came from ("<cli>" for --upstream)
   Environment environment = Environment::production;
   Endpoint listen{"0.0.0.0", 8080};
+  std::optional<TlsListen> listen_tls;
   std::optional<Endpoint> admin_listen = Endpoint{"127.0.0.1", 9901};  // null/"off" disables
   unsigned workers = 0;                                                // 0 = one per core ("auto")
   std::vector<http::Cidr> trusted_proxies;
+  AccessRules access;
   Limits limits;
   Millis drain_timeout{30'000};
   std::vector<Upstream> upstreams;

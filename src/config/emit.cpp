@@ -193,6 +193,13 @@ void write_route_limits(Writer& w, const filters::rate_limit::RouteLimits& r) {
   w.end_list();
 }
 
+void write_access(Writer& w, const AccessRules& a) {
+  w.key("access").begin_map();
+  w.key("allow").list(cidrs(a.allow));
+  w.key("deny").list(cidrs(a.deny));
+  w.end_map();
+}
+
 void write_routes(Writer& w, const std::vector<Route>& routes) {
   w.key("routes").begin_list();
   for (const auto& r : routes) {
@@ -205,6 +212,9 @@ void write_routes(Writer& w, const std::vector<Route>& routes) {
     w.end_map();
     w.key("upstream").str(r.upstream);
     write_route_limits(w, r.rate_limit);
+    if (!r.access.empty()) {
+      write_access(w, r.access);
+    }
     w.end_map();
   }
   w.end_list();
@@ -258,9 +268,20 @@ std::string to_yaml(const Config& c) {
   w.key("environment")
       .str(c.environment == Environment::development ? "development" : "production");
   w.key("listen").str(c.listen.to_string());
+  if (c.listen_tls) {
+    w.key("listen_tls").begin_map();
+    w.key("address").str(c.listen_tls->address.to_string());
+    w.key("cert").str(c.listen_tls->cert);
+    w.key("key").str(c.listen_tls->key);
+    w.key("redirect_http").boolean(c.listen_tls->redirect_http);
+    w.end_map();
+  } else {
+    w.key("listen_tls").null();
+  }
   w.key("admin_listen").str(c.admin_listen ? c.admin_listen->to_string() : "off");
   w.key("workers").str(c.workers == 0 ? "auto" : std::to_string(c.workers));
   w.key("trusted_proxies").list(cidrs(c.trusted_proxies));
+  write_access(w, c.access);
 
   w.key("limits").begin_map();
   w.key("max_header_bytes").size(c.limits.max_header_bytes);
@@ -268,6 +289,9 @@ std::string to_yaml(const Config& c) {
   w.key("max_uri_bytes").size(c.limits.max_uri_bytes);
   w.key("header_timeout").duration(c.limits.header_timeout);
   w.key("idle_timeout").duration(c.limits.idle_timeout);
+  w.key("min_body_rate").size(c.limits.min_body_rate);
+  w.key("max_connections").number(c.limits.max_connections);
+  w.key("max_connections_per_ip").number(c.limits.max_connections_per_ip);
   w.end_map();
 
   w.key("drain_timeout").duration(c.drain_timeout);

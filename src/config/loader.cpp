@@ -62,10 +62,54 @@ std::optional<Endpoint> read_admin_listen(const Value& v) {
   return read_endpoint(v);
 }
 
+std::string read_readable_file(const Value& v) {
+  const std::string& path = v.text();
+  if (path.empty()) {
+    v.fail("must not be empty (expected a PEM file path)");
+  }
+  if (::access(path.c_str(), R_OK) != 0) {
+    v.fail("cannot read " + quoted(path) + ": " + std::strerror(errno));
+  }
+  return path;
+}
+
+TlsListen read_listen_tls(const Value& v) {
+  TlsListen out;
+  Map m(v, {"address", "cert", "key", "redirect_http"});
+  out.address = read_endpoint(m.require("address"));
+  out.cert = read_readable_file(m.require("cert"));
+  out.key = read_readable_file(m.require("key"));
+  if (auto x = m.find("redirect_http")) {
+    out.redirect_http = read_bool(*x);
+  }
+  return out;
+}
+
+AccessRules read_access(const Value& v) {
+  AccessRules out;
+  Map m(v, {"allow", "deny"});
+  if (auto x = m.find("allow")) {
+    out.allow = read_cidrs(*x);
+  }
+  if (auto x = m.find("deny")) {
+    out.deny = read_cidrs(*x);
+  }
+  return out;
+}
+
 Limits read_limits(const Value& v) {
   Limits out;
-  Map m(v,
-        {"max_header_bytes", "max_body_bytes", "max_uri_bytes", "header_timeout", "idle_timeout"});
+  Map m(v, {"max_header_bytes", "max_body_bytes", "max_uri_bytes", "header_timeout", "idle_timeout",
+            "min_body_rate", "max_connections", "max_connections_per_ip"});
+  if (auto x = m.find("min_body_rate")) {
+    out.min_body_rate = read_size(*x, Zero::allowed);
+  }
+  if (auto x = m.find("max_connections")) {
+    out.max_connections = read_count(*x, 10'000'000);
+  }
+  if (auto x = m.find("max_connections_per_ip")) {
+    out.max_connections_per_ip = read_count(*x, 10'000'000);
+  }
   if (auto x = m.find("max_header_bytes")) {
     out.max_header_bytes = read_size(*x, Zero::rejected);
   }
@@ -161,6 +205,9 @@ std::string known_upstreams(const std::vector<Upstream>& upstreams) {
 Route read_route(const Map& m, const std::vector<Upstream>& upstreams,
                  const filters::rate_limit::Settings& rate_limit) {
   Route out;
+  if (auto x = m.find("access")) {
+    out.access = read_access(*x);
+  }
   auto name = m.require("name");
   out.name = check_name(name, name.text(), "route");
   if (auto x = m.find("match")) {
@@ -195,7 +242,7 @@ std::vector<Route> read_routes(const Map& root, const std::vector<Upstream>& ups
     if (!item.is_map()) {
       item.fail("expected a map, got " + std::string(item.kind()));
     }
-    Map m(item, {"name", "match", "upstream", "rate_limit"});
+    Map m(item, {"name", "match", "upstream", "rate_limit", "access"});
     auto route = read_route(m, upstreams, rate_limit);
     for (std::size_t i = 0; i < out.size(); ++i) {
       if (out[i].name == route.name) {
@@ -286,9 +333,10 @@ RequestIdConfig read_request_id(const Value& v) {
 Config read_config(const Value& root_value) {
   Config out;
   out.source = root_value.source();
-  Map root(root_value, {"environment", "listen", "admin_listen", "workers", "trusted_proxies",
-                        "limits", "drain_timeout", "upstreams", "routes", "log", "health",
-                        "request_id", "rate_limit", "security_headers", "cors"});
+  Map root(root_value,
+           {"environment", "listen", "listen_tls", "admin_listen", "workers", "trusted_proxies",
+            "access", "limits", "drain_timeout", "upstreams", "routes", "log", "health",
+            "request_id", "rate_limit", "security_headers", "cors"});
   if (auto x = root.find("environment")) {
     out.environment = read_choice(*x, {"development", "production"}) == "development"
                           ? Environment::development
@@ -296,6 +344,9 @@ Config read_config(const Value& root_value) {
   }
   if (auto x = root.find("listen")) {
     out.listen = read_endpoint(*x);
+  }
+  if (auto x = root.find("listen_tls"); x && !x->is_null()) {
+    out.listen_tls = read_listen_tls(*x);
   }
   if (auto x = root.find("admin_listen")) {
     out.admin_listen = read_admin_listen(*x);
@@ -305,6 +356,9 @@ Config read_config(const Value& root_value) {
   }
   if (auto x = root.find("trusted_proxies")) {
     out.trusted_proxies = read_cidrs(*x);
+  }
+  if (auto x = root.find("access")) {
+    out.access = read_access(*x);
   }
   if (auto x = root.find("limits")) {
     out.limits = read_limits(*x);

@@ -107,6 +107,11 @@ std::string Metrics::render(const std::function<void(std::string&)>& extra) cons
         sum(shards_, [](const WorkerMetrics& w) -> const Cell& { return w.connections_active; }));
   gauge("gatehouse_connections_total", "counter", "Client connections accepted.",
         sum(shards_, [](const WorkerMetrics& w) -> const Cell& { return w.connections_total; }));
+  gauge("gatehouse_connections_rejected_total", "counter",
+        "Client connections closed at accept: over max_connections or max_connections_per_ip.",
+        sum(shards_, [](const WorkerMetrics& w) -> const Cell& { return w.connections_rejected; }));
+  gauge("gatehouse_tls_handshake_errors_total", "counter", "TLS handshakes that failed.",
+        sum(shards_, [](const WorkerMetrics& w) -> const Cell& { return w.tls_handshake_errors; }));
 
   struct UpMetric {
     const char* name;

@@ -43,7 +43,8 @@ struct alignas(64) WorkerMetrics {
   std::vector<RouteStats> routes;  // index = route index; last = "none" (local replies)
   std::vector<UpstreamStats> upstreams;
   std::array<Cell, kLocalReplyStatuses.size() + 1> local_replies;  // last = other
-  Cell in_flight, connections_active, connections_total;
+  Cell in_flight, connections_active, connections_total, tls_handshake_errors;
+  Cell connections_rejected;  // over max_connections / max_connections_per_ip
 
   void record_request(std::size_t route, unsigned status, std::int64_t duration_us);
   void record_local_reply(unsigned status);

@@ -35,9 +35,9 @@ inline error_code timeout_error() {
 }
 
 // Reads until `parser` has a complete head. Bytes past the head stay in `buffer`.
-template <class Parser>
-net::awaitable<error_code> read_head(tcp::socket& socket, beast::flat_buffer& buffer,
-                                     Deadline& deadline, Parser& parser) {
+template <class Stream, class Parser>
+net::awaitable<error_code> read_head(Stream& socket, beast::flat_buffer& buffer, Deadline& deadline,
+                                     Parser& parser) {
   for (;;) {
     if (buffer.size() > 0) {
       error_code ec;
@@ -73,8 +73,8 @@ struct BodyPiece {
 };
 
 // Pulls the next piece of a chunked body, decoded, through `parser` into out[0, cap).
-template <class Parser>
-net::awaitable<BodyPiece> read_chunked_piece(tcp::socket& socket, beast::flat_buffer& buffer,
+template <class Stream, class Parser>
+net::awaitable<BodyPiece> read_chunked_piece(Stream& socket, beast::flat_buffer& buffer,
                                              Deadline& deadline, Clock::duration timeout,
                                              Parser& parser, char* out, std::size_t cap) {
   auto& body = parser.get().body();
@@ -112,9 +112,9 @@ net::awaitable<BodyPiece> read_chunked_piece(tcp::socket& socket, beast::flat_bu
 }
 
 // Writes every buffer, with the client's or upstream's deadline armed.
-template <class Buffers>
-net::awaitable<error_code> write_all(tcp::socket& socket, Deadline& deadline,
-                                     Clock::duration timeout, const Buffers& buffers) {
+template <class Stream, class Buffers>
+net::awaitable<error_code> write_all(Stream& socket, Deadline& deadline, Clock::duration timeout,
+                                     const Buffers& buffers) {
   deadline.arm(timeout);
   auto [ec, n] = co_await net::async_write(socket, buffers, nothrow);
   (void)n;
@@ -132,8 +132,10 @@ net::awaitable<void> send_local_reply(Worker& w, ClientConn& c, Exchange& x, uns
                                       bool close, std::string_view detail = {});
 
 // Sends a small JSON document made by gatehouse (health endpoints).
+// `extra_headers`: complete header lines ("Location: ...\r\n").
 net::awaitable<void> send_json(Worker& w, ClientConn& c, Exchange& x, unsigned status,
-                               const std::string& body, bool head_only);
+                               const std::string& body, bool head_only,
+                               std::string_view extra_headers = {});
 
 // Forwards the request whose head `parser` holds to the route's upstream and relays the answer.
 // Returns whether the client connection may carry another request.

@@ -2,6 +2,7 @@
 
 #include <csignal>
 #include <cstdlib>
+#include <cstring>
 #include <stdexcept>
 #include <thread>
 
@@ -51,6 +52,57 @@ tcp::endpoint resolve_one(net::io_context& ioc, const config::Endpoint& e,
   return results.begin()->endpoint();
 }
 
+// Mozilla "intermediate" TLS 1.2 suites (TLS 1.3 suites are OpenSSL's defaults): forward secrecy
+// and AEAD only.
+constexpr const char* kTls12Ciphers =
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+    "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+
+// ALPN: we speak HTTP/1.1 only. A client that offers only other protocols still gets a TLS
+// connection without ALPN (and a 400 if it then speaks something else).
+int select_alpn(SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in,
+                unsigned int inlen, void*) {
+  static constexpr unsigned char kHttp11[] = {'h', 't', 't', 'p', '/', '1', '.', '1'};
+  for (unsigned int i = 0; i < inlen;) {
+    unsigned int len = in[i];
+    if (i + 1 + len > inlen) {
+      break;
+    }
+    if (len == sizeof kHttp11 && std::memcmp(in + i + 1, kHttp11, len) == 0) {
+      *out = in + i + 1;
+      *outlen = static_cast<unsigned char>(len);
+      return SSL_TLSEXT_ERR_OK;
+    }
+    i += 1 + len;
+  }
+  return SSL_TLSEXT_ERR_NOACK;
+}
+
+std::shared_ptr<net::ssl::context> make_tls_context(const config::TlsListen& t) {
+  namespace ssl = net::ssl;
+  auto ctx = std::make_shared<ssl::context>(ssl::context::tls_server);
+  SSL_CTX* native = ctx->native_handle();
+  SSL_CTX_set_min_proto_version(native, TLS1_2_VERSION);
+  SSL_CTX_set_options(
+      native, SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_RENEGOTIATION);
+  SSL_CTX_set_cipher_list(native, kTls12Ciphers);
+  SSL_CTX_set_alpn_select_cb(native, select_alpn, nullptr);
+  error_code ec;
+  ctx->use_certificate_chain_file(t.cert, ec);
+  if (ec) {
+    throw std::runtime_error("listen_tls.cert " + t.cert + ": " + ec.message());
+  }
+  ctx->use_private_key_file(t.key, ssl::context::pem, ec);
+  if (ec) {
+    throw std::runtime_error("listen_tls.key " + t.key + ": " + ec.message());
+  }
+  if (SSL_CTX_check_private_key(native) != 1) {
+    throw std::runtime_error("listen_tls.key " + t.key + ": does not match the certificate " +
+                             t.cert);
+  }
+  return ctx;
+}
+
 const char* getenv_or(const char* name, const char* fallback) {
   const char* v = std::getenv(name);
   return v ? v : fallback;
@@ -79,6 +131,9 @@ Gateway::Gateway(std::shared_ptr<const config::Config> cfg, std::string version)
       eps.push_back(resolve_one(admin_ioc_, t, "upstreams." + u.name));
     }
     endpoints_.push_back(std::move(eps));
+  }
+  if (cfg_->listen_tls) {
+    tls_ctx_ = make_tls_context(*cfg_->listen_tls);
   }
   rate_limiter_ = std::make_unique<filters::rate_limit::RateLimiter>(
       *cfg_, workers_count_,
@@ -142,13 +197,60 @@ void Gateway::wait_signals() {
       logs_->reopen();
       logs_->error(spdlog::level::info, "log files reopened");
     } else if (sig == SIGHUP) {
-      logs_->error(spdlog::level::warn,
-                   "SIGHUP ignored: configuration reload is not supported yet");
+      if (cfg_->listen_tls) {
+        reload_tls();
+      } else {
+        logs_->error(spdlog::level::warn,
+                     "SIGHUP ignored: configuration reload is not supported yet");
+      }
     } else {
       begin_drain(sig == SIGTERM ? "SIGTERM" : "SIGINT");
     }
     wait_signals();
   });
+}
+
+bool Gateway::admit_connection(const std::string& peer_ip) {
+  const auto& l = cfg_->limits;
+  if (l.max_connections != 0 &&
+      open_connections_.fetch_add(1, std::memory_order_relaxed) >= l.max_connections) {
+    open_connections_.fetch_sub(1, std::memory_order_relaxed);
+    return false;
+  }
+  if (l.max_connections_per_ip != 0 &&
+      !connections_per_ip_.acquire(peer_ip, static_cast<std::uint32_t>(l.max_connections_per_ip))) {
+    if (l.max_connections != 0) {
+      open_connections_.fetch_sub(1, std::memory_order_relaxed);
+    }
+    return false;
+  }
+  return true;
+}
+
+void Gateway::release_connection(const std::string& peer_ip) {
+  const auto& l = cfg_->limits;
+  if (l.max_connections != 0) {
+    open_connections_.fetch_sub(1, std::memory_order_relaxed);
+  }
+  if (l.max_connections_per_ip != 0) {
+    connections_per_ip_.release(peer_ip);
+  }
+}
+
+// Certificate rotation: new connections get the new files; a bad file keeps the old ones.
+void Gateway::reload_tls() {
+  try {
+    auto ctx = make_tls_context(*cfg_->listen_tls);
+    {
+      std::lock_guard lock(tls_mu_);
+      tls_ctx_ = std::move(ctx);
+    }
+    logs_->error(spdlog::level::info, "TLS certificate and key reloaded");
+  } catch (const std::exception& e) {
+    std::string extra = "\"error\":";
+    ghttp::append_json_string(extra, e.what());
+    logs_->error(spdlog::level::err, "TLS reload failed; keeping the previous certificate", extra);
+  }
 }
 
 void Gateway::on_worker_done() {
@@ -169,6 +271,18 @@ int Gateway::run() {
       listen_ep = w->listen(listen_ep);  // port 0: every worker shares the first one's port
     } catch (const boost::system::system_error& e) {
       throw std::runtime_error("listen " + cfg_->listen.to_string() + ": " + e.code().message());
+    }
+  }
+  std::optional<tcp::endpoint> tls_ep;
+  if (cfg_->listen_tls) {
+    tls_ep = resolve_one(admin_ioc_, cfg_->listen_tls->address, "listen_tls");
+    for (auto& w : workers_) {
+      try {
+        tls_ep = w->listen(*tls_ep, true);
+      } catch (const boost::system::system_error& e) {
+        throw std::runtime_error("listen_tls " + cfg_->listen_tls->address.to_string() + ": " +
+                                 e.code().message());
+      }
     }
   }
   if (cfg_->admin_listen) {
@@ -196,6 +310,11 @@ int Gateway::run() {
     std::string extra = "\"listen\":";
     ghttp::append_json_string(
         extra, listen_ep.address().to_string() + ":" + std::to_string(listen_ep.port()));
+    if (tls_ep) {
+      extra += ",\"listen_tls\":";
+      ghttp::append_json_string(
+          extra, tls_ep->address().to_string() + ":" + std::to_string(tls_ep->port()));
+    }
     extra += fmt::format(",\"workers\":{},\"version\":", workers_count_);
     ghttp::append_json_string(extra, version_);
     logs_->error(spdlog::level::info, "gatehouse started", extra);

@@ -2,7 +2,10 @@
 // The process: shared immutable config, logs, metrics and health; N workers each with its own
 // io_context, SO_REUSEPORT listener and upstream pools; an admin thread (the caller's) that runs
 // the admin listener, active health checks, signals and the drain.
+#include <boost/asio/ssl/context.hpp>
+
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -38,6 +41,15 @@ class Gateway {
   const std::string& version() const { return version_; }
   bool development() const { return cfg_->environment == config::Environment::development; }
   unsigned worker_count() const { return workers_count_; }
+  // Connection caps (limits.max_connections, max_connections_per_ip), taken at accept.
+  bool admit_connection(const std::string& peer_ip);
+  void release_connection(const std::string& peer_ip);
+
+  // The TLS context new connections use (replaced on SIGHUP; live connections keep theirs).
+  std::shared_ptr<net::ssl::context> tls_context() {
+    std::lock_guard lock(tls_mu_);
+    return tls_ctx_;
+  }
 
  private:
   void begin_drain(const char* why);
@@ -49,6 +61,7 @@ class Gateway {
   net::awaitable<void> check_target(std::size_t upstream, std::size_t target);
   void wait_signals();
   void on_worker_done();
+  void reload_tls();
 
   std::shared_ptr<const config::Config> cfg_;
   std::string version_;
@@ -60,6 +73,10 @@ class Gateway {
   observability::ClientIpHasher hasher_;
   std::unique_ptr<filters::rate_limit::RateLimiter> rate_limiter_;
   std::vector<std::vector<tcp::endpoint>> endpoints_;
+  std::atomic<std::size_t> open_connections_{0};
+  ratelimit::InFlight connections_per_ip_;
+  std::mutex tls_mu_;
+  std::shared_ptr<net::ssl::context> tls_ctx_;
   std::vector<std::unique_ptr<Worker>> workers_;
   net::io_context admin_ioc_{1};
   net::signal_set signals_{admin_ioc_};

@@ -77,7 +77,7 @@ void build_upstream_head(Worker& w, ClientConn& c, const RequestParser& p, const
   out += kCrlf;
   auto proto = sv(req["X-Forwarded-Proto"]);
   out += "X-Forwarded-Proto: ";
-  out += (trusted && !proto.empty()) ? proto : std::string_view("http");
+  out += (trusted && !proto.empty()) ? proto : std::string_view(c.stream.tls() ? "https" : "http");
   out += kCrlf;
   auto fwd_host = sv(req["X-Forwarded-Host"]);
   auto host = (trusted && !fwd_host.empty()) ? fwd_host : sv(req[http::field::host]);
@@ -160,7 +160,20 @@ std::array<net::const_buffer, 5> framed_piece(const std::string* head, char* siz
           (chunked && last) ? net::buffer(kLastChunk) : net::const_buffer()};
 }
 
-enum class SendResult { ok, upstream_failed, client_failed, too_large, bad_body };
+enum class SendResult { ok, upstream_failed, client_failed, too_large, bad_body, too_slow };
+
+// How long the next body read may take: the body must keep an average of min_body_rate after a
+// grace of header_timeout from the start of the request (Apache mod_reqtimeout's MinRate), and
+// no single read may stall longer than idle_timeout.
+Clock::duration body_read_timeout(const config::Limits& l, const Exchange& x) {
+  if (l.min_body_rate == 0) {
+    return l.idle_timeout;
+  }
+  auto earned = std::chrono::microseconds(x.bytes_in * 1'000'000 / l.min_body_rate);
+  auto due = x.start + l.header_timeout + earned;
+  auto left = due - Clock::now();
+  return std::clamp<Clock::duration>(left, Clock::duration::zero(), l.idle_timeout);
+}
 
 // Streams the request head and body to the upstream. The head goes out with the first body piece.
 net::awaitable<SendResult> send_request(Worker& w, ClientConn& c, RequestParser& p,
@@ -183,13 +196,13 @@ net::awaitable<SendResult> send_request(Worker& w, ClientConn& c, RequestParser&
         from_buffer = static_cast<std::size_t>(std::min<std::uint64_t>(remaining, c.buffer.size()));
         piece = net::buffer(c.buffer.data().data(), from_buffer);
       } else {
-        c.deadline.arm(limits.idle_timeout);
-        auto [ec, n] = co_await c.socket.async_read_some(
+        c.deadline.arm(body_read_timeout(limits, x));
+        auto [ec, n] = co_await c.stream.async_read_some(
             net::buffer(lease.data(),
                         static_cast<std::size_t>(std::min<std::uint64_t>(remaining, lease.size()))),
             nothrow);
         if (ec) {
-          co_return SendResult::client_failed;
+          co_return c.deadline.expired() ? SendResult::too_slow : SendResult::client_failed;
         }
         piece = net::buffer(lease.data(), n);
       }
@@ -209,11 +222,15 @@ net::awaitable<SendResult> send_request(Worker& w, ClientConn& c, RequestParser&
   // Chunked: decode with the parser (it enforces body_limit), re-frame each piece as one chunk.
   char size_line[24];
   for (;;) {
-    auto piece = co_await read_chunked_piece(c.socket, c.buffer, c.deadline, limits.idle_timeout, p,
-                                             lease.data(), lease.size());
+    auto piece =
+        co_await read_chunked_piece(c.stream, c.buffer, c.deadline, body_read_timeout(limits, x), p,
+                                    lease.data(), lease.size());
     if (piece.ec) {
       if (piece.ec == http::error::body_limit) {
         co_return SendResult::too_large;
+      }
+      if (c.deadline.expired()) {
+        co_return SendResult::too_slow;
       }
       co_return piece.ec.category() == http::make_error_code(http::error::bad_chunk).category()
           ? SendResult::bad_body
@@ -253,7 +270,7 @@ net::awaitable<RelayResult> relay_response(Worker& w, ClientConn& c, upstream::C
         framed_piece(head_sent ? nullptr : &head, size_line, data, out == Framing::chunked, last);
     x.bytes_out += data.size();
     head_sent = true;
-    auto ec = co_await write_all(c.socket, c.deadline, client_timeout, bufs);
+    auto ec = co_await write_all(c.stream, c.deadline, client_timeout, bufs);
     co_return !ec;
   };
 
@@ -374,13 +391,18 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, RequestParser& p, E
     if (expect_continue) {
       expect_continue = false;
       static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-      if (co_await write_all(c.socket, c.deadline, w.cfg.limits.idle_timeout,
+      if (co_await write_all(c.stream, c.deadline, w.cfg.limits.idle_timeout,
                              net::buffer(kContinue))) {
         co_return false;
       }
     }
     auto sent = co_await send_request(w, c, p, *u, req_framing, head, x);
     if (sent == SendResult::client_failed) {
+      co_return false;
+    }
+    if (sent == SendResult::too_slow) {
+      // The upstream has part of a body: that connection is not reusable (u is dropped below).
+      co_await send_local_reply(w, c, x, 408, true, "request body too slow");
       co_return false;
     }
     if (sent == SendResult::too_large || sent == SendResult::bad_body) {

@@ -2,6 +2,7 @@
 // the head, answers health and error replies itself, and hands everything else to the proxy.
 #include <ctime>
 
+#include "core/router.hpp"
 #include "http/error_reply.hpp"
 #include "http/headers.hpp"
 #include "http/request_id.hpp"
@@ -69,6 +70,14 @@ void fill_request_id(Worker& w, Exchange& x, const RequestParser& p) {
   }
 }
 
+bool admitted_by(const config::AccessRules& rules, const std::string& client_ip) {
+  if (rules.empty()) {
+    return true;
+  }
+  auto ip = ghttp::parse_ip(client_ip);
+  return ip && rules.admits(*ip);
+}
+
 // Checks the head beyond what Beast's parser enforces; returns the status to reply or 0.
 unsigned validate_head(Worker& w, const RequestParser& p, std::string& why) {
   const auto& req = p.get();
@@ -133,6 +142,24 @@ net::awaitable<bool> reject(Worker& w, ClientConn& c, Exchange& x, bool body_pen
   co_return x.client_keep_alive;
 }
 
+// 308 to the same host and target on the TLS port (308 keeps the method and body, unlike 301).
+net::awaitable<void> send_https_redirect(Worker& w, ClientConn& c, Exchange& x,
+                                         std::string_view host, std::string_view target,
+                                         bool head_only) {
+  auto port = w.cfg.listen_tls->address.port;
+  std::string location = "https://";
+  location += core::host_without_port(host);
+  if (port != 443) {
+    location += ':';
+    location += std::to_string(port);
+  }
+  location += target;
+  std::string body = R"({"error":"https_required","message":)";
+  ghttp::append_json_string(body, "Use HTTPS: " + location);
+  body += '}';
+  co_await send_json(w, c, x, 308, body, head_only, "Location: " + location + "\r\n");
+}
+
 }  // namespace
 
 std::size_t chunk_header(char* out, std::size_t n) {
@@ -165,7 +192,8 @@ void append_date_header(std::string& out) {
 }
 
 net::awaitable<void> send_json(Worker& w, ClientConn& c, Exchange& x, unsigned status,
-                               const std::string& body, bool head_only) {
+                               const std::string& body, bool head_only,
+                               std::string_view extra_headers) {
   std::string& head = c.scratch;
   head.clear();
   head += "HTTP/1.1 ";
@@ -181,12 +209,13 @@ net::awaitable<void> send_json(Worker& w, ClientConn& c, Exchange& x, unsigned s
   head += x.request_id;
   head += "\r\n";
   head += x.limit.headers;
+  head += extra_headers;
   head += x.client_keep_alive ? "\r\n" : "Connection: close\r\n\r\n";
   std::array<net::const_buffer, 2> bufs{net::buffer(head),
                                         head_only ? net::const_buffer() : net::buffer(body)};
   x.status = status;
   x.bytes_out += head_only ? 0 : body.size();
-  auto ec = co_await write_all(c.socket, c.deadline, w.cfg.limits.idle_timeout, bufs);
+  auto ec = co_await write_all(c.stream, c.deadline, w.cfg.limits.idle_timeout, bufs);
   if (ec) {
     x.client_keep_alive = false;
   }
@@ -270,7 +299,7 @@ net::awaitable<bool> serve_one(Worker& w, ClientConn& c) {
   } in_flight{w.metrics.in_flight};
 
   c.deadline.arm(limits.header_timeout);
-  auto ec = co_await read_head(c.socket, c.buffer, c.deadline, parser);
+  auto ec = co_await read_head(c.stream, c.buffer, c.deadline, parser);
   if (ec) {
     unsigned status = status_for_parse_error(ec);
     if (status == 0) {
@@ -325,12 +354,28 @@ net::awaitable<bool> serve_one(Worker& w, ClientConn& c) {
                          head_only);
     }
     keep = x.client_keep_alive && !body_pending;
+  } else if (!admitted_by(w.cfg.access, x.client_ip)) {
+    log_security(w, x, "access_denied", "access rules");
+    co_await send_local_reply(w, c, x, 403, body_pending);
+    keep = x.client_keep_alive;
   } else if (auto route = w.gw.router().match(method, target, [&] {
                auto h = req[http::field::host];
                return std::string_view(h.data(), h.size());
              }())) {
     x.route = *route;
     x.route_name = w.cfg.routes[*route].name.c_str();
+    if (!admitted_by(w.cfg.routes[*route].access, x.client_ip)) {
+      log_security(w, x, "access_denied", "route access rules");
+      co_await send_local_reply(w, c, x, 403, body_pending);
+      finish_exchange(w, x, method, target, user_agent);
+      co_return x.client_keep_alive && !w.draining;
+    }
+    if (w.cfg.listen_tls && w.cfg.listen_tls->redirect_http && !c.stream.tls()) {
+      auto h = req[http::field::host];
+      co_await send_https_redirect(w, c, x, {h.data(), h.size()}, target, head_only);
+      finish_exchange(w, x, method, target, user_agent);
+      co_return x.client_keep_alive && !body_pending && !w.draining;
+    }
     auto& limiter = w.gw.rate_limiter();
     if (limiter.route_limited(*route)) {
       filters::rate_limit::RequestInfo info{*route, x.client_ip, path, &request_header, &req};
@@ -358,7 +403,34 @@ net::awaitable<bool> serve_one(Worker& w, ClientConn& c) {
   co_return keep && !w.draining;
 }
 
-net::awaitable<void> run_session(Worker& w, tcp::socket socket) {
+// TLS: handshake within the header timeout. Failures (scanners, plain HTTP on the TLS port, bad
+// clients) are counted, not logged one by one.
+net::awaitable<bool> tls_handshake(Worker& w, ClientConn& c) {
+  auto ctx = w.gw.tls_context();
+  c.stream.start_tls(*ctx);
+  c.deadline.arm(w.cfg.limits.header_timeout);
+  auto [ec] = co_await c.stream.tls_stream().async_handshake(ssl::stream_base::server, nothrow);
+  if (ec) {
+    w.metrics.tls_handshake_errors.add(1);
+    co_return false;
+  }
+  co_return true;
+}
+
+net::awaitable<void> run_session(Worker& w, tcp::socket socket, bool tls) {
+  std::string peer = peer_address(socket);
+  if (!w.gw.admit_connection(peer)) {
+    // Over a connection cap: close at once (RST-free FIN), before any allocation for it.
+    w.metrics.connections_rejected.add(1);
+    error_code ignore;
+    socket.close(ignore);
+    co_return;
+  }
+  struct Admitted {
+    Gateway& gw;
+    const std::string& peer;
+    ~Admitted() { gw.release_connection(peer); }
+  } admitted{w.gw, peer};
   ClientConn c(std::move(socket));
   w.clients.push_back(c);
   w.deadlines.push_back(c.deadline);
@@ -366,12 +438,13 @@ net::awaitable<void> run_session(Worker& w, tcp::socket socket) {
   w.metrics.connections_total.add(1);
   {
     error_code ec;
-    c.socket.set_option(tcp::no_delay(true), ec);
+    c.socket().set_option(tcp::no_delay(true), ec);
   }
-  c.peer_ip = peer_address(c.socket);
+  c.peer_ip = peer;
   const auto& limits = w.cfg.limits;
+  bool open = !tls || co_await tls_handshake(w, c);
 
-  for (;;) {
+  while (open) {
     if (c.buffer.size() == 0) {
       // Idle: wait for bytes without holding heap buffers.
       c.buffer.shrink_to_fit();
@@ -382,12 +455,12 @@ net::awaitable<void> run_session(Worker& w, tcp::socket socket) {
       }
       c.idle = true;
       c.deadline.arm(c.first_request ? limits.header_timeout : limits.idle_timeout);
-      auto [ec, n] = co_await c.socket.async_read_some(net::buffer(c.idle_bytes), nothrow);
+      auto [ec, n] = co_await c.stream.async_read_some(net::buffer(c.idle_bytes), nothrow);
       c.idle = false;
       if (ec) {
         error_code ignore;
         // Drain cancelled the wait: a request that already arrived is still served.
-        if (!(w.draining && !c.deadline.expired() && c.socket.available(ignore) > 0)) {
+        if (!(w.draining && !c.deadline.expired() && c.socket().available(ignore) > 0)) {
           break;
         }
       } else {
@@ -403,22 +476,28 @@ net::awaitable<void> run_session(Worker& w, tcp::socket socket) {
   }
 
   error_code ignore;
-  c.socket.shutdown(tcp::socket::shutdown_send, ignore);
-  if (c.socket.is_open() && !c.deadline.expired()) {
+  if (c.stream.tls() && open && c.socket().is_open() && !c.deadline.expired()) {
+    // close_notify, then wait briefly for the peer's (most clients just close).
+    c.deadline.arm(std::chrono::milliseconds(500));
+    co_await c.stream.tls_stream().async_shutdown(nothrow);
+  } else if (!c.stream.tls()) {
+    c.socket().shutdown(tcp::socket::shutdown_send, ignore);
+  }
+  if (!c.stream.tls() && c.socket().is_open() && !c.deadline.expired()) {
     // Lingering close: read and drop what the client still sends (an unread body after a 413,
     // say) for a moment, so our reply is not destroyed by a reset.
     c.deadline.arm(std::chrono::milliseconds(500));
     std::size_t dropped = 0;
     while (dropped < 1024 * 1024) {
       // Not a local array: locals live in the coroutine frame for the connection's lifetime.
-      auto [ec, n] = co_await c.socket.async_read_some(net::buffer(c.idle_bytes), nothrow);
+      auto [ec, n] = co_await c.stream.async_read_some(net::buffer(c.idle_bytes), nothrow);
       if (ec) {
         break;
       }
       dropped += n;
     }
   }
-  c.socket.close(ignore);
+  c.socket().close(ignore);
   w.metrics.connections_active.add(-1);
 }
 

@@ -11,7 +11,12 @@ namespace gatehouse::server {
 using ReusePort = net::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
 
 Worker::Worker(Gateway& g, unsigned i)
-    : gw(g), cfg(g.cfg()), index(i), metrics(g.metrics().worker(i)), acceptor_(ioc) {
+    : gw(g),
+      cfg(g.cfg()),
+      index(i),
+      metrics(g.metrics().worker(i)),
+      acceptor_(ioc),
+      tls_acceptor_(ioc) {
   for (std::size_t u = 0; u < cfg.upstreams.size(); ++u) {
     pools.push_back(std::make_unique<upstream::Pool>(ioc.get_executor(), deadlines, u,
                                                      cfg.upstreams[u], gw.upstream_endpoints()[u],
@@ -21,31 +26,35 @@ Worker::Worker(Gateway& g, unsigned i)
 
 Worker::~Worker() = default;
 
-tcp::endpoint Worker::listen(const tcp::endpoint& endpoint) {
-  acceptor_.open(endpoint.protocol());
-  acceptor_.set_option(net::socket_base::reuse_address(true));
-  acceptor_.set_option(ReusePort(true));
-  acceptor_.bind(endpoint);
-  acceptor_.listen(4096);
-  return acceptor_.local_endpoint();
+tcp::endpoint Worker::listen(const tcp::endpoint& endpoint, bool tls) {
+  auto& acceptor = tls ? tls_acceptor_ : acceptor_;
+  acceptor.open(endpoint.protocol());
+  acceptor.set_option(net::socket_base::reuse_address(true));
+  acceptor.set_option(ReusePort(true));
+  acceptor.bind(endpoint);
+  acceptor.listen(4096);
+  return acceptor.local_endpoint();
 }
 
 void Worker::run() {
-  net::co_spawn(ioc, accept_loop(), net::detached);
+  net::co_spawn(ioc, accept_loop(acceptor_, false), net::detached);
+  if (tls_acceptor_.is_open()) {
+    net::co_spawn(ioc, accept_loop(tls_acceptor_, true), net::detached);
+  }
   net::co_spawn(ioc, sweep_loop(), net::detached);
   ioc.run();
 }
 
-void Worker::start_session(tcp::socket socket) {
-  net::co_spawn(ioc, run_session(*this, std::move(socket)), net::detached);
+void Worker::start_session(tcp::socket socket, bool tls) {
+  net::co_spawn(ioc, run_session(*this, std::move(socket), tls), net::detached);
 }
 
-net::awaitable<void> Worker::accept_loop() {
+net::awaitable<void> Worker::accept_loop(tcp::acceptor& acceptor, bool tls) {
   for (;;) {
-    auto [ec, socket] = co_await acceptor_.async_accept(nothrow);
-    if (draining || !acceptor_.is_open()) {
+    auto [ec, socket] = co_await acceptor.async_accept(nothrow);
+    if (draining || !acceptor.is_open()) {
       if (!ec) {
-        start_session(std::move(socket));
+        start_session(std::move(socket), tls);
       }
       co_return;
     }
@@ -58,7 +67,7 @@ net::awaitable<void> Worker::accept_loop() {
       co_await t.async_wait(nothrow);
       continue;
     }
-    start_session(std::move(socket));
+    start_session(std::move(socket), tls);
   }
 }
 
@@ -114,19 +123,24 @@ void Worker::begin_drain() {
     draining = true;
     // Serve connections the kernel already completed, then stop listening.
     error_code ec;
-    acceptor_.non_blocking(true, ec);
-    for (;;) {
-      tcp::socket s(ioc);
-      acceptor_.accept(s, ec);
-      if (ec) {
-        break;
+    for (auto* acceptor : {&acceptor_, &tls_acceptor_}) {
+      if (!acceptor->is_open()) {
+        continue;
       }
-      start_session(std::move(s));
+      acceptor->non_blocking(true, ec);
+      for (;;) {
+        tcp::socket s(ioc);
+        acceptor->accept(s, ec);
+        if (ec) {
+          break;
+        }
+        start_session(std::move(s), acceptor == &tls_acceptor_);
+      }
+      acceptor->close(ec);
     }
-    acceptor_.close(ec);
     for (auto& c : clients) {
       if (c.idle) {
-        c.socket.cancel(ec);
+        c.socket().cancel(ec);
       }
     }
     for (auto& p : pools) {
@@ -139,7 +153,7 @@ void Worker::force_stop() {
   net::post(ioc, [this] {
     error_code ec;
     for (auto& c : clients) {
-      c.socket.close(ec);
+      c.socket().close(ec);
     }
     flush_access_log();
     ioc.stop();

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "server/buffer_pool.hpp"
+#include "server/client_stream.hpp"
 #include "server/deadline.hpp"
 #include "server/gateway.hpp"
 #include "upstream/pool.hpp"
@@ -19,8 +20,9 @@ namespace gatehouse::server {
 
 // A client connection, registered with its worker so drain can close idle ones.
 struct ClientConn : public AutoUnlinkHook {
-  explicit ClientConn(tcp::socket s) : socket(std::move(s)), deadline(socket) {}
-  tcp::socket socket;
+  explicit ClientConn(tcp::socket s) : stream(std::move(s)), deadline(stream.socket()) {}
+  tcp::socket& socket() { return stream.socket(); }
+  ClientStream stream;  // plain or TLS
   Deadline deadline;
   beast::flat_buffer buffer;
   std::string peer_ip;
@@ -41,7 +43,7 @@ class Worker {
   ~Worker();
 
   // Opens the listener on `endpoint`; returns the bound endpoint (port 0 resolved).
-  tcp::endpoint listen(const tcp::endpoint& endpoint);
+  tcp::endpoint listen(const tcp::endpoint& endpoint, bool tls = false);
   void run();
   void begin_drain();  // thread-safe
   void force_stop();   // thread-safe
@@ -65,15 +67,16 @@ class Worker {
   void flush_access_log();
 
  private:
-  net::awaitable<void> accept_loop();
+  net::awaitable<void> accept_loop(tcp::acceptor& acceptor, bool tls);
   net::awaitable<void> sweep_loop();
-  void start_session(tcp::socket socket);
+  void start_session(tcp::socket socket, bool tls);
 
   tcp::acceptor acceptor_;
+  tcp::acceptor tls_acceptor_;  // open when listen_tls is configured
   std::string access_batch_;
 };
 
 // The client side of a connection: reads requests until close, timeout or drain.
-net::awaitable<void> run_session(Worker& w, tcp::socket socket);
+net::awaitable<void> run_session(Worker& w, tcp::socket socket, bool tls);
 
 }  // namespace gatehouse::server

@@ -95,15 +95,22 @@ void expect_round_trip(const Config& c) {
 TEST(ToYaml, DefaultsInFull) {
   EXPECT_EQ(to_yaml(load_config_string(kBase, "t.yaml")), R"(environment: production
 listen: 0.0.0.0:8080
+listen_tls: null
 admin_listen: 127.0.0.1:9901
 workers: auto
 trusted_proxies: []
+access:
+  allow: []
+  deny: []
 limits:
   max_header_bytes: 16KiB
   max_body_bytes: 10MiB
   max_uri_bytes: 8KiB
   header_timeout: 10s
   idle_timeout: 60s
+  min_body_rate: 1KiB
+  max_connections: 0
+  max_connections_per_ip: 0
 drain_timeout: 30s
 upstreams:
   app:

@@ -42,12 +42,13 @@ TEST(ConfigErrors, TopLevel) {
   expect_errors({
       {kBase + "bogus_key: 1\n",
        "t.yaml:4:1: bogus_key: unknown key \"bogus_key\"; allowed keys: environment, listen, "
-       "admin_listen, workers, trusted_proxies, limits, drain_timeout, upstreams, routes, log, "
-       "health, request_id, rate_limit, security_headers, cors"},
+       "listen_tls, admin_listen, workers, trusted_proxies, access, limits, drain_timeout, "
+       "upstreams, routes, log, health, request_id, rate_limit, security_headers, cors"},
       {kBase + "listn: :80\n",
        "t.yaml:4:1: listn: unknown key \"listn\" (did you mean \"listen\"?); allowed keys: "
-       "environment, listen, admin_listen, workers, trusted_proxies, limits, drain_timeout, "
-       "upstreams, routes, log, health, request_id, rate_limit, security_headers, cors"},
+       "environment, listen, listen_tls, admin_listen, workers, trusted_proxies, access, limits, "
+       "drain_timeout, upstreams, routes, log, health, request_id, rate_limit, security_headers, "
+       "cors"},
       {kBase + "upstreams: {}\n", "t.yaml:4:1: upstreams: duplicate key (first defined at line 1)"},
       {kBase + "environment: staging\n",
        "t.yaml:4:14: environment: invalid value \"staging\" (expected one of: development, "
@@ -155,7 +156,7 @@ TEST(ConfigErrors, Limits) {
       {kBase + "limits:\n  max_header_bytez: 16KiB\n",
        "t.yaml:5:3: limits.max_header_bytez: unknown key \"max_header_bytez\" (did you mean "
        "\"max_header_bytes\"?); allowed keys: max_header_bytes, max_body_bytes, max_uri_bytes, "
-       "header_timeout, idle_timeout"},
+       "header_timeout, idle_timeout, min_body_rate, max_connections, max_connections_per_ip"},
       {kBase + "limits:\n  max_body_bytes: 10mib\n",
        "t.yaml:5:19: limits.max_body_bytes: invalid size \"10mib\" (expected bytes, or a number "
        "and a unit: B, KiB, MiB, GiB, KB, MB or GB, e.g. \"16KiB\")"},
@@ -279,7 +280,7 @@ TEST(ConfigErrors, Routes) {
        "'-')"},
       {kBase + "routes:\n  - name: x\n    upstream: app\n    priority: 1\n",
        "t.yaml:7:5: routes[0].priority: unknown key \"priority\"; allowed keys: name, match, "
-       "upstream, rate_limit"},
+       "upstream, rate_limit, access"},
       {kBase + "routes:\n  - name: x\n    upstream: app\n  - name: y\n    upstream: app\n  - name: "
                "x\n    upstream: app\n",
        "t.yaml:9:11: routes[2].name: duplicate route name \"x\" (also routes[0])"},
@@ -399,6 +400,21 @@ TEST(ConfigErrors, RequestId) {
        "trust_incoming"},
       {kBase + "request_id: X-Request-ID\n",
        "t.yaml:4:13: request_id: expected a map, got a string"},
+  });
+}
+
+TEST(ConfigErrors, ListenTls) {
+  expect_errors({
+      {kBase +
+           "listen_tls: {address: \":8443\", cert: /nonexistent/c.pem, key: /nonexistent/k.pem}\n",
+       "t.yaml:4:38: listen_tls.cert: cannot read \"/nonexistent/c.pem\": No such file or "
+       "directory"},
+      {kBase + "listen_tls: {cert: /etc/hostname, key: /etc/hostname}\n",
+       "t.yaml:4:13: listen_tls.address: required key is missing"},
+      {kBase + "listen_tls: {address: \":8443\", cert: /etc/hostname, key: /etc/hostname, "
+               "redirect: true}\n",
+       "t.yaml:4:73: listen_tls.redirect: unknown key \"redirect\"; allowed keys: address, cert, "
+       "key, redirect_http"},
   });
 }
 

@@ -358,7 +358,8 @@ TEST_F(LoadConfigFile, ErrorsNameTheFile) {
               path +
                   ":5:3: limits.max_header_bytez: unknown key \"max_header_bytez\" (did you mean "
                   "\"max_header_bytes\"?); allowed keys: max_header_bytes, max_body_bytes, "
-                  "max_uri_bytes, header_timeout, idle_timeout");
+                  "max_uri_bytes, header_timeout, idle_timeout, min_body_rate, max_connections, "
+                  "max_connections_per_ip");
   }
 }
 
