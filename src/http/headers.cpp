@@ -221,4 +221,87 @@ std::optional<std::string> query_param(std::string_view target, std::string_view
   return std::nullopt;
 }
 
+bool is_valid_host(std::string_view host) {
+  std::size_t i = 0;
+  if (!host.empty() && host[0] == '[') {
+    auto close = host.find(']');
+    if (close == std::string_view::npos || close < 3) {
+      return false;
+    }
+    for (char ch : host.substr(1, close - 1)) {
+      bool ok = (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') || (ch >= 'A' && ch <= 'F') ||
+                ch == ':' || ch == '.';
+      if (!ok) {
+        return false;
+      }
+    }
+    i = close + 1;
+  } else {
+    for (; i < host.size() && host[i] != ':'; ++i) {
+      char ch = host[i];
+      bool ok = (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                ch == '-' || ch == '.' || ch == '_' || ch == '~' || ch == '%' || ch == '!' ||
+                ch == '$' || ch == '&' || ch == '\'' || ch == '(' || ch == ')' || ch == '*' ||
+                ch == '+' || ch == ';' || ch == '=';
+      if (!ok) {
+        return false;
+      }
+    }
+  }
+  if (i == host.size()) {
+    return true;
+  }
+  if (host[i] != ':' || i + 1 == host.size() || host.size() - i - 1 > 5) {
+    return false;
+  }
+  for (char ch : host.substr(i + 1)) {
+    if (ch < '0' || ch > '9') {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::string_view unsafe_target_reason(std::string_view target) {
+  if (target.find('#') != std::string_view::npos) {
+    return "fragment in request target";
+  }
+  auto path = target.substr(0, target.find('?'));
+  if (path.find('\\') != std::string_view::npos) {
+    return "backslash in path";
+  }
+  // Decode only what matters here: %2e / %2E is a dot, %2f / %2F a slash.
+  std::string decoded;
+  decoded.reserve(path.size());
+  for (std::size_t i = 0; i < path.size(); ++i) {
+    if (path[i] == '%' && i + 2 < path.size()) {
+      auto code = path.substr(i + 1, 2);
+      if (iequals(code, "2e")) {
+        decoded += '.';
+        i += 2;
+        continue;
+      }
+      if (iequals(code, "2f")) {
+        decoded += '/';
+        i += 2;
+        continue;
+      }
+    }
+    decoded += path[i];
+  }
+  std::string_view d = decoded;
+  for (std::size_t start = 0; start < d.size();) {
+    auto end = d.find('/', start + 1);
+    auto segment = d.substr(start, end == std::string_view::npos ? end : end - start);
+    if (segment == "/." || segment == "/..") {
+      return "dot segment in path";
+    }
+    if (end == std::string_view::npos) {
+      break;
+    }
+    start = end;
+  }
+  return {};
+}
+
 }  // namespace gatehouse::http

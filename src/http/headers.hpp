@@ -34,6 +34,15 @@ std::string client_ip(std::string_view peer_ip, std::string_view x_forwarded_for
 std::string redact_target(std::string_view target);
 
 // Appends `s` as a JSON string literal (quotes included) to `out`.
+// A Host header value RFC 9112 section 3.2 accepts: empty, reg-name or IPv4 or [IPv6], with an
+// optional :port. Lists ("a, b"), userinfo, paths and blanks are not hosts.
+bool is_valid_host(std::string_view host);
+
+// What is wrong with a request target's path for a proxy that routes by prefix, or empty:
+// dot segments ("/a/../b", "/./", also percent-encoded), a fragment ('#'), a backslash. An
+// upstream that normalises would serve another path than the one routed, limited and checked.
+std::string_view unsafe_target_reason(std::string_view target);
+
 // The percent-decoded value of query parameter `name` in a request target ("+" is a space);
 // nullopt when absent or badly encoded.
 std::optional<std::string> query_param(std::string_view target, std::string_view name);

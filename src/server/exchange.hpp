@@ -25,6 +25,10 @@ struct Exchange {
   double upstream_ms = -1;
   std::string upstream_address;
   bool client_keep_alive = true;  // what the client asked for and we can honour
+  // Arrived over TLS here, or at a trusted proxy that said X-Forwarded-Proto: https (HSTS).
+  bool tls = false;
+  std::string_view origin;  // the request's Origin header (points into the parser), for CORS
+  bool preflight = false;   // a CORS preflight answered here: its lines are already complete
   // The rate limiter's decision; its headers go on every response of a limited route.
   filters::rate_limit::Verdict limit;
 };
@@ -66,6 +70,9 @@ net::awaitable<error_code> read_head(Stream& socket, beast::flat_buffer& buffer,
   }
 }
 
+// Longest chunk-size line (with extensions) or trailer section accepted while decoding.
+inline constexpr std::size_t kMaxChunkMetaBytes = 16 * 1024;
+
 struct BodyPiece {
   error_code ec;
   std::size_t size = 0;
@@ -100,6 +107,11 @@ net::awaitable<BodyPiece> read_chunked_piece(Stream& socket, beast::flat_buffer&
       }
       if (used > 0) {
         continue;
+      }
+      // No progress with this much buffered: a chunk-size line or trailer section that never
+      // ends. Beast bounds neither; we do, or it grows the buffer without limit.
+      if (buffer.size() >= kMaxChunkMetaBytes) {
+        co_return BodyPiece{make_error_code(http::error::bad_chunk), 0, false};
       }
     }
     deadline.arm(timeout);

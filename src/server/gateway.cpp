@@ -119,7 +119,9 @@ Gateway::Gateway(std::shared_ptr<const config::Config> cfg, std::string version)
                                                         upstream_names(*cfg_))),
       health_(std::make_unique<observability::Health>(*cfg_, workers_count_, version_)),
       router_(*cfg_),
-      hasher_(cfg_->log.hash_client_ip, getenv_or("GATEHOUSE_LOG_KEY", "")) {
+      hasher_(cfg_->log.hash_client_ip, getenv_or("GATEHOUSE_LOG_KEY", "")),
+      security_headers_(cfg_->security_headers, cfg_->environment),
+      cors_(cfg_->cors) {
   if (cfg_->log.hash_client_ip && std::string(getenv_or("GATEHOUSE_LOG_KEY", "")).size() < 16) {
     // An unkeyed (or short-keyed) hash of an IPv4 address is reversed by trying all 2^32.
     throw std::runtime_error(

@@ -11,7 +11,9 @@
 
 #include "config/config.hpp"
 #include "core/router.hpp"
+#include "filters/cors/cors_filter.hpp"
 #include "filters/rate_limit/rate_limit_filter.hpp"
+#include "filters/security_headers/security_headers_filter.hpp"
 #include "observability/health.hpp"
 #include "observability/logging.hpp"
 #include "observability/metrics.hpp"
@@ -37,6 +39,10 @@ class Gateway {
   const core::Router& router() const { return router_; }
   const observability::ClientIpHasher& hasher() const { return hasher_; }
   filters::rate_limit::RateLimiter& rate_limiter() { return *rate_limiter_; }
+  const filters::security_headers::SecurityHeaders& security_headers() const {
+    return security_headers_;
+  }
+  const filters::cors::Cors& cors() const { return cors_; }
   const std::vector<std::vector<tcp::endpoint>>& upstream_endpoints() const { return endpoints_; }
   const std::string& version() const { return version_; }
   bool development() const { return cfg_->environment == config::Environment::development; }
@@ -72,6 +78,8 @@ class Gateway {
   core::Router router_;
   observability::ClientIpHasher hasher_;
   std::unique_ptr<filters::rate_limit::RateLimiter> rate_limiter_;
+  filters::security_headers::SecurityHeaders security_headers_;
+  filters::cors::Cors cors_;
   std::vector<std::vector<tcp::endpoint>> endpoints_;
   std::atomic<std::size_t> open_connections_{0};
   ratelimit::InFlight connections_per_ip_;

@@ -105,6 +105,8 @@ void build_upstream_head(Worker& w, ClientConn& c, const RequestParser& p, const
 
 void build_client_head(Worker& w, const ResponseParser& rp, const Exchange& x, Framing framing,
                        bool client_http10, bool keep_alive, std::string& out) {
+  const auto& sh = w.gw.security_headers();
+  const auto& cors = w.gw.cors();
   const auto& res = rp.get();
   auto tokens = connection_tokens(res);
   out.clear();
@@ -117,7 +119,7 @@ void build_client_head(Worker& w, const ResponseParser& rp, const Exchange& x, F
   for (const auto& f : res) {
     auto name = sv(f.name_string());
     if (f.name() == http::field::content_length || ghttp::is_hop_by_hop(name) ||
-        ghttp::iequals(name, w.cfg.request_id.header) ||
+        ghttp::iequals(name, w.cfg.request_id.header) || sh.strips(name) || cors.strips(name) ||
         (!tokens.empty() && ghttp::named_by_connection(name, tokens))) {
       continue;
     }
@@ -141,6 +143,10 @@ void build_client_head(Worker& w, const ResponseParser& rp, const Exchange& x, F
   out += x.request_id;
   out += kCrlf;
   out += x.limit.headers;
+  sh.append(out, x.tls, [&](std::string_view name) {
+    return !sh.strips(name) && res.find(beast::string_view(name.data(), name.size())) != res.end();
+  });
+  cors.append_actual(x.origin, out);
   if (!keep_alive && !client_http10) {
     out += "Connection: close\r\n";
   } else if (keep_alive && client_http10) {

@@ -90,7 +90,24 @@ unsigned validate_head(Worker& w, const RequestParser& p, std::string& why) {
     why = hosts > 1 ? "multiple Host headers" : "missing Host header";
     return 400;
   }
-  if (auto te = req.count(http::field::transfer_encoding); te > 0) {
+  if (hosts == 1) {
+    auto host = req[http::field::host];
+    if (!ghttp::is_valid_host({host.data(), host.size()})) {
+      why = "invalid Host header";
+      return 400;
+    }
+  }
+  if (auto r = ghttp::unsafe_target_reason({req.target().data(), req.target().size()});
+      !r.empty()) {
+    why = r;
+    return 400;
+  }
+  if (auto te = req.count(http::field::transfer_encoding); te > 0 && req.version() < 11) {
+    // RFC 9112 6.1: framing of a 1.0 message with Transfer-Encoding is faulty (a 1.0 hop in
+    // front of us may have ignored it): refuse rather than guess where the message ends.
+    why = "Transfer-Encoding in an HTTP/1.0 request";
+    return 400;
+  } else if (te > 0) {
     // Only a lone "chunked" is accepted: other codings ("gzip, chunked") would be silently
     // dropped by re-framing, and lists are a classic smuggling vector.
     auto value = req[http::field::transfer_encoding];
@@ -160,6 +177,47 @@ net::awaitable<void> send_https_redirect(Worker& w, ClientConn& c, Exchange& x,
   co_await send_json(w, c, x, 308, body, head_only, "Location: " + location + "\r\n");
 }
 
+// Whether a trusted proxy in front of us terminated TLS (for HSTS).
+bool forwarded_https(Worker& w, ClientConn& c, const RequestParser::value_type& req) {
+  if (w.cfg.trusted_proxies.empty()) {
+    return false;
+  }
+  auto proto = req["X-Forwarded-Proto"];
+  if (!ghttp::iequals({proto.data(), proto.size()}, "https")) {
+    return false;
+  }
+  auto peer = ghttp::parse_ip(c.peer_ip);
+  return peer && ghttp::any_contains(w.cfg.trusted_proxies, *peer);
+}
+
+// CORS preflights never reach the app and never count against rate limits. Returns false when
+// the OPTIONS request is not a preflight (it is then routed like any request).
+net::awaitable<bool> answer_preflight(Worker& w, ClientConn& c, Exchange& x,
+                                      const RequestParser::value_type& req, bool body_pending) {
+  auto sv = [](beast::string_view s) { return std::string_view(s.data(), s.size()); };
+  std::string lines;
+  auto result = w.gw.cors().preflight(sv(req.method_string()), x.origin,
+                                      sv(req[http::field::access_control_request_method]),
+                                      sv(req[http::field::access_control_request_headers]), lines);
+  if (result.kind == filters::cors::Preflight::not_preflight) {
+    co_return false;
+  }
+  x.preflight = true;
+  if (body_pending) {
+    x.client_keep_alive = false;
+  }
+  if (result.kind == filters::cors::Preflight::allowed) {
+    co_await send_json(w, c, x, 204, std::string(), true, lines);
+  } else {
+    log_security(w, x, "cors_preflight_denied", result.reason);
+    w.metrics.record_local_reply(403);
+    auto body = ghttp::error_body({403, filters::cors::kDeniedCode, result.reason}, x.request_id,
+                                  w.gw.development());
+    co_await send_json(w, c, x, 403, body, false, lines);
+  }
+  co_return true;
+}
+
 }  // namespace
 
 std::size_t chunk_header(char* out, std::size_t n) {
@@ -200,9 +258,13 @@ net::awaitable<void> send_json(Worker& w, ClientConn& c, Exchange& x, unsigned s
   head += std::to_string(status);
   head += ' ';
   head += reason(status);
-  head += "\r\nContent-Type: application/json\r\nCache-Control: no-store\r\nContent-Length: ";
-  head += std::to_string(body.size());
-  head += "\r\n";
+  if (status == 204) {
+    head += "\r\n";  // no content, so no Content-Type or Content-Length (RFC 9110 8.6)
+  } else {
+    head += "\r\nContent-Type: application/json\r\nCache-Control: no-store\r\nContent-Length: ";
+    head += std::to_string(body.size());
+    head += "\r\n";
+  }
   append_date_header(head);
   head += w.cfg.request_id.header;
   head += ": ";
@@ -210,6 +272,10 @@ net::awaitable<void> send_json(Worker& w, ClientConn& c, Exchange& x, unsigned s
   head += "\r\n";
   head += x.limit.headers;
   head += extra_headers;
+  w.gw.security_headers().append_local(head, x.tls);
+  if (!x.preflight) {
+    w.gw.cors().append_actual(x.origin, head);
+  }
   head += x.client_keep_alive ? "\r\n" : "Connection: close\r\n\r\n";
   std::array<net::const_buffer, 2> bufs{net::buffer(head),
                                         head_only ? net::const_buffer() : net::buffer(body)};
@@ -317,6 +383,11 @@ net::awaitable<bool> serve_one(Worker& w, ClientConn& c) {
   auto xff = req["X-Forwarded-For"];
   x.client_ip = ghttp::client_ip(c.peer_ip, {xff.data(), xff.size()}, w.cfg.trusted_proxies);
   fill_request_id(w, x, parser);
+  x.tls = c.stream.tls() || forwarded_https(w, c, req);
+  {
+    auto origin = req[http::field::origin];
+    x.origin = {origin.data(), origin.size()};
+  }
   x.client_keep_alive = req.keep_alive() && !w.draining;
   std::string_view method(req.method_string().data(), req.method_string().size());
   std::string_view target(req.target().data(), req.target().size());
@@ -357,6 +428,9 @@ net::awaitable<bool> serve_one(Worker& w, ClientConn& c) {
   } else if (!admitted_by(w.cfg.access, x.client_ip)) {
     log_security(w, x, "access_denied", "access rules");
     co_await send_local_reply(w, c, x, 403, body_pending);
+    keep = x.client_keep_alive;
+  } else if (w.gw.cors().enabled() && req.method() == http::verb::options &&
+             co_await answer_preflight(w, c, x, req, body_pending)) {
     keep = x.client_keep_alive;
   } else if (auto route = w.gw.router().match(method, target, [&] {
                auto h = req[http::field::host];
