@@ -12,6 +12,9 @@ class Clock {
   virtual ~Clock() = default;
   virtual Nanos now() const = 0;                  // monotonic
   virtual std::int64_t unix_seconds() const = 0;  // wall clock, for X-RateLimit-Reset
+  // Wall time minus now(), in nanoseconds: turns a monotonic instant into Unix time without a
+  // second clock read per request (taken once; NTP slews after that are ignored).
+  virtual Nanos wall_offset() const = 0;
 };
 
 class SteadyClock final : public Clock {
@@ -26,6 +29,12 @@ class SteadyClock final : public Clock {
                std::chrono::system_clock::now().time_since_epoch())
         .count();
   }
+  Nanos wall_offset() const override {
+    auto wall = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                    std::chrono::system_clock::now().time_since_epoch())
+                    .count();
+    return wall - now();
+  }
 };
 
 // Tests: time moves only when told to.
@@ -35,6 +44,7 @@ class ManualClock final : public Clock {
       : now_(start), unix_(unix_start) {}
   Nanos now() const override { return now_; }
   std::int64_t unix_seconds() const override { return unix_ + (now_ - start_) / 1'000'000'000; }
+  Nanos wall_offset() const override { return unix_ * 1'000'000'000 - start_; }
   void set(Nanos t) { now_ = t; }
   void advance(Nanos d) { now_ += d; }
 

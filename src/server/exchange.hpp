@@ -4,11 +4,11 @@
 #include <optional>
 #include <string>
 
+#include "server/request_checks.hpp"
 #include "server/worker.hpp"
 
 namespace gatehouse::server {
 
-using RequestParser = http::request_parser<http::buffer_body>;
 using ResponseParser = http::response_parser<http::buffer_body>;
 
 enum class Framing { none, length, chunked, until_close };
@@ -148,6 +148,13 @@ net::awaitable<void> send_local_reply(Worker& w, ClientConn& c, Exchange& x, uns
 net::awaitable<void> send_json(Worker& w, ClientConn& c, Exchange& x, unsigned status,
                                const std::string& body, bool head_only,
                                std::string_view extra_headers = {});
+
+// The head sent upstream for the request in `p`: hop-by-hop and framing fields dropped,
+// X-Forwarded-*, the request id and traceparent added, and `framing` re-stated.
+// `peer_ip`: the connection's peer; `tls`: whether the client connection is TLS.
+void build_upstream_head(const config::Config& cfg, std::string_view peer_ip, bool tls,
+                         const RequestParser& p, std::string_view request_id, Framing framing,
+                         std::string& out);
 
 // Forwards the request whose head `parser` holds to the route's upstream and relays the answer.
 // Returns whether the client connection may carry another request.

@@ -45,8 +45,11 @@ bool skip_forwarded_field(const std::string_view name, http::field f,
          (!conn_tokens.empty() && ghttp::named_by_connection(name, conn_tokens));
 }
 
-void build_upstream_head(Worker& w, ClientConn& c, const RequestParser& p, const Exchange& x,
-                         Framing framing, std::string& out) {
+}  // namespace
+
+void build_upstream_head(const config::Config& cfg, std::string_view peer_ip, bool tls,
+                         const RequestParser& p, std::string_view request_id, Framing framing,
+                         std::string& out) {
   const auto& req = p.get();
   auto tokens = connection_tokens(req);
   out.clear();
@@ -56,7 +59,7 @@ void build_upstream_head(Worker& w, ClientConn& c, const RequestParser& p, const
   out += " HTTP/1.1\r\n";
   for (const auto& f : req) {
     auto name = sv(f.name_string());
-    if (skip_forwarded_field(name, f.name(), tokens, w.cfg.request_id.header)) {
+    if (skip_forwarded_field(name, f.name(), tokens, cfg.request_id.header)) {
       continue;
     }
     out += name;
@@ -64,20 +67,20 @@ void build_upstream_head(Worker& w, ClientConn& c, const RequestParser& p, const
     out += sv(f.value());
     out += kCrlf;
   }
-  auto peer = ghttp::parse_ip(c.peer_ip);
+  auto peer = ghttp::parse_ip(peer_ip);
   bool trusted =
-      peer && !w.cfg.trusted_proxies.empty() && ghttp::any_contains(w.cfg.trusted_proxies, *peer);
+      peer && !cfg.trusted_proxies.empty() && ghttp::any_contains(cfg.trusted_proxies, *peer);
   auto xff = sv(req["X-Forwarded-For"]);
   out += "X-Forwarded-For: ";
   if (trusted && !xff.empty()) {
     out += xff;
     out += ", ";
   }
-  out += c.peer_ip;
+  out += peer_ip;
   out += kCrlf;
   auto proto = sv(req["X-Forwarded-Proto"]);
   out += "X-Forwarded-Proto: ";
-  out += (trusted && !proto.empty()) ? proto : std::string_view(c.stream.tls() ? "https" : "http");
+  out += (trusted && !proto.empty()) ? proto : std::string_view(tls ? "https" : "http");
   out += kCrlf;
   auto fwd_host = sv(req["X-Forwarded-Host"]);
   auto host = (trusted && !fwd_host.empty()) ? fwd_host : sv(req[http::field::host]);
@@ -86,12 +89,12 @@ void build_upstream_head(Worker& w, ClientConn& c, const RequestParser& p, const
     out += host;
     out += kCrlf;
   }
-  out += w.cfg.request_id.header;
+  out += cfg.request_id.header;
   out += ": ";
-  out += x.request_id;
+  out += request_id;
   out += "\r\ntraceparent: ";
   out +=
-      ghttp::next_traceparent(sv(req["traceparent"]), x.request_id, ghttp::thread_id_generator());
+      ghttp::next_traceparent(sv(req["traceparent"]), request_id, ghttp::thread_id_generator());
   out += kCrlf;
   if (framing == Framing::length) {
     out += "Content-Length: ";
@@ -102,6 +105,8 @@ void build_upstream_head(Worker& w, ClientConn& c, const RequestParser& p, const
   }
   out += kCrlf;
 }
+
+namespace {
 
 void build_client_head(Worker& w, const ResponseParser& rp, const Exchange& x, Framing framing,
                        bool client_http10, bool keep_alive, std::string& out) {
@@ -372,7 +377,7 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, RequestParser& p, E
   bool expect_continue = has_body && ghttp::iequals(sv(req[http::field::expect]), "100-continue");
 
   std::string& head = c.upstream_head;
-  build_upstream_head(w, c, p, x, req_framing, head);
+  build_upstream_head(w.cfg, c.peer_ip, c.stream.tls(), p, x.request_id, req_framing, head);
 
   std::optional<ResponseParser> rp;
   auto reset_parser = [&] {

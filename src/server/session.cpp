@@ -7,6 +7,7 @@
 #include "http/headers.hpp"
 #include "http/request_id.hpp"
 #include "server/exchange.hpp"
+#include "server/request_checks.hpp"
 
 namespace gatehouse::server {
 namespace {
@@ -26,21 +27,6 @@ std::string peer_address(const tcp::socket& s) {
 
 const char* reason(unsigned status) {
   return beast::http::obsolete_reason(static_cast<http::status>(status)).data();
-}
-
-// Maps a head-parsing failure to the reply it deserves (0: close silently).
-unsigned status_for_parse_error(const error_code& ec) {
-  if (ec == http::error::header_limit) {
-    return 431;
-  }
-  if (ec == http::error::body_limit) {
-    return 413;
-  }
-  if (ec.category() == http::make_error_code(http::error::bad_method).category() &&
-      ec != http::error::end_of_stream && ec != http::error::partial_message) {
-    return 400;
-  }
-  return 0;
 }
 
 void log_security(Worker& w, const Exchange& x, std::string_view event, std::string_view reason) {
@@ -76,53 +62,6 @@ bool admitted_by(const config::AccessRules& rules, const std::string& client_ip)
   }
   auto ip = ghttp::parse_ip(client_ip);
   return ip && rules.admits(*ip);
-}
-
-// Checks the head beyond what Beast's parser enforces; returns the status to reply or 0.
-unsigned validate_head(Worker& w, const RequestParser& p, std::string& why) {
-  const auto& req = p.get();
-  if (req.target().size() > w.cfg.limits.max_uri_bytes) {
-    why = "request target too long";
-    return 414;
-  }
-  auto hosts = req.count(http::field::host);
-  if (hosts > 1 || (hosts == 0 && req.version() >= 11)) {
-    why = hosts > 1 ? "multiple Host headers" : "missing Host header";
-    return 400;
-  }
-  if (hosts == 1) {
-    auto host = req[http::field::host];
-    if (!ghttp::is_valid_host({host.data(), host.size()})) {
-      why = "invalid Host header";
-      return 400;
-    }
-  }
-  if (auto r = ghttp::unsafe_target_reason({req.target().data(), req.target().size()});
-      !r.empty()) {
-    why = r;
-    return 400;
-  }
-  if (auto te = req.count(http::field::transfer_encoding); te > 0 && req.version() < 11) {
-    // RFC 9112 6.1: framing of a 1.0 message with Transfer-Encoding is faulty (a 1.0 hop in
-    // front of us may have ignored it): refuse rather than guess where the message ends.
-    why = "Transfer-Encoding in an HTTP/1.0 request";
-    return 400;
-  } else if (te > 0) {
-    // Only a lone "chunked" is accepted: other codings ("gzip, chunked") would be silently
-    // dropped by re-framing, and lists are a classic smuggling vector.
-    auto value = req[http::field::transfer_encoding];
-    auto tokens = ghttp::split_tokens({value.data(), value.size()});
-    if (te > 1 || tokens.size() != 1 || !ghttp::iequals(tokens[0], "chunked")) {
-      why = "unsupported Transfer-Encoding";
-      return 400;
-    }
-  }
-  auto cl = p.content_length();
-  if (cl && w.cfg.limits.max_body_bytes != 0 && *cl > w.cfg.limits.max_body_bytes) {
-    why = "Content-Length over max_body_bytes";
-    return 413;
-  }
-  return 0;
 }
 
 std::string_view request_header(const void* ctx, std::string_view name) {
@@ -396,7 +335,7 @@ net::awaitable<bool> serve_one(Worker& w, ClientConn& c) {
   bool body_pending = parser.chunked() || parser.content_length().value_or(0) > 0;
 
   std::string why;
-  if (unsigned status = validate_head(w, parser, why); status != 0) {
+  if (unsigned status = validate_head(w.cfg.limits, parser, why); status != 0) {
     log_security(w, x, "malformed_request", why);
     co_await send_local_reply(w, c, x, status, true, why);
     finish_exchange(w, x, method, target, user_agent);

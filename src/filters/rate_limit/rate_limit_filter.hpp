@@ -92,7 +92,7 @@ class RateLimiter {
   std::string identity(const Policy& p, const RequestInfo& r) const;
   void build_headers(const RoutePlan& plan, std::span<const Policy* const> applied,
                      std::span<const ratelimit::Check> checks, std::size_t deciding, bool rejected,
-                     Verdict& out) const;
+                     ratelimit::Nanos now, Verdict& out) const;
 
   std::shared_ptr<SharedState> state_;
   std::shared_ptr<const ratelimit::Clock> clock_;
@@ -108,6 +108,7 @@ class RateLimiter {
   std::vector<MetricSlot> metric_labels_;
   std::atomic<std::uint64_t> bans_total_{0};
   bool enabled_ = false;
+  ratelimit::Nanos wall_offset_ = 0;  // clock_->wall_offset(), taken once
 };
 
 }  // namespace gatehouse::filters::rate_limit
