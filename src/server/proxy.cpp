@@ -93,8 +93,7 @@ void build_upstream_head(const config::Config& cfg, std::string_view peer_ip, bo
   out += ": ";
   out += request_id;
   out += "\r\ntraceparent: ";
-  out +=
-      ghttp::next_traceparent(sv(req["traceparent"]), request_id, ghttp::thread_id_generator());
+  out += ghttp::next_traceparent(sv(req["traceparent"]), request_id, ghttp::thread_id_generator());
   out += kCrlf;
   if (framing == Framing::length) {
     out += "Content-Length: ";

@@ -334,6 +334,7 @@ class Gatehouse:
         self.fixed_ports = fixed_ports
         self.port = None
         self.admin_port = None
+        self.tls_port = None  # the listen_tls port, learned from the "gatehouse started" line
         self.proc = None
         self.returncode = None
         self.config_path = self.workdir / "gatehouse.yaml"
@@ -364,6 +365,7 @@ class Gatehouse:
                     self.admin_port = int(str(admin).rsplit(":", 1)[1])
             self.config = cfg
             self.config_path.write_text(to_yaml(cfg) + "\n")
+            started_before = len(self._started_lines())
             self._out = open(self.stdout_path, "ab")
             self._err = open(self.stderr_path, "ab")
             env = dict(os.environ)
@@ -373,6 +375,7 @@ class Gatehouse:
                 stdin=subprocess.DEVNULL, stdout=self._out, stderr=self._err, env=env,
                 cwd=str(self.workdir))
             if self.wait_live(scaled(10)):
+                self._learn_tls_port(started_before)
                 return self
             rc = self.proc.poll()
             last = self.stderr_text()[-3000:]
@@ -383,6 +386,29 @@ class Gatehouse:
         raise RuntimeError(f"gatehouse did not answer {HOST}:{self.port}/health/live "
                            f"(rc={self.proc.returncode}); config:\n{self.config_path.read_text()}\n"
                            f"stderr:\n{last}")
+
+    def _started_lines(self):
+        """The "gatehouse started" lines so far (error log file, or stderr without one)."""
+        path = (self.config or self.base_config).get("log", {}).get("error")
+        if path:
+            lines = read_json_lines(path)
+        else:
+            lines = []
+            for text in self.stderr_text().splitlines():
+                try:
+                    lines.append(json.loads(text))
+                except ValueError:
+                    pass
+        return [l for l in lines if isinstance(l, dict) and l.get("message") == "gatehouse started"]
+
+    def _learn_tls_port(self, started_before):
+        """With listen_tls (port 0 allowed), the bound TLS port from this start's log line."""
+        self.tls_port = None
+        if not self.config.get("listen_tls"):
+            return
+        lines = wait_until(lambda: self._started_lines()[started_before:], scaled(5), 0.05)
+        assert lines, "no 'gatehouse started' line in the error log"
+        self.tls_port = int(str(lines[-1]["listen_tls"]).rsplit(":", 1)[1])
 
     def wait_live(self, timeout):
         deadline = time.monotonic() + timeout
@@ -430,6 +456,9 @@ class Gatehouse:
 
     def url(self, path="/"):
         return f"http://{HOST}:{self.port}{path}"
+
+    def tls_url(self, path="/"):
+        return f"https://{HOST}:{self.tls_port}{path}"
 
     def admin_url(self, path="/"):
         return f"http://{HOST}:{self.admin_port}{path}"
@@ -761,6 +790,66 @@ class RawConn:
 def readable(sock, timeout):
     r, _, _ = select.select([sock], [], [], timeout)
     return bool(r)
+
+
+# --------------------------------------------------------------------------------------------
+# TLS
+
+
+def make_cert(directory, name="server"):
+    """A fresh self-signed RSA certificate for localhost and 127.0.0.1, written with `openssl req`
+    to DIR/NAME.crt and DIR/NAME.key (overwritten when they exist); returns (cert, key) paths."""
+    directory = pathlib.Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    cert, key = directory / f"{name}.crt", directory / f"{name}.key"
+    tmp_cert, tmp_key = directory / f".{name}.crt.new", directory / f".{name}.key.new"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+         "-keyout", str(tmp_key), "-out", str(tmp_cert)],
+        check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        timeout=60)
+    os.replace(tmp_key, key)  # same path, new content: what a certificate renewal does
+    os.replace(tmp_cert, cert)
+    return cert, key
+
+
+def cert_fingerprint(cert_path):
+    """SHA-256 of the DER form of a PEM certificate file."""
+    import ssl
+    return sha256(ssl.PEM_cert_to_DER_cert(pathlib.Path(cert_path).read_text()))
+
+
+def tls_client_context(cafile, **versions):
+    """A verifying client context that trusts `cafile` (minimum_version=..., maximum_version=...)."""
+    import ssl
+    ctx = ssl.create_default_context(cafile=str(cafile))
+    for attr, value in versions.items():
+        setattr(ctx, attr, value)
+    return ctx
+
+
+def tls_connect(port, ctx, server_hostname="localhost", timeout=10.0):
+    """A TLS socket to 127.0.0.1:port after a completed handshake."""
+    raw = socket.create_connection((HOST, port), timeout=scaled(timeout))
+    try:
+        return ctx.wrap_socket(raw, server_hostname=server_hostname)
+    except BaseException:
+        raw.close()
+        raise
+
+
+def https_request(port, cafile, method, target, headers=None, body=None, timeout=10.0):
+    """One HTTPS request on a fresh connection: (status, headers dict lower, body)."""
+    conn = http.client.HTTPSConnection(HOST, port, timeout=scaled(timeout),
+                                       context=tls_client_context(cafile))
+    try:
+        conn.request(method, target, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        data = resp.read()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
+    finally:
+        conn.close()
 
 
 # --------------------------------------------------------------------------------------------
