@@ -286,6 +286,9 @@ std::string_view unsafe_target_reason(std::string_view target) {
         i += 2;
         continue;
       }
+      if (iequals(code, "5c")) {
+        return "backslash in path";
+      }
     }
     decoded += path[i];
   }
@@ -293,6 +296,8 @@ std::string_view unsafe_target_reason(std::string_view target) {
   for (std::size_t start = 0; start < d.size();) {
     auto end = d.find('/', start + 1);
     auto segment = d.substr(start, end == std::string_view::npos ? end : end - start);
+    // "/..;jsessionid=x" is a dot segment to servers that strip path parameters (Tomcat).
+    segment = segment.substr(0, segment.find(';'));
     if (segment == "/." || segment == "/..") {
       return "dot segment in path";
     }

@@ -94,7 +94,13 @@ std::shared_ptr<net::ssl::context> make_tls_context(const config::TlsListen& t) 
   }
   ctx->use_private_key_file(t.key, ssl::context::pem, ec);
   if (ec) {
-    throw std::runtime_error("listen_tls.key " + t.key + ": " + ec.message());
+    // OpenSSL checks the pair here already ("key values mismatch"): name both files.
+    auto why = ec.message();
+    if (why.find("mismatch") != std::string::npos) {
+      throw std::runtime_error("listen_tls.key " + t.key + ": does not match the certificate " +
+                               t.cert + " (" + why + ")");
+    }
+    throw std::runtime_error("listen_tls.key " + t.key + ": " + why);
   }
   if (SSL_CTX_check_private_key(native) != 1) {
     throw std::runtime_error("listen_tls.key " + t.key + ": does not match the certificate " +
@@ -281,6 +287,7 @@ int Gateway::run() {
     for (auto& w : workers_) {
       try {
         tls_ep = w->listen(*tls_ep, true);
+        tls_port_ = tls_ep->port();
       } catch (const boost::system::system_error& e) {
         throw std::runtime_error("listen_tls " + cfg_->listen_tls->address.to_string() + ": " +
                                  e.code().message());

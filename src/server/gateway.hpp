@@ -47,6 +47,7 @@ class Gateway {
   const std::string& version() const { return version_; }
   bool development() const { return cfg_->environment == config::Environment::development; }
   unsigned worker_count() const { return workers_count_; }
+  std::uint16_t tls_port() const { return tls_port_; }  // bound port of listen_tls
   // Connection caps (limits.max_connections, max_connections_per_ip), taken at accept.
   bool admit_connection(const std::string& peer_ip);
   void release_connection(const std::string& peer_ip);
@@ -83,6 +84,7 @@ class Gateway {
   std::vector<std::vector<tcp::endpoint>> endpoints_;
   std::atomic<std::size_t> open_connections_{0};
   ratelimit::InFlight connections_per_ip_;
+  std::uint16_t tls_port_ = 0;
   std::mutex tls_mu_;
   std::shared_ptr<net::ssl::context> tls_ctx_;
   std::vector<std::unique_ptr<Worker>> workers_;

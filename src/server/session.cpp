@@ -102,7 +102,7 @@ net::awaitable<bool> reject(Worker& w, ClientConn& c, Exchange& x, bool body_pen
 net::awaitable<void> send_https_redirect(Worker& w, ClientConn& c, Exchange& x,
                                          std::string_view host, std::string_view target,
                                          bool head_only) {
-  auto port = w.cfg.listen_tls->address.port;
+  auto port = w.gw.tls_port();
   std::string location = "https://";
   location += core::host_without_port(host);
   if (port != 443) {
@@ -385,6 +385,12 @@ net::awaitable<bool> serve_one(Worker& w, ClientConn& c) {
     }
     if (w.cfg.listen_tls && w.cfg.listen_tls->redirect_http && !c.stream.tls()) {
       auto h = req[http::field::host];
+      if (core::host_without_port({h.data(), h.size()}).empty()) {
+        // No host to redirect to (HTTP/1.0 without Host, or an empty Host).
+        co_await send_local_reply(w, c, x, 400, true, "https redirect needs a Host header");
+        finish_exchange(w, x, method, target, user_agent);
+        co_return false;
+      }
       co_await send_https_redirect(w, c, x, {h.data(), h.size()}, target, head_only);
       finish_exchange(w, x, method, target, user_agent);
       co_return x.client_keep_alive && !body_pending && !w.draining;
