@@ -266,7 +266,7 @@ TEST(Metrics, EverySampleLineIsWellFormed) {
   for (const auto& [family, count] : type_lines) {
     EXPECT_EQ(count, 1) << family;
   }
-  EXPECT_EQ(type_lines.size(), 10u);
+  EXPECT_EQ(type_lines.size(), 12u);
 }
 
 TEST(Metrics, ExactRenderingForASmallCase) {
@@ -339,6 +339,13 @@ TEST(Metrics, ExactRenderingForASmallCase) {
       "# HELP gatehouse_connections_total Client connections accepted.\n"
       "# TYPE gatehouse_connections_total counter\n"
       "gatehouse_connections_total 3\n"
+      "# HELP gatehouse_connections_rejected_total Client connections closed at accept: over "
+      "max_connections or max_connections_per_ip.\n"
+      "# TYPE gatehouse_connections_rejected_total counter\n"
+      "gatehouse_connections_rejected_total 0\n"
+      "# HELP gatehouse_tls_handshake_errors_total TLS handshakes that failed.\n"
+      "# TYPE gatehouse_tls_handshake_errors_total counter\n"
+      "gatehouse_tls_handshake_errors_total 0\n"
       "# HELP gatehouse_upstream_connect_errors_total Failed upstream connects.\n"
       "# TYPE gatehouse_upstream_connect_errors_total counter\n"
       "gatehouse_upstream_connect_errors_total{upstream=\"app\"} 0\n"
