@@ -48,7 +48,7 @@ define fuzz_run
 	regressions=$$(find tests/fuzz/regressions/$(1) -type f 2>/dev/null | sort); \
 	if [ -n "$$regressions" ]; then \
 	  echo "fuzz_$(1): replaying $$(echo "$$regressions" | wc -l) regression inputs"; \
-	  $(FUZZ_ENV) $$bin $$regressions >$(FUZZ_BUILD)/regressions-$(1).log 2>&1 || \
+	  $(FUZZ_ENV) $$bin -timeout=10 $$regressions >$(FUZZ_BUILD)/regressions-$(1).log 2>&1 || \
 	    { tail -n 60 $(FUZZ_BUILD)/regressions-$(1).log; echo "fuzz_$(1): a regression input fails" >&2; exit 1; }; \
 	fi; \
 	mkdir -p $(FUZZ_BUILD)/corpus/$(1); \

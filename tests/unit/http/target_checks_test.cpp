@@ -33,13 +33,13 @@ std::string show(std::string_view s) {
 
 TEST(IsValidHost, Accepted) {
   constexpr std::string_view kAccepted[] = {
-      ""sv,                       // empty Host is allowed (RFC 9112 3.2: empty authority)
-      "gatehouse.test"sv,         // reg-name
+      ""sv,                // empty Host is allowed (RFC 9112 3.2: empty authority)
+      "gatehouse.test"sv,  // reg-name
       "localhost"sv,
-      "LOCALHOST"sv,              // case is irrelevant
+      "LOCALHOST"sv,  // case is irrelevant
       "a"sv,
       "api-v2.example.com"sv,
-      "under_score.example"sv,    // unreserved: '_' and '~'
+      "under_score.example"sv,  // unreserved: '_' and '~'
       "tilde~name"sv,
       "example.com."sv,           // fully qualified, trailing dot
       "xn--bcher-kva.example"sv,  // punycode
@@ -47,17 +47,17 @@ TEST(IsValidHost, Accepted) {
       "pct%20encoded"sv,          // pct-encoded
       "127.0.0.1"sv,              // IPv4
       "192.168.1.10"sv,
-      "[::1]"sv,                  // IP-literal
+      "[::1]"sv,  // IP-literal
       "[::]"sv,
       "[2001:db8::42]"sv,
       "[2001:DB8::42]"sv,
-      "[::ffff:192.0.2.1]"sv,     // IPv4-mapped form
-      "gatehouse.test:8080"sv,    // with a port
+      "[::ffff:192.0.2.1]"sv,   // IPv4-mapped form
+      "gatehouse.test:8080"sv,  // with a port
       "127.0.0.1:80"sv,
       "[::1]:8443"sv,
       "a:0"sv,
       "a:65535"sv,
-      ":8080"sv,                  // empty host with a port
+      ":8080"sv,  // empty host with a port
   };
   for (auto host : kAccepted) {
     EXPECT_TRUE(is_valid_host(host)) << show(host);
@@ -66,50 +66,50 @@ TEST(IsValidHost, Accepted) {
 
 TEST(IsValidHost, Rejected) {
   constexpr std::string_view kRejected[] = {
-      "a, b"sv,                    // two hosts in one line
+      "a, b"sv,  // two hosts in one line
       "a,b"sv,
-      "a b"sv,                     // blanks
+      "a b"sv,  // blanks
       " a"sv,
       "a "sv,
       "a\tb"sv,
-      "a/b"sv,                     // paths
-      "a/b@c"sv,                   // userinfo and path
-      "user@host"sv,               // userinfo
+      "a/b"sv,        // paths
+      "a/b@c"sv,      // userinfo and path
+      "user@host"sv,  // userinfo
       "user:pw@host"sv,
       "host/"sv,
-      "host?q"sv,                  // query
-      "host#f"sv,                  // fragment
-      "a\\b"sv,                    // backslash
+      "host?q"sv,  // query
+      "host#f"sv,  // fragment
+      "a\\b"sv,    // backslash
       "a\"b"sv,
       "a<b>"sv,
       "a\x00"
-      "b"sv,                       // NUL
-      "a\rb"sv,                    // CR, LF
+      "b"sv,     // NUL
+      "a\rb"sv,  // CR, LF
       "a\nb"sv,
-      "a\x7f"sv,                   // DEL
-      "caf\xc3\xa9.example"sv,     // raw non-ASCII
-      "host:port"sv,               // port not digits
+      "a\x7f"sv,                // DEL
+      "caf\xc3\xa9.example"sv,  // raw non-ASCII
+      "host:port"sv,            // port not digits
       "host:8o"sv,
       "host:-1"sv,
       "host:+80"sv,
-      "host:123456"sv,             // more than five digits
-      "a:b:c"sv,                   // two colons outside brackets
-      "::1"sv,                     // IPv6 without brackets
+      "host:123456"sv,  // more than five digits
+      "a:b:c"sv,        // two colons outside brackets
+      "::1"sv,          // IPv6 without brackets
       "2001:db8::1"sv,
-      "[]"sv,                      // empty or too short literal
+      "[]"sv,  // empty or too short literal
       "[:]"sv,
-      "[::1"sv,                    // unclosed
+      "[::1"sv,  // unclosed
       "::1]"sv,
-      "[::1]x"sv,                  // junk after the literal
-      "[::1]:"sv,                  // colon without a port
+      "[::1]x"sv,  // junk after the literal
+      "[::1]:"sv,  // colon without a port
       "[::1]:80x"sv,
       "[::1]]"sv,
       "[[::1]]"sv,
-      "[::1%eth0]"sv,              // zone id
-      "[::g]"sv,                   // not hex
-      "[v1.fe]"sv,                 // IPvFuture is not accepted
+      "[::1%eth0]"sv,  // zone id
+      "[::g]"sv,       // not hex
+      "[v1.fe]"sv,     // IPvFuture is not accepted
       "a[b]"sv,
-      "host:"sv,                   // colon without a port (RFC allows an empty port; refused)
+      "host:"sv,  // colon without a port (RFC allows an empty port; refused)
   };
   for (auto host : kRejected) {
     EXPECT_FALSE(is_valid_host(host)) << show(host);
@@ -126,29 +126,29 @@ TEST(UnsafeTargetReason, Accepted) {
       "/a/"sv,
       "//double//slashes"sv,
       "/a?x=1&y=2"sv,
-      "/a?x=/../b"sv,              // dot segments in the query are data
+      "/a?x=/../b"sv,  // dot segments in the query are data
       "/a?x=./"sv,
-      "/a?p=a\\b"sv,               // a backslash in the query is data
+      "/a?p=a\\b"sv,                      // a backslash in the query is data
       "/.well-known/acme-challenge/x"sv,  // a segment that merely starts with a dot
       "/.hidden"sv,
       "/a/.b"sv,
       "/a/..b"sv,
       "/a/b.."sv,
-      "/a/.../b"sv,                // three dots is a name
+      "/a/.../b"sv,  // three dots is a name
       "/a/..../b"sv,
       "/file.tar.gz"sv,
-      "/a%20b"sv,                  // other escapes stay opaque
+      "/a%20b"sv,  // other escapes stay opaque
       "/a%00b"sv,
-      "/%2"sv,                     // truncated escapes are not decoded
+      "/%2"sv,  // truncated escapes are not decoded
       "/a/%2"sv,
       "/a/%"sv,
       "/a/%2g"sv,
-      "/a/%252e%252e/b"sv,         // double-encoded: one decoding gives "%2e%2e", not ".."
-      "/a/%2e%2e%2e/b"sv,          // "..." is a name
-      "/a/%2ehidden"sv,            // ".hidden"
-      "/a%2fb"sv,                  // an encoded slash alone is not a dot segment
-      "/\xc3\xa9t\xc3\xa9"sv,      // obs-text is forwarded as is
-      "*"sv,                       // asterisk-form and absolute-form are not routed (404)
+      "/a/%252e%252e/b"sv,     // double-encoded: one decoding gives "%2e%2e", not ".."
+      "/a/%2e%2e%2e/b"sv,      // "..." is a name
+      "/a/%2ehidden"sv,        // ".hidden"
+      "/a%2fb"sv,              // an encoded slash alone is not a dot segment
+      "/\xc3\xa9t\xc3\xa9"sv,  // obs-text is forwarded as is
+      "*"sv,                   // asterisk-form and absolute-form are not routed (404)
       "http://example.com/a"sv,
       "example.com:443"sv,
       ""sv,
@@ -164,7 +164,7 @@ TEST(UnsafeTargetReason, DotSegmentsRejected) {
       "/."sv,
       "/../"sv,
       "/./"sv,
-      "/a/.."sv,                   // at the end
+      "/a/.."sv,  // at the end
       "/a/."sv,
       "/a/../b"sv,
       "/a/./b"sv,
@@ -172,16 +172,16 @@ TEST(UnsafeTargetReason, DotSegmentsRejected) {
       "/public/./../admin"sv,
       "//.."sv,
       "/a//../b"sv,
-      "/a/..?x=1"sv,               // before the query
+      "/a/..?x=1"sv,  // before the query
       "/a/.?x=1"sv,
-      "/a/%2e%2e/b"sv,             // percent-encoded dots, any case
+      "/a/%2e%2e/b"sv,  // percent-encoded dots, any case
       "/a/%2E%2E/b"sv,
       "/a/%2e%2E"sv,
       "/a/.%2e/b"sv,
       "/a/%2e./b"sv,
       "/a/%2e/b"sv,
       "/a/%2E"sv,
-      "/a%2f..%2fb"sv,             // encoded slashes delimit segments too
+      "/a%2f..%2fb"sv,  // encoded slashes delimit segments too
       "/a%2F..%2Fb"sv,
       "/a%2f%2e%2e"sv,
       "%2f..%2fadmin"sv,
