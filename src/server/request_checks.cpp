@@ -36,6 +36,13 @@ unsigned validate_head(const config::Limits& limits, const RequestParser& p, std
       return 400;
     }
   }
+  if (req.target().empty() || req.target()[0] != '/') {
+    // Absolute-, authority- and asterisk-form: gatehouse is a reverse proxy and routes paths
+    // only. Refusing (and closing) is simpler to reason about than rewriting a URI whose
+    // authority may disagree with Host.
+    why = "request target not in origin-form";
+    return 400;
+  }
   if (auto r = ghttp::unsafe_target_reason({req.target().data(), req.target().size()});
       !r.empty()) {
     why = r;
