@@ -7,6 +7,7 @@
 #include <charconv>
 #include <cstring>
 #include <functional>
+#include <numeric>
 #include <optional>
 #include <set>
 
@@ -217,7 +218,6 @@ RateLimiter::RateLimiter(const config::Config& cfg, unsigned workers,
         }
       }
     }
-    std::string items;
     for (std::size_t pi = 0; pi < plan.policies.size(); ++pi) {
       const Policy* p = plan.policies[pi];
       plan.first_slot.push_back(slots);
@@ -226,11 +226,6 @@ RateLimiter::RateLimiter(const config::Config& cfg, unsigned workers,
             MetricSlot{fmt::format("route=\"{}\",limit=\"{}\",key=\"{}\"", route.name,
                                    p->block.limits[ri].text(), p->key_text),
                        true, false});
-        if (p->block.ietf_headers) {
-          items += items.empty() ? "" : ", ";
-          items += fmt::format("\"{}\";q={};w={}", plan.item_names[pi][ri],
-                               p->block.limits[ri].count, p->block.limits[ri].period_s);
-        }
       }
       metric_labels_.push_back(MetricSlot{
           fmt::format("route=\"{}\",limit=\"max_in_flight\",key=\"{}\"", route.name, p->key_text),
@@ -240,9 +235,9 @@ RateLimiter::RateLimiter(const config::Config& cfg, unsigned workers,
                      true, true});
       slots += p->block.limits.size() + 2;
     }
-    if (!items.empty()) {
-      plan.policy_header = "RateLimit-Policy: " + items + "\r\n";
-    }
+    std::vector<std::size_t> all(plan.policies.size());
+    std::iota(all.begin(), all.end(), std::size_t{0});
+    plan.policy_header = policy_line(plan, all);
     enabled_ = enabled_ || !plan.policies.empty();
     plans_.push_back(std::move(plan));
   }
@@ -509,52 +504,39 @@ void RateLimiter::check(const RequestInfo& r, unsigned worker, Verdict& out) {
       }
     }
   }
-  build_headers(plan, std::span(applied.data(), n_applied), std::span(checks.data(), n), deciding,
-                !all, now, out);
+  build_headers(plan, std::span(applied_index.data(), n_applied),
+                applied_index[check_policy[deciding]], check_rate[deciding],
+                checks[deciding].outcome, !all, now, out);
 }
 
-void RateLimiter::build_headers(const RoutePlan& plan, std::span<const Policy* const> applied,
-                                std::span<const Check> checks, std::size_t deciding, bool rejected,
-                                Nanos now, Verdict& out) const {
-  // Position of `deciding` within its policy, and that policy's index in the plan.
-  const Policy* dp = nullptr;
-  std::size_t rate_index = 0;
-  {
-    std::size_t c = 0;
-    for (const Policy* p : applied) {
-      for (std::size_t ri = 0; ri < p->params.size() && c < checks.size(); ++ri, ++c) {
-        if (c == deciding) {
-          dp = p;
-          rate_index = ri;
-        }
-      }
+// "RateLimit-Policy: ...\r\n" for the given policies of the plan (those with IETF headers on),
+// or empty.
+std::string RateLimiter::policy_line(const RoutePlan& plan,
+                                     std::span<const std::size_t> policies) const {
+  std::string items;
+  for (std::size_t pi : policies) {
+    const Policy* p = plan.policies[pi];
+    for (std::size_t ri = 0; ri < p->block.limits.size() && p->block.ietf_headers; ++ri) {
+      items += items.empty() ? "" : ", ";
+      items += fmt::format("\"{}\";q={};w={}", plan.item_names[pi][ri], p->block.limits[ri].count,
+                           p->block.limits[ri].period_s);
     }
   }
-  if (dp == nullptr) {
-    return;
-  }
-  std::size_t plan_index =
-      std::find(plan.policies.begin(), plan.policies.end(), dp) - plan.policies.begin();
-  const auto& o = checks[deciding].outcome;
+  return items.empty() ? std::string() : "RateLimit-Policy: " + items + "\r\n";
+}
+
+void RateLimiter::build_headers(const RoutePlan& plan, std::span<const std::size_t> applied,
+                                std::size_t plan_index, std::size_t rate_index,
+                                const ratelimit::Outcome& o, bool rejected, Nanos now,
+                                Verdict& out) const {
+  const Policy* dp = plan.policies[plan_index];
   const std::int64_t remaining = rejected ? 0 : static_cast<std::int64_t>(o.remaining);
   const std::int64_t reset_s = ceil_seconds(rejected ? o.retry_after : o.reset_after);
   if (dp->block.ietf_headers) {
     if (applied.size() == plan.policies.size()) {
-      out.headers += plan.policy_header;
+      out.headers += plan.policy_header;  // precomputed: the common case
     } else {
-      std::string items;
-      for (const Policy* p : applied) {
-        std::size_t pi =
-            std::find(plan.policies.begin(), plan.policies.end(), p) - plan.policies.begin();
-        for (std::size_t ri = 0; ri < p->block.limits.size() && p->block.ietf_headers; ++ri) {
-          items += items.empty() ? "" : ", ";
-          items += fmt::format("\"{}\";q={};w={}", plan.item_names[pi][ri],
-                               p->block.limits[ri].count, p->block.limits[ri].period_s);
-        }
-      }
-      if (!items.empty()) {
-        out.headers += "RateLimit-Policy: " + items + "\r\n";
-      }
+      out.headers += policy_line(plan, applied);
     }
     auto& h = out.headers;
     h += "RateLimit: \"";

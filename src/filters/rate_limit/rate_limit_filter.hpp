@@ -90,9 +90,12 @@ class RateLimiter {
   struct WorkerCells;
 
   std::string identity(const Policy& p, const RequestInfo& r) const;
-  void build_headers(const RoutePlan& plan, std::span<const Policy* const> applied,
-                     std::span<const ratelimit::Check> checks, std::size_t deciding, bool rejected,
-                     ratelimit::Nanos now, Verdict& out) const;
+  std::string policy_line(const RoutePlan& plan, std::span<const std::size_t> policies) const;
+  // The response lines for the check that decided: policy `plan_index` of the route, its rate
+  // `rate_index`; `applied` lists the plan's policies that applied (not exempt).
+  void build_headers(const RoutePlan& plan, std::span<const std::size_t> applied,
+                     std::size_t plan_index, std::size_t rate_index, const ratelimit::Outcome& o,
+                     bool rejected, ratelimit::Nanos now, Verdict& out) const;
 
   std::shared_ptr<SharedState> state_;
   std::shared_ptr<const ratelimit::Clock> clock_;
