@@ -172,6 +172,21 @@ void write_rate_limit(Writer& w, const filters::rate_limit::Settings& s) {
   w.key("rate_limit").begin_map();
   write_rate_limit_block(w, *s.defaults);
   w.key("max_keys").number(s.max_keys);
+  if (s.redis) {
+    const auto& r = *s.redis;
+    w.key("store").str(r.url.redacted());  // the password never leaves the process
+    w.key("redis").begin_map();
+    w.key("timeout").duration(r.timeout);
+    w.key("pool").number(r.pool);
+    w.key("key_prefix").str(r.key_prefix);
+    w.key("cluster").boolean(r.cluster);
+    w.key("breaker_failures").number(r.breaker_failures);
+    w.key("breaker_cooldown").duration(r.breaker_cooldown);
+    w.end_map();
+    w.key("on_store_failure").str(filters::rate_limit::on_store_failure_name(s.on_store_failure));
+  } else {
+    w.key("store").str("memory");
+  }
   w.end_map();
 }
 

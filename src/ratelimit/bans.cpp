@@ -66,6 +66,24 @@ bool BanList::record_rejection(std::string_view key, const BanRule& rule, std::s
   return true;
 }
 
+void BanList::impose(std::string_view key, std::string_view reason, Nanos until) {
+  std::lock_guard lock(mu_);
+  std::string k(key);
+  if (auto b = bans_.find(k); b != bans_.end()) {
+    b->second.until = std::max(b->second.until, until);
+    return;
+  }
+  if (bans_.size() >= max_entries_) {
+    auto soonest = std::min_element(bans_.begin(), bans_.end(), [](auto& a, auto& b) {
+      return a.second.until < b.second.until;
+    });
+    bans_.erase(soonest);
+  }
+  counters_.erase(k);
+  bans_.emplace(std::move(k), Ban{until, std::string(reason)});
+  active_.store(bans_.size(), std::memory_order_relaxed);
+}
+
 std::vector<BanInfo> BanList::list(Nanos now) {
   std::lock_guard lock(mu_);
   prune(now);

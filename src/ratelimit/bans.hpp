@@ -41,6 +41,10 @@ class BanList {
   bool record_rejection(std::string_view key, const BanRule& rule, std::string_view reason,
                         Nanos now);
 
+  // Records a ban decided elsewhere (the shared store) until `until`; an existing ban is only
+  // extended.
+  void impose(std::string_view key, std::string_view reason, Nanos until);
+
   std::vector<BanInfo> list(Nanos now);
   // Lifts one ban (returns whether it existed) or all of them (returns how many).
   bool lift(std::string_view key);

@@ -283,6 +283,82 @@ std::string KeyPart::text() const {
   return "?";
 }
 
+const char* on_store_failure_name(OnStoreFailure f) {
+  switch (f) {
+    case OnStoreFailure::local:
+      return "local";
+    case OnStoreFailure::allow:
+      return "allow";
+    case OnStoreFailure::deny:
+      return "deny";
+  }
+  return "?";
+}
+
+namespace {
+
+// store / redis / on_store_failure of the top-level block.
+void read_store(const Map& m, Settings& out) {
+  auto store = m.find("store");
+  if (store && store->text() != "memory") {
+    RedisSettings redis;
+    std::string error;
+    if (!ratelimit::parse_redis_url(store->text(), redis.url, error)) {
+      store->fail(error);
+    }
+    out.redis = std::move(redis);
+  }
+  if (auto x = m.find("redis")) {
+    if (!out.redis) {
+      x->fail("needs store: redis://HOST:PORT (the store is memory)");
+    }
+    Map r(*x, {"timeout", "pool", "key_prefix", "cluster", "breaker_failures", "breaker_cooldown"});
+    auto& redis = *out.redis;
+    if (auto t = r.find("timeout")) {
+      redis.timeout = read_duration(*t, Zero::rejected);
+      if (redis.timeout > Millis(60'000)) {
+        t->fail("at most 60s (a decision waits this long before falling back)");
+      }
+    }
+    if (auto p = r.find("pool")) {
+      redis.pool = static_cast<unsigned>(read_integer(*p, 1, kMaxRedisPool));
+    }
+    if (auto k = r.find("key_prefix")) {
+      const auto& text = k->text();
+      if (text.size() > kMaxKeyPrefix) {
+        k->fail("at most " + std::to_string(kMaxKeyPrefix) + " characters");
+      }
+      if (text.find_first_of("{}") != std::string::npos) {
+        k->fail("must not contain { or } (they delimit Redis Cluster hash tags)");
+      }
+      redis.key_prefix = text;
+    }
+    if (auto c = r.find("cluster")) {
+      redis.cluster = config::detail::read_bool(*c);
+    }
+    if (auto f = r.find("breaker_failures")) {
+      redis.breaker_failures = static_cast<unsigned>(read_integer(*f, 1, 1000));
+    }
+    if (auto c = r.find("breaker_cooldown")) {
+      redis.breaker_cooldown = read_duration(*c, Zero::rejected);
+    }
+  }
+  if (out.redis && out.redis->cluster && out.redis->url.db != 0) {
+    store->fail("Redis Cluster has only database 0");
+  }
+  if (auto x = m.find("on_store_failure")) {
+    if (!out.redis) {
+      x->fail("needs store: redis://HOST:PORT (the store is memory)");
+    }
+    auto choice = read_choice(*x, {"local", "allow", "deny"});
+    out.on_store_failure = choice == "local"   ? OnStoreFailure::local
+                           : choice == "allow" ? OnStoreFailure::allow
+                                               : OnStoreFailure::deny;
+  }
+}
+
+}  // namespace
+
 Settings read_settings(const Value& v) {
   Settings out;
   if (v.is_null() || (v.node().IsScalar() && is_off(v.text()))) {
@@ -292,13 +368,16 @@ Settings read_settings(const Value& v) {
     v.fail("invalid value " + quoted(v.text()) + " (expected off or a map)");
   }
   std::vector<std::string_view> keys = kBlockKeys;
-  keys.push_back("max_keys");
+  for (auto k : {"max_keys", "store", "redis", "on_store_failure"}) {
+    keys.push_back(k);
+  }
   Map m(v, keys);
   Block block = read_block(m, Block{});
   check_block(m, block);
   if (auto x = m.find("max_keys")) {
     out.max_keys = read_integer(*x, 1, kMaxKeysLimit);
   }
+  read_store(m, out);
   out.applies = !block.limits.empty() || block.max_in_flight > 0;
   out.defaults = std::move(block);
   return out;

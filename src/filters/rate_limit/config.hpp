@@ -11,6 +11,7 @@
 #include "http/cidr.hpp"
 #include "ratelimit/algorithm.hpp"
 #include "ratelimit/rate.hpp"
+#include "ratelimit/redis_url.hpp"
 
 namespace gatehouse::config::detail {
 class Value;
@@ -52,6 +53,29 @@ struct Block {
   bool operator==(const Block&) const = default;
 };
 
+// What a decision does when the shared store (Redis) fails or its circuit breaker is open.
+enum class OnStoreFailure : std::uint8_t {
+  local,  // decide with the in-memory limiter of this instance (limits hold per instance)
+  allow,  // admit
+  deny,   // refuse with 503 rate_limit_store_unavailable
+};
+const char* on_store_failure_name(OnStoreFailure f);
+
+// `store: redis://...` with `redis: {...}`.
+struct RedisSettings {
+  ratelimit::RedisUrl url;
+  Millis timeout{50};  // per call, connection set-up included; then the call counts as failed
+  unsigned pool = 1;   // connections per worker (and per cluster node); calls are pipelined
+  std::string key_prefix = "gatehouse:";
+  bool cluster = false;           // Redis Cluster: slot map from CLUSTER SLOTS, MOVED/ASK
+  unsigned breaker_failures = 3;  // consecutive failed calls that open the circuit breaker
+  Millis breaker_cooldown{1000};  // open this long, then a background probe may close it
+  bool operator==(const RedisSettings&) const = default;
+};
+
+inline constexpr unsigned kMaxRedisPool = 64;
+inline constexpr std::size_t kMaxKeyPrefix = 64;
+
 struct Settings {
   std::optional<Block> defaults;     // top-level `rate_limit:`; applies to routes without their own
   std::size_t max_keys = 1'000'000;  // tracked (limit, key) pairs across all routes
@@ -59,6 +83,8 @@ struct Settings {
   // top-level block sets neither limits nor max_in_flight: it then only supplies fields that route
   // blocks inherit. Meaningful only when `defaults` is set.
   bool applies = true;
+  std::optional<RedisSettings> redis;  // `store: redis://...`; none: the in-memory store
+  OnStoreFailure on_store_failure = OnStoreFailure::local;
 };
 
 // Per route: inherit the defaults (shared counters), its own blocks (each inheriting unset fields

@@ -99,6 +99,8 @@ const char* Verdict::code() const {
       return "banned";
     case Kind::too_many_in_flight:
       return "too_many_concurrent_requests";
+    case Kind::store_unavailable:
+      return "rate_limit_store_unavailable";
     default:
       return "rate_limit_exceeded";
   }
@@ -112,6 +114,8 @@ struct RateLimiter::Policy {
   bool per_route = false;  // the key has a `route` part
   std::vector<ratelimit::Params> params;
   std::vector<std::string> prefixes;  // per rate: 4 bytes derived from the definition
+  std::vector<std::uint32_t> definitions;  // the same 4 bytes as a number (Redis key names)
+  std::string limits_text;                 // "200/day; 50/hour"
   std::string in_flight_prefix;
   std::optional<ratelimit::BanRule> ban;
 
@@ -166,6 +170,7 @@ RateLimiter::RateLimiter(const config::Config& cfg, unsigned workers,
           prefix[i] = static_cast<char>((h >> (8 * i)) & 0xff);
         }
         if (used_prefixes.insert(prefix).second) {
+          p->definitions.push_back(static_cast<std::uint32_t>(h & 0xffffffffu));
           return prefix;
         }
         ++h;
@@ -178,6 +183,12 @@ RateLimiter::RateLimiter(const config::Config& cfg, unsigned workers,
                                                    block.burst, rate.text(), p->key_text)));
     }
     p->in_flight_prefix = prefix_for(owner + "|in_flight|" + p->key_text);
+    p->definitions.pop_back();  // the in-flight prefix is not a rate
+    for (const auto& rate : block.limits) {
+      p->limits_text += p->limits_text.empty() ? "" : "; ";
+      p->limits_text += rate.text();
+    }
+    has_ban_rules_ = has_ban_rules_ || p->ban.has_value();
     policies_.push_back(std::move(p));
     return policies_.back().get();
   };
@@ -339,6 +350,13 @@ void append_key(const std::vector<KeyPart>& key, const RequestInfo& r,
 }  // namespace
 
 void RateLimiter::check(const RequestInfo& r, unsigned worker, Verdict& out) {
+  if (begin(r, worker, out, false)) {
+    decide_local(out);
+    finish(r, worker, out, false);
+  }
+}
+
+bool RateLimiter::begin(const RequestInfo& r, unsigned worker, Verdict& out, bool remote) {
   out.kind = Verdict::Kind::allowed;
   out.headers.clear();
   out.retry_after_s = 0;
@@ -347,61 +365,71 @@ void RateLimiter::check(const RequestInfo& r, unsigned worker, Verdict& out) {
   out.ban_reason.clear();
   out.held.clear();
   out.headers.reserve(256);
+  auto& st = out.store;
+  st.checks.clear();
+  st.definitions.clear();
+  st.groups.clear();
+  st.check_policy.clear();
+  st.check_rate.clear();
+  st.n_applied = 0;
+  st.all = false;
+  st.banned_group = -1;
+  st.ban_left = 0;
+  st.new_bans = 0;
+  st.check_bans = has_ban_rules_;
   if (r.route >= plans_.size()) {
-    return;
+    return false;
   }
   const RoutePlan& plan = plans_[r.route];
   if (plan.policies.empty()) {
-    return;
+    return false;
   }
   auto& cells = cells_[std::min<std::size_t>(worker, cells_.size() - 1)]->cells;
   auto count = [&](std::size_t slot, Result result) { cells[slot * kResults + result].add(1); };
-  const Nanos now = clock_->now();
   const auto ip = http::parse_ip(r.client_ip);
 
   // Which of the route's policies apply (exemptions), with their slot numbers.
-  std::array<const Policy*, 8> applied{};
-  std::array<std::size_t, 8> applied_index{};
-  std::size_t n_applied = 0;
-  for (std::size_t pi = 0; pi < plan.policies.size() && n_applied < applied.size(); ++pi) {
+  for (std::size_t pi = 0; pi < plan.policies.size() && st.n_applied < st.applied_index.size();
+       ++pi) {
     if (!plan.policies[pi]->exempt(r.path, ip)) {
-      applied_index[n_applied] = pi;
-      applied[n_applied++] = plan.policies[pi];
+      st.applied_index[st.n_applied++] = static_cast<std::uint8_t>(pi);
     }
   }
-  if (n_applied == 0) {
-    return;
+  if (st.n_applied == 0) {
+    return false;
   }
+  auto applied = [&](std::size_t i) -> const Policy& {
+    return *plan.policies[st.applied_index[i]];
+  };
 
-  // Bans first: a banned key is refused before it can consume anything.
+  // Bans first: a banned key is refused before it can consume anything. With a remote store
+  // these are the bans this instance has seen (the store's script checks the shared ones).
   if (state_->bans.any_active()) {
-    for (std::size_t i = 0; i < n_applied; ++i) {
-      auto who = identity(*applied[i], r);
+    const Nanos now = clock_->now();
+    for (std::size_t i = 0; i < st.n_applied; ++i) {
+      auto who = identity(applied(i), r);
       if (auto left = state_->bans.banned(who, now)) {
-        const Policy& p = *applied[i];
-        count(plan.first_slot[applied_index[i]] + p.block.limits.size() + 1, kRejected);
+        const Policy& p = applied(i);
+        count(plan.first_slot[st.applied_index[i]] + p.block.limits.size() + 1, kRejected);
         out.kind = Verdict::Kind::banned;
         out.retry_after_s = std::max<std::int64_t>(1, ceil_seconds(*left));
         out.message = fmt::format("Too many requests were rejected; banned for {} more seconds",
                                   out.retry_after_s);
         out.headers = fmt::format("Retry-After: {}\r\n", out.retry_after_s);
-        return;
+        return false;
       }
     }
   }
 
-  thread_local std::vector<std::string> keys;
-  thread_local std::string suffix;
-
-  // Concurrency caps.
-  for (std::size_t i = 0; i < n_applied; ++i) {
-    const Policy& p = *applied[i];
+  // Concurrency caps (per instance, also with a remote store: they count open requests).
+  for (std::size_t i = 0; i < st.n_applied; ++i) {
+    const Policy& p = applied(i);
     if (p.block.max_in_flight == 0) {
       continue;
     }
     std::string key = p.in_flight_prefix;
     append_key(p.block.key, r, ip, plan.name, key);
-    std::size_t slot = plan.first_slot[applied_index[i]] + p.block.limits.size();
+    std::size_t slot = plan.first_slot[st.applied_index[i]] + p.block.limits.size();
     if (!state_->in_flight.acquire(key, p.block.max_in_flight)) {
       count(slot, kRejected);
       release(out);
@@ -410,58 +438,122 @@ void RateLimiter::check(const RequestInfo& r, unsigned worker, Verdict& out) {
       out.message =
           fmt::format("Too many concurrent requests: at most {} at a time", p.block.max_in_flight);
       out.headers = "Retry-After: 1\r\n";
-      return;
+      return false;
     }
     count(slot, kAllowed);
     out.held.push_back(std::move(key));
   }
 
   // Rates: every limit of every applied policy, decided together.
-  // Per thread, not per call: 64 checks are 5 KiB that would otherwise be zeroed per request.
-  thread_local std::array<Check, ratelimit::kMaxChecks> checks;
-  std::array<std::uint16_t, ratelimit::kMaxChecks> check_policy;
-  std::array<std::uint16_t, ratelimit::kMaxChecks> check_rate;
+  thread_local std::string suffix;
   std::size_t n = 0;
-  for (std::size_t i = 0; i < n_applied; ++i) {
-    const Policy& p = *applied[i];
+  for (std::size_t i = 0; i < st.n_applied; ++i) {
+    const Policy& p = applied(i);
     if (p.params.empty()) {
       continue;
     }
     suffix.clear();
     append_key(p.block.key, r, ip, plan.name, suffix);
-    for (std::size_t ri = 0; ri < p.params.size() && n < checks.size(); ++ri, ++n) {
-      if (keys.size() <= n) {
-        keys.emplace_back();
+    if (remote) {
+      StoreRequest::Group g;
+      g.identity = identity(p, r);
+      g.first = static_cast<std::uint16_t>(n);
+      g.ban = p.ban ? &*p.ban : nullptr;
+      if (g.ban) {
+        g.ban_reason = fmt::format("route={} limit={}", plan.name, p.limits_text);
       }
-      keys[n].assign(p.prefixes[ri]);
-      keys[n] += suffix;
-      checks[n].algorithm = p.block.algorithm;
-      checks[n].params = p.params[ri];
-      check_policy[n] = static_cast<std::uint16_t>(i);
-      check_rate[n] = static_cast<std::uint16_t>(ri);
+      st.groups.push_back(std::move(g));
+    }
+    for (std::size_t ri = 0; ri < p.params.size() && n < ratelimit::kMaxChecks; ++ri, ++n) {
+      if (st.keys.size() <= n) {
+        st.keys.emplace_back();
+      }
+      st.keys[n].assign(p.prefixes[ri]);
+      st.keys[n] += suffix;
+      ratelimit::Check c;
+      c.algorithm = p.block.algorithm;
+      c.params = p.params[ri];
+      st.checks.push_back(c);
+      st.definitions.push_back(p.definitions[ri]);
+      st.check_policy.push_back(static_cast<std::uint16_t>(i));
+      st.check_rate.push_back(static_cast<std::uint16_t>(ri));
+    }
+    if (remote) {
+      st.groups.back().count = static_cast<std::uint16_t>(n - st.groups.back().first);
     }
   }
   if (n == 0) {
-    return;
+    return false;
   }
   // Only now: growing `keys` above moves short (in-place) strings, so earlier views would dangle.
   for (std::size_t c = 0; c < n; ++c) {
-    checks[c].key = keys[c];
+    st.checks[c].key = st.keys[c];
   }
-  bool all = state_->store.decide(std::span(checks.data(), n), now);
+  return true;
+}
+
+void RateLimiter::decide_local(Verdict& out) {
+  auto& st = out.store;
+  st.all = state_->store.decide(std::span(st.checks.data(), st.checks.size()), clock_->now());
+  st.banned_group = -1;
+  st.new_bans = 0;
+}
+
+void RateLimiter::fail_open(Verdict& out) {
+  out.kind = Verdict::Kind::allowed;
+  out.headers.clear();
+}
+
+void RateLimiter::fail_closed(Verdict& out) {
+  release(out);
+  out.kind = Verdict::Kind::store_unavailable;
+  out.retry_after_s = 1;
+  out.message = "The rate-limit store is unavailable; try again shortly";
+  out.headers = "Retry-After: 1\r\n";
+}
+
+void RateLimiter::finish(const RequestInfo& r, unsigned worker, Verdict& out, bool remote) {
+  auto& st = out.store;
+  const RoutePlan& plan = plans_[r.route];
+  auto& cells = cells_[std::min<std::size_t>(worker, cells_.size() - 1)]->cells;
+  auto count = [&](std::size_t slot, Result result) { cells[slot * kResults + result].add(1); };
+  auto applied = [&](std::size_t i) -> const Policy& {
+    return *plan.policies[st.applied_index[i]];
+  };
+  const Nanos now = clock_->now();
+  const std::size_t n = st.checks.size();
+
+  if (remote && st.banned_group >= 0 && static_cast<std::size_t>(st.banned_group) < st.groups.size()) {
+    // Banned through another instance (or earlier through this one): refuse, and remember it
+    // locally so the ban also holds while the store is unreachable.
+    const auto& g = st.groups[static_cast<std::size_t>(st.banned_group)];
+    std::size_t i = st.check_policy[g.first];
+    const Policy& p = applied(i);
+    count(plan.first_slot[st.applied_index[i]] + p.block.limits.size() + 1, kRejected);
+    state_->bans.impose(g.identity, g.ban_reason.empty() ? "shared ban" : g.ban_reason,
+                        now + std::max<Nanos>(st.ban_left, 1));
+    release(out);
+    out.kind = Verdict::Kind::banned;
+    out.retry_after_s = std::max<std::int64_t>(1, ceil_seconds(st.ban_left));
+    out.message = fmt::format("Too many requests were rejected; banned for {} more seconds",
+                              out.retry_after_s);
+    out.headers = fmt::format("Retry-After: {}\r\n", out.retry_after_s);
+    return;
+  }
+  const bool all = st.all;
 
   // Metrics, and the check the response talks about: the one that blocks the longest when
   // rejected, else the one with the fewest requests left.
   std::size_t deciding = 0;
   for (std::size_t c = 0; c < n; ++c) {
-    std::size_t slot = plan.first_slot[applied_index[check_policy[c]]] + check_rate[c];
-    const auto& o = checks[c].outcome;
+    std::size_t slot = plan.first_slot[st.applied_index[st.check_policy[c]]] + st.check_rate[c];
+    const auto& o = st.checks[c].outcome;
     if (all) {
       count(slot, kAllowed);
     } else if (!o.allowed) {
       count(slot, kRejected);
     }
-    const auto& d = checks[deciding].outcome;
+    const auto& d = st.checks[deciding].outcome;
     if (!all) {
       if (!o.allowed && (d.allowed || o.retry_after > d.retry_after)) {
         deciding = c;
@@ -475,38 +567,54 @@ void RateLimiter::check(const RequestInfo& r, unsigned worker, Verdict& out) {
   if (!all) {
     release(out);
     out.kind = Verdict::Kind::limited;
-    const auto& d = checks[deciding].outcome;
+    const auto& d = st.checks[deciding].outcome;
     out.retry_after_s = std::max<std::int64_t>(1, ceil_seconds(d.retry_after));
-    const Policy& dp = *applied[check_policy[deciding]];
-    out.message = "Rate limit exceeded: " + dp.block.limits[check_rate[deciding]].message();
-    // Ban accounting: each policy that rejected and carries a ban rule.
-    for (std::size_t i = 0; i < n_applied; ++i) {
-      const Policy& p = *applied[i];
-      if (!p.ban) {
-        continue;
-      }
-      std::size_t failed = n;
-      for (std::size_t c = 0; c < n && failed == n; ++c) {
-        if (check_policy[c] == i && !checks[c].outcome.allowed) {
-          failed = c;
+    const Policy& dp = applied(st.check_policy[deciding]);
+    out.message = "Rate limit exceeded: " + dp.block.limits[st.check_rate[deciding]].message();
+    if (remote) {
+      // The store counted the rejections and started any ban; mirror new bans locally.
+      for (std::size_t g = 0; g < st.groups.size() && g < 32; ++g) {
+        if ((st.new_bans & (1u << g)) == 0 || st.groups[g].ban == nullptr) {
+          continue;
         }
-      }
-      if (failed == n) {
-        continue;
-      }
-      auto who = identity(p, r);
-      auto reason =
-          fmt::format("route={} limit={}", plan.name, p.block.limits[check_rate[failed]].text());
-      if (state_->bans.record_rejection(who, *p.ban, reason, now)) {
+        const auto& group = st.groups[g];
+        state_->bans.impose(group.identity, group.ban_reason, now + group.ban->duration);
         bans_total_.fetch_add(1, std::memory_order_relaxed);
-        out.new_ban = std::move(who);
-        out.ban_reason = std::move(reason);
+        out.new_ban = group.identity;
+        out.ban_reason = group.ban_reason;
+      }
+    } else {
+      // Ban accounting: each policy that rejected and carries a ban rule.
+      for (std::size_t i = 0; i < st.n_applied; ++i) {
+        const Policy& p = applied(i);
+        if (!p.ban) {
+          continue;
+        }
+        std::size_t failed = n;
+        for (std::size_t c = 0; c < n && failed == n; ++c) {
+          if (st.check_policy[c] == i && !st.checks[c].outcome.allowed) {
+            failed = c;
+          }
+        }
+        if (failed == n) {
+          continue;
+        }
+        auto who = identity(p, r);
+        auto reason = fmt::format("route={} limit={}", plan.name,
+                                  p.block.limits[st.check_rate[failed]].text());
+        if (state_->bans.record_rejection(who, *p.ban, reason, now)) {
+          bans_total_.fetch_add(1, std::memory_order_relaxed);
+          out.new_ban = std::move(who);
+          out.ban_reason = std::move(reason);
+        }
       }
     }
   }
-  build_headers(plan, std::span(applied_index.data(), n_applied),
-                applied_index[check_policy[deciding]], check_rate[deciding],
-                checks[deciding].outcome, !all, now, out);
+  std::array<std::size_t, 8> applied_list{};
+  std::copy_n(st.applied_index.begin(), st.n_applied, applied_list.begin());
+  build_headers(plan, std::span<const std::size_t>(applied_list.data(), st.n_applied),
+                st.applied_index[st.check_policy[deciding]], st.check_rate[deciding],
+                st.checks[deciding].outcome, !all, now, out);
 }
 
 // "RateLimit-Policy: ...\r\n" for the given policies of the plan (those with IETF headers on),

@@ -4,6 +4,7 @@
 // and the response headers (IETF RateLimit/RateLimit-Policy and X-RateLimit-*) and 429/403 body.
 // Pure and thread-safe: every worker calls check() on the same instance; the state lives in a
 // sharded MemoryStore and the counters in per-worker cells.
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -41,8 +42,44 @@ struct RequestInfo {
   const void* header_ctx = nullptr;
 };
 
+// One request's rate checks as a store sees them. The in-memory store decides them inside check();
+// a remote store (Redis) decides them between begin() and finish(), while the request waits.
+struct StoreRequest {
+  // One applied policy with rates: its checks count one bucket identity and are decided
+  // atomically together (one Redis script call, one hash tag: one cluster slot).
+  struct Group {
+    std::string identity;  // "ip=203.0.113.7", "header:X-API-Key=#1f2e..." (never a raw secret)
+    std::uint16_t first = 0;
+    std::uint16_t count = 0;
+    const ratelimit::BanRule* ban = nullptr;  // the policy's ban rule, if any
+    std::string ban_reason;                   // "route=generate limit=10/minute"
+  };
+  std::vector<ratelimit::Check> checks;
+  std::vector<std::string> keys;           // the memory store's binary keys behind checks[i].key
+  std::vector<std::uint32_t> definitions;  // per check: the limit's definition hash (Redis names)
+  std::vector<Group> groups;               // remote decisions only
+  bool check_bans = false;                 // some policy has a ban rule: look ban keys up
+  // Set by the store that decided:
+  bool all = false;        // every check allowed (and was committed)
+  int banned_group = -1;   // remote: this group's identity is banned ...
+  ratelimit::Nanos ban_left = 0;  // ... for this much longer
+  std::uint32_t new_bans = 0;     // remote: bit g set when this request started a ban of group g
+
+  // The limiter's bookkeeping between begin() and finish().
+  std::size_t n_applied = 0;
+  std::array<std::uint8_t, 8> applied_index{};
+  std::vector<std::uint16_t> check_policy;  // per check: index into applied_index
+  std::vector<std::uint16_t> check_rate;    // per check: the rate within its policy
+};
+
 struct Verdict {
-  enum class Kind : std::uint8_t { allowed, limited, banned, too_many_in_flight };
+  enum class Kind : std::uint8_t {
+    allowed,
+    limited,
+    banned,
+    too_many_in_flight,
+    store_unavailable  // the shared store failed and on_store_failure is deny
+  };
   Kind kind = Kind::allowed;
   std::string headers;             // complete header lines, each ending in CRLF
   std::int64_t retry_after_s = 0;  // rejections
@@ -50,10 +87,24 @@ struct Verdict {
   std::string new_ban;             // set when this request started a ban: the banned key
   std::string ban_reason;          // and why
   std::vector<std::string> held;   // in-flight slots to release when the request ends
+  StoreRequest store;              // the rate checks (reused across requests)
 
   bool allowed() const { return kind == Kind::allowed; }
-  unsigned status() const { return kind == Kind::banned ? 403 : kind == Kind::allowed ? 0 : 429; }
-  const char* code() const;  // "rate_limit_exceeded", "banned", "too_many_concurrent_requests"
+  unsigned status() const {
+    switch (kind) {
+      case Kind::allowed:
+        return 0;
+      case Kind::banned:
+        return 403;
+      case Kind::store_unavailable:
+        return 503;
+      default:
+        return 429;
+    }
+  }
+  // "rate_limit_exceeded", "banned", "too_many_concurrent_requests",
+  // "rate_limit_store_unavailable"
+  const char* code() const;
 };
 
 class RateLimiter {
@@ -67,9 +118,23 @@ class RateLimiter {
   bool enabled() const { return enabled_; }
   bool route_limited(std::size_t route) const;
 
-  // The decision for one request, counted in worker `worker`'s metrics. Fills `out` (reused by
-  // the caller across requests, so the header string's buffer is recycled).
+  // The decision for one request with the in-memory store, counted in worker `worker`'s metrics.
+  // Fills `out` (reused by the caller across requests, so buffers are recycled).
   void check(const RequestInfo& request, unsigned worker, Verdict& out);
+
+  // The same in steps, for a remote store. begin() applies exemptions, local bans and in-flight
+  // caps and lays out the rate checks in out.store (with identities when `remote`); it returns
+  // false when the verdict is already final. Then either a remote store decides out.store and
+  // finish(..., true) follows, or decide_local() and finish(..., false) do.
+  bool begin(const RequestInfo& request, unsigned worker, Verdict& out, bool remote);
+  void decide_local(Verdict& out);
+  void finish(const RequestInfo& request, unsigned worker, Verdict& out, bool remote);
+  // When the remote store cannot decide: admit without rate headers (on_store_failure: allow),
+  // or refuse with 503 (deny).
+  void fail_open(Verdict& out);
+  void fail_closed(Verdict& out);
+  // Whether some policy carries a ban rule.
+  bool has_ban_rules() const { return has_ban_rules_; }
   // Ends the request's in-flight slots.
   void release(Verdict& verdict);
 
@@ -111,6 +176,7 @@ class RateLimiter {
   std::vector<MetricSlot> metric_labels_;
   std::atomic<std::uint64_t> bans_total_{0};
   bool enabled_ = false;
+  bool has_ban_rules_ = false;
   ratelimit::Nanos wall_offset_ = 0;  // clock_->wall_offset(), taken once
 };
 

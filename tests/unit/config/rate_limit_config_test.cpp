@@ -330,6 +330,7 @@ routes:
     for: 900s
   max_in_flight: 0
   max_keys: 1000000
+  store: memory
 routes:
   - name: a
     match:

@@ -33,7 +33,7 @@ TEST(RateLimitConfigErrors, TopLevelBlock) {
       {kBase + "rate_limit: {limits: 10/minute, limit: 5}\n",
        "t.yaml:4:33: rate_limit.limit: unknown key \"limit\" (did you mean \"limits\"?); allowed "
        "keys: algorithm, key, limits, burst, headers, exempt_paths, exempt_ips, ban, "
-       "max_in_flight, max_keys"},
+       "max_in_flight, max_keys, store, redis, on_store_failure"},
       {kBase + "rate_limit: {limits: 10/minute, max_keys: 0}\n",
        "t.yaml:4:43: rate_limit.max_keys: invalid value \"0\" (expected an integer from 1 to "
        "100000000)"},

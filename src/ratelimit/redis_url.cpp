@@ -1,0 +1,152 @@
+#include "ratelimit/redis_url.hpp"
+
+#include <charconv>
+
+namespace gatehouse::ratelimit {
+namespace {
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') {
+    return c - '0';
+  }
+  if (c >= 'a' && c <= 'f') {
+    return c - 'a' + 10;
+  }
+  if (c >= 'A' && c <= 'F') {
+    return c - 'A' + 10;
+  }
+  return -1;
+}
+
+bool percent_decode(std::string_view in, std::string& out) {
+  out.clear();
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    if (in[i] != '%') {
+      out += in[i];
+      continue;
+    }
+    if (i + 2 >= in.size()) {
+      return false;
+    }
+    int hi = hex_value(in[i + 1]);
+    int lo = hex_value(in[i + 2]);
+    if (hi < 0 || lo < 0) {
+      return false;
+    }
+    out += static_cast<char>(hi * 16 + lo);
+    i += 2;
+  }
+  return true;
+}
+
+template <typename T>
+bool parse_number(std::string_view s, T& out, T max) {
+  if (s.empty()) {
+    return false;
+  }
+  unsigned long long v = 0;
+  auto r = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (r.ec != std::errc() || r.ptr != s.data() + s.size() || v > max) {
+    return false;
+  }
+  out = static_cast<T>(v);
+  return true;
+}
+
+}  // namespace
+
+std::string RedisUrl::redacted() const {
+  std::string out = "redis://";
+  if (!username.empty() || !password.empty()) {
+    out += username;
+    out += password.empty() ? "@" : ":***@";
+  }
+  out += host.find(':') != std::string::npos ? "[" + host + "]" : host;
+  out += ':';
+  out += std::to_string(port);
+  out += '/';
+  out += std::to_string(db);
+  return out;
+}
+
+bool parse_redis_url(std::string_view text, RedisUrl& out, std::string& error) {
+  out = RedisUrl{};
+  constexpr std::string_view kScheme = "redis://";
+  if (!text.starts_with(kScheme)) {
+    error = "expected memory or redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]";
+    return false;
+  }
+  std::string_view rest = text.substr(kScheme.size());
+  if (auto q = rest.find_first_of("?#"); q != std::string_view::npos) {
+    error = "query strings and fragments are not supported in the store URL";
+    return false;
+  }
+  std::string_view path;
+  if (auto slash = rest.find('/'); slash != std::string_view::npos) {
+    path = rest.substr(slash + 1);
+    rest = rest.substr(0, slash);
+  }
+  if (auto at = rest.rfind('@'); at != std::string_view::npos) {
+    std::string_view userinfo = rest.substr(0, at);
+    rest = rest.substr(at + 1);
+    std::string_view user = userinfo;
+    std::string_view pass;
+    if (auto colon = userinfo.find(':'); colon != std::string_view::npos) {
+      user = userinfo.substr(0, colon);
+      pass = userinfo.substr(colon + 1);
+    } else {
+      // redis://PASSWORD@host is a common spelling for AUTH without a user.
+      pass = userinfo;
+      user = {};
+    }
+    if (!percent_decode(user, out.username) || !percent_decode(pass, out.password)) {
+      error = "invalid percent-escape in the user or password";
+      return false;
+    }
+  }
+  std::string_view host = rest;
+  std::string_view port;
+  if (rest.starts_with('[')) {
+    auto close = rest.find(']');
+    if (close == std::string_view::npos) {
+      error = "unterminated [ in the host";
+      return false;
+    }
+    host = rest.substr(1, close - 1);
+    auto after = rest.substr(close + 1);
+    if (!after.empty()) {
+      if (after[0] != ':') {
+        error = "expected :PORT after ]";
+        return false;
+      }
+      port = after.substr(1);
+      if (port.empty()) {
+        error = "empty port";
+        return false;
+      }
+    }
+  } else if (auto colon = rest.rfind(':'); colon != std::string_view::npos) {
+    host = rest.substr(0, colon);
+    port = rest.substr(colon + 1);
+    if (port.empty()) {
+      error = "empty port";
+      return false;
+    }
+  }
+  if (host.empty()) {
+    error = "the host is missing";
+    return false;
+  }
+  out.host = std::string(host);
+  if (!port.empty() && (!parse_number<std::uint16_t>(port, out.port, 65535) || out.port == 0)) {
+    error = "invalid port \"" + std::string(port) + "\" (expected 1-65535)";
+    return false;
+  }
+  if (!path.empty() && !parse_number<unsigned>(path, out.db, 15'999)) {
+    error = "invalid database index \"" + std::string(path) + "\" (expected a number)";
+    return false;
+  }
+  return true;
+}
+
+}  // namespace gatehouse::ratelimit
