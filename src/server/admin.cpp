@@ -69,6 +69,9 @@ net::awaitable<void> Gateway::admin_session(tcp::socket socket) {
           }
         }
         rate_limiter_->render_metrics(out);
+        if (redis_) {
+          redis_->render_metrics(out);
+        }
         fmt::format_to(
             std::back_inserter(out),
             "# HELP gatehouse_build_info Build information.\n# TYPE gatehouse_build_info gauge\n"

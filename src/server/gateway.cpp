@@ -147,6 +147,10 @@ Gateway::Gateway(std::shared_ptr<const config::Config> cfg, std::string version)
       *cfg_, workers_count_,
       std::make_shared<filters::rate_limit::SharedState>(cfg_->rate_limit.max_keys),
       std::make_shared<ratelimit::SteadyClock>(), cfg_->log.hash_client_ip ? &hasher_ : nullptr);
+  if (rate_limiter_->enabled() && cfg_->rate_limit.redis) {
+    redis_ = std::make_unique<redis::RedisShared>(*cfg_->rate_limit.redis, *logs_);
+    redis_->start_up();  // throws on a wrong password; an unreachable server starts degraded
+  }
   if (rate_limiter_->enabled()) {
     health_->add_component("rate_limit", [this] {
       auto& st = rate_limiter_->state();
@@ -154,13 +158,25 @@ Gateway::Gateway(std::shared_ptr<const config::Config> cfg, std::string version)
       auto cap = st.store.capacity();
       // At the cap the least recently used keys are evicted: limits still hold for active
       // clients, but operators should know (an IP spray, or max_keys too small).
-      return observability::ComponentReport{observability::Status::ok,
-                                            {{"store", "memory"},
-                                             {"keys", keys},
-                                             {"max_keys", cap},
-                                             {"at_capacity", keys >= cap},
-                                             {"evictions", st.store.evictions()},
-                                             {"bans_active", rate_limiter_->bans_active()}}};
+      nlohmann::json details{{"store", redis_ ? "redis" : "memory"},
+                             {"keys", keys},
+                             {"max_keys", cap},
+                             {"at_capacity", keys >= cap},
+                             {"evictions", st.store.evictions()},
+                             {"bans_active", rate_limiter_->bans_active()}};
+      auto status = observability::Status::ok;
+      if (redis_) {
+        bool up = redis_->up();
+        details["redis"] = up ? "ok" : "degraded";
+        details["redis_url"] = cfg_->rate_limit.redis->url.redacted();
+        details["on_store_failure"] =
+            filters::rate_limit::on_store_failure_name(cfg_->rate_limit.on_store_failure);
+        if (!up) {
+          status = observability::Status::degraded;
+          details["last_error"] = redis_->last_error();
+        }
+      }
+      return observability::ComponentReport{status, std::move(details)};
     });
   }
   health_->add_component("log", [this] {
@@ -261,6 +277,24 @@ void Gateway::reload_tls() {
   }
 }
 
+// While the store's circuit breaker is open, a PING every cooldown decides when Redis is used
+// again: client requests never wait for a probe.
+net::awaitable<void> Gateway::store_probe_loop() {
+  net::steady_timer timer(admin_ioc_);
+  auto period = std::min<std::chrono::milliseconds>(redis_->settings().breaker_cooldown,
+                                                    std::chrono::milliseconds(250));
+  for (;;) {
+    timer.expires_after(period);
+    auto [ec] = co_await timer.async_wait(nothrow);
+    if (ec || draining_) {
+      co_return;
+    }
+    if (redis_->probe_due(Clock::now())) {
+      co_await admin_redis_->ping();
+    }
+  }
+}
+
 void Gateway::on_worker_done() {
   if (--running_workers_ == 0) {
     drain_timer_.cancel();
@@ -314,6 +348,10 @@ int Gateway::run() {
   signals_.add(SIGHUP);
   wait_signals();
   net::co_spawn(admin_ioc_, health_check_loop(), net::detached);
+  if (redis_) {
+    admin_redis_ = std::make_unique<redis::RedisClient>(*redis_, admin_ioc_);
+    net::co_spawn(admin_ioc_, store_probe_loop(), net::detached);
+  }
 
   {
     std::string extra = "\"listen\":";

@@ -18,6 +18,7 @@
 #include "observability/logging.hpp"
 #include "observability/metrics.hpp"
 #include "server/net.hpp"
+#include "server/redis_client.hpp"
 
 namespace gatehouse::server {
 
@@ -39,6 +40,8 @@ class Gateway {
   const core::Router& router() const { return router_; }
   const observability::ClientIpHasher& hasher() const { return hasher_; }
   filters::rate_limit::RateLimiter& rate_limiter() { return *rate_limiter_; }
+  // The shared Redis store of the rate limiter; null with the in-memory store.
+  redis::RedisShared* redis_store() { return redis_.get(); }
   const filters::security_headers::SecurityHeaders& security_headers() const {
     return security_headers_;
   }
@@ -65,6 +68,7 @@ class Gateway {
   void admin_bans(std::string_view method, std::string_view target, unsigned& status,
                   std::string& body);
   net::awaitable<void> health_check_loop();
+  net::awaitable<void> store_probe_loop();
   net::awaitable<void> check_target(std::size_t upstream, std::size_t target);
   void wait_signals();
   void on_worker_done();
@@ -79,6 +83,7 @@ class Gateway {
   core::Router router_;
   observability::ClientIpHasher hasher_;
   std::unique_ptr<filters::rate_limit::RateLimiter> rate_limiter_;
+  std::unique_ptr<redis::RedisShared> redis_;
   filters::security_headers::SecurityHeaders security_headers_;
   filters::cors::Cors cors_;
   std::vector<std::vector<tcp::endpoint>> endpoints_;
@@ -91,6 +96,7 @@ class Gateway {
   net::io_context admin_ioc_{1};
   net::signal_set signals_{admin_ioc_};
   net::steady_timer drain_timer_{admin_ioc_};
+  std::unique_ptr<redis::RedisClient> admin_redis_;  // the breaker's probe; before admin_ioc_ dies
   bool draining_ = false;
   unsigned running_workers_ = 0;
 };

@@ -398,7 +398,28 @@ net::awaitable<bool> serve_one(Worker& w, ClientConn& c) {
     auto& limiter = w.gw.rate_limiter();
     if (limiter.route_limited(*route)) {
       filters::rate_limit::RequestInfo info{*route, x.client_ip, path, &request_header, &req};
-      limiter.check(info, w.index, x.limit);
+      if (!w.store_client) {
+        limiter.check(info, w.index, x.limit);
+      } else if (limiter.begin(info, w.index, x.limit, true)) {
+        // Shared store: the request waits for Redis (bounded by redis.timeout; at once while the
+        // circuit breaker is open), then falls back as configured.
+        if (co_await w.store_client->decide(x.limit.store)) {
+          limiter.finish(info, w.index, x.limit, true);
+        } else {
+          switch (w.cfg.rate_limit.on_store_failure) {
+            case filters::rate_limit::OnStoreFailure::local:
+              limiter.decide_local(x.limit);
+              limiter.finish(info, w.index, x.limit, false);
+              break;
+            case filters::rate_limit::OnStoreFailure::allow:
+              limiter.fail_open(x.limit);
+              break;
+            case filters::rate_limit::OnStoreFailure::deny:
+              limiter.fail_closed(x.limit);
+              break;
+          }
+        }
+      }
     }
     struct Release {
       filters::rate_limit::RateLimiter& limiter;

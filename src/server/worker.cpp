@@ -22,6 +22,9 @@ Worker::Worker(Gateway& g, unsigned i)
                                                      cfg.upstreams[u], gw.upstream_endpoints()[u],
                                                      metrics.upstreams[u], gw.health(), gw.logs()));
   }
+  if (auto* shared = gw.redis_store()) {
+    store_client = std::make_unique<redis::RedisClient>(*shared, ioc);
+  }
 }
 
 Worker::~Worker() = default;

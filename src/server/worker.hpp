@@ -56,6 +56,7 @@ class Worker {
   ClientList clients;
   BufferPool buffers;
   net::io_context ioc{1};
+  std::unique_ptr<redis::RedisClient> store_client;  // with a Redis store; destroyed before ioc
   observability::WorkerMetrics& metrics;
   std::vector<std::unique_ptr<upstream::Pool>> pools;
   bool draining = false;
