@@ -148,7 +148,9 @@ Gateway::Gateway(std::shared_ptr<const config::Config> cfg, std::string version)
       std::make_shared<filters::rate_limit::SharedState>(cfg_->rate_limit.max_keys),
       std::make_shared<ratelimit::SteadyClock>(), cfg_->log.hash_client_ip ? &hasher_ : nullptr);
   if (rate_limiter_->enabled() && cfg_->rate_limit.redis) {
-    redis_ = std::make_unique<redis::RedisShared>(*cfg_->rate_limit.redis, *logs_);
+    redis_ = std::make_unique<redis::RedisShared>(
+        *cfg_->rate_limit.redis,
+        filters::rate_limit::on_store_failure_name(cfg_->rate_limit.on_store_failure), *logs_);
     redis_->start_up();  // throws on a wrong password; an unreachable server starts degraded
   }
   if (rate_limiter_->enabled()) {

@@ -64,7 +64,9 @@ struct SyncReply {
     }
   }
   bool is_error() const { return r != nullptr && r->type == REDIS_REPLY_ERROR; }
-  std::string text() const { return r != nullptr && r->str != nullptr ? std::string(r->str, r->len) : ""; }
+  std::string text() const {
+    return r != nullptr && r->str != nullptr ? std::string(r->str, r->len) : "";
+  }
 };
 
 SyncReply sync_command(redisContext* c, const std::vector<std::string>& args) {
@@ -172,8 +174,9 @@ bool parse_redirect(std::string_view error, std::uint16_t& slot, NodeAddress& to
 // ------------------------------------------------------------------------------------------------
 // RedisShared
 
-RedisShared::RedisShared(const RedisSettings& settings, observability::Logs& logs)
-    : settings_(settings), logs_(logs) {
+RedisShared::RedisShared(const RedisSettings& settings, std::string on_failure,
+                         observability::Logs& logs)
+    : settings_(settings), on_failure_(std::move(on_failure)), logs_(logs) {
   for (auto& e : errors_) {
     e.store(0);
   }
@@ -252,9 +255,9 @@ void RedisShared::start_up() {
       }
       std::vector<SlotRange> ranges;
       if (s.is_error() || !parse_cluster_slots(s.r, ranges) || ranges.empty()) {
-        throw std::runtime_error(what + ": redis.cluster is set but the server is not a " +
-                                 "working Redis Cluster node: " +
-                                 (s.is_error() ? s.text() : std::string("no slots")));
+        throw std::runtime_error(
+            what + ": redis.cluster is set but the server is not a " +
+            "working Redis Cluster node: " + (s.is_error() ? s.text() : std::string("no slots")));
       }
       set_slots(std::move(ranges));
     }
@@ -274,12 +277,14 @@ void RedisShared::start_up() {
       ok = prepare(m, false) && ok;
     }
   }
-  if (ok) {
+  if (!ok) {
+    // Serve anyway, degraded: the probe starts using Redis as soon as it answers.
+    open_breaker(last_error());
+  } else {
     logs_.error(spdlog::level::info, "rate limit store connected",
                 "\"store\":" + json_string(settings_.url.redacted()) +
-                    (settings_.cluster
-                         ? ",\"cluster_ranges\":" + std::to_string(slots().size())
-                         : std::string()));
+                    (settings_.cluster ? ",\"cluster_ranges\":" + std::to_string(slots().size())
+                                       : std::string()));
   }
 }
 
@@ -308,10 +313,10 @@ void RedisShared::open_breaker(std::string_view detail) {
   open_until_.store(ticks(Clock::now() + settings_.breaker_cooldown), std::memory_order_relaxed);
   bool expected = false;
   if (open_.compare_exchange_strong(expected, true)) {
-    logs_.error(spdlog::level::err, "rate limit store unavailable",
-                fmt::format("\"store\":{},\"reason\":{},\"on_store_failure\":\"{}\"",
-                            json_string(settings_.url.redacted()), json_string(detail),
-                            "see rate_limit.on_store_failure"));
+    logs_.error(
+        spdlog::level::err, "rate limit store unavailable",
+        fmt::format("\"store\":{},\"reason\":{},\"on_store_failure\":\"{}\"",
+                    json_string(settings_.url.redacted()), json_string(detail), on_failure_));
   }
 }
 

@@ -54,7 +54,7 @@ struct SlotRange {
 
 class RedisShared {
  public:
-  RedisShared(const RedisSettings& settings, observability::Logs& logs);
+  RedisShared(const RedisSettings& settings, std::string on_failure, observability::Logs& logs);
 
   // Before the workers start: resolves the host, connects, authenticates, selects the database,
   // loads the script (on every master with Redis Cluster) and reads the slot map. Throws
@@ -89,6 +89,7 @@ class RedisShared {
   void open_breaker(std::string_view detail);
 
   RedisSettings settings_;
+  std::string on_failure_;  // on_store_failure, for the log line
   observability::Logs& logs_;
   NodeAddress seed_;
   std::atomic<bool> open_{false};
@@ -155,7 +156,7 @@ class Connection {
   bool write_armed_ = false;
   bool flush_posted_ = false;
   bool in_write_ = false;
-  Failure failure_ = Failure::none;  // why the context is being dropped
+  Failure failure_ = Failure::none;            // why the context is being dropped
   std::deque<Clock::time_point> outstanding_;  // send times, in reply order
   net::steady_timer timer_;
   bool timer_armed_ = false;
@@ -194,10 +195,10 @@ class RedisClient {
 
   RedisShared& shared_;
   net::io_context& ioc_;
-  std::vector<Node> nodes_;                   // [0]: the seed
-  std::vector<std::uint16_t> slot_node_;      // cluster: slot -> node index
+  std::vector<Node> nodes_;               // [0]: the seed
+  std::vector<std::uint16_t> slot_node_;  // cluster: slot -> node index
   bool refreshing_ = false;
-  Command cmd_;                               // reused when no call is in flight
+  Command cmd_;  // reused when no call is in flight
 };
 
 // Parses CLUSTER SLOTS; false when the reply is not one.

@@ -113,7 +113,7 @@ struct RateLimiter::Policy {
   std::string key_text;
   bool per_route = false;  // the key has a `route` part
   std::vector<ratelimit::Params> params;
-  std::vector<std::string> prefixes;  // per rate: 4 bytes derived from the definition
+  std::vector<std::string> prefixes;       // per rate: 4 bytes derived from the definition
   std::vector<std::uint32_t> definitions;  // the same 4 bytes as a number (Redis key names)
   std::string limits_text;                 // "200/day; 50/hour"
   std::string in_flight_prefix;
@@ -523,7 +523,8 @@ void RateLimiter::finish(const RequestInfo& r, unsigned worker, Verdict& out, bo
   const Nanos now = clock_->now();
   const std::size_t n = st.checks.size();
 
-  if (remote && st.banned_group >= 0 && static_cast<std::size_t>(st.banned_group) < st.groups.size()) {
+  if (remote && st.banned_group >= 0 &&
+      static_cast<std::size_t>(st.banned_group) < st.groups.size()) {
     // Banned through another instance (or earlier through this one): refuse, and remember it
     // locally so the ban also holds while the store is unreachable.
     const auto& g = st.groups[static_cast<std::size_t>(st.banned_group)];

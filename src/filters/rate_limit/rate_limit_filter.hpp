@@ -60,8 +60,8 @@ struct StoreRequest {
   std::vector<Group> groups;               // remote decisions only
   bool check_bans = false;                 // some policy has a ban rule: look ban keys up
   // Set by the store that decided:
-  bool all = false;        // every check allowed (and was committed)
-  int banned_group = -1;   // remote: this group's identity is banned ...
+  bool all = false;               // every check allowed (and was committed)
+  int banned_group = -1;          // remote: this group's identity is banned ...
   ratelimit::Nanos ban_left = 0;  // ... for this much longer
   std::uint32_t new_bans = 0;     // remote: bit g set when this request started a ban of group g
 
