@@ -615,17 +615,26 @@ void Connection::send(const Command& cmd, Op& op) {
     complete(op, client_.ioc());
     return;
   }
-  thread_local std::vector<const char*> argv;
-  thread_local std::vector<std::size_t> lens;
-  argv.clear();
-  lens.clear();
+  // RESP written here in one pass into a reused buffer: hiredis's argv formatting costs an
+  // allocation per argument.
+  thread_local std::string resp;
+  resp.clear();
+  char num[24];
+  auto append_len = [&](char kind, std::size_t n) {
+    resp += kind;
+    auto r = std::to_chars(num, num + sizeof num, n);
+    resp.append(num, static_cast<std::size_t>(r.ptr - num));
+    resp += "\r\n";
+  };
+  append_len('*', cmd.size());
   for (std::size_t i = 0; i < cmd.size(); ++i) {
     auto a = cmd.arg(i);
-    argv.push_back(a.data());
-    lens.push_back(a.size());
+    append_len('$', a.size());
+    resp += a;
+    resp += "\r\n";
   }
-  if (redisAsyncCommandArgv(ac_, &Hooks::on_reply, &op, static_cast<int>(argv.size()), argv.data(),
-                            lens.data()) != REDIS_OK) {
+  if (redisAsyncFormattedCommand(ac_, &Hooks::on_reply, &op, resp.data(), resp.size()) !=
+      REDIS_OK) {
     op.failure = Failure::error;
     op.on_reply(nullptr);
     complete(op, client_.ioc());
