@@ -41,7 +41,8 @@ net::awaitable<void> Gateway::admin_session(tcp::socket socket) {
     if (path == "/admin/bans") {
       unsigned status = 200;
       std::string body;
-      admin_bans({req.method_string().data(), req.method_string().size()}, target, status, body);
+      co_await admin_bans({req.method_string().data(), req.method_string().size()}, target, status,
+                          body);
       res.result(static_cast<http::status>(status));
       res.body() = std::move(body);
     } else if (req.method() != http::verb::get && req.method() != http::verb::head) {
@@ -116,34 +117,67 @@ net::awaitable<void> Gateway::admin_session(tcp::socket socket) {
 }
 
 // GET lists bans; DELETE ?key=K lifts one (the key as listed), DELETE without a key lifts all.
-void Gateway::admin_bans(std::string_view method, std::string_view target, unsigned& status,
-                         std::string& body) {
+// With a Redis store the bans live in Redis (shared by every instance): GET lists them from there
+// ("source":"redis"; this instance's own view, "source":"local", when Redis does not answer) and
+// DELETE lifts them there and here.
+net::awaitable<void> Gateway::admin_bans(std::string_view method, std::string_view target,
+                                         unsigned& status, std::string& body) {
   auto& limiter = *rate_limiter_;
+  const bool shared = admin_redis_ != nullptr;
   if (method == "GET" || method == "HEAD") {
-    body = limiter.bans_json();
-    return;
+    if (!shared) {
+      body = limiter.bans_json();
+      co_return;
+    }
+    std::vector<ratelimit::BanInfo> bans;
+    if (co_await admin_redis_->list_bans(bans, 10'000)) {
+      body = filters::rate_limit::bans_json(bans, "redis");
+    } else {
+      body = filters::rate_limit::bans_json(limiter.bans(), "local");
+    }
+    co_return;
   }
   if (method != "DELETE") {
     status = 405;
     body = R"({"error":"method_not_allowed","message":"Use GET or DELETE."})";
-    return;
+    co_return;
   }
   auto key = ghttp::query_param(target, "key");
   if (target.find('?') != std::string_view::npos && !key) {
     status = 400;
     body = R"({"error":"bad_request","message":"Expected ?key=KEY (percent-encoded)."})";
-    return;
+    co_return;
   }
   std::size_t lifted = 0;
   if (key) {
     lifted = limiter.lift_ban(*key) ? 1 : 0;
+    if (shared) {
+      auto remote = co_await admin_redis_->lift_bans(std::string(*key));
+      if (!remote) {
+        status = 503;
+        body =
+            R"({"error":"rate_limit_store_unavailable","message":"Redis did not answer; the ban was lifted on this instance only."})";
+        co_return;
+      }
+      lifted = std::max(lifted, *remote);
+    }
     if (lifted == 0) {
       status = 404;
       body = R"({"error":"not_found","message":"No active ban for this key."})";
-      return;
+      co_return;
     }
   } else {
     lifted = limiter.lift_all_bans();
+    if (shared) {
+      auto remote = co_await admin_redis_->lift_bans(std::nullopt);
+      if (!remote) {
+        status = 503;
+        body =
+            R"({"error":"rate_limit_store_unavailable","message":"Redis did not answer; bans were lifted on this instance only."})";
+        co_return;
+      }
+      lifted = std::max(lifted, *remote);
+    }
   }
   body = fmt::format(R"({{"lifted":{}}})", lifted);
   std::string line = "{\"time\":\"";

@@ -65,8 +65,8 @@ class Gateway {
   void begin_drain(const char* why);
   net::awaitable<void> admin_accept_loop(tcp::acceptor acceptor);
   net::awaitable<void> admin_session(tcp::socket socket);
-  void admin_bans(std::string_view method, std::string_view target, unsigned& status,
-                  std::string& body);
+  net::awaitable<void> admin_bans(std::string_view method, std::string_view target,
+                                  unsigned& status, std::string& body);
   net::awaitable<void> health_check_loop();
   net::awaitable<void> store_probe_loop();
   net::awaitable<void> check_target(std::size_t upstream, std::size_t target);

@@ -913,4 +913,155 @@ net::awaitable<bool> RedisClient::ping() {
   co_return true;
 }
 
+// ------------------------------------------------------------------------------------------------
+// Admin commands (off the hot path: replies are copied into a small tree)
+
+struct RedisClient::Value {
+  int type = 0;
+  long long integer = 0;
+  std::string str;
+  std::vector<Value> elements;
+  static void copy(const redisReply* r, Value& out) {
+    out.type = r->type;
+    out.integer = r->integer;
+    if (r->str != nullptr) {
+      out.str.assign(r->str, r->len);
+    }
+    out.elements.resize(r->type == REDIS_REPLY_ARRAY ? r->elements : 0);
+    for (std::size_t i = 0; i < out.elements.size(); ++i) {
+      copy(r->element[i], out.elements[i]);
+    }
+  }
+};
+
+namespace {
+struct CopyOp final : Op {
+  explicit CopyOp(void (*f)(const redisReply*, void*), void* o) : fn(f), out(o) {}
+  void on_reply(const redisReply* reply) override {
+    if (reply != nullptr) {
+      ok = true;
+      fn(reply, out);
+    }
+  }
+  void (*fn)(const redisReply*, void*);
+  void* out;
+  bool ok = false;
+};
+
+std::string glob_escape(std::string_view s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '*' || c == '?' || c == '[' || c == ']' || c == '\\') {
+      out += '\\';
+    }
+    out += c;
+  }
+  return out;
+}
+}  // namespace
+
+net::awaitable<bool> RedisClient::command(std::size_t node, const Command& cmd, Value& out) {
+  CopyOp op([](const redisReply* r, void* o) { Value::copy(r, *static_cast<Value*>(o)); }, &out);
+  co_await connection(node).call(cmd, op);
+  co_return op.ok&& out.type != REDIS_REPLY_ERROR;
+}
+
+std::vector<std::size_t> RedisClient::masters() {
+  if (!shared_.settings().cluster) {
+    return {0};
+  }
+  std::vector<std::size_t> out;
+  for (auto n : slot_node_) {
+    if (n != kNoNode && std::find(out.begin(), out.end(), n) == out.end()) {
+      out.push_back(n);
+    }
+  }
+  if (out.empty()) {
+    out.push_back(0);
+  }
+  return out;
+}
+
+net::awaitable<bool> RedisClient::list_bans(std::vector<ratelimit::BanInfo>& out,
+                                            std::size_t limit) {
+  const auto& prefix = shared_.settings().key_prefix;
+  const std::string pattern = glob_escape(prefix) + "{*}:ban";
+  for (auto node : masters()) {
+    std::string cursor = "0";
+    do {
+      Command scan;
+      scan.add("SCAN");
+      scan.add(cursor);
+      scan.add("MATCH");
+      scan.add(pattern);
+      scan.add("COUNT");
+      scan.add("1000");
+      Value v;
+      if (!co_await command(node, scan, v) || v.elements.size() != 2) {
+        co_return false;
+      }
+      cursor = v.elements[0].str;
+      for (const auto& key : v.elements[1].elements) {
+        if (out.size() >= limit) {
+          co_return true;
+        }
+        Command get;
+        get.add("GET");
+        get.add(key.str);
+        Command pttl;
+        pttl.add("PTTL");
+        pttl.add(key.str);
+        Value reason, ttl;
+        if (!co_await command(node, get, reason) || !co_await command(node, pttl, ttl)) {
+          co_return false;
+        }
+        if (ttl.integer <= 0) {
+          continue;
+        }
+        // prefix{identity}:ban
+        auto identity = std::string_view(key.str).substr(prefix.size() + 1);
+        identity = identity.substr(0, identity.size() - 5);
+        out.push_back(ratelimit::BanInfo{std::string(identity), reason.str,
+                                         static_cast<ratelimit::Nanos>(ttl.integer) * 1'000'000});
+      }
+    } while (cursor != "0");
+  }
+  co_return true;
+}
+
+net::awaitable<std::optional<std::size_t>> RedisClient::lift_bans(
+    std::optional<std::string> identity) {
+  const auto& prefix = shared_.settings().key_prefix;
+  std::vector<std::string> identities;
+  if (identity) {
+    identities.push_back(*identity);
+  } else {
+    std::vector<ratelimit::BanInfo> all;
+    if (!co_await list_bans(all, 1'000'000)) {
+      co_return std::nullopt;
+    }
+    for (auto& b : all) {
+      identities.push_back(std::move(b.key));
+    }
+  }
+  std::size_t lifted = 0;
+  for (const auto& id : identities) {
+    std::string ban = filters::rate_limit::redis::ban_key(prefix, id);
+    std::string rej = ban.substr(0, ban.size() - 3) + "rej";
+    Command del;
+    del.add("DEL");
+    del.add(ban);
+    Value v;
+    if (!co_await command(node_for(id), del, v)) {
+      co_return std::nullopt;
+    }
+    lifted += v.integer > 0 ? 1 : 0;
+    del.clear();
+    del.add("DEL");
+    del.add(rej);  // the rejection count starts again too
+    co_await command(node_for(id), del, v);
+  }
+  co_return lifted;
+}
+
 }  // namespace gatehouse::server::redis

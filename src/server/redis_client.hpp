@@ -26,6 +26,7 @@
 #include "filters/rate_limit/rate_limit_filter.hpp"
 #include "filters/rate_limit/redis_protocol.hpp"
 #include "observability/logging.hpp"
+#include "ratelimit/bans.hpp"
 #include "server/net.hpp"
 
 struct redisAsyncContext;
@@ -175,6 +176,11 @@ class RedisClient {
   // PING on the seed node (the breaker's probe).
   net::awaitable<bool> ping();
 
+  // Admin (/admin/bans): the bans in Redis (SCAN on every master; at most `limit`), and lifting
+  // one identity's ban or all of them. False/nullopt when Redis could not answer.
+  net::awaitable<bool> list_bans(std::vector<ratelimit::BanInfo>& out, std::size_t limit);
+  net::awaitable<std::optional<std::size_t>> lift_bans(std::optional<std::string> identity);
+
   RedisShared& shared() { return shared_; }
   net::io_context& ioc() { return ioc_; }
 
@@ -190,6 +196,9 @@ class RedisClient {
   std::size_t node_for(std::string_view identity);
   void apply_slots(const std::vector<SlotRange>& slots);
   net::awaitable<void> refresh_slots();
+  struct Value;
+  net::awaitable<bool> command(std::size_t node, const Command& cmd, Value& out);
+  std::vector<std::size_t> masters();
   net::awaitable<bool> decide_groups(StoreRequest& req, std::size_t first, std::size_t last,
                                      Failure& failure, std::string& detail);
 

@@ -408,8 +408,10 @@ net::awaitable<bool> serve_one(Worker& w, ClientConn& c) {
         } else {
           switch (w.cfg.rate_limit.on_store_failure) {
             case filters::rate_limit::OnStoreFailure::local:
-              limiter.decide_local(x.limit);
-              limiter.finish(info, w.index, x.limit, false);
+              if (!limiter.refused_by_local_ban(info, w.index, x.limit)) {
+                limiter.decide_local(x.limit);
+                limiter.finish(info, w.index, x.limit, false);
+              }
               break;
             case filters::rate_limit::OnStoreFailure::allow:
               limiter.fail_open(x.limit);

@@ -402,23 +402,10 @@ bool RateLimiter::begin(const RequestInfo& r, unsigned worker, Verdict& out, boo
     return *plan.policies[st.applied_index[i]];
   };
 
-  // Bans first: a banned key is refused before it can consume anything. With a remote store
-  // these are the bans this instance has seen (the store's script checks the shared ones).
-  if (state_->bans.any_active()) {
-    const Nanos now = clock_->now();
-    for (std::size_t i = 0; i < st.n_applied; ++i) {
-      auto who = identity(applied(i), r);
-      if (auto left = state_->bans.banned(who, now)) {
-        const Policy& p = applied(i);
-        count(plan.first_slot[st.applied_index[i]] + p.block.limits.size() + 1, kRejected);
-        out.kind = Verdict::Kind::banned;
-        out.retry_after_s = std::max<std::int64_t>(1, ceil_seconds(*left));
-        out.message = fmt::format("Too many requests were rejected; banned for {} more seconds",
-                                  out.retry_after_s);
-        out.headers = fmt::format("Retry-After: {}\r\n", out.retry_after_s);
-        return false;
-      }
-    }
+  // Bans first: a banned key is refused before it can consume anything. With a remote store the
+  // store's script checks the shared bans (a ban lifted on another instance must not linger here).
+  if (!remote && refused_by_local_ban(r, worker, out)) {
+    return false;
   }
 
   // Concurrency caps (per instance, also with a remote store: they count open requests).
@@ -490,6 +477,33 @@ bool RateLimiter::begin(const RequestInfo& r, unsigned worker, Verdict& out, boo
     st.checks[c].key = st.keys[c];
   }
   return true;
+}
+
+bool RateLimiter::refused_by_local_ban(const RequestInfo& r, unsigned worker, Verdict& out) {
+  if (!state_->bans.any_active()) {
+    return false;
+  }
+  auto& st = out.store;
+  const RoutePlan& plan = plans_[r.route];
+  auto& cells = cells_[std::min<std::size_t>(worker, cells_.size() - 1)]->cells;
+  const Nanos now = clock_->now();
+  for (std::size_t i = 0; i < st.n_applied; ++i) {
+    const Policy& p = *plan.policies[st.applied_index[i]];
+    auto who = identity(p, r);
+    if (auto left = state_->bans.banned(who, now)) {
+      cells[(plan.first_slot[st.applied_index[i]] + p.block.limits.size() + 1) * kResults +
+            kRejected]
+          .add(1);
+      release(out);
+      out.kind = Verdict::Kind::banned;
+      out.retry_after_s = std::max<std::int64_t>(1, ceil_seconds(*left));
+      out.message = fmt::format("Too many requests were rejected; banned for {} more seconds",
+                                out.retry_after_s);
+      out.headers = fmt::format("Retry-After: {}\r\n", out.retry_after_s);
+      return true;
+    }
+  }
+  return false;
 }
 
 void RateLimiter::decide_local(Verdict& out) {
@@ -682,8 +696,7 @@ void RateLimiter::release(Verdict& verdict) {
   verdict.held.clear();
 }
 
-std::string RateLimiter::bans_json() {
-  auto bans = state_->bans.list(clock_->now());
+std::string bans_json(const std::vector<ratelimit::BanInfo>& bans, std::string_view source) {
   std::string out = "{\"bans\":[";
   bool first = true;
   for (const auto& b : bans) {
@@ -695,8 +708,17 @@ std::string RateLimiter::bans_json() {
     http::append_json_string(out, b.reason);
     fmt::format_to(std::back_inserter(out), ",\"expires_in\":{}}}", ceil_seconds(b.remaining));
   }
-  fmt::format_to(std::back_inserter(out), "],\"count\":{}}}", bans.size());
+  fmt::format_to(std::back_inserter(out), "],\"count\":{}", bans.size());
+  if (!source.empty()) {
+    out += ",\"source\":";
+    http::append_json_string(out, source);
+  }
+  out += '}';
   return out;
+}
+
+std::string RateLimiter::bans_json() {
+  return rate_limit::bans_json(state_->bans.list(clock_->now()));
 }
 
 bool RateLimiter::lift_ban(std::string_view key) {

@@ -107,6 +107,9 @@ struct Verdict {
   const char* code() const;
 };
 
+// {"bans":[{"key":...,"reason":...,"expires_in":s}],"count":N} (plus "source" when given).
+std::string bans_json(const std::vector<ratelimit::BanInfo>& bans, std::string_view source = {});
+
 class RateLimiter {
  public:
   RateLimiter(const config::Config& cfg, unsigned workers, std::shared_ptr<SharedState> state,
@@ -128,6 +131,9 @@ class RateLimiter {
   // finish(..., true) follows, or decide_local() and finish(..., false) do.
   bool begin(const RequestInfo& request, unsigned worker, Verdict& out, bool remote);
   void decide_local(Verdict& out);
+  // The bans this instance knows (its own, and those the shared store reported): for decisions
+  // made without the store. True when `out` is now a ban refusal.
+  bool refused_by_local_ban(const RequestInfo& request, unsigned worker, Verdict& out);
   void finish(const RequestInfo& request, unsigned worker, Verdict& out, bool remote);
   // When the remote store cannot decide: admit without rate headers (on_store_failure: allow),
   // or refuse with 503 (deny).
@@ -143,6 +149,7 @@ class RateLimiter {
   bool lift_ban(std::string_view key);
   std::size_t lift_all_bans();
   std::size_t bans_active() { return state_->bans.active(clock_->now()); }
+  std::vector<ratelimit::BanInfo> bans() { return state_->bans.list(clock_->now()); }
 
   // Prometheus text for the limiter's metrics.
   void render_metrics(std::string& out) const;
