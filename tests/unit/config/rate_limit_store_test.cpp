@@ -108,12 +108,12 @@ TEST(RateLimitStore, Errors) {
       {kBase + "rate_limit: {limits: 1/second, on_store_failure: allow}\n",
        "t.yaml:4:50: rate_limit.on_store_failure: needs store: redis://HOST:PORT (the store is "
        "memory)"},
-      {kBase +
-           "rate_limit: {limits: 1/second, store: \"redis://h\", on_store_failure: maybe}\n",
+      {kBase + "rate_limit: {limits: 1/second, store: \"redis://h\", on_store_failure: maybe}\n",
        "t.yaml:4:70: rate_limit.on_store_failure: invalid value \"maybe\" (expected one of: "
        "local, allow, deny)"},
       {kBase + "rate_limit: {limits: 1/second, store: \"redis://h\", redis: {pool: 0}}\n",
-       "t.yaml:4:66: rate_limit.redis.pool: invalid value \"0\" (expected an integer from 1 to 64)"},
+       "t.yaml:4:66: rate_limit.redis.pool: invalid value \"0\" (expected an integer from 1 to "
+       "64)"},
       {kBase + "rate_limit: {limits: 1/second, store: \"redis://h\", redis: {timeout: 0s}}\n",
        "t.yaml:4:69: rate_limit.redis.timeout: must be greater than 0"},
       {kBase + "rate_limit: {limits: 1/second, store: \"redis://h\", redis: {timeout: 2m}}\n",
