@@ -459,8 +459,12 @@ struct Hooks {
     }
   }
   static void del_write(void* p) { of(p).want_write_ = false; }
+  // hiredis calls this whenever it frees the context: an error, a lost or refused connection
+  // (without a disconnect callback when it never connected), or our own redisAsyncFree.
   static void cleanup(void* p) {
     auto& c = of(p);
+    c.ac_ = nullptr;
+    c.outstanding_.clear();
     c.want_read_ = c.want_write_ = false;
     if (c.sd_) {
       c.sd_->release();  // hiredis closes the descriptor
@@ -553,6 +557,9 @@ void Connection::arm_write() {
 bool Connection::ensure_connected() {
   if (ac_ != nullptr) {
     return true;
+  }
+  if (client_.closed()) {
+    return false;
   }
   failure_ = Failure::none;
   redisAsyncContext* ac = redisAsyncConnect(address_.host.c_str(), address_.port);
@@ -700,6 +707,7 @@ void Connection::drop(Failure why) {
   redisAsyncFree(ac);  // every pending op gets a null reply
   ac_ = nullptr;
   outstanding_.clear();
+  timer_.cancel();
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -713,7 +721,18 @@ RedisClient::RedisClient(RedisShared& shared, net::io_context& ioc)
   }
 }
 
-RedisClient::~RedisClient() = default;
+RedisClient::~RedisClient() {
+  close();
+}
+
+void RedisClient::close() {
+  closed_ = true;
+  for (auto& n : nodes_) {
+    for (auto& c : n.conns) {
+      c->close();
+    }
+  }
+}
 
 std::size_t RedisClient::node_index(const NodeAddress& address) {
   for (std::size_t i = 0; i < nodes_.size(); ++i) {

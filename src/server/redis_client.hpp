@@ -136,6 +136,7 @@ class Connection {
   void send(const Command& cmd, Op& op);
   const NodeAddress& address() const { return address_; }
   bool connected() const { return ac_ != nullptr; }
+  void close() { drop(Failure::error); }
 
  private:
   friend struct Hooks;
@@ -183,6 +184,9 @@ class RedisClient {
 
   RedisShared& shared() { return shared_; }
   net::io_context& ioc() { return ioc_; }
+  // Drain: closes every connection (pending calls fail and fall back); no new ones are opened.
+  void close();
+  bool closed() const { return closed_; }
 
  private:
   friend class Connection;
@@ -207,6 +211,7 @@ class RedisClient {
   std::vector<Node> nodes_;               // [0]: the seed
   std::vector<std::uint16_t> slot_node_;  // cluster: slot -> node index
   bool refreshing_ = false;
+  bool closed_ = false;
   Command cmd_;  // reused when no call is in flight
 };
 

@@ -96,6 +96,9 @@ net::awaitable<void> Worker::sweep_loop() {
       for (auto& p : pools) {
         p->close_all();
       }
+      if (store_client) {
+        store_client->close();  // its socket waits would keep the io_context running
+      }
       co_return;
     }
   }
