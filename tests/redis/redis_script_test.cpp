@@ -148,10 +148,17 @@ std::int64_t ceil_us(Nanos ns) {
 
 class RedisScript : public ::testing::Test {
  protected:
+  // Each test on an empty database with the script loaded (ctest runs every test in its own
+  // process and server; NoScriptThenEvalLoadsIt flushes the script cache).
   void SetUp() override {
     Reply r;
     r.r = static_cast<redisReply*>(redisCommand(RedisServer::ctx, "FLUSHALL"));
     ASSERT_NE(r.r, nullptr);
+    Reply load;
+    load.r = static_cast<redisReply*>(
+        redisCommand(RedisServer::ctx, "SCRIPT LOAD %b", script().data(), script().size()));
+    ASSERT_NE(load.r, nullptr);
+    ASSERT_EQ(load.r->type, REDIS_REPLY_STRING);
   }
 };
 
