@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 
 #include <charconv>
+#include <span>
 #include <stdexcept>
 
 namespace gatehouse::server::redis {
@@ -883,28 +884,140 @@ net::awaitable<bool> RedisClient::decide_groups(StoreRequest& req, std::size_t f
   co_return false;
 }
 
+namespace {
+
+// Resumes the coroutine that suspended on `slot` (set by suspend_on()).
+template <typename Handler>
+std::unique_ptr<Op::Resumer> make_resumer(Handler&& handler) {
+  struct Impl final : Op::Resumer {
+    explicit Impl(Handler&& h) : h(std::move(h)) {}
+    void resume() override { std::move(h)(); }
+    Handler h;
+  };
+  return std::make_unique<Impl>(std::move(handler));
+}
+
+struct BatchOp final : Op {
+  explicit BatchOp(std::span<StoreRequest* const> r) : reqs(r) {}
+  void on_reply(const redisReply* reply) override {
+    if (reply == nullptr) {
+      return;
+    }
+    std::size_t offset = 0;
+    for (auto* req : reqs) {
+      if (!parse_decide(reply, *req, 0, req->groups.size(), error, offset)) {
+        return;
+      }
+    }
+    ok = offset == reply->elements;
+    if (!ok) {
+      error = "unexpected reply to the decision script";
+    }
+  }
+  std::span<StoreRequest* const> reqs;
+  bool ok = false;
+  std::string error;
+};
+
+}  // namespace
+
+void RedisClient::start_batches() {
+  batch_posted_ = false;
+  while (!queue_.empty()) {
+    std::size_t n = std::min(queue_.size(), kMaxBatch);
+    std::vector<Waiter*> batch(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(n));
+    queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(n));
+    net::co_spawn(ioc_, run_batch(std::move(batch)), net::detached);
+  }
+}
+
+net::awaitable<void> RedisClient::run_batch(std::vector<Waiter*> batch) {
+  std::vector<StoreRequest*> reqs;
+  reqs.reserve(batch.size());
+  for (auto* w : batch) {
+    w->req->all = true;
+    w->req->banned_group = -1;
+    w->req->new_bans = 0;
+    reqs.push_back(w->req);
+  }
+  const auto& s = shared_.settings();
+  bool ok = false;
+  Failure failure = Failure::none;
+  std::string detail;
+  for (bool with_body : {false, true}) {
+    filters::rate_limit::redis::DecideBatch b;
+    b.start(s.key_prefix, -1);
+    for (auto* r : reqs) {
+      b.add(*r, 0, r->groups.size());
+    }
+    b.finish(with_body, cmd_);
+    BatchOp op(reqs);
+    auto& conn = connection(0);
+    co_await conn.call(cmd_, op);
+    if (op.ok) {
+      ok = true;
+      break;
+    }
+    if (op.failure != Failure::none) {
+      failure = op.failure;
+      detail = fmt::format("{}:{}: {}", conn.address().host, conn.address().port,
+                           op.failure == Failure::timeout ? "timeout" : "connection failed");
+      break;
+    }
+    if (op.error.starts_with("NOSCRIPT") && !with_body) {
+      shared_.count_script_load();  // EVAL caches the script again
+      continue;
+    }
+    failure = Failure::error;
+    detail = op.error.substr(0, 200);
+    break;
+  }
+  if (ok) {
+    shared_.success();
+  } else if (failure != Failure::timeout) {  // timeouts were counted by the connection
+    shared_.failure(failure == Failure::connect ? Failure::connect : Failure::error, detail);
+  }
+  for (auto* w : batch) {
+    w->ok = ok;
+    if (w->resumer) {
+      net::post(ioc_, [r = std::move(w->resumer)] { r->resume(); });
+    }
+  }
+}
+
 net::awaitable<bool> RedisClient::decide(StoreRequest& req) {
-  if (!shared_.allow() || req.groups.empty()) {
+  if (!shared_.allow() || req.groups.empty() || closed_) {
     shared_.count_fallback();
     co_return false;
+  }
+  if (!shared_.settings().cluster) {
+    Waiter w;
+    w.req = &req;
+    queue_.push_back(&w);
+    if (!batch_posted_) {
+      batch_posted_ = true;
+      net::post(ioc_, [this] { start_batches(); });
+    }
+    co_await net::async_initiate<decltype(net::use_awaitable), void()>(
+        [&w](auto handler) { w.resumer = make_resumer(std::move(handler)); }, net::use_awaitable);
+    if (!w.ok) {
+      shared_.count_fallback();
+      co_return false;
+    }
+    shared_.count_call();
+    co_return true;
   }
   req.all = true;
   req.banned_group = -1;
   req.new_bans = 0;
   Failure failure = Failure::none;
   std::string detail;
-  // One call for the whole request (atomic across its groups) on a single Redis; with Redis
-  // Cluster one per group, each in its own slot.
-  std::size_t step = shared_.settings().cluster ? 1 : req.groups.size();
-  for (std::size_t first = 0; first < req.groups.size(); first += step) {
-    std::size_t last = std::min(first + step, req.groups.size());
-    if (!co_await decide_groups(req, first, last, failure, detail)) {
-      if (failure == Failure::error || failure == Failure::none) {
-        shared_.failure(Failure::error, detail);
-      } else if (failure == Failure::connect) {
-        shared_.failure(Failure::connect, detail);
+  // Redis Cluster: one call per group, each in its own slot.
+  for (std::size_t first = 0; first < req.groups.size(); ++first) {
+    if (!co_await decide_groups(req, first, first + 1, failure, detail)) {
+      if (failure != Failure::timeout) {  // timeouts were counted by the connection
+        shared_.failure(failure == Failure::connect ? Failure::connect : Failure::error, detail);
       }
-      // (timeouts were counted by the connection that timed out)
       shared_.count_fallback();
       co_return false;
     }

@@ -200,6 +200,19 @@ class RedisClient {
   std::size_t node_for(std::string_view identity);
   void apply_slots(const std::vector<SlotRange>& slots);
   net::awaitable<void> refresh_slots();
+  // Standalone Redis: the decisions a worker's coroutines ask for during one turn of its event
+  // loop go out as one script call (up to kMaxBatch), answered together.
+  struct Waiter {
+    StoreRequest* req = nullptr;
+    bool ok = false;
+    std::unique_ptr<Op::Resumer> resumer;
+  };
+  static constexpr std::size_t kMaxBatch = 64;
+  void start_batches();
+  net::awaitable<void> run_batch(std::vector<Waiter*> batch);
+  std::vector<Waiter*> queue_;
+  bool batch_posted_ = false;
+
   struct Value;
   net::awaitable<bool> command(std::size_t node, const Command& cmd, Value& out);
   std::vector<std::size_t> masters();

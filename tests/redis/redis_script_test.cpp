@@ -305,6 +305,38 @@ TEST_F(RedisScript, NoScriptThenEvalLoadsIt) {
   EXPECT_EQ(req.checks[0].outcome.remaining, 3u);
 }
 
+// Several requests in one call, as a worker batches them: each is all-or-nothing on its own,
+// later ones see what earlier ones committed, and the reply splits back per request.
+TEST_F(RedisScript, BatchOfDecisions) {
+  ratelimit::Check two{{}, Algorithm::fixed_window, {2, 60'000'000'000LL, 0}, {}};
+  ratelimit::BanRule rule{1, 60'000'000'000LL, 5'000'000'000LL};
+  std::vector<StoreRequest> reqs(5);
+  for (auto& r : reqs) {
+    r.check_bans = true;
+    add_group(r, "ip=5", {two}, &rule);
+  }
+  DecideBatch batch;
+  batch.start("t:", 1'795'000'000'000'000LL);
+  for (auto& r : reqs) {
+    batch.add(r, 0, 1);
+  }
+  EXPECT_EQ(batch.size(), 5u);
+  Command cmd;
+  batch.finish(false, cmd);
+  Reply reply;
+  run(cmd, reply);
+  std::size_t offset = 0;
+  std::vector<std::string> got;
+  for (auto& r : reqs) {
+    r.all = true;
+    std::string error;
+    ASSERT_TRUE(parse_decide(reply.r, r, 0, 1, error, offset)) << error;
+    got.push_back(r.banned_group >= 0 ? "banned" : r.all ? "ok" : r.new_bans ? "ban!" : "limited");
+  }
+  EXPECT_EQ(offset, reply.r->elements);
+  EXPECT_EQ(got, (std::vector<std::string>{"ok", "ok", "ban!", "banned", "banned"}));
+}
+
 TEST(RedisProtocol, KeySlotMatchesRedis) {
   // Reference values from the Redis Cluster specification and CLUSTER KEYSLOT.
   EXPECT_EQ(key_slot("123456789"), 12739);
@@ -341,8 +373,10 @@ TEST(RedisProtocol, CommandLayout) {
   }
   EXPECT_EQ(args, (std::vector<std::string>{
                       "EVALSHA", script_sha1(), "3", "gatehouse:{ip=1.2.3.4}:00001000",
-                      "gatehouse:{ip=1.2.3.4}:ban", "gatehouse:{ip=1.2.3.4}:rej", "", "1", "1", "1",
-                      "3", "60000", "900000", "route=t limit=test", "2", "10", "60000000", "20"}));
+                      "gatehouse:{ip=1.2.3.4}:ban", "gatehouse:{ip=1.2.3.4}:rej", "",
+                      // decisions, then: bans, groups, counters, ban rule, one counter
+                      "1", "1", "1", "1", "3", "60000", "900000", "route=t limit=test", "2", "10",
+                      "60000000", "20"}));
 }
 
 }  // namespace

@@ -14,15 +14,16 @@ namespace {
 // State per key is three doubles (struct.pack, 24 bytes) and every key carries a TTL equal to the
 // time after which its state is the same as no state, so Redis memory stays bounded.
 constexpr std::string_view kScript = R"lua(-- gatehouse rate-limit decision
--- KEYS: per group: its counter keys, then (ARGV[2] == '1') its ban key and rejection-count key.
+-- One call decides a batch of requests, each all-or-nothing over its own keys.
+-- KEYS: per decision, per group: its counter keys, then (bans) its ban and rejection-count keys.
 -- ARGV[1]: now in microseconds, or '' for the server clock (TIME)
--- ARGV[2]: '1' to look bans up and count rejections
--- ARGV[3]: the number of groups; then per group: counters, ban_after (0: no rule),
---          ban_within_ms, ban_for_ms, ban_reason; then per counter: algorithm, count, period_us,
---          burst
--- Reply: status (0 admitted and committed, 1 limited, nothing committed, 2 banned),
---        banned group (0-based), ban ms left, bit mask of groups whose ban this request started,
---        then per counter: allowed, remaining, reset_us, retry_us
+-- ARGV[2]: the number of decisions; then per decision: '1' to look bans up and count
+--          rejections, the number of groups; per group: counters, ban_after (0: no rule),
+--          ban_within_ms, ban_for_ms, ban_reason; per counter: algorithm, count, period_us, burst
+-- Reply, per decision: status (0 admitted and committed, 1 limited and nothing committed,
+--        2 banned), banned group (0-based), ban ms left, bit mask of the groups whose ban this
+--        request started, then per counter: allowed, remaining, reset_us, retry_us (zeros when
+--        banned)
 local floor = math.floor
 local function idiv(a, b)
   local q = floor(a / b)
@@ -117,73 +118,110 @@ local function gcra(L, P, B, d, t, c)
 end
 
 local algorithms = {[0] = sliding_window, [1] = fixed_window, [2] = token_bucket, [3] = gcra}
-local bans = ARGV[2] == '1'
-local groups = {}
-local checks = {}
-local ai, ki = 4, 1
-for g = 1, tonumber(ARGV[3]) do
-  local grp = {n = tonumber(ARGV[ai]), after = tonumber(ARGV[ai + 1]),
-               within = tonumber(ARGV[ai + 2]), dur = tonumber(ARGV[ai + 3]),
-               reason = ARGV[ai + 4], rejected = false}
-  ai = ai + 5
-  for c = 1, grp.n do
-    checks[#checks + 1] = {key = KEYS[ki], alg = tonumber(ARGV[ai]), L = tonumber(ARGV[ai + 1]),
-                           P = tonumber(ARGV[ai + 2]), B = tonumber(ARGV[ai + 3]), g = g}
-    ki = ki + 1
-    ai = ai + 4
-  end
-  if bans then grp.ban = KEYS[ki]; grp.rej = KEYS[ki + 1]; ki = ki + 2 end
-  groups[g] = grp
-end
+local out = {}
+local ai, ki = 3, 1
+-- Scratch arrays reused by every decision of the batch: no table is created per decision.
+local gban, grej, gafter, gwithin, gdur, greason, grejected = {}, {}, {}, {}, {}, {}, {}
+local ckey, cgroup, s1, s2, s3, sttl = {}, {}, {}, {}, {}, {}
 
-if bans then
-  for g, grp in ipairs(groups) do
-    local ms = redis.call('PTTL', grp.ban)
-    if ms > 0 then return {2, g - 1, ms, 0} end
-  end
-end
-
-local out = {0, -1, 0, 0}
-local states = {}
-local all = true
-for i, c in ipairs(checks) do
-  local a, b, s3
-  local s = redis.call('GET', c.key)
-  if s then a, b, s3 = struct.unpack('<ddd', s) end
-  local ok, rem, reset, retry, na, nb, nc, ttl = algorithms[c.alg](c.L, c.P, c.B, a, b, s3)
-  out[#out + 1] = ok
-  out[#out + 1] = rem
-  out[#out + 1] = reset
-  out[#out + 1] = retry
-  states[i] = {na, nb, nc, ttl}
-  if ok == 0 then all = false; groups[c.g].rejected = true end
-end
-
-if all then
-  for i, c in ipairs(checks) do
-    local st = states[i]
-    local ms = cdiv(pos(st[4]), 1000)
-    if ms < 1 then ms = 1 end
-    redis.call('SET', c.key, struct.pack('<ddd', st[1], st[2], st[3]), 'PX', ms)
-  end
-  return out
-end
-out[1] = 1
-if bans then
-  local bit = 1
-  for g, grp in ipairs(groups) do
-    if grp.after > 0 and grp.rejected then
-      local n = redis.call('INCR', grp.rej)
-      if n == 1 then redis.call('PEXPIRE', grp.rej, grp.within) end
-      if n >= grp.after then
-        redis.call('SET', grp.ban, grp.reason, 'PX', grp.dur)
-        redis.call('DEL', grp.rej)
-        out[4] = out[4] + bit
+local function decide()
+  local bans = ARGV[ai] == '1'
+  local ngroups = tonumber(ARGV[ai + 1])
+  ai = ai + 2
+  local base = #out
+  out[base + 1] = 0
+  out[base + 2] = -1
+  out[base + 3] = 0
+  out[base + 4] = 0
+  local o = base + 4
+  local n = 0
+  local all = true
+  local banned = 0
+  for g = 1, ngroups do
+    local count = tonumber(ARGV[ai])
+    gafter[g] = tonumber(ARGV[ai + 1])
+    gwithin[g] = ARGV[ai + 2]
+    gdur[g] = ARGV[ai + 3]
+    greason[g] = ARGV[ai + 4]
+    grejected[g] = false
+    ai = ai + 5
+    local first_key = ki
+    ki = ki + count
+    if bans then
+      gban[g] = KEYS[ki]
+      grej[g] = KEYS[ki + 1]
+      ki = ki + 2
+      if banned == 0 then
+        local ms = redis.call('PTTL', gban[g])
+        if ms > 0 then banned = g; out[base + 3] = ms end
       end
     end
-    bit = bit * 2
+    for c = 0, count - 1 do
+      n = n + 1
+      if banned == 0 then
+        local key = KEYS[first_key + c]
+        local a, b, d
+        local s = redis.call('GET', key)
+        if s then a, b, d = struct.unpack('<ddd', s) end
+        local ok, rem, reset, retry, na, nb, nc, ttl = algorithms[tonumber(ARGV[ai])](
+            tonumber(ARGV[ai + 1]), tonumber(ARGV[ai + 2]), tonumber(ARGV[ai + 3]), a, b, d)
+        out[o + 1] = ok
+        out[o + 2] = rem
+        out[o + 3] = reset
+        out[o + 4] = retry
+        ckey[n] = key
+        cgroup[n] = g
+        s1[n] = na
+        s2[n] = nb
+        s3[n] = nc
+        sttl[n] = ttl
+        if ok == 0 then all = false; grejected[g] = true end
+      else
+        out[o + 1] = 0
+        out[o + 2] = 0
+        out[o + 3] = 0
+        out[o + 4] = 0
+      end
+      o = o + 4
+      ai = ai + 4
+    end
+  end
+  if banned > 0 then
+    -- Refused by a ban found on group `banned`: zeros for every counter, nothing written.
+    -- Counters of groups read before the ban was found were evaluated but are not committed.
+    for i = base + 5, o do out[i] = 0 end
+    out[base + 1] = 2
+    out[base + 2] = banned - 1
+    return
+  end
+  if all then
+    for i = 1, n do
+      local ms = cdiv(pos(sttl[i]), 1000)
+      if ms < 1 then ms = 1 end
+      redis.call('SET', ckey[i], struct.pack('<ddd', s1[i], s2[i], s3[i]), 'PX', ms)
+    end
+    return
+  end
+  out[base + 1] = 1
+  if bans then
+    local bit = 1
+    for g = 1, ngroups do
+      if gafter[g] > 0 and grejected[g] then
+        local c = redis.call('INCR', grej[g])
+        if c == 1 then redis.call('PEXPIRE', grej[g], gwithin[g]) end
+        if c >= gafter[g] then
+          redis.call('SET', gban[g], greason[g], 'PX', gdur[g])
+          redis.call('DEL', grej[g])
+          out[base + 4] = out[base + 4] + bit
+        end
+      end
+      bit = bit * 2
+    end
   end
 end
+
+-- Decisions run one after the other: a later one sees what an earlier one committed.
+for d = 1, tonumber(ARGV[2]) do decide() end
 return out
 )lua";
 
@@ -242,8 +280,60 @@ std::string ban_key(std::string_view prefix, std::string_view identity) {
   return out;
 }
 
-void build_decide(const StoreRequest& req, std::size_t first, std::size_t last,
-                  std::string_view prefix, bool with_body, std::int64_t now_us, Command& cmd) {
+void DecideBatch::start(std::string_view prefix, std::int64_t now_us) {
+  keys_.clear();
+  args_.clear();
+  prefix_ = prefix;
+  now_us_ = now_us;
+  decisions_ = 0;
+}
+
+void DecideBatch::add(const StoreRequest& req, std::size_t first, std::size_t last) {
+  ++decisions_;
+  for (std::size_t g = first; g < last; ++g) {
+    const auto& grp = req.groups[g];
+    for (std::size_t c = grp.first; c < grp.first + grp.count; ++c) {
+      append_tagged(keys_.arena, prefix_, grp.identity);
+      fmt::format_to(std::back_inserter(keys_.arena), "{:08x}", req.definitions[c]);
+      keys_.ends.push_back(keys_.arena.size());
+    }
+    if (req.check_bans) {
+      append_tagged(keys_.arena, prefix_, grp.identity);
+      keys_.add("ban");
+      append_tagged(keys_.arena, prefix_, grp.identity);
+      keys_.add("rej");
+    }
+  }
+  args_.add(req.check_bans ? "1" : "0");
+  add_number(args_, last - first);
+  for (std::size_t g = first; g < last; ++g) {
+    const auto& grp = req.groups[g];
+    add_number(args_, grp.count);
+    if (grp.ban != nullptr) {
+      add_number(args_, grp.ban->after);
+      add_number(args_, static_cast<std::uint64_t>(std::max<std::int64_t>(
+                            1, (grp.ban->within + kNanosPerMilli - 1) / kNanosPerMilli)));
+      add_number(args_, static_cast<std::uint64_t>(std::max<std::int64_t>(
+                            1, (grp.ban->duration + kNanosPerMilli - 1) / kNanosPerMilli)));
+      args_.add(grp.ban_reason);
+    } else {
+      args_.add("0");
+      args_.add("0");
+      args_.add("0");
+      args_.add("");
+    }
+    for (std::size_t c = grp.first; c < grp.first + grp.count; ++c) {
+      const auto& check = req.checks[c];
+      add_number(args_, static_cast<std::uint64_t>(check.algorithm));
+      add_number(args_, check.params.count);
+      add_number(args_, static_cast<std::uint64_t>(
+                            std::max<std::int64_t>(1, check.params.period / kNanosPerMicro)));
+      add_number(args_, check.params.effective_burst());
+    }
+  }
+}
+
+void DecideBatch::finish(bool with_body, Command& cmd) const {
   cmd.clear();
   if (with_body) {
     cmd.add("EVAL");
@@ -252,61 +342,44 @@ void build_decide(const StoreRequest& req, std::size_t first, std::size_t last,
     cmd.add("EVALSHA");
     cmd.add(script_sha1());
   }
-  std::size_t nkeys = 0;
-  for (std::size_t g = first; g < last; ++g) {
-    nkeys += req.groups[g].count + (req.check_bans ? 2 : 0);
+  add_number(cmd, keys_.size());
+  for (std::size_t i = 0; i < keys_.size(); ++i) {
+    cmd.add(keys_.arg(i));
   }
-  add_number(cmd, nkeys);
-  for (std::size_t g = first; g < last; ++g) {
-    const auto& grp = req.groups[g];
-    for (std::size_t c = grp.first; c < grp.first + grp.count; ++c) {
-      append_tagged(cmd.arena, prefix, grp.identity);
-      fmt::format_to(std::back_inserter(cmd.arena), "{:08x}", req.definitions[c]);
-      cmd.ends.push_back(cmd.arena.size());
-    }
-    if (req.check_bans) {
-      append_tagged(cmd.arena, prefix, grp.identity);
-      cmd.add("ban");
-      append_tagged(cmd.arena, prefix, grp.identity);
-      cmd.add("rej");
-    }
-  }
-  if (now_us >= 0) {
-    add_number(cmd, static_cast<std::uint64_t>(now_us));
+  if (now_us_ >= 0) {
+    add_number(cmd, static_cast<std::uint64_t>(now_us_));
   } else {
     cmd.add("");
   }
-  cmd.add(req.check_bans ? "1" : "0");
-  add_number(cmd, last - first);
-  for (std::size_t g = first; g < last; ++g) {
-    const auto& grp = req.groups[g];
-    add_number(cmd, grp.count);
-    if (grp.ban != nullptr) {
-      add_number(cmd, grp.ban->after);
-      add_number(cmd, static_cast<std::uint64_t>(std::max<std::int64_t>(
-                          1, (grp.ban->within + kNanosPerMilli - 1) / kNanosPerMilli)));
-      add_number(cmd, static_cast<std::uint64_t>(std::max<std::int64_t>(
-                          1, (grp.ban->duration + kNanosPerMilli - 1) / kNanosPerMilli)));
-      cmd.add(grp.ban_reason);
-    } else {
-      cmd.add("0");
-      cmd.add("0");
-      cmd.add("0");
-      cmd.add("");
-    }
-    for (std::size_t c = grp.first; c < grp.first + grp.count; ++c) {
-      const auto& check = req.checks[c];
-      add_number(cmd, static_cast<std::uint64_t>(check.algorithm));
-      add_number(cmd, check.params.count);
-      add_number(cmd, static_cast<std::uint64_t>(
-                          std::max<std::int64_t>(1, check.params.period / kNanosPerMicro)));
-      add_number(cmd, check.params.effective_burst());
-    }
+  add_number(cmd, decisions_);
+  for (std::size_t i = 0; i < args_.size(); ++i) {
+    cmd.add(args_.arg(i));
   }
+}
+
+void build_decide(const StoreRequest& req, std::size_t first, std::size_t last,
+                  std::string_view prefix, bool with_body, std::int64_t now_us, Command& cmd) {
+  DecideBatch batch;
+  batch.start(prefix, now_us);
+  batch.add(req, first, last);
+  batch.finish(with_body, cmd);
 }
 
 bool parse_decide(const redisReply* reply, StoreRequest& req, std::size_t first, std::size_t last,
                   std::string& error) {
+  std::size_t offset = 0;
+  if (!parse_decide(reply, req, first, last, error, offset)) {
+    return false;
+  }
+  if (offset != reply->elements) {
+    error = "unexpected reply to the decision script";
+    return false;
+  }
+  return true;
+}
+
+bool parse_decide(const redisReply* reply, StoreRequest& req, std::size_t first, std::size_t last,
+                  std::string& error, std::size_t& offset) {
   if (reply == nullptr) {
     error = "no reply";
     return false;
@@ -315,7 +388,7 @@ bool parse_decide(const redisReply* reply, StoreRequest& req, std::size_t first,
     error.assign(reply->str, reply->len);
     return false;
   }
-  if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 4) {
+  if (reply->type != REDIS_REPLY_ARRAY) {
     error = "unexpected reply to the decision script";
     return false;
   }
@@ -326,11 +399,22 @@ bool parse_decide(const redisReply* reply, StoreRequest& req, std::size_t first,
     v = reply->element[i]->integer;
     return true;
   };
+  const std::size_t at = offset;
   long long status = 0, group = 0, ban_ms = 0, new_bans = 0;
-  if (!integer(0, status) || !integer(1, group) || !integer(2, ban_ms) || !integer(3, new_bans)) {
+  if (!integer(at, status) || !integer(at + 1, group) || !integer(at + 2, ban_ms) ||
+      !integer(at + 3, new_bans)) {
     error = "unexpected reply to the decision script";
     return false;
   }
+  std::size_t counters = 0;
+  for (std::size_t g = first; g < last; ++g) {
+    counters += req.groups[g].count;
+  }
+  if (at + 4 + 4 * counters > reply->elements) {
+    error = "short reply to the decision script";
+    return false;
+  }
+  offset = at + 4 + 4 * counters;
   if (status == 2) {
     if (group < 0 || static_cast<std::size_t>(group) >= last - first) {
       error = "unexpected banned group in the reply";
@@ -341,7 +425,7 @@ bool parse_decide(const redisReply* reply, StoreRequest& req, std::size_t first,
     req.ban_left = static_cast<ratelimit::Nanos>(ban_ms) * kNanosPerMilli;
     return true;
   }
-  std::size_t i = 4;
+  std::size_t i = at + 4;
   for (std::size_t g = first; g < last; ++g) {
     const auto& grp = req.groups[g];
     for (std::size_t c = grp.first; c < grp.first + grp.count; ++c, i += 4) {

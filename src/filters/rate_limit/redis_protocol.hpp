@@ -44,7 +44,27 @@ std::string counter_key(std::string_view prefix, std::string_view identity,
                         std::uint32_t definition);
 std::string ban_key(std::string_view prefix, std::string_view identity);
 
-// EVALSHA (or, with `with_body`, EVAL carrying the script) deciding groups [first, last) of `req`.
+// One script call deciding several requests (each all-or-nothing over its groups): the worker's
+// concurrent decisions share one EVALSHA, so Redis runs the script once per batch, not per
+// request. Keys of one call must share a slot with Redis Cluster, so batches are single-node.
+class DecideBatch {
+ public:
+  void start(std::string_view prefix, std::int64_t now_us);  // now_us < 0: Redis TIME
+  void add(const StoreRequest& req, std::size_t first, std::size_t last);
+  std::size_t size() const { return decisions_; }
+  std::size_t keys() const { return keys_.size(); }
+  // EVALSHA (or, with `with_body`, EVAL carrying the script).
+  void finish(bool with_body, Command& out) const;
+
+ private:
+  Command keys_;
+  Command args_;
+  std::string prefix_;
+  std::int64_t now_us_ = -1;
+  std::size_t decisions_ = 0;
+};
+
+// A batch of one: deciding groups [first, last) of `req`.
 // `now_us` < 0 uses the server's clock (production); tests pass a time to compare the script
 // with the C++ algorithms.
 void build_decide(const StoreRequest& req, std::size_t first, std::size_t last,
@@ -55,6 +75,9 @@ void build_decide(const StoreRequest& req, std::size_t first, std::size_t last,
 // with `error` set when the reply is not the script's (an error reply, a wrong shape).
 bool parse_decide(const redisReply* reply, StoreRequest& req, std::size_t first, std::size_t last,
                   std::string& error);
+// The same for one decision of a batch, starting at element `offset` (advanced past it).
+bool parse_decide(const redisReply* reply, StoreRequest& req, std::size_t first, std::size_t last,
+                  std::string& error, std::size_t& offset);
 
 // Redis Cluster key slot: CRC16 (XMODEM) of the hash tag or the whole key, mod 16384.
 std::uint16_t key_slot(std::string_view key);
