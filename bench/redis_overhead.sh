@@ -84,6 +84,6 @@ sha=$(redis-cli -p $redis_port script load "$(redis-cli -p $redis_port script lo
   | sed '1s/.*R"lua(//; $d')")
 args=(EVALSHA "$sha" 1 "gatehouse:{ip=127.0.0.1}:bench" "" 0 1 1 0 0 0 "" 0 1000000000 60000000 1000000000)
 for pipeline in 1 16; do
-  rps=$(redis-benchmark -p $redis_port -n 200000 -c 50 -P $pipeline -q "${args[@]}" | tr '\r' '\n' | awk '/requests per second/{print $(NF-4)}' | tail -1)
+  rps=$(redis-benchmark -p $redis_port -n 200000 -c 50 -P $pipeline -q "${args[@]}" | tr '\r' '\n' | awk '/requests per second/{for(i=2;i<=NF;i++) if($i=="requests") print $(i-1)}' | tail -1)
   echo "redis-benchmark EVALSHA (-c 50 -P $pipeline): $rps decisions/s"
 done

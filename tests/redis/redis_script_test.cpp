@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <random>
 #include <string>
 #include <thread>
@@ -371,12 +372,19 @@ TEST(RedisProtocol, CommandLayout) {
   for (std::size_t i = 0; i < cmd.size(); ++i) {
     args.emplace_back(cmd.arg(i));
   }
-  EXPECT_EQ(args, (std::vector<std::string>{
-                      "EVALSHA", script_sha1(), "3", "gatehouse:{ip=1.2.3.4}:00001000",
-                      "gatehouse:{ip=1.2.3.4}:ban", "gatehouse:{ip=1.2.3.4}:rej", "",
-                      // decisions, then: bans, groups, counters, ban rule, one counter
-                      "1", "1", "1", "1", "3", "60000", "900000", "route=t limit=test", "2", "10",
-                      "60000000", "20"}));
+  ASSERT_EQ(args.size(), 10u);
+  EXPECT_EQ(std::vector<std::string>(args.begin(), args.begin() + 8),
+            (std::vector<std::string>{
+                "EVALSHA", script_sha1(), "3", "gatehouse:{ip=1.2.3.4}:00001000",
+                "gatehouse:{ip=1.2.3.4}:ban", "gatehouse:{ip=1.2.3.4}:rej", "", "1"}));
+  // The spec: bans, groups; counters, ban after/within ms/for ms; algorithm, count, period us,
+  // burst, as little-endian doubles.
+  const std::string& spec = args[8];
+  ASSERT_EQ(spec.size() % sizeof(double), 0u);
+  std::vector<double> values(spec.size() / sizeof(double));
+  std::memcpy(values.data(), spec.data(), spec.size());
+  EXPECT_EQ(values, (std::vector<double>{1, 1, 1, 3, 60000, 900000, 2, 10, 60000000, 20}));
+  EXPECT_EQ(args[9], "route=t limit=test");
 }
 
 }  // namespace

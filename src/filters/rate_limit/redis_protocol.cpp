@@ -4,7 +4,9 @@
 #include <hiredis/hiredis.h>
 #include <openssl/sha.h>
 
+#include <bit>
 #include <charconv>
+#include <cstring>
 
 namespace gatehouse::filters::rate_limit::redis {
 namespace {
@@ -17,9 +19,12 @@ constexpr std::string_view kScript = R"lua(-- gatehouse rate-limit decision
 -- One call decides a batch of requests, each all-or-nothing over its own keys.
 -- KEYS: per decision, per group: its counter keys, then (bans) its ban and rejection-count keys.
 -- ARGV[1]: now in microseconds, or '' for the server clock (TIME)
--- ARGV[2]: the number of decisions; then per decision: '1' to look bans up and count
---          rejections, the number of groups; per group: counters, ban_after (0: no rule),
---          ban_within_ms, ban_for_ms, ban_reason; per counter: algorithm, count, period_us, burst
+-- ARGV[2]: the number of decisions; then per decision: its spec, then one ban reason per group.
+--          The spec is little-endian doubles: bans (1: look bans up and count rejections),
+--          groups; per group: counters, ban_after (0: no rule), ban_within_ms, ban_for_ms; per
+--          counter: algorithm, count, period_us, burst. (One packed argument instead of a dozen
+--          strings: Redis turns every argument into a Lua string, which costs more than the
+--          unpacking.)
 -- Reply, per decision: status (0 admitted and committed, 1 limited and nothing committed,
 --        2 banned), banned group (0-based), ban ms left, bit mask of the groups whose ban this
 --        request started, then per counter: allowed, remaining, reset_us, retry_us (zeros when
@@ -125,9 +130,11 @@ local gban, grej, gafter, gwithin, gdur, greason, grejected = {}, {}, {}, {}, {}
 local ckey, cgroup, s1, s2, s3, sttl = {}, {}, {}, {}, {}, {}
 
 local function decide()
-  local bans = ARGV[ai] == '1'
-  local ngroups = tonumber(ARGV[ai + 1])
-  ai = ai + 2
+  -- One packed argument of little-endian doubles per decision, then one reason per group.
+  local spec = ARGV[ai]
+  ai = ai + 1
+  local bans, ngroups, at = struct.unpack('<dd', spec)
+  bans = bans == 1
   local base = #out
   out[base + 1] = 0
   out[base + 2] = -1
@@ -138,13 +145,14 @@ local function decide()
   local all = true
   local banned = 0
   for g = 1, ngroups do
-    local count = tonumber(ARGV[ai])
-    gafter[g] = tonumber(ARGV[ai + 1])
-    gwithin[g] = ARGV[ai + 2]
-    gdur[g] = ARGV[ai + 3]
-    greason[g] = ARGV[ai + 4]
+    local count, after, within, dur
+    count, after, within, dur, at = struct.unpack('<dddd', spec, at)
+    gafter[g] = after
+    gwithin[g] = within
+    gdur[g] = dur
+    greason[g] = ARGV[ai]
     grejected[g] = false
-    ai = ai + 5
+    ai = ai + 1
     local first_key = ki
     ki = ki + count
     if bans then
@@ -163,8 +171,9 @@ local function decide()
         local a, b, d
         local s = redis.call('GET', key)
         if s then a, b, d = struct.unpack('<ddd', s) end
-        local ok, rem, reset, retry, na, nb, nc, ttl = algorithms[tonumber(ARGV[ai])](
-            tonumber(ARGV[ai + 1]), tonumber(ARGV[ai + 2]), tonumber(ARGV[ai + 3]), a, b, d)
+        local alg, L, P, B
+        alg, L, P, B, at = struct.unpack('<dddd', spec, at)
+        local ok, rem, reset, retry, na, nb, nc, ttl = algorithms[alg](L, P, B, a, b, d)
         out[o + 1] = ok
         out[o + 2] = rem
         out[o + 3] = reset
@@ -177,13 +186,13 @@ local function decide()
         sttl[n] = ttl
         if ok == 0 then all = false; grejected[g] = true end
       else
+        at = at + 32  -- this counter's four doubles
         out[o + 1] = 0
         out[o + 2] = 0
         out[o + 3] = 0
         out[o + 4] = 0
       end
       o = o + 4
-      ai = ai + 4
     end
   end
   if banned > 0 then
@@ -243,6 +252,7 @@ void append_tagged(std::string& out, std::string_view prefix, std::string_view i
   out += "}:";
 }
 
+static_assert(std::endian::native == std::endian::little, "the script unpacks '<d'");
 constexpr std::int64_t kNanosPerMicro = 1000;
 constexpr std::int64_t kNanosPerMilli = 1'000'000;
 
@@ -304,32 +314,41 @@ void DecideBatch::add(const StoreRequest& req, std::size_t first, std::size_t la
       keys_.add("rej");
     }
   }
-  args_.add(req.check_bans ? "1" : "0");
-  add_number(args_, last - first);
+  auto& spec = spec_;
+  spec.clear();
+  auto put = [&spec](double v) {
+    char bytes[sizeof v];
+    std::memcpy(bytes, &v, sizeof v);
+    spec.append(bytes, sizeof v);
+  };
+  put(req.check_bans ? 1 : 0);
+  put(static_cast<double>(last - first));
   for (std::size_t g = first; g < last; ++g) {
     const auto& grp = req.groups[g];
-    add_number(args_, grp.count);
+    put(grp.count);
     if (grp.ban != nullptr) {
-      add_number(args_, grp.ban->after);
-      add_number(args_, static_cast<std::uint64_t>(std::max<std::int64_t>(
-                            1, (grp.ban->within + kNanosPerMilli - 1) / kNanosPerMilli)));
-      add_number(args_, static_cast<std::uint64_t>(std::max<std::int64_t>(
-                            1, (grp.ban->duration + kNanosPerMilli - 1) / kNanosPerMilli)));
-      args_.add(grp.ban_reason);
+      put(grp.ban->after);
+      put(static_cast<double>(
+          std::max<std::int64_t>(1, (grp.ban->within + kNanosPerMilli - 1) / kNanosPerMilli)));
+      put(static_cast<double>(
+          std::max<std::int64_t>(1, (grp.ban->duration + kNanosPerMilli - 1) / kNanosPerMilli)));
     } else {
-      args_.add("0");
-      args_.add("0");
-      args_.add("0");
-      args_.add("");
+      put(0);
+      put(0);
+      put(0);
     }
     for (std::size_t c = grp.first; c < grp.first + grp.count; ++c) {
       const auto& check = req.checks[c];
-      add_number(args_, static_cast<std::uint64_t>(check.algorithm));
-      add_number(args_, check.params.count);
-      add_number(args_, static_cast<std::uint64_t>(
-                            std::max<std::int64_t>(1, check.params.period / kNanosPerMicro)));
-      add_number(args_, check.params.effective_burst());
+      put(static_cast<double>(check.algorithm));
+      put(static_cast<double>(check.params.count));
+      put(static_cast<double>(std::max<std::int64_t>(1, check.params.period / kNanosPerMicro)));
+      put(static_cast<double>(check.params.effective_burst()));
     }
+  }
+  args_.add(spec);
+  for (std::size_t g = first; g < last; ++g) {
+    args_.add(req.groups[g].ban != nullptr ? std::string_view(req.groups[g].ban_reason)
+                                           : std::string_view());
   }
 }
 

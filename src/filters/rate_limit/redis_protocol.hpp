@@ -59,6 +59,7 @@ class DecideBatch {
  private:
   Command keys_;
   Command args_;
+  std::string spec_;
   std::string prefix_;
   std::int64_t now_us_ = -1;
   std::size_t decisions_ = 0;
