@@ -301,6 +301,10 @@ void RedisShared::set_slots(std::vector<SlotRange> slots) {
 
 void RedisShared::success() {
   consecutive_failures_.store(0, std::memory_order_relaxed);
+}
+
+void RedisShared::probe_succeeded() {
+  consecutive_failures_.store(0, std::memory_order_relaxed);
   if (open_.load(std::memory_order_acquire)) {
     bool expected = true;
     if (open_.compare_exchange_strong(expected, false)) {
@@ -403,7 +407,7 @@ void complete(Op& op, net::io_context& ioc) {
 struct IgnoreOp final : Op {
   void on_reply(const redisReply*) override {}
 };
-IgnoreOp ignore_op;
+thread_local IgnoreOp ignore_op;  // per worker thread: completing it writes `done`
 
 }  // namespace
 
@@ -411,10 +415,9 @@ IgnoreOp ignore_op;
 struct Connection::SetupOp final : Op {
   explicit SetupOp(Connection& c) : conn(c) {}
   void on_reply(const redisReply* r) override {
-    if (r != nullptr && r->type == REDIS_REPLY_ERROR) {
-      conn.client_.shared().failure(Failure::error,
-                                    "connection set-up: " + std::string(r->str, r->len));
-    }
+    // An AUTH/SELECT error is not counted here: the command queued behind it fails too (NOAUTH)
+    // and its caller counts that one failure.
+    (void)r;
   }
   Connection& conn;
 };
@@ -564,14 +567,12 @@ bool Connection::ensure_connected() {
   }
   failure_ = Failure::none;
   redisAsyncContext* ac = redisAsyncConnect(address_.host.c_str(), address_.port);
+  // Failures here are counted by the caller, once per failed call.
   if (ac == nullptr) {
-    client_.shared().failure(Failure::connect, "cannot allocate a connection");
     return false;
   }
   if (ac->err != 0) {
-    std::string why = fmt::format("{}:{}: {}", address_.host, address_.port, ac->errstr);
     redisAsyncFree(ac);
-    client_.shared().failure(Failure::connect, why);
     return false;
   }
   ac_ = ac;
@@ -681,6 +682,8 @@ void Connection::arm_timer() {
     timer_armed_ = false;
     if (!ec) {
       on_timer();
+    } else {
+      arm_timer();  // cancelled by a drop: a newer connection may have calls to time
     }
   });
 }
@@ -819,11 +822,15 @@ net::awaitable<void> RedisClient::refresh_slots() {
   Command cmd;
   cmd.add("CLUSTER");
   cmd.add("SLOTS");
-  SlotsOp op;
-  co_await connection(0).call(cmd, op);
-  if (op.ok && !op.slots.empty()) {
-    std::fill(slot_node_.begin(), slot_node_.end(), kNoNode);
-    apply_slots(op.slots);
+  // Any node that answers will do: after a failover the seed may be the one that died.
+  for (std::size_t n = 0; n < nodes_.size(); ++n) {
+    SlotsOp op;
+    co_await connection(n).call(cmd, op);
+    if (op.ok && !op.slots.empty()) {
+      std::fill(slot_node_.begin(), slot_node_.end(), kNoNode);
+      apply_slots(op.slots);
+      break;
+    }
   }
   refreshing_ = false;
 }
@@ -855,12 +862,17 @@ net::awaitable<bool> RedisClient::decide_groups(StoreRequest& req, std::size_t f
       co_return false;
     }
     std::string_view err = op.error;
-    asking = false;
     if (err.starts_with("NOSCRIPT")) {
       shared_.count_script_load();
-      with_body = true;  // EVAL caches the script again
+      with_body = true;  // EVAL caches the script again (after ASKING again when redirected)
       continue;
     }
+    if (err.starts_with("TRYAGAIN")) {  // keys of the slot are being migrated: retry shortly
+      net::steady_timer pause(ioc_, std::chrono::milliseconds(2));
+      co_await pause.async_wait(nothrow);
+      continue;
+    }
+    asking = false;
     std::uint16_t slot = 0;
     NodeAddress to;
     if ((err.starts_with("MOVED ") || err.starts_with("ASK ")) && parse_redirect(err, slot, to)) {
@@ -1015,6 +1027,9 @@ net::awaitable<bool> RedisClient::decide(StoreRequest& req) {
   // Redis Cluster: one call per group, each in its own slot.
   for (std::size_t first = 0; first < req.groups.size(); ++first) {
     if (!co_await decide_groups(req, first, first + 1, failure, detail)) {
+      if (failure == Failure::connect || failure == Failure::timeout) {
+        net::co_spawn(ioc_, refresh_slots(), net::detached);  // a master may have failed over
+      }
       if (failure != Failure::timeout) {  // timeouts were counted by the connection
         shared_.failure(failure == Failure::connect ? Failure::connect : Failure::error, detail);
       }
@@ -1031,17 +1046,23 @@ net::awaitable<bool> RedisClient::decide(StoreRequest& req) {
 }
 
 net::awaitable<bool> RedisClient::ping() {
+  // With a cluster: a fresh slot map first, then every master must answer.
+  if (shared_.settings().cluster) {
+    co_await refresh_slots();
+  }
   Command cmd;
   cmd.add("PING");
-  PingOp op;
-  co_await connection(0).call(cmd, op);
-  if (!op.ok) {
-    shared_.probe_failed(op.failure == Failure::timeout ? "probe: timeout"
-                         : op.error.empty()             ? "probe: connection failed"
-                                                        : "probe: " + op.error);
-    co_return false;
+  for (auto node : masters()) {
+    PingOp op;
+    co_await connection(node).call(cmd, op);
+    if (!op.ok) {
+      shared_.probe_failed(op.failure == Failure::timeout ? "probe: timeout"
+                           : op.error.empty()             ? "probe: connection failed"
+                                                          : "probe: " + op.error);
+      co_return false;
+    }
   }
-  shared_.success();
+  shared_.probe_succeeded();
   co_return true;
 }
 
@@ -1118,6 +1139,9 @@ net::awaitable<bool> RedisClient::list_bans(std::vector<ratelimit::BanInfo>& out
                                             std::size_t limit) {
   const auto& prefix = shared_.settings().key_prefix;
   const std::string pattern = glob_escape(prefix) + "{*}:ban";
+  if (shared_.settings().cluster) {
+    co_await refresh_slots();
+  }
   for (auto node : masters()) {
     std::string cursor = "0";
     do {
@@ -1166,6 +1190,9 @@ net::awaitable<std::optional<std::size_t>> RedisClient::lift_bans(
   const auto& prefix = shared_.settings().key_prefix;
   std::vector<std::string> identities;
   if (identity) {
+    if (shared_.settings().cluster) {
+      co_await refresh_slots();
+    }
     identities.push_back(*identity);
   } else {
     std::vector<ratelimit::BanInfo> all;

@@ -70,7 +70,8 @@ class RedisShared {
 
   // Circuit breaker. allow(): whether calls may go to Redis now.
   bool allow() const { return !open_.load(std::memory_order_acquire); }
-  void success();
+  void success();          // a call answered: resets the consecutive-failure count
+  void probe_succeeded();  // the background probe answered: closes the breaker
   void failure(Failure kind, std::string_view detail);
   bool up() const { return allow(); }
   // The background probe (admin thread): due when open and the cooldown has passed.

@@ -11,8 +11,11 @@
 namespace gatehouse::filters::rate_limit::redis {
 namespace {
 
-// Time is in microseconds (Redis TIME's resolution). Every quantity is an integer below 2^53,
-// where Lua's doubles are exact; idiv corrects the rare off-by-one of floor(a / b) near 2^53.
+// Time is in microseconds (Redis TIME's resolution). Lua numbers are doubles: the arithmetic is
+// exact (and matches the C++ algorithms, tests/redis/) while count x period in microseconds stays
+// below 2^53, about 9e15 (150 million per minute, 100 thousand per day); idiv corrects the
+// off-by-one of floor(a / b) near that bound. Beyond it, decisions near the limit may be off by
+// one request.
 // State per key is three doubles (struct.pack, 24 bytes) and every key carries a TTL equal to the
 // time after which its state is the same as no state, so Redis memory stays bounded.
 constexpr std::string_view kScript = R"lua(-- gatehouse rate-limit decision
