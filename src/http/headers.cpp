@@ -169,11 +169,7 @@ void append_json_string(std::string& out, std::string_view s) {
   out += '"';
 }
 
-std::optional<std::string> query_param(std::string_view target, std::string_view name) {
-  auto q = target.find('?');
-  if (q == std::string_view::npos) {
-    return std::nullopt;
-  }
+bool percent_decode(std::string_view in, std::string& out, bool plus_is_space) {
   auto hex = [](char c) -> int {
     if (c >= '0' && c <= '9') {
       return c - '0';
@@ -186,6 +182,34 @@ std::optional<std::string> query_param(std::string_view target, std::string_view
     }
     return -1;
   };
+  out.clear();
+  out.reserve(in.size());
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    if (plus_is_space && in[i] == '+') {
+      out += ' ';
+    } else if (in[i] == '%') {
+      if (i + 2 >= in.size()) {
+        return false;
+      }
+      int hi = hex(in[i + 1]);
+      int lo = hex(in[i + 2]);
+      if (hi < 0 || lo < 0) {
+        return false;
+      }
+      out += static_cast<char>(hi * 16 + lo);
+      i += 2;
+    } else {
+      out += in[i];
+    }
+  }
+  return true;
+}
+
+std::optional<std::string> query_param(std::string_view target, std::string_view name) {
+  auto q = target.find('?');
+  if (q == std::string_view::npos) {
+    return std::nullopt;
+  }
   std::string_view rest = target.substr(q + 1);
   while (!rest.empty()) {
     auto amp = rest.find('&');
@@ -197,24 +221,8 @@ std::optional<std::string> query_param(std::string_view target, std::string_view
     }
     std::string_view raw = eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1);
     std::string out;
-    out.reserve(raw.size());
-    for (std::size_t i = 0; i < raw.size(); ++i) {
-      if (raw[i] == '+') {
-        out += ' ';
-      } else if (raw[i] == '%') {
-        if (i + 2 >= raw.size()) {
-          return std::nullopt;
-        }
-        int hi = hex(raw[i + 1]);
-        int lo = hex(raw[i + 2]);
-        if (hi < 0 || lo < 0) {
-          return std::nullopt;
-        }
-        out += static_cast<char>(hi * 16 + lo);
-        i += 2;
-      } else {
-        out += raw[i];
-      }
+    if (!percent_decode(raw, out, true)) {
+      return std::nullopt;
     }
     return out;
   }

@@ -43,6 +43,10 @@ bool is_valid_host(std::string_view host);
 // upstream that normalises would serve another path than the one routed, limited and checked.
 std::string_view unsafe_target_reason(std::string_view target);
 
+// Decodes %XX escapes (and '+' as a space when `plus_is_space`) into `out`; false on a truncated
+// or non-hex escape.
+bool percent_decode(std::string_view in, std::string& out, bool plus_is_space);
+
 // The percent-decoded value of query parameter `name` in a request target ("+" is a space);
 // nullopt when absent or badly encoded.
 std::optional<std::string> query_param(std::string_view target, std::string_view name);

@@ -2,42 +2,10 @@
 
 #include <charconv>
 
+#include "http/headers.hpp"
+
 namespace gatehouse::ratelimit {
 namespace {
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') {
-    return c - '0';
-  }
-  if (c >= 'a' && c <= 'f') {
-    return c - 'a' + 10;
-  }
-  if (c >= 'A' && c <= 'F') {
-    return c - 'A' + 10;
-  }
-  return -1;
-}
-
-bool percent_decode(std::string_view in, std::string& out) {
-  out.clear();
-  for (std::size_t i = 0; i < in.size(); ++i) {
-    if (in[i] != '%') {
-      out += in[i];
-      continue;
-    }
-    if (i + 2 >= in.size()) {
-      return false;
-    }
-    int hi = hex_value(in[i + 1]);
-    int lo = hex_value(in[i + 2]);
-    if (hi < 0 || lo < 0) {
-      return false;
-    }
-    out += static_cast<char>(hi * 16 + lo);
-    i += 2;
-  }
-  return true;
-}
 
 template <typename T>
 bool parse_number(std::string_view s, T& out, T max) {
@@ -99,7 +67,8 @@ bool parse_redis_url(std::string_view text, RedisUrl& out, std::string& error) {
       pass = userinfo;
       user = {};
     }
-    if (!percent_decode(user, out.username) || !percent_decode(pass, out.password)) {
+    if (!http::percent_decode(user, out.username, false) ||
+        !http::percent_decode(pass, out.password, false)) {
       error = "invalid percent-escape in the user or password";
       return false;
     }

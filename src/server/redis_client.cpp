@@ -10,6 +10,8 @@
 #include <span>
 #include <stdexcept>
 
+#include "http/headers.hpp"
+
 namespace gatehouse::server::redis {
 namespace {
 
@@ -38,18 +40,9 @@ const char* failure_name(Failure f) {
 }
 
 std::string json_string(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      fmt::format_to(std::back_inserter(out), "\\u{:04x}", c);
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
+  std::string out;
+  ghttp::append_json_string(out, s);
+  return out;
 }
 
 std::int64_t ticks(Clock::time_point t) {
@@ -396,6 +389,21 @@ void RedisShared::render_metrics(std::string& out) const {
 
 namespace {
 
+// Suspends the calling coroutine until the holder of `slot` resumes it (complete(), run_batch()).
+auto suspend_on(std::unique_ptr<Op::Resumer>& slot) {
+  return net::async_initiate<decltype(net::use_awaitable), void()>(
+      [&slot](auto handler) {
+        using H = decltype(handler);
+        struct Impl final : Op::Resumer {
+          explicit Impl(H&& h) : h(std::move(h)) {}
+          void resume() override { std::move(h)(); }
+          H h;
+        };
+        slot = std::make_unique<Impl>(std::move(handler));
+      },
+      net::use_awaitable);
+}
+
 // Resumes the waiting coroutine from the event loop, never from inside hiredis's callback.
 void complete(Op& op, net::io_context& ioc) {
   op.done = true;
@@ -453,11 +461,7 @@ struct Hooks {
         }
         c.flush_posted_ = false;
         if (c.ac_ != nullptr && c.want_write_ && !c.write_armed_) {
-          c.in_write_ = true;
-          redisAsyncHandleWrite(c.ac_);
-          if (gen == c.gen_) {
-            c.in_write_ = false;
-          }
+          c.handle_write();
         }
       });
     }
@@ -537,6 +541,15 @@ void Connection::arm_read() {
   });
 }
 
+void Connection::handle_write() {
+  const auto gen = gen_;
+  in_write_ = true;  // an addWrite from inside means the socket is full: wait for writability
+  redisAsyncHandleWrite(ac_);  // may free the context: then gen_ has moved on
+  if (gen == gen_) {
+    in_write_ = false;
+  }
+}
+
 void Connection::arm_write() {
   if (!sd_) {
     return;
@@ -550,11 +563,7 @@ void Connection::arm_write() {
     if (ec || ac_ == nullptr || !want_write_) {
       return;
     }
-    in_write_ = true;
-    redisAsyncHandleWrite(ac_);
-    if (gen == gen_) {
-      in_write_ = false;
-    }
+    handle_write();
   });
 }
 
@@ -658,17 +667,7 @@ net::awaitable<void> Connection::call(const Command& cmd, Op& op) {
   op.failure = Failure::none;
   send(cmd, op);
   if (!op.done) {
-    co_await net::async_initiate<decltype(net::use_awaitable), void()>(
-        [&op](auto handler) {
-          using H = decltype(handler);
-          struct Impl final : Op::Resumer {
-            explicit Impl(H&& h) : h(std::move(h)) {}
-            void resume() override { std::move(h)(); }
-            H h;
-          };
-          op.resumer = std::make_unique<Impl>(std::move(handler));
-        },
-        net::use_awaitable);
+    co_await suspend_on(op.resumer);
   }
 }
 
@@ -898,17 +897,6 @@ net::awaitable<bool> RedisClient::decide_groups(StoreRequest& req, std::size_t f
 
 namespace {
 
-// Resumes the coroutine that suspended on `slot` (set by suspend_on()).
-template <typename Handler>
-std::unique_ptr<Op::Resumer> make_resumer(Handler&& handler) {
-  struct Impl final : Op::Resumer {
-    explicit Impl(Handler&& h) : h(std::move(h)) {}
-    void resume() override { std::move(h)(); }
-    Handler h;
-  };
-  return std::make_unique<Impl>(std::move(handler));
-}
-
 struct BatchOp final : Op {
   explicit BatchOp(std::span<StoreRequest* const> r) : reqs(r) {}
   void on_reply(const redisReply* reply) override {
@@ -1010,8 +998,7 @@ net::awaitable<bool> RedisClient::decide(StoreRequest& req) {
       batch_posted_ = true;
       net::post(ioc_, [this] { start_batches(); });
     }
-    co_await net::async_initiate<decltype(net::use_awaitable), void()>(
-        [&w](auto handler) { w.resumer = make_resumer(std::move(handler)); }, net::use_awaitable);
+    co_await suspend_on(w.resumer);
     if (!w.ok) {
       shared_.count_fallback();
       co_return false;
@@ -1206,7 +1193,7 @@ net::awaitable<std::optional<std::size_t>> RedisClient::lift_bans(
   std::size_t lifted = 0;
   for (const auto& id : identities) {
     std::string ban = filters::rate_limit::redis::ban_key(prefix, id);
-    std::string rej = ban.substr(0, ban.size() - 3) + "rej";
+    std::string rej = filters::rate_limit::redis::rejection_key(prefix, id);
     Command del;
     del.add("DEL");
     del.add(ban);

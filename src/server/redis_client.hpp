@@ -145,6 +145,7 @@ class Connection {
   void drop(Failure why);
   void arm_read();
   void arm_write();
+  void handle_write();
   void arm_timer();
   void on_timer();
 

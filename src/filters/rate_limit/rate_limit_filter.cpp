@@ -115,7 +115,6 @@ struct RateLimiter::Policy {
   std::vector<ratelimit::Params> params;
   std::vector<std::string> prefixes;       // per rate: 4 bytes derived from the definition
   std::vector<std::uint32_t> definitions;  // the same 4 bytes as a number (Redis key names)
-  std::string limits_text;                 // "200/day; 50/hour"
   std::string in_flight_prefix;
   std::optional<ratelimit::BanRule> ban;
 
@@ -133,6 +132,7 @@ struct RateLimiter::Policy {
 };
 
 struct RateLimiter::RoutePlan {
+  std::vector<std::string> ban_reasons;  // [policy]: "route=generate limit=10/minute; 50/hour"
   std::string name;
   std::vector<const Policy*> policies;
   std::vector<std::vector<std::string>> item_names;  // [policy][rate]: IETF policy names
@@ -184,10 +184,6 @@ RateLimiter::RateLimiter(const config::Config& cfg, unsigned workers,
     }
     p->in_flight_prefix = prefix_for(owner + "|in_flight|" + p->key_text);
     p->definitions.pop_back();  // the in-flight prefix is not a rate
-    for (const auto& rate : block.limits) {
-      p->limits_text += p->limits_text.empty() ? "" : "; ";
-      p->limits_text += rate.text();
-    }
     has_ban_rules_ = has_ban_rules_ || p->ban.has_value();
     policies_.push_back(std::move(p));
     return policies_.back().get();
@@ -232,6 +228,14 @@ RateLimiter::RateLimiter(const config::Config& cfg, unsigned workers,
     for (std::size_t pi = 0; pi < plan.policies.size(); ++pi) {
       const Policy* p = plan.policies[pi];
       plan.first_slot.push_back(slots);
+      // What a remote store records as the reason of a ban it starts (it cannot know in advance
+      // which of the limits will refuse).
+      std::string reason = "route=" + route.name + " limit=";
+      for (std::size_t ri = 0; ri < p->block.limits.size(); ++ri) {
+        reason += ri == 0 ? "" : "; ";
+        reason += p->block.limits[ri].text();
+      }
+      plan.ban_reasons.push_back(std::move(reason));
       for (std::size_t ri = 0; ri < p->block.limits.size(); ++ri) {
         metric_labels_.push_back(
             MetricSlot{fmt::format("route=\"{}\",limit=\"{}\",key=\"{}\"", route.name,
@@ -447,7 +451,7 @@ bool RateLimiter::begin(const RequestInfo& r, unsigned worker, Verdict& out, boo
       g.first = static_cast<std::uint16_t>(n);
       g.ban = p.ban ? &*p.ban : nullptr;
       if (g.ban) {
-        g.ban_reason = fmt::format("route={} limit={}", plan.name, p.limits_text);
+        g.ban_reason = plan.ban_reasons[st.applied_index[i]];
       }
       st.groups.push_back(std::move(g));
     }
@@ -545,7 +549,8 @@ void RateLimiter::finish(const RequestInfo& r, unsigned worker, Verdict& out, bo
     std::size_t i = st.check_policy[g.first];
     const Policy& p = applied(i);
     count(plan.first_slot[st.applied_index[i]] + p.block.limits.size() + 1, kRejected);
-    state_->bans.impose(g.identity, g.ban_reason.empty() ? "shared ban" : g.ban_reason,
+    state_->bans.impose(g.identity,
+                        g.ban_reason.empty() ? std::string_view("shared ban") : g.ban_reason,
                         now + std::max<Nanos>(st.ban_left, 1));
     release(out);
     out.kind = Verdict::Kind::banned;

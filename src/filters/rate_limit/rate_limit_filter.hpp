@@ -52,7 +52,7 @@ struct StoreRequest {
     std::uint16_t first = 0;
     std::uint16_t count = 0;
     const ratelimit::BanRule* ban = nullptr;  // the policy's ban rule, if any
-    std::string ban_reason;                   // "route=generate limit=10/minute"
+    std::string_view ban_reason;  // "route=generate limit=10/minute" (owned by the limiter)
   };
   std::vector<ratelimit::Check> checks;
   std::vector<std::string> keys;           // the memory store's binary keys behind checks[i].key

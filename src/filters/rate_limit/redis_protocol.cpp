@@ -293,6 +293,13 @@ std::string ban_key(std::string_view prefix, std::string_view identity) {
   return out;
 }
 
+std::string rejection_key(std::string_view prefix, std::string_view identity) {
+  std::string out;
+  append_tagged(out, prefix, identity);
+  out += "rej";
+  return out;
+}
+
 void DecideBatch::start(std::string_view prefix, std::int64_t now_us) {
   keys_.clear();
   args_.clear();

@@ -43,6 +43,7 @@ struct Command {
 std::string counter_key(std::string_view prefix, std::string_view identity,
                         std::uint32_t definition);
 std::string ban_key(std::string_view prefix, std::string_view identity);
+std::string rejection_key(std::string_view prefix, std::string_view identity);
 
 // One script call deciding several requests (each all-or-nothing over its groups): the worker's
 // concurrent decisions share one EVALSHA, so Redis runs the script once per batch, not per
