@@ -354,10 +354,16 @@ void append_key(const std::vector<KeyPart>& key, const RequestInfo& r,
 }  // namespace
 
 void RateLimiter::check(const RequestInfo& r, unsigned worker, Verdict& out) {
+  // The session makes a Verdict per request; synchronously, the checks can live in per-thread
+  // scratch whose buffers survive from request to request (a remote decision spans a co_await
+  // and keeps its own in the Verdict).
+  thread_local StoreRequest scratch;
+  std::swap(out.store, scratch);
   if (begin(r, worker, out, false)) {
     decide_local(out);
     finish(r, worker, out, false);
   }
+  std::swap(out.store, scratch);
 }
 
 bool RateLimiter::begin(const RequestInfo& r, unsigned worker, Verdict& out, bool remote) {
