@@ -128,6 +128,13 @@ std::string Metrics::render(const std::function<void(std::string&)>& extra) cons
        &UpstreamStats::opened},
       {"gatehouse_upstream_pool_idle_connections", "gauge", "Idle pooled upstream connections.",
        &UpstreamStats::idle},
+      {"gatehouse_upstream_failures_total", "counter",
+       "Requests the upstream failed: no usable response head (502/504), or a response cut off "
+       "after its head was sent.",
+       &UpstreamStats::failures},
+      {"gatehouse_upstream_retries_total", "counter",
+       "Requests sent again on a fresh connection after a reused keep-alive connection failed.",
+       &UpstreamStats::retries},
   };
   for (const auto& m : kUp) {
     fmt::format_to(std::back_inserter(out), "# HELP {} {}\n# TYPE {} {}\n", m.name, m.help, m.name,

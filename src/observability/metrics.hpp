@@ -37,6 +37,8 @@ struct RouteStats {
 
 struct UpstreamStats {
   Cell connect_errors, timeouts, opened, idle;
+  Cell failures;  // requests answered 502/504, or cut off, because of the upstream
+  Cell retries;   // requests sent again on a fresh connection after a stale keep-alive one
 };
 
 struct alignas(64) WorkerMetrics {

@@ -24,6 +24,7 @@ struct Exchange {
   std::uint64_t bytes_out = 0;
   double upstream_ms = -1;
   std::string upstream_address;
+  std::string upstream_error;     // set when the upstream cut the response off after its head
   bool client_keep_alive = true;  // what the client asked for and we can honour
   // Arrived over TLS here, or at a trusted proxy that said X-Forwarded-Proto: https (HSTS).
   bool tls = false;

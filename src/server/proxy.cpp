@@ -172,6 +172,25 @@ std::array<net::const_buffer, 5> framed_piece(const std::string* head, char* siz
 
 enum class SendResult { ok, upstream_failed, client_failed, too_large, bad_body, too_slow };
 
+struct SendOutcome {
+  SendResult result = SendResult::ok;
+  bool wrote_any = false;  // some byte of the request reached the upstream's socket
+  error_code ec;           // the upstream write error, for upstream_failed
+};
+
+// Writes to the upstream under its deadline, noting whether any byte left.
+template <class Buffers>
+net::awaitable<error_code> write_upstream(upstream::Connection& u, Clock::duration timeout,
+                                          const Buffers& buffers, SendOutcome& out) {
+  u.deadline.arm(timeout);
+  auto [ec, n] = co_await net::async_write(u.socket, buffers, nothrow);
+  out.wrote_any = out.wrote_any || n > 0;
+  if (ec && u.deadline.expired()) {
+    ec = timeout_error();
+  }
+  co_return ec;
+}
+
 // How long the next body read may take: the body must keep an average of min_body_rate after a
 // grace of header_timeout from the start of the request (Apache mod_reqtimeout's MinRate), and
 // no single read may stall longer than idle_timeout.
@@ -186,14 +205,19 @@ Clock::duration body_read_timeout(const config::Limits& l, const Exchange& x) {
 }
 
 // Streams the request head and body to the upstream. The head goes out with the first body piece.
-net::awaitable<SendResult> send_request(Worker& w, ClientConn& c, RequestParser& p,
-                                        upstream::Connection& u, Framing framing,
-                                        const std::string& head, Exchange& x) {
+net::awaitable<SendOutcome> send_request(Worker& w, ClientConn& c, RequestParser& p,
+                                         upstream::Connection& u, Framing framing,
+                                         const std::string& head, Exchange& x) {
   const auto& limits = w.cfg.limits;
   const auto& ucfg = w.pools[w.cfg.routes[x.route].upstream_index]->config();
+  SendOutcome out;
+  auto fail = [&](SendResult r) {
+    out.result = r;
+    return out;
+  };
   if (framing == Framing::none) {
-    auto ec = co_await write_all(u.socket, u.deadline, ucfg.timeout, net::buffer(head));
-    co_return ec ? SendResult::upstream_failed : SendResult::ok;
+    out.ec = co_await write_upstream(u, ucfg.timeout, net::buffer(head), out);
+    co_return fail(out.ec ? SendResult::upstream_failed : SendResult::ok);
   }
   auto lease = w.buffers.take();
   bool head_sent = false;
@@ -212,22 +236,22 @@ net::awaitable<SendResult> send_request(Worker& w, ClientConn& c, RequestParser&
                         static_cast<std::size_t>(std::min<std::uint64_t>(remaining, lease.size()))),
             nothrow);
         if (ec) {
-          co_return c.deadline.expired() ? SendResult::too_slow : SendResult::client_failed;
+          co_return fail(c.deadline.expired() ? SendResult::too_slow : SendResult::client_failed);
         }
         piece = net::buffer(lease.data(), n);
       }
       std::array<net::const_buffer, 2> bufs{head_sent ? net::const_buffer() : net::buffer(head),
                                             piece};
       head_sent = true;
-      auto ec = co_await write_all(u.socket, u.deadline, ucfg.timeout, bufs);
+      out.ec = co_await write_upstream(u, ucfg.timeout, bufs, out);
       remaining -= piece.size();
       x.bytes_in += piece.size();
       c.buffer.consume(from_buffer);
-      if (ec) {
-        co_return SendResult::upstream_failed;
+      if (out.ec) {
+        co_return fail(SendResult::upstream_failed);
       }
     }
-    co_return SendResult::ok;
+    co_return out;
   }
   // Chunked: decode with the parser (it enforces body_limit), re-frame each piece as one chunk.
   char size_line[24];
@@ -237,25 +261,25 @@ net::awaitable<SendResult> send_request(Worker& w, ClientConn& c, RequestParser&
                                     lease.data(), lease.size());
     if (piece.ec) {
       if (piece.ec == http::error::body_limit) {
-        co_return SendResult::too_large;
+        co_return fail(SendResult::too_large);
       }
       if (c.deadline.expired()) {
-        co_return SendResult::too_slow;
+        co_return fail(SendResult::too_slow);
       }
-      co_return piece.ec.category() == http::make_error_code(http::error::bad_chunk).category()
-          ? SendResult::bad_body
-          : SendResult::client_failed;
+      co_return fail(piece.ec.category() == http::make_error_code(http::error::bad_chunk).category()
+                         ? SendResult::bad_body
+                         : SendResult::client_failed);
     }
     auto bufs = framed_piece(head_sent ? nullptr : &head, size_line,
                              net::buffer(lease.data(), piece.size), true, piece.done);
     head_sent = true;
     x.bytes_in += piece.size;
-    auto ec = co_await write_all(u.socket, u.deadline, ucfg.timeout, bufs);
-    if (ec) {
-      co_return SendResult::upstream_failed;
+    out.ec = co_await write_upstream(u, ucfg.timeout, bufs, out);
+    if (out.ec) {
+      co_return fail(SendResult::upstream_failed);
     }
     if (piece.done) {
-      co_return SendResult::ok;
+      co_return out;
     }
   }
 }
@@ -263,10 +287,37 @@ net::awaitable<SendResult> send_request(Worker& w, ClientConn& c, RequestParser&
 struct RelayResult {
   bool client_ok = true;
   bool upstream_reusable = false;
+  bool head_sent = false;  // false with upstream_ec set: nothing reached the client, 502 is due
+  error_code upstream_ec;  // the upstream failed (reset, EOF, timeout) before the body ended
 };
 
-// Streams the response body from upstream to client after the head (`head` is sent with the first
-// piece). Returns whether each side can be reused.
+struct Poll {
+  bool ready = false;  // body bytes are buffered (or the read failed: ec says how)
+  error_code ec;
+};
+
+// Reads what the upstream already sent, without waiting. When the body is not there yet (an SSE
+// stream before its first event, an LLM's slow first token) the head must go out alone at once;
+// when it is, head and body leave in one write. Needs the socket in non-blocking mode (Pool).
+Poll poll_upstream(upstream::Connection& u) {
+  if (u.buffer.size() > 0) {
+    return {true, {}};
+  }
+  error_code ec;
+  auto n = u.socket.read_some(u.buffer.prepare(16384), ec);
+  if (ec == net::error::would_block || ec == net::error::try_again) {
+    return {false, {}};
+  }
+  if (ec) {
+    return {true, ec};
+  }
+  u.buffer.commit(n);
+  return {true, {}};
+}
+
+// Streams the response body from upstream to client after the head. The head goes out with the
+// first body piece when that piece is already here, else alone at once. Returns whether each side
+// can be reused, and how the upstream failed if it did.
 net::awaitable<RelayResult> relay_response(Worker& w, ClientConn& c, upstream::Connection& u,
                                            ResponseParser& rp, Framing in, Framing out,
                                            const std::string& head, Exchange& x,
@@ -274,19 +325,41 @@ net::awaitable<RelayResult> relay_response(Worker& w, ClientConn& c, upstream::C
   const auto client_timeout = w.cfg.limits.idle_timeout;
   RelayResult result;
   char size_line[24];
-  bool head_sent = false;
   auto send = [&](net::const_buffer data, bool last) -> net::awaitable<bool> {
-    auto bufs =
-        framed_piece(head_sent ? nullptr : &head, size_line, data, out == Framing::chunked, last);
-    x.bytes_out += data.size();
-    head_sent = true;
+    auto bufs = framed_piece(result.head_sent ? nullptr : &head, size_line, data,
+                             out == Framing::chunked, last);
     auto ec = co_await write_all(c.stream, c.deadline, client_timeout, bufs);
-    co_return !ec;
+    if (ec) {
+      co_return false;
+    }
+    result.head_sent = true;
+    x.bytes_out += data.size();
+    co_return true;
+  };
+  auto upstream_failed = [&](error_code ec) {
+    result.upstream_ec = ec;
+    result.client_ok = !result.head_sent;  // a cut-off body can only be shown by closing
+    return result;
   };
 
   if (in == Framing::none) {
     result.client_ok = co_await send(net::const_buffer(), false);
     result.upstream_reusable = rp.keep_alive();
+    co_return result;
+  }
+  bool until_close = in == Framing::until_close;
+  std::uint64_t remaining = until_close ? ~std::uint64_t{0} : rp.content_length().value_or(0);
+  if (in == Framing::length && remaining == 0) {
+    result.client_ok = co_await send(net::const_buffer(), true);
+    result.upstream_reusable = rp.keep_alive();
+    co_return result;
+  }
+  auto poll = poll_upstream(u);
+  if (poll.ec && !(until_close && poll.ec == net::error::eof)) {
+    co_return upstream_failed(poll.ec);
+  }
+  if (!poll.ready && !co_await send(net::const_buffer(), false)) {
+    result.client_ok = false;
     co_return result;
   }
 
@@ -296,10 +369,7 @@ net::awaitable<RelayResult> relay_response(Worker& w, ClientConn& c, upstream::C
       auto piece = co_await read_chunked_piece(u.socket, u.buffer, u.deadline, up_timeout, rp,
                                                lease.data(), lease.size());
       if (piece.ec) {
-        // Truncated upstream body: the client cannot be told in-band; close both sides.
-        x.status = x.status == 0 ? 502 : x.status;
-        result.client_ok = false;
-        co_return result;
+        co_return upstream_failed(piece.ec);
       }
       if (!co_await send(net::buffer(lease.data(), piece.size), piece.done)) {
         result.client_ok = false;
@@ -313,13 +383,6 @@ net::awaitable<RelayResult> relay_response(Worker& w, ClientConn& c, upstream::C
   }
 
   // Length-delimited or close-delimited: no parser needed, bytes go straight through.
-  bool until_close = in == Framing::until_close;
-  std::uint64_t remaining = until_close ? ~std::uint64_t{0} : *rp.content_length();
-  if (remaining == 0) {
-    result.client_ok = co_await send(net::const_buffer(), true);
-    result.upstream_reusable = rp.keep_alive();
-    co_return result;
-  }
   std::optional<BufferPool::Lease> lease;
   while (remaining > 0) {
     std::size_t from_buffer = 0;
@@ -340,8 +403,7 @@ net::awaitable<RelayResult> relay_response(Worker& w, ClientConn& c, upstream::C
           result.client_ok = result.client_ok && out == Framing::chunked;
           co_return result;
         }
-        result.client_ok = false;  // truncated or timed out mid-body
-        co_return result;
+        co_return upstream_failed(u.deadline.expired() ? timeout_error() : ec);
       }
       piece = net::buffer(lease->data(), n);
     }
@@ -357,6 +419,39 @@ net::awaitable<RelayResult> relay_response(Worker& w, ClientConn& c, upstream::C
   }
   result.upstream_reusable = rp.keep_alive();
   co_return result;
+}
+
+// RFC 9110 section 9.2.2: requests that may be sent again without changing what they do.
+bool idempotent(http::verb m) {
+  switch (m) {
+    case http::verb::get:
+    case http::verb::head:
+    case http::verb::options:
+    case http::verb::trace:
+    case http::verb::put:
+    case http::verb::delete_:
+      return true;
+    default:
+      return false;
+  }
+}
+
+void log_upstream_failure(Worker& w, const Exchange& x, std::string_view message,
+                          const error_code& ec) {
+  if (!w.gw.logs().should_log(spdlog::level::warn)) {
+    return;
+  }
+  std::string extra = "\"request_id\":";
+  ghttp::append_json_string(extra, x.request_id);
+  extra += ",\"upstream\":";
+  ghttp::append_json_string(extra, x.upstream_address);
+  extra += ",\"error\":";
+  ghttp::append_json_string(extra, ec.message());
+  if (x.status != 0) {
+    fmt::format_to(std::back_inserter(extra), ",\"status\":{},\"bytes_out\":{}", x.status,
+                   x.bytes_out);
+  }
+  w.gw.logs().error(spdlog::level::warn, message, extra);
 }
 
 }  // namespace
@@ -387,11 +482,18 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, RequestParser& p, E
   };
   reset_parser();
 
+  auto& stats = w.metrics.upstreams[route.upstream_index];
+  // A reused keep-alive connection the upstream had closed is tried once more on a fresh one, but
+  // only when a replay cannot run the request twice: nothing was written, or the method is
+  // idempotent (RFC 9110 9.2.2), or the client marked it with an Idempotency-Key. A request with a
+  // body is never replayed (the body is not kept).
+  const bool replayable = idempotent(req.method()) || req.count("Idempotency-Key") > 0;
   std::unique_ptr<upstream::Connection> u;
   Clock::time_point upstream_start{};
   for (int attempt = 0;; ++attempt) {
     auto acquired = co_await pool.acquire(attempt > 0, x.request_id);
     if (!acquired.conn) {
+      stats.failures.add();
       co_await send_local_reply(w, c, x, acquired.status, has_body, acquired.detail);
       co_return x.client_keep_alive;
     }
@@ -407,23 +509,20 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, RequestParser& p, E
       }
     }
     auto sent = co_await send_request(w, c, p, *u, req_framing, head, x);
-    if (sent == SendResult::client_failed) {
+    if (sent.result == SendResult::client_failed) {
       co_return false;
     }
-    if (sent == SendResult::too_slow) {
+    if (sent.result == SendResult::too_slow) {
       // The upstream has part of a body: that connection is not reusable (u is dropped below).
       co_await send_local_reply(w, c, x, 408, true, "request body too slow");
       co_return false;
     }
-    if (sent == SendResult::too_large || sent == SendResult::bad_body) {
-      co_await send_local_reply(w, c, x, sent == SendResult::too_large ? 413 : 400, true);
+    if (sent.result == SendResult::too_large || sent.result == SendResult::bad_body) {
+      co_await send_local_reply(w, c, x, sent.result == SendResult::too_large ? 413 : 400, true);
       co_return false;
     }
     // Read the response head, skipping interim 1xx responses.
-    error_code ec;
-    if (sent == SendResult::upstream_failed) {
-      ec = net::error::connection_reset;
-    }
+    error_code ec = sent.ec;
     while (!ec) {
       u->deadline.arm(ucfg.timeout);
       ec = co_await read_head(u->socket, u->buffer, u->deadline, *rp);
@@ -441,33 +540,26 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, RequestParser& p, E
       break;
     }
     bool timed_out = ec == beast::error::timeout;
-    // A keep-alive connection the upstream had already closed: retry once on a fresh one.
-    bool stale = u->reused && !has_body && !timed_out &&
-                 (ec == net::error::eof || ec == net::error::connection_reset ||
-                  ec == http::error::end_of_stream || ec == net::error::broken_pipe);
+    bool closed = ec == net::error::eof || ec == net::error::connection_reset ||
+                  ec == http::error::end_of_stream || ec == net::error::broken_pipe ||
+                  ec == http::error::partial_message;
+    bool stale = u->reused && !has_body && closed && (replayable || !sent.wrote_any);
     if (stale && attempt == 0) {
+      stats.retries.add();
       reset_parser();
       continue;
     }
     if (timed_out) {
-      w.metrics.upstreams[route.upstream_index].timeouts.add();
+      stats.timeouts.add();
     }
+    stats.failures.add();
     std::string detail = (timed_out ? "no response head from " : "bad response from ") +
                          x.upstream_address + ": " + ec.message();
-    if (w.gw.logs().should_log(spdlog::level::warn)) {
-      std::string extra = "\"request_id\":";
-      ghttp::append_json_string(extra, x.request_id);
-      extra += ",\"upstream\":";
-      ghttp::append_json_string(extra, x.upstream_address);
-      extra += ",\"error\":";
-      ghttp::append_json_string(extra, ec.message());
-      w.gw.logs().error(spdlog::level::warn, timed_out ? "upstream timeout" : "upstream failed",
-                        extra);
-    }
+    log_upstream_failure(w, x, timed_out ? "upstream timeout" : "upstream failed", ec);
     x.upstream_ms =
         std::chrono::duration<double, std::milli>(Clock::now() - upstream_start).count();
-    co_await send_local_reply(w, c, x, timed_out ? 504 : 502, has_body && sent != SendResult::ok,
-                              detail);
+    co_await send_local_reply(w, c, x, timed_out ? 504 : 502,
+                              has_body && sent.result != SendResult::ok, detail);
     co_return x.client_keep_alive;
   }
 
@@ -493,6 +585,26 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, RequestParser& p, E
   build_client_head(w, *rp, x, out, client_http10, keep, c.scratch);
   auto relay = co_await relay_response(w, c, *u, *rp, in, out, c.scratch, x, ucfg.timeout);
   x.upstream_ms = std::chrono::duration<double, std::milli>(Clock::now() - upstream_start).count();
+  if (relay.upstream_ec) {
+    bool timed_out = relay.upstream_ec == beast::error::timeout;
+    if (timed_out) {
+      stats.timeouts.add();
+    }
+    stats.failures.add();
+    if (!relay.head_sent) {
+      // Nothing reached the client yet: it gets a clear 502/504 instead of an empty reply.
+      log_upstream_failure(w, x, "upstream failed before the response body", relay.upstream_ec);
+      x.status = 0;
+      co_await send_local_reply(
+          w, c, x, timed_out ? 504 : 502, false,
+          "response from " + x.upstream_address + " cut off: " + relay.upstream_ec.message());
+      co_return x.client_keep_alive;
+    }
+    // The head is out: closing the connection is the only way to show the client the truncation.
+    log_upstream_failure(w, x, "upstream response cut off", relay.upstream_ec);
+    x.upstream_error = relay.upstream_ec.message();
+    co_return false;
+  }
   if (relay.upstream_reusable && in != Framing::until_close && !w.draining) {
     pool.release(std::move(u));
   }

@@ -279,6 +279,10 @@ void finish_exchange(Worker& w, Exchange& x, std::string_view method, std::strin
   } else {
     line += ",\"upstream_ms\":null,\"upstream\":null";
   }
+  if (!x.upstream_error.empty()) {
+    line += ",\"upstream_error\":";
+    ghttp::append_json_string(line, x.upstream_error);
+  }
   line += ",\"user_agent\":";
   ghttp::append_json_string(line, user_agent);
   line += '}';

@@ -45,34 +45,40 @@ bool Pool::is_stale(Connection& c, Clock::time_point now) {
   return !(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
 }
 
+std::unique_ptr<Connection> Pool::take_idle(std::size_t target, Clock::time_point now) {
+  auto& list = idle_[target];
+  while (!list.empty()) {
+    auto c = std::move(list.back());
+    list.pop_back();
+    stats_.idle.add(-1);
+    if (is_stale(*c, now)) {
+      continue;
+    }
+    c->reused = true;
+    deadlines_.push_back(c->deadline);
+    return c;
+  }
+  return nullptr;
+}
+
 net::awaitable<Acquired> Pool::acquire(bool fresh, std::string_view request_id) {
   const std::size_t n = targets_.size();
-  const std::size_t start = rr_++ % n;
-  auto now = Clock::now();
-  if (!fresh) {
-    for (std::size_t i = 0; i < n; ++i) {
-      auto& list = idle_[(start + i) % n];
-      while (!list.empty()) {
-        auto c = std::move(list.back());
-        list.pop_back();
-        stats_.idle.add(-1);
-        if (is_stale(*c, now)) {
-          continue;
-        }
-        c->reused = true;
-        deadlines_.push_back(c->deadline);
-        co_return Acquired{std::move(c), 0, {}};
-      }
-    }
-  }
-  // Connect: reachable targets first, then (if all are marked down) the others anyway.
+  const std::size_t start = rr_ % n;
   Acquired failure{nullptr, 502, {}};
+  // Pass 0: the reachable targets from the cursor on; pass 1 (when every one of them failed or
+  // none is marked reachable): the others, so a target is never skipped by a stale mark alone.
   for (int pass = 0; pass < 2; ++pass) {
     for (std::size_t i = 0; i < n; ++i) {
       std::size_t t = (start + i) % n;
       bool reachable = health_.target(index_, t).reachable();
       if ((pass == 0) != reachable) {
         continue;
+      }
+      rr_ = t + 1;  // the next request starts after this target
+      if (!fresh) {
+        if (auto c = take_idle(t, Clock::now())) {
+          co_return Acquired{std::move(c), 0, {}};
+        }
       }
       auto c = std::make_unique<Connection>(ex_);
       c->target = t;
@@ -84,6 +90,9 @@ net::awaitable<Acquired> Pool::acquire(bool fresh, std::string_view request_id) 
       if (!ec) {
         error_code ignore;
         c->socket.set_option(tcp::no_delay(true), ignore);
+        // Reads are tried without waiting first (see relay_response: a head with no body behind
+        // it yet is sent at once).
+        c->socket.non_blocking(true, ignore);
         stats_.opened.add();
         if (!reachable) {
           health_.target(index_, t).report(true);

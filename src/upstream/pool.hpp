@@ -1,6 +1,8 @@
 #pragma once
-// A worker's keep-alive connections to one upstream: LIFO idle lists per target, round-robin
-// across targets, reachable targets first. Owned and used by one worker thread only.
+// A worker's keep-alive connections to one upstream. The balancer picks the target first (round
+// robin over the targets marked reachable), then a LIFO idle connection of that target is reused
+// or a new one opened: traffic splits as configured, and a target that comes back takes its share
+// at once. Owned and used by one worker thread only.
 #include <memory>
 #include <string>
 #include <vector>
@@ -39,7 +41,9 @@ class Pool {
        observability::UpstreamStats& stats, observability::Health& health,
        observability::Logs& logs);
 
-  // `fresh` skips idle connections (used for the one retry after a stale keep-alive connection).
+  // A connection to the next target in round-robin order among the reachable ones (all of them,
+  // when none is). A failed connect moves on to the next target: nothing was sent yet. `fresh`
+  // opens a new connection instead of reusing an idle one (the retry after a stale one).
   server::net::awaitable<Acquired> acquire(bool fresh, std::string_view request_id);
   void release(std::unique_ptr<Connection> conn);
   void prune(Clock::time_point now);  // close connections idle past keepalive_timeout
@@ -49,6 +53,7 @@ class Pool {
 
  private:
   bool is_stale(Connection& c, Clock::time_point now);
+  std::unique_ptr<Connection> take_idle(std::size_t target, Clock::time_point now);
 
   server::net::any_io_executor ex_;
   server::DeadlineList& deadlines_;
@@ -57,7 +62,7 @@ class Pool {
   std::vector<tcp::endpoint> targets_;
   std::vector<std::string> addresses_;
   std::vector<std::vector<std::unique_ptr<Connection>>> idle_;
-  std::size_t rr_ = 0;
+  std::size_t rr_ = 0;  // round-robin cursor: the target after the last one chosen
   observability::UpstreamStats& stats_;
   observability::Health& health_;
   observability::Logs& logs_;

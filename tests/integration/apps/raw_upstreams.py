@@ -19,6 +19,7 @@ usage: raw_upstreams.py MODE PORT [ARGS...]
 import hashlib
 import json
 import socket
+import struct
 import sys
 import threading
 import time
@@ -222,7 +223,53 @@ def mode_slow_body(conn, args):
             return
 
 
+def mode_late_sse(conn, args):
+    """An SSE head at once, the first event `sleep` s later (an LLM's slow first token)."""
+    sleep = float(args[0]) if args else 2.0
+    reader = Reader(conn)
+    req = read_head(reader)
+    read_body(reader, req)
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                 b"Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n")
+    time.sleep(sleep)
+    send_chunk(conn, b"data: 1\n\n")
+    conn.sendall(b"0\r\n\r\n")
+
+
+def mode_reset_after_head(conn, args):
+    """A valid head announcing 100 bytes, then (after `pause` s) a reset before any body byte."""
+    pause = float(args[0]) if args else 0.0
+    reader = Reader(conn)
+    req = read_head(reader)
+    read_body(reader, req)
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\n")
+    if pause:
+        time.sleep(pause)
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    conn.close()
+
+
+def mode_answer_once(conn, args):
+    """Per connection: the first request is answered (keep-alive, so it is pooled); every request
+    is recorded to args[0]; the second one is read and the connection closed with no answer."""
+    path = args[0]
+    reader = Reader(conn)
+    for n in range(2):
+        req = read_head(reader)
+        read_body(reader, req)
+        with _lock:
+            with open(path, "a") as f:
+                f.write(json.dumps({"method": req.method, "target": req.target, "n": n,
+                                    "idempotency_key": req.get("idempotency-key")}) + "\n")
+        if n == 0:
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    conn.shutdown(socket.SHUT_RDWR)
+
+
 MODES = {
+    "late-sse": mode_late_sse,
+    "reset-after-head": mode_reset_after_head,
+    "answer-once": mode_answer_once,
     "sse": mode_sse,
     "sse-close": mode_sse_close,
     "refuse-after-accept": mode_refuse_after_accept,

@@ -266,7 +266,7 @@ TEST(Metrics, EverySampleLineIsWellFormed) {
   for (const auto& [family, count] : type_lines) {
     EXPECT_EQ(count, 1) << family;
   }
-  EXPECT_EQ(type_lines.size(), 12u);
+  EXPECT_EQ(type_lines.size(), 14u);
 }
 
 TEST(Metrics, ExactRenderingForASmallCase) {
@@ -358,6 +358,14 @@ TEST(Metrics, ExactRenderingForASmallCase) {
       "# HELP gatehouse_upstream_pool_idle_connections Idle pooled upstream connections.\n"
       "# TYPE gatehouse_upstream_pool_idle_connections gauge\n"
       "gatehouse_upstream_pool_idle_connections{upstream=\"app\"} 1\n"
+      "# HELP gatehouse_upstream_failures_total Requests the upstream failed: no usable response "
+      "head (502/504), or a response cut off after its head was sent.\n"
+      "# TYPE gatehouse_upstream_failures_total counter\n"
+      "gatehouse_upstream_failures_total{upstream=\"app\"} 0\n"
+      "# HELP gatehouse_upstream_retries_total Requests sent again on a fresh connection after a "
+      "reused keep-alive connection failed.\n"
+      "# TYPE gatehouse_upstream_retries_total counter\n"
+      "gatehouse_upstream_retries_total{upstream=\"app\"} 0\n"
       "# HELP gatehouse_local_replies_total Replies made by gatehouse itself, by status.\n"
       "# TYPE gatehouse_local_replies_total counter\n"
       "gatehouse_local_replies_total{status=\"400\"} 0\n"
