@@ -214,6 +214,12 @@ class AppFactory:
         self.apps.append(app)
         return app.start()
 
+    def uvicorn(self, name="asgi"):
+        """apps/asgi_app.py: a Starlette app on uvicorn (keep-alive, like production servers)."""
+        app = AppProcess(self._dir(), APPS / "asgi_app.py", [], [name], f"asgi-{name}-{self.n}")
+        self.apps.append(app)
+        return app.start()
+
     def raw(self, mode, *args):
         app = AppProcess(self._dir(), APPS / "raw_upstreams.py", [mode], list(args),
                          f"raw-{mode}-{self.n}")

@@ -141,7 +141,7 @@ class SteadyLoad:
 
 
 def test_two_targets_split_evenly(apps, gatehouses):
-    a, b = apps.flask("a"), apps.flask("b")
+    a, b = apps.uvicorn("a"), apps.uvicorn("b")
     gh = gatehouses([a, b])
     with SteadyLoad(gh.port, threads=4):
         time.sleep(scaled(3))
@@ -155,7 +155,7 @@ def test_two_targets_split_evenly(apps, gatehouses):
 
 
 def test_restarted_target_takes_its_share_again(apps, gatehouses):
-    a, b = apps.flask("a"), apps.flask("b")
+    a, b = apps.uvicorn("a"), apps.uvicorn("b")
     gh = gatehouses([a, b], health={"check_interval": "1s"})
     with SteadyLoad(gh.port, threads=4, limit=scaled(60)) as load:
         time.sleep(scaled(2))
