@@ -3,6 +3,7 @@
 
 #include "http/cidr.hpp"
 #include "http/error_reply.hpp"
+#include "http/forwarding.hpp"
 #include "http/headers.hpp"
 #include "http/request_id.hpp"
 #include "observability/metrics.hpp"

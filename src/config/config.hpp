@@ -14,6 +14,7 @@
 #include "filters/rate_limit/config.hpp"
 #include "filters/security_headers/config.hpp"
 #include "http/cidr.hpp"
+#include "http/forwarding.hpp"
 
 namespace gatehouse::config {
 
@@ -119,6 +120,11 @@ struct Config {
   std::optional<Endpoint> admin_listen = Endpoint{"127.0.0.1", 9901};  // null/"off" disables
   unsigned workers = 0;                                                // 0 = one per core ("auto")
   std::vector<http::Cidr> trusted_proxies;
+  // Which forwarding headers trusted proxies write and gatehouse believes (never both).
+  http::ForwardedHeaders forwarded_headers = http::ForwardedHeaders::x_forwarded;
+  // Every connection on `listen` and `listen_tls` starts with a PROXY protocol v1/v2 header from
+  // a peer in trusted_proxies (an L4 load balancer); its client address replaces the peer.
+  bool proxy_protocol = false;
   AccessRules access;
   Limits limits;
   Millis drain_timeout{30'000};

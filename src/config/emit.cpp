@@ -296,6 +296,9 @@ std::string to_yaml(const Config& c) {
   w.key("admin_listen").str(c.admin_listen ? c.admin_listen->to_string() : "off");
   w.key("workers").str(c.workers == 0 ? "auto" : std::to_string(c.workers));
   w.key("trusted_proxies").list(cidrs(c.trusted_proxies));
+  w.key("forwarded_headers")
+      .str(c.forwarded_headers == http::ForwardedHeaders::forwarded ? "forwarded" : "x-forwarded");
+  w.key("proxy_protocol").boolean(c.proxy_protocol);
   write_access(w, c.access);
 
   w.key("limits").begin_map();

@@ -337,8 +337,8 @@ Config read_config(const Value& root_value) {
   out.source = root_value.source();
   Map root(root_value,
            {"environment", "listen", "listen_tls", "admin_listen", "workers", "trusted_proxies",
-            "access", "limits", "drain_timeout", "upstreams", "routes", "log", "health",
-            "request_id", "rate_limit", "security_headers", "cors"});
+            "forwarded_headers", "proxy_protocol", "access", "limits", "drain_timeout", "upstreams",
+            "routes", "log", "health", "request_id", "rate_limit", "security_headers", "cors"});
   if (auto x = root.find("environment")) {
     out.environment = read_choice(*x, {"development", "production"}) == "development"
                           ? Environment::development
@@ -358,6 +358,18 @@ Config read_config(const Value& root_value) {
   }
   if (auto x = root.find("trusted_proxies")) {
     out.trusted_proxies = read_cidrs(*x);
+  }
+  if (auto x = root.find("forwarded_headers")) {
+    out.forwarded_headers = read_choice(*x, {"x-forwarded", "forwarded"}) == "forwarded"
+                                ? http::ForwardedHeaders::forwarded
+                                : http::ForwardedHeaders::x_forwarded;
+  }
+  if (auto x = root.find("proxy_protocol")) {
+    out.proxy_protocol = read_bool(*x);
+    // Headers are accepted only from trusted_proxies: with none, every connection would be closed.
+    if (out.proxy_protocol && out.trusted_proxies.empty()) {
+      x->fail("needs trusted_proxies listing the load balancers that send the PROXY header");
+    }
   }
   if (auto x = root.find("access")) {
     out.access = read_access(*x);

@@ -85,27 +85,6 @@ bool named_by_connection(std::string_view name, std::span<const std::string_view
                      [&](std::string_view t) { return iequals(t, name); });
 }
 
-std::string client_ip(std::string_view peer_ip, std::string_view xff,
-                      std::span<const Cidr> trusted) {
-  auto peer = parse_ip(peer_ip);
-  if (trusted.empty() || xff.empty() || !peer || !any_contains(trusted, *peer)) {
-    return std::string(peer_ip);
-  }
-  std::string_view chosen = peer_ip;
-  auto hops = split_tokens(xff);
-  for (auto it = hops.rbegin(); it != hops.rend(); ++it) {
-    auto ip = parse_ip(*it);
-    if (!ip) {
-      break;
-    }
-    chosen = *it;
-    if (!any_contains(trusted, *ip)) {
-      break;
-    }
-  }
-  return std::string(chosen);
-}
-
 std::string redact_target(std::string_view target) {
   auto q = target.find('?');
   if (q == std::string_view::npos) {

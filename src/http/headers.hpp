@@ -24,12 +24,6 @@ std::vector<std::string_view> split_tokens(std::string_view value);
 bool named_by_connection(std::string_view name,
                          std::span<const std::string_view> connection_tokens);
 
-// The client address to believe: the peer, or, when the peer is a trusted proxy, the rightmost
-// X-Forwarded-For hop that is not itself trusted. Unparsable hops stop the walk (the last trusted
-// hop's claim is used).
-std::string client_ip(std::string_view peer_ip, std::string_view x_forwarded_for,
-                      std::span<const Cidr> trusted);
-
 // Request target for logs: query values of token-like parameters replaced by "REDACTED".
 std::string redact_target(std::string_view target);
 

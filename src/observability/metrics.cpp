@@ -112,6 +112,11 @@ std::string Metrics::render(const std::function<void(std::string&)>& extra) cons
         sum(shards_, [](const WorkerMetrics& w) -> const Cell& { return w.connections_rejected; }));
   gauge("gatehouse_tls_handshake_errors_total", "counter", "TLS handshakes that failed.",
         sum(shards_, [](const WorkerMetrics& w) -> const Cell& { return w.tls_handshake_errors; }));
+  gauge(
+      "gatehouse_proxy_protocol_errors_total", "counter",
+      "Connections closed without a reply: PROXY protocol header missing, malformed, slow, or "
+      "from a peer not in trusted_proxies.",
+      sum(shards_, [](const WorkerMetrics& w) -> const Cell& { return w.proxy_protocol_errors; }));
 
   struct UpMetric {
     const char* name;

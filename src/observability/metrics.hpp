@@ -46,7 +46,8 @@ struct alignas(64) WorkerMetrics {
   std::vector<UpstreamStats> upstreams;
   std::array<Cell, kLocalReplyStatuses.size() + 1> local_replies;  // last = other
   Cell in_flight, connections_active, connections_total, tls_handshake_errors;
-  Cell connections_rejected;  // over max_connections / max_connections_per_ip
+  Cell connections_rejected;   // over max_connections / max_connections_per_ip
+  Cell proxy_protocol_errors;  // connections closed for a missing or bad PROXY header
 
   void record_request(std::size_t route, unsigned status, std::int64_t duration_us);
   void record_local_reply(unsigned status);

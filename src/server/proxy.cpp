@@ -5,6 +5,7 @@
 #include "http/headers.hpp"
 #include "http/request_id.hpp"
 #include "server/exchange.hpp"
+#include "server/forwarding_fields.hpp"
 
 namespace gatehouse::server {
 namespace {
@@ -39,9 +40,12 @@ bool skip_forwarded_field(const std::string_view name, http::field f,
     default:
       break;
   }
+  // Forwarding headers are rebuilt below from what was believed; `Forwarded` is never sent, so
+  // the app cannot read a client's own claim there.
   return ghttp::is_hop_by_hop(name) || ghttp::iequals(name, "X-Forwarded-For") ||
          ghttp::iequals(name, "X-Forwarded-Proto") || ghttp::iequals(name, "X-Forwarded-Host") ||
-         ghttp::iequals(name, request_id_header) || ghttp::iequals(name, "traceparent") ||
+         ghttp::iequals(name, "Forwarded") || ghttp::iequals(name, request_id_header) ||
+         ghttp::iequals(name, "traceparent") ||
          (!conn_tokens.empty() && ghttp::named_by_connection(name, conn_tokens));
 }
 
@@ -67,23 +71,25 @@ void build_upstream_head(const config::Config& cfg, std::string_view peer_ip, bo
     out += sv(f.value());
     out += kCrlf;
   }
-  auto peer = ghttp::parse_ip(peer_ip);
-  bool trusted =
-      peer && !cfg.trusted_proxies.empty() && ghttp::any_contains(cfg.trusted_proxies, *peer);
-  auto xff = sv(req["X-Forwarded-For"]);
+  // From a trusted peer: its whole chain (every line, or Forwarded's for= nodes) plus the peer,
+  // and the nearest proxy's scheme and host; from anyone else only what this hop saw.
+  auto id = identify_client(cfg, peer_ip, req);
   out += "X-Forwarded-For: ";
-  if (trusted && !xff.empty()) {
-    out += xff;
-    out += ", ";
+  if (id.forwarding.trusted_peer) {
+    auto chain = ghttp::upstream_forwarded_for(id.lines, cfg.forwarded_headers);
+    if (!chain.empty()) {
+      out += chain;
+      out += ", ";
+    }
   }
   out += peer_ip;
   out += kCrlf;
-  auto proto = sv(req["X-Forwarded-Proto"]);
   out += "X-Forwarded-Proto: ";
-  out += (trusted && !proto.empty()) ? proto : std::string_view(tls ? "https" : "http");
+  out += !id.forwarding.proto.empty() ? std::string_view(id.forwarding.proto)
+                                      : std::string_view(tls ? "https" : "http");
   out += kCrlf;
-  auto fwd_host = sv(req["X-Forwarded-Host"]);
-  auto host = (trusted && !fwd_host.empty()) ? fwd_host : sv(req[http::field::host]);
+  auto host = !id.forwarding.host.empty() ? std::string_view(id.forwarding.host)
+                                          : sv(req[http::field::host]);
   if (!host.empty()) {
     out += "X-Forwarded-Host: ";
     out += host;

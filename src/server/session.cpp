@@ -7,6 +7,8 @@
 #include "http/headers.hpp"
 #include "http/request_id.hpp"
 #include "server/exchange.hpp"
+#include "server/forwarding_fields.hpp"
+#include "server/proxy_header.hpp"
 #include "server/request_checks.hpp"
 
 namespace gatehouse::server {
@@ -114,19 +116,6 @@ net::awaitable<void> send_https_redirect(Worker& w, ClientConn& c, Exchange& x,
   ghttp::append_json_string(body, "Use HTTPS: " + location);
   body += '}';
   co_await send_json(w, c, x, 308, body, head_only, "Location: " + location + "\r\n");
-}
-
-// Whether a trusted proxy in front of us terminated TLS (for HSTS).
-bool forwarded_https(Worker& w, ClientConn& c, const RequestParser::value_type& req) {
-  if (w.cfg.trusted_proxies.empty()) {
-    return false;
-  }
-  auto proto = req["X-Forwarded-Proto"];
-  if (!ghttp::iequals({proto.data(), proto.size()}, "https")) {
-    return false;
-  }
-  auto peer = ghttp::parse_ip(c.peer_ip);
-  return peer && ghttp::any_contains(w.cfg.trusted_proxies, *peer);
 }
 
 // CORS preflights never reach the app and never count against rate limits. Returns false when
@@ -323,10 +312,13 @@ net::awaitable<bool> serve_one(Worker& w, ClientConn& c) {
   }
 
   const auto& req = parser.get();
-  auto xff = req["X-Forwarded-For"];
-  x.client_ip = ghttp::client_ip(c.peer_ip, {xff.data(), xff.size()}, w.cfg.trusted_proxies);
+  {
+    auto id = identify_client(w.cfg, c.peer_ip, req);
+    x.client_ip = std::move(id.forwarding.client_ip);
+    // The scheme the client used: the nearest trusted proxy's word, else this connection's.
+    x.tls = id.forwarding.proto.empty() ? c.stream.tls() : id.forwarding.proto == "https";
+  }
   fill_request_id(w, x, parser);
-  x.tls = c.stream.tls() || forwarded_https(w, c, req);
   {
     auto origin = req[http::field::origin];
     x.origin = {origin.data(), origin.size()};
@@ -465,6 +457,17 @@ net::awaitable<bool> tls_handshake(Worker& w, ClientConn& c) {
 
 net::awaitable<void> run_session(Worker& w, tcp::socket socket, bool tls) {
   std::string peer = peer_address(socket);
+  if (w.cfg.proxy_protocol) {
+    // Before admission: connection caps count the client the header names, not the balancer.
+    auto client = co_await read_proxy_header(w, socket, peer);
+    if (!client) {
+      w.metrics.proxy_protocol_errors.add(1);
+      error_code ignore;
+      socket.close(ignore);
+      co_return;
+    }
+    peer = std::move(*client);
+  }
   if (!w.gw.admit_connection(peer)) {
     // Over a connection cap: close at once (RST-free FIN), before any allocation for it.
     w.metrics.connections_rejected.add(1);

@@ -29,6 +29,8 @@ void expect_same(const Config& a, const Config& b) {
     expect_same_endpoints({*a.admin_listen}, {*b.admin_listen});
   }
   EXPECT_EQ(a.workers, b.workers);
+  EXPECT_EQ(a.forwarded_headers, b.forwarded_headers);
+  EXPECT_EQ(a.proxy_protocol, b.proxy_protocol);
   ASSERT_EQ(a.trusted_proxies.size(), b.trusted_proxies.size());
   for (std::size_t i = 0; i < a.trusted_proxies.size(); ++i) {
     EXPECT_EQ(a.trusted_proxies[i].to_string(), b.trusted_proxies[i].to_string());
@@ -99,6 +101,8 @@ listen_tls: null
 admin_listen: 127.0.0.1:9901
 workers: auto
 trusted_proxies: []
+forwarded_headers: x-forwarded
+proxy_protocol: false
 access:
   allow: []
   deny: []
@@ -168,6 +172,8 @@ listen: "[::]:0"
 admin_listen: off
 workers: 7
 trusted_proxies: [10.0.0.0/8, "::1", 192.168.0.0/16]
+forwarded_headers: forwarded
+proxy_protocol: true
 limits: {max_header_bytes: 1500, max_body_bytes: 0, max_uri_bytes: 3MB}
 drain_timeout: 0s
 upstreams:

@@ -46,13 +46,15 @@ TEST(ConfigErrors, TopLevel) {
   expect_errors({
       {kBase + "bogus_key: 1\n",
        "t.yaml:4:1: bogus_key: unknown key \"bogus_key\"; allowed keys: environment, listen, "
-       "listen_tls, admin_listen, workers, trusted_proxies, access, limits, drain_timeout, "
-       "upstreams, routes, log, health, request_id, rate_limit, security_headers, cors"},
+       "listen_tls, admin_listen, workers, trusted_proxies, forwarded_headers, proxy_protocol, "
+       "access, limits, drain_timeout, upstreams, routes, log, health, request_id, rate_limit, "
+       "security_headers, cors"},
       {kBase + "listn: :80\n",
        "t.yaml:4:1: listn: unknown key \"listn\" (did you mean \"listen\"?); allowed keys: "
-       "environment, listen, listen_tls, admin_listen, workers, trusted_proxies, access, limits, "
-       "drain_timeout, upstreams, routes, log, health, request_id, rate_limit, security_headers, "
-       "cors"},
+       "environment, listen, listen_tls, admin_listen, workers, trusted_proxies, "
+       "forwarded_headers, "
+       "proxy_protocol, access, limits, drain_timeout, upstreams, routes, log, health, request_id, "
+       "rate_limit, security_headers, cors"},
       {kBase + "upstreams: {}\n", "t.yaml:4:1: upstreams: duplicate key (first defined at line 1)"},
       {kBase + "environment: staging\n",
        "t.yaml:4:14: environment: invalid value \"staging\" (expected one of: development, "
@@ -108,6 +110,18 @@ TEST(ConfigErrors, TopLevel) {
        "1024)"},
       {kBase + "trusted_proxies: 10.0.0.0/8\n",
        "t.yaml:4:18: trusted_proxies: expected a list, got a string"},
+      {kBase + "forwarded_headers: x-forwarded-for\n",
+       "t.yaml:4:20: forwarded_headers: invalid value \"x-forwarded-for\" (expected one of: "
+       "x-forwarded, forwarded)"},
+      {kBase + "proxy_protocol: v2\n",
+       "t.yaml:4:17: proxy_protocol: expected true or false, got \"v2\""},
+      // Headers are believed only from trusted_proxies: without any, nobody could connect.
+      {kBase + "proxy_protocol: true\n",
+       "t.yaml:4:17: proxy_protocol: needs trusted_proxies listing the load balancers that send "
+       "the PROXY header"},
+      {kBase + "proxy_protocol: true\ntrusted_proxies: []\n",
+       "t.yaml:4:17: proxy_protocol: needs trusted_proxies listing the load balancers that send "
+       "the PROXY header"},
       {kBase + "trusted_proxies: [10.0.0.0/33]\n",
        "t.yaml:4:19: trusted_proxies[0]: invalid CIDR \"10.0.0.0/33\" (expected ADDRESS or "
        "ADDRESS/BITS, e.g. \"10.0.0.0/8\" or \"::1/128\")"},

@@ -39,6 +39,8 @@ TEST(LoadConfig, MinimalConfigGetsEveryDefault) {
   EXPECT_EQ(c.admin_listen->to_string(), "127.0.0.1:9901");
   EXPECT_EQ(c.workers, 0u);
   EXPECT_TRUE(c.trusted_proxies.empty());
+  EXPECT_EQ(c.forwarded_headers, http::ForwardedHeaders::x_forwarded);
+  EXPECT_FALSE(c.proxy_protocol);
   EXPECT_EQ(c.limits.max_header_bytes, 16u * 1024);
   EXPECT_EQ(c.limits.max_body_bytes, 10u * 1024 * 1024);
   EXPECT_EQ(c.limits.max_uri_bytes, 8u * 1024);
@@ -159,6 +161,8 @@ trusted_proxies:
   - 10.0.0.0/8
   - 192.168.1.7
   - fd00::/8
+forwarded_headers: forwarded
+proxy_protocol: true
 limits:
   max_header_bytes: 4096B
   max_body_bytes: 0
@@ -252,6 +256,8 @@ request_id:
   EXPECT_EQ(c.health.check_interval, 500ms);
   EXPECT_EQ(c.request_id.header, "X-Correlation-Id");
   EXPECT_FALSE(c.request_id.trust_incoming);
+  EXPECT_EQ(c.forwarded_headers, http::ForwardedHeaders::forwarded);
+  EXPECT_TRUE(c.proxy_protocol);
 }
 
 TEST(LoadConfig, AdminListenCanBeDisabled) {

@@ -266,7 +266,7 @@ TEST(Metrics, EverySampleLineIsWellFormed) {
   for (const auto& [family, count] : type_lines) {
     EXPECT_EQ(count, 1) << family;
   }
-  EXPECT_EQ(type_lines.size(), 14u);
+  EXPECT_EQ(type_lines.size(), 15u);
 }
 
 TEST(Metrics, ExactRenderingForASmallCase) {
@@ -346,6 +346,10 @@ TEST(Metrics, ExactRenderingForASmallCase) {
       "# HELP gatehouse_tls_handshake_errors_total TLS handshakes that failed.\n"
       "# TYPE gatehouse_tls_handshake_errors_total counter\n"
       "gatehouse_tls_handshake_errors_total 0\n"
+      "# HELP gatehouse_proxy_protocol_errors_total Connections closed without a reply: PROXY "
+      "protocol header missing, malformed, slow, or from a peer not in trusted_proxies.\n"
+      "# TYPE gatehouse_proxy_protocol_errors_total counter\n"
+      "gatehouse_proxy_protocol_errors_total 0\n"
       "# HELP gatehouse_upstream_connect_errors_total Failed upstream connects.\n"
       "# TYPE gatehouse_upstream_connect_errors_total counter\n"
       "gatehouse_upstream_connect_errors_total{upstream=\"app\"} 0\n"
