@@ -23,6 +23,12 @@ net::awaitable<std::optional<std::string>> read_proxy_header(Worker& w, tcp::soc
   Deadline deadline(socket);
   w.deadlines.push_back(deadline);
   deadline.arm(w.cfg.limits.header_timeout);
+  // A readiness wake-up without bytes must not block the worker in receive().
+  error_code mode_ec;
+  socket.non_blocking(true, mode_ec);
+  if (mode_ec) {
+    co_return std::nullopt;
+  }
   std::array<char, pp::kMaxPrefixBytes> seen;
   std::size_t have = 0;
   pp::Result result;
@@ -47,12 +53,13 @@ net::awaitable<std::optional<std::string>> read_proxy_header(Worker& w, tcp::soc
     if (result.status == pp::Status::done) {
       break;
     }
-    // Incomplete: everything seen so far is header.
-    if (net::read(socket, net::buffer(seen.data() + have, n), ec) != n || ec) {
+    // Incomplete: everything seen so far is header, and already in the socket's buffer.
+    if (socket.receive(net::buffer(seen.data() + have, n), 0, ec) != n || ec) {
       co_return std::nullopt;
     }
     have += n;
   }
+  socket.non_blocking(false, mode_ec);
   // Consume the header: its first bytes are in the socket already; v2 TLVs past the addresses may
   // still be arriving and are read into `seen` and dropped.
   std::size_t left = result.length - have;
