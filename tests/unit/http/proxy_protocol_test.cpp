@@ -2,8 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <random>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace gatehouse::http::proxy_protocol {
 namespace {
@@ -205,6 +207,73 @@ TEST(ProxyProtocolV2, TruncatedIsNeedMore) {
   EXPECT_EQ(parse(kSig.substr(0, 5)).status, Status::need_more);
   EXPECT_EQ(parse("\r\n\r\n\0\r\nQ"s).status, Status::need_more);
   EXPECT_EQ(parse("\r\n\r\n\1"s).status, Status::error);
+}
+
+// The session peeks a growing prefix and acts on the first answer that is not need_more, so an
+// answer must never change as bytes are added: error stays error, done keeps its length and
+// addresses. Checked on every prefix of mutated valid headers (fixed seed: reproducible).
+TEST(ProxyProtocol, AnswersAreStableAsBytesArrive) {
+  std::vector<std::string> seeds = {
+      "PROXY TCP4 192.0.2.10 198.51.100.1 51000 443\r\nGET / HTTP/1.1\r\n\r\n",
+      "PROXY TCP6 2001:db8::7 ::1 4711 8443\r\n\x16\x03\x01",
+      "PROXY UNKNOWN\r\nGET /",
+      v2(0x21, 0x11, v4_body()) + "GET / HTTP/1.1\r\n",
+      v2(0x21, 0x21, v6_body() + "\x02"s + be16(3) + "abc") + "\x16\x03",
+      v2(0x20, 0x00, ""),
+  };
+  std::mt19937 rng(20261201);
+  const std::string alphabet = "PROXY TCPUNKOW46:.0123456789abcdef\r\n\x21\x11\x20\x00\x0c"s;
+  std::size_t done = 0;
+  std::size_t errors = 0;
+  for (int round = 0; round < 3000; ++round) {
+    std::string s = seeds[rng() % seeds.size()];
+    for (int m = rng() % 4; m > 0; --m) {
+      auto at = rng() % s.size();
+      switch (rng() % 3) {
+        case 0:
+          s[at] = alphabet[rng() % alphabet.size()];
+          break;
+        case 1:
+          s.erase(at, 1);
+          break;
+        default:
+          s.insert(at, 1, alphabet[rng() % alphabet.size()]);
+      }
+    }
+    Result first;
+    std::size_t first_at = 0;
+    for (std::size_t n = 0; n <= s.size(); ++n) {
+      auto r = parse(std::string_view(s).substr(0, n));
+      if (first.status == Status::need_more) {
+        first = r;
+        first_at = n;
+        continue;
+      }
+      ASSERT_EQ(r.status, first.status) << "prefix " << n << " of " << ::testing::PrintToString(s);
+      if (r.status == Status::done) {
+        ASSERT_EQ(r.length, first.length);
+        ASSERT_EQ(r.header.local, first.header.local);
+        ASSERT_EQ(r.header.source, first.header.source);
+        ASSERT_EQ(r.header.source_port, first.header.source_port);
+      }
+    }
+    if (first.status == Status::done) {
+      ++done;
+      // Decided without reading past the header; a v1 line is fully inside what was seen.
+      ASSERT_GE(first.length, first_at);
+      if (first.header.version == 1) {
+        ASSERT_EQ(first.length, first_at);
+        ASSERT_LE(first.length, kMaxV1Bytes);
+      }
+      ASSERT_LE(first_at, kMaxPrefixBytes);
+    } else if (first.status == Status::error) {
+      ++errors;
+      ASSERT_LE(first_at, kMaxPrefixBytes);
+    }
+  }
+  // Both outcomes were exercised.
+  EXPECT_GT(done, 300u);
+  EXPECT_GT(errors, 300u);
 }
 
 }  // namespace
