@@ -26,7 +26,8 @@ struct Exchange {
   std::string upstream_address;
   std::string upstream_error;     // set when the upstream cut the response off after its head
   bool client_keep_alive = true;  // what the client asked for and we can honour
-  // Arrived over TLS here, or at a trusted proxy that said X-Forwarded-Proto: https (HSTS).
+  // The client used https: the nearest trusted proxy's scheme, else this connection's (HSTS,
+  // redirect_http).
   bool tls = false;
   std::string_view origin;  // the request's Origin header (points into the parser), for CORS
   bool preflight = false;   // a CORS preflight answered here: its lines are already complete

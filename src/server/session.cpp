@@ -379,7 +379,9 @@ net::awaitable<bool> serve_one(Worker& w, ClientConn& c) {
       finish_exchange(w, x, method, target, user_agent);
       co_return x.client_keep_alive && !w.draining;
     }
-    if (w.cfg.listen_tls && w.cfg.listen_tls->redirect_http && !c.stream.tls()) {
+    // x.tls, not the connection: behind a trusted proxy that terminated TLS, redirecting a
+    // request that came in over https would loop.
+    if (w.cfg.listen_tls && w.cfg.listen_tls->redirect_http && !x.tls) {
       auto h = req[http::field::host];
       if (core::host_without_port({h.data(), h.size()}).empty()) {
         // No host to redirect to (HTTP/1.0 without Host, or an empty Host).

@@ -358,3 +358,20 @@ def test_proxy_protocol_before_tls(tmp_path, flask_app):
     raw.close()
     assert wait_until(lambda: gh.metrics().get("gatehouse_proxy_protocol_errors_total") == 1,
                       scaled(5))
+
+
+def test_redirect_http_believes_a_trusted_https_scheme(tmp_path, flask_app):
+    """redirect_http answers 308 on the plain port, except for a trusted proxy that says the
+    client used https (it terminated TLS itself): redirecting that would loop."""
+    cert, key = make_cert(tmp_path, "server")
+    gh = start_gatehouse(tmp_path, flask_app, trusted_proxies=[PROXY],
+                         listen_tls={"address": f"{HOST}:0", "cert": str(cert), "key": str(key),
+                                     "redirect_http": True})
+    https = [("X-Forwarded-Proto", "http"), ("X-Forwarded-Proto", "https")]
+    status, body = get(gh.port, PROXY, "/echo", https)
+    assert status == 200
+    assert body["headers"]["x-forwarded-proto"] == "https"
+    assert get(gh.port, PROXY, "/echo", [("X-Forwarded-Proto", "https, http")])[0] == 308
+    assert get(gh.port, PROXY, "/echo")[0] == 308
+    # The same claim from an untrusted client is ignored.
+    assert get(gh.port, CLIENT, "/echo", https)[0] == 308
