@@ -5,6 +5,7 @@
 #include "http/error_reply.hpp"
 #include "http/forwarding.hpp"
 #include "http/headers.hpp"
+#include "http/proxy_protocol.hpp"
 #include "http/request_id.hpp"
 #include "observability/metrics.hpp"
 
@@ -46,6 +47,37 @@ void BM_ClientIpTrusted(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_ClientIpTrusted);
+
+// Behind HAProxy's option forwardfor: the client's line and the balancer's, both read.
+void BM_ResolveForwardingTwoLines(benchmark::State& state) {
+  std::vector<http::Cidr> trusted{*http::Cidr::parse("10.0.0.0/8")};
+  http::ForwardingLines lines;
+  lines.x_forwarded_for = {"1.2.3.4", "203.0.113.7"};
+  lines.x_forwarded_proto = {"https"};
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(
+        http::resolve_forwarding("10.1.2.3", lines, trusted, http::ForwardedHeaders::x_forwarded));
+  }
+}
+BENCHMARK(BM_ResolveForwardingTwoLines);
+
+void BM_ResolveForwardingUntrusted(benchmark::State& state) {
+  std::vector<http::Cidr> trusted{*http::Cidr::parse("10.0.0.0/8")};
+  http::ForwardingLines lines;
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(http::resolve_forwarding("203.0.113.7", lines, trusted,
+                                                      http::ForwardedHeaders::x_forwarded));
+  }
+}
+BENCHMARK(BM_ResolveForwardingUntrusted);
+
+void BM_ProxyProtocolV1(benchmark::State& state) {
+  std::string_view h = "PROXY TCP4 192.0.2.10 198.51.100.1 51000 443\r\nGET / HTTP/1.1\r\n";
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(http::proxy_protocol::parse(h));
+  }
+}
+BENCHMARK(BM_ProxyProtocolV1);
 
 void BM_RedactTarget(benchmark::State& state) {
   for (auto _ : state) {

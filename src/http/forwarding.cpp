@@ -14,6 +14,16 @@ bool is_ows(char c) {
   return c == ' ' || c == '\t';
 }
 
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && is_ows(s.front())) {
+    s.remove_prefix(1);
+  }
+  while (!s.empty() && is_ows(s.back())) {
+    s.remove_suffix(1);
+  }
+  return s;
+}
+
 // The walk shared by both header families: `hop(i)` gives the address of the i-th hop from the
 // left (nullopt when it has none), `count` hops in all.
 template <class Hop>
@@ -210,14 +220,31 @@ std::string client_ip_from_x_forwarded_for(std::string_view peer_ip,
   if (trusted.empty() || lines.empty() || !peer || !any_contains(trusted, *peer)) {
     return std::string(peer_ip);
   }
-  std::vector<std::string_view> hops;
-  for (auto line : lines) {
-    for (auto hop : split_tokens(line)) {
-      hops.push_back(hop);
+  // Right to left over the lines and their elements, without splitting into a list first.
+  IpBytes chosen = *peer;
+  bool walking = true;
+  for (auto line = lines.rbegin(); walking && line != lines.rend(); ++line) {
+    std::string_view rest = *line;
+    while (walking && !rest.empty()) {
+      auto comma = rest.rfind(',');
+      auto hop = trim(comma == std::string_view::npos ? rest : rest.substr(comma + 1));
+      rest = comma == std::string_view::npos ? std::string_view() : rest.substr(0, comma);
+      if (hop.empty()) {
+        continue;  // "a, , b" and empty lines: empty list elements (RFC 9110 section 5.6.1)
+      }
+      auto ip = parse_ip(hop);
+      if (!ip) {
+        walking = false;
+        break;
+      }
+      chosen = *ip;
+      walking = any_contains(trusted, *ip);
     }
   }
-  return walk(
-      peer_ip, *peer, hops.size(), [&](std::size_t i) { return parse_ip(hops[i]); }, trusted);
+  if (chosen == *peer) {
+    return std::string(peer_ip);
+  }
+  return to_string(chosen);
 }
 
 std::string client_ip(std::string_view peer_ip, std::string_view x_forwarded_for,
