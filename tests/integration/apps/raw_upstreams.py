@@ -18,6 +18,7 @@ usage: raw_upstreams.py MODE PORT [ARGS...]
 """
 import hashlib
 import json
+import os
 import socket
 import struct
 import sys
@@ -237,14 +238,17 @@ def mode_late_sse(conn, args):
 
 
 def mode_reset_after_head(conn, args):
-    """A valid head announcing 100 bytes, then (after `pause` s) a reset before any body byte."""
-    pause = float(args[0]) if args else 0.0
+    """A valid head announcing 100 bytes, then a reset before any body byte: at once, or (with a
+    file path argument) once that file exists, so a test can reset after it received the head."""
+    trigger = args[0] if args else None
     reader = Reader(conn)
     req = read_head(reader)
     read_body(reader, req)
     conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\n")
-    if pause:
-        time.sleep(pause)
+    if trigger:
+        deadline = time.monotonic() + 30
+        while not os.path.exists(trigger) and time.monotonic() < deadline:
+            time.sleep(0.01)
     conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     conn.close()
 
