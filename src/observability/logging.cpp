@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -129,6 +130,18 @@ class LineSink final : public spdlog::sinks::base_sink<std::mutex> {
 // Each slot is a preallocated spdlog message (~250 bytes): 65536 slots were 16 MiB of RSS. Access
 // lines arrive in per-worker batches, so a few thousand slots absorb long bursts.
 constexpr std::size_t kQueueSlots = 4096;
+// When the queue is this close to full, new lines are dropped here, where their number is known.
+// The margin absorbs producers racing past the check; spdlog's own overrun (which drops the oldest
+// slot, a batch of unknown size) only happens if more threads than this enqueue at once.
+constexpr std::size_t kQueueHeadroom = 256;
+
+namespace {
+
+std::uint64_t line_count(std::string_view payload) {
+  return 1 + static_cast<std::uint64_t>(std::count(payload.begin(), payload.end(), '\n'));
+}
+
+}  // namespace
 
 Logs::Logs(const config::LogConfig& cfg)
     : cfg_(cfg),
@@ -163,15 +176,24 @@ std::shared_ptr<spdlog::logger> Logs::make(const std::string& name, const std::s
   return logger;
 }
 
-void Logs::access(std::string_view line) {
+void Logs::enqueue(spdlog::logger& logger, spdlog::level::level_enum level,
+                   std::string_view payload) {
+  if (pool_->queue_size() >= kQueueSlots - kQueueHeadroom) {
+    dropped_lines_.fetch_add(line_count(payload), std::memory_order_relaxed);
+    return;
+  }
+  logger.log(level, payload);
+}
+
+void Logs::access(std::string_view lines) {
   if (access_) {
-    access_->log(spdlog::level::info, line);
+    enqueue(*access_, spdlog::level::info, lines);
   }
 }
 
 void Logs::security(std::string_view line) {
   if (security_) {
-    security_->log(spdlog::level::warn, line);
+    enqueue(*security_, spdlog::level::warn, line);
   }
 }
 
@@ -201,7 +223,21 @@ void Logs::error(spdlog::level::level_enum level, std::string_view message,
     line += extra;
   }
   line += '}';
-  error_->log(level, line);
+  enqueue(*error_, level, line);
+}
+
+void Logs::internal_error(std::string_view task, std::string_view what,
+                          std::string_view request_id) {
+  internal_errors_.fetch_add(1, std::memory_order_relaxed);
+  std::string extra = "\"task\":";
+  http::append_json_string(extra, task);
+  extra += ",\"error\":";
+  http::append_json_string(extra, what);
+  if (!request_id.empty()) {
+    extra += ",\"request_id\":";
+    http::append_json_string(extra, request_id);
+  }
+  error(spdlog::level::err, "internal error", extra);
 }
 
 void Logs::reopen() {
@@ -217,7 +253,8 @@ void Logs::flush() {
 }
 
 std::uint64_t Logs::dropped() const {
-  return pool_->overrun_counter();
+  // An overrun slot (see kQueueHeadroom) counts as one line: its size is unknown.
+  return dropped_lines_.load(std::memory_order_relaxed) + pool_->overrun_counter();
 }
 
 void append_timestamp(std::string& out) {

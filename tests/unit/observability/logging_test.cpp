@@ -1,8 +1,14 @@
 #include "observability/logging.hpp"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <ctime>
@@ -259,6 +265,73 @@ TEST_F(LogsTest, UnopenableFileThrowsNamingTheStream) {
 }
 
 // --- ClientIpHasher ---------------------------------------------------------------------------
+
+TEST_F(LogsTest, InternalErrorLineAndCounter) {
+  Logs logs(files());
+  EXPECT_EQ(logs.internal_errors(), 0u);
+  logs.internal_error("session", "vector::_M_range_check", "rid-1");
+  logs.internal_error("sweeper", "boom");
+  logs.flush();
+  EXPECT_EQ(logs.internal_errors(), 2u);
+  auto lines = wait_for_lines(dir_ / "error.log", 2);
+  ASSERT_EQ(lines.size(), 2u);
+  auto a = json::parse(lines[0]);
+  EXPECT_EQ(a["level"], "error");
+  EXPECT_EQ(a["message"], "internal error");
+  EXPECT_EQ(a["task"], "session");
+  EXPECT_EQ(a["error"], "vector::_M_range_check");
+  EXPECT_EQ(a["request_id"], "rid-1");
+  EXPECT_FALSE(json::parse(lines[1]).contains("request_id"));
+}
+
+// The access log batches lines (one queue slot per batch): a batch dropped on a full queue counts
+// as the lines it held. The access log is a FIFO nobody reads, so the logging thread blocks on
+// its write and the queue fills.
+TEST_F(LogsTest, DroppedBatchesCountTheirLines) {
+  auto fifo = dir_ / "access.fifo";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  int reader = ::open(fifo.c_str(), O_RDONLY | O_NONBLOCK);  // so the writer's open returns
+  ASSERT_GE(reader, 0);
+  auto cfg = files();
+  cfg.access = fifo.string();
+  std::uint64_t dropped = 0;
+  std::uint64_t written = 0;
+  std::thread drain;
+  {
+    Logs logs(cfg);
+    std::string batch;
+    const std::string line = R"({"type":"access","pad":")" + std::string(100, 'x') + "\"}";
+    for (int i = 0; i < 7; ++i) {
+      if (i > 0) {
+        batch += '\n';
+      }
+      batch += line;
+    }
+    for (int i = 0; i < 6000; ++i) {  // pipe (64 KiB) + 4,096 slots hold far fewer batches
+      logs.access(batch);
+    }
+    dropped = logs.dropped();
+    // Read the FIFO so the logging thread can write the rest; count the lines that made it.
+    drain = std::thread([reader, &written] {
+      char buf[65536];
+      pollfd p{reader, POLLIN, 0};
+      while (::poll(&p, 1, 5000) > 0) {  // EOF once the Logs are gone; 5 s bounds a failure
+        auto n = ::read(reader, buf, sizeof buf);
+        if (n < 0 && errno == EAGAIN) {
+          continue;
+        }
+        if (n <= 0) {
+          break;
+        }
+        written += static_cast<std::uint64_t>(std::count(buf, buf + n, '\n'));
+      }
+    });
+  }  // the destructor writes what is queued and closes the FIFO
+  drain.join();
+  ::close(reader);
+  EXPECT_GT(dropped, 0u);
+  EXPECT_EQ(written + dropped, 6000u * 7) << "written " << written << ", dropped " << dropped;
+}
 
 TEST(ClientIpHasher, DisabledReturnsTheAddress) {
   ClientIpHasher h(false, "k1");
