@@ -128,6 +128,9 @@ struct Config {
   AccessRules access;
   Limits limits;
   Millis drain_timeout{30'000};
+  // After SIGTERM, how long the listeners keep accepting (answering with Connection: close) while
+  // readiness is already 503: the time a load balancer needs to see it and stop sending.
+  Millis drain_delay{0};
   std::vector<Upstream> upstreams;
   std::vector<Route> routes;  // first match wins, in file order
   LogConfig log;

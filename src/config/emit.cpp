@@ -312,6 +312,7 @@ std::string to_yaml(const Config& c) {
   w.key("max_connections_per_ip").number(c.limits.max_connections_per_ip);
   w.end_map();
 
+  w.key("drain_delay").duration(c.drain_delay);
   w.key("drain_timeout").duration(c.drain_timeout);
   write_upstreams(w, c.upstreams);
   write_rate_limit(w, c.rate_limit);

@@ -335,10 +335,26 @@ RequestIdConfig read_request_id(const Value& v) {
 Config read_config(const Value& root_value) {
   Config out;
   out.source = root_value.source();
-  Map root(root_value,
-           {"environment", "listen", "listen_tls", "admin_listen", "workers", "trusted_proxies",
-            "forwarded_headers", "proxy_protocol", "access", "limits", "drain_timeout", "upstreams",
-            "routes", "log", "health", "request_id", "rate_limit", "security_headers", "cors"});
+  Map root(root_value, {"environment",
+                        "listen",
+                        "listen_tls",
+                        "admin_listen",
+                        "workers",
+                        "trusted_proxies",
+                        "forwarded_headers",
+                        "proxy_protocol",
+                        "access",
+                        "limits",
+                        "drain_delay",
+                        "drain_timeout",
+                        "upstreams",
+                        "routes",
+                        "log",
+                        "health",
+                        "request_id",
+                        "rate_limit",
+                        "security_headers",
+                        "cors"});
   if (auto x = root.find("environment")) {
     out.environment = read_choice(*x, {"development", "production"}) == "development"
                           ? Environment::development
@@ -376,6 +392,9 @@ Config read_config(const Value& root_value) {
   }
   if (auto x = root.find("limits")) {
     out.limits = read_limits(*x);
+  }
+  if (auto x = root.find("drain_delay")) {
+    out.drain_delay = read_duration(*x, Zero::allowed);
   }
   if (auto x = root.find("drain_timeout")) {
     out.drain_timeout = read_duration(*x, Zero::allowed);

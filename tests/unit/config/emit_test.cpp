@@ -40,6 +40,7 @@ void expect_same(const Config& a, const Config& b) {
   EXPECT_EQ(a.limits.max_uri_bytes, b.limits.max_uri_bytes);
   EXPECT_EQ(a.limits.header_timeout, b.limits.header_timeout);
   EXPECT_EQ(a.limits.idle_timeout, b.limits.idle_timeout);
+  EXPECT_EQ(a.drain_delay, b.drain_delay);
   EXPECT_EQ(a.drain_timeout, b.drain_timeout);
   ASSERT_EQ(a.upstreams.size(), b.upstreams.size());
   for (std::size_t i = 0; i < a.upstreams.size(); ++i) {
@@ -115,6 +116,7 @@ limits:
   min_body_rate: 1KiB
   max_connections: 0
   max_connections_per_ip: 0
+drain_delay: 0s
 drain_timeout: 30s
 upstreams:
   app:
@@ -175,6 +177,7 @@ trusted_proxies: [10.0.0.0/8, "::1", 192.168.0.0/16]
 forwarded_headers: forwarded
 proxy_protocol: true
 limits: {max_header_bytes: 1500, max_body_bytes: 0, max_uri_bytes: 3MB}
+drain_delay: 1500ms
 drain_timeout: 0s
 upstreams:
   b-1:

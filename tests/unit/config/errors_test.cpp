@@ -47,14 +47,13 @@ TEST(ConfigErrors, TopLevel) {
       {kBase + "bogus_key: 1\n",
        "t.yaml:4:1: bogus_key: unknown key \"bogus_key\"; allowed keys: environment, listen, "
        "listen_tls, admin_listen, workers, trusted_proxies, forwarded_headers, proxy_protocol, "
-       "access, limits, drain_timeout, upstreams, routes, log, health, request_id, rate_limit, "
-       "security_headers, cors"},
+       "access, limits, drain_delay, drain_timeout, upstreams, routes, log, health, request_id, "
+       "rate_limit, security_headers, cors"},
       {kBase + "listn: :80\n",
        "t.yaml:4:1: listn: unknown key \"listn\" (did you mean \"listen\"?); allowed keys: "
        "environment, listen, listen_tls, admin_listen, workers, trusted_proxies, "
-       "forwarded_headers, "
-       "proxy_protocol, access, limits, drain_timeout, upstreams, routes, log, health, request_id, "
-       "rate_limit, security_headers, cors"},
+       "forwarded_headers, proxy_protocol, access, limits, drain_delay, drain_timeout, upstreams, "
+       "routes, log, health, request_id, rate_limit, security_headers, cors"},
       {kBase + "upstreams: {}\n", "t.yaml:4:1: upstreams: duplicate key (first defined at line 1)"},
       {kBase + "environment: staging\n",
        "t.yaml:4:14: environment: invalid value \"staging\" (expected one of: development, "
@@ -155,6 +154,15 @@ TEST(ConfigErrors, TopLevel) {
        "t.yaml:4:16: drain_timeout: invalid duration \"-1s\" (expected a number and a unit: ms, s, "
        "m, h or d, e.g. \"250ms\", \"10s\", \"1.5m\")"},
       {kBase + "drain_timeout: 366d\n", "t.yaml:4:16: drain_timeout: must be at most 365d"},
+      {kBase + "drain_delay: 5\n",
+       "t.yaml:4:14: drain_delay: invalid duration \"5\": a unit is required, e.g. \"5s\" "
+       "(units: ms, s, m, h, d)"},
+      {kBase + "drain_delay: -1s\n",
+       "t.yaml:4:14: drain_delay: invalid duration \"-1s\" (expected a number and a unit: ms, s, "
+       "m, "
+       "h or d, e.g. \"250ms\", \"10s\", \"1.5m\")"},
+      {kBase + "drain_delay: 366d\n", "t.yaml:4:14: drain_delay: must be at most 365d"},
+      {kBase + "drain_delay: [1s]\n", "t.yaml:4:14: drain_delay: expected a string, got a list"},
       {kBase + "drain_timeout: 99999999999999999999d\n",
        "t.yaml:4:16: drain_timeout: invalid duration \"99999999999999999999d\" (expected a number "
        "and a unit: ms, s, m, h or d, e.g. \"250ms\", \"10s\", \"1.5m\")"},

@@ -116,6 +116,7 @@ TEST(LoadConfig, SpecExample) {
   EXPECT_EQ(c.limits.header_timeout, 10s);
   EXPECT_EQ(c.limits.idle_timeout, 60s);
   EXPECT_EQ(c.drain_timeout, 30s);
+  EXPECT_EQ(c.drain_delay, 0s);  // default
   ASSERT_EQ(c.upstreams.size(), 1u);
   EXPECT_EQ(c.upstreams[0].name, "app");
   ASSERT_EQ(c.upstreams[0].targets.size(), 1u);
@@ -169,6 +170,7 @@ limits:
   max_uri_bytes: 2KB
   header_timeout: 1.5s
   idle_timeout: 2m
+drain_delay: 5s
 drain_timeout: 0s
 upstreams:
   api:
@@ -218,6 +220,7 @@ request_id:
   EXPECT_EQ(c.limits.header_timeout, 1500ms);
   EXPECT_EQ(c.limits.idle_timeout, 120s);
   EXPECT_EQ(c.drain_timeout, 0s);
+  EXPECT_EQ(c.drain_delay, 5s);
   ASSERT_EQ(c.upstreams.size(), 2u);
   EXPECT_EQ(c.upstreams[0].name, "api");
   ASSERT_EQ(c.upstreams[0].targets.size(), 3u);
@@ -277,6 +280,8 @@ TEST(LoadConfig, AcceptedScalarForms) {
                        "drain_timeout: 1d",
                        "drain_timeout: 365d",
                        "drain_timeout: \"10s\"",
+                       "drain_delay: 0s",
+                       "drain_delay: 15s",
                        "limits: {max_body_bytes: 512}",
                        "limits: {max_body_bytes: 10MiB}",
                        "limits: {max_body_bytes: 10MB}",
