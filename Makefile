@@ -19,7 +19,7 @@ run: build
 	./scripts/run-demo.sh $(BUILD)/gatehouse
 
 asan: bootstrap
-	cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DGATEHOUSE_SANITIZE=ON -DGATEHOUSE_BENCH=OFF
+	cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DGATEHOUSE_SANITIZE=ON -DGATEHOUSE_BENCH=OFF -DGATEHOUSE_TEST_HOOKS=ON
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 
 test: build asan format-check

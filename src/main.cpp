@@ -28,6 +28,11 @@ int main(int argc, char** argv) {
                   "Admin listen address with --upstream (default 127.0.0.1:9901, \"off\" disables)")
       ->needs(up_opt);
 
+  bool takeover = false;
+  run->add_flag("--takeover", takeover,
+                "Share the listen addresses with the gatehouse running there, then SIGTERM it: a "
+                "zero-downtime handover (without it, an address in use is an error)");
+
   auto* check = app.add_subcommand("check", "Validate a configuration and print it in full");
   check->add_option("-c,--config", config_path, "YAML configuration file")->required();
 
@@ -36,7 +41,11 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   if (app.got_subcommand("version")) {
+#ifdef GATEHOUSE_TEST_HOOKS
+    std::cout << "gatehouse " << kVersion << " (test hooks)\n";
+#else
     std::cout << "gatehouse " << kVersion << "\n";
+#endif
     return 0;
   }
 
@@ -73,7 +82,7 @@ int main(int argc, char** argv) {
   try {
     gatehouse::server::Gateway gateway(
         std::make_shared<const gatehouse::config::Config>(std::move(cfg)), kVersion);
-    return gateway.run();
+    return gateway.run({.takeover = takeover});
   } catch (const std::exception& e) {
     std::cerr << "gatehouse: " << e.what() << "\n";
     return 1;

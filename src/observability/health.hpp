@@ -62,6 +62,11 @@ class Health {
   nlohmann::json summary();   // {"status":..,"components":{name: status}}
   nlohmann::json detailed();  // {"status":..,"checked_at":..,"components":{name:{...}}}
   static bool is_down(const nlohmann::json& report) { return report.value("status", "") == "down"; }
+  // The report as JSON text. Details carry text from outside (a Redis error reply, an OS error)
+  // that may not be UTF-8; nlohmann's dump() throws on that, so invalid bytes become U+FFFD.
+  static std::string to_json_text(const nlohmann::json& report) {
+    return report.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  }
 
  private:
   struct UpstreamEntry {

@@ -4,6 +4,7 @@
 
 #include "http/headers.hpp"
 #include "server/gateway.hpp"
+#include "server/spawn.hpp"
 
 namespace gatehouse::server {
 
@@ -16,7 +17,40 @@ net::awaitable<void> Gateway::admin_accept_loop(tcp::acceptor acceptor) {
       }
       continue;
     }
-    net::co_spawn(admin_ioc_, admin_session(std::move(socket)), net::detached);
+    spawn(admin_ioc_, admin_session(std::move(socket)), *logs_, "admin session");
+  }
+}
+
+// Takeover: the previous process holds the admin address until it exits; take it then.
+net::awaitable<void> Gateway::admin_listen_when_free(tcp::endpoint ep) {
+  std::string extra = "\"admin_listen\":";
+  ghttp::append_json_string(extra, ep.address().to_string() + ":" + std::to_string(ep.port()));
+  logs_->error(spdlog::level::info,
+               "takeover: admin_listen is in use by the previous process; taking it when released",
+               extra);
+  net::steady_timer timer(admin_ioc_);
+  for (;;) {
+    timer.expires_after(std::chrono::milliseconds(100));
+    auto [ec] = co_await timer.async_wait(nothrow);
+    if (ec || draining_) {
+      co_return;
+    }
+    tcp::acceptor acceptor(admin_ioc_);
+    acceptor.open(ep.protocol(), ec);
+    if (!ec) {
+      acceptor.set_option(net::socket_base::reuse_address(true), ec);
+    }
+    if (!ec) {
+      acceptor.bind(ep, ec);
+    }
+    if (!ec) {
+      acceptor.listen(net::socket_base::max_listen_connections, ec);
+    }
+    if (!ec) {
+      logs_->error(spdlog::level::info, "takeover: admin_listen taken", extra);
+      co_await admin_accept_loop(std::move(acceptor));
+      co_return;
+    }
   }
 }
 
@@ -56,11 +90,14 @@ net::awaitable<void> Gateway::admin_session(tcp::socket socket) {
             std::back_inserter(out),
             "# HELP gatehouse_log_dropped_total Log lines dropped because the queue was full.\n"
             "# TYPE gatehouse_log_dropped_total counter\ngatehouse_log_dropped_total {}\n"
+            "# HELP gatehouse_internal_errors_total Tasks (sessions, loops) ended by an "
+            "unexpected exception; each is in the error log as \"internal error\".\n"
+            "# TYPE gatehouse_internal_errors_total counter\ngatehouse_internal_errors_total {}\n"
             "# HELP gatehouse_draining 1 while the process drains.\n"
             "# TYPE gatehouse_draining gauge\ngatehouse_draining {}\n"
             "# HELP gatehouse_upstream_target_up 1 when the target answered its last check.\n"
             "# TYPE gatehouse_upstream_target_up gauge\n",
-            logs_->dropped(), health_->draining() ? 1 : 0);
+            logs_->dropped(), logs_->internal_errors(), health_->draining() ? 1 : 0);
         for (std::size_t u = 0; u < health_->upstream_count(); ++u) {
           for (std::size_t t = 0; t < health_->target_count(u); ++t) {
             auto& th = health_->target(u, t);
@@ -83,7 +120,7 @@ net::awaitable<void> Gateway::admin_session(tcp::socket socket) {
       auto d = health_->detailed();
       res.result(observability::Health::is_down(d) ? http::status::service_unavailable
                                                    : http::status::ok);
-      res.body() = d.dump();
+      res.body() = observability::Health::to_json_text(d);
     } else if (path == h.live_path) {
       res.result(http::status::ok);
       res.body() = R"({"status":"ok"})";
@@ -97,7 +134,7 @@ net::awaitable<void> Gateway::admin_session(tcp::socket socket) {
       auto s = health_->summary();
       res.result(observability::Health::is_down(s) ? http::status::service_unavailable
                                                    : http::status::ok);
-      res.body() = s.dump();
+      res.body() = observability::Health::to_json_text(s);
     } else {
       res.result(http::status::not_found);
       res.body() =
@@ -215,7 +252,7 @@ net::awaitable<void> Gateway::health_check_loop() {
   for (;;) {
     for (std::size_t u = 0; u < endpoints_.size(); ++u) {
       for (std::size_t t = 0; t < endpoints_[u].size(); ++t) {
-        net::co_spawn(admin_ioc_, check_target(u, t), net::detached);
+        spawn(admin_ioc_, check_target(u, t), *logs_, "health check");
       }
     }
     timer.expires_after(cfg_->health.check_interval);

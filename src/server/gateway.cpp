@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "http/headers.hpp"
+#include "server/spawn.hpp"
 #include "server/worker.hpp"
 
 namespace gatehouse::server {
@@ -109,6 +110,15 @@ std::shared_ptr<net::ssl::context> make_tls_context(const config::TlsListen& t) 
   return ctx;
 }
 
+std::string bind_error(const std::string& what, const error_code& ec) {
+  if (ec == net::error::address_in_use) {
+    return what +
+           ": address in use (another process listens there; to replace a running gatehouse "
+           "without downtime, start the new one with `gatehouse run --takeover`)";
+  }
+  return what + ": " + ec.message();
+}
+
 const char* getenv_or(const char* name, const char* fallback) {
   const char* v = std::getenv(name);
   return v ? v : fallback;
@@ -197,11 +207,31 @@ void Gateway::begin_drain(const char* why) {
   }
   draining_ = true;
   health_->set_draining();
-  logs_->error(spdlog::level::info, "draining", std::string("\"reason\":\"") + why + "\"");
+  logs_->error(
+      spdlog::level::info, "draining",
+      fmt::format("\"reason\":\"{}\",\"drain_delay_ms\":{}", why, cfg_->drain_delay.count()));
   for (auto& w : workers_) {
     w->begin_drain();
   }
-  // The admin listener stays up during the drain so readiness can be watched.
+  // The admin listener stays up during the drain so readiness can be watched. The client
+  // listeners keep accepting for drain_delay (readiness already says 503), so that a load
+  // balancer has time to notice before new connections are refused.
+  if (cfg_->drain_delay.count() == 0) {
+    stop_listening();
+    return;
+  }
+  drain_timer_.expires_after(cfg_->drain_delay);
+  drain_timer_.async_wait([this](error_code ec) {
+    if (!ec) {
+      stop_listening();
+    }
+  });
+}
+
+void Gateway::stop_listening() {
+  for (auto& w : workers_) {
+    w->stop_listening();
+  }
   drain_timer_.expires_after(cfg_->drain_timeout);
   drain_timer_.async_wait([this](error_code ec) {
     if (ec) {
@@ -304,55 +334,102 @@ void Gateway::on_worker_done() {
   }
 }
 
-int Gateway::run() {
+// Every listener carries SO_REUSEPORT (the workers share the port, and a takeover joins them), so
+// a second gatehouse could bind the same address and silently split its traffic. A probe bound
+// without SO_REUSEPORT fails when anything listens there (SO_REUSEADDR only overlooks TIME_WAIT
+// leftovers). It is closed before the workers bind; port 0 comes back resolved.
+tcp::endpoint Gateway::claim_address(const tcp::endpoint& ep, const std::string& what) {
+  error_code ec;
+  {
+    tcp::acceptor probe(admin_ioc_);
+    probe.open(ep.protocol(), ec);
+    if (!ec) {
+      probe.set_option(net::socket_base::reuse_address(true), ec);
+    }
+    if (!ec) {
+      probe.bind(ep, ec);
+    }
+    if (!ec) {
+      auto bound = probe.local_endpoint(ec);
+      if (!ec) {
+        return bound;
+      }
+    }
+  }
+  if (ec == net::error::address_in_use && takeover_ && ep.port() != 0) {
+    std::string extra = "\"address\":";
+    ghttp::append_json_string(extra, ep.address().to_string() + ":" + std::to_string(ep.port()));
+    logs_->error(spdlog::level::info, "takeover: sharing the address with the running process",
+                 extra);
+    return ep;
+  }
+  throw std::runtime_error(bind_error(what, ec));
+}
+
+int Gateway::run(RunOptions options) {
   std::signal(SIGPIPE, SIG_IGN);
-  auto listen_ep = resolve_one(admin_ioc_, cfg_->listen, "listen");
+  takeover_ = options.takeover;
+  auto listen_ep = claim_address(resolve_one(admin_ioc_, cfg_->listen, "listen"),
+                                 "listen " + cfg_->listen.to_string());
+  std::optional<tcp::endpoint> tls_ep;
+  if (cfg_->listen_tls) {
+    tls_ep = claim_address(resolve_one(admin_ioc_, cfg_->listen_tls->address, "listen_tls"),
+                           "listen_tls " + cfg_->listen_tls->address.to_string());
+  }
   for (unsigned i = 0; i < workers_count_; ++i) {
     workers_.push_back(std::make_unique<Worker>(*this, i));
   }
   for (auto& w : workers_) {
     try {
-      listen_ep = w->listen(listen_ep);  // port 0: every worker shares the first one's port
+      listen_ep = w->listen(listen_ep);
     } catch (const boost::system::system_error& e) {
-      throw std::runtime_error("listen " + cfg_->listen.to_string() + ": " + e.code().message());
+      throw std::runtime_error(bind_error("listen " + cfg_->listen.to_string(), e.code()));
     }
   }
-  std::optional<tcp::endpoint> tls_ep;
-  if (cfg_->listen_tls) {
-    tls_ep = resolve_one(admin_ioc_, cfg_->listen_tls->address, "listen_tls");
+  if (tls_ep) {
     for (auto& w : workers_) {
       try {
         tls_ep = w->listen(*tls_ep, true);
         tls_port_ = tls_ep->port();
       } catch (const boost::system::system_error& e) {
-        throw std::runtime_error("listen_tls " + cfg_->listen_tls->address.to_string() + ": " +
-                                 e.code().message());
+        throw std::runtime_error(
+            bind_error("listen_tls " + cfg_->listen_tls->address.to_string(), e.code()));
       }
     }
   }
   if (cfg_->admin_listen) {
+    // Not shared even in a takeover: two processes answering /metrics by turns would mislead.
+    // The new process takes the admin address over when the old one exits.
     auto ep = resolve_one(admin_ioc_, *cfg_->admin_listen, "admin_listen");
     tcp::acceptor acceptor(admin_ioc_);
-    try {
-      acceptor.open(ep.protocol());
-      acceptor.set_option(net::socket_base::reuse_address(true));
-      acceptor.bind(ep);
-      acceptor.listen();
-    } catch (const boost::system::system_error& e) {
-      throw std::runtime_error("admin_listen " + cfg_->admin_listen->to_string() + ": " +
-                               e.code().message());
+    error_code ec;
+    acceptor.open(ep.protocol(), ec);
+    if (!ec) {
+      acceptor.set_option(net::socket_base::reuse_address(true), ec);
     }
-    net::co_spawn(admin_ioc_, admin_accept_loop(std::move(acceptor)), net::detached);
+    if (!ec) {
+      acceptor.bind(ep, ec);
+    }
+    if (!ec) {
+      acceptor.listen(net::socket_base::max_listen_connections, ec);
+    }
+    if (!ec) {
+      spawn(admin_ioc_, admin_accept_loop(std::move(acceptor)), *logs_, "admin accept loop");
+    } else if (ec == net::error::address_in_use && takeover_) {
+      spawn(admin_ioc_, admin_listen_when_free(ep), *logs_, "admin listen");
+    } else {
+      throw std::runtime_error(bind_error("admin_listen " + cfg_->admin_listen->to_string(), ec));
+    }
   }
   signals_.add(SIGTERM);
   signals_.add(SIGINT);
   signals_.add(SIGUSR1);
   signals_.add(SIGHUP);
   wait_signals();
-  net::co_spawn(admin_ioc_, health_check_loop(), net::detached);
+  spawn(admin_ioc_, health_check_loop(), *logs_, "health check loop");
   if (redis_) {
     admin_redis_ = std::make_unique<redis::RedisClient>(*redis_, admin_ioc_);
-    net::co_spawn(admin_ioc_, store_probe_loop(), net::detached);
+    spawn(admin_ioc_, store_probe_loop(), *logs_, "redis probe loop");
   }
 
   {

@@ -29,9 +29,17 @@ class Gateway {
   Gateway(std::shared_ptr<const config::Config> cfg, std::string version);
   ~Gateway();
 
-  // Binds every listener (throws std::runtime_error with a clear message on failure), serves
-  // until SIGTERM/SIGINT, drains, and returns the exit code.
-  int run();
+  struct RunOptions {
+    // Share the listen addresses with the gatehouse already listening there (SO_REUSEPORT)
+    // instead of refusing to start: the zero-downtime handover (start this one, then SIGTERM the
+    // old one). Without it an address in use is an error.
+    bool takeover = false;
+  };
+
+  // Binds every listener (throws std::runtime_error with a clear message on failure: "listen
+  // ADDRESS: address in use ..."), serves until SIGTERM/SIGINT, drains, and returns the exit code.
+  int run(RunOptions options);
+  int run() { return run(RunOptions{}); }
 
   const config::Config& cfg() const { return *cfg_; }
   observability::Logs& logs() { return *logs_; }
@@ -63,7 +71,10 @@ class Gateway {
 
  private:
   void begin_drain(const char* why);
+  void stop_listening();
+  tcp::endpoint claim_address(const tcp::endpoint& ep, const std::string& what);
   net::awaitable<void> admin_accept_loop(tcp::acceptor acceptor);
+  net::awaitable<void> admin_listen_when_free(tcp::endpoint ep);
   net::awaitable<void> admin_session(tcp::socket socket);
   net::awaitable<void> admin_bans(std::string_view method, std::string_view target,
                                   unsigned& status, std::string& body);
@@ -98,6 +109,7 @@ class Gateway {
   net::steady_timer drain_timer_{admin_ioc_};
   std::unique_ptr<redis::RedisClient> admin_redis_;  // the breaker's probe; before admin_ioc_ dies
   bool draining_ = false;
+  bool takeover_ = false;
   unsigned running_workers_ = 0;
 };
 

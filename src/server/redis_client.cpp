@@ -11,6 +11,7 @@
 #include <stdexcept>
 
 #include "http/headers.hpp"
+#include "server/spawn.hpp"
 
 namespace gatehouse::server::redis {
 namespace {
@@ -879,7 +880,7 @@ net::awaitable<bool> RedisClient::decide_groups(StoreRequest& req, std::size_t f
       auto target = node_index(to);
       if (err.starts_with("MOVED ")) {
         slot_node_[slot] = static_cast<std::uint16_t>(target);
-        net::co_spawn(ioc_, refresh_slots(), net::detached);
+        spawn(ioc_, refresh_slots(), shared_.logs(), "redis slot refresh");
       } else {
         asking = true;
       }
@@ -927,7 +928,7 @@ void RedisClient::start_batches() {
     std::size_t n = std::min(queue_.size(), kMaxBatch);
     std::vector<Waiter*> batch(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(n));
     queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(n));
-    net::co_spawn(ioc_, run_batch(std::move(batch)), net::detached);
+    spawn(ioc_, run_batch(std::move(batch)), shared_.logs(), "redis batch");
   }
 }
 
@@ -1015,7 +1016,8 @@ net::awaitable<bool> RedisClient::decide(StoreRequest& req) {
   for (std::size_t first = 0; first < req.groups.size(); ++first) {
     if (!co_await decide_groups(req, first, first + 1, failure, detail)) {
       if (failure == Failure::connect || failure == Failure::timeout) {
-        net::co_spawn(ioc_, refresh_slots(), net::detached);  // a master may have failed over
+        spawn(ioc_, refresh_slots(), shared_.logs(),
+              "redis slot refresh");  // a master may have failed over
       }
       if (failure != Failure::timeout) {  // timeouts were counted by the connection
         shared_.failure(failure == Failure::connect ? Failure::connect : Failure::error, detail);

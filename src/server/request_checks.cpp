@@ -1,5 +1,7 @@
 #include "server/request_checks.hpp"
 
+#include <stdexcept>
+
 #include "http/headers.hpp"
 
 namespace gatehouse::server {
@@ -20,6 +22,14 @@ unsigned status_for_parse_error(const error_code& ec) {
 
 unsigned validate_head(const config::Limits& limits, const RequestParser& p, std::string& why) {
   const auto& req = p.get();
+#ifdef GATEHOUSE_TEST_HOOKS
+  // Test-only builds (cmake -DGATEHOUSE_TEST_HOOKS=ON, never a release): no request path throws
+  // any more, so tests/integration/test_internal_errors.py makes one throw here to check what
+  // happens to a task that ends with an exception (logged, counted, its connection closed).
+  if (req.count("X-Gatehouse-Test-Throw") != 0) {
+    throw std::runtime_error("test hook: X-Gatehouse-Test-Throw");
+  }
+#endif
   if (req.target().size() > limits.max_uri_bytes) {
     why = "request target too long";
     return 414;

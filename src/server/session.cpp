@@ -1,6 +1,7 @@
 // Client side of a connection: waits for a request without holding buffers, reads and checks
 // the head, answers health and error replies itself, and hands everything else to the proxy.
 #include <ctime>
+#include <exception>
 
 #include "core/router.hpp"
 #include "http/error_reply.hpp"
@@ -285,6 +286,16 @@ net::awaitable<bool> serve_one(Worker& w, ClientConn& c) {
   const auto& health = w.cfg.health;
   Exchange x;
   x.start = Clock::now();
+  struct NoteFailure {  // an exception leaving this request: its id for the error line
+    Worker& w;
+    const Exchange& x;
+    int uncaught = std::uncaught_exceptions();
+    ~NoteFailure() {
+      if (std::uncaught_exceptions() > uncaught) {
+        w.failed_request_id = x.request_id;
+      }
+    }
+  } note_failure{w, x};
   x.route = w.gw.metrics().none_route();
   RequestParser parser;
   parser.header_limit(static_cast<std::uint32_t>(limits.max_header_bytes));
@@ -356,8 +367,8 @@ net::awaitable<bool> serve_one(Worker& w, ClientConn& c) {
                          head_only);
     } else {
       auto s = w.gw.health().summary();
-      co_await send_json(w, c, x, observability::Health::is_down(s) ? 503 : 200, s.dump(),
-                         head_only);
+      co_await send_json(w, c, x, observability::Health::is_down(s) ? 503 : 200,
+                         observability::Health::to_json_text(s), head_only);
     }
     keep = x.client_keep_alive && !body_pending;
   } else if (!admitted_by(w.cfg.access, x.client_ip)) {
@@ -486,6 +497,10 @@ net::awaitable<void> run_session(Worker& w, tcp::socket socket, bool tls) {
   w.clients.push_back(c);
   w.deadlines.push_back(c.deadline);
   w.metrics.connections_active.add(1);
+  struct Active {
+    observability::Cell& cell;
+    ~Active() { cell.add(-1); }  // tied to scope: an exception cannot make the gauge drift
+  } active{w.metrics.connections_active};
   w.metrics.connections_total.add(1);
   {
     error_code ec;
@@ -501,8 +516,8 @@ net::awaitable<void> run_session(Worker& w, tcp::socket socket, bool tls) {
       c.buffer.shrink_to_fit();
       c.scratch = std::string();
       c.upstream_head = std::string();
-      if (w.draining) {
-        break;
+      if (w.draining && !c.first_request) {
+        break;  // a connection accepted during the drain still gets its one request
       }
       c.idle = true;
       c.deadline.arm(c.first_request ? limits.header_timeout : limits.idle_timeout);
@@ -549,7 +564,6 @@ net::awaitable<void> run_session(Worker& w, tcp::socket socket, bool tls) {
     }
   }
   c.socket().close(ignore);
-  w.metrics.connections_active.add(-1);
 }
 
 }  // namespace gatehouse::server

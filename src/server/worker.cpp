@@ -1,14 +1,47 @@
 #include "server/worker.hpp"
 
-#include "http/headers.hpp"
+#include <cerrno>
+#include <cstring>
 
+#include <linux/filter.h>
 #include <sys/socket.h>
 
 #include <boost/asio/detail/socket_option.hpp>
 
+#include "http/headers.hpp"
+#include "server/spawn.hpp"
+
 namespace gatehouse::server {
+namespace {
 
 using ReusePort = net::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+
+// How long a listener that takes no new handshakes stays open so that handshakes already under
+// way (SYN answered, final ACK not yet here) complete into the accept queue and are served. One
+// round trip is enough; a client further away than this, caught mid-handshake, is reset.
+constexpr auto kHandshakeSettle = std::chrono::milliseconds(200);
+
+// Closing a listening socket resets every connection in its accept queue, and accept-until-EAGAIN
+// then close() leaves a window in which a new handshake can complete. So first the listener stops
+// taking handshakes: a classic BPF socket filter drops a segment with SYN set and ACK clear (for a
+// listener, skb->data is the TCP header; byte 13 holds the flags). The client is not refused: its
+// SYN is retransmitted (after 1 s) and then meets a closed port (refused), or, during a takeover,
+// the new process's listener. Everything else (final ACKs of handshakes under way) still passes.
+// Accepted sockets inherit the filter; established connections never receive a bare SYN.
+bool refuse_new_handshakes(tcp::acceptor& acceptor) {
+  static sock_filter code[] = {
+      BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 13),           // TCP flags
+      BPF_STMT(BPF_ALU | BPF_AND | BPF_K, 0x12),        // SYN | ACK
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0x02, 0, 1),  // SYN alone: a new handshake
+      BPF_STMT(BPF_RET | BPF_K, 0),                     // drop it
+      BPF_STMT(BPF_RET | BPF_K, 0xffffffffu),           // keep everything else whole
+  };
+  sock_fprog prog{static_cast<unsigned short>(std::size(code)), code};
+  return setsockopt(acceptor.native_handle(), SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog) ==
+         0;
+}
+
+}  // namespace
 
 Worker::Worker(Gateway& g, unsigned i)
     : gw(g),
@@ -40,26 +73,37 @@ tcp::endpoint Worker::listen(const tcp::endpoint& endpoint, bool tls) {
 }
 
 void Worker::run() {
-  net::co_spawn(ioc, accept_loop(acceptor_, false), net::detached);
+  spawn(ioc, accept_loop(acceptor_, false), gw.logs(), "accept loop");
   if (tls_acceptor_.is_open()) {
-    net::co_spawn(ioc, accept_loop(tls_acceptor_, true), net::detached);
+    spawn(ioc, accept_loop(tls_acceptor_, true), gw.logs(), "tls accept loop");
   }
-  net::co_spawn(ioc, sweep_loop(), net::detached);
+  spawn(ioc, sweep_loop(), gw.logs(), "sweeper");
   ioc.run();
 }
 
 void Worker::start_session(tcp::socket socket, bool tls) {
-  net::co_spawn(ioc, run_session(*this, std::move(socket), tls), net::detached);
+  ++sessions_;
+  net::co_spawn(ioc, run_session(*this, std::move(socket), tls), [this](std::exception_ptr e) {
+    --sessions_;
+    if (e) {
+      gw.logs().internal_error("session", exception_text(e), failed_request_id);
+    }
+    failed_request_id.clear();
+  });
 }
 
+// Runs until close_listeners() closes the acceptor (drain).
 net::awaitable<void> Worker::accept_loop(tcp::acceptor& acceptor, bool tls) {
   for (;;) {
     auto [ec, socket] = co_await acceptor.async_accept(nothrow);
-    if (draining || !acceptor.is_open()) {
+    if (!acceptor.is_open()) {
       if (!ec) {
         start_session(std::move(socket), tls);
       }
       co_return;
+    }
+    if (ec == net::error::connection_aborted) {
+      continue;  // reset by the client while queued
     }
     if (ec) {
       // EMFILE and friends: back off briefly instead of spinning.
@@ -91,7 +135,7 @@ net::awaitable<void> Worker::sweep_loop() {
         p->prune(now);
       }
     }
-    if (draining && clients.empty()) {
+    if (draining && !listening_ && sessions_ == 0) {
       flush_access_log();
       for (auto& p : pools) {
         p->close_all();
@@ -127,25 +171,11 @@ void Worker::begin_drain() {
       return;
     }
     draining = true;
-    // Serve connections the kernel already completed, then stop listening.
+    // Idle keep-alive connections close now (a request already in their socket is still served).
+    // A connection still waiting for its first request is not idle: it was accepted to be served.
     error_code ec;
-    for (auto* acceptor : {&acceptor_, &tls_acceptor_}) {
-      if (!acceptor->is_open()) {
-        continue;
-      }
-      acceptor->non_blocking(true, ec);
-      for (;;) {
-        tcp::socket s(ioc);
-        acceptor->accept(s, ec);
-        if (ec) {
-          break;
-        }
-        start_session(std::move(s), acceptor == &tls_acceptor_);
-      }
-      acceptor->close(ec);
-    }
     for (auto& c : clients) {
-      if (c.idle) {
+      if (c.idle && !c.first_request) {
         c.socket().cancel(ec);
       }
     }
@@ -155,9 +185,63 @@ void Worker::begin_drain() {
   });
 }
 
+void Worker::stop_listening() {
+  net::post(ioc, [this] {
+    if (closing_) {
+      return;
+    }
+    closing_ = true;
+    spawn(ioc, close_listeners(), gw.logs(), "close listeners");
+  });
+}
+
+net::awaitable<void> Worker::close_listeners() {
+  std::array<tcp::acceptor*, 2> acceptors{&acceptor_, &tls_acceptor_};
+  bool filtered = true;
+  for (auto* a : acceptors) {
+    if (a->is_open() && !refuse_new_handshakes(*a)) {
+      filtered = false;
+    }
+  }
+  if (!filtered) {
+    std::string extra = "\"error\":";
+    ghttp::append_json_string(extra, std::strerror(errno));
+    gw.logs().error(spdlog::level::warn,
+                    "cannot stop new handshakes before closing the listener; connections "
+                    "completing as it closes may be reset",
+                    extra);
+  }
+  // The accept loops keep serving what completes meanwhile.
+  net::steady_timer settle(ioc, kHandshakeSettle);
+  co_await settle.async_wait(nothrow);
+  error_code ec;
+  for (auto* a : acceptors) {
+    if (!a->is_open()) {
+      continue;
+    }
+    a->non_blocking(true, ec);
+    for (;;) {
+      tcp::socket s(ioc);
+      a->accept(s, ec);
+      if (ec == net::error::connection_aborted) {
+        continue;
+      }
+      if (ec) {
+        break;
+      }
+      start_session(std::move(s), a == &tls_acceptor_);
+    }
+    a->close(ec);
+  }
+  listening_ = false;
+}
+
 void Worker::force_stop() {
   net::post(ioc, [this] {
     error_code ec;
+    for (auto* a : {&acceptor_, &tls_acceptor_}) {
+      a->close(ec);
+    }
     for (auto& c : clients) {
       c.socket().close(ec);
     }

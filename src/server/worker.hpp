@@ -1,7 +1,7 @@
 #pragma once
 // One worker thread: io_context, SO_REUSEPORT listener, client sessions, upstream pools and the
-// deadline sweeper. Everything here is touched by its own thread only, except begin_drain() and
-// force_stop(), which post to it.
+// deadline sweeper. Everything here is touched by its own thread only, except begin_drain(),
+// stop_listening() and force_stop(), which post to it.
 #include <boost/intrusive/list.hpp>
 
 #include <array>
@@ -45,8 +45,12 @@ class Worker {
   // Opens the listener on `endpoint`; returns the bound endpoint (port 0 resolved).
   tcp::endpoint listen(const tcp::endpoint& endpoint, bool tls = false);
   void run();
-  void begin_drain();  // thread-safe
-  void force_stop();   // thread-safe
+  // Drain, step 1 (thread-safe): responses say Connection: close and idle keep-alive connections
+  // close; the listeners keep accepting (drain_delay).
+  void begin_drain();
+  // Drain, step 2 (thread-safe): stop taking handshakes, serve what is queued, close the listeners.
+  void stop_listening();
+  void force_stop();  // thread-safe
 
   Gateway& gw;
   const config::Config& cfg;
@@ -60,6 +64,9 @@ class Worker {
   observability::WorkerMetrics& metrics;
   std::vector<std::unique_ptr<upstream::Pool>> pools;
   bool draining = false;
+  // Set while an exception unwinds a request (session.cpp), read by the session's completion
+  // handler right after: the request id for the "internal error" line.
+  std::string failed_request_id;
 
   // Access-log lines are batched per worker and handed to the logging thread at 32 KiB or on the
   // next sweep (<= 100 ms): one enqueue and one write per batch instead of per request, like
@@ -69,11 +76,15 @@ class Worker {
 
  private:
   net::awaitable<void> accept_loop(tcp::acceptor& acceptor, bool tls);
+  net::awaitable<void> close_listeners();
   net::awaitable<void> sweep_loop();
   void start_session(tcp::socket socket, bool tls);
 
   tcp::acceptor acceptor_;
   tcp::acceptor tls_acceptor_;  // open when listen_tls is configured
+  bool listening_ = true;       // until close_listeners() is done
+  bool closing_ = false;        // close_listeners() started
+  std::size_t sessions_ = 0;    // spawned and not yet completed
   std::string access_batch_;
 };
 

@@ -338,6 +338,7 @@ class Gatehouse:
         self.config = None
         self.env = env or {}
         self.fixed_ports = fixed_ports
+        self.extra_args = []  # after `run --config FILE`, e.g. ["--takeover"]
         self.port = None
         self.admin_port = None
         self.tls_port = None  # the listen_tls port, learned from the "gatehouse started" line
@@ -377,7 +378,7 @@ class Gatehouse:
             env = dict(os.environ)
             env.update(self.env)
             self.proc = subprocess.Popen(
-                [GATEHOUSE_BIN, "run", "--config", str(self.config_path)],
+                [GATEHOUSE_BIN, "run", "--config", str(self.config_path), *self.extra_args],
                 stdin=subprocess.DEVNULL, stdout=self._out, stderr=self._err, env=env,
                 cwd=str(self.workdir))
             if self.wait_live(scaled(10)):

@@ -268,6 +268,26 @@ TEST(Health, ZeroTtlRecomputesEveryCall) {
   EXPECT_EQ(probes, 2);
 }
 
+// A component whose detail carries bytes that are not UTF-8, as a Redis error reply or an error
+// text cut at a byte limit can. nlohmann's dump() throws on them (that used to end the admin
+// session answering /health/detailed, with no log line); the report text replaces them instead.
+TEST(Health, ReportTextSurvivesInvalidUtf8) {
+  config::Config cfg;
+  Health h(cfg, 1, "0.1.0");
+  h.add_component("store", [] {
+    return ComponentReport{Status::degraded, {{"last_error", std::string("ERR \xff\xfe caf\xc3")}}};
+  });
+  auto report = h.detailed();
+  EXPECT_THROW((void)report.dump(), nlohmann::json::type_error);
+  std::string text;
+  ASSERT_NO_THROW(text = Health::to_json_text(report));
+  auto parsed = nlohmann::json::parse(text);
+  EXPECT_EQ(parsed["components"]["store"]["last_error"],
+            "ERR \xEF\xBF\xBD\xEF\xBF\xBD caf\xEF\xBF\xBD");
+  EXPECT_EQ(parsed["components"]["store"]["status"], "degraded");
+  EXPECT_NO_THROW((void)Health::to_json_text(h.summary()));
+}
+
 TEST(HealthStatus, Names) {
   EXPECT_STREQ(to_string(Status::ok), "ok");
   EXPECT_STREQ(to_string(Status::degraded), "degraded");
