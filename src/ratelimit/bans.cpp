@@ -1,23 +1,139 @@
 #include "ratelimit/bans.hpp"
 
 #include <algorithm>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <unordered_map>
 
 namespace gatehouse::ratelimit {
+namespace {
 
-void BanList::prune(Nanos now) {
-  std::erase_if(bans_, [&](const auto& kv) { return kv.second.until <= now; });
-  active_.store(bans_.size(), std::memory_order_relaxed);
+constexpr std::size_t kShards = 64;
+constexpr std::size_t kShardedFrom = 16'384;  // smaller lists keep one exact eviction order
+
+struct KeyHash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view k) const { return std::hash<std::string_view>{}(k); }
+};
+
+// Keys ordered by when they stop mattering; the views point into the owning map's nodes, which
+// do not move.
+using Order = std::multimap<Nanos, std::string_view>;
+
+struct Ban {
+  Nanos until;
+  std::string reason;
+  Order::iterator order;
+};
+
+// A key's rejections in its current window. The window's end is fixed by the rule in force when
+// it started (a key counted under two ban rules keeps the first one's window).
+struct Counter {
+  Nanos window_start;
+  Nanos window_end;
+  std::uint32_t count;
+  Order::iterator order;
+};
+
+}  // namespace
+
+struct alignas(64) BanList::Shard {
+  std::mutex mu;
+  std::size_t capacity = 1;
+  std::unordered_map<std::string, Ban, KeyHash, std::equal_to<>> bans;
+  Order ban_order;  // by `until`: the front ends first
+  std::unordered_map<std::string, Counter, KeyHash, std::equal_to<>> counters;
+  Order counter_order;  // by `window_end`
+
+  // Each returns how many bans it removed, for the list's total.
+  std::size_t erase_ban(decltype(bans)::iterator it) {
+    ban_order.erase(it->second.order);
+    bans.erase(it);
+    return 1;
+  }
+  std::size_t drop_expired_bans(Nanos now) {
+    std::size_t n = 0;
+    while (!ban_order.empty() && ban_order.begin()->first <= now) {
+      n += erase_ban(bans.find(ban_order.begin()->second));
+    }
+    return n;
+  }
+  // Room for one more ban: the one closest to its end goes (an expired one, if any).
+  std::size_t evict_ban_if_full() {
+    if (bans.size() >= capacity && !ban_order.empty()) {
+      return erase_ban(bans.find(ban_order.begin()->second));
+    }
+    return 0;
+  }
+  void insert_ban(std::string key, std::string_view reason, Nanos until) {
+    auto it = bans.emplace(std::move(key), Ban{until, std::string(reason), {}}).first;
+    it->second.order = ban_order.emplace(until, it->first);
+  }
+  void extend_ban(Ban& ban, std::string_view key, Nanos until) {
+    if (until > ban.until) {
+      ban_order.erase(ban.order);
+      ban.until = until;
+      ban.order = ban_order.emplace(until, key);
+    }
+  }
+
+  void erase_counter(decltype(counters)::iterator it) {
+    counter_order.erase(it->second.order);
+    counters.erase(it);
+  }
+  // Room for one more counter: windows that ended go first (their count would restart anyway),
+  // then the window that ends first.
+  void make_room_for_counter(Nanos now) {
+    while (!counter_order.empty() && counter_order.begin()->first <= now) {
+      erase_counter(counters.find(counter_order.begin()->second));
+    }
+    if (counters.size() >= capacity && !counter_order.empty()) {
+      erase_counter(counters.find(counter_order.begin()->second));
+    }
+  }
+  void restart_window(Counter& c, std::string_view key, Nanos now, Nanos within) {
+    counter_order.erase(c.order);
+    c.window_start = now;
+    c.window_end = now + within;
+    c.count = 0;
+    c.order = counter_order.emplace(c.window_end, key);
+  }
+};
+
+BanList::BanList(std::size_t max_entries, std::size_t shards)
+    : shard_count_(shards != 0                   ? shards
+                   : max_entries >= kShardedFrom ? kShards
+                                                 : 1) {
+  // Every shard holds at least one entry.
+  shard_count_ = std::clamp<std::size_t>(max_entries, 1, shard_count_);
+  shards_ = std::make_unique<Shard[]>(shard_count_);
+  for (std::size_t s = 0; s < shard_count_; ++s) {
+    // The cap split exactly: shards differ by at most one entry and the sum is max_entries.
+    shards_[s].capacity = std::max<std::size_t>(
+        1, max_entries / shard_count_ + (s < max_entries % shard_count_ ? 1 : 0));
+  }
+}
+
+BanList::~BanList() = default;
+
+BanList::Shard& BanList::shard_for(std::string_view key) {
+  if (shard_count_ == 1) {
+    return shards_[0];
+  }
+  // High bits: the maps inside the shard pick buckets from the low ones.
+  return shards_[(KeyHash{}(key) >> 40) % shard_count_];
 }
 
 std::optional<Nanos> BanList::banned(std::string_view key, Nanos now) {
-  std::lock_guard lock(mu_);
-  auto it = bans_.find(std::string(key));
-  if (it == bans_.end()) {
+  Shard& sh = shard_for(key);
+  std::lock_guard lock(sh.mu);
+  auto it = sh.bans.find(key);
+  if (it == sh.bans.end()) {
     return std::nullopt;
   }
   if (it->second.until <= now) {
-    bans_.erase(it);
-    active_.store(bans_.size(), std::memory_order_relaxed);
+    active_.fetch_sub(sh.erase_ban(it), std::memory_order_relaxed);
     return std::nullopt;
   }
   return it->second.until - now;
@@ -25,72 +141,60 @@ std::optional<Nanos> BanList::banned(std::string_view key, Nanos now) {
 
 bool BanList::record_rejection(std::string_view key, const BanRule& rule, std::string_view reason,
                                Nanos now) {
-  std::lock_guard lock(mu_);
-  std::string k(key);
-  if (auto b = bans_.find(k); b != bans_.end() && b->second.until > now) {
-    return false;  // already banned
-  }
-  auto it = counters_.find(k);
-  if (it == counters_.end()) {
-    if (counters_.size() >= max_entries_) {
-      std::erase_if(counters_,
-                    [&](const auto& kv) { return now - kv.second.window_start >= rule.within; });
-      if (counters_.size() >= max_entries_) {
-        auto oldest = std::min_element(counters_.begin(), counters_.end(), [](auto& a, auto& b) {
-          return a.second.window_start < b.second.window_start;
-        });
-        counters_.erase(oldest);
-      }
+  Shard& sh = shard_for(key);
+  std::lock_guard lock(sh.mu);
+  if (auto b = sh.bans.find(key); b != sh.bans.end()) {
+    if (b->second.until > now) {
+      return false;  // already banned
     }
-    it = counters_.emplace(k, Counter{now, 0}).first;
+    active_.fetch_sub(sh.erase_ban(b), std::memory_order_relaxed);
   }
-  Counter& c = it->second;
-  if (now - c.window_start >= rule.within || now < c.window_start) {
-    c = Counter{now, 0};
+  auto it = sh.counters.find(key);
+  if (it == sh.counters.end()) {
+    sh.make_room_for_counter(now);
+    it = sh.counters.emplace(std::string(key), Counter{now, now, 0, {}}).first;
+    it->second.order = sh.counter_order.emplace(now, it->first);
+    sh.restart_window(it->second, it->first, now, rule.within);
+  } else if (now >= it->second.window_end || now < it->second.window_start) {
+    sh.restart_window(it->second, it->first, now, rule.within);
   }
-  if (++c.count < rule.after) {
+  if (++it->second.count < rule.after) {
     return false;
   }
-  counters_.erase(it);
-  if (bans_.size() >= max_entries_) {
-    prune(now);
-    if (bans_.size() >= max_entries_) {
-      auto soonest = std::min_element(bans_.begin(), bans_.end(), [](auto& a, auto& b) {
-        return a.second.until < b.second.until;
-      });
-      bans_.erase(soonest);
-    }
-  }
-  bans_[k] = Ban{now + rule.duration, std::string(reason)};
-  active_.store(bans_.size(), std::memory_order_relaxed);
+  sh.counter_order.erase(it->second.order);
+  std::string k = std::move(sh.counters.extract(it).key());  // the key moves on to the ban
+  std::size_t dropped = sh.drop_expired_bans(now) + sh.evict_ban_if_full();
+  sh.insert_ban(std::move(k), reason, now + rule.duration);
+  active_.fetch_add(1, std::memory_order_relaxed);
+  active_.fetch_sub(dropped, std::memory_order_relaxed);
   return true;
 }
 
 void BanList::impose(std::string_view key, std::string_view reason, Nanos until) {
-  std::lock_guard lock(mu_);
-  std::string k(key);
-  if (auto b = bans_.find(k); b != bans_.end()) {
-    b->second.until = std::max(b->second.until, until);
+  Shard& sh = shard_for(key);
+  std::lock_guard lock(sh.mu);
+  if (auto b = sh.bans.find(key); b != sh.bans.end()) {
+    sh.extend_ban(b->second, b->first, until);
     return;
   }
-  if (bans_.size() >= max_entries_) {
-    auto soonest = std::min_element(bans_.begin(), bans_.end(), [](auto& a, auto& b) {
-      return a.second.until < b.second.until;
-    });
-    bans_.erase(soonest);
+  if (auto c = sh.counters.find(key); c != sh.counters.end()) {
+    sh.erase_counter(c);
   }
-  counters_.erase(k);
-  bans_.emplace(std::move(k), Ban{until, std::string(reason)});
-  active_.store(bans_.size(), std::memory_order_relaxed);
+  std::size_t dropped = sh.evict_ban_if_full();
+  sh.insert_ban(std::string(key), reason, until);
+  active_.fetch_add(1, std::memory_order_relaxed);
+  active_.fetch_sub(dropped, std::memory_order_relaxed);
 }
 
 std::vector<BanInfo> BanList::list(Nanos now) {
-  std::lock_guard lock(mu_);
-  prune(now);
   std::vector<BanInfo> out;
-  out.reserve(bans_.size());
-  for (const auto& [key, ban] : bans_) {
-    out.push_back(BanInfo{key, ban.reason, ban.until - now});
+  for (std::size_t s = 0; s < shard_count_; ++s) {
+    Shard& sh = shards_[s];
+    std::lock_guard lock(sh.mu);
+    active_.fetch_sub(sh.drop_expired_bans(now), std::memory_order_relaxed);
+    for (const auto& [key, ban] : sh.bans) {
+      out.push_back(BanInfo{key, ban.reason, ban.until - now});
+    }
   }
   std::sort(out.begin(), out.end(),
             [](const BanInfo& a, const BanInfo& b) { return a.key < b.key; });
@@ -98,24 +202,47 @@ std::vector<BanInfo> BanList::list(Nanos now) {
 }
 
 bool BanList::lift(std::string_view key) {
-  std::lock_guard lock(mu_);
-  bool found = bans_.erase(std::string(key)) > 0;
-  active_.store(bans_.size(), std::memory_order_relaxed);
-  return found;
+  Shard& sh = shard_for(key);
+  std::lock_guard lock(sh.mu);
+  auto it = sh.bans.find(key);
+  if (it == sh.bans.end()) {
+    return false;
+  }
+  active_.fetch_sub(sh.erase_ban(it), std::memory_order_relaxed);
+  return true;
 }
 
 std::size_t BanList::lift_all() {
-  std::lock_guard lock(mu_);
-  std::size_t n = bans_.size();
-  bans_.clear();
-  active_.store(0, std::memory_order_relaxed);
+  std::size_t n = 0;
+  for (std::size_t s = 0; s < shard_count_; ++s) {
+    Shard& sh = shards_[s];
+    std::lock_guard lock(sh.mu);
+    n += sh.bans.size();
+    active_.fetch_sub(sh.bans.size(), std::memory_order_relaxed);
+    sh.bans.clear();
+    sh.ban_order.clear();
+  }
   return n;
 }
 
 std::size_t BanList::active(Nanos now) {
-  std::lock_guard lock(mu_);
-  prune(now);
-  return bans_.size();
+  std::size_t n = 0;
+  for (std::size_t s = 0; s < shard_count_; ++s) {
+    Shard& sh = shards_[s];
+    std::lock_guard lock(sh.mu);
+    active_.fetch_sub(sh.drop_expired_bans(now), std::memory_order_relaxed);
+    n += sh.bans.size();
+  }
+  return n;
+}
+
+std::size_t BanList::counters() const {
+  std::size_t n = 0;
+  for (std::size_t s = 0; s < shard_count_; ++s) {
+    std::lock_guard lock(shards_[s].mu);
+    n += shards_[s].counters.size();
+  }
+  return n;
 }
 
 }  // namespace gatehouse::ratelimit

@@ -1,15 +1,23 @@
 #pragma once
 // Temporary bans: a key rejected `after` times within `within` is banned for `duration`. Counting
 // happens only on rejections and lookups only while some ban is active, so the common path costs
-// one relaxed atomic load. Both tables are capped; when full, expired entries are dropped first,
-// then the ban closest to expiry (or the oldest rejection counter) makes room.
+// one relaxed atomic load.
+//
+// Keys are spread over shards by hash, each with its own mutex, like the counters of
+// MemoryStore: an address spray that bans thousands of keys contends with a normal client's
+// lookup only when both land in the same shard, and no request takes a process-wide lock. Each
+// shard keeps its bans and its rejection counters ordered by expiry, so expired entries leave
+// from the front and making room costs O(log n), never a scan.
+//
+// Both tables are capped (per shard: the cap split evenly). When a shard's table is full, expired
+// entries are dropped first; then the ban closest to its end, or the rejection counter whose window
+// ends first, makes room.
 #include <atomic>
 #include <cstdint>
-#include <mutex>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 #include "ratelimit/rate.hpp"
@@ -30,8 +38,13 @@ struct BanInfo {
 
 class BanList {
  public:
-  explicit BanList(std::size_t max_entries = 100'000) : max_entries_(max_entries) {}
+  // `shards` 0: one shard below 16,384 entries (exact order, for small caps), else 64.
+  explicit BanList(std::size_t max_entries = 100'000, std::size_t shards = 0);
+  ~BanList();
+  BanList(const BanList&) = delete;
+  BanList& operator=(const BanList&) = delete;
 
+  // Whether some ban may be active (expired bans not yet dropped count too).
   bool any_active() const { return active_.load(std::memory_order_relaxed) > 0; }
 
   // Time left on `key`'s ban, if banned at `now`.
@@ -45,28 +58,24 @@ class BanList {
   // extended.
   void impose(std::string_view key, std::string_view reason, Nanos until);
 
+  // Admin and metrics: these visit every shard (one lock at a time).
   std::vector<BanInfo> list(Nanos now);
   // Lifts one ban (returns whether it existed) or all of them (returns how many).
   bool lift(std::string_view key);
   std::size_t lift_all();
   std::size_t active(Nanos now);
 
- private:
-  struct Ban {
-    Nanos until;
-    std::string reason;
-  };
-  struct Counter {
-    Nanos window_start;
-    std::uint32_t count;
-  };
-  void prune(Nanos now);
+  // Rejection counters held now (for tests of the cap).
+  std::size_t counters() const;
+  std::size_t shard_count() const { return shard_count_; }
 
-  std::size_t max_entries_;
-  std::mutex mu_;
-  std::unordered_map<std::string, Ban> bans_;
-  std::unordered_map<std::string, Counter> counters_;
-  std::atomic<std::size_t> active_{0};
+ private:
+  struct Shard;
+  Shard& shard_for(std::string_view key);
+
+  std::size_t shard_count_;
+  std::unique_ptr<Shard[]> shards_;
+  std::atomic<std::size_t> active_{0};  // bans held, all shards
 };
 
 }  // namespace gatehouse::ratelimit
