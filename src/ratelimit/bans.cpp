@@ -11,6 +11,33 @@ namespace {
 
 constexpr std::size_t kShards = 64;
 constexpr std::size_t kShardedFrom = 16'384;  // smaller lists keep one exact eviction order
+constexpr std::uint8_t kSticky = 255;         // a saturated filter slot stays "maybe" for good
+
+std::size_t filter_slots(std::size_t max_entries) {
+  // About 8 slots per ban: a full list leaves ~90% of slots empty. At most 1 MiB.
+  std::size_t want = std::min<std::size_t>(max_entries, std::size_t{1} << 17) * 8;
+  std::size_t slots = 1024;
+  while (slots < want) {
+    slots <<= 1;
+  }
+  return slots;
+}
+
+void filter_add(std::atomic<std::uint8_t>& slot) {
+  auto v = slot.load(std::memory_order_relaxed);
+  while (v != kSticky &&
+         !slot.compare_exchange_weak(v, static_cast<std::uint8_t>(v + 1), std::memory_order_release,
+                                     std::memory_order_relaxed)) {
+  }
+}
+
+void filter_remove(std::atomic<std::uint8_t>& slot) {
+  auto v = slot.load(std::memory_order_relaxed);
+  while (v != kSticky && v != 0 &&
+         !slot.compare_exchange_weak(v, static_cast<std::uint8_t>(v - 1), std::memory_order_release,
+                                     std::memory_order_relaxed)) {
+  }
+}
 
 struct KeyHash {
   using is_transparent = void;
@@ -41,13 +68,19 @@ struct Counter {
 struct alignas(64) BanList::Shard {
   std::mutex mu;
   std::size_t capacity = 1;
+  std::atomic<std::uint8_t>* filter = nullptr;  // the list's, shared by every shard
+  std::size_t filter_mask = 0;
   std::unordered_map<std::string, Ban, KeyHash, std::equal_to<>> bans;
   Order ban_order;  // by `until`: the front ends first
   std::unordered_map<std::string, Counter, KeyHash, std::equal_to<>> counters;
   Order counter_order;  // by `window_end`
 
   // Each returns how many bans it removed, for the list's total.
+  std::atomic<std::uint8_t>& slot(std::string_view key) {
+    return filter[KeyHash{}(key)&filter_mask];
+  }
   std::size_t erase_ban(decltype(bans)::iterator it) {
+    filter_remove(slot(it->first));
     ban_order.erase(it->second.order);
     bans.erase(it);
     return 1;
@@ -69,6 +102,7 @@ struct alignas(64) BanList::Shard {
   void insert_ban(std::string key, std::string_view reason, Nanos until) {
     auto it = bans.emplace(std::move(key), Ban{until, std::string(reason), {}}).first;
     it->second.order = ban_order.emplace(until, it->first);
+    filter_add(slot(it->first));
   }
   void extend_ban(Ban& ban, std::string_view key, Nanos until) {
     if (until > ban.until) {
@@ -108,7 +142,12 @@ BanList::BanList(std::size_t max_entries, std::size_t shards)
   // Every shard holds at least one entry.
   shard_count_ = std::clamp<std::size_t>(max_entries, 1, shard_count_);
   shards_ = std::make_unique<Shard[]>(shard_count_);
+  const std::size_t slots = filter_slots(max_entries);
+  filter_mask_ = slots - 1;
+  filter_ = std::make_unique<std::atomic<std::uint8_t>[]>(slots);  // value-initialised: zeros
   for (std::size_t s = 0; s < shard_count_; ++s) {
+    shards_[s].filter = filter_.get();
+    shards_[s].filter_mask = filter_mask_;
     // The cap split exactly: shards differ by at most one entry and the sum is max_entries.
     shards_[s].capacity = std::max<std::size_t>(
         1, max_entries / shard_count_ + (s < max_entries % shard_count_ ? 1 : 0));
@@ -117,16 +156,21 @@ BanList::BanList(std::size_t max_entries, std::size_t shards)
 
 BanList::~BanList() = default;
 
-BanList::Shard& BanList::shard_for(std::string_view key) {
-  if (shard_count_ == 1) {
-    return shards_[0];
-  }
-  // High bits: the maps inside the shard pick buckets from the low ones.
-  return shards_[(KeyHash{}(key) >> 40) % shard_count_];
+BanList::Shard& BanList::shard_for(std::size_t hash) {
+  // High bits: the filter and the maps inside the shard use the low ones.
+  return shards_[shard_count_ == 1 ? 0 : (hash >> 40) % shard_count_];
+}
+
+bool BanList::may_be_banned(std::string_view key) const {
+  return filter_[KeyHash{}(key)&filter_mask_].load(std::memory_order_acquire) != 0;
 }
 
 std::optional<Nanos> BanList::banned(std::string_view key, Nanos now) {
-  Shard& sh = shard_for(key);
+  const std::size_t h = KeyHash{}(key);
+  if (filter_[h & filter_mask_].load(std::memory_order_acquire) == 0) {
+    return std::nullopt;  // no lock: the common answer while others are banned
+  }
+  Shard& sh = shard_for(h);
   std::lock_guard lock(sh.mu);
   auto it = sh.bans.find(key);
   if (it == sh.bans.end()) {
@@ -141,7 +185,7 @@ std::optional<Nanos> BanList::banned(std::string_view key, Nanos now) {
 
 bool BanList::record_rejection(std::string_view key, const BanRule& rule, std::string_view reason,
                                Nanos now) {
-  Shard& sh = shard_for(key);
+  Shard& sh = shard_for(KeyHash{}(key));
   std::lock_guard lock(sh.mu);
   if (auto b = sh.bans.find(key); b != sh.bans.end()) {
     if (b->second.until > now) {
@@ -171,7 +215,7 @@ bool BanList::record_rejection(std::string_view key, const BanRule& rule, std::s
 }
 
 void BanList::impose(std::string_view key, std::string_view reason, Nanos until) {
-  Shard& sh = shard_for(key);
+  Shard& sh = shard_for(KeyHash{}(key));
   std::lock_guard lock(sh.mu);
   if (auto b = sh.bans.find(key); b != sh.bans.end()) {
     sh.extend_ban(b->second, b->first, until);
@@ -202,7 +246,7 @@ std::vector<BanInfo> BanList::list(Nanos now) {
 }
 
 bool BanList::lift(std::string_view key) {
-  Shard& sh = shard_for(key);
+  Shard& sh = shard_for(KeyHash{}(key));
   std::lock_guard lock(sh.mu);
   auto it = sh.bans.find(key);
   if (it == sh.bans.end()) {
@@ -219,6 +263,9 @@ std::size_t BanList::lift_all() {
     std::lock_guard lock(sh.mu);
     n += sh.bans.size();
     active_.fetch_sub(sh.bans.size(), std::memory_order_relaxed);
+    for (const auto& kv : sh.bans) {
+      filter_remove(sh.slot(kv.first));
+    }
     sh.bans.clear();
     sh.ban_order.clear();
   }

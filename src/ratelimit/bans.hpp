@@ -9,6 +9,11 @@
 // shard keeps its bans and its rejection counters ordered by expiry, so expired entries leave
 // from the front and making room costs O(log n), never a scan.
 //
+// A lookup first reads one byte of a lock-free counting filter (how many bans hash to that slot);
+// a key whose slot is zero is not banned, and the common case during a spray, a normal client
+// looking itself up, takes no lock at all. Only a slot shared with a ban (about 10% of slots when
+// the list is full) sends the lookup to its shard.
+//
 // Both tables are capped (per shard: the cap split evenly). When a shard's table is full, expired
 // entries are dropped first; then the ban closest to its end, or the rejection counter whose window
 // ends first, makes room.
@@ -67,14 +72,18 @@ class BanList {
 
   // Rejection counters held now (for tests of the cap).
   std::size_t counters() const;
+  // Whether `key`'s filter slot is taken (a ban may exist); false means certainly not banned.
+  bool may_be_banned(std::string_view key) const;
   std::size_t shard_count() const { return shard_count_; }
 
  private:
   struct Shard;
-  Shard& shard_for(std::string_view key);
+  Shard& shard_for(std::size_t hash);
 
   std::size_t shard_count_;
   std::unique_ptr<Shard[]> shards_;
+  std::size_t filter_mask_;
+  std::unique_ptr<std::atomic<std::uint8_t>[]> filter_;
   std::atomic<std::size_t> active_{0};  // bans held, all shards
 };
 

@@ -294,5 +294,43 @@ TEST(BanList, ManyThreadsSprayAndLookUp) {
   EXPECT_FALSE(bans.any_active());
 }
 
+TEST(BanList, LockFreeFilterCountsExactly) {
+  // The filter must never say "not banned" for a banned key, and must be all zeros again once
+  // every ban is gone (expired, evicted, lifted one by one or all at once): a leaked count would
+  // only cost a lock, a missing one would let a banned key through.
+  BanList bans(64, 4);
+  std::vector<std::string> keys;
+  for (int i = 0; i < 500; ++i) {
+    keys.push_back(name("ip=10.0.0.", i));
+  }
+  for (int round = 0; round < 3; ++round) {
+    for (int i = 0; i < 500; ++i) {
+      bans.impose(keys[i], "", kT0 + (i % 7 + 1) * kSec);  // evictions: 500 keys, cap 64
+      EXPECT_TRUE(bans.may_be_banned(keys[i]));
+    }
+    for (const auto& b : bans.list(kT0)) {
+      EXPECT_TRUE(bans.may_be_banned(b.key)) << b.key;
+    }
+    if (round == 0) {
+      bans.active(kT0 + 8 * kSec);  // all expired
+    } else if (round == 1) {
+      for (const auto& k : keys) {
+        bans.lift(k);
+      }
+    } else {
+      bans.lift_all();
+    }
+    for (const auto& k : keys) {
+      EXPECT_FALSE(bans.may_be_banned(k)) << k << " round " << round;
+    }
+  }
+  // Bans started by rejections use the same filter.
+  EXPECT_FALSE(bans.may_be_banned("k"));
+  EXPECT_TRUE(bans.record_rejection("k", BanRule{1, kMin, kSec}, "", kT0));
+  EXPECT_TRUE(bans.may_be_banned("k"));
+  EXPECT_FALSE(bans.banned("k", kT0 + kSec).has_value());  // expired: dropped by the lookup
+  EXPECT_FALSE(bans.may_be_banned("k"));
+}
+
 }  // namespace
 }  // namespace gatehouse::ratelimit
