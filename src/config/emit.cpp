@@ -172,6 +172,7 @@ void write_rate_limit(Writer& w, const filters::rate_limit::Settings& s) {
   w.key("rate_limit").begin_map();
   write_rate_limit_block(w, *s.defaults);
   w.key("max_keys").number(s.max_keys);
+  w.key("ipv6_prefix").number(s.ipv6_prefix);
   if (s.redis) {
     const auto& r = *s.redis;
     w.key("store").str(r.url.redacted());  // the password never leaves the process

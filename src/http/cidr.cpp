@@ -102,15 +102,55 @@ std::string Cidr::to_string() const {
   return std::string(buf) + "/" + std::to_string(bits_);
 }
 
-std::string to_string(const IpBytes& ip) {
+bool is_v4_mapped(const IpBytes& ip) {
   static constexpr std::uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-  char buf[INET6_ADDRSTRLEN] = {};
-  if (std::memcmp(ip.data(), kMapped, sizeof kMapped) == 0) {
-    ::inet_ntop(AF_INET, ip.data() + 12, buf, sizeof buf);
-  } else {
-    ::inet_ntop(AF_INET6, ip.data(), buf, sizeof buf);
+  return std::memcmp(ip.data(), kMapped, sizeof kMapped) == 0;
+}
+
+std::string to_string(const IpBytes& ip) {
+  if (is_v4_mapped(ip)) {
+    // By hand: glibc's inet_ntop formats IPv4 with sprintf, and ban lookups name the client on
+    // every request while bans are active.
+    std::string out;  // at most 15 characters: no allocation
+    for (int i = 12; i < 16; ++i) {
+      unsigned v = ip[i];
+      if (v >= 100) {
+        out += static_cast<char>('0' + v / 100);
+      }
+      if (v >= 10) {
+        out += static_cast<char>('0' + v / 10 % 10);
+      }
+      out += static_cast<char>('0' + v % 10);
+      if (i != 15) {
+        out += '.';
+      }
+    }
+    return out;
   }
+  char buf[INET6_ADDRSTRLEN] = {};
+  ::inet_ntop(AF_INET6, ip.data(), buf, sizeof buf);
   return buf;
+}
+
+IpBytes client_network(const IpBytes& ip, unsigned ipv6_prefix) {
+  if (ipv6_prefix >= 128 || is_v4_mapped(ip)) {
+    return ip;
+  }
+  IpBytes out = ip;
+  for (unsigned i = 0; i < out.size(); ++i) {
+    out[i] &= mask_byte(ipv6_prefix, i);
+  }
+  return out;
+}
+
+std::string client_network_text(const IpBytes& ip, unsigned ipv6_prefix) {
+  if (ipv6_prefix >= 128 || is_v4_mapped(ip)) {
+    return to_string(ip);
+  }
+  std::string out = to_string(client_network(ip, ipv6_prefix));
+  out += '/';
+  out += std::to_string(ipv6_prefix);
+  return out;
 }
 
 bool any_contains(std::span<const Cidr> nets, const IpBytes& ip) {

@@ -34,4 +34,14 @@ bool any_contains(std::span<const Cidr> nets, const IpBytes& ip);
 // The canonical text of an address: dotted IPv4 for v4 and v4-mapped, RFC 5952 IPv6 otherwise.
 std::string to_string(const IpBytes& ip);
 
+// Whether `ip` is an IPv4 address (held as ::ffff:a.b.c.d).
+bool is_v4_mapped(const IpBytes& ip);
+
+// The network one client is taken to own (rate_limit.ipv6_prefix): an IPv6 address cut to its
+// first `ipv6_prefix` bits (1-128); IPv4 and v4-mapped addresses unchanged. A host gets a /64 or
+// more from its provider, so counting per /128 would give it billions of identities.
+IpBytes client_network(const IpBytes& ip, unsigned ipv6_prefix);
+// Its text: to_string(ip) for IPv4 and at prefix 128, else "2001:db8:1:2::/64".
+std::string client_network_text(const IpBytes& ip, unsigned ipv6_prefix);
+
 }  // namespace gatehouse::http

@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "http/cidr.hpp"
 #include "http/headers.hpp"
 #include "server/spawn.hpp"
 #include "server/worker.hpp"
@@ -19,6 +20,17 @@ unsigned resolve_workers(unsigned configured) {
   }
   unsigned n = std::thread::hardware_concurrency();
   return n == 0 ? 1 : n;
+}
+
+// The max_connections_per_ip slot of a peer: its address, or for IPv6 its network of
+// rate_limit.ipv6_prefix bits (the 16 bytes; nobody reads it).
+std::string per_ip_slot(const std::string& peer_ip, unsigned ipv6_prefix) {
+  auto ip = ghttp::parse_ip(peer_ip);
+  if (!ip) {
+    return peer_ip;
+  }
+  auto net = ghttp::client_network(*ip, ipv6_prefix);
+  return std::string(reinterpret_cast<const char*>(net.data()), net.size());
 }
 
 std::vector<std::string> route_names(const config::Config& cfg) {
@@ -274,7 +286,8 @@ bool Gateway::admit_connection(const std::string& peer_ip) {
     return false;
   }
   if (l.max_connections_per_ip != 0 &&
-      !connections_per_ip_.acquire(peer_ip, static_cast<std::uint32_t>(l.max_connections_per_ip))) {
+      !connections_per_ip_.acquire(per_ip_slot(peer_ip, cfg_->rate_limit.ipv6_prefix),
+                                   static_cast<std::uint32_t>(l.max_connections_per_ip))) {
     if (l.max_connections != 0) {
       open_connections_.fetch_sub(1, std::memory_order_relaxed);
     }
@@ -289,7 +302,7 @@ void Gateway::release_connection(const std::string& peer_ip) {
     open_connections_.fetch_sub(1, std::memory_order_relaxed);
   }
   if (l.max_connections_per_ip != 0) {
-    connections_per_ip_.release(peer_ip);
+    connections_per_ip_.release(per_ip_slot(peer_ip, cfg_->rate_limit.ipv6_prefix));
   }
 }
 

@@ -246,9 +246,12 @@ Block read_route_block(const Value& v, const Settings& settings) {
     v.fail("expected a map, got " + std::string(v.kind()));
   }
   for (const auto& kv : v.node()) {
-    if (kv.first.IsScalar() && kv.first.Scalar() == "max_keys") {
-      Value key(v.source(), kv.first, kv.first.Mark(), v.path() + ".max_keys");
-      key.fail("max_keys is a top-level setting (rate_limit.max_keys)");
+    for (std::string_view top : {"max_keys", "ipv6_prefix"}) {
+      if (kv.first.IsScalar() && kv.first.Scalar() == top) {
+        Value key(v.source(), kv.first, kv.first.Mark(), v.path() + "." + std::string(top));
+        key.fail(std::string(top) + " is a top-level setting (rate_limit." + std::string(top) +
+                 ")");
+      }
     }
   }
   Map m(v, kBlockKeys);
@@ -368,7 +371,7 @@ Settings read_settings(const Value& v) {
     v.fail("invalid value " + quoted(v.text()) + " (expected off or a map)");
   }
   std::vector<std::string_view> keys = kBlockKeys;
-  for (auto k : {"max_keys", "store", "redis", "on_store_failure"}) {
+  for (auto k : {"max_keys", "ipv6_prefix", "store", "redis", "on_store_failure"}) {
     keys.push_back(k);
   }
   Map m(v, keys);
@@ -376,6 +379,9 @@ Settings read_settings(const Value& v) {
   check_block(m, block);
   if (auto x = m.find("max_keys")) {
     out.max_keys = read_integer(*x, 1, kMaxKeysLimit);
+  }
+  if (auto x = m.find("ipv6_prefix")) {
+    out.ipv6_prefix = static_cast<unsigned>(read_integer(*x, 1, 128));
   }
   read_store(m, out);
   out.applies = !block.limits.empty() || block.max_in_flight > 0;

@@ -79,6 +79,9 @@ inline constexpr std::size_t kMaxKeyPrefix = 64;
 struct Settings {
   std::optional<Block> defaults;     // top-level `rate_limit:`; applies to routes without their own
   std::size_t max_keys = 1'000'000;  // tracked (limit, key) pairs across all routes
+  // IPv6 clients are counted, banned and capped (limits.max_connections_per_ip) per network of
+  // this many leading bits; IPv4 per address.
+  unsigned ipv6_prefix = 64;
   // Whether routes without their own `rate_limit` are limited by `defaults`. False when the
   // top-level block sets neither limits nor max_in_flight: it then only supplies fields that route
   // blocks inherit. Meaningful only when `defaults` is set.

@@ -149,7 +149,10 @@ RateLimiter::RateLimiter(const config::Config& cfg, unsigned workers,
                          std::shared_ptr<SharedState> state,
                          std::shared_ptr<const ratelimit::Clock> clock,
                          const observability::ClientIpHasher* hasher)
-    : state_(std::move(state)), clock_(std::move(clock)), hasher_(hasher) {
+    : state_(std::move(state)),
+      clock_(std::move(clock)),
+      hasher_(hasher),
+      ipv6_prefix_(cfg.rate_limit.ipv6_prefix) {
   std::set<std::string> used_prefixes;
   auto make_policy = [&](const Block& block, const std::string& owner) {
     auto p = std::make_unique<Policy>();
@@ -269,9 +272,15 @@ bool RateLimiter::route_limited(std::size_t route) const {
 }
 
 std::string RateLimiter::identity(const Policy& p, const RequestInfo& r) const {
-  // Bans must match every spelling of one address, as the counters do.
-  auto parsed = http::parse_ip(r.client_ip);
-  std::string ip_text = parsed ? http::to_string(*parsed) : std::string(r.client_ip);
+  return identity(p, r, http::parse_ip(r.client_ip));
+}
+
+std::string RateLimiter::identity(const Policy& p, const RequestInfo& r,
+                                  const std::optional<http::IpBytes>& parsed) const {
+  // Bans must match every spelling of one address, and every address of one IPv6 network, as
+  // the counters do.
+  std::string ip_text =
+      parsed ? http::client_network_text(*parsed, ipv6_prefix_) : std::string(r.client_ip);
   std::string client = hasher_ != nullptr ? (*hasher_)(ip_text) : ip_text;
   std::string out;
   for (const auto& part : p.block.key) {
@@ -396,7 +405,11 @@ bool RateLimiter::begin(const RequestInfo& r, unsigned worker, Verdict& out, boo
   }
   auto& cells = cells_[std::min<std::size_t>(worker, cells_.size() - 1)]->cells;
   auto count = [&](std::size_t slot, Result result) { cells[slot * kResults + result].add(1); };
+  // Exemptions look at the address itself; counters and in-flight slots at the client's network
+  // (an IPv6 address cut to rate_limit.ipv6_prefix).
   const auto ip = http::parse_ip(r.client_ip);
+  const auto key_ip =
+      ip ? std::optional<http::IpBytes>(http::client_network(*ip, ipv6_prefix_)) : std::nullopt;
 
   // Which of the route's policies apply (exemptions), with their slot numbers.
   for (std::size_t pi = 0; pi < plan.policies.size() && st.n_applied < st.applied_index.size();
@@ -414,7 +427,7 @@ bool RateLimiter::begin(const RequestInfo& r, unsigned worker, Verdict& out, boo
 
   // Bans first: a banned key is refused before it can consume anything. With a remote store the
   // store's script checks the shared bans (a ban lifted on another instance must not linger here).
-  if (!remote && refused_by_local_ban(r, worker, out)) {
+  if (!remote && refused_by_local_ban(r, worker, out, ip)) {
     return false;
   }
 
@@ -425,7 +438,7 @@ bool RateLimiter::begin(const RequestInfo& r, unsigned worker, Verdict& out, boo
       continue;
     }
     std::string key = p.in_flight_prefix;
-    append_key(p.block.key, r, ip, plan.name, key);
+    append_key(p.block.key, r, key_ip, plan.name, key);
     std::size_t slot = plan.first_slot[st.applied_index[i]] + p.block.limits.size();
     if (!state_->in_flight.acquire(key, p.block.max_in_flight)) {
       count(slot, kRejected);
@@ -450,7 +463,7 @@ bool RateLimiter::begin(const RequestInfo& r, unsigned worker, Verdict& out, boo
       continue;
     }
     suffix.clear();
-    append_key(p.block.key, r, ip, plan.name, suffix);
+    append_key(p.block.key, r, key_ip, plan.name, suffix);
     if (remote) {
       StoreRequest::Group g;
       g.identity = identity(p, r);
@@ -490,17 +503,26 @@ bool RateLimiter::begin(const RequestInfo& r, unsigned worker, Verdict& out, boo
 }
 
 bool RateLimiter::refused_by_local_ban(const RequestInfo& r, unsigned worker, Verdict& out) {
+  return refused_by_local_ban(r, worker, out, http::parse_ip(r.client_ip));
+}
+
+bool RateLimiter::refused_by_local_ban(const RequestInfo& r, unsigned worker, Verdict& out,
+                                       const std::optional<http::IpBytes>& ip) {
   if (!state_->bans.any_active()) {
     return false;
   }
   auto& st = out.store;
   const RoutePlan& plan = plans_[r.route];
   auto& cells = cells_[std::min<std::size_t>(worker, cells_.size() - 1)]->cells;
-  const Nanos now = clock_->now();
   for (std::size_t i = 0; i < st.n_applied; ++i) {
     const Policy& p = *plan.policies[st.applied_index[i]];
-    auto who = identity(p, r);
-    if (auto left = state_->bans.banned(who, now)) {
+    auto who = identity(p, r, ip);
+    // While others are banned, most clients are not: the lock-free filter answers for them
+    // without reading the clock.
+    if (!state_->bans.may_be_banned(who)) {
+      continue;
+    }
+    if (auto left = state_->bans.banned(who, clock_->now())) {
       cells[(plan.first_slot[st.applied_index[i]] + p.block.limits.size() + 1) * kResults +
             kRejected]
           .add(1);

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -162,6 +163,10 @@ class RateLimiter {
   struct WorkerCells;
 
   std::string identity(const Policy& p, const RequestInfo& r) const;
+  std::string identity(const Policy& p, const RequestInfo& r,
+                       const std::optional<http::IpBytes>& parsed) const;
+  bool refused_by_local_ban(const RequestInfo& r, unsigned worker, Verdict& out,
+                            const std::optional<http::IpBytes>& ip);
   std::string policy_line(const RoutePlan& plan, std::span<const std::size_t> policies) const;
   // The response lines for the check that decided: policy `plan_index` of the route, its rate
   // `rate_index`; `applied` lists the plan's policies that applied (not exempt).
@@ -185,6 +190,7 @@ class RateLimiter {
   bool enabled_ = false;
   bool has_ban_rules_ = false;
   ratelimit::Nanos wall_offset_ = 0;  // clock_->wall_offset(), taken once
+  unsigned ipv6_prefix_ = 64;         // rate_limit.ipv6_prefix: an IPv6 client is its network
 };
 
 }  // namespace gatehouse::filters::rate_limit

@@ -108,6 +108,7 @@ TEST(RateLimitConfig, BlockDefaults) {
   EXPECT_FALSE(b.ban.has_value());
   EXPECT_EQ(b.max_in_flight, 0u);
   EXPECT_EQ(c.rate_limit.max_keys, 1'000'000u);
+  EXPECT_EQ(c.rate_limit.ipv6_prefix, 64u);
   EXPECT_TRUE(c.rate_limit.applies);
 }
 
@@ -222,6 +223,10 @@ routes:
 
   EXPECT_FALSE(load(kBase + "rate_limit: {max_in_flight: 0}\n").rate_limit.applies);
   EXPECT_FALSE(load(kBase + "rate_limit: {max_keys: 5}\n").rate_limit.applies);
+  // Setting only the IPv6 prefix (it also shapes max_connections_per_ip) limits nothing.
+  auto prefix_only = load(kBase + "rate_limit: {ipv6_prefix: 48}\n");
+  EXPECT_FALSE(prefix_only.rate_limit.applies);
+  EXPECT_EQ(prefix_only.rate_limit.ipv6_prefix, 48u);
   EXPECT_TRUE(load(kBase + "rate_limit: {max_in_flight: 1}\n").rate_limit.applies);
 }
 
@@ -330,6 +335,7 @@ routes:
     for: 900s
   max_in_flight: 0
   max_keys: 1000000
+  ipv6_prefix: 64
   store: memory
 routes:
   - name: a
@@ -369,6 +375,8 @@ TEST(RateLimitEmit, RoundTrips) {
   for (const std::string& yaml : std::vector<std::string>{
            kBase + "rate_limit: {limits: 10/minute}\n",
            kBase + "rate_limit: {max_keys: 7, headers: none, key: global}\n",
+           kBase + "rate_limit: {ipv6_prefix: 48}\n",
+           kBase + "rate_limit: {limits: 1/second, ipv6_prefix: 128}\n",
            kBase + "rate_limit: {max_in_flight: 3, key: [global]}\n" +
                "routes:\n  - {name: a, upstream: app, rate_limit: [{limits: 1/second}, "
                "{max_in_flight: 1, key: [route, ip]}]}\n",

@@ -33,13 +33,22 @@ TEST(RateLimitConfigErrors, TopLevelBlock) {
       {kBase + "rate_limit: {limits: 10/minute, limit: 5}\n",
        "t.yaml:4:33: rate_limit.limit: unknown key \"limit\" (did you mean \"limits\"?); allowed "
        "keys: algorithm, key, limits, burst, headers, exempt_paths, exempt_ips, ban, "
-       "max_in_flight, max_keys, store, redis, on_store_failure"},
+       "max_in_flight, max_keys, ipv6_prefix, store, redis, on_store_failure"},
       {kBase + "rate_limit: {limits: 10/minute, max_keys: 0}\n",
        "t.yaml:4:43: rate_limit.max_keys: invalid value \"0\" (expected an integer from 1 to "
        "100000000)"},
       {kBase + "rate_limit: {limits: 10/minute, max_keys: 100000001}\n",
        "t.yaml:4:43: rate_limit.max_keys: invalid value \"100000001\" (expected an integer from 1 "
        "to 100000000)"},
+      {kBase + "rate_limit: {limits: 10/minute, ipv6_prefix: 0}\n",
+       "t.yaml:4:46: rate_limit.ipv6_prefix: invalid value \"0\" (expected an integer from 1 to "
+       "128)"},
+      {kBase + "rate_limit: {limits: 10/minute, ipv6_prefix: 129}\n",
+       "t.yaml:4:46: rate_limit.ipv6_prefix: invalid value \"129\" (expected an integer from 1 to "
+       "128)"},
+      {kBase + "rate_limit: {limits: 10/minute, ipv6_prefix: /64}\n",
+       "t.yaml:4:46: rate_limit.ipv6_prefix: invalid value \"/64\" (expected an integer from 1 to "
+       "128)"},
       {kBase + "rate_limit: {limits: 10/minute, max_in_flight: 1000001}\n",
        "t.yaml:4:48: rate_limit.max_in_flight: invalid value \"1000001\" (expected an integer from "
        "0 to 1000000)"},
@@ -172,6 +181,9 @@ TEST(RateLimitConfigErrors, RouteBlocks) {
       {route + "{limits: 10/minute, max_keys: 5}\n",
        "t.yaml:7:37: routes[0].rate_limit.max_keys: max_keys is a top-level setting "
        "(rate_limit.max_keys)"},
+      {route + "{limits: 10/minute, ipv6_prefix: 48}\n",
+       "t.yaml:7:37: routes[0].rate_limit.ipv6_prefix: ipv6_prefix is a top-level setting "
+       "(rate_limit.ipv6_prefix)"},
       {route + "{limits: 10/minute, limitz: 5}\n",
        "t.yaml:7:37: routes[0].rate_limit.limitz: unknown key \"limitz\" (did you mean "
        "\"limits\"?); allowed keys: algorithm, key, limits, burst, headers, exempt_paths, "

@@ -146,5 +146,45 @@ TEST(AnyContains, ChecksEveryNetwork) {
   EXPECT_FALSE(any_contains({}, ip("10.2.3.4")));
 }
 
+// --- to_string / client_network ------------------------------------------------------------------
+
+TEST(IpToString, Ipv4ByHandMatchesInetNtop) {
+  for (auto text : {"0.0.0.0", "1.2.3.4", "10.0.0.255", "192.168.100.7", "255.255.255.255"}) {
+    EXPECT_EQ(to_string(ip(text)), text);
+  }
+  EXPECT_EQ(to_string(ip("::ffff:203.0.113.9")), "203.0.113.9");
+  EXPECT_EQ(to_string(ip("2001:DB8::0:1")), "2001:db8::1");
+}
+
+TEST(ClientNetwork, Ipv6IsCutToThePrefix) {
+  EXPECT_EQ(client_network_text(ip("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), 64), "2001:db8:1:2::/64");
+  EXPECT_EQ(client_network_text(ip("2001:db8:1:2::1"), 64), "2001:db8:1:2::/64");
+  EXPECT_EQ(client_network(ip("2001:db8:1:2:ffff::"), 64), ip("2001:db8:1:2::"));
+  EXPECT_EQ(client_network_text(ip("2001:db8:1:2::1"), 48), "2001:db8:1::/48");
+  EXPECT_EQ(client_network_text(ip("2001:db8:1:2::1"), 56), "2001:db8:1::/56");
+  EXPECT_EQ(client_network_text(ip("2001:db8:1:2ff::1"), 56), "2001:db8:1:200::/56");
+  EXPECT_EQ(client_network_text(ip("ffff::1"), 1), "8000::/1");
+  EXPECT_EQ(client_network_text(ip("2001:db8::7"), 127), "2001:db8::6/127");
+  // Two addresses of one /64 are one client; the next /64 is another.
+  EXPECT_EQ(client_network(ip("2001:db8:0:1::1"), 64),
+            client_network(ip("2001:db8:0:1:ffff::9"), 64));
+  EXPECT_NE(client_network(ip("2001:db8:0:1::1"), 64), client_network(ip("2001:db8:0:2::1"), 64));
+}
+
+TEST(ClientNetwork, Prefix128IsTheAddressItself) {
+  EXPECT_EQ(client_network_text(ip("2001:db8::1"), 128), "2001:db8::1");
+  EXPECT_EQ(client_network(ip("2001:db8::1"), 128), ip("2001:db8::1"));
+}
+
+TEST(ClientNetwork, Ipv4AndMappedAreUnchanged) {
+  for (unsigned bits : {1u, 64u, 96u, 128u}) {
+    EXPECT_EQ(client_network_text(ip("203.0.113.7"), bits), "203.0.113.7");
+    EXPECT_EQ(client_network_text(ip("::ffff:203.0.113.7"), bits), "203.0.113.7");
+    EXPECT_EQ(client_network(ip("203.0.113.7"), bits), ip("203.0.113.7"));
+  }
+  // ::/64 holds the mapped range's neighbours, but a real IPv6 address there is still cut.
+  EXPECT_EQ(client_network_text(ip("::1"), 64), "::/64");
+}
+
 }  // namespace
 }  // namespace gatehouse::http
