@@ -465,6 +465,104 @@ TEST_F(RateLimiterTest, HeaderKeyBanNamesAFingerprint) {
   EXPECT_EQ(limiter_->bans_json().find("super-secret-token"), std::string::npos);
 }
 
+// --- rate_limit.ipv6_prefix ----------------------------------------------------------------------
+
+std::string in_net(std::string_view net64, int i) {
+  // Addresses spread over the interface identifier of a /64 ("2001:db8:1:2:" + "...").
+  return std::string(net64)
+      .append(std::to_string(i % 9 + 1))
+      .append(":a")
+      .append(std::to_string(i))
+      .append("::")
+      .append(std::to_string(i * 7 % 1000));
+}
+
+TEST_F(RateLimiterTest, Ipv6AddressesOfOneSlash64AreOneClient) {
+  load("rate_limit: {limits: 3/minute}\n");
+  int admitted_in_net = 0;
+  for (int i = 0; i < 50; ++i) {
+    admitted_in_net += allowed({.ip = in_net("2001:db8:1:2:", i)}) ? 1 : 0;
+  }
+  EXPECT_EQ(admitted_in_net, 3);
+  EXPECT_FALSE(allowed({.ip = "2001:db8:1:2::1"}));
+  EXPECT_FALSE(allowed({.ip = "2001:DB8:1:2:0:0:0:FFFF"}));
+  // The next /64 is another client, and so is every IPv4 address.
+  EXPECT_EQ(admitted({.ip = "2001:db8:1:3::1"}, 5), 3);
+  EXPECT_EQ(admitted({.ip = "203.0.113.7"}, 5), 3);
+  EXPECT_EQ(admitted({.ip = "203.0.113.8"}, 5), 3);
+  // An IPv4-mapped address is its IPv4 address, never a /64 of ::ffff:0:0/96.
+  EXPECT_EQ(admitted({.ip = "::ffff:203.0.113.9"}, 5), 3);
+  EXPECT_EQ(admitted({.ip = "203.0.113.9"}, 5), 0);
+  EXPECT_EQ(admitted({.ip = "::ffff:203.0.113.10"}, 5), 3);
+  // The headers speak of the shared counter (two minutes on: the sliding window is empty).
+  clock_->advance(2 * kMin);
+  EXPECT_EQ(header(check({.ip = "2001:db8:1:2::77"}), "X-RateLimit-Remaining"), "2");
+  EXPECT_EQ(header(check({.ip = "2001:db8:1:2::78"}), "X-RateLimit-Remaining"), "1");
+}
+
+TEST_F(RateLimiterTest, Ipv6PrefixIsConfigurable) {
+  load("rate_limit: {limits: 2/minute, ipv6_prefix: 128}\n");
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_EQ(admitted({.ip = in_net("2001:db8:1:2:", i)}, 3), 2) << i;
+  }
+  state_.reset();
+  load("rate_limit: {limits: 2/minute, ipv6_prefix: 48}\n");
+  EXPECT_TRUE(allowed({.ip = "2001:db8:1:2::1"}));
+  EXPECT_TRUE(allowed({.ip = "2001:db8:1:ffff::1"}));  // same /48
+  EXPECT_FALSE(allowed({.ip = "2001:db8:1:3::1"}));
+  EXPECT_TRUE(allowed({.ip = "2001:db8:2::1"}));  // the next /48
+}
+
+TEST_F(RateLimiterTest, Ipv6BanNamesAndCoversTheNetwork) {
+  load("rate_limit: {limits: 1/minute, ban: {after: 1, within: 1m, for: 10m}}\n");
+  EXPECT_TRUE(allowed({.ip = "2001:db8:1:2::1"}));
+  auto v = check({.ip = "2001:db8:1:2::2"});
+  EXPECT_EQ(v.kind, Verdict::Kind::limited);
+  EXPECT_EQ(v.new_ban, "ip=2001:db8:1:2::/64");
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_EQ(check({.ip = in_net("2001:db8:1:2:", i)}).kind, Verdict::Kind::banned) << i;
+  }
+  EXPECT_TRUE(allowed({.ip = "2001:db8:1:3::1"}));
+  EXPECT_NE(limiter_->bans_json().find(R"("key":"ip=2001:db8:1:2::/64")"), std::string::npos)
+      << limiter_->bans_json();
+  EXPECT_TRUE(limiter_->lift_ban("ip=2001:db8:1:2::/64"));
+  EXPECT_EQ(check({.ip = "2001:db8:1:2::99"}).kind, Verdict::Kind::limited);
+}
+
+TEST_F(RateLimiterTest, Ipv6ExemptionsMatchTheFullAddress) {
+  load("rate_limit: {limits: 1/hour, exempt_ips: [\"2001:db8:1:2::1/128\"]}\n");
+  EXPECT_EQ(admitted({.ip = "2001:db8:1:2::1"}, 5), 5);
+  // Its neighbours in the /64 are limited (together).
+  EXPECT_TRUE(allowed({.ip = "2001:db8:1:2::2"}));
+  EXPECT_FALSE(allowed({.ip = "2001:db8:1:2::3"}));
+}
+
+TEST_F(RateLimiterTest, Ipv6InFlightSlotsAreShared) {
+  load("rate_limit: {max_in_flight: 2}\n");
+  auto a = check({.ip = "2001:db8:1:2::1"});
+  auto b = check({.ip = "2001:db8:1:2::2"});
+  EXPECT_TRUE(a.allowed());
+  EXPECT_TRUE(b.allowed());
+  EXPECT_EQ(check({.ip = "2001:db8:1:2::3"}).kind, Verdict::Kind::too_many_in_flight);
+  EXPECT_TRUE(check({.ip = "2001:db8:1:3::3"}).allowed());
+  limiter_->release(a);
+  limiter_->release(b);
+}
+
+TEST_F(RateLimiterTest, Ipv6RemoteIdentityIsTheNetwork) {
+  load("rate_limit: {limits: 1/minute}\n");
+  Request r{.ip = "2001:db8:1:2:3:4:5:6"};
+  RequestInfo info;
+  info.client_ip = r.ip;
+  info.path = r.path;
+  info.header = &lookup;
+  info.header_ctx = &r;
+  Verdict v;
+  ASSERT_TRUE(limiter_->begin(info, 0, v, true));
+  ASSERT_EQ(v.store.groups.size(), 1u);
+  EXPECT_EQ(v.store.groups[0].identity, "ip=2001:db8:1:2::/64");
+}
+
 TEST_F(RateLimiterTest, MaxInFlight) {
   load("rate_limit: {max_in_flight: 2}\n");
   auto a = check({});
