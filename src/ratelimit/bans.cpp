@@ -50,6 +50,7 @@ using Order = std::multimap<Nanos, std::string_view>;
 
 struct Ban {
   Nanos until;
+  std::uint64_t probe;  // its filter slot, for when it goes
   std::string reason;
   Order::iterator order;
 };
@@ -75,12 +76,11 @@ struct alignas(64) BanList::Shard {
   std::unordered_map<std::string, Counter, KeyHash, std::equal_to<>> counters;
   Order counter_order;  // by `window_end`
 
+  std::atomic<std::uint8_t>& slot(std::uint64_t probe) { return filter[probe & filter_mask]; }
+
   // Each returns how many bans it removed, for the list's total.
-  std::atomic<std::uint8_t>& slot(std::string_view key) {
-    return filter[KeyHash{}(key)&filter_mask];
-  }
   std::size_t erase_ban(decltype(bans)::iterator it) {
-    filter_remove(slot(it->first));
+    filter_remove(slot(it->second.probe));
     ban_order.erase(it->second.order);
     bans.erase(it);
     return 1;
@@ -99,10 +99,10 @@ struct alignas(64) BanList::Shard {
     }
     return 0;
   }
-  void insert_ban(std::string key, std::string_view reason, Nanos until) {
-    auto it = bans.emplace(std::move(key), Ban{until, std::string(reason), {}}).first;
+  void insert_ban(std::string key, std::uint64_t probe, std::string_view reason, Nanos until) {
+    auto it = bans.emplace(std::move(key), Ban{until, probe, std::string(reason), {}}).first;
     it->second.order = ban_order.emplace(until, it->first);
-    filter_add(slot(it->first));
+    filter_add(slot(probe));
   }
   void extend_ban(Ban& ban, std::string_view key, Nanos until) {
     if (until > ban.until) {
@@ -161,16 +161,19 @@ BanList::Shard& BanList::shard_for(std::size_t hash) {
   return shards_[shard_count_ == 1 ? 0 : (hash >> 40) % shard_count_];
 }
 
-bool BanList::may_be_banned(std::string_view key) const {
-  return filter_[KeyHash{}(key)&filter_mask_].load(std::memory_order_acquire) != 0;
+std::uint64_t BanList::probe_of(std::string_view bytes) {
+  return KeyHash{}(bytes);
 }
 
-std::optional<Nanos> BanList::banned(std::string_view key, Nanos now) {
-  const std::size_t h = KeyHash{}(key);
-  if (filter_[h & filter_mask_].load(std::memory_order_acquire) == 0) {
+bool BanList::may_be_banned(std::uint64_t probe) const {
+  return filter_[probe & filter_mask_].load(std::memory_order_acquire) != 0;
+}
+
+std::optional<Nanos> BanList::banned(std::string_view key, std::uint64_t probe, Nanos now) {
+  if (!may_be_banned(probe)) {
     return std::nullopt;  // no lock: the common answer while others are banned
   }
-  Shard& sh = shard_for(h);
+  Shard& sh = shard_for(KeyHash{}(key));
   std::lock_guard lock(sh.mu);
   auto it = sh.bans.find(key);
   if (it == sh.bans.end()) {
@@ -183,8 +186,8 @@ std::optional<Nanos> BanList::banned(std::string_view key, Nanos now) {
   return it->second.until - now;
 }
 
-bool BanList::record_rejection(std::string_view key, const BanRule& rule, std::string_view reason,
-                               Nanos now) {
+bool BanList::record_rejection(std::string_view key, std::uint64_t probe, const BanRule& rule,
+                               std::string_view reason, Nanos now) {
   Shard& sh = shard_for(KeyHash{}(key));
   std::lock_guard lock(sh.mu);
   if (auto b = sh.bans.find(key); b != sh.bans.end()) {
@@ -208,13 +211,14 @@ bool BanList::record_rejection(std::string_view key, const BanRule& rule, std::s
   sh.counter_order.erase(it->second.order);
   std::string k = std::move(sh.counters.extract(it).key());  // the key moves on to the ban
   std::size_t dropped = sh.drop_expired_bans(now) + sh.evict_ban_if_full();
-  sh.insert_ban(std::move(k), reason, now + rule.duration);
+  sh.insert_ban(std::move(k), probe, reason, now + rule.duration);
   active_.fetch_add(1, std::memory_order_relaxed);
   active_.fetch_sub(dropped, std::memory_order_relaxed);
   return true;
 }
 
-void BanList::impose(std::string_view key, std::string_view reason, Nanos until) {
+void BanList::impose(std::string_view key, std::uint64_t probe, std::string_view reason,
+                     Nanos until) {
   Shard& sh = shard_for(KeyHash{}(key));
   std::lock_guard lock(sh.mu);
   if (auto b = sh.bans.find(key); b != sh.bans.end()) {
@@ -225,7 +229,7 @@ void BanList::impose(std::string_view key, std::string_view reason, Nanos until)
     sh.erase_counter(c);
   }
   std::size_t dropped = sh.evict_ban_if_full();
-  sh.insert_ban(std::string(key), reason, until);
+  sh.insert_ban(std::string(key), probe, reason, until);
   active_.fetch_add(1, std::memory_order_relaxed);
   active_.fetch_sub(dropped, std::memory_order_relaxed);
 }
@@ -264,7 +268,7 @@ std::size_t BanList::lift_all() {
     n += sh.bans.size();
     active_.fetch_sub(sh.bans.size(), std::memory_order_relaxed);
     for (const auto& kv : sh.bans) {
-      filter_remove(sh.slot(kv.first));
+      filter_remove(sh.slot(kv.second.probe));
     }
     sh.bans.clear();
     sh.ban_order.clear();

@@ -9,7 +9,7 @@
 // shard keeps its bans and its rejection counters ordered by expiry, so expired entries leave
 // from the front and making room costs O(log n), never a scan.
 //
-// A lookup first reads one byte of a lock-free counting filter (how many bans hash to that slot);
+// A lookup first reads one byte of a lock-free counting filter (how many bans probe that slot);
 // a key whose slot is zero is not banned, and the common case during a spray, a normal client
 // looking itself up, takes no lock at all. Only a slot shared with a ban (about 10% of slots when
 // the list is full) sends the lookup to its shard.
@@ -52,16 +52,34 @@ class BanList {
   // Whether some ban may be active (expired bans not yet dropped count too).
   bool any_active() const { return active_.load(std::memory_order_relaxed) > 0; }
 
+  // A key comes with a probe: a hash that picks its filter slot. The caller may derive it from
+  // cheaper inputs than the key's text (the limiter hashes the binary key it already builds,
+  // rather than formatting or HMAC-ing an address per request); the one rule is that equal keys
+  // always come with equal probes. The forms without a probe use probe_of(key).
+  static std::uint64_t probe_of(std::string_view bytes);
+  // False: certainly not banned (one lock-free load). True: look it up with banned().
+  bool may_be_banned(std::uint64_t probe) const;
+
   // Time left on `key`'s ban, if banned at `now`.
-  std::optional<Nanos> banned(std::string_view key, Nanos now);
+  std::optional<Nanos> banned(std::string_view key, std::uint64_t probe, Nanos now);
+  std::optional<Nanos> banned(std::string_view key, Nanos now) {
+    return banned(key, probe_of(key), now);
+  }
 
   // Counts a rejection; returns true when this rejection starts a ban.
+  bool record_rejection(std::string_view key, std::uint64_t probe, const BanRule& rule,
+                        std::string_view reason, Nanos now);
   bool record_rejection(std::string_view key, const BanRule& rule, std::string_view reason,
-                        Nanos now);
+                        Nanos now) {
+    return record_rejection(key, probe_of(key), rule, reason, now);
+  }
 
   // Records a ban decided elsewhere (the shared store) until `until`; an existing ban is only
   // extended.
-  void impose(std::string_view key, std::string_view reason, Nanos until);
+  void impose(std::string_view key, std::uint64_t probe, std::string_view reason, Nanos until);
+  void impose(std::string_view key, std::string_view reason, Nanos until) {
+    impose(key, probe_of(key), reason, until);
+  }
 
   // Admin and metrics: these visit every shard (one lock at a time).
   std::vector<BanInfo> list(Nanos now);
@@ -72,8 +90,7 @@ class BanList {
 
   // Rejection counters held now (for tests of the cap).
   std::size_t counters() const;
-  // Whether `key`'s filter slot is taken (a ban may exist); false means certainly not banned.
-  bool may_be_banned(std::string_view key) const;
+  bool may_be_banned(std::string_view key) const { return may_be_banned(probe_of(key)); }
   std::size_t shard_count() const { return shard_count_; }
 
  private:

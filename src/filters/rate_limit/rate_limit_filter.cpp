@@ -362,6 +362,21 @@ void append_key(const std::vector<KeyPart>& key, const RequestInfo& r,
 
 }  // namespace
 
+std::optional<http::IpBytes> RateLimiter::key_ip(const std::optional<http::IpBytes>& ip) const {
+  return ip ? std::optional<http::IpBytes>(http::client_network(*ip, ipv6_prefix_)) : std::nullopt;
+}
+
+std::uint64_t RateLimiter::ban_probe(const Policy& p, const RequestInfo& r,
+                                     const std::optional<http::IpBytes>& network) const {
+  // The policy's binary key (what the counters use, without the definition prefix): a function
+  // of the same inputs as identity(), so equal identities give equal probes, at the cost of a
+  // memcpy and a hash instead of formatting (and, with hash_client_ip, an HMAC).
+  thread_local std::string bytes;
+  bytes.clear();
+  append_key(p.block.key, r, network, plans_[r.route].name, bytes);
+  return ratelimit::BanList::probe_of(bytes);
+}
+
 void RateLimiter::check(const RequestInfo& r, unsigned worker, Verdict& out) {
   // The session makes a Verdict per request; synchronously, the checks can live in per-thread
   // scratch whose buffers survive from request to request (a remote decision spans a co_await
@@ -408,8 +423,7 @@ bool RateLimiter::begin(const RequestInfo& r, unsigned worker, Verdict& out, boo
   // Exemptions look at the address itself; counters and in-flight slots at the client's network
   // (an IPv6 address cut to rate_limit.ipv6_prefix).
   const auto ip = http::parse_ip(r.client_ip);
-  const auto key_ip =
-      ip ? std::optional<http::IpBytes>(http::client_network(*ip, ipv6_prefix_)) : std::nullopt;
+  const auto network = key_ip(ip);
 
   // Which of the route's policies apply (exemptions), with their slot numbers.
   for (std::size_t pi = 0; pi < plan.policies.size() && st.n_applied < st.applied_index.size();
@@ -438,7 +452,7 @@ bool RateLimiter::begin(const RequestInfo& r, unsigned worker, Verdict& out, boo
       continue;
     }
     std::string key = p.in_flight_prefix;
-    append_key(p.block.key, r, key_ip, plan.name, key);
+    append_key(p.block.key, r, network, plan.name, key);
     std::size_t slot = plan.first_slot[st.applied_index[i]] + p.block.limits.size();
     if (!state_->in_flight.acquire(key, p.block.max_in_flight)) {
       count(slot, kRejected);
@@ -463,7 +477,7 @@ bool RateLimiter::begin(const RequestInfo& r, unsigned worker, Verdict& out, boo
       continue;
     }
     suffix.clear();
-    append_key(p.block.key, r, key_ip, plan.name, suffix);
+    append_key(p.block.key, r, network, plan.name, suffix);
     if (remote) {
       StoreRequest::Group g;
       g.identity = identity(p, r);
@@ -514,15 +528,16 @@ bool RateLimiter::refused_by_local_ban(const RequestInfo& r, unsigned worker, Ve
   auto& st = out.store;
   const RoutePlan& plan = plans_[r.route];
   auto& cells = cells_[std::min<std::size_t>(worker, cells_.size() - 1)]->cells;
+  const auto network = key_ip(ip);
   for (std::size_t i = 0; i < st.n_applied; ++i) {
     const Policy& p = *plan.policies[st.applied_index[i]];
-    auto who = identity(p, r, ip);
     // While others are banned, most clients are not: the lock-free filter answers for them
-    // without reading the clock.
-    if (!state_->bans.may_be_banned(who)) {
+    // without naming the client or reading the clock.
+    const std::uint64_t probe = ban_probe(p, r, network);
+    if (!state_->bans.may_be_banned(probe)) {
       continue;
     }
-    if (auto left = state_->bans.banned(who, clock_->now())) {
+    if (auto left = state_->bans.banned(identity(p, r, ip), probe, clock_->now())) {
       cells[(plan.first_slot[st.applied_index[i]] + p.block.limits.size() + 1) * kResults +
             kRejected]
           .add(1);
@@ -568,6 +583,8 @@ void RateLimiter::finish(const RequestInfo& r, unsigned worker, Verdict& out, bo
   };
   const Nanos now = clock_->now();
   const std::size_t n = st.checks.size();
+  // Bans name the client's network; parsed only when a ban is recorded.
+  auto network = [&r, this] { return key_ip(http::parse_ip(r.client_ip)); };
 
   if (remote && st.banned_group >= 0 &&
       static_cast<std::size_t>(st.banned_group) < st.groups.size()) {
@@ -577,7 +594,7 @@ void RateLimiter::finish(const RequestInfo& r, unsigned worker, Verdict& out, bo
     std::size_t i = st.check_policy[g.first];
     const Policy& p = applied(i);
     count(plan.first_slot[st.applied_index[i]] + p.block.limits.size() + 1, kRejected);
-    state_->bans.impose(g.identity,
+    state_->bans.impose(g.identity, ban_probe(p, r, network()),
                         g.ban_reason.empty() ? std::string_view("shared ban") : g.ban_reason,
                         now + std::max<Nanos>(st.ban_left, 1));
     release(out);
@@ -626,7 +643,9 @@ void RateLimiter::finish(const RequestInfo& r, unsigned worker, Verdict& out, bo
           continue;
         }
         const auto& group = st.groups[g];
-        state_->bans.impose(group.identity, group.ban_reason, now + group.ban->duration);
+        state_->bans.impose(group.identity,
+                            ban_probe(applied(st.check_policy[group.first]), r, network()),
+                            group.ban_reason, now + group.ban->duration);
         bans_total_.fetch_add(1, std::memory_order_relaxed);
         out.new_ban = group.identity;
         out.ban_reason = group.ban_reason;
@@ -650,7 +669,7 @@ void RateLimiter::finish(const RequestInfo& r, unsigned worker, Verdict& out, bo
         auto who = identity(p, r);
         auto reason = fmt::format("route={} limit={}", plan.name,
                                   p.block.limits[st.check_rate[failed]].text());
-        if (state_->bans.record_rejection(who, *p.ban, reason, now)) {
+        if (state_->bans.record_rejection(who, ban_probe(p, r, network()), *p.ban, reason, now)) {
           bans_total_.fetch_add(1, std::memory_order_relaxed);
           out.new_ban = std::move(who);
           out.ban_reason = std::move(reason);

@@ -167,6 +167,11 @@ class RateLimiter {
                        const std::optional<http::IpBytes>& parsed) const;
   bool refused_by_local_ban(const RequestInfo& r, unsigned worker, Verdict& out,
                             const std::optional<http::IpBytes>& ip);
+  // The client's network (rate_limit.ipv6_prefix) of a parsed address.
+  std::optional<http::IpBytes> key_ip(const std::optional<http::IpBytes>& ip) const;
+  // The BanList probe of policy p's key for this request (see BanList::probe_of).
+  std::uint64_t ban_probe(const Policy& p, const RequestInfo& r,
+                          const std::optional<http::IpBytes>& network) const;
   std::string policy_line(const RoutePlan& plan, std::span<const std::size_t> policies) const;
   // The response lines for the check that decided: policy `plan_index` of the route, its rate
   // `rate_index`; `applied` lists the plan's policies that applied (not exempt).

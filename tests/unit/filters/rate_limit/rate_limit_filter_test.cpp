@@ -563,6 +563,26 @@ TEST_F(RateLimiterTest, Ipv6RemoteIdentityIsTheNetwork) {
   EXPECT_EQ(v.store.groups[0].identity, "ip=2001:db8:1:2::/64");
 }
 
+TEST_F(RateLimiterTest, BanHoldsForEverySpellingAndKeyPart) {
+  // The lock-free ban filter is probed with the binary key; a ban started under one spelling
+  // must refuse every other spelling of the same client, and a header key's fallback to the
+  // address must find a ban on the address.
+  load(
+      "routes:\n"
+      "  - {name: a, match: {path_prefix: /a}, upstream: app,\n"
+      "     rate_limit: {limits: 1/minute, ban: {after: 1, within: 1m, for: 1m}}}\n"
+      "  - {name: b, match: {path_prefix: /b}, upstream: app,\n"
+      "     rate_limit: {limits: 100/minute, key: \"header:X-Key\"}}\n");
+  EXPECT_TRUE(allowed({.ip = "::ffff:203.0.113.7"}));
+  EXPECT_EQ(check({.ip = "203.0.113.7"}).new_ban, "ip=203.0.113.7");
+  EXPECT_EQ(check({.ip = "203.0.113.7"}).kind, Verdict::Kind::banned);
+  EXPECT_EQ(check({.ip = "::ffff:203.0.113.7"}).kind, Verdict::Kind::banned);
+  // Route b keys on a header; without it the key is the address, which is banned.
+  EXPECT_EQ(check({.route = 1, .ip = "203.0.113.7"}).kind, Verdict::Kind::banned);
+  EXPECT_TRUE(check({.route = 1, .ip = "203.0.113.7", .headers = {{"X-Key", "k"}}}).allowed());
+  EXPECT_TRUE(check({.route = 1, .ip = "203.0.113.8"}).allowed());
+}
+
 TEST_F(RateLimiterTest, MaxInFlight) {
   load("rate_limit: {max_in_flight: 2}\n");
   auto a = check({});
