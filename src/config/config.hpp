@@ -107,6 +107,16 @@ struct HealthConfig {
   Millis check_interval{5'000};  // active TCP checks of every upstream target
 };
 
+// `paths`: how request paths are canonicalised (http/canonical_path.hpp) and what goes upstream.
+enum class PathForward { canonical, original };
+
+struct PathsConfig {
+  bool merge_slashes = true;  // "/a//b" is "/a/b" to every rule
+  // The request line sent upstream: the canonical path (what the rules judged) or the target as
+  // received. The query is forwarded unchanged either way.
+  PathForward forward = PathForward::canonical;
+};
+
 struct RequestIdConfig {
   std::string header = "X-Request-ID";
   bool trust_incoming = true;  // keep a well-formed incoming id
@@ -135,6 +145,7 @@ struct Config {
   std::vector<Route> routes;  // first match wins, in file order
   LogConfig log;
   HealthConfig health;
+  PathsConfig paths;
   RequestIdConfig request_id;
   filters::rate_limit::Settings rate_limit;  // no defaults: only routes' own blocks limit
   // Production defaults; the loader resolves the development ones (relaxed preset, localhost CORS).

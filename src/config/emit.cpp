@@ -336,6 +336,11 @@ std::string to_yaml(const Config& c) {
   w.key("check_interval").duration(c.health.check_interval);
   w.end_map();
 
+  w.key("paths").begin_map();
+  w.key("merge_slashes").boolean(c.paths.merge_slashes);
+  w.key("forward").str(c.paths.forward == PathForward::canonical ? "canonical" : "original");
+  w.end_map();
+
   w.key("request_id").begin_map();
   w.key("header").str(c.request_id.header);
   w.key("trust_incoming").boolean(c.request_id.trust_incoming);

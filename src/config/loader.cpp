@@ -15,6 +15,7 @@
 #include "config/units.hpp"
 #include "config/value_readers.hpp"
 #include "config/yaml_reader.hpp"
+#include "http/canonical_path.hpp"
 
 namespace gatehouse::config {
 namespace {
@@ -313,6 +314,50 @@ HealthConfig read_health(const Value& v) {
   return out;
 }
 
+PathsConfig read_paths(const Value& v) {
+  PathsConfig out;
+  Map m(v, {"merge_slashes", "forward"});
+  if (auto x = m.find("merge_slashes")) {
+    out.merge_slashes = read_bool(*x);
+  }
+  if (auto x = m.find("forward")) {
+    out.forward = read_choice(*x, {"canonical", "original"}) == "canonical" ? PathForward::canonical
+                                                                            : PathForward::original;
+  }
+  return out;
+}
+
+// Configured paths were read canonical with slashes kept (read_path): the `paths` block may come
+// after them. They get the requests' treatment here.
+void merge_configured_slashes(Config& c) {
+  if (!c.paths.merge_slashes) {
+    return;
+  }
+  auto merge = [](std::string& path) {
+    auto canonical = http::canonical_path(path, true);
+    if (canonical.changed) {
+      path = std::move(canonical.path);
+    }
+  };
+  auto merge_block = [&](filters::rate_limit::Block& b) {
+    for (auto& p : b.exempt_paths) {
+      merge(p);
+    }
+  };
+  for (auto& r : c.routes) {
+    merge(r.match.path_prefix);
+    for (auto& b : r.rate_limit.blocks) {
+      merge_block(b);
+    }
+  }
+  if (c.rate_limit.defaults) {
+    merge_block(*c.rate_limit.defaults);
+  }
+  merge(c.health.live_path);
+  merge(c.health.ready_path);
+  merge(c.health.summary_path);
+}
+
 RequestIdConfig read_request_id(const Value& v) {
   RequestIdConfig out;
   Map m(v, {"header", "trust_incoming"});
@@ -351,6 +396,7 @@ Config read_config(const Value& root_value) {
                         "routes",
                         "log",
                         "health",
+                        "paths",
                         "request_id",
                         "rate_limit",
                         "security_headers",
@@ -411,6 +457,10 @@ Config read_config(const Value& root_value) {
   if (auto x = root.find("health")) {
     out.health = read_health(*x);
   }
+  if (auto x = root.find("paths")) {
+    out.paths = read_paths(*x);
+  }
+  merge_configured_slashes(out);
   if (auto x = root.find("request_id")) {
     out.request_id = read_request_id(*x);
   }

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "config/units.hpp"
+#include "http/canonical_path.hpp"
 
 namespace gatehouse::config::detail {
 namespace {
@@ -194,7 +195,13 @@ std::string read_path(const Value& v) {
   if (text.find_first_of(" \t?#") != std::string::npos) {
     v.fail("must not contain blanks, '?' or '#' (got " + quoted(text) + ")");
   }
-  return text;
+  // Requests are matched in canonical form, so configured paths are too. Slashes are merged
+  // later, once the `paths` block is known (see the loader).
+  auto canonical = http::canonical_path(text, false);
+  if (!canonical.reason.empty()) {
+    v.fail("invalid path " + quoted(text) + ": " + std::string(canonical.reason));
+  }
+  return canonical.changed ? std::move(canonical.path) : text;
 }
 
 std::vector<http::Cidr> read_cidrs(const Value& v) {

@@ -35,7 +35,8 @@ std::string read_header_name(const Value& v);        // an RFC 9110 token: X-Req
 // An RFC 9110 field value gatehouse can send as is: visible ASCII, inner spaces and tabs, no
 // leading or trailing blanks. Empty is accepted.
 bool is_field_value(std::string_view s);
-std::string read_path(const Value& v);               // "/..." without blanks, '?', '#'
+// "/..." without blanks, '?', '#', in canonical form (http::canonical_path, slashes not merged).
+std::string read_path(const Value& v);
 std::vector<http::Cidr> read_cidrs(const Value& v);  // list of ADDRESS or ADDRESS/BITS
 // Route and upstream names end up in metric labels and log fields: letters, digits, '_', '-'.
 std::string check_name(const Value& v, const std::string& name, std::string_view what);

@@ -75,6 +75,8 @@ void expect_same(const Config& a, const Config& b) {
   EXPECT_EQ(a.health.summary_path, b.health.summary_path);
   EXPECT_EQ(a.health.cache_ttl, b.health.cache_ttl);
   EXPECT_EQ(a.health.check_interval, b.health.check_interval);
+  EXPECT_EQ(a.paths.merge_slashes, b.paths.merge_slashes);
+  EXPECT_EQ(a.paths.forward, b.paths.forward);
   EXPECT_EQ(a.request_id.header, b.request_id.header);
   EXPECT_EQ(a.request_id.trust_incoming, b.request_id.trust_incoming);
   testing::expect_same_rate_limits(a, b);
@@ -146,6 +148,9 @@ health:
   summary_path: /health
   cache_ttl: 1s
   check_interval: 5s
+paths:
+  merge_slashes: true
+  forward: canonical
 request_id:
   header: X-Request-ID
   trust_incoming: true
@@ -203,6 +208,7 @@ log:
   hash_client_ip: true
 health: {live_path: "/l:x", ready_path: /r, summary_path: "/s'q", cache_ttl: 0s, check_interval: 1h}
 request_id: {header: "X-Id", trust_incoming: false}
+paths: {merge_slashes: false, forward: original}
 rate_limit:
   algorithm: gcra
   key: [ip, "header:X-Api-Key"]
