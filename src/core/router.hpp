@@ -10,7 +10,9 @@ namespace gatehouse::core {
 class Router {
  public:
   explicit Router(const config::Config& cfg) : routes_(cfg.routes) {}
-  // Index into Config::routes, or nullopt (404). `host` may carry a port; it is ignored.
+  // Index into Config::routes, or nullopt (404). `path`: the canonical path
+  // (http/canonical_path.hpp; prefixes are canonical too, so this plain prefix test equals one on
+  // decoded paths); a query is ignored. `host` may carry a port; it is ignored.
   std::optional<std::size_t> match(std::string_view method, std::string_view path,
                                    std::string_view host) const;
 

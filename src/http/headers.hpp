@@ -32,11 +32,6 @@ std::string redact_target(std::string_view target);
 // optional :port. Lists ("a, b"), userinfo, paths and blanks are not hosts.
 bool is_valid_host(std::string_view host);
 
-// What is wrong with a request target's path for a proxy that routes by prefix, or empty:
-// dot segments ("/a/../b", "/./", also percent-encoded), a fragment ('#'), a backslash. An
-// upstream that normalises would serve another path than the one routed, limited and checked.
-std::string_view unsafe_target_reason(std::string_view target);
-
 // Decodes %XX escapes (and '+' as a space when `plus_is_space`) into `out`; false on a truncated
 // or non-hex escape.
 bool percent_decode(std::string_view in, std::string& out, bool plus_is_space);

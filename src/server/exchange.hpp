@@ -4,6 +4,7 @@
 #include <optional>
 #include <string>
 
+#include "http/canonical_path.hpp"
 #include "server/request_checks.hpp"
 #include "server/worker.hpp"
 
@@ -17,6 +18,11 @@ struct Exchange {
   Clock::time_point start;
   std::string request_id;
   std::string client_ip;  // believed client address (trusted proxies applied), not hashed
+  // The path every rule judges (canonical; empty until the target was accepted), the path as
+  // received (both point into the parser or into `canonical`), and the canonicalisation result.
+  std::string_view path;
+  std::string_view raw_path;
+  ghttp::CanonicalPath canonical;
   std::size_t route = 0;  // Metrics::none_route() for local replies
   const char* route_name = nullptr;
   unsigned status = 0;
@@ -174,10 +180,16 @@ net::awaitable<void> send_json(Worker& w, ClientConn& c, Exchange& x, unsigned s
 
 // The head sent upstream for the request in `p`: hop-by-hop and framing fields dropped,
 // X-Forwarded-*, the request id and traceparent added, and `framing` re-stated.
-// `peer_ip`: the connection's peer; `tls`: whether the client connection is TLS.
+// `peer_ip`: the connection's peer; `tls`: whether the client connection is TLS; `path`: the path
+// of the request line (upstream_path()), followed by the query as received.
 void build_upstream_head(const config::Config& cfg, std::string_view peer_ip, bool tls,
-                         const RequestParser& p, std::string_view request_id, Framing framing,
-                         std::string& out);
+                         const RequestParser& p, std::string_view path, std::string_view request_id,
+                         Framing framing, std::string& out);
+
+// The path the upstream is sent (`paths.forward`): the canonical one or the one received.
+inline std::string_view upstream_path(const config::Config& cfg, const Exchange& x) {
+  return cfg.paths.forward == config::PathForward::canonical ? x.path : x.raw_path;
+}
 
 // Forwards the request whose head `parser` holds to the route's upstream and relays the answer.
 // Returns whether the client connection may carry another request.

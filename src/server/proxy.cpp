@@ -52,14 +52,16 @@ bool skip_forwarded_field(const std::string_view name, http::field f,
 }  // namespace
 
 void build_upstream_head(const config::Config& cfg, std::string_view peer_ip, bool tls,
-                         const RequestParser& p, std::string_view request_id, Framing framing,
-                         std::string& out) {
+                         const RequestParser& p, std::string_view path, std::string_view request_id,
+                         Framing framing, std::string& out) {
   const auto& req = p.get();
   auto tokens = connection_tokens(req);
   out.clear();
   out += sv(req.method_string());
   out += ' ';
-  out += sv(req.target());
+  auto target = sv(req.target());
+  out += path;
+  out += target.substr(ghttp::target_path(target).size());  // the query, unchanged
   out += " HTTP/1.1\r\n";
   for (const auto& f : req) {
     auto name = sv(f.name_string());
@@ -477,7 +479,8 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, RequestParser& p, E
   bool expect_continue = has_body && ghttp::iequals(sv(req[http::field::expect]), "100-continue");
 
   std::string& head = c.upstream_head;
-  build_upstream_head(w.cfg, c.peer_ip, c.stream.tls(), p, x.request_id, req_framing, head);
+  build_upstream_head(w.cfg, c.peer_ip, c.stream.tls(), p, upstream_path(w.cfg, x), x.request_id,
+                      req_framing, head);
 
   std::optional<ResponseParser> rp;
   auto reset_parser = [&] {

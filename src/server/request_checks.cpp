@@ -53,11 +53,6 @@ unsigned validate_head(const config::Limits& limits, const RequestParser& p, std
     why = "request target not in origin-form";
     return 400;
   }
-  if (auto r = ghttp::unsafe_target_reason({req.target().data(), req.target().size()});
-      !r.empty()) {
-    why = r;
-    return 400;
-  }
   if (auto te = req.count(http::field::transfer_encoding); te > 0 && req.version() < 11) {
     // RFC 9112 6.1: framing of a 1.0 message with Transfer-Encoding is faulty (a 1.0 hop in
     // front of us may have ignored it): refuse rather than guess where the message ends.

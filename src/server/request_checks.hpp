@@ -15,7 +15,8 @@ using RequestParser = http::request_parser<http::buffer_body>;
 unsigned status_for_parse_error(const error_code& ec);
 
 // Checks the head beyond what Beast's parser enforces; returns the status to reply or 0, with the
-// reason in `why`.
+// reason in `why`. The path is judged apart, by http::canonical_target_path, whose result the
+// session keeps for every rule.
 unsigned validate_head(const config::Limits& limits, const RequestParser& p, std::string& why);
 
 }  // namespace gatehouse::server

@@ -248,10 +248,24 @@ void finish_exchange(Worker& w, Exchange& x, std::string_view method, std::strin
   line += ",\"method\":";
   ghttp::append_json_string(line, method);
   line += ",\"path\":";
-  if (target.find('?') == std::string_view::npos) {
-    ghttp::append_json_string(line, target);
+  if (x.path.empty()) {
+    // Refused before its path was judged: as received.
+    if (target.find('?') == std::string_view::npos) {
+      ghttp::append_json_string(line, target);
+    } else {
+      ghttp::append_json_string(line, ghttp::redact_target(target));
+    }
+  } else if (target.size() == x.raw_path.size()) {
+    ghttp::append_json_string(line, x.path);
   } else {
-    ghttp::append_json_string(line, ghttp::redact_target(target));
+    // The canonical path and the query with its secrets redacted.
+    std::string logged(x.path);
+    logged += std::string_view(ghttp::redact_target(target)).substr(x.raw_path.size());
+    ghttp::append_json_string(line, logged);
+  }
+  if (x.canonical.changed) {
+    line += ",\"raw_path\":";
+    ghttp::append_json_string(line, x.raw_path);
   }
   line += ",\"route\":";
   if (x.route_name != nullptr) {
@@ -348,9 +362,19 @@ net::awaitable<bool> serve_one(Worker& w, ClientConn& c) {
     finish_exchange(w, x, method, target, user_agent);
     co_return false;
   }
+  // The one path every rule below judges, and the upstream serves (paths.forward).
+  x.raw_path = ghttp::target_path(target);
+  x.canonical = ghttp::canonical_target_path(target, w.cfg.paths.merge_slashes);
+  if (!x.canonical.reason.empty()) {
+    log_security(w, x, "malformed_request", x.canonical.reason);
+    co_await send_local_reply(w, c, x, 400, true, x.canonical.reason);
+    finish_exchange(w, x, method, target, user_agent);
+    co_return false;
+  }
+  x.path = x.canonical.view(x.raw_path);
 
   bool keep = false;
-  auto path = target.substr(0, target.find('?'));
+  const auto path = x.path;
   bool is_get = req.method() == http::verb::get || req.method() == http::verb::head;
   bool head_only = req.method() == http::verb::head;
   if (is_get &&
@@ -378,7 +402,7 @@ net::awaitable<bool> serve_one(Worker& w, ClientConn& c) {
   } else if (w.gw.cors().enabled() && req.method() == http::verb::options &&
              co_await answer_preflight(w, c, x, req, body_pending)) {
     keep = x.client_keep_alive;
-  } else if (auto route = w.gw.router().match(method, target, [&] {
+  } else if (auto route = w.gw.router().match(method, path, [&] {
                auto h = req[http::field::host];
                return std::string_view(h.data(), h.size());
              }())) {

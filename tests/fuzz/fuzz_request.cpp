@@ -13,7 +13,10 @@
 //    NUL or obs-fold, the same method and target, and exactly the framing we re-stated;
 //  - the outcome (statuses, forwarded heads, decoded bodies) must not depend on how the bytes
 //    are split into reads: every input runs twice, whole and in small reads, and both runs must
-//    agree.
+//    agree;
+//  - the canonical path is a fixed point (canonicalising it again changes nothing) and routing
+//    agrees with matching the decoded prefixes against the decoded path (first match, in order):
+//    the property that makes percent-encoding useless for walking around a route.
 #include <boost/beast/_experimental/test/stream.hpp>
 
 #include <algorithm>
@@ -21,11 +24,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <limits>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "config/config.hpp"
 #include "core/router.hpp"
+#include "http/canonical_path.hpp"
 #include "http/headers.hpp"
 #include "http/request_id.hpp"
 #include "server/exchange.hpp"
@@ -47,14 +52,42 @@ constexpr std::size_t kSplitCheckMax = kMaxChunkMetaBytes;
   std::abort();
 }
 
-// One upstream, the default route, every limit at its default, and a trusted proxy range: the
-// peer is in it for inputs of odd length and outside it otherwise, so both X-Forwarded-* paths run.
+// One upstream, routes whose prefixes hold reserved, escaped and non-ASCII bytes before a
+// catch-all, every limit at its default, and a trusted proxy range: the peer is in it for inputs of
+// odd length and outside it otherwise, so both X-Forwarded-* paths run.
 const config::Config& fuzz_config() {
   static const config::Config cfg = config::load_config_string(
       "upstreams: {app: {targets: [\"127.0.0.1:9\"]}}\n"
-      "trusted_proxies: [\"10.0.0.0/8\"]\n",
+      "trusted_proxies: [\"10.0.0.0/8\"]\n"
+      "routes:\n"
+      "  - {name: gen, match: {path_prefix: /api/gen}, upstream: app}\n"
+      "  - {name: cafe, match: {path_prefix: \"/caf\xc3\xa9/\"}, upstream: app}\n"
+      "  - {name: params, match: {path_prefix: \"/x;y=1@:\"}, upstream: app}\n"
+      "  - {name: percent, match: {path_prefix: \"/p%25q%3f\"}, upstream: app}\n"
+      "  - {name: space, match: {path_prefix: \"/sp%20[\"}, upstream: app}\n"
+      "  - {name: tilde, match: {path_prefix: \"/%7Eu\"}, upstream: app}\n"
+      "  - {name: default, upstream: app}\n",
       "fuzz_request.yaml");
   return cfg;
+}
+
+std::string decoded(std::string_view s) {
+  std::string out;
+  if (!ghttp::percent_decode(s, out, false)) {
+    fail("a canonical path or prefix does not decode", std::string(s));
+  }
+  return out;
+}
+
+// The route by decoded prefixes against the decoded path, first match in file order.
+std::optional<std::size_t> route_by_decoding(const config::Config& cfg, std::string_view path) {
+  auto d = decoded(path);
+  for (std::size_t i = 0; i < cfg.routes.size(); ++i) {
+    if (d.starts_with(decoded(cfg.routes[i].match.path_prefix))) {
+      return i;
+    }
+  }
+  return std::nullopt;
 }
 
 std::string_view sv(beast::string_view s) {
@@ -72,7 +105,8 @@ std::string without_traceparent(const std::string& head) {
 }
 
 // What an upstream would make of the forwarded head.
-void check_forwarded_head(const std::string& head, const RequestParser& original, Framing framing) {
+void check_forwarded_head(const std::string& head, const RequestParser& original,
+                          std::string_view expected_target, Framing framing) {
   for (std::size_t i = 0; i < head.size(); ++i) {
     char c = head[i];
     if (c == '\0') {
@@ -98,7 +132,7 @@ void check_forwarded_head(const std::string& head, const RequestParser& original
   }
   const auto& a = original.get();
   const auto& b = p.get();
-  if (sv(a.method_string()) != sv(b.method_string()) || sv(a.target()) != sv(b.target())) {
+  if (sv(a.method_string()) != sv(b.method_string()) || sv(b.target()) != expected_target) {
     fail("forwarded request line differs", head);
   }
   if (b.count(http::field::host) > 1 || b.count(http::field::content_length) > 1 ||
@@ -160,6 +194,16 @@ net::awaitable<void> run_pipeline(beast::test::stream& stream, tcp::socket& sock
     std::string_view method = sv(req.method_string());
     std::string_view target = sv(req.target());
     std::string_view host = sv(req[http::field::host]);
+    auto canonical = ghttp::canonical_target_path(target, cfg.paths.merge_slashes);
+    if (!canonical.reason.empty()) {
+      trace.events.push_back("rejected 400 " + std::string(canonical.reason));
+      co_return;
+    }
+    auto path = canonical.view(ghttp::target_path(target));
+    auto again = ghttp::canonical_path(path, cfg.paths.merge_slashes);
+    if (!again.reason.empty() || again.changed) {
+      fail("the canonical path is not canonical", std::string(path));
+    }
 
     // What serve_one computes from the head before routing.
     auto client_ip = ghttp::client_ip(peer, sv(req["X-Forwarded-For"]), cfg.trusted_proxies);
@@ -172,15 +216,20 @@ net::awaitable<void> run_pipeline(beast::test::stream& stream, tcp::socket& sock
     ghttp::append_json_string(log_line, ghttp::redact_target(target));
     ghttp::append_json_string(log_line, sv(req[http::field::user_agent]));
     ghttp::append_json_string(log_line, client_ip);
-    auto route = router.match(method, target, host);
+    auto route = router.match(method, path, host);
+    if (route != route_by_decoding(cfg, path)) {
+      fail("routing differs from matching decoded prefixes", std::string(path));
+    }
     (void)gatehouse::core::host_without_port(host);
 
     Framing framing = parser.chunked()                          ? Framing::chunked
                       : parser.content_length().value_or(0) > 0 ? Framing::length
                                                                 : Framing::none;
     std::string head;
-    build_upstream_head(cfg, peer, false, parser, request_id, framing, head);
-    check_forwarded_head(head, parser, framing);
+    build_upstream_head(cfg, peer, false, parser, path, request_id, framing, head);
+    std::string expected_target(path);
+    expected_target += target.substr(ghttp::target_path(target).size());
+    check_forwarded_head(head, parser, expected_target, framing);
     trace.events.push_back((route ? "route " : "404 ") + without_traceparent(head));
 
     if (framing == Framing::length) {

@@ -477,15 +477,21 @@ def test_get_with_content_length_body_is_body(gh, upstream):
     assert req["target"] == "/a" and req["body"] == SMUGGLED
 
 
-@pytest.mark.parametrize("target", [
-    pytest.param("/a%00b", id="pct-00"),
-    pytest.param("/a?x=/../b", id="dot-segments-in-query"),
-    pytest.param("/caf\xe9", id="obs-text-byte"),
+@pytest.mark.parametrize("target,forwarded", [
+    pytest.param("/a?x=/../b%00", "/a?x=/../b%00", id="dot-segments-in-query"),
+    pytest.param("/caf\xe9", "/caf%E9", id="obs-text-byte"),  # the canonical path: escaped
+    pytest.param("/%61//b%3f", "/a/b%3F", id="canonical-path"),
 ])
-def test_targets_forwarded_verbatim(gh, upstream, target):
+def test_targets_forwarded_canonical(gh, upstream, target, forwarded):
     req = forward_one(gh, upstream,
                       b"GET " + target.encode("latin-1") + b" HTTP/1.1\r\n" + HOSTH + b"\r\n")
-    assert req["target"] == target
+    assert req["target"] == forwarded
+
+
+@pytest.mark.parametrize("target", [b"/a%00b", b"/a%2fb", b"/a%zz", b"/a%5c"],
+                         ids=["pct-00", "pct-2f", "bad-escape", "pct-5c"])
+def test_targets_an_app_would_decode_differently_rejected(gh, upstream, target):
+    assert_rejected(gh, upstream, b"GET " + target + b" HTTP/1.1\r\n" + HOSTH + b"\r\n")
 
 
 def test_obs_text_header_value_forwarded_verbatim(gh, upstream):
