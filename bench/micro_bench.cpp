@@ -1,6 +1,7 @@
 // Micro benchmarks of the per-request pure work: ids, header rules, metrics, access-log pieces.
 #include <benchmark/benchmark.h>
 
+#include "http/canonical_path.hpp"
 #include "http/cidr.hpp"
 #include "http/error_reply.hpp"
 #include "http/forwarding.hpp"
@@ -86,6 +87,23 @@ void BM_RedactTarget(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_RedactTarget);
+
+// The per-request canonical path: an already canonical path (most requests: no copy), one with
+// an escape to decode, and one with escapes that stay (UTF-8) plus a doubled slash.
+void BM_CanonicalPath(benchmark::State& state, std::string_view path) {
+  for (auto _ : state) {
+    auto r = http::canonical_path(path, true);
+    benchmark::DoNotOptimize(r);
+  }
+}
+BENCHMARK_CAPTURE(BM_CanonicalPath, canonical_short, std::string_view("/api/generate"));
+BENCHMARK_CAPTURE(BM_CanonicalPath, canonical_long,
+                  std::string_view("/api/v1/projects/1234/models/gpt-small/generate"));
+BENCHMARK_CAPTURE(BM_CanonicalPath, canonical_utf8_escapes,
+                  std::string_view("/wiki/caf%C3%A9/%E6%97%A5%E6%9C%AC"));
+BENCHMARK_CAPTURE(BM_CanonicalPath, decode_one_escape, std::string_view("/api/%67enerate"));
+BENCHMARK_CAPTURE(BM_CanonicalPath, lower_hex_and_double_slash,
+                  std::string_view("//wiki/caf%c3%a9/%e6%97%a5%e6%9c%ac"));
 
 void BM_ErrorBody(benchmark::State& state) {
   for (auto _ : state) {

@@ -8,8 +8,9 @@ namespace {
 
 // What a byte is in a path, raw or decoded from an escape.
 enum Class : std::uint8_t {
+  kPlain,      // RFC 3986 pchar (unreserved, sub-delims, ':', '@') other than '.' and ';'
+  kLiteral,    // '.' and ';': pchar too, and what a dot segment is made of
   kEncode,     // not allowed literally: escaped (raw), kept escaped (decoded)
-  kLiteral,    // RFC 3986 pchar: unreserved, sub-delims, ':', '@'
   kSlash,      // the segment delimiter: kept raw, refused encoded
   kPercent,    // raw: starts an escape; decoded: stays %25
   kBackslash,  // refused raw and encoded
@@ -19,18 +20,21 @@ enum Class : std::uint8_t {
 
 constexpr std::array<std::uint8_t, 256> make_classes() {
   std::array<std::uint8_t, 256> t{};
+  t.fill(kEncode);
   for (int c = 'a'; c <= 'z'; ++c) {
-    t[c] = kLiteral;
+    t[c] = kPlain;
   }
   for (int c = 'A'; c <= 'Z'; ++c) {
-    t[c] = kLiteral;
+    t[c] = kPlain;
   }
   for (int c = '0'; c <= '9'; ++c) {
-    t[c] = kLiteral;
+    t[c] = kPlain;
   }
-  for (unsigned char c : std::string_view("-._~!$&'()*+,;=:@")) {
-    t[c] = kLiteral;
+  for (unsigned char c : std::string_view("-_~!$&'()*+,=:@")) {
+    t[c] = kPlain;
   }
+  t['.'] = kLiteral;
+  t[';'] = kLiteral;
   t['/'] = kSlash;
   t['%'] = kPercent;
   t['\\'] = kBackslash;
@@ -40,6 +44,41 @@ constexpr std::array<std::uint8_t, 256> make_classes() {
 }
 
 constexpr std::array<std::uint8_t, 256> kClass = make_classes();
+
+// 1 for the bytes the full pass must look at: all but kPlain and '/'.
+constexpr std::array<std::uint8_t, 256> make_needs_look() {
+  std::array<std::uint8_t, 256> t{};
+  for (int c = 0; c < 256; ++c) {
+    t[c] = kClass[c] != kPlain && c != '/';
+  }
+  return t;
+}
+
+constexpr std::array<std::uint8_t, 256> kNeedsLook = make_needs_look();
+
+// Whether a path that starts with '/' is canonical by a cheaper test: only plain bytes and
+// single slashes (merged or not). Branch-free, so segment ends cost no mispredicted branch.
+bool plainly_canonical(std::string_view raw, bool merge_slashes) {
+  unsigned look = 0;
+  unsigned doubled = 0;
+  unsigned prev_slash = 0;
+  for (char ch : raw) {
+    auto c = static_cast<unsigned char>(ch);
+    unsigned slash = c == '/';
+    look |= kNeedsLook[c];
+    doubled |= slash & prev_slash;
+    prev_slash = slash;
+  }
+  return (look | (doubled & static_cast<unsigned>(merge_slashes))) == 0;
+}
+
+bool is_pchar(std::uint8_t k) {
+  return k == kPlain || k == kLiteral;
+}
+
+std::uint8_t class_of(char c) {
+  return kClass[static_cast<unsigned char>(c)];
+}
 constexpr char kHexUpper[] = "0123456789ABCDEF";
 
 int hex_value(char c) {
@@ -77,56 +116,61 @@ CanonicalPath canonical_path(std::string_view raw, bool merge_slashes) {
     out.reason = "path does not start with '/'";
     return out;
   }
-  // One pass decides refusal and whether anything changes; most paths are canonical already and
-  // leave here without a copy.
+  if (plainly_canonical(raw, merge_slashes)) {
+    return out;  // most paths: no escape, no dot, no doubled slash
+  }
+  // One pass decides refusal and whether anything changes; a path with escapes that stay (UTF-8)
+  // may still be canonical and leave here without a copy.
   bool changed = false;
   Segment seg = Segment::other;
   const std::size_t n = raw.size();
-  for (std::size_t i = 0; i < n; ++i) {
+  std::size_t i = 0;
+  while (i < n) {
+    if (class_of(raw[i]) == kPlain) {
+      // Most bytes of most paths: skipped in a tight loop; they end a dot-segment candidate.
+      do {
+        ++i;
+      } while (i < n && class_of(raw[i]) == kPlain);
+      seg = Segment::other;
+      continue;
+    }
     auto c = static_cast<unsigned char>(raw[i]);
     auto k = kClass[c];
+    std::size_t width = 1;
     if (k == kPercent) {
-      if (i + 2 >= n) {
-        out.reason = "bad percent-escape in path";
-        return out;
-      }
-      int hi = hex_value(raw[i + 1]);
-      int lo = hex_value(raw[i + 2]);
+      int hi = i + 2 < n ? hex_value(raw[i + 1]) : -1;
+      int lo = i + 2 < n ? hex_value(raw[i + 2]) : -1;
       if (hi < 0 || lo < 0) {
         out.reason = "bad percent-escape in path";
         return out;
       }
       c = static_cast<unsigned char>(hi * 16 + lo);
       k = kClass[c];
-      switch (k) {
-        case kLiteral:
-          changed = true;  // decoded below, like a raw literal
-          break;
-        case kSlash:
-          out.reason = "encoded slash in path";
-          return out;
-        case kBackslash:
-          out.reason = "backslash in path";
-          return out;
-        case kNul:
-          out.reason = "NUL in path";
-          return out;
-        default:
-          changed = changed || is_lower_hex(raw[i + 1]) || is_lower_hex(raw[i + 2]);
-          seg = Segment::other;
-          i += 2;
-          continue;
+      width = 3;
+      if (is_pchar(k)) {
+        changed = true;  // decoded in the second pass; judged below like the raw byte
+      } else if (k == kEncode || k == kPercent || k == kHash) {
+        // Stays escaped: data to every rule, not a delimiter or a dot.
+        changed = changed || is_lower_hex(raw[i + 1]) || is_lower_hex(raw[i + 2]);
+        seg = Segment::other;
+        i += width;
+        continue;
+      } else if (k == kSlash) {
+        out.reason = "encoded slash in path";
+        return out;
       }
-      i += 2;
     }
     switch (k) {
+      case kPlain:
+        seg = Segment::other;
+        break;
       case kLiteral:
         if (seg != Segment::other) {
           if (c == '.') {
             seg = seg == Segment::start     ? Segment::one_dot
                   : seg == Segment::one_dot ? Segment::two_dots
                                             : Segment::other;
-          } else if (c == ';' && seg != Segment::start) {
+          } else if (seg != Segment::start) {  // ';' after "." or ".."
             out.reason = "dot segment in path";
             return out;
           } else {
@@ -151,11 +195,12 @@ CanonicalPath canonical_path(std::string_view raw, bool merge_slashes) {
       case kNul:
         out.reason = "NUL in path";
         return out;
-      default:  // kEncode
+      default:  // kEncode, raw
         changed = true;
         seg = Segment::other;
         break;
     }
+    i += width;
   }
   if (seg == Segment::one_dot || seg == Segment::two_dots) {
     out.reason = "dot segment in path";
@@ -167,12 +212,12 @@ CanonicalPath canonical_path(std::string_view raw, bool merge_slashes) {
 
   out.changed = true;
   out.path.reserve(n + 8);
-  for (std::size_t i = 0; i < n; ++i) {
-    auto c = static_cast<unsigned char>(raw[i]);
+  for (std::size_t j = 0; j < n; ++j) {
+    auto c = static_cast<unsigned char>(raw[j]);
     if (c == '%') {
-      c = static_cast<unsigned char>(hex_value(raw[i + 1]) * 16 + hex_value(raw[i + 2]));
-      i += 2;
-      if (kClass[c] == kLiteral) {
+      c = static_cast<unsigned char>(hex_value(raw[j + 1]) * 16 + hex_value(raw[j + 2]));
+      j += 2;
+      if (is_pchar(kClass[c])) {
         out.path += static_cast<char>(c);
       } else {
         append_escape(out.path, c);
@@ -180,6 +225,7 @@ CanonicalPath canonical_path(std::string_view raw, bool merge_slashes) {
       continue;
     }
     switch (kClass[c]) {
+      case kPlain:
       case kLiteral:
         out.path += static_cast<char>(c);
         break;
