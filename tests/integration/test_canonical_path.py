@@ -11,7 +11,9 @@ decodes, and the application is sent the path the rules judged.
   routes whose prefixes hold reserved and non-ASCII characters. The route gatehouse picks (the
   access log's `route`, matched by request id) must equal the first prefix that matches the path as
   Werkzeug decodes it, slashes merged; paths Werkzeug would see with a dot segment, an encoded
-  slash, a backslash or NUL (and paths with a bad escape) must be 400.
+  slash, a backslash or NUL (and paths with a bad escape) must be 400. Raw non-ASCII bytes are
+  left out of the generator: Werkzeug's dev server reads the request line as Latin-1, so they
+  reach the app as mojibake whatever a proxy does (gatehouse escapes them, as the unit tests show).
 
 About 5 s in all.
 """
