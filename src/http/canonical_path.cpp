@@ -3,6 +3,8 @@
 #include <array>
 #include <cstdint>
 
+#include "http/headers.hpp"
+
 namespace gatehouse::http {
 namespace {
 
@@ -98,19 +100,6 @@ std::uint8_t class_of(char c) {
   return kClass[static_cast<unsigned char>(c)];
 }
 constexpr char kHexUpper[] = "0123456789ABCDEF";
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') {
-    return c - '0';
-  }
-  if (c >= 'A' && c <= 'F') {
-    return c - 'A' + 10;
-  }
-  if (c >= 'a' && c <= 'f') {
-    return c - 'a' + 10;
-  }
-  return -1;
-}
 
 bool is_lower_hex(char c) {
   return c >= 'a' && c <= 'f';

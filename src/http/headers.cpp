@@ -149,18 +149,6 @@ void append_json_string(std::string& out, std::string_view s) {
 }
 
 bool percent_decode(std::string_view in, std::string& out, bool plus_is_space) {
-  auto hex = [](char c) -> int {
-    if (c >= '0' && c <= '9') {
-      return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-      return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-      return c - 'A' + 10;
-    }
-    return -1;
-  };
   out.clear();
   out.reserve(in.size());
   for (std::size_t i = 0; i < in.size(); ++i) {
@@ -170,8 +158,8 @@ bool percent_decode(std::string_view in, std::string& out, bool plus_is_space) {
       if (i + 2 >= in.size()) {
         return false;
       }
-      int hi = hex(in[i + 1]);
-      int lo = hex(in[i + 2]);
+      int hi = hex_value(in[i + 1]);
+      int lo = hex_value(in[i + 2]);
       if (hi < 0 || lo < 0) {
         return false;
       }

@@ -32,6 +32,20 @@ std::string redact_target(std::string_view target);
 // optional :port. Lists ("a, b"), userinfo, paths and blanks are not hosts.
 bool is_valid_host(std::string_view host);
 
+// The value of one hex digit (either case), or -1.
+constexpr int hex_value(char c) {
+  if (c >= '0' && c <= '9') {
+    return c - '0';
+  }
+  if (c >= 'A' && c <= 'F') {
+    return c - 'A' + 10;
+  }
+  if (c >= 'a' && c <= 'f') {
+    return c - 'a' + 10;
+  }
+  return -1;
+}
+
 // Decodes %XX escapes (and '+' as a space when `plus_is_space`) into `out`; false on a truncated
 // or non-hex escape.
 bool percent_decode(std::string_view in, std::string& out, bool plus_is_space);

@@ -36,17 +36,7 @@ net::awaitable<void> Gateway::admin_listen_when_free(tcp::endpoint ep) {
       co_return;
     }
     tcp::acceptor acceptor(admin_ioc_);
-    acceptor.open(ep.protocol(), ec);
-    if (!ec) {
-      acceptor.set_option(net::socket_base::reuse_address(true), ec);
-    }
-    if (!ec) {
-      acceptor.bind(ep, ec);
-    }
-    if (!ec) {
-      acceptor.listen(net::socket_base::max_listen_connections, ec);
-    }
-    if (!ec) {
+    if (!bind_exclusive(acceptor, ep, true)) {
       logs_->error(spdlog::level::info, "takeover: admin_listen taken", extra);
       co_await admin_accept_loop(std::move(acceptor));
       co_return;

@@ -351,17 +351,26 @@ void Gateway::on_worker_done() {
 // a second gatehouse could bind the same address and silently split its traffic. A probe bound
 // without SO_REUSEPORT fails when anything listens there (SO_REUSEADDR only overlooks TIME_WAIT
 // leftovers). It is closed before the workers bind; port 0 comes back resolved.
+error_code Gateway::bind_exclusive(tcp::acceptor& acceptor, const tcp::endpoint& ep, bool listen) {
+  error_code ec;
+  acceptor.open(ep.protocol(), ec);
+  if (!ec) {
+    acceptor.set_option(net::socket_base::reuse_address(true), ec);
+  }
+  if (!ec) {
+    acceptor.bind(ep, ec);
+  }
+  if (!ec && listen) {
+    acceptor.listen(net::socket_base::max_listen_connections, ec);
+  }
+  return ec;
+}
+
 tcp::endpoint Gateway::claim_address(const tcp::endpoint& ep, const std::string& what) {
   error_code ec;
   {
     tcp::acceptor probe(admin_ioc_);
-    probe.open(ep.protocol(), ec);
-    if (!ec) {
-      probe.set_option(net::socket_base::reuse_address(true), ec);
-    }
-    if (!ec) {
-      probe.bind(ep, ec);
-    }
+    ec = bind_exclusive(probe, ep, false);
     if (!ec) {
       auto bound = probe.local_endpoint(ec);
       if (!ec) {
@@ -415,17 +424,7 @@ int Gateway::run(RunOptions options) {
     // The new process takes the admin address over when the old one exits.
     auto ep = resolve_one(admin_ioc_, *cfg_->admin_listen, "admin_listen");
     tcp::acceptor acceptor(admin_ioc_);
-    error_code ec;
-    acceptor.open(ep.protocol(), ec);
-    if (!ec) {
-      acceptor.set_option(net::socket_base::reuse_address(true), ec);
-    }
-    if (!ec) {
-      acceptor.bind(ep, ec);
-    }
-    if (!ec) {
-      acceptor.listen(net::socket_base::max_listen_connections, ec);
-    }
+    auto ec = bind_exclusive(acceptor, ep, true);
     if (!ec) {
       spawn(admin_ioc_, admin_accept_loop(std::move(acceptor)), *logs_, "admin accept loop");
     } else if (ec == net::error::address_in_use && takeover_) {

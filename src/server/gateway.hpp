@@ -73,6 +73,8 @@ class Gateway {
   void begin_drain(const char* why);
   void stop_listening();
   tcp::endpoint claim_address(const tcp::endpoint& ep, const std::string& what);
+  // An exclusive socket on `ep` (SO_REUSEADDR, no SO_REUSEPORT), listening when `listen`.
+  error_code bind_exclusive(tcp::acceptor& acceptor, const tcp::endpoint& ep, bool listen);
   net::awaitable<void> admin_accept_loop(tcp::acceptor acceptor);
   net::awaitable<void> admin_listen_when_free(tcp::endpoint ep);
   net::awaitable<void> admin_session(tcp::socket socket);
