@@ -69,10 +69,25 @@ class ProxiedGatehouse(Gatehouse):
         return False
 
 
+_started = []
+
+
+@pytest.fixture(autouse=True)
+def _stop_gatehouses():
+    """Every gatehouse start_gatehouse() started is stopped when its test ends."""
+    yield
+    while _started:
+        try:
+            _started.pop().stop()
+        except Exception:  # noqa: BLE001 - teardown must go on
+            pass
+
+
 def start_gatehouse(tmp_path, upstream, cls=Gatehouse, **overrides):
     workdir = tmp_path / f"gh-{cls.__name__}"
     cfg = deep_merge(default_config(workdir, targets_of(upstream)), overrides)
     g = cls(workdir, cfg)
+    _started.append(g)
     g.start()
     return g
 
