@@ -5,6 +5,7 @@
 #include <string>
 
 #include "http/canonical_path.hpp"
+#include "server/forwarding_fields.hpp"
 #include "server/request_checks.hpp"
 #include "server/worker.hpp"
 
@@ -18,6 +19,9 @@ struct Exchange {
   Clock::time_point start;
   std::string request_id;
   std::string client_ip;  // believed client address (trusted proxies applied), not hashed
+  // What the forwarding fields say (computed once; the upstream head re-states it). Its
+  // forwarding.client_ip was moved into client_ip.
+  ClientIdentity identity;
   // The path every rule judges (canonical; empty until the target was accepted), the path as
   // received (both point into the parser or into `canonical`), and the canonicalisation result.
   std::string_view path;
@@ -183,8 +187,8 @@ net::awaitable<void> send_json(Worker& w, ClientConn& c, Exchange& x, unsigned s
 // `peer_ip`: the connection's peer; `tls`: whether the client connection is TLS; `path`: the path
 // of the request line (upstream_path()), followed by the query as received.
 void build_upstream_head(const config::Config& cfg, std::string_view peer_ip, bool tls,
-                         const RequestParser& p, std::string_view path, std::string_view request_id,
-                         Framing framing, std::string& out);
+                         const ClientIdentity& id, const RequestParser& p, std::string_view path,
+                         std::string_view request_id, Framing framing, std::string& out);
 
 // The path the upstream is sent (`paths.forward`): the canonical one or the one received.
 inline std::string_view upstream_path(const config::Config& cfg, const Exchange& x) {

@@ -52,8 +52,8 @@ bool skip_forwarded_field(const std::string_view name, http::field f,
 }  // namespace
 
 void build_upstream_head(const config::Config& cfg, std::string_view peer_ip, bool tls,
-                         const RequestParser& p, std::string_view path, std::string_view request_id,
-                         Framing framing, std::string& out) {
+                         const ClientIdentity& id, const RequestParser& p, std::string_view path,
+                         std::string_view request_id, Framing framing, std::string& out) {
   const auto& req = p.get();
   auto tokens = connection_tokens(req);
   out.clear();
@@ -75,7 +75,6 @@ void build_upstream_head(const config::Config& cfg, std::string_view peer_ip, bo
   }
   // From a trusted peer: its whole chain (every line, or Forwarded's for= nodes) plus the peer,
   // and the nearest proxy's scheme and host; from anyone else only what this hop saw.
-  auto id = identify_client(cfg, peer_ip, req);
   out += "X-Forwarded-For: ";
   if (id.forwarding.trusted_peer) {
     auto chain = ghttp::upstream_forwarded_for(id.lines, cfg.forwarded_headers);
@@ -479,8 +478,8 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, RequestParser& p, E
   bool expect_continue = has_body && ghttp::iequals(sv(req[http::field::expect]), "100-continue");
 
   std::string& head = c.upstream_head;
-  build_upstream_head(w.cfg, c.peer_ip, c.stream.tls(), p, upstream_path(w.cfg, x), x.request_id,
-                      req_framing, head);
+  build_upstream_head(w.cfg, c.peer_ip, c.stream.tls(), x.identity, p, upstream_path(w.cfg, x),
+                      x.request_id, req_framing, head);
 
   std::optional<ResponseParser> rp;
   auto reset_parser = [&] {

@@ -337,12 +337,11 @@ net::awaitable<bool> serve_one(Worker& w, ClientConn& c) {
   }
 
   const auto& req = parser.get();
-  {
-    auto id = identify_client(w.cfg, c.peer_ip, req);
-    x.client_ip = std::move(id.forwarding.client_ip);
-    // The scheme the client used: the nearest trusted proxy's word, else this connection's.
-    x.tls = id.forwarding.proto.empty() ? c.stream.tls() : id.forwarding.proto == "https";
-  }
+  x.identity = identify_client(w.cfg, c.peer_ip, req);
+  x.client_ip = std::move(x.identity.forwarding.client_ip);
+  // The scheme the client used: the nearest trusted proxy's word, else this connection's.
+  x.tls =
+      x.identity.forwarding.proto.empty() ? c.stream.tls() : x.identity.forwarding.proto == "https";
   fill_request_id(w, x, parser);
   {
     auto origin = req[http::field::origin];

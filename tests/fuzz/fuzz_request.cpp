@@ -226,7 +226,8 @@ net::awaitable<void> run_pipeline(beast::test::stream& stream, tcp::socket& sock
                       : parser.content_length().value_or(0) > 0 ? Framing::length
                                                                 : Framing::none;
     std::string head;
-    build_upstream_head(cfg, peer, false, parser, path, request_id, framing, head);
+    build_upstream_head(cfg, peer, false, identify_client(cfg, peer, parser.get()), parser, path,
+                        request_id, framing, head);
     std::string expected_target(path);
     expected_target += target.substr(ghttp::target_path(target).size());
     check_forwarded_head(head, parser, expected_target, framing);
