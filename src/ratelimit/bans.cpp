@@ -161,6 +161,32 @@ BanList::Shard& BanList::shard_for(std::size_t hash) {
   return shards_[shard_count_ == 1 ? 0 : (hash >> 40) % shard_count_];
 }
 
+// The flag follows the count through its transitions. A removal that empties the list clears the
+// flag, then looks at the count again: an addition that raced with it either sees the cleared flag
+// and sets it, or is seen by that second look (sequentially consistent operations, on this rare
+// path only).
+void BanList::added(std::size_t n) {
+  if (n == 0) {
+    return;
+  }
+  active_.fetch_add(n);
+  if (!any_.flag.load()) {
+    any_.flag.store(true);
+  }
+}
+
+void BanList::removed(std::size_t n) {
+  if (n == 0) {
+    return;
+  }
+  if (active_.fetch_sub(n) == n) {
+    any_.flag.store(false);
+    if (active_.load() > 0) {
+      any_.flag.store(true);
+    }
+  }
+}
+
 std::uint64_t BanList::probe_of(std::string_view bytes) {
   return KeyHash{}(bytes);
 }
@@ -180,7 +206,7 @@ std::optional<Nanos> BanList::banned(std::string_view key, std::uint64_t probe, 
     return std::nullopt;
   }
   if (it->second.until <= now) {
-    active_.fetch_sub(sh.erase_ban(it), std::memory_order_relaxed);
+    removed(sh.erase_ban(it));
     return std::nullopt;
   }
   return it->second.until - now;
@@ -194,7 +220,7 @@ bool BanList::record_rejection(std::string_view key, std::uint64_t probe, const 
     if (b->second.until > now) {
       return false;  // already banned
     }
-    active_.fetch_sub(sh.erase_ban(b), std::memory_order_relaxed);
+    removed(sh.erase_ban(b));
   }
   auto it = sh.counters.find(key);
   if (it == sh.counters.end()) {
@@ -212,8 +238,8 @@ bool BanList::record_rejection(std::string_view key, std::uint64_t probe, const 
   std::string k = std::move(sh.counters.extract(it).key());  // the key moves on to the ban
   std::size_t dropped = sh.drop_expired_bans(now) + sh.evict_ban_if_full();
   sh.insert_ban(std::move(k), probe, reason, now + rule.duration);
-  active_.fetch_add(1, std::memory_order_relaxed);
-  active_.fetch_sub(dropped, std::memory_order_relaxed);
+  added(1);
+  removed(dropped);
   return true;
 }
 
@@ -230,8 +256,8 @@ void BanList::impose(std::string_view key, std::uint64_t probe, std::string_view
   }
   std::size_t dropped = sh.evict_ban_if_full();
   sh.insert_ban(std::string(key), probe, reason, until);
-  active_.fetch_add(1, std::memory_order_relaxed);
-  active_.fetch_sub(dropped, std::memory_order_relaxed);
+  added(1);
+  removed(dropped);
 }
 
 std::vector<BanInfo> BanList::list(Nanos now) {
@@ -239,7 +265,7 @@ std::vector<BanInfo> BanList::list(Nanos now) {
   for (std::size_t s = 0; s < shard_count_; ++s) {
     Shard& sh = shards_[s];
     std::lock_guard lock(sh.mu);
-    active_.fetch_sub(sh.drop_expired_bans(now), std::memory_order_relaxed);
+    removed(sh.drop_expired_bans(now));
     for (const auto& [key, ban] : sh.bans) {
       out.push_back(BanInfo{key, ban.reason, ban.until - now});
     }
@@ -256,7 +282,7 @@ bool BanList::lift(std::string_view key) {
   if (it == sh.bans.end()) {
     return false;
   }
-  active_.fetch_sub(sh.erase_ban(it), std::memory_order_relaxed);
+  removed(sh.erase_ban(it));
   return true;
 }
 
@@ -266,7 +292,7 @@ std::size_t BanList::lift_all() {
     Shard& sh = shards_[s];
     std::lock_guard lock(sh.mu);
     n += sh.bans.size();
-    active_.fetch_sub(sh.bans.size(), std::memory_order_relaxed);
+    removed(sh.bans.size());
     for (const auto& kv : sh.bans) {
       filter_remove(sh.slot(kv.second.probe));
     }
@@ -281,7 +307,7 @@ std::size_t BanList::active(Nanos now) {
   for (std::size_t s = 0; s < shard_count_; ++s) {
     Shard& sh = shards_[s];
     std::lock_guard lock(sh.mu);
-    active_.fetch_sub(sh.drop_expired_bans(now), std::memory_order_relaxed);
+    removed(sh.drop_expired_bans(now));
     n += sh.bans.size();
   }
   return n;

@@ -50,7 +50,10 @@ class BanList {
   BanList& operator=(const BanList&) = delete;
 
   // Whether some ban may be active (expired bans not yet dropped count too).
-  bool any_active() const { return active_.load(std::memory_order_relaxed) > 0; }
+  // Read on every decision, so it reads a flag that changes only when the list turns empty or
+  // non-empty: the count, written on every ban, would move its cache line between the cores of a
+  // sprayed worker and every other worker.
+  bool any_active() const { return any_.flag.load(std::memory_order_relaxed); }
 
   // A key comes with a probe: a hash that picks its filter slot. The caller may derive it from
   // cheaper inputs than the key's text (the limiter hashes the binary key it already builds,
@@ -101,7 +104,14 @@ class BanList {
   std::unique_ptr<Shard[]> shards_;
   std::size_t filter_mask_;
   std::unique_ptr<std::atomic<std::uint8_t>[]> filter_;
+  void added(std::size_t n);
+  void removed(std::size_t n);
+
   std::atomic<std::size_t> active_{0};  // bans held, all shards
+  struct alignas(64) AnyFlag {
+    std::atomic<bool> flag{false};  // active_ > 0, on a cache line of its own
+  };
+  AnyFlag any_;
 };
 
 }  // namespace gatehouse::ratelimit
