@@ -156,17 +156,21 @@ net::awaitable<BodyPiece> read_chunked_piece(Stream& socket, beast::flat_buffer&
   }
 }
 
+struct WriteResult {
+  error_code ec;          // the deadline's timeout_error() when it fired
+  std::size_t bytes = 0;  // written before the end or the error
+};
+
 // Writes every buffer, with the client's or upstream's deadline armed.
 template <class Stream, class Buffers>
-net::awaitable<error_code> write_all(Stream& socket, Deadline& deadline, Clock::duration timeout,
-                                     const Buffers& buffers) {
+net::awaitable<WriteResult> write_all(Stream& socket, Deadline& deadline, Clock::duration timeout,
+                                      const Buffers& buffers) {
   deadline.arm(timeout);
   auto [ec, n] = co_await net::async_write(socket, buffers, nothrow);
-  (void)n;
   if (ec && deadline.expired()) {
-    co_return timeout_error();
+    ec = timeout_error();
   }
-  co_return ec;
+  co_return WriteResult{ec, n};
 }
 
 // "1a2b\r\n" for a chunk of `n` bytes; returns the length written into `out` (>= 19 bytes).

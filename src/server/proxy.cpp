@@ -183,20 +183,12 @@ struct SendOutcome {
   SendResult result = SendResult::ok;
   bool wrote_any = false;  // some byte of the request reached the upstream's socket
   error_code ec;           // the upstream write error, for upstream_failed
-};
 
-// Writes to the upstream under its deadline, noting whether any byte left.
-template <class Buffers>
-net::awaitable<error_code> write_upstream(upstream::Connection& u, Clock::duration timeout,
-                                          const Buffers& buffers, SendOutcome& out) {
-  u.deadline.arm(timeout);
-  auto [ec, n] = co_await net::async_write(u.socket, buffers, nothrow);
-  out.wrote_any = out.wrote_any || n > 0;
-  if (ec && u.deadline.expired()) {
-    ec = timeout_error();
+  void record(const WriteResult& w) {
+    ec = w.ec;
+    wrote_any = wrote_any || w.bytes > 0;
   }
-  co_return ec;
-}
+};
 
 // How long the next body read may take: the body must keep an average of min_body_rate after a
 // grace of header_timeout from the start of the request (Apache mod_reqtimeout's MinRate), and
@@ -223,7 +215,7 @@ net::awaitable<SendOutcome> send_request(Worker& w, ClientConn& c, RequestParser
     return out;
   };
   if (framing == Framing::none) {
-    out.ec = co_await write_upstream(u, ucfg.timeout, net::buffer(head), out);
+    out.record(co_await write_all(u.socket, u.deadline, ucfg.timeout, net::buffer(head)));
     co_return fail(out.ec ? SendResult::upstream_failed : SendResult::ok);
   }
   auto lease = w.buffers.take();
@@ -250,7 +242,7 @@ net::awaitable<SendOutcome> send_request(Worker& w, ClientConn& c, RequestParser
       std::array<net::const_buffer, 2> bufs{head_sent ? net::const_buffer() : net::buffer(head),
                                             piece};
       head_sent = true;
-      out.ec = co_await write_upstream(u, ucfg.timeout, bufs, out);
+      out.record(co_await write_all(u.socket, u.deadline, ucfg.timeout, bufs));
       remaining -= piece.size();
       x.bytes_in += piece.size();
       c.buffer.consume(from_buffer);
@@ -281,7 +273,7 @@ net::awaitable<SendOutcome> send_request(Worker& w, ClientConn& c, RequestParser
                              net::buffer(lease.data(), piece.size), true, piece.done);
     head_sent = true;
     x.bytes_in += piece.size;
-    out.ec = co_await write_upstream(u, ucfg.timeout, bufs, out);
+    out.record(co_await write_all(u.socket, u.deadline, ucfg.timeout, bufs));
     if (out.ec) {
       co_return fail(SendResult::upstream_failed);
     }
@@ -335,8 +327,7 @@ net::awaitable<RelayResult> relay_response(Worker& w, ClientConn& c, upstream::C
   auto send = [&](net::const_buffer data, bool last) -> net::awaitable<bool> {
     auto bufs = framed_piece(result.head_sent ? nullptr : &head, size_line, data,
                              out == Framing::chunked, last);
-    auto ec = co_await write_all(c.stream, c.deadline, client_timeout, bufs);
-    if (ec) {
+    if ((co_await write_all(c.stream, c.deadline, client_timeout, bufs)).ec) {
       co_return false;
     }
     result.head_sent = true;
@@ -511,8 +502,9 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, RequestParser& p, E
     if (expect_continue) {
       expect_continue = false;
       static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-      if (co_await write_all(c.stream, c.deadline, w.cfg.limits.idle_timeout,
-                             net::buffer(kContinue))) {
+      if ((co_await write_all(c.stream, c.deadline, w.cfg.limits.idle_timeout,
+                              net::buffer(kContinue)))
+              .ec) {
         co_return false;
       }
     }

@@ -210,7 +210,7 @@ net::awaitable<void> send_json(Worker& w, ClientConn& c, Exchange& x, unsigned s
                                         head_only ? net::const_buffer() : net::buffer(body)};
   x.status = status;
   x.bytes_out += head_only ? 0 : body.size();
-  auto ec = co_await write_all(c.stream, c.deadline, w.cfg.limits.idle_timeout, bufs);
+  auto ec = (co_await write_all(c.stream, c.deadline, w.cfg.limits.idle_timeout, bufs)).ec;
   if (ec) {
     x.client_keep_alive = false;
   }
