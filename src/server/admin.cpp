@@ -4,7 +4,7 @@
 
 #include "http/headers.hpp"
 #include "server/gateway.hpp"
-#include "server/spawn.hpp"
+#include "io/spawn.hpp"
 
 namespace gatehouse::server {
 

@@ -8,7 +8,7 @@
 
 #include "http/cidr.hpp"
 #include "http/headers.hpp"
-#include "server/spawn.hpp"
+#include "io/spawn.hpp"
 #include "server/worker.hpp"
 
 namespace gatehouse::server {

@@ -17,10 +17,17 @@
 #include "observability/health.hpp"
 #include "observability/logging.hpp"
 #include "observability/metrics.hpp"
-#include "server/net.hpp"
+#include "io/net.hpp"
 #include "server/redis_client.hpp"
 
 namespace gatehouse::server {
+
+// The I/O primitives (src/io) are this layer's vocabulary.
+using namespace ::gatehouse::io;  // NOLINT(google-build-using-namespace)
+namespace net = io::net;
+namespace beast = io::beast;
+namespace http = io::http;  // Beast's; ours is ghttp
+namespace ghttp = io::ghttp;
 
 class Worker;
 

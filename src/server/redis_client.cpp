@@ -11,7 +11,7 @@
 #include <stdexcept>
 
 #include "http/headers.hpp"
-#include "server/spawn.hpp"
+#include "io/spawn.hpp"
 
 namespace gatehouse::server::redis {
 namespace {

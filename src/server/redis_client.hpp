@@ -27,12 +27,22 @@
 #include "filters/rate_limit/redis_protocol.hpp"
 #include "observability/logging.hpp"
 #include "ratelimit/bans.hpp"
-#include "server/net.hpp"
+#include "io/net.hpp"
 
 struct redisAsyncContext;
 struct redisReply;
 
 namespace gatehouse::server::redis {
+
+// The I/O primitives (src/io) are this layer's vocabulary.
+using namespace ::gatehouse::io;  // NOLINT(google-build-using-namespace)
+namespace net = io::net;
+namespace beast = io::beast;
+namespace http = io::http;  // Beast's; ours is ghttp
+namespace ghttp = io::ghttp;
+
+// The I/O primitives (src/io) are this layer's vocabulary.
+using namespace ::gatehouse::io;  // NOLINT(google-build-using-namespace)
 
 using filters::rate_limit::RedisSettings;
 using filters::rate_limit::StoreRequest;

@@ -5,9 +5,16 @@
 #include <string>
 
 #include "config/config.hpp"
-#include "server/net.hpp"
+#include "io/net.hpp"
 
 namespace gatehouse::server {
+
+// The I/O primitives (src/io) are this layer's vocabulary.
+using namespace ::gatehouse::io;  // NOLINT(google-build-using-namespace)
+namespace net = io::net;
+namespace beast = io::beast;
+namespace http = io::http;  // Beast's; ours is ghttp
+namespace ghttp = io::ghttp;
 
 using RequestParser = http::request_parser<http::buffer_body>;
 

@@ -9,7 +9,7 @@
 #include <boost/asio/detail/socket_option.hpp>
 
 #include "http/headers.hpp"
-#include "server/spawn.hpp"
+#include "io/spawn.hpp"
 
 namespace gatehouse::server {
 namespace {

@@ -10,13 +10,20 @@
 #include <string>
 #include <vector>
 
-#include "server/buffer_pool.hpp"
-#include "server/client_stream.hpp"
-#include "server/deadline.hpp"
+#include "io/buffer_pool.hpp"
+#include "io/client_stream.hpp"
+#include "io/deadline.hpp"
 #include "server/gateway.hpp"
 #include "upstream/pool.hpp"
 
 namespace gatehouse::server {
+
+// The I/O primitives (src/io) are this layer's vocabulary.
+using namespace ::gatehouse::io;  // NOLINT(google-build-using-namespace)
+namespace net = io::net;
+namespace beast = io::beast;
+namespace http = io::http;  // Beast's; ours is ghttp
+namespace ghttp = io::ghttp;
 
 // A client connection, registered with its worker so drain can close idle ones.
 struct ClientConn : public AutoUnlinkHook {

@@ -8,7 +8,8 @@
 
 namespace gatehouse::upstream {
 
-using namespace server;
+using namespace io;  // NOLINT(google-build-using-namespace)
+namespace net = io::net;
 
 Pool::Pool(net::any_io_executor ex, DeadlineList& deadlines, std::size_t index,
            const config::Upstream& cfg, std::vector<tcp::endpoint> targets,

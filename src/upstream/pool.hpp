@@ -11,18 +11,18 @@
 #include "observability/health.hpp"
 #include "observability/logging.hpp"
 #include "observability/metrics.hpp"
-#include "server/deadline.hpp"
+#include "io/deadline.hpp"
 
 namespace gatehouse::upstream {
 
-using server::Clock;
-using server::tcp;
+using io::Clock;
+using io::tcp;
 
 struct Connection {
-  explicit Connection(const server::net::any_io_executor& ex) : socket(ex), deadline(socket) {}
+  explicit Connection(const io::net::any_io_executor& ex) : socket(ex), deadline(socket) {}
   tcp::socket socket;
   boost::beast::flat_buffer buffer;
-  server::Deadline deadline;
+  io::Deadline deadline;
   std::size_t target = 0;
   Clock::time_point idle_since{};
   bool reused = false;
@@ -36,7 +36,7 @@ struct Acquired {
 
 class Pool {
  public:
-  Pool(server::net::any_io_executor ex, server::DeadlineList& deadlines, std::size_t index,
+  Pool(io::net::any_io_executor ex, io::DeadlineList& deadlines, std::size_t index,
        const config::Upstream& cfg, std::vector<tcp::endpoint> targets,
        observability::UpstreamStats& stats, observability::Health& health,
        observability::Logs& logs);
@@ -44,7 +44,7 @@ class Pool {
   // A connection to the next target in round-robin order among the reachable ones (all of them,
   // when none is). A failed connect moves on to the next target: nothing was sent yet. `fresh`
   // opens a new connection instead of reusing an idle one (the retry after a stale one).
-  server::net::awaitable<Acquired> acquire(bool fresh, std::string_view request_id);
+  io::net::awaitable<Acquired> acquire(bool fresh, std::string_view request_id);
   void release(std::unique_ptr<Connection> conn);
   void prune(Clock::time_point now);  // close connections idle past keepalive_timeout
   void close_all();
@@ -55,8 +55,8 @@ class Pool {
   bool is_stale(Connection& c, Clock::time_point now);
   std::unique_ptr<Connection> take_idle(std::size_t target, Clock::time_point now);
 
-  server::net::any_io_executor ex_;
-  server::DeadlineList& deadlines_;
+  io::net::any_io_executor ex_;
+  io::DeadlineList& deadlines_;
   std::size_t index_;
   const config::Upstream& cfg_;
   std::vector<tcp::endpoint> targets_;

@@ -9,9 +9,9 @@
 #include <utility>
 
 #include "observability/logging.hpp"
-#include "server/net.hpp"
+#include "io/net.hpp"
 
-namespace gatehouse::server {
+namespace gatehouse::io {
 
 inline std::string exception_text(const std::exception_ptr& e) {
   try {
@@ -34,4 +34,4 @@ void spawn(net::io_context& ioc, Awaitable&& awaitable, observability::Logs& log
   });
 }
 
-}  // namespace gatehouse::server
+}  // namespace gatehouse::io

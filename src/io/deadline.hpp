@@ -5,9 +5,9 @@
 // owns it sees `expired` and treats the aborted operation as a timeout.
 #include <boost/intrusive/list.hpp>
 
-#include "server/net.hpp"
+#include "io/net.hpp"
 
-namespace gatehouse::server {
+namespace gatehouse::io {
 
 using AutoUnlinkHook =
     boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>>;
@@ -39,4 +39,4 @@ class Deadline : public AutoUnlinkHook {
 
 using DeadlineList = boost::intrusive::list<Deadline, boost::intrusive::constant_time_size<false>>;
 
-}  // namespace gatehouse::server
+}  // namespace gatehouse::io

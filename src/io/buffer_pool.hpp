@@ -4,7 +4,7 @@
 #include <memory>
 #include <vector>
 
-namespace gatehouse::server {
+namespace gatehouse::io {
 
 class BufferPool {
  public:
@@ -44,4 +44,4 @@ class BufferPool {
   std::vector<std::unique_ptr<char[]>> free_;
 };
 
-}  // namespace gatehouse::server
+}  // namespace gatehouse::io

@@ -8,9 +8,9 @@
 #include <memory>
 #include <utility>
 
-#include "server/net.hpp"
+#include "io/net.hpp"
 
-namespace gatehouse::server {
+namespace gatehouse::io {
 
 namespace ssl = net::ssl;
 
@@ -48,4 +48,4 @@ class ClientStream {
   std::unique_ptr<TlsStream> tls_;  // declared after socket_: destroyed first
 };
 
-}  // namespace gatehouse::server
+}  // namespace gatehouse::io

@@ -6,7 +6,7 @@
 
 namespace gatehouse::http {}
 
-namespace gatehouse::server {
+namespace gatehouse::io {
 
 namespace net = boost::asio;
 namespace beast = boost::beast;
@@ -19,4 +19,4 @@ namespace ghttp = ::gatehouse::http;  // our header helpers (http:: is Beast her
 // co_await op(..., nothrow) yields std::tuple<error_code, ...>: no exceptions on the data path.
 inline constexpr auto nothrow = net::as_tuple(net::use_awaitable);
 
-}  // namespace gatehouse::server
+}  // namespace gatehouse::io
