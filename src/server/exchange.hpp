@@ -5,8 +5,10 @@
 #include <string>
 
 #include "http/canonical_path.hpp"
-#include "server/forwarding_fields.hpp"
-#include "server/request_checks.hpp"
+#include "pipeline/client_identity.hpp"
+#include "pipeline/context.hpp"
+#include "pipeline/request_checks.hpp"
+#include "server/filter_chain.hpp"
 #include "server/worker.hpp"
 
 namespace gatehouse::server {
@@ -15,35 +17,13 @@ using ResponseParser = http::response_parser<http::buffer_body>;
 
 enum class Framing { none, length, chunked, until_close };
 
-struct Exchange {
-  Clock::time_point start;
-  std::string request_id;
-  std::string client_ip;  // believed client address (trusted proxies applied), not hashed
-  // What the forwarding fields say (computed once; the upstream head re-states it). Its
-  // forwarding.client_ip was moved into client_ip.
-  ClientIdentity identity;
-  // The path every rule judges (canonical; empty until the target was accepted), the path as
-  // received (both point into the parser or into `canonical`), and the canonicalisation result.
-  std::string_view path;
-  std::string_view raw_path;
-  ghttp::CanonicalPath canonical;
-  std::size_t route = 0;  // Metrics::none_route() for local replies
-  const char* route_name = nullptr;
-  unsigned status = 0;
-  std::uint64_t bytes_in = 0;
-  std::uint64_t bytes_out = 0;
-  double upstream_ms = -1;
-  std::string upstream_address;
-  std::string upstream_error;     // set when the upstream cut the response off after its head
-  bool client_keep_alive = true;  // what the client asked for and we can honour
-  // The client used https: the nearest trusted proxy's scheme, else this connection's (HSTS,
-  // redirect_http).
-  bool tls = false;
-  std::string_view origin;  // the request's Origin header (points into the parser), for CORS
-  bool preflight = false;   // a CORS preflight answered here: its lines are already complete
-  // The rate limiter's decision; its headers go on every response of a limited route.
-  filters::rate_limit::Verdict limit;
-};
+using pipeline::ClientIdentity;
+using pipeline::Context;
+using pipeline::Request;
+using pipeline::RequestParser;
+using pipeline::status_for_parse_error;
+using pipeline::validate_head;
+using pipeline::ResponseHead;
 
 // The time-out error a coroutine reports when its deadline fired.
 inline error_code timeout_error() {
@@ -176,15 +156,12 @@ net::awaitable<WriteResult> write_all(Stream& socket, Deadline& deadline, Clock:
 // "1a2b\r\n" for a chunk of `n` bytes; returns the length written into `out` (>= 19 bytes).
 std::size_t chunk_header(char* out, std::size_t n);
 
-// Sends a JSON error reply made by gatehouse itself (and logs it to access log + metrics).
-net::awaitable<void> send_local_reply(Worker& w, ClientConn& c, Exchange& x, unsigned status,
-                                      bool close, std::string_view detail = {});
+// Writes the reply a filter (or the proxy) put in ctx.reply, with every filter's response lines.
+net::awaitable<void> send_reply(Worker& w, ClientConn& c, FilterChain& chain, Context& ctx);
 
-// Sends a small JSON document made by gatehouse (health endpoints).
-// `extra_headers`: complete header lines ("Location: ...\r\n").
-net::awaitable<void> send_json(Worker& w, ClientConn& c, Exchange& x, unsigned status,
-                               const std::string& body, bool head_only,
-                               std::string_view extra_headers = {});
+// Sends the standard JSON error for `status` made by gatehouse itself (counted in metrics).
+net::awaitable<void> send_local_reply(Worker& w, ClientConn& c, FilterChain& chain, Context& ctx,
+                                      unsigned status, bool close, std::string_view detail = {});
 
 // The head sent upstream for the request in `p`: hop-by-hop and framing fields dropped,
 // X-Forwarded-*, the request id and traceparent added, and `framing` re-stated.
@@ -195,17 +172,14 @@ void build_upstream_head(const config::Config& cfg, std::string_view peer_ip, bo
                          std::string_view request_id, Framing framing, std::string& out);
 
 // The path the upstream is sent (`paths.forward`): the canonical one or the one received.
-inline std::string_view upstream_path(const config::Config& cfg, const Exchange& x) {
+inline std::string_view upstream_path(const config::Config& cfg, const Context& x) {
   return cfg.paths.forward == config::PathForward::canonical ? x.path : x.raw_path;
 }
 
 // Forwards the request whose head `parser` holds to the route's upstream and relays the answer.
 // Returns whether the client connection may carry another request.
-net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, RequestParser& parser, Exchange& x);
-
-// One access-log line and the request metrics.
-void finish_exchange(Worker& w, Exchange& x, std::string_view method, std::string_view target,
-                     std::string_view user_agent);
+net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
+                                   RequestParser& parser, Context& x);
 
 void append_date_header(std::string& out);
 

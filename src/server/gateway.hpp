@@ -66,6 +66,7 @@ class Gateway {
   bool development() const { return cfg_->environment == config::Environment::development; }
   unsigned worker_count() const { return workers_count_; }
   std::uint16_t tls_port() const { return tls_port_; }  // bound port of listen_tls
+  const std::uint16_t& tls_port_ref() const { return tls_port_; }
   // Connection caps (limits.max_connections, max_connections_per_ip), taken at accept.
   bool admit_connection(const std::string& peer_ip);
   void release_connection(const std::string& peer_ip);

@@ -5,7 +5,7 @@
 #include "http/headers.hpp"
 #include "http/request_id.hpp"
 #include "server/exchange.hpp"
-#include "server/forwarding_fields.hpp"
+#include "pipeline/client_identity.hpp"
 
 namespace gatehouse::server {
 namespace {
@@ -114,10 +114,10 @@ void build_upstream_head(const config::Config& cfg, std::string_view peer_ip, bo
 
 namespace {
 
-void build_client_head(Worker& w, const ResponseParser& rp, const Exchange& x, Framing framing,
+// The client's head for the upstream response in `rp`: hop-by-hop and framing fields dropped (and
+// those a filter strips), `framing` re-stated, then every filter's lines (encode_headers).
+void build_client_head(FilterChain& chain, const ResponseParser& rp, Context& x, Framing framing,
                        bool client_http10, bool keep_alive, std::string& out) {
-  const auto& sh = w.gw.security_headers();
-  const auto& cors = w.gw.cors();
   const auto& res = rp.get();
   auto tokens = connection_tokens(res);
   out.clear();
@@ -130,8 +130,7 @@ void build_client_head(Worker& w, const ResponseParser& rp, const Exchange& x, F
   for (const auto& f : res) {
     auto name = sv(f.name_string());
     if (f.name() == http::field::content_length || ghttp::is_hop_by_hop(name) ||
-        ghttp::iequals(name, w.cfg.request_id.header) || sh.strips(name) || cors.strips(name) ||
-        (!tokens.empty() && ghttp::named_by_connection(name, tokens))) {
+        chain.strips(name) || (!tokens.empty() && ghttp::named_by_connection(name, tokens))) {
       continue;
     }
     out += name;
@@ -149,15 +148,8 @@ void build_client_head(Worker& w, const ResponseParser& rp, const Exchange& x, F
   } else if (framing == Framing::chunked) {
     out += "Transfer-Encoding: chunked\r\n";
   }
-  out += w.cfg.request_id.header;
-  out += ": ";
-  out += x.request_id;
-  out += kCrlf;
-  out += x.limit.headers;
-  sh.append(out, x.tls, [&](std::string_view name) {
-    return !sh.strips(name) && res.find(beast::string_view(name.data(), name.size())) != res.end();
-  });
-  cors.append_actual(x.origin, out);
+  ResponseHead head{res.result_int(), &res, out};
+  chain.encode_headers(x, head);
   if (!keep_alive && !client_http10) {
     out += "Connection: close\r\n";
   } else if (keep_alive && client_http10) {
@@ -193,7 +185,7 @@ struct SendOutcome {
 // How long the next body read may take: the body must keep an average of min_body_rate after a
 // grace of header_timeout from the start of the request (Apache mod_reqtimeout's MinRate), and
 // no single read may stall longer than idle_timeout.
-Clock::duration body_read_timeout(const config::Limits& l, const Exchange& x) {
+Clock::duration body_read_timeout(const config::Limits& l, const Context& x) {
   if (l.min_body_rate == 0) {
     return l.idle_timeout;
   }
@@ -206,7 +198,7 @@ Clock::duration body_read_timeout(const config::Limits& l, const Exchange& x) {
 // Streams the request head and body to the upstream. The head goes out with the first body piece.
 net::awaitable<SendOutcome> send_request(Worker& w, ClientConn& c, RequestParser& p,
                                          upstream::Connection& u, Framing framing,
-                                         const std::string& head, Exchange& x) {
+                                         const std::string& head, Context& x) {
   const auto& limits = w.cfg.limits;
   const auto& ucfg = w.pools[w.cfg.routes[x.route].upstream_index]->config();
   SendOutcome out;
@@ -317,14 +309,18 @@ Poll poll_upstream(upstream::Connection& u) {
 // Streams the response body from upstream to client after the head. The head goes out with the
 // first body piece when that piece is already here, else alone at once. Returns whether each side
 // can be reused, and how the upstream failed if it did.
-net::awaitable<RelayResult> relay_response(Worker& w, ClientConn& c, upstream::Connection& u,
+net::awaitable<RelayResult> relay_response(Worker& w, ClientConn& c, FilterChain& chain,
+                                           upstream::Connection& u,
                                            ResponseParser& rp, Framing in, Framing out,
-                                           const std::string& head, Exchange& x,
+                                           const std::string& head, Context& x,
                                            Clock::duration up_timeout) {
   const auto client_timeout = w.cfg.limits.idle_timeout;
   RelayResult result;
   char size_line[24];
   auto send = [&](net::const_buffer data, bool last) -> net::awaitable<bool> {
+    if constexpr (FilterChain::kObservesBody) {
+      chain.encode_data(x, {static_cast<const char*>(data.data()), data.size()}, last);
+    }
     auto bufs = framed_piece(result.head_sent ? nullptr : &head, size_line, data,
                              out == Framing::chunked, last);
     if ((co_await write_all(c.stream, c.deadline, client_timeout, bufs)).ec) {
@@ -434,7 +430,7 @@ bool idempotent(http::verb m) {
   }
 }
 
-void log_upstream_failure(Worker& w, const Exchange& x, std::string_view message,
+void log_upstream_failure(Worker& w, const Context& x, std::string_view message,
                           const error_code& ec) {
   if (!w.gw.logs().should_log(spdlog::level::warn)) {
     return;
@@ -454,7 +450,8 @@ void log_upstream_failure(Worker& w, const Exchange& x, std::string_view message
 
 }  // namespace
 
-net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, RequestParser& p, Exchange& x) {
+net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain, RequestParser& p,
+                                   Context& x) {
   const auto& route = w.cfg.routes[x.route];
   auto& pool = *w.pools[route.upstream_index];
   const auto& ucfg = pool.config();
@@ -493,7 +490,7 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, RequestParser& p, E
     auto acquired = co_await pool.acquire(attempt > 0, x.request_id);
     if (!acquired.conn) {
       stats.failures.add();
-      co_await send_local_reply(w, c, x, acquired.status, has_body, acquired.detail);
+      co_await send_local_reply(w, c, chain, x, acquired.status, has_body, acquired.detail);
       co_return x.client_keep_alive;
     }
     u = std::move(acquired.conn);
@@ -514,11 +511,11 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, RequestParser& p, E
     }
     if (sent.result == SendResult::too_slow) {
       // The upstream has part of a body: that connection is not reusable (u is dropped below).
-      co_await send_local_reply(w, c, x, 408, true, "request body too slow");
+      co_await send_local_reply(w, c, chain, x, 408, true, "request body too slow");
       co_return false;
     }
     if (sent.result == SendResult::too_large || sent.result == SendResult::bad_body) {
-      co_await send_local_reply(w, c, x, sent.result == SendResult::too_large ? 413 : 400, true);
+      co_await send_local_reply(w, c, chain, x, sent.result == SendResult::too_large ? 413 : 400, true);
       co_return false;
     }
     // Read the response head, skipping interim 1xx responses.
@@ -558,7 +555,7 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, RequestParser& p, E
     log_upstream_failure(w, x, timed_out ? "upstream timeout" : "upstream failed", ec);
     x.upstream_ms =
         std::chrono::duration<double, std::milli>(Clock::now() - upstream_start).count();
-    co_await send_local_reply(w, c, x, timed_out ? 504 : 502,
+    co_await send_local_reply(w, c, chain, x, timed_out ? 504 : 502,
                               has_body && sent.result != SendResult::ok, detail);
     co_return x.client_keep_alive;
   }
@@ -582,8 +579,8 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, RequestParser& p, E
   bool keep = x.client_keep_alive && !w.draining && out != Framing::until_close;
   x.client_keep_alive = keep;
   x.status = status;
-  build_client_head(w, *rp, x, out, client_http10, keep, c.scratch);
-  auto relay = co_await relay_response(w, c, *u, *rp, in, out, c.scratch, x, ucfg.timeout);
+  build_client_head(chain, *rp, x, out, client_http10, keep, c.scratch);
+  auto relay = co_await relay_response(w, c, chain, *u, *rp, in, out, c.scratch, x, ucfg.timeout);
   x.upstream_ms = std::chrono::duration<double, std::milli>(Clock::now() - upstream_start).count();
   if (relay.upstream_ec) {
     bool timed_out = relay.upstream_ec == beast::error::timeout;
@@ -596,7 +593,7 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, RequestParser& p, E
       log_upstream_failure(w, x, "upstream failed before the response body", relay.upstream_ec);
       x.status = 0;
       co_await send_local_reply(
-          w, c, x, timed_out ? 504 : 502, false,
+          w, c, chain, x, timed_out ? 504 : 502, false,
           "response from " + x.upstream_address + " cut off: " + relay.upstream_ec.message());
       co_return x.client_keep_alive;
     }

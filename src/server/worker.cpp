@@ -48,6 +48,7 @@ Worker::Worker(Gateway& g, unsigned i)
       cfg(g.cfg()),
       index(i),
       metrics(g.metrics().worker(i)),
+      access_batch(g.logs()),
       acceptor_(ioc),
       tls_acceptor_(ioc) {
   for (std::size_t u = 0; u < cfg.upstreams.size(); ++u) {
@@ -58,6 +59,23 @@ Worker::Worker(Gateway& g, unsigned i)
   if (auto* shared = gw.redis_store()) {
     store_client = std::make_unique<redis::RedisClient>(*shared, ioc);
   }
+  services = std::make_unique<FilterServices>(FilterServices{
+      .cfg = cfg,
+      .worker = index,
+      .logs = gw.logs(),
+      .hasher = gw.hasher(),
+      .metrics = metrics,
+      .none_route = gw.metrics().none_route(),
+      .access_batch = access_batch,
+      .health = gw.health(),
+      .draining = draining,
+      .router = gw.router(),
+      .cors = gw.cors(),
+      .security_headers = gw.security_headers(),
+      .rate_limiter = gw.rate_limiter(),
+      .store = store_client.get(),
+      .tls_port = gw.tls_port_ref(),
+  });
 }
 
 Worker::~Worker() = default;
@@ -124,7 +142,7 @@ net::awaitable<void> Worker::sweep_loop() {
   for (;;) {
     timer.expires_after(std::chrono::milliseconds(100));
     co_await timer.async_wait(nothrow);
-    flush_access_log();
+    access_batch.flush();
     auto now = Clock::now();
     for (auto& d : deadlines) {
       d.check(now);
@@ -136,7 +154,7 @@ net::awaitable<void> Worker::sweep_loop() {
       }
     }
     if (draining && !listening_ && sessions_ == 0) {
-      flush_access_log();
+      access_batch.flush();
       for (auto& p : pools) {
         p->close_all();
       }
@@ -145,23 +163,6 @@ net::awaitable<void> Worker::sweep_loop() {
       }
       co_return;
     }
-  }
-}
-
-void Worker::access_log(std::string_view line) {
-  if (!access_batch_.empty()) {
-    access_batch_ += '\n';
-  }
-  access_batch_ += line;
-  if (access_batch_.size() >= 32 * 1024) {
-    flush_access_log();
-  }
-}
-
-void Worker::flush_access_log() {
-  if (!access_batch_.empty()) {
-    gw.logs().access(access_batch_);
-    access_batch_.clear();
   }
 }
 
@@ -245,7 +246,7 @@ void Worker::force_stop() {
     for (auto& c : clients) {
       c.socket().close(ec);
     }
-    flush_access_log();
+    access_batch.flush();
     ioc.stop();
   });
 }

@@ -13,6 +13,8 @@
 #include "io/buffer_pool.hpp"
 #include "io/client_stream.hpp"
 #include "io/deadline.hpp"
+#include "observability/access_batch.hpp"
+#include "server/filter_chain.hpp"
 #include "server/gateway.hpp"
 #include "upstream/pool.hpp"
 
@@ -75,11 +77,9 @@ class Worker {
   // handler right after: the request id for the "internal error" line.
   std::string failed_request_id;
 
-  // Access-log lines are batched per worker and handed to the logging thread at 32 KiB or on the
-  // next sweep (<= 100 ms): one enqueue and one write per batch instead of per request, like
-  // nginx's `access_log ... buffer=`.
-  void access_log(std::string_view line);
-  void flush_access_log();
+  observability::AccessBatch access_batch;  // flushed by the sweep
+  // What this worker's filters are built from (one FilterChain per request).
+  std::unique_ptr<FilterServices> services;
 
  private:
   net::awaitable<void> accept_loop(tcp::acceptor& acceptor, bool tls);
@@ -92,7 +92,6 @@ class Worker {
   bool listening_ = true;       // until close_listeners() is done
   bool closing_ = false;        // close_listeners() started
   std::size_t sessions_ = 0;    // spawned and not yet completed
-  std::string access_batch_;
 };
 
 // The client side of a connection: reads requests until close, timeout or drain.

@@ -34,7 +34,7 @@
 #include "http/headers.hpp"
 #include "http/request_id.hpp"
 #include "server/exchange.hpp"
-#include "server/request_checks.hpp"
+#include "pipeline/request_checks.hpp"
 
 namespace {
 

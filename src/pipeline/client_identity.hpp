@@ -4,16 +4,17 @@
 #include <string_view>
 
 #include "http/forwarding.hpp"
-#include "server/request_checks.hpp"
+#include "config/config.hpp"
+#include "pipeline/request.hpp"
 
-namespace gatehouse::server {
+namespace gatehouse::pipeline {
 
 struct ClientIdentity {
   ghttp::ForwardingLines lines;  // empty unless the peer is trusted
   ghttp::Forwarding forwarding;
 };
 
-inline void collect_lines(const RequestParser::value_type& req, std::string_view name,
+inline void collect_lines(const Request& req, std::string_view name,
                           std::vector<std::string_view>& out) {
   auto range = req.equal_range(beast::string_view(name.data(), name.size()));
   for (auto it = range.first; it != range.second; ++it) {
@@ -23,7 +24,7 @@ inline void collect_lines(const RequestParser::value_type& req, std::string_view
 
 // `peer_ip`: the connection's peer, or the client a PROXY protocol header named.
 inline ClientIdentity identify_client(const config::Config& cfg, std::string_view peer_ip,
-                                      const RequestParser::value_type& req) {
+                                      const Request& req) {
   ClientIdentity out;
   // Nothing is read from an untrusted peer: no allocation on the common path.
   if (ghttp::is_trusted(peer_ip, cfg.trusted_proxies)) {
@@ -40,4 +41,4 @@ inline ClientIdentity identify_client(const config::Config& cfg, std::string_vie
   return out;
 }
 
-}  // namespace gatehouse::server
+}  // namespace gatehouse::pipeline

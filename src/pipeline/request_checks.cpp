@@ -1,10 +1,10 @@
-#include "server/request_checks.hpp"
+#include "pipeline/request_checks.hpp"
 
 #include <stdexcept>
 
 #include "http/headers.hpp"
 
-namespace gatehouse::server {
+namespace gatehouse::pipeline {
 
 unsigned status_for_parse_error(const error_code& ec) {
   if (ec == http::error::header_limit) {
@@ -76,4 +76,4 @@ unsigned validate_head(const config::Limits& limits, const RequestParser& p, std
   return 0;
 }
 
-}  // namespace gatehouse::server
+}  // namespace gatehouse::pipeline

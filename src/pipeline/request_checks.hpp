@@ -5,18 +5,9 @@
 #include <string>
 
 #include "config/config.hpp"
-#include "io/net.hpp"
+#include "pipeline/request.hpp"
 
-namespace gatehouse::server {
-
-// The I/O primitives (src/io) are this layer's vocabulary.
-using namespace ::gatehouse::io;  // NOLINT(google-build-using-namespace)
-namespace net = io::net;
-namespace beast = io::beast;
-namespace http = io::http;  // Beast's; ours is ghttp
-namespace ghttp = io::ghttp;
-
-using RequestParser = http::request_parser<http::buffer_body>;
+namespace gatehouse::pipeline {
 
 // Maps a head-parsing failure to the reply it deserves (0: close silently).
 unsigned status_for_parse_error(const error_code& ec);
@@ -26,4 +17,4 @@ unsigned status_for_parse_error(const error_code& ec);
 // session keeps for every rule.
 unsigned validate_head(const config::Limits& limits, const RequestParser& p, std::string& why);
 
-}  // namespace gatehouse::server
+}  // namespace gatehouse::pipeline

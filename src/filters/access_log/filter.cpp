@@ -1,0 +1,65 @@
+#include "filters/access_log/filter.hpp"
+
+#include <fmt/format.h>
+
+#include <iterator>
+
+namespace gatehouse::filters::access_log {
+
+void append_access_line(std::string& line, const pipeline::Context& ctx,
+                        const observability::ClientIpHasher& hasher, std::int64_t duration_us) {
+  line += "{\"time\":\"";
+  observability::append_timestamp(line);
+  line += "\",\"type\":\"access\",\"request_id\":";
+  pipeline::ghttp::append_json_string(line, ctx.request_id);
+  line += ",\"client_ip\":";
+  pipeline::ghttp::append_json_string(line, hasher.enabled() ? hasher(ctx.client_ip) : ctx.client_ip);
+  line += ",\"method\":";
+  pipeline::ghttp::append_json_string(line, ctx.method);
+  line += ",\"path\":";
+  const auto target = ctx.target;
+  if (ctx.path.empty()) {
+    // Refused before its path was judged: as received.
+    if (target.find('?') == std::string_view::npos) {
+      pipeline::ghttp::append_json_string(line, target);
+    } else {
+      pipeline::ghttp::append_json_string(line, pipeline::ghttp::redact_target(target));
+    }
+  } else if (target.size() == ctx.raw_path.size()) {
+    pipeline::ghttp::append_json_string(line, ctx.path);
+  } else {
+    // The canonical path and the query with its secrets redacted.
+    std::string logged(ctx.path);
+    logged += std::string_view(pipeline::ghttp::redact_target(target)).substr(ctx.raw_path.size());
+    pipeline::ghttp::append_json_string(line, logged);
+  }
+  if (ctx.canonical.changed) {
+    line += ",\"raw_path\":";
+    pipeline::ghttp::append_json_string(line, ctx.raw_path);
+  }
+  line += ",\"route\":";
+  if (ctx.route_config != nullptr) {
+    pipeline::ghttp::append_json_string(line, ctx.route_config->name);
+  } else {
+    line += "null";
+  }
+  fmt::format_to(std::back_inserter(line),
+                 ",\"status\":{},\"bytes_in\":{},\"bytes_out\":{},\"duration_ms\":{:.3f}",
+                 ctx.status, ctx.bytes_in, ctx.bytes_out, static_cast<double>(duration_us) / 1000.0);
+  if (ctx.upstream_ms >= 0) {
+    fmt::format_to(std::back_inserter(line), ",\"upstream_ms\":{:.3f},\"upstream\":",
+                   ctx.upstream_ms);
+    pipeline::ghttp::append_json_string(line, ctx.upstream_address);
+  } else {
+    line += ",\"upstream_ms\":null,\"upstream\":null";
+  }
+  if (!ctx.upstream_error.empty()) {
+    line += ",\"upstream_error\":";
+    pipeline::ghttp::append_json_string(line, ctx.upstream_error);
+  }
+  line += ",\"user_agent\":";
+  pipeline::ghttp::append_json_string(line, ctx.user_agent);
+  line += '}';
+}
+
+}  // namespace gatehouse::filters::access_log

@@ -1,0 +1,58 @@
+#pragma once
+// gatehouse's filter chain: which filters run, in which order, and what they are built from.
+// The order is the request's way through the gateway (docs/architecture.md, "One request"):
+//
+//   request_id → request_checks (head rules, canonical path) → health → access → cors (preflight)
+//   → route (404) → route access → tls_redirect → rate_limit → [upstream] ; security_headers and
+//   access_log act only on the way out.
+//
+// encode_headers runs in the same order on every response, proxied or local.
+#include <cstdint>
+
+#include "core/router.hpp"
+#include "filters/access/filter.hpp"
+#include "filters/access_log/filter.hpp"
+#include "filters/cors/filter.hpp"
+#include "filters/health/filter.hpp"
+#include "filters/rate_limit/filter.hpp"
+#include "filters/request_checks/filter.hpp"
+#include "filters/request_id/filter.hpp"
+#include "filters/route/filter.hpp"
+#include "filters/security_headers/filter.hpp"
+#include "filters/tls_redirect/filter.hpp"
+#include "observability/access_batch.hpp"
+#include "observability/health.hpp"
+#include "observability/logging.hpp"
+#include "observability/metrics.hpp"
+#include "pipeline/chain.hpp"
+
+namespace gatehouse::server {
+
+// What filters are built from, per worker: shared read-only policies, the worker's metrics shard,
+// log batch and store client. Filters take what they need in their constructor.
+struct FilterServices {
+  const config::Config& cfg;
+  unsigned worker;
+  observability::Logs& logs;
+  const observability::ClientIpHasher& hasher;
+  observability::WorkerMetrics& metrics;
+  std::size_t none_route;  // the metrics slot of requests without a route
+  observability::AccessBatch& access_batch;
+  observability::Health& health;
+  const bool& draining;
+  const core::Router& router;
+  const filters::cors::Cors& cors;
+  const filters::security_headers::SecurityHeaders& security_headers;
+  filters::rate_limit::RateLimiter& rate_limiter;
+  filters::rate_limit::RateLimitFilter::Store* store;  // null with the in-memory store
+  const std::uint16_t& tls_port;  // bound once the listeners are
+};
+
+using FilterChain = pipeline::Chain<
+    filters::request_id::RequestIdFilter, filters::request_checks::RequestChecksFilter,
+    filters::health::HealthFilter, filters::access::AccessFilter, filters::cors::CorsFilter,
+    filters::route::RouteFilter, filters::access::RouteAccessFilter,
+    filters::tls_redirect::TlsRedirectFilter, filters::rate_limit::RateLimitFilter,
+    filters::security_headers::SecurityHeadersFilter, filters::access_log::AccessLogFilter>;
+
+}  // namespace gatehouse::server
