@@ -54,6 +54,8 @@ bool percent_decode(std::string_view in, std::string& out, bool plus_is_space);
 // nullopt when absent or badly encoded.
 std::optional<std::string> query_param(std::string_view target, std::string_view name);
 
+// A JSON string literal: quotes, backslashes and control bytes escaped; valid UTF-8 kept, any
+// other byte written as \ufffd, so the result is always valid JSON.
 void append_json_string(std::string& out, std::string_view s);
 
 }  // namespace gatehouse::http

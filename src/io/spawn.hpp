@@ -8,8 +8,8 @@
 #include <string>
 #include <utility>
 
-#include "observability/logging.hpp"
 #include "io/net.hpp"
+#include "observability/logging.hpp"
 
 namespace gatehouse::io {
 

@@ -3,8 +3,8 @@
 // Used by the session (client ip, HSTS) and the upstream head, so both apply the same rules.
 #include <string_view>
 
-#include "http/forwarding.hpp"
 #include "config/config.hpp"
+#include "http/forwarding.hpp"
 #include "pipeline/request.hpp"
 
 namespace gatehouse::pipeline {

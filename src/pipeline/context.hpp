@@ -26,11 +26,11 @@ enum class Next : std::uint8_t {
 // The session writes it; every filter's encode_headers adds its lines on the way out.
 struct LocalReply {
   unsigned status = 0;
-  std::string body;          // JSON (empty for 204 and for HEAD's head)
-  std::string headers;       // complete extra lines ("Location: ...\r\n", preflight lines)
-  bool head_only = false;    // HEAD, or a reply without a body
-  bool close = false;        // the connection closes after it (bad request, body left unread)
-  bool error = false;        // an error reply: counted in gatehouse_local_replies_total
+  std::string body;        // JSON (empty for 204 and for HEAD's head)
+  std::string headers;     // complete extra lines ("Location: ...\r\n", preflight lines)
+  bool head_only = false;  // HEAD, or a reply without a body
+  bool close = false;      // the connection closes after it (bad request, body left unread)
+  bool error = false;      // an error reply: counted in gatehouse_local_replies_total
 };
 
 struct Context {

@@ -3,8 +3,8 @@
 #include <boost/beast/http.hpp>
 
 #include "http/headers.hpp"
-#include "server/gateway.hpp"
 #include "io/spawn.hpp"
+#include "server/gateway.hpp"
 
 namespace gatehouse::server {
 

@@ -21,9 +21,9 @@ using pipeline::ClientIdentity;
 using pipeline::Context;
 using pipeline::Request;
 using pipeline::RequestParser;
+using pipeline::ResponseHead;
 using pipeline::status_for_parse_error;
 using pipeline::validate_head;
-using pipeline::ResponseHead;
 
 // The time-out error a coroutine reports when its deadline fired.
 inline error_code timeout_error() {
@@ -155,6 +155,10 @@ net::awaitable<WriteResult> write_all(Stream& socket, Deadline& deadline, Clock:
 
 // "1a2b\r\n" for a chunk of `n` bytes; returns the length written into `out` (>= 19 bytes).
 std::size_t chunk_header(char* out, std::size_t n);
+
+// The head of the reply in ctx.reply (a Connection: close when ctx.client_keep_alive is false),
+// with every filter's lines (encode_headers).
+void build_reply_head(FilterChain& chain, Context& ctx, std::string& head);
 
 // Writes the reply a filter (or the proxy) put in ctx.reply, with every filter's response lines.
 net::awaitable<void> send_reply(Worker& w, ClientConn& c, FilterChain& chain, Context& ctx);

@@ -45,7 +45,7 @@ struct FilterServices {
   const filters::security_headers::SecurityHeaders& security_headers;
   filters::rate_limit::RateLimiter& rate_limiter;
   filters::rate_limit::RateLimitFilter::Store* store;  // null with the in-memory store
-  const std::uint16_t& tls_port;  // bound once the listeners are
+  const std::uint16_t& tls_port;                       // bound once the listeners are
 };
 
 using FilterChain = pipeline::Chain<

@@ -14,10 +14,10 @@
 #include "filters/cors/cors_filter.hpp"
 #include "filters/rate_limit/rate_limit_filter.hpp"
 #include "filters/security_headers/security_headers_filter.hpp"
+#include "io/net.hpp"
 #include "observability/health.hpp"
 #include "observability/logging.hpp"
 #include "observability/metrics.hpp"
-#include "io/net.hpp"
 #include "server/redis_client.hpp"
 
 namespace gatehouse::server {

@@ -4,8 +4,8 @@
 
 #include "http/headers.hpp"
 #include "http/request_id.hpp"
-#include "server/exchange.hpp"
 #include "pipeline/client_identity.hpp"
+#include "server/exchange.hpp"
 
 namespace gatehouse::server {
 namespace {
@@ -310,9 +310,8 @@ Poll poll_upstream(upstream::Connection& u) {
 // first body piece when that piece is already here, else alone at once. Returns whether each side
 // can be reused, and how the upstream failed if it did.
 net::awaitable<RelayResult> relay_response(Worker& w, ClientConn& c, FilterChain& chain,
-                                           upstream::Connection& u,
-                                           ResponseParser& rp, Framing in, Framing out,
-                                           const std::string& head, Context& x,
+                                           upstream::Connection& u, ResponseParser& rp, Framing in,
+                                           Framing out, const std::string& head, Context& x,
                                            Clock::duration up_timeout) {
   const auto client_timeout = w.cfg.limits.idle_timeout;
   RelayResult result;
@@ -515,7 +514,8 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
       co_return false;
     }
     if (sent.result == SendResult::too_large || sent.result == SendResult::bad_body) {
-      co_await send_local_reply(w, c, chain, x, sent.result == SendResult::too_large ? 413 : 400, true);
+      co_await send_local_reply(w, c, chain, x, sent.result == SendResult::too_large ? 413 : 400,
+                                true);
       co_return false;
     }
     // Read the response head, skipping interim 1xx responses.

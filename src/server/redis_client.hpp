@@ -25,9 +25,9 @@
 #include "filters/rate_limit/config.hpp"
 #include "filters/rate_limit/rate_limit_filter.hpp"
 #include "filters/rate_limit/redis_protocol.hpp"
+#include "io/net.hpp"
 #include "observability/logging.hpp"
 #include "ratelimit/bans.hpp"
-#include "io/net.hpp"
 
 struct redisAsyncContext;
 struct redisReply;

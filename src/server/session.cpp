@@ -6,12 +6,12 @@
 #include "http/error_reply.hpp"
 #include "http/headers.hpp"
 #include "http/request_id.hpp"
+#include "pipeline/client_identity.hpp"
 #include "pipeline/reply.hpp"
+#include "pipeline/request_checks.hpp"
 #include "pipeline/security_log.hpp"
 #include "server/exchange.hpp"
-#include "pipeline/client_identity.hpp"
 #include "server/proxy_header.hpp"
-#include "pipeline/request_checks.hpp"
 
 namespace gatehouse::server {
 namespace {
@@ -64,15 +64,11 @@ void append_date_header(std::string& out) {
   out += cached;
 }
 
-net::awaitable<void> send_reply(Worker& w, ClientConn& c, FilterChain& chain, Context& ctx) {
-  auto& r = ctx.reply;
+void build_reply_head(FilterChain& chain, Context& ctx, std::string& head) {
+  const auto& r = ctx.reply;
   if (r.close) {
     ctx.client_keep_alive = false;
   }
-  if (r.error) {
-    w.metrics.record_local_reply(r.status);
-  }
-  std::string& head = c.scratch;
   head.clear();
   head += "HTTP/1.1 ";
   head += std::to_string(r.status);
@@ -90,6 +86,15 @@ net::awaitable<void> send_reply(Worker& w, ClientConn& c, FilterChain& chain, Co
   pipeline::ResponseHead response{r.status, nullptr, head};
   chain.encode_headers(ctx, response);
   head += ctx.client_keep_alive ? "\r\n" : "Connection: close\r\n\r\n";
+}
+
+net::awaitable<void> send_reply(Worker& w, ClientConn& c, FilterChain& chain, Context& ctx) {
+  auto& r = ctx.reply;
+  if (r.error) {
+    w.metrics.record_local_reply(r.status);
+  }
+  std::string& head = c.scratch;
+  build_reply_head(chain, ctx, head);
   std::array<net::const_buffer, 2> bufs{net::buffer(head),
                                         r.head_only ? net::const_buffer() : net::buffer(r.body)};
   ctx.status = r.status;

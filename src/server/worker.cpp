@@ -47,8 +47,8 @@ Worker::Worker(Gateway& g, unsigned i)
     : gw(g),
       cfg(g.cfg()),
       index(i),
-      metrics(g.metrics().worker(i)),
       access_batch(g.logs()),
+      metrics(g.metrics().worker(i)),
       acceptor_(ioc),
       tls_acceptor_(ioc) {
   for (std::size_t u = 0; u < cfg.upstreams.size(); ++u) {

@@ -64,7 +64,16 @@ class Worker {
   Gateway& gw;
   const config::Config& cfg;
   const unsigned index;
-  // Declared before ioc: coroutine frames still pending when ioc is destroyed unlink from these.
+  // Declared before ioc, so they outlive it: coroutine frames still pending when ioc is destroyed
+  // unlink from the lists, and a request's frame runs its filters' on_complete (access log,
+  // in-flight slots) as it is destroyed.
+  bool draining = false;
+  // Set while an exception unwinds a request (session.cpp), read by the session's completion
+  // handler right after: the request id for the "internal error" line.
+  std::string failed_request_id;
+  observability::AccessBatch access_batch;  // flushed by the sweep
+  // What this worker's filters are built from (one FilterChain per request).
+  std::unique_ptr<FilterServices> services;
   DeadlineList deadlines;
   ClientList clients;
   BufferPool buffers;
@@ -72,14 +81,6 @@ class Worker {
   std::unique_ptr<redis::RedisClient> store_client;  // with a Redis store; destroyed before ioc
   observability::WorkerMetrics& metrics;
   std::vector<std::unique_ptr<upstream::Pool>> pools;
-  bool draining = false;
-  // Set while an exception unwinds a request (session.cpp), read by the session's completion
-  // handler right after: the request id for the "internal error" line.
-  std::string failed_request_id;
-
-  observability::AccessBatch access_batch;  // flushed by the sweep
-  // What this worker's filters are built from (one FilterChain per request).
-  std::unique_ptr<FilterServices> services;
 
  private:
   net::awaitable<void> accept_loop(tcp::acceptor& acceptor, bool tls);

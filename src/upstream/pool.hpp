@@ -8,10 +8,10 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "io/deadline.hpp"
 #include "observability/health.hpp"
 #include "observability/logging.hpp"
 #include "observability/metrics.hpp"
-#include "io/deadline.hpp"
 
 namespace gatehouse::upstream {
 

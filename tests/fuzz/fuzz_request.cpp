@@ -2,11 +2,14 @@
 // stream (boost::beast::test::stream) instead of a socket.
 //
 // The session itself (run_session/serve_one) is bound to ClientStream over a tcp::socket and to a
-// Worker, so this drives the same pipeline one level down, with the functions serve_one and
-// proxy_request use: read_head with the real RequestParser and the default limits, the status a
-// parse error maps to, validate_head, routing, build_upstream_head, then the body as the proxy
-// reads it (Content-Length bytes, or read_chunked_piece until the last chunk), and the next
-// pipelined request on the same buffer while the client asks for keep-alive.
+// Worker, so this drives what serve_one drives, with the real parts: read_head with the real
+// RequestParser and the default limits, the status a parse error maps to, the real filter chain
+// (server::FilterChain: request id, head checks, health, access rules, CORS, routing, route
+// access, TLS redirect, rate limiting with the in-memory store on a fixed clock, security headers,
+// access log) built from the real policies, the local reply head it produces, or
+// build_upstream_head and the body as the proxy reads it (Content-Length bytes, or
+// read_chunked_piece until the last chunk), and the next pipelined request on the same buffer
+// while the client asks for keep-alive. Inputs of length 3 mod 4 run with listen_tls.redirect_http.
 //
 // Oracles beyond sanitizers:
 //  - the head forwarded upstream must re-parse cleanly (strict Beast parser), with no bare CR/LF,
@@ -14,6 +17,8 @@
 //  - the outcome (statuses, forwarded heads, decoded bodies) must not depend on how the bytes
 //    are split into reads: every input runs twice, whole and in small reads, and both runs must
 //    agree;
+//  - a local reply's head re-parses as an HTTP response carrying the request id, and every
+//    access-log line is valid JSON;
 //  - the canonical path is a fixed point (canonicalising it again changes nothing) and routing
 //    agrees with matching the decoded prefixes against the decoded path (first match, in order):
 //    the property that makes percent-encoding useless for walking around a route.
@@ -33,8 +38,10 @@
 #include "http/canonical_path.hpp"
 #include "http/headers.hpp"
 #include "http/request_id.hpp"
+#include "observability/access_batch.hpp"
+#include "ratelimit/clock.hpp"
 #include "server/exchange.hpp"
-#include "pipeline/request_checks.hpp"
+#include "server/filter_chain.hpp"
 
 namespace {
 
@@ -55,20 +62,143 @@ constexpr std::size_t kSplitCheckMax = kMaxChunkMetaBytes;
 // One upstream, routes whose prefixes hold reserved, escaped and non-ASCII bytes before a
 // catch-all, every limit at its default, and a trusted proxy range: the peer is in it for inputs of
 // odd length and outside it otherwise, so both X-Forwarded-* paths run.
-const config::Config& fuzz_config() {
-  static const config::Config cfg = config::load_config_string(
-      "upstreams: {app: {targets: [\"127.0.0.1:9\"]}}\n"
-      "trusted_proxies: [\"10.0.0.0/8\"]\n"
-      "routes:\n"
-      "  - {name: gen, match: {path_prefix: /api/gen}, upstream: app}\n"
-      "  - {name: cafe, match: {path_prefix: \"/caf\xc3\xa9/\"}, upstream: app}\n"
-      "  - {name: params, match: {path_prefix: \"/x;y=1@:\"}, upstream: app}\n"
-      "  - {name: percent, match: {path_prefix: \"/p%25q%3f\"}, upstream: app}\n"
-      "  - {name: space, match: {path_prefix: \"/sp%20[\"}, upstream: app}\n"
-      "  - {name: tilde, match: {path_prefix: \"/%7Eu\"}, upstream: app}\n"
-      "  - {name: default, upstream: app}\n",
-      "fuzz_request.yaml");
-  return cfg;
+constexpr const char* kFuzzYaml =
+    "upstreams: {app: {targets: [\"127.0.0.1:9\"]}}\n"
+    "trusted_proxies: [\"10.0.0.0/8\"]\n"
+    "cors: {origins: [\"https://app.example\"], credentials: true}\n"
+    "rate_limit: {algorithm: sliding_window}\n"
+    "routes:\n"
+    "  - {name: gen, match: {path_prefix: /api/gen}, upstream: app,\n"
+    "     rate_limit: {limits: \"2/minute\", key: ip}}\n"
+    "  - {name: cafe, match: {path_prefix: \"/caf\xc3\xa9/\"}, upstream: app}\n"
+    "  - {name: params, match: {path_prefix: \"/x;y=1@:\"}, upstream: app,\n"
+    "     access: {deny: [\"10.0.0.0/8\"]}}\n"
+    "  - {name: percent, match: {path_prefix: \"/p%25q%3f\"}, upstream: app,\n"
+    "     rate_limit: {limits: \"1/minute\", key: \"header:X-API-Key\"}}\n"
+    "  - {name: space, match: {path_prefix: \"/sp%20[\"}, upstream: app}\n"
+    "  - {name: tilde, match: {path_prefix: \"/%7Eu\"}, upstream: app}\n"
+    "  - {name: default, upstream: app}\n";
+
+// One upstream, routes whose prefixes hold reserved, escaped and non-ASCII bytes before a
+// catch-all, rate limits keyed by ip and by header, CORS, a route that refuses the trusted range,
+// every limit at its default, and a trusted proxy range: the peer is in it for inputs of odd length
+// and outside it otherwise, so both X-Forwarded-* paths run. The second config adds
+// listen_tls.redirect_http (its certificate and key are only checked for being readable at load; a
+// running gateway would parse them).
+const config::Config& fuzz_config(bool redirect) {
+  static const config::Config plain = config::load_config_string(kFuzzYaml, "fuzz_request.yaml");
+  static const config::Config tls = config::load_config_string(
+      std::string(kFuzzYaml) +
+          "listen_tls: {address: \"127.0.0.1:8443\", cert: /dev/null, key: "
+          "/dev/null, redirect_http: true}\n",
+      "fuzz_request_tls.yaml");
+  return redirect ? tls : plain;
+}
+
+std::vector<std::string> route_names(const config::Config& cfg) {
+  std::vector<std::string> out;
+  for (const auto& r : cfg.routes) {
+    out.push_back(r.name);
+  }
+  return out;
+}
+
+// What a worker's filters are built from, with the real policies: one per run, so both runs of
+// an input start from the same state. The rate limiter's clock stands still.
+struct FuzzGateway {
+  explicit FuzzGateway(const config::Config& c)
+      : cfg(c),
+        metrics(1, route_names(c), {"app"}),
+        health(c, 1, "fuzz"),
+        router(c),
+        cors(c.cors),
+        security_headers(c.security_headers, c.environment),
+        limiter(c, 1, std::make_shared<gatehouse::filters::rate_limit::SharedState>(1000),
+                std::make_shared<gatehouse::ratelimit::ManualClock>()) {}
+
+  static gatehouse::observability::Logs& logs() {
+    static gatehouse::observability::Logs l([] {
+      config::LogConfig lc;
+      lc.access = "off";
+      lc.error = "off";
+      lc.security = "off";
+      return lc;
+    }());
+    return l;
+  }
+
+  const config::Config& cfg;
+  gatehouse::observability::ClientIpHasher hasher{false, ""};
+  gatehouse::observability::Metrics metrics;
+  gatehouse::observability::AccessBatch batch{logs()};
+  gatehouse::observability::Health health;
+  bool draining = false;
+  gatehouse::core::Router router;
+  gatehouse::filters::cors::Cors cors;
+  gatehouse::filters::security_headers::SecurityHeaders security_headers;
+  gatehouse::filters::rate_limit::RateLimiter limiter;
+  std::uint16_t tls_port = 8443;
+  FilterServices services{
+      .cfg = cfg,
+      .worker = 0,
+      .logs = logs(),
+      .hasher = hasher,
+      .metrics = metrics.worker(0),
+      .none_route = metrics.none_route(),
+      .access_batch = batch,
+      .health = health,
+      .draining = draining,
+      .router = router,
+      .cors = cors,
+      .security_headers = security_headers,
+      .rate_limiter = limiter,
+      .store = nullptr,
+      .tls_port = tls_port,
+  };
+};
+
+// `text` with every occurrence of `id` (a request id generated at random) replaced.
+std::string without_id(std::string text, std::string_view id, bool generated) {
+  if (!generated || id.empty()) {
+    return text;
+  }
+  for (auto at = text.find(id); at != std::string::npos; at = text.find(id, at)) {
+    text.replace(at, id.size(), "<id>");
+  }
+  return text;
+}
+
+// The reply head with its Date line removed (it changes every second).
+std::string without_date(const std::string& head) {
+  auto at = head.find("\r\nDate: ");
+  if (at == std::string::npos) {
+    fail("no Date in a local reply", head);
+  }
+  auto end = head.find("\r\n", at + 2);
+  return head.substr(0, at) + head.substr(end);
+}
+
+// What a client would make of a local reply's head.
+void check_reply_head(const std::string& head, const Context& ctx) {
+  http::response_parser<http::empty_body> p;
+  p.skip(true);
+  error_code ec;
+  auto used = p.put(net::buffer(head), ec);
+  if (ec || !p.is_header_done() || used != head.size()) {
+    fail(("local reply head does not parse: " + ec.message()).c_str(), head);
+  }
+  const auto& res = p.get();
+  if (res.result_int() != ctx.reply.status) {
+    fail("local reply status differs", head);
+  }
+  auto id = res[ctx.cfg.request_id.header];
+  if (std::string_view(id.data(), id.size()) != ctx.request_id) {
+    fail("local reply without its request id", head);
+  }
+  if (ctx.reply.status != 204 &&
+      p.content_length().value_or(~std::uint64_t{0}) != ctx.reply.body.size()) {
+    fail("local reply length differs from its body", head);
+  }
 }
 
 std::string decoded(std::string_view s) {
@@ -164,10 +294,10 @@ struct Trace {
 };
 
 net::awaitable<void> run_pipeline(beast::test::stream& stream, tcp::socket& socket,
-                                  bool trusted_peer, Trace& trace) {
-  const auto& cfg = fuzz_config();
+                                  bool trusted_peer, bool redirect, Trace& trace) {
+  const auto& cfg = fuzz_config(redirect);
   const auto& limits = cfg.limits;
-  static const gatehouse::core::Router router(cfg);
+  FuzzGateway gateway(cfg);
   Deadline deadline(socket);  // never swept here: there is no worker
   beast::flat_buffer buffer;
   std::vector<char> lease(16 * 1024);
@@ -185,53 +315,83 @@ net::awaitable<void> run_pipeline(beast::test::stream& stream, tcp::socket& sock
                              ec.message());
       co_return;
     }
-    std::string why;
-    if (unsigned status = validate_head(limits, parser, why); status != 0) {
-      trace.events.push_back("rejected " + std::to_string(status) + " " + why);
-      co_return;
-    }
+    // What serve_one does with a head: the context, then the chain.
     const auto& req = parser.get();
-    std::string_view method = sv(req.method_string());
-    std::string_view target = sv(req.target());
-    std::string_view host = sv(req[http::field::host]);
-    auto canonical = ghttp::canonical_target_path(target, cfg.paths.merge_slashes);
-    if (!canonical.reason.empty()) {
-      trace.events.push_back("rejected 400 " + std::string(canonical.reason));
-      co_return;
+    Context ctx(cfg, Clock::now());
+    FilterChain chain(gateway.services);
+    ctx.peer_ip = peer;
+    ctx.parser = &parser;
+    ctx.request = &req;
+    ctx.identity = gatehouse::pipeline::identify_client(cfg, peer, req);
+    ctx.client_ip = std::move(ctx.identity.forwarding.client_ip);
+    ctx.tls = ctx.identity.forwarding.proto == "https";
+    ctx.method = sv(req.method_string());
+    ctx.target = sv(req.target());
+    ctx.user_agent = sv(req[http::field::user_agent]);
+    ctx.origin = sv(req[http::field::origin]);
+    ctx.host = sv(req[http::field::host]);
+    ctx.head_request = req.method() == http::verb::head;
+    ctx.body_pending = parser.chunked() || parser.content_length().value_or(0) > 0;
+    ctx.client_keep_alive = req.keep_alive();
+    auto next = chain.decode(ctx);
+    if (next == gatehouse::pipeline::Next::Suspend) {
+      fail("a filter suspended with the in-memory store", std::string(ctx.target));
     }
-    auto path = canonical.view(ghttp::target_path(target));
-    auto again = ghttp::canonical_path(path, cfg.paths.merge_slashes);
-    if (!again.reason.empty() || again.changed) {
-      fail("the canonical path is not canonical", std::string(path));
-    }
-
-    // What serve_one computes from the head before routing.
-    auto client_ip = ghttp::client_ip(peer, sv(req["X-Forwarded-For"]), cfg.trusted_proxies);
     auto incoming_id = sv(req[cfg.request_id.header]);
-    std::string request_id = ghttp::is_valid_request_id(incoming_id)
-                                 ? std::string(incoming_id)
-                                 : std::string("0123456789abcdef0123456789abcdef");
-    std::string log_line;
-    ghttp::append_json_string(log_line, method);
-    ghttp::append_json_string(log_line, ghttp::redact_target(target));
-    ghttp::append_json_string(log_line, sv(req[http::field::user_agent]));
-    ghttp::append_json_string(log_line, client_ip);
-    auto route = router.match(method, path, host);
-    if (route != route_by_decoding(cfg, path)) {
-      fail("routing differs from matching decoded prefixes", std::string(path));
+    const bool generated_id = !ghttp::is_valid_request_id(incoming_id);
+    if (!ctx.path.empty()) {
+      auto again = ghttp::canonical_path(ctx.path, cfg.paths.merge_slashes);
+      if (!again.reason.empty() || again.changed) {
+        fail("the canonical path is not canonical", std::string(ctx.path));
+      }
     }
-    (void)gatehouse::core::host_without_port(host);
+    if (ctx.routed() && !ctx.path.empty() && ctx.route != route_by_decoding(cfg, ctx.path)) {
+      fail("routing differs from matching decoded prefixes", std::string(ctx.path));
+    }
+    if (next == gatehouse::pipeline::Next::Reply) {
+      std::string head;
+      build_reply_head(chain, ctx, head);
+      check_reply_head(head, ctx);
+      ctx.status = ctx.reply.status;
+      chain.on_complete(ctx);
+      std::string line;
+      gatehouse::filters::access_log::append_access_line(line, ctx, gateway.hasher, 1234);
+      if (!nlohmann::json::accept(line)) {
+        fail("the access-log line is not JSON", line);
+      }
+      trace.events.push_back(
+          without_id("reply " + without_date(head) + ctx.reply.body, ctx.request_id, generated_id));
+      if (!ctx.client_keep_alive) {
+        co_return;  // the session closes (a body left unread is never parsed)
+      }
+      if (ctx.body_pending) {
+        fail("keep-alive after a local reply with a body left unread", head);
+      }
+      continue;
+    }
+    if (!ctx.routed() || ctx.path.empty()) {
+      fail("the chain let an unrouted or unchecked request through", std::string(ctx.target));
+    }
+    const auto path = ctx.path;
+    const auto target = ctx.target;
+    const std::string request_id = ctx.request_id;
+    std::string log_line;
+    gatehouse::filters::access_log::append_access_line(log_line, ctx, gateway.hasher, 1234);
+    if (!nlohmann::json::accept(log_line)) {
+      fail("the access-log line is not JSON", log_line);
+    }
+    chain.on_complete(ctx);
 
     Framing framing = parser.chunked()                          ? Framing::chunked
                       : parser.content_length().value_or(0) > 0 ? Framing::length
                                                                 : Framing::none;
     std::string head;
-    build_upstream_head(cfg, peer, false, identify_client(cfg, peer, parser.get()), parser, path,
-                        request_id, framing, head);
+    build_upstream_head(cfg, peer, false, ctx.identity, parser, path, request_id, framing, head);
     std::string expected_target(path);
     expected_target += target.substr(ghttp::target_path(target).size());
     check_forwarded_head(head, parser, expected_target, framing);
-    trace.events.push_back((route ? "route " : "404 ") + without_traceparent(head));
+    trace.events.push_back(
+        without_id("route " + without_traceparent(head), request_id, generated_id));
 
     if (framing == Framing::length) {
       std::uint64_t remaining = *parser.content_length();
@@ -291,7 +451,7 @@ net::awaitable<void> run_pipeline(beast::test::stream& stream, tcp::socket& sock
   }
 }
 
-Trace run(std::string_view input, std::size_t read_size, bool trusted_peer) {
+Trace run(std::string_view input, std::size_t read_size, bool trusted_peer, bool redirect) {
   net::io_context ioc(1);
   beast::test::stream stream(ioc);
   if (read_size != 0) {
@@ -305,7 +465,7 @@ Trace run(std::string_view input, std::size_t read_size, bool trusted_peer) {
   net::co_spawn(
       ioc,
       [&]() -> net::awaitable<void> {
-        co_await run_pipeline(stream, socket, trusted_peer, trace);
+        co_await run_pipeline(stream, socket, trusted_peer, redirect, trace);
         finished = true;
       },
       [](std::exception_ptr e) {
@@ -356,11 +516,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::string_view input(reinterpret_cast<const char*>(data), size);
   // The peer alternates between a trusted proxy and an untrusted client.
   bool trusted_peer = (size & 1) != 0;
-  Trace whole = run(input, 0, trusted_peer);
+  bool redirect = (size & 3) == 3;
+  Trace whole = run(input, 0, trusted_peer, redirect);
   if (size < kSplitCheckMax) {
     // A split that varies with the input, 1 to 8 bytes per read.
     std::size_t step = 1 + (size == 0 ? 0 : data[size - 1] % 8);
-    Trace split = run(input, step, trusted_peer);
+    Trace split = run(input, step, trusted_peer, redirect);
     if (!same_outcome(whole, split)) {
       fail("outcome depends on how the input is split into reads",
            "read_size " + std::to_string(step) + "\nwhole:\n" + describe(whole) + "split:\n" +

@@ -13,7 +13,8 @@ void append_access_line(std::string& line, const pipeline::Context& ctx,
   line += "\",\"type\":\"access\",\"request_id\":";
   pipeline::ghttp::append_json_string(line, ctx.request_id);
   line += ",\"client_ip\":";
-  pipeline::ghttp::append_json_string(line, hasher.enabled() ? hasher(ctx.client_ip) : ctx.client_ip);
+  pipeline::ghttp::append_json_string(line,
+                                      hasher.enabled() ? hasher(ctx.client_ip) : ctx.client_ip);
   line += ",\"method\":";
   pipeline::ghttp::append_json_string(line, ctx.method);
   line += ",\"path\":";
@@ -45,10 +46,11 @@ void append_access_line(std::string& line, const pipeline::Context& ctx,
   }
   fmt::format_to(std::back_inserter(line),
                  ",\"status\":{},\"bytes_in\":{},\"bytes_out\":{},\"duration_ms\":{:.3f}",
-                 ctx.status, ctx.bytes_in, ctx.bytes_out, static_cast<double>(duration_us) / 1000.0);
+                 ctx.status, ctx.bytes_in, ctx.bytes_out,
+                 static_cast<double>(duration_us) / 1000.0);
   if (ctx.upstream_ms >= 0) {
-    fmt::format_to(std::back_inserter(line), ",\"upstream_ms\":{:.3f},\"upstream\":",
-                   ctx.upstream_ms);
+    fmt::format_to(std::back_inserter(line),
+                   ",\"upstream_ms\":{:.3f},\"upstream\":", ctx.upstream_ms);
     pipeline::ghttp::append_json_string(line, ctx.upstream_address);
   } else {
     line += ",\"upstream_ms\":null,\"upstream\":null";

@@ -22,7 +22,9 @@ class AccessLogFilter {
       : metrics_(s.metrics), none_route_(s.none_route), batch_(s.access_batch), hasher_(s.hasher) {}
 
   void on_complete(pipeline::Context& ctx) {
-    auto us = std::chrono::duration_cast<std::chrono::microseconds>(pipeline::Clock::now() - ctx.start).count();
+    auto us =
+        std::chrono::duration_cast<std::chrono::microseconds>(pipeline::Clock::now() - ctx.start)
+            .count();
     metrics_.record_request(ctx.routed() ? ctx.route : none_route_, ctx.status, us);
     if (!batch_.enabled()) {
       return;

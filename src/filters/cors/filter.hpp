@@ -33,8 +33,9 @@ class CorsFilter {
     }
     pipeline::log_security(logs_, hasher_, ctx, "cors_preflight_denied", result.reason);
     ctx.reply.status = 403;
-    ctx.reply.body = pipeline::ghttp::error_body({403, kDeniedCode, result.reason}, ctx.request_id,
-                                       ctx.cfg.environment == config::Environment::development);
+    ctx.reply.body =
+        pipeline::ghttp::error_body({403, kDeniedCode, result.reason}, ctx.request_id,
+                                    ctx.cfg.environment == config::Environment::development);
     ctx.reply.close = ctx.body_pending;
     ctx.reply.error = true;
     return pipeline::Next::Reply;

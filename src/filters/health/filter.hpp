@@ -23,11 +23,11 @@ class HealthFilter {
     }
     if (ctx.path == cfg.ready_path) {
       bool ready = health_.ready() && !draining_;
-      return pipeline::json_reply(ctx, ready ? 200 : 503,
-                                  ready ? R"({"status":"ready"})"
-                                        : (health_.draining() || draining_
-                                               ? R"({"status":"draining"})"
-                                               : R"({"status":"unavailable"})"));
+      return pipeline::json_reply(
+          ctx, ready ? 200 : 503,
+          ready ? R"({"status":"ready"})"
+                : (health_.draining() || draining_ ? R"({"status":"draining"})"
+                                                   : R"({"status":"unavailable"})"));
     }
     if (ctx.path == cfg.summary_path) {
       auto s = health_.summary();

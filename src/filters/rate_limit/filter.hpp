@@ -108,8 +108,8 @@ class RateLimitFilter {
       logs_.security(line);
     }
     ctx.reply.status = verdict_.status();
-    ctx.reply.body = pipeline::ghttp::error_body(verdict_.code(), verdict_.message, verdict_.retry_after_s,
-                                       ctx.request_id);
+    ctx.reply.body = pipeline::ghttp::error_body(verdict_.code(), verdict_.message,
+                                                 verdict_.retry_after_s, ctx.request_id);
     ctx.reply.head_only = ctx.head_request;
     ctx.reply.close = ctx.body_pending;
     ctx.reply.error = true;

@@ -143,6 +143,25 @@ TEST(AppendJsonString, Utf8PassesThrough) {
   EXPECT_EQ(json_string("caf\xc3\xa9"), "\"caf\xc3\xa9\"");
 }
 
+TEST(AppendJsonString, BytesThatAreNotUtf8BecomeReplacementCharacters) {
+  EXPECT_EQ(json_string("a\xff"), R"("a\ufffd")");
+  EXPECT_EQ(json_string("\xc3"), R"("\ufffd")");                      // truncated sequence
+  EXPECT_EQ(json_string("\xc0\xaf"), R"("\ufffd\ufffd")");            // overlong '/'
+  EXPECT_EQ(json_string("\xed\xa0\x80"), R"("\ufffd\ufffd\ufffd")");  // a surrogate
+  EXPECT_EQ(json_string("\xf4\x90\x80\x80"), R"("\ufffd\ufffd\ufffd\ufffd")");  // > U+10FFFF
+  EXPECT_EQ(json_string("\xf0\x9f\x98\x80x"), "\"\xf0\x9f\x98\x80x\"");         // U+1F600 kept
+}
+
+TEST(AppendJsonString, EveryByteStringIsValidJson) {
+  // Every pair of bytes, so every lead byte meets every follower.
+  for (int a = 0; a < 256; ++a) {
+    for (int b = 0; b < 256; b += 5) {
+      std::string in{static_cast<char>(a), static_cast<char>(b), '\xbf'};
+      ASSERT_TRUE(nlohmann::json::accept(json_string(in))) << a << " " << b;
+    }
+  }
+}
+
 TEST(AppendJsonString, RoundTripsThroughJsonParser) {
   std::string input;
   for (int c = 0; c < 0x80; ++c) {
