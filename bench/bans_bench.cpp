@@ -18,7 +18,9 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "filters/rate_limit/config.hpp"
 #include "filters/rate_limit/rate_limit_filter.hpp"
+#include "filters/registry.hpp"
 #include "ratelimit/clock.hpp"
 
 namespace {
@@ -38,9 +40,9 @@ std::unique_ptr<rl::RateLimiter> make_limiter(const char* ban_for) {
           "}}}\n"
           "  - {name: normal, match: {path_prefix: /normal}, upstream: app,\n"
           "     rate_limit: {limits: 1000000000/second}}\n",
-      "bench.yaml");
+      "bench.yaml", filters::config_sections());
   return std::make_unique<rl::RateLimiter>(
-      cfg, 2, std::make_shared<rl::SharedState>(cfg.rate_limit.max_keys),
+      cfg, 2, std::make_shared<rl::SharedState>(filters::rate_limit::settings(cfg).max_keys),
       std::make_shared<ratelimit::SteadyClock>());
 }
 

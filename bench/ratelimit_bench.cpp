@@ -10,7 +10,9 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "filters/rate_limit/config.hpp"
 #include "filters/rate_limit/rate_limit_filter.hpp"
+#include "filters/registry.hpp"
 #include "ratelimit/clock.hpp"
 #include "ratelimit/memory_store.hpp"
 
@@ -120,9 +122,11 @@ filters::rate_limit::RateLimiter& limiter(Algorithm a) {
           std::string("upstreams:\n  app: {targets: [\"127.0.0.1:8000\"]}\n"
                       "rate_limit: {key: ip, limits: \"1000000000/second\", algorithm: ") +
               ratelimit::algorithm_name(kAlgorithms[i]) + "}\n",
-          "bench.yaml");
+          "bench.yaml", filters::config_sections());
       out[i] = std::make_unique<filters::rate_limit::RateLimiter>(
-          cfg, 2, std::make_shared<filters::rate_limit::SharedState>(cfg.rate_limit.max_keys),
+          cfg, 2,
+          std::make_shared<filters::rate_limit::SharedState>(
+              filters::rate_limit::settings(cfg).max_keys),
           std::make_shared<ratelimit::SteadyClock>());
     }
     return out;

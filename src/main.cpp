@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "config/config.hpp"
+#include "filters/registry.hpp"
 #include "server/gateway.hpp"
 
 namespace {
@@ -64,7 +65,7 @@ int main(int argc, char** argv) {
         }
       }
     } else if (!config_path.empty()) {
-      cfg = gatehouse::config::load_config_file(config_path);
+      cfg = gatehouse::config::load_config_file(config_path, gatehouse::filters::config_sections());
     } else {
       std::cerr << "gatehouse run: give --config FILE or --upstream URL\n";
       return 2;
@@ -75,7 +76,7 @@ int main(int argc, char** argv) {
   }
 
   if (check->parsed()) {
-    std::cout << gatehouse::config::to_yaml(cfg);
+    std::cout << gatehouse::config::to_yaml(cfg, gatehouse::filters::config_sections());
     return 0;
   }
 

@@ -10,9 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "filters/cors/config.hpp"
-#include "filters/rate_limit/config.hpp"
-#include "filters/security_headers/config.hpp"
+#include "config/filter_settings.hpp"
 #include "http/cidr.hpp"
 #include "http/forwarding.hpp"
 
@@ -83,9 +81,9 @@ struct Route {
   std::string name;
   RouteMatch match;
   std::string upstream;
-  std::size_t upstream_index = 0;               // index into Config::upstreams, resolved at load
-  filters::rate_limit::RouteLimits rate_limit;  // absent: inherit the top-level rate_limit
-  AccessRules access;                           // in addition to the top-level rules
+  std::size_t upstream_index = 0;  // index into Config::upstreams, resolved at load
+  AccessRules access;              // in addition to the top-level rules
+  FilterSettings filters;  // the filters' per-route blocks (routes[].rate_limit), see sections.hpp
 };
 
 enum class LogFormat { json, text };
@@ -147,10 +145,9 @@ struct Config {
   HealthConfig health;
   PathsConfig paths;
   RequestIdConfig request_id;
-  filters::rate_limit::Settings rate_limit;  // no defaults: only routes' own blocks limit
-  // Production defaults; the loader resolves the development ones (relaxed preset, localhost CORS).
-  filters::security_headers::Settings security_headers;
-  filters::cors::Settings cors;  // disabled: CORS is left to the app
+  // The sections filters own (rate_limit, security_headers, cors): read through each filter's
+  // accessor (filters::cors::settings(config)), which answers its defaults when unset.
+  FilterSettings filters;
 };
 
 // Thrown by the loaders; what() is "FILE:LINE:COLUMN: KEY.PATH: message".
@@ -159,16 +156,20 @@ class ConfigError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+class Sections;
+
 // Parses and validates; interpolates ${VAR} and ${VAR:-default} from the environment first.
-Config load_config_file(const std::string& path);
-Config load_config_string(const std::string& yaml, const std::string& source_name);
+// `sections` are the filters' keys (filters::config_sections()).
+Config load_config_file(const std::string& path, const Sections& sections);
+Config load_config_string(const std::string& yaml, const std::string& source_name,
+                          const Sections& sections);
 
 // The configuration `gatehouse run --upstream URL [--listen ADDR]` uses: production defaults, one
 // upstream "app", one route "default" for "/".
 Config config_for_upstream(const std::string& url, const std::string& listen);
 
 // The effective configuration as YAML (every key, defaults included), for `gatehouse check`.
-std::string to_yaml(const Config& config);
+std::string to_yaml(const Config& config, const Sections& sections);
 
 // Helpers shared with tests and other config sections.
 std::optional<Millis> parse_duration(const std::string& text);  // "250ms", "10s", "1m", "1h", "1d"

@@ -1,89 +1,11 @@
 // Config -> YAML for `gatehouse check`: every key, defaults included, in the units people write
 // ("10s", "16KiB"). The output loads back into an equal Config.
-#include <yaml-cpp/yaml.h>
-
 #include "config/config.hpp"
-#include "config/units.hpp"
-#include "config/value_readers.hpp"
+#include "config/sections.hpp"
+#include "config/yaml_writer.hpp"
 
 namespace gatehouse::config {
 namespace {
-
-// The loader interpolates ${...} before parsing; a literal "${" must come back as "$${".
-std::string escaped(const std::string& text) {
-  std::string out;
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    if (text.compare(i, 2, "${") == 0) {
-      out += '$';
-    }
-    out += text[i];
-  }
-  return out;
-}
-
-class Writer {
- public:
-  Writer() {
-    out_.SetNullFormat(YAML::LowerNull);
-    out_ << YAML::BeginMap;
-  }
-
-  Writer& key(const char* name) {
-    out_ << YAML::Key << name << YAML::Value;
-    return *this;
-  }
-  Writer& str(const std::string& value) {
-    out_ << escaped(value);
-    return *this;
-  }
-  Writer& boolean(bool value) {
-    out_ << (value ? "true" : "false");
-    return *this;
-  }
-  Writer& duration(Millis d) { return str(detail::format_duration(d)); }
-  Writer& size(std::size_t bytes) { return str(detail::format_size(bytes)); }
-  Writer& number(std::size_t n) { return str(std::to_string(n)); }
-  Writer& null() {
-    out_ << YAML::Null;
-    return *this;
-  }
-  Writer& list(const std::vector<std::string>& items) {
-    out_ << YAML::Flow << YAML::BeginSeq;
-    for (const auto& item : items) {
-      out_ << escaped(item);
-    }
-    out_ << YAML::EndSeq;
-    return *this;
-  }
-  Writer& begin_map() {
-    out_ << YAML::BeginMap;
-    return *this;
-  }
-  Writer& begin_flow_map() {
-    out_ << YAML::Flow << YAML::BeginMap;
-    return *this;
-  }
-  Writer& end_map() {
-    out_ << YAML::EndMap;
-    return *this;
-  }
-  Writer& begin_list() {
-    out_ << YAML::BeginSeq;
-    return *this;
-  }
-  Writer& end_list() {
-    out_ << YAML::EndSeq;
-    return *this;
-  }
-
-  std::string finish() {
-    out_ << YAML::EndMap;
-    return std::string(out_.c_str()) + "\n";
-  }
-
- private:
-  YAML::Emitter out_;
-};
 
 std::vector<std::string> endpoints(const std::vector<Endpoint>& eps) {
   std::vector<std::string> out;
@@ -101,7 +23,7 @@ std::vector<std::string> cidrs(const std::vector<http::Cidr>& nets) {
   return out;
 }
 
-void write_upstreams(Writer& w, const std::vector<Upstream>& upstreams) {
+void write_upstreams(YamlWriter& w, const std::vector<Upstream>& upstreams) {
   w.key("upstreams").begin_map();
   for (const auto& u : upstreams) {
     w.key(u.name.c_str()).begin_map();
@@ -115,110 +37,24 @@ void write_upstreams(Writer& w, const std::vector<Upstream>& upstreams) {
   w.end_map();
 }
 
-std::string rates_text(const std::vector<ratelimit::Rate>& rates) {
-  std::string out;
-  for (const auto& rate : rates) {
-    out += out.empty() ? "" : "; ";
-    out += rate.text();
-  }
-  return out;
-}
-
-// Every field, so that a route block reloads the same whatever the defaults it inherits from.
-void write_rate_limit_block(Writer& w, const filters::rate_limit::Block& b) {
-  w.key("algorithm").str(ratelimit::algorithm_name(b.algorithm));
-  if (b.key.size() == 1) {
-    w.key("key").str(b.key.front().text());
-  } else {
-    std::vector<std::string> parts;
-    for (const auto& part : b.key) {
-      parts.push_back(part.text());
-    }
-    w.key("key").list(parts);
-  }
-  if (!b.limits.empty()) {
-    w.key("limits").str(rates_text(b.limits));
-  }
-  if (b.burst != 0) {
-    w.key("burst").number(b.burst);
-  }
-  std::vector<std::string> headers;
-  if (b.ietf_headers) {
-    headers.push_back("ietf");
-  }
-  if (b.x_headers) {
-    headers.push_back("x-ratelimit");
-  }
-  w.key("headers").list(headers);
-  w.key("exempt_paths").list(b.exempt_paths);
-  w.key("exempt_ips").list(cidrs(b.exempt_ips));
-  if (b.ban) {
-    w.key("ban").begin_map();
-    w.key("after").number(b.ban->after);
-    w.key("within").duration(b.ban->within);
-    w.key("for").duration(b.ban->duration);
-    w.end_map();
-  } else {
-    w.key("ban").str("off");
-  }
-  w.key("max_in_flight").number(b.max_in_flight);
-}
-
-void write_rate_limit(Writer& w, const filters::rate_limit::Settings& s) {
-  if (!s.defaults) {
-    w.key("rate_limit").null();
-    return;
-  }
-  w.key("rate_limit").begin_map();
-  write_rate_limit_block(w, *s.defaults);
-  w.key("max_keys").number(s.max_keys);
-  w.key("ipv6_prefix").number(s.ipv6_prefix);
-  if (s.redis) {
-    const auto& r = *s.redis;
-    w.key("store").str(r.url.redacted());  // the password never leaves the process
-    w.key("redis").begin_map();
-    w.key("timeout").duration(r.timeout);
-    w.key("pool").number(r.pool);
-    w.key("key_prefix").str(r.key_prefix);
-    w.key("cluster").boolean(r.cluster);
-    w.key("breaker_failures").number(r.breaker_failures);
-    w.key("breaker_cooldown").duration(r.breaker_cooldown);
-    w.end_map();
-    w.key("on_store_failure").str(filters::rate_limit::on_store_failure_name(s.on_store_failure));
-  } else {
-    w.key("store").str("memory");
-  }
-  w.end_map();
-}
-
-void write_route_limits(Writer& w, const filters::rate_limit::RouteLimits& r) {
-  using Mode = filters::rate_limit::RouteLimits::Mode;
-  if (r.mode == Mode::inherit) {
-    return;
-  }
-  if (r.mode == Mode::off) {
-    w.key("rate_limit").str("off");
-    return;
-  }
-  w.key("rate_limit").begin_list();
-  for (const auto& block : r.blocks) {
-    w.begin_map();
-    write_rate_limit_block(w, block);
-    w.end_map();
-  }
-  w.end_list();
-}
-
-void write_access(Writer& w, const AccessRules& a) {
+void write_access(YamlWriter& w, const AccessRules& a) {
   w.key("access").begin_map();
   w.key("allow").list(cidrs(a.allow));
   w.key("deny").list(cidrs(a.deny));
   w.end_map();
 }
 
-void write_routes(Writer& w, const std::vector<Route>& routes) {
+void write_sections(YamlWriter& w, const Config& c, const Sections& sections, Stage stage) {
+  for (const auto& s : sections.all()) {
+    if (s.stage == stage) {
+      s.write(w, c);
+    }
+  }
+}
+
+void write_routes(YamlWriter& w, const Config& c, const Sections& sections) {
   w.key("routes").begin_list();
-  for (const auto& r : routes) {
+  for (const auto& r : c.routes) {
     w.begin_map();
     w.key("name").str(r.name);
     w.key("match").begin_map();
@@ -227,7 +63,11 @@ void write_routes(Writer& w, const std::vector<Route>& routes) {
     w.key("host").str(r.match.host);
     w.end_map();
     w.key("upstream").str(r.upstream);
-    write_route_limits(w, r.rate_limit);
+    for (const auto& s : sections.all()) {
+      if (s.write_route != nullptr) {
+        s.write_route(w, c, r);
+      }
+    }
     if (!r.access.empty()) {
       write_access(w, r.access);
     }
@@ -236,51 +76,10 @@ void write_routes(Writer& w, const std::vector<Route>& routes) {
   w.end_list();
 }
 
-void write_security_headers(Writer& w, const filters::security_headers::Settings& s) {
-  w.key("security_headers").begin_map();
-  w.key("preset").str(std::string(filters::security_headers::preset_name(s.preset)));
-  w.key("content_security_policy").str(s.content_security_policy);
-  if (s.hsts) {
-    w.key("hsts").begin_map();
-    w.key("max_age").str(detail::format_seconds(s.hsts->max_age));
-    w.key("include_subdomains").boolean(s.hsts->include_subdomains);
-    w.key("preload").boolean(s.hsts->preload);
-    w.end_map();
-  } else {
-    w.key("hsts").str("off");
-  }
-  w.key("overrides").begin_flow_map();
-  for (const auto& o : s.overrides) {
-    w.key(o.name.c_str()).str(o.value);
-  }
-  w.end_map();
-  w.key("force").boolean(s.force);
-  w.end_map();
-}
-
-void write_cors(Writer& w, const filters::cors::Settings& s) {
-  if (!s.enabled) {
-    w.key("cors").str("off");
-    return;
-  }
-  std::vector<std::string> origins;
-  for (const auto& o : s.origins) {
-    origins.push_back(o.text);
-  }
-  w.key("cors").begin_map();
-  w.key("origins").list(origins);
-  w.key("methods").list(s.methods);
-  w.key("headers").list(s.headers);
-  w.key("expose_headers").list(s.expose_headers);
-  w.key("credentials").boolean(s.credentials);
-  w.key("max_age").str(detail::format_seconds(s.max_age));
-  w.end_map();
-}
-
 }  // namespace
 
-std::string to_yaml(const Config& c) {
-  Writer w;
+std::string to_yaml(const Config& c, const Sections& sections) {
+  YamlWriter w;
   w.key("environment")
       .str(c.environment == Environment::development ? "development" : "production");
   w.key("listen").str(c.listen.to_string());
@@ -316,8 +115,8 @@ std::string to_yaml(const Config& c) {
   w.key("drain_delay").duration(c.drain_delay);
   w.key("drain_timeout").duration(c.drain_timeout);
   write_upstreams(w, c.upstreams);
-  write_rate_limit(w, c.rate_limit);
-  write_routes(w, c.routes);
+  write_sections(w, c, sections, Stage::before_routes);
+  write_routes(w, c, sections);
 
   w.key("log").begin_map();
   w.key("format").str(c.log.format == LogFormat::json ? "json" : "text");
@@ -346,8 +145,7 @@ std::string to_yaml(const Config& c) {
   w.key("trust_incoming").boolean(c.request_id.trust_incoming);
   w.end_map();
 
-  write_security_headers(w, c.security_headers);
-  write_cors(w, c.cors);
+  write_sections(w, c, sections, Stage::last);
   return w.finish();
 }
 

@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "config/interpolate.hpp"
+#include "config/sections.hpp"
 #include "config/units.hpp"
 #include "config/value_readers.hpp"
 #include "config/yaml_reader.hpp"
@@ -205,8 +206,8 @@ std::string known_upstreams(const std::vector<Upstream>& upstreams) {
   return join(names);
 }
 
-Route read_route(const Map& m, const std::vector<Upstream>& upstreams,
-                 const filters::rate_limit::Settings& rate_limit) {
+Route read_route(const Map& m, const Config& config, const Sections& sections) {
+  const auto& upstreams = config.upstreams;
   Route out;
   if (auto x = m.find("access")) {
     out.access = read_access(*x);
@@ -225,14 +226,19 @@ Route read_route(const Map& m, const std::vector<Upstream>& upstreams,
                   " (known upstreams: " + known_upstreams(upstreams) + ")");
   }
   out.upstream_index = static_cast<std::size_t>(it - upstreams.begin());
-  if (auto x = m.find("rate_limit")) {
-    out.rate_limit = filters::rate_limit::read_route_limits(*x, rate_limit);
+  for (const auto& s : sections.all()) {
+    if (s.read_route == nullptr) {
+      continue;
+    }
+    if (auto x = m.find(s.key)) {
+      s.read_route(*x, config, out);
+    }
   }
   return out;
 }
 
-std::vector<Route> read_routes(const Map& root, const std::vector<Upstream>& upstreams,
-                               const filters::rate_limit::Settings& rate_limit) {
+std::vector<Route> read_routes(const Map& root, const Config& config, const Sections& sections) {
+  const auto& upstreams = config.upstreams;
   auto v = root.find("routes");
   if (!v) {
     if (upstreams.size() != 1) {
@@ -245,8 +251,16 @@ std::vector<Route> read_routes(const Map& root, const std::vector<Upstream>& ups
     if (!item.is_map()) {
       item.fail("expected a map, got " + std::string(item.kind()));
     }
-    Map m(item, {"name", "match", "upstream", "rate_limit", "access"});
-    auto route = read_route(m, upstreams, rate_limit);
+    // The filters' keys between `upstream` and `access`, as `gatehouse check` writes them.
+    std::vector<std::string_view> keys{"name", "match", "upstream"};
+    for (const auto& s : sections.all()) {
+      if (s.read_route != nullptr) {
+        keys.push_back(s.key);
+      }
+    }
+    keys.push_back("access");
+    Map m(item, std::move(keys));
+    auto route = read_route(m, config, sections);
     for (std::size_t i = 0; i < out.size(); ++i) {
       if (out[i].name == route.name) {
         m.require("name").fail("duplicate route name " + quoted(route.name) + " (also routes[" +
@@ -339,19 +353,8 @@ void merge_configured_slashes(Config& c) {
       path = std::move(canonical.path);
     }
   };
-  auto merge_block = [&](filters::rate_limit::Block& b) {
-    for (auto& p : b.exempt_paths) {
-      merge(p);
-    }
-  };
   for (auto& r : c.routes) {
     merge(r.match.path_prefix);
-    for (auto& b : r.rate_limit.blocks) {
-      merge_block(b);
-    }
-  }
-  if (c.rate_limit.defaults) {
-    merge_block(*c.rate_limit.defaults);
   }
   merge(c.health.live_path);
   merge(c.health.ready_path);
@@ -377,30 +380,43 @@ RequestIdConfig read_request_id(const Value& v) {
   return out;
 }
 
-Config read_config(const Value& root_value) {
+void read_sections(const Map& root, Config& out, const Sections& sections, Stage stage) {
+  for (const auto& s : sections.all()) {
+    if (s.stage == stage) {
+      auto x = root.find(s.key);
+      s.read(x ? &*x : nullptr, out);
+    }
+  }
+}
+
+Config read_config(const Value& root_value, const Sections& sections) {
   Config out;
   out.source = root_value.source();
-  Map root(root_value, {"environment",
-                        "listen",
-                        "listen_tls",
-                        "admin_listen",
-                        "workers",
-                        "trusted_proxies",
-                        "forwarded_headers",
-                        "proxy_protocol",
-                        "access",
-                        "limits",
-                        "drain_delay",
-                        "drain_timeout",
-                        "upstreams",
-                        "routes",
-                        "log",
-                        "health",
-                        "paths",
-                        "request_id",
-                        "rate_limit",
-                        "security_headers",
-                        "cors"});
+  std::vector<std::string_view> keys{"environment",
+                                     "listen",
+                                     "listen_tls",
+                                     "admin_listen",
+                                     "workers",
+                                     "trusted_proxies",
+                                     "forwarded_headers",
+                                     "proxy_protocol",
+                                     "access",
+                                     "limits",
+                                     "drain_delay",
+                                     "drain_timeout",
+                                     "upstreams",
+                                     "routes",
+                                     "log",
+                                     "health",
+                                     "paths",
+                                     "request_id"};
+  for (const auto& s : sections.all()) {
+    if (std::find(keys.begin(), keys.end(), s.key) != keys.end()) {
+      throw std::logic_error("config section " + std::string(s.key) + " is a shared key");
+    }
+    keys.push_back(s.key);
+  }
+  Map root(root_value, std::move(keys));
   if (auto x = root.find("environment")) {
     out.environment = read_choice(*x, {"development", "production"}) == "development"
                           ? Environment::development
@@ -446,11 +462,9 @@ Config read_config(const Value& root_value) {
     out.drain_timeout = read_duration(*x, Zero::allowed);
   }
   out.upstreams = read_upstreams(root.require("upstreams"));
-  // Before the routes: their blocks inherit from it.
-  if (auto x = root.find("rate_limit")) {
-    out.rate_limit = filters::rate_limit::read_settings(*x);
-  }
-  out.routes = read_routes(root, out.upstreams, out.rate_limit);
+  // Before the routes: their blocks inherit from these.
+  read_sections(root, out, sections, Stage::before_routes);
+  out.routes = read_routes(root, out, sections);
   if (auto x = root.find("log")) {
     out.log = read_log(*x);
   }
@@ -464,16 +478,11 @@ Config read_config(const Value& root_value) {
   if (auto x = root.find("request_id")) {
     out.request_id = read_request_id(*x);
   }
-  // Their defaults depend on the environment, read above.
-  if (auto x = root.find("security_headers")) {
-    out.security_headers = filters::security_headers::read_settings(*x, out.environment);
-  } else {
-    out.security_headers = filters::security_headers::default_settings(out.environment);
-  }
-  if (auto x = root.find("cors")) {
-    out.cors = filters::cors::read_settings(*x, out.environment);
-  } else {
-    out.cors = filters::cors::default_settings(out.environment);
+  read_sections(root, out, sections, Stage::last);
+  for (const auto& s : sections.all()) {
+    if (s.finish != nullptr) {
+      s.finish(out);
+    }
   }
   return out;
 }
@@ -566,7 +575,8 @@ void check_documents_end(const std::string& text, const std::string& source_name
 
 }  // namespace
 
-Config load_config_string(const std::string& yaml, const std::string& source_name) {
+Config load_config_string(const std::string& yaml, const std::string& source_name,
+                          const Sections& sections) {
   std::string text = detail::interpolate(yaml, source_name, detail::process_env);
   std::vector<YAML::Node> documents;
   try {
@@ -581,11 +591,11 @@ Config load_config_string(const std::string& yaml, const std::string& source_nam
         "expected a single YAML document, found " + std::to_string(documents.size())));
   }
   YAML::Node root = documents.empty() ? YAML::Node() : documents[0];
-  return read_config(Value(source_name, root, root.Mark(), ""));
+  return read_config(Value(source_name, root, root.Mark(), ""), sections);
 }
 
-Config load_config_file(const std::string& path) {
-  return load_config_string(read_file(path), path);
+Config load_config_file(const std::string& path, const Sections& sections) {
+  return load_config_string(read_file(path), path, sections);
 }
 
 Config config_for_upstream(const std::string& url, const std::string& listen) {

@@ -148,8 +148,8 @@ Gateway::Gateway(std::shared_ptr<const config::Config> cfg, std::string version)
       health_(std::make_unique<observability::Health>(*cfg_, workers_count_, version_)),
       router_(*cfg_),
       hasher_(cfg_->log.hash_client_ip, getenv_or("GATEHOUSE_LOG_KEY", "")),
-      security_headers_(cfg_->security_headers, cfg_->environment),
-      cors_(cfg_->cors) {
+      security_headers_(filters::security_headers::settings(*cfg_), cfg_->environment),
+      cors_(filters::cors::settings(*cfg_)) {
   if (cfg_->log.hash_client_ip && std::string(getenv_or("GATEHOUSE_LOG_KEY", "")).size() < 16) {
     // An unkeyed (or short-keyed) hash of an IPv4 address is reversed by trying all 2^32.
     throw std::runtime_error(
@@ -167,12 +167,15 @@ Gateway::Gateway(std::shared_ptr<const config::Config> cfg, std::string version)
   }
   rate_limiter_ = std::make_unique<filters::rate_limit::RateLimiter>(
       *cfg_, workers_count_,
-      std::make_shared<filters::rate_limit::SharedState>(cfg_->rate_limit.max_keys),
+      std::make_shared<filters::rate_limit::SharedState>(
+          filters::rate_limit::settings(*cfg_).max_keys),
       std::make_shared<ratelimit::SteadyClock>(), cfg_->log.hash_client_ip ? &hasher_ : nullptr);
-  if (rate_limiter_->enabled() && cfg_->rate_limit.redis) {
+  if (rate_limiter_->enabled() && filters::rate_limit::settings(*cfg_).redis) {
     redis_ = std::make_unique<redis::RedisShared>(
-        *cfg_->rate_limit.redis,
-        filters::rate_limit::on_store_failure_name(cfg_->rate_limit.on_store_failure), *logs_);
+        *filters::rate_limit::settings(*cfg_).redis,
+        filters::rate_limit::on_store_failure_name(
+            filters::rate_limit::settings(*cfg_).on_store_failure),
+        *logs_);
     redis_->start_up();  // throws on a wrong password; an unreachable server starts degraded
   }
   if (rate_limiter_->enabled()) {
@@ -192,9 +195,9 @@ Gateway::Gateway(std::shared_ptr<const config::Config> cfg, std::string version)
       if (redis_) {
         bool up = redis_->up();
         details["redis"] = up ? "ok" : "degraded";
-        details["redis_url"] = cfg_->rate_limit.redis->url.redacted();
-        details["on_store_failure"] =
-            filters::rate_limit::on_store_failure_name(cfg_->rate_limit.on_store_failure);
+        details["redis_url"] = filters::rate_limit::settings(*cfg_).redis->url.redacted();
+        details["on_store_failure"] = filters::rate_limit::on_store_failure_name(
+            filters::rate_limit::settings(*cfg_).on_store_failure);
         if (!up) {
           status = observability::Status::degraded;
           details["last_error"] = redis_->last_error();
@@ -286,8 +289,9 @@ bool Gateway::admit_connection(const std::string& peer_ip) {
     return false;
   }
   if (l.max_connections_per_ip != 0 &&
-      !connections_per_ip_.acquire(per_ip_slot(peer_ip, cfg_->rate_limit.ipv6_prefix),
-                                   static_cast<std::uint32_t>(l.max_connections_per_ip))) {
+      !connections_per_ip_.acquire(
+          per_ip_slot(peer_ip, filters::rate_limit::settings(*cfg_).ipv6_prefix),
+          static_cast<std::uint32_t>(l.max_connections_per_ip))) {
     if (l.max_connections != 0) {
       open_connections_.fetch_sub(1, std::memory_order_relaxed);
     }
@@ -302,7 +306,8 @@ void Gateway::release_connection(const std::string& peer_ip) {
     open_connections_.fetch_sub(1, std::memory_order_relaxed);
   }
   if (l.max_connections_per_ip != 0) {
-    connections_per_ip_.release(per_ip_slot(peer_ip, cfg_->rate_limit.ipv6_prefix));
+    connections_per_ip_.release(
+        per_ip_slot(peer_ip, filters::rate_limit::settings(*cfg_).ipv6_prefix));
   }
 }
 

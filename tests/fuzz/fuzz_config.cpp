@@ -11,6 +11,7 @@
 #include <string>
 
 #include "config/config.hpp"
+#include "filters/registry.hpp"
 
 namespace {
 
@@ -25,10 +26,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   using gatehouse::config::ConfigError;
   using gatehouse::config::load_config_string;
   using gatehouse::config::to_yaml;
+  const auto& sections = gatehouse::filters::config_sections();
   std::string text(reinterpret_cast<const char*>(data), size);
   std::string printed;
   try {
-    printed = to_yaml(load_config_string(text, "fuzz.yaml"));
+    printed = to_yaml(load_config_string(text, "fuzz.yaml", sections), sections);
   } catch (const ConfigError& e) {
     // Expected for almost every input; the message must name the source.
     if (std::string(e.what()).rfind("fuzz.yaml", 0) != 0) {
@@ -39,7 +41,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   // Escaping exceptions of any other type reach libFuzzer as an uncaught exception (a crash).
   std::string again;
   try {
-    again = to_yaml(load_config_string(printed, "printed.yaml"));
+    again = to_yaml(load_config_string(printed, "printed.yaml", sections), sections);
   } catch (const ConfigError& e) {
     fail("the printed configuration does not load back", printed, e.what());
   }

@@ -35,6 +35,7 @@
 
 #include "config/config.hpp"
 #include "core/router.hpp"
+#include "filters/registry.hpp"
 #include "http/canonical_path.hpp"
 #include "http/headers.hpp"
 #include "http/request_id.hpp"
@@ -86,12 +87,13 @@ constexpr const char* kFuzzYaml =
 // listen_tls.redirect_http (its certificate and key are only checked for being readable at load; a
 // running gateway would parse them).
 const config::Config& fuzz_config(bool redirect) {
-  static const config::Config plain = config::load_config_string(kFuzzYaml, "fuzz_request.yaml");
+  static const config::Config plain = config::load_config_string(
+      kFuzzYaml, "fuzz_request.yaml", gatehouse::filters::config_sections());
   static const config::Config tls = config::load_config_string(
       std::string(kFuzzYaml) +
           "listen_tls: {address: \"127.0.0.1:8443\", cert: /dev/null, key: "
           "/dev/null, redirect_http: true}\n",
-      "fuzz_request_tls.yaml");
+      "fuzz_request_tls.yaml", gatehouse::filters::config_sections());
   return redirect ? tls : plain;
 }
 
@@ -111,8 +113,8 @@ struct FuzzGateway {
         metrics(1, route_names(c), {"app"}),
         health(c, 1, "fuzz"),
         router(c),
-        cors(c.cors),
-        security_headers(c.security_headers, c.environment),
+        cors(gatehouse::filters::cors::settings(c)),
+        security_headers(gatehouse::filters::security_headers::settings(c), c.environment),
         limiter(c, 1, std::make_shared<gatehouse::filters::rate_limit::SharedState>(1000),
                 std::make_shared<gatehouse::ratelimit::ManualClock>()) {}
 

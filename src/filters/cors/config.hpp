@@ -10,6 +10,8 @@
 #include <vector>
 
 namespace gatehouse::config {
+struct Config;
+class Sections;
 enum class Environment;
 namespace detail {
 class Value;
@@ -62,8 +64,15 @@ struct Settings {
 // without credentials.
 Settings default_settings(config::Environment environment);
 
-// The top-level `cors` value for config/loader.cpp: null, `off`/`false`, or a map. Failures throw
-// config::ConfigError ("FILE:LINE:COLUMN: cors.origins[1]: ...").
+// The top-level `cors` value for the section (config_section.cpp): null, `off`/`false`, or a map.
+// Failures throw config::ConfigError ("FILE:LINE:COLUMN: cors.origins[1]: ...").
 Settings read_settings(const config::detail::Value& v, config::Environment environment);
+
+// The loaded settings (config_section.cpp); a config without a `cors` key that was not
+// loaded from a file (Config{}) has Settings{}: disabled.
+const Settings& settings(const config::Config& config);
+
+// Adds the `cors` section for filters/registry.cpp.
+void register_config(config::Sections& sections);
 
 }  // namespace gatehouse::filters::cors

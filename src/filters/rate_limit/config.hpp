@@ -13,9 +13,14 @@
 #include "ratelimit/rate.hpp"
 #include "ratelimit/redis_url.hpp"
 
-namespace gatehouse::config::detail {
+namespace gatehouse::config {
+struct Config;
+struct Route;
+class Sections;
+namespace detail {
 class Value;
 }
+}  // namespace gatehouse::config
 
 namespace gatehouse::filters::rate_limit {
 
@@ -103,11 +108,19 @@ inline constexpr std::size_t kMaxKeysLimit = 100'000'000;
 inline constexpr std::uint32_t kMaxInFlight = 1'000'000;
 inline constexpr std::uint32_t kMaxBanAfter = 1'000'000;
 
-// Readers for config/loader.cpp. Failures throw config::ConfigError
+// Readers for the section (config_section.cpp). Failures throw config::ConfigError
 // ("FILE:LINE:COLUMN: rate_limit.ban.after: ...").
 // The top-level `rate_limit` value; null or `off` means no defaults.
 Settings read_settings(const config::detail::Value& v);
 // A route's `rate_limit` value: absent (not called), null, `off`/`false`, a map or a list of maps.
 RouteLimits read_route_limits(const config::detail::Value& v, const Settings& settings);
+
+// The loaded settings (config_section.cpp); a config without a `rate_limit` key has Settings{}.
+const Settings& settings(const config::Config& config);
+// A route's own `rate_limit`; Mode::inherit when it has none.
+const RouteLimits& route_limits(const config::Route& route);
+
+// Adds the `rate_limit` section (top level and per route) for filters/registry.cpp.
+void register_config(config::Sections& sections);
 
 }  // namespace gatehouse::filters::rate_limit

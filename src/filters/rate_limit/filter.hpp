@@ -23,7 +23,7 @@ class RateLimitFilter {
         store_(s.store),
         logs_(s.logs),
         worker_(s.worker),
-        on_failure_(s.cfg.rate_limit.on_store_failure) {}
+        on_failure_(rate_limit::settings(s.cfg).on_store_failure) {}
 
   pipeline::Next decode_headers(pipeline::Context& ctx) {
     if (!limiter_.route_limited(ctx.route)) {

@@ -152,7 +152,7 @@ RateLimiter::RateLimiter(const config::Config& cfg, unsigned workers,
     : state_(std::move(state)),
       clock_(std::move(clock)),
       hasher_(hasher),
-      ipv6_prefix_(cfg.rate_limit.ipv6_prefix) {
+      ipv6_prefix_(settings(cfg).ipv6_prefix) {
   std::set<std::string> used_prefixes;
   auto make_policy = [&](const Block& block, const std::string& owner) {
     auto p = std::make_unique<Policy>();
@@ -193,20 +193,20 @@ RateLimiter::RateLimiter(const config::Config& cfg, unsigned workers,
   };
 
   const Policy* defaults = nullptr;
-  const auto& settings = cfg.rate_limit;
-  if (settings.defaults && settings.applies) {
-    defaults = make_policy(*settings.defaults, "defaults");
+  const auto& top = settings(cfg);
+  if (top.defaults && top.applies) {
+    defaults = make_policy(*top.defaults, "defaults");
   }
   std::size_t slots = 0;
   for (const auto& route : cfg.routes) {
     RoutePlan plan;
     plan.name = route.name;
-    if (route.rate_limit.mode == RouteLimits::Mode::own) {
-      for (std::size_t i = 0; i < route.rate_limit.blocks.size(); ++i) {
+    if (route_limits(route).mode == RouteLimits::Mode::own) {
+      for (std::size_t i = 0; i < route_limits(route).blocks.size(); ++i) {
         plan.policies.push_back(
-            make_policy(route.rate_limit.blocks[i], fmt::format("route:{}#{}", route.name, i)));
+            make_policy(route_limits(route).blocks[i], fmt::format("route:{}#{}", route.name, i)));
       }
-    } else if (route.rate_limit.mode == RouteLimits::Mode::inherit && defaults != nullptr) {
+    } else if (route_limits(route).mode == RouteLimits::Mode::inherit && defaults != nullptr) {
       plan.policies.push_back(defaults);
     }
     // IETF policy names: the window ("minute"), qualified by the key when two limits of the

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "filters/rate_limit/config.hpp"
 #include "observability/logging.hpp"
 #include "observability/metrics.hpp"
 #include "ratelimit/bans.hpp"

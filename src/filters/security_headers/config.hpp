@@ -10,6 +10,8 @@
 #include <vector>
 
 namespace gatehouse::config {
+struct Config;
+class Sections;
 enum class Environment;
 namespace detail {
 class Value;
@@ -58,8 +60,16 @@ struct Settings {
 // The settings of a config without a `security_headers` block (or with `security_headers: null`).
 Settings default_settings(config::Environment environment);
 
-// The top-level `security_headers` value for config/loader.cpp: null, `off`/`false`, or a map.
-// Failures throw config::ConfigError ("FILE:LINE:COLUMN: security_headers.hsts.preload: ...").
+// The top-level `security_headers` value for the section (config_section.cpp): null, `off`/`false`,
+// or a map. Failures throw config::ConfigError ("FILE:LINE:COLUMN: security_headers.hsts.preload:
+// ...").
 Settings read_settings(const config::detail::Value& v, config::Environment environment);
+
+// The loaded settings (config_section.cpp); a Config{} not loaded from a file has Settings{}:
+// the production defaults.
+const Settings& settings(const config::Config& config);
+
+// Adds the `security_headers` section for filters/registry.cpp.
+void register_config(config::Sections& sections);
 
 }  // namespace gatehouse::filters::security_headers

@@ -7,6 +7,8 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "filters/rate_limit/config.hpp"
+#include "filters/registry.hpp"
 
 namespace gatehouse::config::testing {
 
@@ -20,7 +22,7 @@ inline const std::string kBase =
 // "(no error)".
 inline std::string error_of(const std::string& yaml) {
   try {
-    load_config_string(yaml, "t.yaml");
+    load_config_string(yaml, "t.yaml", filters::config_sections());
   } catch (const ConfigError& e) {
     return e.what();
   }
@@ -51,17 +53,19 @@ inline void expect_same_block(const filters::rate_limit::Block& a,
 }
 
 inline void expect_same_rate_limits(const Config& a, const Config& b) {
-  ASSERT_EQ(a.rate_limit.defaults.has_value(), b.rate_limit.defaults.has_value());
-  if (a.rate_limit.defaults) {
-    expect_same_block(*a.rate_limit.defaults, *b.rate_limit.defaults);
+  ASSERT_EQ(filters::rate_limit::settings(a).defaults.has_value(),
+            filters::rate_limit::settings(b).defaults.has_value());
+  if (filters::rate_limit::settings(a).defaults) {
+    expect_same_block(*filters::rate_limit::settings(a).defaults,
+                      *filters::rate_limit::settings(b).defaults);
   }
-  EXPECT_EQ(a.rate_limit.max_keys, b.rate_limit.max_keys);
-  EXPECT_EQ(a.rate_limit.applies, b.rate_limit.applies);
+  EXPECT_EQ(filters::rate_limit::settings(a).max_keys, filters::rate_limit::settings(b).max_keys);
+  EXPECT_EQ(filters::rate_limit::settings(a).applies, filters::rate_limit::settings(b).applies);
   ASSERT_EQ(a.routes.size(), b.routes.size());
   for (std::size_t i = 0; i < a.routes.size(); ++i) {
     SCOPED_TRACE("route " + a.routes[i].name);
-    const auto& x = a.routes[i].rate_limit;
-    const auto& y = b.routes[i].rate_limit;
+    const auto& x = filters::rate_limit::route_limits(a.routes[i]);
+    const auto& y = filters::rate_limit::route_limits(b.routes[i]);
     EXPECT_EQ(x.mode, y.mode);
     ASSERT_EQ(x.blocks.size(), y.blocks.size());
     for (std::size_t j = 0; j < x.blocks.size(); ++j) {

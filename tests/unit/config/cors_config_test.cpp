@@ -7,6 +7,8 @@
 
 #include "config/config.hpp"
 #include "config_test_util.hpp"
+#include "filters/cors/config.hpp"
+#include "filters/registry.hpp"
 
 namespace gatehouse::config {
 namespace {
@@ -19,7 +21,8 @@ using testing::kBase;
 using Kind = OriginPattern::Kind;
 
 Settings load(const std::string& yaml) {
-  return load_config_string(kBase + yaml, "t.yaml").cors;
+  return filters::cors::settings(
+      load_config_string(kBase + yaml, "t.yaml", filters::config_sections()));
 }
 
 std::vector<std::string> origin_texts(const Settings& s) {
@@ -31,17 +34,17 @@ std::vector<std::string> origin_texts(const Settings& s) {
 }
 
 void expect_round_trip(const std::string& yaml) {
-  Config c = load_config_string(kBase + yaml, "t.yaml");
-  std::string emitted = to_yaml(c);
+  Config c = load_config_string(kBase + yaml, "t.yaml", filters::config_sections());
+  std::string emitted = to_yaml(c, filters::config_sections());
   SCOPED_TRACE(emitted);
   Config again;
   try {
-    again = load_config_string(emitted, "emitted.yaml");
+    again = load_config_string(emitted, "emitted.yaml", filters::config_sections());
   } catch (const ConfigError& e) {
     FAIL() << e.what();
   }
-  EXPECT_TRUE(c.cors == again.cors);
-  EXPECT_EQ(to_yaml(again), emitted);
+  EXPECT_TRUE(filters::cors::settings(c) == filters::cors::settings(again));
+  EXPECT_EQ(to_yaml(again, filters::config_sections()), emitted);
 }
 
 const std::string kExample = R"(cors:
@@ -151,7 +154,9 @@ TEST(CorsConfig, OriginPatternsAreNormalised) {
 }
 
 TEST(CorsConfig, EmitsEveryKey) {
-  std::string yaml = to_yaml(load_config_string(kBase + kExample, "t.yaml"));
+  std::string yaml =
+      to_yaml(load_config_string(kBase + kExample, "t.yaml", filters::config_sections()),
+              filters::config_sections());
   EXPECT_NE(yaml.find("cors:\n"
                       "  origins: [https://app.example.com, https://*.example.com]\n"
                       "  methods: [GET, POST, PUT, DELETE]\n"
@@ -161,7 +166,10 @@ TEST(CorsConfig, EmitsEveryKey) {
                       "  max_age: 600s\n"),
             std::string::npos)
       << yaml;
-  EXPECT_NE(to_yaml(load_config_string(kBase, "t.yaml")).find("\ncors: off\n"), std::string::npos);
+  EXPECT_NE(to_yaml(load_config_string(kBase, "t.yaml", filters::config_sections()),
+                    filters::config_sections())
+                .find("\ncors: off\n"),
+            std::string::npos);
 }
 
 TEST(CorsConfig, RoundTrips) {

@@ -9,6 +9,7 @@
 
 #include "config/config.hpp"
 #include "config_test_util.hpp"
+#include "filters/registry.hpp"
 
 namespace gatehouse::config {
 namespace {
@@ -151,7 +152,7 @@ TEST_F(LoaderInterpolation, ValuesComeFromTheEnvironment) {
                                   "    match: {path_prefix: \"${GH_UNIT_PREFIX:-/default}\"}\n"
                                   "    upstream: app\n"
                                   "log: {access: \"/tmp/$${literal}.log\"}\n",
-                              "t.yaml");
+                              "t.yaml", filters::config_sections());
   EXPECT_EQ(c.listen.to_string(), "127.0.0.1:18080");
   ASSERT_EQ(c.routes.size(), 1u);
   EXPECT_EQ(c.routes[0].name, "fallback-route");

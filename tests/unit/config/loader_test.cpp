@@ -10,6 +10,7 @@
 
 #include "config/config.hpp"
 #include "config_test_util.hpp"
+#include "filters/registry.hpp"
 
 namespace gatehouse::config {
 namespace {
@@ -19,7 +20,7 @@ using testing::error_of;
 using testing::kBase;
 
 Config load(const std::string& yaml) {
-  return load_config_string(yaml, "t.yaml");
+  return load_config_string(yaml, "t.yaml", filters::config_sections());
 }
 
 std::vector<std::string> cidr_texts(const Config& c) {
@@ -354,7 +355,7 @@ class LoadConfigFile : public ::testing::Test {
 
 TEST_F(LoadConfigFile, LoadsAndRemembersThePath) {
   auto path = write("ok.yaml", kBase);
-  auto c = load_config_file(path);
+  auto c = load_config_file(path, filters::config_sections());
   EXPECT_EQ(c.source, path);
   EXPECT_EQ(c.upstreams.at(0).name, "app");
 }
@@ -362,7 +363,7 @@ TEST_F(LoadConfigFile, LoadsAndRemembersThePath) {
 TEST_F(LoadConfigFile, ErrorsNameTheFile) {
   auto path = write("bad.yaml", kBase + "limits:\n  max_header_bytez: 16KiB\n");
   try {
-    load_config_file(path);
+    load_config_file(path, filters::config_sections());
     FAIL() << "no error";
   } catch (const ConfigError& e) {
     EXPECT_EQ(std::string(e.what()),
@@ -377,7 +378,7 @@ TEST_F(LoadConfigFile, ErrorsNameTheFile) {
 TEST_F(LoadConfigFile, MissingFile) {
   auto path = (dir_ / "missing.yaml").string();
   try {
-    load_config_file(path);
+    load_config_file(path, filters::config_sections());
     FAIL() << "no error";
   } catch (const ConfigError& e) {
     EXPECT_EQ(std::string(e.what()), path + ": cannot read: No such file or directory");
@@ -386,7 +387,7 @@ TEST_F(LoadConfigFile, MissingFile) {
 
 TEST_F(LoadConfigFile, Directory) {
   try {
-    load_config_file(dir_.string());
+    load_config_file(dir_.string(), filters::config_sections());
     FAIL() << "no error";
   } catch (const ConfigError& e) {
     EXPECT_EQ(std::string(e.what()), dir_.string() + ": cannot read: Is a directory");
@@ -396,7 +397,7 @@ TEST_F(LoadConfigFile, Directory) {
 TEST_F(LoadConfigFile, EmptyFile) {
   auto path = write("empty.yaml", "");
   try {
-    load_config_file(path);
+    load_config_file(path, filters::config_sections());
     FAIL() << "no error";
   } catch (const ConfigError& e) {
     EXPECT_EQ(std::string(e.what()), path + ":1:1: upstreams: required key is missing");

@@ -7,6 +7,8 @@
 
 #include "config/config.hpp"
 #include "config_test_util.hpp"
+#include "filters/rate_limit/config.hpp"
+#include "filters/registry.hpp"
 
 namespace gatehouse::config {
 namespace {
@@ -15,13 +17,14 @@ using testing::error_of;
 using testing::kBase;
 
 TEST(PathsConfig, Defaults) {
-  auto c = load_config_string(kBase, "t.yaml");
+  auto c = load_config_string(kBase, "t.yaml", filters::config_sections());
   EXPECT_TRUE(c.paths.merge_slashes);
   EXPECT_EQ(c.paths.forward, PathForward::canonical);
 }
 
 TEST(PathsConfig, Values) {
-  auto c = load_config_string(kBase + "paths: {merge_slashes: false, forward: original}\n", "t");
+  auto c = load_config_string(kBase + "paths: {merge_slashes: false, forward: original}\n", "t",
+                              filters::config_sections());
   EXPECT_FALSE(c.paths.merge_slashes);
   EXPECT_EQ(c.paths.forward, PathForward::original);
 }
@@ -34,18 +37,20 @@ const std::string kPaths =
     "health: {live_path: \"//l%69ve\", ready_path: \"/r%c3%a9\", summary_path: \"/s\"}\n";
 
 TEST(PathsConfig, ConfiguredPathsAreCanonical) {
-  auto c = load_config_string(kBase + kPaths, "t.yaml");
+  auto c = load_config_string(kBase + kPaths, "t.yaml", filters::config_sections());
   EXPECT_EQ(c.routes[0].match.path_prefix, "/api/v1/caf%C3%A9/~");
   EXPECT_EQ(c.routes[1].match.path_prefix, "/x:+%5By%5D");
-  EXPECT_EQ(c.rate_limit.defaults->exempt_paths, (std::vector<std::string>{"/static/", "/p%2525"}));
+  EXPECT_EQ(filters::rate_limit::settings(c).defaults->exempt_paths,
+            (std::vector<std::string>{"/static/", "/p%2525"}));
   EXPECT_EQ(c.health.live_path, "/live");
   EXPECT_EQ(c.health.ready_path, "/r%C3%A9");
 }
 
 TEST(PathsConfig, SlashesKeptWhenNotMerged) {
-  auto c = load_config_string(kBase + kPaths + "paths: {merge_slashes: false}\n", "t.yaml");
+  auto c = load_config_string(kBase + kPaths + "paths: {merge_slashes: false}\n", "t.yaml",
+                              filters::config_sections());
   EXPECT_EQ(c.routes[0].match.path_prefix, "/api//v1/caf%C3%A9/~");
-  EXPECT_EQ(c.rate_limit.defaults->exempt_paths,
+  EXPECT_EQ(filters::rate_limit::settings(c).defaults->exempt_paths,
             (std::vector<std::string>{"//static//", "/p%2525"}));
   EXPECT_EQ(c.health.live_path, "//live");
 }
@@ -61,9 +66,11 @@ TEST(PathsConfig, RouteBlocksInheritCanonicalExemptions) {
                              "  - name: s\n"
                              "    upstream: app\n"
                              "    rate_limit: {limits: 3/second, exempt_paths: [\"//c%2e\"]}\n",
-                         "t.yaml");
-  EXPECT_EQ(c.routes[0].rate_limit.blocks.at(0).exempt_paths, std::vector<std::string>{"/a/b"});
-  EXPECT_EQ(c.routes[1].rate_limit.blocks.at(0).exempt_paths, std::vector<std::string>{"/c."});
+                         "t.yaml", filters::config_sections());
+  EXPECT_EQ(filters::rate_limit::route_limits(c.routes[0]).blocks.at(0).exempt_paths,
+            std::vector<std::string>{"/a/b"});
+  EXPECT_EQ(filters::rate_limit::route_limits(c.routes[1]).blocks.at(0).exempt_paths,
+            std::vector<std::string>{"/c."});
 }
 
 TEST(PathsConfig, Rejections) {

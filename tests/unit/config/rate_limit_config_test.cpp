@@ -7,6 +7,8 @@
 
 #include "config/config.hpp"
 #include "config_test_util.hpp"
+#include "filters/rate_limit/config.hpp"
+#include "filters/registry.hpp"
 
 namespace gatehouse::config {
 namespace {
@@ -23,7 +25,7 @@ using testing::expect_same_rate_limits;
 using testing::kBase;
 
 Config load(const std::string& yaml) {
-  return load_config_string(yaml, "t.yaml");
+  return load_config_string(yaml, "t.yaml", filters::config_sections());
 }
 
 std::vector<std::string> rate_texts(const Block& b) {
@@ -43,16 +45,16 @@ std::vector<std::string> key_texts(const Block& b) {
 }
 
 void expect_round_trip(const Config& c) {
-  std::string yaml = to_yaml(c);
+  std::string yaml = to_yaml(c, filters::config_sections());
   SCOPED_TRACE(yaml);
   Config again;
   try {
-    again = load_config_string(yaml, "emitted.yaml");
+    again = load_config_string(yaml, "emitted.yaml", filters::config_sections());
   } catch (const ConfigError& e) {
     FAIL() << e.what();
   }
   expect_same_rate_limits(c, again);
-  EXPECT_EQ(to_yaml(again), yaml);
+  EXPECT_EQ(to_yaml(again, filters::config_sections()), yaml);
 }
 
 // The example from the issue.
@@ -80,23 +82,23 @@ routes:
 
 TEST(RateLimitConfig, AbsentMeansNoDefaultsAndRoutesInherit) {
   auto c = load(kBase);
-  EXPECT_FALSE(c.rate_limit.defaults.has_value());
-  EXPECT_EQ(c.rate_limit.max_keys, 1'000'000u);
+  EXPECT_FALSE(filters::rate_limit::settings(c).defaults.has_value());
+  EXPECT_EQ(filters::rate_limit::settings(c).max_keys, 1'000'000u);
   ASSERT_EQ(c.routes.size(), 1u);
-  EXPECT_EQ(c.routes[0].rate_limit.mode, RouteLimits::Mode::inherit);
-  EXPECT_TRUE(c.routes[0].rate_limit.blocks.empty());
+  EXPECT_EQ(filters::rate_limit::route_limits(c.routes[0]).mode, RouteLimits::Mode::inherit);
+  EXPECT_TRUE(filters::rate_limit::route_limits(c.routes[0]).blocks.empty());
 
   for (auto text :
        {"rate_limit:\n", "rate_limit: null\n", "rate_limit: off\n", "rate_limit: false\n"}) {
     SCOPED_TRACE(text);
-    EXPECT_FALSE(load(kBase + text).rate_limit.defaults.has_value());
+    EXPECT_FALSE(filters::rate_limit::settings(load(kBase + text)).defaults.has_value());
   }
 }
 
 TEST(RateLimitConfig, BlockDefaults) {
   auto c = load(kBase + "rate_limit: {limits: 10/minute}\n");
-  ASSERT_TRUE(c.rate_limit.defaults.has_value());
-  const Block& b = *c.rate_limit.defaults;
+  ASSERT_TRUE(filters::rate_limit::settings(c).defaults.has_value());
+  const Block& b = *filters::rate_limit::settings(c).defaults;
   EXPECT_EQ(b.algorithm, Algorithm::sliding_window);
   EXPECT_EQ(key_texts(b), std::vector<std::string>{"ip"});
   EXPECT_EQ(b.limits, (std::vector<Rate>{Rate{10, 1, "minute", 60}}));
@@ -107,16 +109,16 @@ TEST(RateLimitConfig, BlockDefaults) {
   EXPECT_TRUE(b.exempt_ips.empty());
   EXPECT_FALSE(b.ban.has_value());
   EXPECT_EQ(b.max_in_flight, 0u);
-  EXPECT_EQ(c.rate_limit.max_keys, 1'000'000u);
-  EXPECT_EQ(c.rate_limit.ipv6_prefix, 64u);
-  EXPECT_TRUE(c.rate_limit.applies);
+  EXPECT_EQ(filters::rate_limit::settings(c).max_keys, 1'000'000u);
+  EXPECT_EQ(filters::rate_limit::settings(c).ipv6_prefix, 64u);
+  EXPECT_TRUE(filters::rate_limit::settings(c).applies);
 }
 
 TEST(RateLimitConfig, TheIssueExample) {
   auto c = load(kExample);
-  ASSERT_TRUE(c.rate_limit.defaults.has_value());
-  const Block& d = *c.rate_limit.defaults;
-  EXPECT_TRUE(c.rate_limit.applies);
+  ASSERT_TRUE(filters::rate_limit::settings(c).defaults.has_value());
+  const Block& d = *filters::rate_limit::settings(c).defaults;
+  EXPECT_TRUE(filters::rate_limit::settings(c).applies);
   EXPECT_EQ(rate_texts(d), (std::vector<std::string>{"200/day", "50/hour"}));
   EXPECT_EQ(d.exempt_paths, (std::vector<std::string>{"/health", "/static/"}));
   EXPECT_EQ(cidr_texts(d), (std::vector<std::string>{"127.0.0.1/32", "::1/128"}));
@@ -124,7 +126,7 @@ TEST(RateLimitConfig, TheIssueExample) {
   EXPECT_EQ(d.max_in_flight, 5u);
 
   ASSERT_EQ(c.routes.size(), 5u);
-  const auto& generate = c.routes[0].rate_limit;
+  const auto& generate = filters::rate_limit::route_limits(c.routes[0]);
   ASSERT_EQ(generate.mode, RouteLimits::Mode::own);
   ASSERT_EQ(generate.blocks.size(), 1u);
   // Own limits; max_in_flight is not inherited; everything else is.
@@ -134,12 +136,13 @@ TEST(RateLimitConfig, TheIssueExample) {
   EXPECT_EQ(cidr_texts(generate.blocks[0]), cidr_texts(d));
   EXPECT_EQ(generate.blocks[0].ban, d.ban);
 
-  EXPECT_EQ(c.routes[1].rate_limit.mode, RouteLimits::Mode::own);
-  EXPECT_EQ(rate_texts(c.routes[1].rate_limit.blocks.at(0)), std::vector<std::string>{"20/hour"});
-  EXPECT_EQ(c.routes[2].rate_limit.mode, RouteLimits::Mode::off);
-  EXPECT_TRUE(c.routes[2].rate_limit.blocks.empty());
+  EXPECT_EQ(filters::rate_limit::route_limits(c.routes[1]).mode, RouteLimits::Mode::own);
+  EXPECT_EQ(rate_texts(filters::rate_limit::route_limits(c.routes[1]).blocks.at(0)),
+            std::vector<std::string>{"20/hour"});
+  EXPECT_EQ(filters::rate_limit::route_limits(c.routes[2]).mode, RouteLimits::Mode::off);
+  EXPECT_TRUE(filters::rate_limit::route_limits(c.routes[2]).blocks.empty());
 
-  const auto& both = c.routes[3].rate_limit;
+  const auto& both = filters::rate_limit::route_limits(c.routes[3]);
   ASSERT_EQ(both.mode, RouteLimits::Mode::own);
   ASSERT_EQ(both.blocks.size(), 2u);
   EXPECT_EQ(both.blocks[0].key, (std::vector<KeyPart>{{KeyPart::Kind::header, "X-API-Key"}}));
@@ -151,7 +154,7 @@ TEST(RateLimitConfig, TheIssueExample) {
   EXPECT_EQ(both.blocks[0].ban, d.ban);
   EXPECT_FALSE(both.blocks[1].ban.has_value());
 
-  EXPECT_EQ(c.routes[4].rate_limit.mode, RouteLimits::Mode::inherit);
+  EXPECT_EQ(filters::rate_limit::route_limits(c.routes[4]).mode, RouteLimits::Mode::inherit);
 }
 
 TEST(RateLimitConfig, EveryFieldOfABlock) {
@@ -167,7 +170,7 @@ TEST(RateLimitConfig, EveryFieldOfABlock) {
   max_in_flight: 1000000
   max_keys: 100000000
 )");
-  const Block& b = *c.rate_limit.defaults;
+  const Block& b = *filters::rate_limit::settings(c).defaults;
   EXPECT_EQ(b.algorithm, Algorithm::gcra);
   EXPECT_EQ(b.key, (std::vector<KeyPart>{{KeyPart::Kind::ip, ""},
                                          {KeyPart::Kind::route, ""},
@@ -178,7 +181,7 @@ TEST(RateLimitConfig, EveryFieldOfABlock) {
   EXPECT_TRUE(b.x_headers);
   EXPECT_EQ(b.ban, (Ban{1'000'000, 365 * 24h, 1ms}));
   EXPECT_EQ(b.max_in_flight, 1'000'000u);
-  EXPECT_EQ(c.rate_limit.max_keys, 100'000'000u);
+  EXPECT_EQ(filters::rate_limit::settings(c).max_keys, 100'000'000u);
 }
 
 TEST(RateLimitConfig, AlgorithmsAndHeaders) {
@@ -199,7 +202,8 @@ TEST(RateLimitConfig, AlgorithmsAndHeaders) {
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.snippet);
-    auto b = *load(kBase + "rate_limit: " + c.snippet + "\n").rate_limit.defaults;
+    auto b =
+        *filters::rate_limit::settings(load(kBase + "rate_limit: " + c.snippet + "\n")).defaults;
     EXPECT_EQ(b.algorithm, c.algorithm);
     EXPECT_EQ(b.ietf_headers, c.ietf);
     EXPECT_EQ(b.x_headers, c.x);
@@ -212,22 +216,24 @@ routes:
   - {name: a, upstream: app, rate_limit: {limits: 10/minute}}
   - {name: b, upstream: app}
 )");
-  ASSERT_TRUE(c.rate_limit.defaults.has_value());
-  EXPECT_FALSE(c.rate_limit.applies);
-  EXPECT_TRUE(c.rate_limit.defaults->limits.empty());
-  const Block& a = c.routes[0].rate_limit.blocks.at(0);
+  ASSERT_TRUE(filters::rate_limit::settings(c).defaults.has_value());
+  EXPECT_FALSE(filters::rate_limit::settings(c).applies);
+  EXPECT_TRUE(filters::rate_limit::settings(c).defaults->limits.empty());
+  const Block& a = filters::rate_limit::route_limits(c.routes[0]).blocks.at(0);
   EXPECT_EQ(a.algorithm, Algorithm::token_bucket);
   EXPECT_EQ(a.burst, 5u);
   EXPECT_EQ(key_texts(a), std::vector<std::string>{"header:X-Key"});
-  EXPECT_EQ(c.routes[1].rate_limit.mode, RouteLimits::Mode::inherit);
+  EXPECT_EQ(filters::rate_limit::route_limits(c.routes[1]).mode, RouteLimits::Mode::inherit);
 
-  EXPECT_FALSE(load(kBase + "rate_limit: {max_in_flight: 0}\n").rate_limit.applies);
-  EXPECT_FALSE(load(kBase + "rate_limit: {max_keys: 5}\n").rate_limit.applies);
+  EXPECT_FALSE(
+      filters::rate_limit::settings(load(kBase + "rate_limit: {max_in_flight: 0}\n")).applies);
+  EXPECT_FALSE(filters::rate_limit::settings(load(kBase + "rate_limit: {max_keys: 5}\n")).applies);
   // Setting only the IPv6 prefix (it also shapes max_connections_per_ip) limits nothing.
   auto prefix_only = load(kBase + "rate_limit: {ipv6_prefix: 48}\n");
-  EXPECT_FALSE(prefix_only.rate_limit.applies);
-  EXPECT_EQ(prefix_only.rate_limit.ipv6_prefix, 48u);
-  EXPECT_TRUE(load(kBase + "rate_limit: {max_in_flight: 1}\n").rate_limit.applies);
+  EXPECT_FALSE(filters::rate_limit::settings(prefix_only).applies);
+  EXPECT_EQ(filters::rate_limit::settings(prefix_only).ipv6_prefix, 48u);
+  EXPECT_TRUE(
+      filters::rate_limit::settings(load(kBase + "rate_limit: {max_in_flight: 1}\n")).applies);
 }
 
 TEST(RateLimitConfig, RouteFieldsOverrideAndLimitsAreNeverInherited) {
@@ -244,14 +250,14 @@ routes:
     upstream: app
     rate_limit: {limits: 5/second, key: [ip, route]}
 )");
-  const Block& a = c.routes[0].rate_limit.blocks.at(0);
+  const Block& a = filters::rate_limit::route_limits(c.routes[0]).blocks.at(0);
   EXPECT_TRUE(a.limits.empty());
   EXPECT_EQ(a.max_in_flight, 2u);
   EXPECT_TRUE(a.ietf_headers);
   EXPECT_FALSE(a.x_headers);
   EXPECT_FALSE(a.ban.has_value());
   EXPECT_EQ(a.exempt_paths, std::vector<std::string>{"/x"});
-  const Block& b = c.routes[1].rate_limit.blocks.at(0);
+  const Block& b = filters::rate_limit::route_limits(c.routes[1]).blocks.at(0);
   EXPECT_EQ(rate_texts(b), std::vector<std::string>{"5/second"});
   EXPECT_EQ(b.max_in_flight, 0u);
   EXPECT_FALSE(b.ietf_headers);
@@ -267,7 +273,7 @@ routes:
     rate_limit: [{limits: 1/second, key: global}, {limits: 1/second, key: route},
                  {limits: 1/second, key: [route, ip]}, {limits: 1/second}]
 )");
-  const auto& blocks = c.routes[0].rate_limit.blocks;
+  const auto& blocks = filters::rate_limit::route_limits(c.routes[0]).blocks;
   ASSERT_EQ(blocks.size(), 4u);
   EXPECT_FALSE(blocks[0].ban.has_value());
   EXPECT_FALSE(blocks[1].ban.has_value());
@@ -286,20 +292,20 @@ TEST(RateLimitConfig, RouteBlocksWithoutDefaults) {
     rate_limit: [{limits: 1/second}, {limits: 2/second}, {limits: 3/second}, {limits: 4/second},
                  {limits: 5/second}, {limits: 6/second}, {limits: 7/second}, {limits: 8/second}]
 )");
-  EXPECT_FALSE(c.rate_limit.defaults.has_value());
-  const Block& a = c.routes[0].rate_limit.blocks.at(0);
+  EXPECT_FALSE(filters::rate_limit::settings(c).defaults.has_value());
+  const Block& a = filters::rate_limit::route_limits(c.routes[0]).blocks.at(0);
   EXPECT_EQ(a.algorithm, Algorithm::token_bucket);
   EXPECT_EQ(a.burst, 9u);
   EXPECT_EQ(key_texts(a), std::vector<std::string>{"ip"});
-  EXPECT_EQ(c.routes[1].rate_limit.mode, RouteLimits::Mode::off);
-  EXPECT_EQ(c.routes[2].rate_limit.mode, RouteLimits::Mode::off);
-  EXPECT_EQ(c.routes[3].rate_limit.mode, RouteLimits::Mode::inherit);
-  EXPECT_EQ(c.routes[4].rate_limit.blocks.size(), 8u);
+  EXPECT_EQ(filters::rate_limit::route_limits(c.routes[1]).mode, RouteLimits::Mode::off);
+  EXPECT_EQ(filters::rate_limit::route_limits(c.routes[2]).mode, RouteLimits::Mode::off);
+  EXPECT_EQ(filters::rate_limit::route_limits(c.routes[3]).mode, RouteLimits::Mode::inherit);
+  EXPECT_EQ(filters::rate_limit::route_limits(c.routes[4]).blocks.size(), 8u);
 }
 
 TEST(RateLimitEmit, NullWhenAbsentAndRoutesOmitInherit) {
   auto c = load(kBase);
-  std::string yaml = to_yaml(c);
+  std::string yaml = to_yaml(c, filters::config_sections());
   EXPECT_NE(yaml.find("\nrate_limit: null\n"), std::string::npos) << yaml;
   EXPECT_EQ(yaml.find("    rate_limit"), std::string::npos) << yaml;
   expect_round_trip(c);
@@ -318,7 +324,7 @@ routes:
   - {name: b, upstream: app, rate_limit: off}
   - {name: c, upstream: app}
 )");
-  std::string yaml = to_yaml(c);
+  std::string yaml = to_yaml(c, filters::config_sections());
   auto section =
       yaml.substr(yaml.find("rate_limit:"), yaml.find("log:") - yaml.find("rate_limit:"));
   EXPECT_EQ(section, R"(rate_limit:

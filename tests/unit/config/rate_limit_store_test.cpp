@@ -7,6 +7,8 @@
 
 #include "config/config.hpp"
 #include "config_test_util.hpp"
+#include "filters/rate_limit/config.hpp"
+#include "filters/registry.hpp"
 #include "ratelimit/redis_url.hpp"
 
 namespace gatehouse::config {
@@ -18,14 +20,14 @@ using testing::error_of;
 using testing::kBase;
 
 Config load(const std::string& yaml) {
-  return load_config_string(yaml, "t.yaml");
+  return load_config_string(yaml, "t.yaml", filters::config_sections());
 }
 
 TEST(RateLimitStore, MemoryByDefault) {
   auto c = load(kBase + "rate_limit: {limits: 10/minute}\n");
-  EXPECT_FALSE(c.rate_limit.redis.has_value());
+  EXPECT_FALSE(filters::rate_limit::settings(c).redis.has_value());
   auto m = load(kBase + "rate_limit: {limits: 10/minute, store: memory}\n");
-  EXPECT_FALSE(m.rate_limit.redis.has_value());
+  EXPECT_FALSE(filters::rate_limit::settings(m).redis.has_value());
 }
 
 TEST(RateLimitStore, RedisWithOptions) {
@@ -35,8 +37,8 @@ TEST(RateLimitStore, RedisWithOptions) {
   redis: {timeout: 20ms, pool: 4, key_prefix: "app1:", breaker_failures: 5, breaker_cooldown: 2s}
   on_store_failure: deny
 )");
-  ASSERT_TRUE(c.rate_limit.redis.has_value());
-  const auto& r = *c.rate_limit.redis;
+  ASSERT_TRUE(filters::rate_limit::settings(c).redis.has_value());
+  const auto& r = *filters::rate_limit::settings(c).redis;
   EXPECT_EQ(r.url.host, "10.0.0.5");
   EXPECT_EQ(r.url.port, 6380);
   EXPECT_EQ(r.url.password, "s3cret");
@@ -48,19 +50,19 @@ TEST(RateLimitStore, RedisWithOptions) {
   EXPECT_FALSE(r.cluster);
   EXPECT_EQ(r.breaker_failures, 5u);
   EXPECT_EQ(r.breaker_cooldown, 2000ms);
-  EXPECT_EQ(c.rate_limit.on_store_failure, OnStoreFailure::deny);
+  EXPECT_EQ(filters::rate_limit::settings(c).on_store_failure, OnStoreFailure::deny);
 }
 
 TEST(RateLimitStore, Defaults) {
   auto c = load(kBase + "rate_limit: {limits: 1/second, store: \"redis://127.0.0.1\"}\n");
-  const auto& r = *c.rate_limit.redis;
+  const auto& r = *filters::rate_limit::settings(c).redis;
   EXPECT_EQ(r.url.port, 6379);
   EXPECT_EQ(r.timeout, 50ms);
   EXPECT_EQ(r.pool, 1u);
   EXPECT_EQ(r.key_prefix, "gatehouse:");
   EXPECT_EQ(r.breaker_failures, 3u);
   EXPECT_EQ(r.breaker_cooldown, 1000ms);
-  EXPECT_EQ(c.rate_limit.on_store_failure, OnStoreFailure::local);
+  EXPECT_EQ(filters::rate_limit::settings(c).on_store_failure, OnStoreFailure::local);
 }
 
 TEST(RateLimitStore, PasswordFromTheEnvironment) {
@@ -69,7 +71,7 @@ TEST(RateLimitStore, PasswordFromTheEnvironment) {
                 "rate_limit: {limits: 1/second, store: \"redis://:${GH_TEST_REDIS_PASSWORD}"
                 "@127.0.0.1:6379/0\"}\n");
   // The last '@' ends the user information, so a password may contain '@' and ':'.
-  EXPECT_EQ(c.rate_limit.redis->url.password, "p@ss:word");
+  EXPECT_EQ(filters::rate_limit::settings(c).redis->url.password, "p@ss:word");
   ::unsetenv("GH_TEST_REDIS_PASSWORD");
 }
 
@@ -79,13 +81,13 @@ TEST(RateLimitStore, EmitHidesThePasswordAndRoundTrips) {
   store: "redis://user:s3cret@127.0.0.1:6379/0"
   redis: {cluster: true}
 )");
-  auto text = to_yaml(c);
+  auto text = to_yaml(c, filters::config_sections());
   EXPECT_EQ(text.find("s3cret"), std::string::npos) << text;
   EXPECT_NE(text.find("store: redis://user:***@127.0.0.1:6379/0"), std::string::npos) << text;
   EXPECT_NE(text.find("on_store_failure: local"), std::string::npos) << text;
-  auto again = load_config_string(text, "emitted.yaml");
-  EXPECT_EQ(to_yaml(again), text);
-  EXPECT_TRUE(again.rate_limit.redis->cluster);
+  auto again = load_config_string(text, "emitted.yaml", filters::config_sections());
+  EXPECT_EQ(to_yaml(again, filters::config_sections()), text);
+  EXPECT_TRUE(filters::rate_limit::settings(again).redis->cluster);
 }
 
 TEST(RateLimitStore, Errors) {

@@ -6,6 +6,8 @@
 
 #include "config/config.hpp"
 #include "config_test_util.hpp"
+#include "filters/registry.hpp"
+#include "filters/security_headers/config.hpp"
 
 namespace gatehouse::config {
 namespace {
@@ -19,21 +21,22 @@ using filters::security_headers::Settings;
 using testing::kBase;
 
 Settings load(const std::string& yaml) {
-  return load_config_string(kBase + yaml, "t.yaml").security_headers;
+  return filters::security_headers::settings(
+      load_config_string(kBase + yaml, "t.yaml", filters::config_sections()));
 }
 
 void expect_round_trip(const std::string& yaml) {
-  Config c = load_config_string(kBase + yaml, "t.yaml");
-  std::string emitted = to_yaml(c);
+  Config c = load_config_string(kBase + yaml, "t.yaml", filters::config_sections());
+  std::string emitted = to_yaml(c, filters::config_sections());
   SCOPED_TRACE(emitted);
   Config again;
   try {
-    again = load_config_string(emitted, "emitted.yaml");
+    again = load_config_string(emitted, "emitted.yaml", filters::config_sections());
   } catch (const ConfigError& e) {
     FAIL() << e.what();
   }
-  EXPECT_TRUE(c.security_headers == again.security_headers);
-  EXPECT_EQ(to_yaml(again), emitted);
+  EXPECT_TRUE(filters::security_headers::settings(c) == filters::security_headers::settings(again));
+  EXPECT_EQ(to_yaml(again, filters::config_sections()), emitted);
 }
 
 TEST(SecurityHeadersConfig, AbsentIsStrictInProductionAndRelaxedInDevelopment) {
@@ -136,7 +139,8 @@ TEST(SecurityHeadersConfig, EmitsEveryKey) {
                                                         "  overrides: {X-Frame-Options: DENY, "
                                                         "Permissions-Policy: null}\n"
                                                         "  force: true\n",
-                                                "t.yaml"));
+                                                "t.yaml", filters::config_sections()),
+                             filters::config_sections());
   EXPECT_NE(yaml.find("security_headers:\n"
                       "  preset: relaxed\n"
                       "  content_security_policy: \"\"\n"

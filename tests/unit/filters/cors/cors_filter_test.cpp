@@ -7,6 +7,8 @@
 #include <string>
 
 #include "config/config.hpp"
+#include "filters/cors/config.hpp"
+#include "filters/registry.hpp"
 
 namespace gatehouse::filters::cors {
 namespace {
@@ -26,7 +28,8 @@ const std::string kExample = R"(cors:
 )";
 
 Cors make(const std::string& yaml) {
-  return Cors(config::load_config_string(kUpstreams + yaml, "t.yaml").cors);
+  return Cors(filters::cors::settings(
+      config::load_config_string(kUpstreams + yaml, "t.yaml", filters::config_sections())));
 }
 
 struct Answer {

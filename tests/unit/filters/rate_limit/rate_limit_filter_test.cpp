@@ -12,6 +12,8 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "filters/rate_limit/config.hpp"
+#include "filters/registry.hpp"
 #include "http/headers.hpp"
 #include "observability/logging.hpp"
 
@@ -69,9 +71,10 @@ class RateLimiterTest : public ::testing::Test {
   std::unique_ptr<RateLimiter> limiter_;
 
   void load(const std::string& yaml, const observability::ClientIpHasher* hasher = nullptr) {
-    auto cfg = config::load_config_string(kUpstreams + yaml, "test.yaml");
+    auto cfg =
+        config::load_config_string(kUpstreams + yaml, "test.yaml", filters::config_sections());
     if (!state_) {
-      state_ = std::make_shared<SharedState>(cfg.rate_limit.max_keys);
+      state_ = std::make_shared<SharedState>(filters::rate_limit::settings(cfg).max_keys);
     }
     limiter_ = std::make_unique<RateLimiter>(cfg, 2, state_, clock_, hasher);
   }

@@ -8,6 +8,8 @@
 #include <string>
 
 #include "config/config.hpp"
+#include "filters/registry.hpp"
+#include "filters/security_headers/config.hpp"
 #include "http/headers.hpp"
 
 namespace gatehouse::filters::security_headers {
@@ -18,8 +20,8 @@ const std::string kUpstreams =
     "  app: {targets: [\"127.0.0.1:8000\"]}\n";
 
 SecurityHeaders make(const std::string& yaml) {
-  auto cfg = config::load_config_string(kUpstreams + yaml, "t.yaml");
-  return SecurityHeaders(cfg.security_headers, cfg.environment);
+  auto cfg = config::load_config_string(kUpstreams + yaml, "t.yaml", filters::config_sections());
+  return SecurityHeaders(filters::security_headers::settings(cfg), cfg.environment);
 }
 
 std::string local(const SecurityHeaders& h, bool tls) {

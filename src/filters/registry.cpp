@@ -1,0 +1,20 @@
+#include "filters/registry.hpp"
+
+#include "filters/cors/config.hpp"
+#include "filters/rate_limit/config.hpp"
+#include "filters/security_headers/config.hpp"
+
+namespace gatehouse::filters {
+
+const config::Sections& config_sections() {
+  static const config::Sections sections = [] {
+    config::Sections s;
+    rate_limit::register_config(s);
+    security_headers::register_config(s);
+    cors::register_config(s);
+    return s;
+  }();
+  return sections;
+}
+
+}  // namespace gatehouse::filters
