@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "config/config.hpp"
-#include "config_test_util.hpp"
+#include "config/config_test_util.hpp"
 #include "filters/rate_limit/config.hpp"
 #include "filters/registry.hpp"
 

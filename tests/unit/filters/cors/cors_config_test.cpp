@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "config/config.hpp"
-#include "config_test_util.hpp"
+#include "config/config_test_util.hpp"
 #include "filters/cors/config.hpp"
 #include "filters/registry.hpp"
 

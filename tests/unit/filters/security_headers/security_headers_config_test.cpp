@@ -5,7 +5,7 @@
 #include <string>
 
 #include "config/config.hpp"
-#include "config_test_util.hpp"
+#include "config/config_test_util.hpp"
 #include "filters/registry.hpp"
 #include "filters/security_headers/config.hpp"
 

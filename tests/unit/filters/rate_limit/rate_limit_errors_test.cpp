@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "config/config.hpp"
-#include "config_test_util.hpp"
+#include "config/config_test_util.hpp"
 
 namespace gatehouse::config {
 namespace {
