@@ -4,9 +4,10 @@
 #include "http/canonical_path.hpp"
 #include "http/cidr.hpp"
 #include "http/error_reply.hpp"
+#include "http/fields.hpp"
 #include "http/forwarding.hpp"
-#include "http/headers.hpp"
 #include "http/proxy_protocol.hpp"
+#include "http/redaction.hpp"
 #include "http/request_id.hpp"
 #include "observability/metrics.hpp"
 

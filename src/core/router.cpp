@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "http/headers.hpp"
+#include "http/fields.hpp"
 
 namespace gatehouse::core {
 

@@ -3,7 +3,7 @@
 #include <array>
 #include <cstdint>
 
-#include "http/headers.hpp"
+#include "http/target.hpp"
 
 namespace gatehouse::http {
 namespace {

@@ -1,6 +1,6 @@
 #include "http/error_reply.hpp"
 
-#include "http/headers.hpp"
+#include "http/json.hpp"
 
 namespace gatehouse::http {
 

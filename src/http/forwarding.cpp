@@ -1,6 +1,7 @@
 #include "http/forwarding.hpp"
 
-#include "http/headers.hpp"
+#include "http/fields.hpp"
+#include "http/target.hpp"
 
 namespace gatehouse::http {
 namespace {

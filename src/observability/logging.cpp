@@ -17,7 +17,7 @@
 #include <mutex>
 #include <stdexcept>
 
-#include "http/headers.hpp"
+#include "http/json.hpp"
 
 namespace gatehouse::observability {
 namespace {

@@ -2,7 +2,8 @@
 
 #include <stdexcept>
 
-#include "http/headers.hpp"
+#include "http/fields.hpp"
+#include "http/target.hpp"
 
 namespace gatehouse::pipeline {
 

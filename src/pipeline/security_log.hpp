@@ -3,7 +3,7 @@
 #include <string>
 #include <string_view>
 
-#include "http/headers.hpp"
+#include "http/json.hpp"
 #include "observability/logging.hpp"
 #include "pipeline/context.hpp"
 

@@ -2,7 +2,7 @@
 
 #include <charconv>
 
-#include "http/headers.hpp"
+#include "http/target.hpp"
 
 namespace gatehouse::ratelimit {
 namespace {

@@ -2,7 +2,8 @@
 // admin thread, off the request path; simplicity over speed.
 #include <boost/beast/http.hpp>
 
-#include "http/headers.hpp"
+#include "http/json.hpp"
+#include "http/target.hpp"
 #include "io/spawn.hpp"
 #include "server/gateway.hpp"
 

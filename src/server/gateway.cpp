@@ -7,7 +7,7 @@
 #include <thread>
 
 #include "http/cidr.hpp"
-#include "http/headers.hpp"
+#include "http/json.hpp"
 #include "io/spawn.hpp"
 #include "server/worker.hpp"
 

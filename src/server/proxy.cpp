@@ -2,7 +2,8 @@
 // arrives, reads the response head and streams the response body back chunk by chunk.
 #include <array>
 
-#include "http/headers.hpp"
+#include "http/fields.hpp"
+#include "http/json.hpp"
 #include "http/request_id.hpp"
 #include "pipeline/client_identity.hpp"
 #include "server/exchange.hpp"

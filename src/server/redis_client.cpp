@@ -10,7 +10,7 @@
 #include <span>
 #include <stdexcept>
 
-#include "http/headers.hpp"
+#include "http/json.hpp"
 #include "io/spawn.hpp"
 
 namespace gatehouse::server::redis {

@@ -4,7 +4,8 @@
 #include <exception>
 
 #include "http/error_reply.hpp"
-#include "http/headers.hpp"
+#include "http/json.hpp"
+#include "http/redaction.hpp"
 #include "http/request_id.hpp"
 #include "pipeline/client_identity.hpp"
 #include "pipeline/reply.hpp"

@@ -8,7 +8,7 @@
 
 #include <boost/asio/detail/socket_option.hpp>
 
-#include "http/headers.hpp"
+#include "http/json.hpp"
 #include "io/spawn.hpp"
 
 namespace gatehouse::server {

@@ -4,7 +4,7 @@
 
 #include <cerrno>
 
-#include "http/headers.hpp"
+#include "http/json.hpp"
 
 namespace gatehouse::upstream {
 

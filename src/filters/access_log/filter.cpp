@@ -4,6 +4,9 @@
 
 #include <iterator>
 
+#include "http/json.hpp"
+#include "http/redaction.hpp"
+
 namespace gatehouse::filters::access_log {
 
 void append_access_line(std::string& line, const pipeline::Context& ctx,

@@ -4,7 +4,6 @@
 #include <chrono>
 #include <string>
 
-#include "http/headers.hpp"
 #include "observability/access_batch.hpp"
 #include "observability/metrics.hpp"
 #include "pipeline/context.hpp"

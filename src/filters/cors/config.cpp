@@ -6,7 +6,7 @@
 #include "config/value_readers.hpp"
 #include "config/yaml_reader.hpp"
 #include "http/cidr.hpp"
-#include "http/headers.hpp"
+#include "http/fields.hpp"
 
 namespace gatehouse::filters::cors {
 namespace {

@@ -12,7 +12,8 @@
 #include <set>
 
 #include "http/cidr.hpp"
-#include "http/headers.hpp"
+#include "http/fields.hpp"
+#include "http/json.hpp"
 
 namespace gatehouse::filters::rate_limit {
 namespace {

@@ -1,7 +1,7 @@
 #pragma once
 // Request ids: a well-formed incoming id is kept (request_id.trust_incoming), else one is made; it
 // goes upstream (proxy) and back on every response, and into every log line.
-#include "http/headers.hpp"
+#include "http/fields.hpp"
 #include "http/request_id.hpp"
 #include "pipeline/context.hpp"
 

@@ -6,7 +6,7 @@
 #include "config/config.hpp"
 #include "config/value_readers.hpp"
 #include "config/yaml_reader.hpp"
-#include "http/headers.hpp"
+#include "http/fields.hpp"
 
 namespace gatehouse::filters::security_headers {
 namespace {

@@ -9,7 +9,7 @@
 #include <string>
 #include <string_view>
 
-#include "http/headers.hpp"
+#include "http/target.hpp"
 
 namespace gatehouse::http {
 namespace {

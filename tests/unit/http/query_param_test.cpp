@@ -4,7 +4,7 @@
 #include <optional>
 #include <string>
 
-#include "http/headers.hpp"
+#include "http/target.hpp"
 
 namespace gatehouse::http {
 namespace {

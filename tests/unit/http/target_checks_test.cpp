@@ -8,7 +8,7 @@
 #include <string_view>
 
 #include "http/canonical_path.hpp"
-#include "http/headers.hpp"
+#include "http/target.hpp"
 
 namespace gatehouse::http {
 namespace {

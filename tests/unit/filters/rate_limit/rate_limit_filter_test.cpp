@@ -14,7 +14,7 @@
 #include "config/config.hpp"
 #include "filters/rate_limit/config.hpp"
 #include "filters/registry.hpp"
-#include "http/headers.hpp"
+#include "http/fields.hpp"
 #include "observability/logging.hpp"
 
 namespace gatehouse::filters::rate_limit {

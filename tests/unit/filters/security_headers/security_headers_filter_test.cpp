@@ -10,7 +10,7 @@
 #include "config/config.hpp"
 #include "filters/registry.hpp"
 #include "filters/security_headers/config.hpp"
-#include "http/headers.hpp"
+#include "http/fields.hpp"
 
 namespace gatehouse::filters::security_headers {
 namespace {

@@ -1,0 +1,67 @@
+#include "http/fields.hpp"
+
+#include <algorithm>
+#include <array>
+
+namespace gatehouse::http {
+namespace {
+
+char lower(char c) {
+  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
+    s.remove_prefix(1);
+  }
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
+    s.remove_suffix(1);
+  }
+  return s;
+}
+
+}  // namespace
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) {
+    return false;
+  }
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (lower(a[i]) != lower(b[i])) {
+      return false;
+    }
+  }
+  return true;
+}
+
+bool is_hop_by_hop(std::string_view name) {
+  static constexpr std::array<std::string_view, 9> kHop = {
+      "connection",       "keep-alive",         "te",
+      "trailer",          "transfer-encoding",  "upgrade",
+      "proxy-connection", "proxy-authenticate", "proxy-authorization"};
+  return std::any_of(kHop.begin(), kHop.end(),
+                     [&](std::string_view h) { return iequals(h, name); });
+}
+
+std::vector<std::string_view> split_tokens(std::string_view value) {
+  std::vector<std::string_view> out;
+  while (!value.empty()) {
+    auto comma = value.find(',');
+    auto token = trim(value.substr(0, comma));
+    if (!token.empty()) {
+      out.push_back(token);
+    }
+    if (comma == std::string_view::npos) {
+      break;
+    }
+    value.remove_prefix(comma + 1);
+  }
+  return out;
+}
+
+bool named_by_connection(std::string_view name, std::span<const std::string_view> tokens) {
+  return std::any_of(tokens.begin(), tokens.end(),
+                     [&](std::string_view t) { return iequals(t, name); });
+}
+
+}  // namespace gatehouse::http

@@ -1,0 +1,23 @@
+#pragma once
+// Header rules a proxy must apply in both directions (RFC 9110 section 7.6.1), kept free of Beast
+// so they are unit-tested on plain strings.
+#include <span>
+#include <string_view>
+#include <vector>
+
+namespace gatehouse::http {
+
+bool iequals(std::string_view a, std::string_view b);
+
+// Connection, Keep-Alive, TE, Trailer, Transfer-Encoding, Upgrade, Proxy-Connection,
+// Proxy-Authenticate, Proxy-Authorization. Transfer-Encoding is re-framed by the proxy itself.
+bool is_hop_by_hop(std::string_view name);
+
+// The field names listed in a Connection header value ("close, X-Foo" -> {"close", "X-Foo"}).
+std::vector<std::string_view> split_tokens(std::string_view value);
+
+// True when `name` appears (case-insensitively) in any of the Connection values.
+bool named_by_connection(std::string_view name,
+                         std::span<const std::string_view> connection_tokens);
+
+}  // namespace gatehouse::http

@@ -1,0 +1,58 @@
+#include "http/redaction.hpp"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace gatehouse::http {
+namespace {
+
+// --- redact_target ----------------------------------------------------------------------------
+
+TEST(RedactTarget, NoQueryIsUnchanged) {
+  EXPECT_EQ(redact_target("/plain/path"), "/plain/path");
+  EXPECT_EQ(redact_target("/"), "/");
+  EXPECT_EQ(redact_target(""), "");
+  EXPECT_EQ(redact_target("/x?"), "/x?");
+}
+
+TEST(RedactTarget, SecretParamsRedactedOthersKept) {
+  EXPECT_EQ(redact_target("/x?token=abc&page=2"), "/x?token=REDACTED&page=2");
+  EXPECT_EQ(redact_target("/x?api_key=1&password=2&code=3&q=hello"),
+            "/x?api_key=REDACTED&password=REDACTED&code=REDACTED&q=hello");
+  EXPECT_EQ(redact_target("/cb?state=s1&code=xyz"), "/cb?state=s1&code=REDACTED");
+}
+
+TEST(RedactTarget, EveryListedWordCaseInsensitive) {
+  for (auto name : {"token", "ACCESS_TOKEN", "apiKey", "client_secret", "Password", "passwd",
+                    "authorization", "X-Amz-Signature", "sessionid", "jwt", "Code"}) {
+    EXPECT_EQ(redact_target("/p?" + std::string(name) + "=v"),
+              "/p?" + std::string(name) + "=REDACTED")
+        << name;
+  }
+  for (auto name : {"page", "q", "user", "tok", "pass"}) {
+    EXPECT_EQ(redact_target("/p?" + std::string(name) + "=v"), "/p?" + std::string(name) + "=v")
+        << name;
+  }
+}
+
+TEST(RedactTarget, EmptyValuesAndBareNames) {
+  EXPECT_EQ(redact_target("/x?token=&a="), "/x?token=REDACTED&a=");
+  // A name without '=' carries no value to hide.
+  EXPECT_EQ(redact_target("/x?token&a=1"), "/x?token&a=1");
+  // Only the first '=' separates the name.
+  EXPECT_EQ(redact_target("/x?token=a=b&c=d=e"), "/x?token=REDACTED&c=d=e");
+}
+
+TEST(RedactTarget, RepeatedAmpersandsKept) {
+  EXPECT_EQ(redact_target("/x?a=1&&token=s&"), "/x?a=1&&token=REDACTED&");
+  EXPECT_EQ(redact_target("/x?&&&"), "/x?&&&");
+  EXPECT_EQ(redact_target("/x?&token=s"), "/x?&token=REDACTED");
+}
+
+TEST(RedactTarget, RepeatedSecretParam) {
+  EXPECT_EQ(redact_target("/x?token=a&token=b"), "/x?token=REDACTED&token=REDACTED");
+}
+
+}  // namespace
+}  // namespace gatehouse::http
