@@ -306,7 +306,7 @@ void read_store(const Map& m, Settings& out) {
   if (store && store->text() != "memory") {
     RedisSettings redis;
     std::string error;
-    if (!ratelimit::parse_redis_url(store->text(), redis.url, error)) {
+    if (!redis::parse_url(store->text(), redis.url, error)) {
       store->fail(error);
     }
     out.redis = std::move(redis);

@@ -11,7 +11,7 @@
 #include "http/cidr.hpp"
 #include "ratelimit/algorithm.hpp"
 #include "ratelimit/rate.hpp"
-#include "ratelimit/redis_url.hpp"
+#include "redis/url.hpp"
 
 namespace gatehouse::config {
 struct Config;
@@ -68,7 +68,7 @@ const char* on_store_failure_name(OnStoreFailure f);
 
 // `store: redis://...` with `redis: {...}`.
 struct RedisSettings {
-  ratelimit::RedisUrl url;
+  redis::Url url;
   Millis timeout{50};  // per call, connection set-up included; then the call counts as failed
   unsigned pool = 1;   // connections per worker (and per cluster node); calls are pipelined
   std::string key_prefix = "gatehouse:";

@@ -9,7 +9,7 @@
 #include "config/config_test_util.hpp"
 #include "filters/rate_limit/config.hpp"
 #include "filters/registry.hpp"
-#include "ratelimit/redis_url.hpp"
+#include "redis/url.hpp"
 
 namespace gatehouse::config {
 namespace {
@@ -136,33 +136,6 @@ TEST(RateLimitStore, Errors) {
     SCOPED_TRACE(c.yaml);
     EXPECT_EQ(error_of(c.yaml), c.message);
   }
-}
-
-TEST(RedisUrl, Forms) {
-  ratelimit::RedisUrl u;
-  std::string error;
-  ASSERT_TRUE(ratelimit::parse_redis_url("redis://localhost", u, error));
-  EXPECT_EQ(u.host, "localhost");
-  EXPECT_EQ(u.port, 6379);
-  EXPECT_EQ(u.redacted(), "redis://localhost:6379/0");
-  ASSERT_TRUE(ratelimit::parse_redis_url("redis://alice:pw%40x@[::1]:7000/5", u, error));
-  EXPECT_EQ(u.username, "alice");
-  EXPECT_EQ(u.password, "pw@x");
-  EXPECT_EQ(u.host, "::1");
-  EXPECT_EQ(u.port, 7000);
-  EXPECT_EQ(u.db, 5u);
-  EXPECT_EQ(u.redacted(), "redis://alice:***@[::1]:7000/5");
-  ASSERT_TRUE(ratelimit::parse_redis_url("redis://secret@h:1", u, error));
-  EXPECT_EQ(u.password, "secret");
-  EXPECT_EQ(u.username, "");
-  EXPECT_EQ(u.redacted(), "redis://:***@h:1/0");
-  EXPECT_FALSE(ratelimit::parse_redis_url("redis://h:0", u, error));
-  EXPECT_FALSE(ratelimit::parse_redis_url("redis://u:%zz@h", u, error));
-  EXPECT_EQ(error, "invalid percent-escape in the user or password");
-  EXPECT_FALSE(ratelimit::parse_redis_url("redis://u:%4@h", u, error));
-  EXPECT_FALSE(ratelimit::parse_redis_url("rediss://h", u, error));
-  EXPECT_FALSE(ratelimit::parse_redis_url("redis://[::1", u, error));
-  EXPECT_FALSE(ratelimit::parse_redis_url("redis://h?db=1", u, error));
 }
 
 }  // namespace

@@ -1,13 +1,14 @@
 #pragma once
-// `rate_limit.store` URLs: redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]. Pure parsing, so the config
-// loader can point at the exact problem; the password never appears in messages (redacted()).
+// Redis URLs (`rate_limit.store`): redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]. Pure parsing, so the
+// config loader can point at the exact problem; the password never appears in messages
+// (redacted()).
 #include <cstdint>
 #include <string>
 #include <string_view>
 
-namespace gatehouse::ratelimit {
+namespace gatehouse::redis {
 
-struct RedisUrl {
+struct Url {
   std::string host = "127.0.0.1";  // a literal address or a name (resolved once at start-up)
   std::uint16_t port = 6379;
   std::string username;  // ACL user (AUTH user pass); empty: AUTH pass or no AUTH
@@ -15,11 +16,11 @@ struct RedisUrl {
   unsigned db = 0;       // SELECT; must be 0 with Redis Cluster
   // "redis://:***@127.0.0.1:6379/0": for logs, health and errors.
   std::string redacted() const;
-  bool operator==(const RedisUrl&) const = default;
+  bool operator==(const Url&) const = default;
 };
 
 // Parses `text`; on failure returns false and sets `error` ("expected redis://...", "invalid port
 // ...", ...). Percent-escapes in the user and password are decoded.
-bool parse_redis_url(std::string_view text, RedisUrl& out, std::string& error);
+bool parse_url(std::string_view text, Url& out, std::string& error);
 
-}  // namespace gatehouse::ratelimit
+}  // namespace gatehouse::redis

@@ -1,10 +1,10 @@
-#include "ratelimit/redis_url.hpp"
+#include "redis/url.hpp"
 
 #include <charconv>
 
 #include "http/target.hpp"
 
-namespace gatehouse::ratelimit {
+namespace gatehouse::redis {
 namespace {
 
 template <typename T>
@@ -23,7 +23,7 @@ bool parse_number(std::string_view s, T& out, T max) {
 
 }  // namespace
 
-std::string RedisUrl::redacted() const {
+std::string Url::redacted() const {
   std::string out = "redis://";
   if (!username.empty() || !password.empty()) {
     out += username;
@@ -37,8 +37,8 @@ std::string RedisUrl::redacted() const {
   return out;
 }
 
-bool parse_redis_url(std::string_view text, RedisUrl& out, std::string& error) {
-  out = RedisUrl{};
+bool parse_url(std::string_view text, Url& out, std::string& error) {
+  out = Url{};
   constexpr std::string_view kScheme = "redis://";
   if (!text.starts_with(kScheme)) {
     error = "expected memory or redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]";
@@ -118,4 +118,4 @@ bool parse_redis_url(std::string_view text, RedisUrl& out, std::string& error) {
   return true;
 }
 
-}  // namespace gatehouse::ratelimit
+}  // namespace gatehouse::redis
