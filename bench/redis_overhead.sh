@@ -83,7 +83,7 @@ echo "redis decisions answered: $(redis-cli -p $redis_port info stats | awk -F: 
 
 # The physical limit: the same script, one key, straight from redis-benchmark.
 sha=$(redis-cli -p $redis_port script load "$(redis-cli -p $redis_port script load 'return 1' >/dev/null; \
-  sed -n '/^constexpr std::string_view kScript = R"lua(/,/^)lua";/p' "$root/src/filters/rate_limit/redis_protocol.cpp" \
+  sed -n '/^constexpr std::string_view kScript = R"lua(/,/^)lua";/p' "$root/src/filters/rate_limit/store/redis_protocol.cpp" \
   | sed '1s/.*R"lua(//; $d')")
 args=(EVALSHA "$sha" 1 "gatehouse:{ip=127.0.0.1}:bench" "" 0 1 1 0 0 0 "" 0 1000000000 60000000 1000000000)
 for pipeline in 1 16; do

@@ -171,7 +171,7 @@ Gateway::Gateway(std::shared_ptr<const config::Config> cfg, std::string version)
           filters::rate_limit::settings(*cfg_).max_keys),
       std::make_shared<ratelimit::SteadyClock>(), cfg_->log.hash_client_ip ? &hasher_ : nullptr);
   if (rate_limiter_->enabled() && filters::rate_limit::settings(*cfg_).redis) {
-    redis_ = std::make_unique<redis::RedisShared>(
+    redis_ = std::make_unique<filters::rate_limit::store::RedisStore>(
         *filters::rate_limit::settings(*cfg_).redis,
         filters::rate_limit::on_store_failure_name(
             filters::rate_limit::settings(*cfg_).on_store_failure),
@@ -445,7 +445,8 @@ int Gateway::run(RunOptions options) {
   wait_signals();
   spawn(admin_ioc_, health_check_loop(), *logs_, "health check loop");
   if (redis_) {
-    admin_redis_ = std::make_unique<redis::RedisClient>(*redis_, admin_ioc_);
+    admin_redis_ =
+        std::make_unique<filters::rate_limit::store::RedisStoreClient>(*redis_, admin_ioc_);
     spawn(admin_ioc_, store_probe_loop(), *logs_, "redis probe loop");
   }
 

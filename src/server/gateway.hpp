@@ -13,12 +13,12 @@
 #include "core/router.hpp"
 #include "filters/cors/cors_filter.hpp"
 #include "filters/rate_limit/rate_limit_filter.hpp"
+#include "filters/rate_limit/store/redis_store_net.hpp"
 #include "filters/security_headers/security_headers_filter.hpp"
 #include "io/net.hpp"
 #include "observability/health.hpp"
 #include "observability/logging.hpp"
 #include "observability/metrics.hpp"
-#include "server/redis_client.hpp"
 
 namespace gatehouse::server {
 
@@ -56,7 +56,7 @@ class Gateway {
   const observability::ClientIpHasher& hasher() const { return hasher_; }
   filters::rate_limit::RateLimiter& rate_limiter() { return *rate_limiter_; }
   // The shared Redis store of the rate limiter; null with the in-memory store.
-  redis::RedisShared* redis_store() { return redis_.get(); }
+  filters::rate_limit::store::RedisStore* redis_store() { return redis_.get(); }
   const filters::security_headers::SecurityHeaders& security_headers() const {
     return security_headers_;
   }
@@ -104,7 +104,7 @@ class Gateway {
   core::Router router_;
   observability::ClientIpHasher hasher_;
   std::unique_ptr<filters::rate_limit::RateLimiter> rate_limiter_;
-  std::unique_ptr<redis::RedisShared> redis_;
+  std::unique_ptr<filters::rate_limit::store::RedisStore> redis_;
   filters::security_headers::SecurityHeaders security_headers_;
   filters::cors::Cors cors_;
   std::vector<std::vector<tcp::endpoint>> endpoints_;
@@ -117,7 +117,8 @@ class Gateway {
   net::io_context admin_ioc_{1};
   net::signal_set signals_{admin_ioc_};
   net::steady_timer drain_timer_{admin_ioc_};
-  std::unique_ptr<redis::RedisClient> admin_redis_;  // the breaker's probe; before admin_ioc_ dies
+  // The breaker's probe; before admin_ioc_ dies.
+  std::unique_ptr<filters::rate_limit::store::RedisStoreClient> admin_redis_;
   bool draining_ = false;
   bool takeover_ = false;
   unsigned running_workers_ = 0;

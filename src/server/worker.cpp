@@ -57,7 +57,7 @@ Worker::Worker(Gateway& g, unsigned i)
                                                      metrics.upstreams[u], gw.health(), gw.logs()));
   }
   if (auto* shared = gw.redis_store()) {
-    store_client = std::make_unique<redis::RedisClient>(*shared, ioc);
+    store_client = std::make_unique<filters::rate_limit::store::RedisStoreClient>(*shared, ioc);
   }
   services = std::make_unique<FilterServices>(FilterServices{
       .cfg = cfg,

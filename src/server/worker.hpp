@@ -78,7 +78,8 @@ class Worker {
   ClientList clients;
   BufferPool buffers;
   net::io_context ioc{1};
-  std::unique_ptr<redis::RedisClient> store_client;  // with a Redis store; destroyed before ioc
+  // With a Redis store; destroyed before ioc.
+  std::unique_ptr<filters::rate_limit::store::RedisStoreClient> store_client;
   observability::WorkerMetrics& metrics;
   std::vector<std::unique_ptr<upstream::Pool>> pools;
 

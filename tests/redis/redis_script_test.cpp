@@ -19,12 +19,16 @@
 #include <thread>
 #include <vector>
 
-#include "filters/rate_limit/redis_protocol.hpp"
+#include "filters/rate_limit/store/redis_protocol.hpp"
 #include "ratelimit/algorithm.hpp"
+#include "redis/cluster.hpp"
+#include "redis/command.hpp"
 
-namespace gatehouse::filters::rate_limit::redis {
+namespace gatehouse::filters::rate_limit::store {
 namespace {
 
+using ::gatehouse::redis::Command;
+using ::gatehouse::redis::key_slot;
 using ratelimit::Algorithm;
 using ratelimit::Nanos;
 
@@ -390,10 +394,10 @@ TEST(RedisProtocol, CommandLayout) {
 }
 
 }  // namespace
-}  // namespace gatehouse::filters::rate_limit::redis
+}  // namespace gatehouse::filters::rate_limit::store
 
 int main(int argc, char** argv) {
   ::testing::InitGoogleTest(&argc, argv);
-  ::testing::AddGlobalTestEnvironment(new gatehouse::filters::rate_limit::redis::RedisServer);
+  ::testing::AddGlobalTestEnvironment(new gatehouse::filters::rate_limit::store::RedisServer);
   return RUN_ALL_TESTS();
 }

@@ -8,14 +8,14 @@
 #include <string>
 
 #include "filters/rate_limit/rate_limit_filter.hpp"
+#include "filters/rate_limit/store/redis_store_net.hpp"
 #include "pipeline/reply.hpp"
-#include "server/redis_client.hpp"
 
 namespace gatehouse::filters::rate_limit {
 
 class RateLimitFilter {
  public:
-  using Store = server::redis::RedisClient;
+  using Store = store::RedisStoreClient;
 
   template <class Services>
   explicit RateLimitFilter(Services& s)

@@ -1,4 +1,4 @@
-#include "filters/rate_limit/redis_protocol.hpp"
+#include "filters/rate_limit/store/redis_protocol.hpp"
 
 #include <fmt/format.h>
 #include <hiredis/hiredis.h>
@@ -8,7 +8,7 @@
 #include <charconv>
 #include <cstring>
 
-namespace gatehouse::filters::rate_limit::redis {
+namespace gatehouse::filters::rate_limit::store {
 namespace {
 
 // Time is in microseconds (Redis TIME's resolution). Lua numbers are doubles: the arithmetic is
@@ -243,7 +243,7 @@ void append_u64(std::string& out, std::uint64_t v) {
   out.append(buf, static_cast<std::size_t>(r.ptr - buf));
 }
 
-void add_number(Command& cmd, std::uint64_t v) {
+void add_number(redis::Command& cmd, std::uint64_t v) {
   append_u64(cmd.arena, v);
   cmd.ends.push_back(cmd.arena.size());
 }
@@ -362,7 +362,7 @@ void DecideBatch::add(const StoreRequest& req, std::size_t first, std::size_t la
   }
 }
 
-void DecideBatch::finish(bool with_body, Command& cmd) const {
+void DecideBatch::finish(bool with_body, redis::Command& cmd) const {
   cmd.clear();
   if (with_body) {
     cmd.add("EVAL");
@@ -387,7 +387,8 @@ void DecideBatch::finish(bool with_body, Command& cmd) const {
 }
 
 void build_decide(const StoreRequest& req, std::size_t first, std::size_t last,
-                  std::string_view prefix, bool with_body, std::int64_t now_us, Command& cmd) {
+                  std::string_view prefix, bool with_body, std::int64_t now_us,
+                  redis::Command& cmd) {
   DecideBatch batch;
   batch.start(prefix, now_us);
   batch.add(req, first, last);
@@ -483,22 +484,4 @@ bool parse_decide(const redisReply* reply, StoreRequest& req, std::size_t first,
   return true;
 }
 
-std::uint16_t key_slot(std::string_view key) {
-  if (auto open = key.find('{'); open != std::string_view::npos) {
-    auto close = key.find('}', open + 1);
-    if (close != std::string_view::npos && close > open + 1) {
-      key = key.substr(open + 1, close - open - 1);
-    }
-  }
-  std::uint16_t crc = 0;
-  for (unsigned char byte : key) {
-    crc ^= static_cast<std::uint16_t>(byte << 8);
-    for (int i = 0; i < 8; ++i) {
-      crc = (crc & 0x8000) != 0 ? static_cast<std::uint16_t>((crc << 1) ^ 0x1021)
-                                : static_cast<std::uint16_t>(crc << 1);
-    }
-  }
-  return crc & 16383;
-}
-
-}  // namespace gatehouse::filters::rate_limit::redis
+}  // namespace gatehouse::filters::rate_limit::store

@@ -1,43 +1,24 @@
 #pragma once
 // The Redis side of a rate-limit decision, without any I/O: the Lua script (one script for the
 // four algorithms, so stacked limits with different algorithms still commit atomically), its
-// SHA-1 for EVALSHA, the EVALSHA arguments for some groups of a StoreRequest, the reply parser,
-// and Redis Cluster's key slot. The Redis client (src/server/redis_client.*) moves these bytes.
+// SHA-1 for EVALSHA, the EVALSHA arguments for some groups of a StoreRequest and the reply
+// parser. The store (redis_store_net.*) sends them with the general Redis client (src/redis/).
 //
 // Key names: <prefix>{<identity>}:<definition, 8 hex> for counters, <prefix>{<identity>}:ban and
 // :rej for bans. The identity is the hash tag, so one group's keys share a cluster slot.
 #include <cstdint>
 #include <string>
 #include <string_view>
-#include <vector>
 
 #include "filters/rate_limit/rate_limit_filter.hpp"
+#include "redis/command.hpp"
 
 struct redisReply;
 
-namespace gatehouse::filters::rate_limit::redis {
+namespace gatehouse::filters::rate_limit::store {
 
 std::string_view script();
 const std::string& script_sha1();  // 40 lower-case hex digits
-
-// A command's arguments, packed in one buffer (one allocation per call, reused).
-struct Command {
-  std::string arena;
-  std::vector<std::size_t> ends;  // argument i is arena[ends[i-1], ends[i])
-  void clear() {
-    arena.clear();
-    ends.clear();
-  }
-  void add(std::string_view arg) {
-    arena += arg;
-    ends.push_back(arena.size());
-  }
-  std::size_t size() const { return ends.size(); }
-  std::string_view arg(std::size_t i) const {
-    std::size_t begin = i == 0 ? 0 : ends[i - 1];
-    return std::string_view(arena).substr(begin, ends[i] - begin);
-  }
-};
 
 // The group's counter key for check `c`, its ban key and its rejection-count key.
 std::string counter_key(std::string_view prefix, std::string_view identity,
@@ -55,11 +36,11 @@ class DecideBatch {
   std::size_t size() const { return decisions_; }
   std::size_t keys() const { return keys_.size(); }
   // EVALSHA (or, with `with_body`, EVAL carrying the script).
-  void finish(bool with_body, Command& out) const;
+  void finish(bool with_body, redis::Command& out) const;
 
  private:
-  Command keys_;
-  Command args_;
+  redis::Command keys_;
+  redis::Command args_;
   std::string spec_;
   std::string prefix_;
   std::int64_t now_us_ = -1;
@@ -70,7 +51,8 @@ class DecideBatch {
 // `now_us` < 0 uses the server's clock (production); tests pass a time to compare the script
 // with the C++ algorithms.
 void build_decide(const StoreRequest& req, std::size_t first, std::size_t last,
-                  std::string_view prefix, bool with_body, std::int64_t now_us, Command& out);
+                  std::string_view prefix, bool with_body, std::int64_t now_us,
+                  redis::Command& out);
 
 // Reads the script's reply into `req` for groups [first, last): outcomes of their checks, `all`
 // (AND-ed into req.all, which the caller sets true before the first call), bans. Returns false
@@ -81,7 +63,4 @@ bool parse_decide(const redisReply* reply, StoreRequest& req, std::size_t first,
 bool parse_decide(const redisReply* reply, StoreRequest& req, std::size_t first, std::size_t last,
                   std::string& error, std::size_t& offset);
 
-// Redis Cluster key slot: CRC16 (XMODEM) of the hash tag or the whole key, mod 16384.
-std::uint16_t key_slot(std::string_view key);
-
-}  // namespace gatehouse::filters::rate_limit::redis
+}  // namespace gatehouse::filters::rate_limit::store
