@@ -1,5 +1,5 @@
-// The admin listener (metrics, detailed health) and active upstream health checks. Runs on the
-// admin thread, off the request path; simplicity over speed.
+// The admin listener (metrics, detailed health, bans). Runs on the admin thread, off the request
+// path; simplicity over speed. Active health checks are upstream/health_checker.*.
 #include <boost/beast/http.hpp>
 
 #include "http/json.hpp"
@@ -214,44 +214,6 @@ net::awaitable<void> Gateway::admin_bans(std::string_view method, std::string_vi
   ghttp::append_json_string(line, key ? *key : std::string("*"));
   line += fmt::format(",\"count\":{}}}", lifted);
   logs_->security(line);
-}
-
-net::awaitable<void> Gateway::check_target(std::size_t u, std::size_t t) {
-  beast::tcp_stream stream(admin_ioc_);
-  stream.expires_after(cfg_->upstreams[u].connect_timeout);
-  auto [ec] = co_await stream.async_connect(endpoints_[u][t], nothrow);
-  auto& th = health_->target(u, t);
-  bool was = th.reachable();
-  std::string what = ec ? (ec == beast::error::timeout ? "connect timed out" : ec.message()) : "";
-  th.report(!ec, what);
-  if (was != !ec) {
-    std::string extra = "\"upstream\":";
-    ghttp::append_json_string(extra, cfg_->upstreams[u].name);
-    extra += ",\"target\":";
-    ghttp::append_json_string(extra, th.address());
-    if (ec) {
-      extra += ",\"error\":";
-      ghttp::append_json_string(extra, what);
-    }
-    logs_->error(ec ? spdlog::level::warn : spdlog::level::info,
-                 ec ? "upstream target unreachable" : "upstream target reachable again", extra);
-  }
-}
-
-net::awaitable<void> Gateway::health_check_loop() {
-  net::steady_timer timer(admin_ioc_);
-  for (;;) {
-    for (std::size_t u = 0; u < endpoints_.size(); ++u) {
-      for (std::size_t t = 0; t < endpoints_[u].size(); ++t) {
-        spawn(admin_ioc_, check_target(u, t), *logs_, "health check");
-      }
-    }
-    timer.expires_after(cfg_->health.check_interval);
-    auto [ec] = co_await timer.async_wait(nothrow);
-    if (ec || draining_) {
-      co_return;
-    }
-  }
 }
 
 }  // namespace gatehouse::server

@@ -222,6 +222,9 @@ void Gateway::begin_drain(const char* why) {
   }
   draining_ = true;
   health_->set_draining();
+  if (health_checker_) {
+    health_checker_->stop();
+  }
   logs_->error(
       spdlog::level::info, "draining",
       fmt::format("\"reason\":\"{}\",\"drain_delay_ms\":{}", why, cfg_->drain_delay.count()));
@@ -443,7 +446,9 @@ int Gateway::run(RunOptions options) {
   signals_.add(SIGUSR1);
   signals_.add(SIGHUP);
   wait_signals();
-  spawn(admin_ioc_, health_check_loop(), *logs_, "health check loop");
+  health_checker_ =
+      std::make_unique<upstream::HealthChecker>(admin_ioc_, *cfg_, endpoints_, *health_, *logs_);
+  spawn(admin_ioc_, health_checker_->run(), *logs_, "health check loop");
   if (redis_) {
     admin_redis_ =
         std::make_unique<filters::rate_limit::store::RedisStoreClient>(*redis_, admin_ioc_);

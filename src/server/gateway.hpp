@@ -19,6 +19,7 @@
 #include "observability/health.hpp"
 #include "observability/logging.hpp"
 #include "observability/metrics.hpp"
+#include "upstream/health_checker.hpp"
 
 namespace gatehouse::server {
 
@@ -88,9 +89,7 @@ class Gateway {
   net::awaitable<void> admin_session(tcp::socket socket);
   net::awaitable<void> admin_bans(std::string_view method, std::string_view target,
                                   unsigned& status, std::string& body);
-  net::awaitable<void> health_check_loop();
   net::awaitable<void> store_probe_loop();
-  net::awaitable<void> check_target(std::size_t upstream, std::size_t target);
   void wait_signals();
   void on_worker_done();
   void reload_tls();
@@ -114,6 +113,8 @@ class Gateway {
   std::mutex tls_mu_;
   std::shared_ptr<net::ssl::context> tls_ctx_;
   std::vector<std::unique_ptr<Worker>> workers_;
+  // Declared before admin_ioc_, so destroyed after it: checks still pending refer to it.
+  std::unique_ptr<upstream::HealthChecker> health_checker_;
   net::io_context admin_ioc_{1};
   net::signal_set signals_{admin_ioc_};
   net::steady_timer drain_timer_{admin_ioc_};

@@ -1,5 +1,7 @@
-// Upstream side of a request: builds the upstream head, streams the request body as it
-// arrives, reads the response head and streams the response body back chunk by chunk.
+// Upstream side of a request: plan, pick a target, send, relay. The heads are built here (the
+// upstream request head and the client response head); the bytes move in src/upstream (relay.*),
+// targets and connections come from the route's upstream::Cluster, and whether a failed try is
+// tried again is upstream::RetryPolicy's call.
 #include <array>
 
 #include "http/fields.hpp"
@@ -7,12 +9,13 @@
 #include "http/request_id.hpp"
 #include "pipeline/client_identity.hpp"
 #include "server/exchange.hpp"
+#include "upstream/relay.hpp"
+#include "upstream/retry_policy.hpp"
 
 namespace gatehouse::server {
 namespace {
 
 constexpr std::string_view kCrlf = "\r\n";
-constexpr std::string_view kLastChunk = "0\r\n\r\n";
 
 std::string_view sv(beast::string_view s) {
   return {s.data(), s.size()};
@@ -159,277 +162,6 @@ void build_client_head(FilterChain& chain, const ResponseParser& rp, Context& x,
   out += kCrlf;
 }
 
-// The buffers for one piece of a body: the head (until sent), then `data`, chunk-framed when
-// `chunked` (empty data writes no chunk; `last` appends the terminating zero chunk).
-std::array<net::const_buffer, 5> framed_piece(const std::string* head, char* size_line,
-                                              net::const_buffer data, bool chunked, bool last) {
-  bool frame = chunked && data.size() > 0;
-  std::size_t hl = frame ? chunk_header(size_line, data.size()) : 0;
-  return {head != nullptr ? net::buffer(*head) : net::const_buffer(), net::buffer(size_line, hl),
-          data, frame ? net::buffer(kCrlf) : net::const_buffer(),
-          (chunked && last) ? net::buffer(kLastChunk) : net::const_buffer()};
-}
-
-enum class SendResult { ok, upstream_failed, client_failed, too_large, bad_body, too_slow };
-
-struct SendOutcome {
-  SendResult result = SendResult::ok;
-  bool wrote_any = false;  // some byte of the request reached the upstream's socket
-  error_code ec;           // the upstream write error, for upstream_failed
-
-  void record(const WriteResult& w) {
-    ec = w.ec;
-    wrote_any = wrote_any || w.bytes > 0;
-  }
-};
-
-// How long the next body read may take: the body must keep an average of min_body_rate after a
-// grace of header_timeout from the start of the request (Apache mod_reqtimeout's MinRate), and
-// no single read may stall longer than idle_timeout.
-Clock::duration body_read_timeout(const config::Limits& l, const Context& x) {
-  if (l.min_body_rate == 0) {
-    return l.idle_timeout;
-  }
-  auto earned = std::chrono::microseconds(x.bytes_in * 1'000'000 / l.min_body_rate);
-  auto due = x.start + l.header_timeout + earned;
-  auto left = due - Clock::now();
-  return std::clamp<Clock::duration>(left, Clock::duration::zero(), l.idle_timeout);
-}
-
-// Streams the request head and body to the upstream. The head goes out with the first body piece.
-net::awaitable<SendOutcome> send_request(Worker& w, ClientConn& c, RequestParser& p,
-                                         upstream::Connection& u, Framing framing,
-                                         const std::string& head, Context& x) {
-  const auto& limits = w.cfg.limits;
-  const auto& ucfg = w.pools[w.cfg.routes[x.route].upstream_index]->config();
-  SendOutcome out;
-  auto fail = [&](SendResult r) {
-    out.result = r;
-    return out;
-  };
-  if (framing == Framing::none) {
-    out.record(co_await write_all(u.socket, u.deadline, ucfg.timeout, net::buffer(head)));
-    co_return fail(out.ec ? SendResult::upstream_failed : SendResult::ok);
-  }
-  auto lease = w.buffers.take();
-  bool head_sent = false;
-  if (framing == Framing::length) {
-    std::uint64_t remaining = *p.content_length();
-    while (remaining > 0) {
-      net::const_buffer piece;
-      std::size_t from_buffer = 0;
-      if (c.buffer.size() > 0) {
-        from_buffer = static_cast<std::size_t>(std::min<std::uint64_t>(remaining, c.buffer.size()));
-        piece = net::buffer(c.buffer.data().data(), from_buffer);
-      } else {
-        c.deadline.arm(body_read_timeout(limits, x));
-        auto [ec, n] = co_await c.stream.async_read_some(
-            net::buffer(lease.data(),
-                        static_cast<std::size_t>(std::min<std::uint64_t>(remaining, lease.size()))),
-            nothrow);
-        if (ec) {
-          co_return fail(c.deadline.expired() ? SendResult::too_slow : SendResult::client_failed);
-        }
-        piece = net::buffer(lease.data(), n);
-      }
-      std::array<net::const_buffer, 2> bufs{head_sent ? net::const_buffer() : net::buffer(head),
-                                            piece};
-      head_sent = true;
-      out.record(co_await write_all(u.socket, u.deadline, ucfg.timeout, bufs));
-      remaining -= piece.size();
-      x.bytes_in += piece.size();
-      c.buffer.consume(from_buffer);
-      if (out.ec) {
-        co_return fail(SendResult::upstream_failed);
-      }
-    }
-    co_return out;
-  }
-  // Chunked: decode with the parser (it enforces body_limit), re-frame each piece as one chunk.
-  char size_line[24];
-  for (;;) {
-    auto piece =
-        co_await read_chunked_piece(c.stream, c.buffer, c.deadline, body_read_timeout(limits, x), p,
-                                    lease.data(), lease.size());
-    if (piece.ec) {
-      if (piece.ec == http::error::body_limit) {
-        co_return fail(SendResult::too_large);
-      }
-      if (c.deadline.expired()) {
-        co_return fail(SendResult::too_slow);
-      }
-      co_return fail(piece.ec.category() == http::make_error_code(http::error::bad_chunk).category()
-                         ? SendResult::bad_body
-                         : SendResult::client_failed);
-    }
-    auto bufs = framed_piece(head_sent ? nullptr : &head, size_line,
-                             net::buffer(lease.data(), piece.size), true, piece.done);
-    head_sent = true;
-    x.bytes_in += piece.size;
-    out.record(co_await write_all(u.socket, u.deadline, ucfg.timeout, bufs));
-    if (out.ec) {
-      co_return fail(SendResult::upstream_failed);
-    }
-    if (piece.done) {
-      co_return out;
-    }
-  }
-}
-
-struct RelayResult {
-  bool client_ok = true;
-  bool upstream_reusable = false;
-  bool head_sent = false;  // false with upstream_ec set: nothing reached the client, 502 is due
-  error_code upstream_ec;  // the upstream failed (reset, EOF, timeout) before the body ended
-};
-
-struct Poll {
-  bool ready = false;  // body bytes are buffered (or the read failed: ec says how)
-  error_code ec;
-};
-
-// Reads what the upstream already sent, without waiting. When the body is not there yet (an SSE
-// stream before its first event, an LLM's slow first token) the head must go out alone at once;
-// when it is, head and body leave in one write. Needs the socket in non-blocking mode (Pool).
-Poll poll_upstream(upstream::Connection& u) {
-  if (u.buffer.size() > 0) {
-    return {true, {}};
-  }
-  error_code ec;
-  auto n = u.socket.read_some(u.buffer.prepare(16384), ec);
-  if (ec == net::error::would_block || ec == net::error::try_again) {
-    return {false, {}};
-  }
-  if (ec) {
-    return {true, ec};
-  }
-  u.buffer.commit(n);
-  return {true, {}};
-}
-
-// Streams the response body from upstream to client after the head. The head goes out with the
-// first body piece when that piece is already here, else alone at once. Returns whether each side
-// can be reused, and how the upstream failed if it did.
-net::awaitable<RelayResult> relay_response(Worker& w, ClientConn& c, FilterChain& chain,
-                                           upstream::Connection& u, ResponseParser& rp, Framing in,
-                                           Framing out, const std::string& head, Context& x,
-                                           Clock::duration up_timeout) {
-  const auto client_timeout = w.cfg.limits.idle_timeout;
-  RelayResult result;
-  char size_line[24];
-  auto send = [&](net::const_buffer data, bool last) -> net::awaitable<bool> {
-    if constexpr (FilterChain::kObservesBody) {
-      chain.encode_data(x, {static_cast<const char*>(data.data()), data.size()}, last);
-    }
-    auto bufs = framed_piece(result.head_sent ? nullptr : &head, size_line, data,
-                             out == Framing::chunked, last);
-    if ((co_await write_all(c.stream, c.deadline, client_timeout, bufs)).ec) {
-      co_return false;
-    }
-    result.head_sent = true;
-    x.bytes_out += data.size();
-    co_return true;
-  };
-  auto upstream_failed = [&](error_code ec) {
-    result.upstream_ec = ec;
-    result.client_ok = !result.head_sent;  // a cut-off body can only be shown by closing
-    return result;
-  };
-
-  if (in == Framing::none) {
-    result.client_ok = co_await send(net::const_buffer(), false);
-    result.upstream_reusable = rp.keep_alive();
-    co_return result;
-  }
-  bool until_close = in == Framing::until_close;
-  std::uint64_t remaining = until_close ? ~std::uint64_t{0} : rp.content_length().value_or(0);
-  if (in == Framing::length && remaining == 0) {
-    result.client_ok = co_await send(net::const_buffer(), true);
-    result.upstream_reusable = rp.keep_alive();
-    co_return result;
-  }
-  auto poll = poll_upstream(u);
-  if (poll.ec && !(until_close && poll.ec == net::error::eof)) {
-    co_return upstream_failed(poll.ec);
-  }
-  if (!poll.ready && !co_await send(net::const_buffer(), false)) {
-    result.client_ok = false;
-    co_return result;
-  }
-
-  if (in == Framing::chunked) {
-    auto lease = w.buffers.take();
-    for (;;) {
-      auto piece = co_await read_chunked_piece(u.socket, u.buffer, u.deadline, up_timeout, rp,
-                                               lease.data(), lease.size());
-      if (piece.ec) {
-        co_return upstream_failed(piece.ec);
-      }
-      if (!co_await send(net::buffer(lease.data(), piece.size), piece.done)) {
-        result.client_ok = false;
-        co_return result;
-      }
-      if (piece.done) {
-        result.upstream_reusable = rp.keep_alive();
-        co_return result;
-      }
-    }
-  }
-
-  // Length-delimited or close-delimited: no parser needed, bytes go straight through.
-  std::optional<BufferPool::Lease> lease;
-  while (remaining > 0) {
-    std::size_t from_buffer = 0;
-    net::const_buffer piece;
-    if (u.buffer.size() > 0) {
-      from_buffer = static_cast<std::size_t>(std::min<std::uint64_t>(remaining, u.buffer.size()));
-      piece = net::buffer(u.buffer.data().data(), from_buffer);
-    } else {
-      if (!lease) {
-        lease.emplace(w.buffers.take());
-      }
-      u.deadline.arm(up_timeout);
-      auto want = static_cast<std::size_t>(std::min<std::uint64_t>(remaining, lease->size()));
-      auto [ec, n] = co_await u.socket.async_read_some(net::buffer(lease->data(), want), nothrow);
-      if (ec) {
-        if (until_close && ec == net::error::eof) {
-          result.client_ok = co_await send(net::const_buffer(), true);
-          result.client_ok = result.client_ok && out == Framing::chunked;
-          co_return result;
-        }
-        co_return upstream_failed(u.deadline.expired() ? timeout_error() : ec);
-      }
-      piece = net::buffer(lease->data(), n);
-    }
-    if (!until_close) {
-      remaining -= piece.size();
-    }
-    bool ok = co_await send(piece, remaining == 0);
-    u.buffer.consume(from_buffer);
-    if (!ok) {
-      result.client_ok = false;
-      co_return result;
-    }
-  }
-  result.upstream_reusable = rp.keep_alive();
-  co_return result;
-}
-
-// RFC 9110 section 9.2.2: requests that may be sent again without changing what they do.
-bool idempotent(http::verb m) {
-  switch (m) {
-    case http::verb::get:
-    case http::verb::head:
-    case http::verb::options:
-    case http::verb::trace:
-    case http::verb::put:
-    case http::verb::delete_:
-      return true;
-    default:
-      return false;
-  }
-}
-
 void log_upstream_failure(Worker& w, const Context& x, std::string_view message,
                           const error_code& ec) {
   if (!w.gw.logs().should_log(spdlog::level::warn)) {
@@ -448,53 +180,78 @@ void log_upstream_failure(Worker& w, const Context& x, std::string_view message,
   w.gw.logs().error(spdlog::level::warn, message, extra);
 }
 
+// Hands the relay's response body pieces to the filters that read bodies (encode_data).
+struct BodyPieces {
+  FilterChain& chain;
+  Context& ctx;
+  static void call(void* self, std::span<const char> piece, bool last) {
+    auto* p = static_cast<BodyPieces*>(self);
+    p->chain.encode_data(p->ctx, piece, last);
+  }
+};
+
+// What the upstream side needs to know about the request, decided once before any try.
+struct Plan {
+  Framing framing;  // of the request body, as re-stated upstream
+  bool expect_continue;
+  bool head_request;
+  bool client_http10;
+  upstream::RetryInput::Body body;
+  bool idempotent;
+  bool idempotency_key;
+};
+
+Plan make_plan(const RequestParser& p) {
+  const auto& req = p.get();
+  Framing framing = p.chunked()                          ? Framing::chunked
+                    : p.content_length().value_or(0) > 0 ? Framing::length
+                                                         : Framing::none;
+  const bool has_body = framing != Framing::none;
+  return Plan{
+      .framing = framing,
+      .expect_continue = has_body && ghttp::iequals(sv(req[http::field::expect]), "100-continue"),
+      .head_request = req.method() == http::verb::head,
+      .client_http10 = req.version() < 11,
+      // The body is streamed, not kept (no ReplayBuffer yet): a request with one is not replayed.
+      .body = has_body ? upstream::RetryInput::Body::not_kept : upstream::RetryInput::Body::none,
+      .idempotent = upstream::idempotent_method(sv(req.method_string())),
+      .idempotency_key = req.count("Idempotency-Key") > 0,
+  };
+}
+
 }  // namespace
 
 net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain, RequestParser& p,
                                    Context& x) {
   const auto& route = w.cfg.routes[x.route];
-  auto& pool = *w.pools[route.upstream_index];
-  const auto& ucfg = pool.config();
-  const auto& req = p.get();
-  const bool client_http10 = req.version() < 11;
-  const bool is_head = req.method() == http::verb::head;
-
-  Framing req_framing = p.chunked()                          ? Framing::chunked
-                        : p.content_length().value_or(0) > 0 ? Framing::length
-                                                             : Framing::none;
-  const bool has_body = req_framing != Framing::none;
-  bool expect_continue = has_body && ghttp::iequals(sv(req[http::field::expect]), "100-continue");
+  auto& cluster = *w.clusters[route.upstream_index];
+  const auto& ucfg = cluster.config();
+  auto& stats = w.metrics.upstreams[route.upstream_index];
+  const Plan plan = make_plan(p);
+  const bool has_body = plan.framing != Framing::none;
+  bool expect_continue = plan.expect_continue;
+  const upstream::ClientSide client{c.stream, c.deadline, c.buffer};
+  const upstream::RetryPolicy retry_policy;
 
   std::string& head = c.upstream_head;
   build_upstream_head(w.cfg, c.peer_ip, c.stream.tls(), x.identity, p, upstream_path(w.cfg, x),
-                      x.request_id, req_framing, head);
+                      x.request_id, plan.framing, head);
 
   std::optional<ResponseParser> rp;
-  auto reset_parser = [&] {
-    rp.emplace();
-    rp->header_limit(64 * 1024);
-    rp->body_limit(std::numeric_limits<std::uint64_t>::max());
-    rp->skip(is_head);
-  };
-  reset_parser();
-
-  auto& stats = w.metrics.upstreams[route.upstream_index];
-  // A reused keep-alive connection the upstream had closed is tried once more on a fresh one, but
-  // only when a replay cannot run the request twice: nothing was written, or the method is
-  // idempotent (RFC 9110 9.2.2), or the client marked it with an Idempotency-Key. A request with a
-  // body is never replayed (the body is not kept).
-  const bool replayable = idempotent(req.method()) || req.count("Idempotency-Key") > 0;
+  upstream::reset_response_parser(rp, plan.head_request);
   std::unique_ptr<upstream::Connection> u;
   Clock::time_point upstream_start{};
-  for (int attempt = 0;; ++attempt) {
-    auto acquired = co_await pool.acquire(attempt > 0, x.request_id);
+  bool fresh = false;
+  for (int tries = 1;; ++tries) {
+    // Pick a target (and a connection to it).
+    auto acquired = co_await cluster.acquire(fresh, x.request_id);
     if (!acquired.conn) {
       stats.failures.add();
       co_await send_local_reply(w, c, chain, x, acquired.status, has_body, acquired.detail);
       co_return x.client_keep_alive;
     }
     u = std::move(acquired.conn);
-    x.upstream_address = pool.address(u->target);
+    x.upstream_address = cluster.address(u->target);
     upstream_start = Clock::now();
     if (expect_continue) {
       expect_continue = false;
@@ -505,48 +262,47 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
         co_return false;
       }
     }
-    auto sent = co_await send_request(w, c, p, *u, req_framing, head, x);
-    if (sent.result == SendResult::client_failed) {
+    // Send the request.
+    auto sent = co_await upstream::send_request(
+        w.buffers, client, *u, ucfg.timeout, head,
+        {p, plan.framing, w.cfg.limits, x.start, x.bytes_in, nullptr});
+    if (sent.result == upstream::SendResult::client_failed) {
       co_return false;
     }
-    if (sent.result == SendResult::too_slow) {
-      // The upstream has part of a body: that connection is not reusable (u is dropped below).
+    if (sent.result == upstream::SendResult::too_slow) {
+      // The upstream has part of a body: that connection is not reusable (u is dropped).
       co_await send_local_reply(w, c, chain, x, 408, true, "request body too slow");
       co_return false;
     }
-    if (sent.result == SendResult::too_large || sent.result == SendResult::bad_body) {
-      co_await send_local_reply(w, c, chain, x, sent.result == SendResult::too_large ? 413 : 400,
-                                true);
+    if (sent.result == upstream::SendResult::too_large ||
+        sent.result == upstream::SendResult::bad_body) {
+      co_await send_local_reply(w, c, chain, x,
+                                sent.result == upstream::SendResult::too_large ? 413 : 400, true);
       co_return false;
     }
-    // Read the response head, skipping interim 1xx responses.
     error_code ec = sent.ec;
-    while (!ec) {
-      u->deadline.arm(ucfg.timeout);
-      ec = co_await read_head(u->socket, u->buffer, u->deadline, *rp);
-      if (ec) {
-        break;
-      }
-      auto code = rp->get().result_int();
-      if (code >= 100 && code < 200 && code != 101) {
-        reset_parser();
-        continue;
-      }
-      break;
+    if (!ec) {
+      ec = co_await upstream::read_response_head(*u, rp, ucfg.timeout, plan.head_request);
     }
     if (!ec) {
       break;
     }
-    bool timed_out = ec == beast::error::timeout;
-    bool closed = ec == net::error::eof || ec == net::error::connection_reset ||
-                  ec == http::error::end_of_stream || ec == net::error::broken_pipe ||
-                  ec == http::error::partial_message;
-    bool stale = u->reused && !has_body && closed && (replayable || !sent.wrote_any);
-    if (stale && attempt == 0) {
+    // The try failed before a response head: the retry policy says whether to try again.
+    auto failure = upstream::classify_head_failure(ec);
+    auto decision = retry_policy.decide({.tries = tries,
+                                         .failure = failure,
+                                         .reused_connection = u->reused,
+                                         .wrote_any = sent.wrote_any,
+                                         .body = plan.body,
+                                         .idempotent = plan.idempotent,
+                                         .idempotency_key = plan.idempotency_key});
+    if (decision.retry) {
       stats.retries.add();
-      reset_parser();
+      upstream::reset_response_parser(rp, plan.head_request);
+      fresh = decision.fresh_connection;
       continue;
     }
+    bool timed_out = failure == upstream::TryFailure::timed_out;
     if (timed_out) {
       stats.timeouts.add();
     }
@@ -557,31 +313,24 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
     x.upstream_ms =
         std::chrono::duration<double, std::milli>(Clock::now() - upstream_start).count();
     co_await send_local_reply(w, c, chain, x, timed_out ? 504 : 502,
-                              has_body && sent.result != SendResult::ok, detail);
+                              has_body && sent.result != upstream::SendResult::ok, detail);
     co_return x.client_keep_alive;
   }
 
-  const auto& res = rp->get();
-  unsigned status = res.result_int();
-  Framing in;
-  if (is_head || status == 204 || status == 304) {
-    in = Framing::none;
-  } else if (rp->chunked()) {
-    in = Framing::chunked;
-  } else if (rp->content_length()) {
-    in = Framing::length;
-  } else {
-    in = Framing::until_close;
-  }
-  Framing out = in;
-  if (in == Framing::chunked || in == Framing::until_close) {
-    out = client_http10 ? Framing::until_close : Framing::chunked;
-  }
-  bool keep = x.client_keep_alive && !w.draining && out != Framing::until_close;
+  // Relay the response.
+  auto framing = upstream::response_framing(*rp, plan.head_request, plan.client_http10);
+  bool keep = x.client_keep_alive && !w.draining && framing.out != Framing::until_close;
   x.client_keep_alive = keep;
-  x.status = status;
-  build_client_head(chain, *rp, x, out, client_http10, keep, c.scratch);
-  auto relay = co_await relay_response(w, c, chain, *u, *rp, in, out, c.scratch, x, ucfg.timeout);
+  x.status = rp->get().result_int();
+  build_client_head(chain, *rp, x, framing.out, plan.client_http10, keep, c.scratch);
+  upstream::BodyObserver observer;
+  BodyPieces pieces{chain, x};
+  if constexpr (FilterChain::kObservesBody) {
+    observer = {&BodyPieces::call, &pieces};
+  }
+  auto relay = co_await upstream::relay_response(
+      w.buffers, client, *u, c.scratch,
+      {*rp, framing, ucfg.timeout, w.cfg.limits.idle_timeout, x.bytes_out, observer});
   x.upstream_ms = std::chrono::duration<double, std::milli>(Clock::now() - upstream_start).count();
   if (relay.upstream_ec) {
     bool timed_out = relay.upstream_ec == beast::error::timeout;
@@ -603,8 +352,8 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
     x.upstream_error = relay.upstream_ec.message();
     co_return false;
   }
-  if (relay.upstream_reusable && in != Framing::until_close && !w.draining) {
-    pool.release(std::move(u));
+  if (relay.upstream_reusable && framing.in != Framing::until_close && !w.draining) {
+    cluster.release(std::move(u));
   }
   co_return keep&& relay.client_ok;
 }

@@ -52,9 +52,9 @@ Worker::Worker(Gateway& g, unsigned i)
       acceptor_(ioc),
       tls_acceptor_(ioc) {
   for (std::size_t u = 0; u < cfg.upstreams.size(); ++u) {
-    pools.push_back(std::make_unique<upstream::Pool>(ioc.get_executor(), deadlines, u,
-                                                     cfg.upstreams[u], gw.upstream_endpoints()[u],
-                                                     metrics.upstreams[u], gw.health(), gw.logs()));
+    clusters.push_back(std::make_unique<upstream::Cluster>(
+        ioc.get_executor(), deadlines, u, cfg.upstreams[u], gw.upstream_endpoints()[u],
+        metrics.upstreams[u], gw.health(), gw.logs()));
   }
   if (auto* shared = gw.redis_store()) {
     store_client = std::make_unique<filters::rate_limit::store::RedisStoreClient>(*shared, ioc);
@@ -149,13 +149,13 @@ net::awaitable<void> Worker::sweep_loop() {
     }
     if (now - last_prune > std::chrono::seconds(1)) {
       last_prune = now;
-      for (auto& p : pools) {
+      for (auto& p : clusters) {
         p->prune(now);
       }
     }
     if (draining && !listening_ && sessions_ == 0) {
       access_batch.flush();
-      for (auto& p : pools) {
+      for (auto& p : clusters) {
         p->close_all();
       }
       if (store_client) {
@@ -180,7 +180,7 @@ void Worker::begin_drain() {
         c.socket().cancel(ec);
       }
     }
-    for (auto& p : pools) {
+    for (auto& p : clusters) {
       p->close_all();
     }
   });

@@ -1,5 +1,5 @@
 #pragma once
-// One worker thread: io_context, SO_REUSEPORT listener, client sessions, upstream pools and the
+// One worker thread: io_context, SO_REUSEPORT listener, client sessions, upstream clusters and the
 // deadline sweeper. Everything here is touched by its own thread only, except begin_drain(),
 // stop_listening() and force_stop(), which post to it.
 #include <boost/intrusive/list.hpp>
@@ -16,7 +16,7 @@
 #include "observability/access_batch.hpp"
 #include "server/filter_chain.hpp"
 #include "server/gateway.hpp"
-#include "upstream/pool.hpp"
+#include "upstream/cluster.hpp"
 
 namespace gatehouse::server {
 
@@ -81,7 +81,7 @@ class Worker {
   // With a Redis store; destroyed before ioc.
   std::unique_ptr<filters::rate_limit::store::RedisStoreClient> store_client;
   observability::WorkerMetrics& metrics;
-  std::vector<std::unique_ptr<upstream::Pool>> pools;
+  std::vector<std::unique_ptr<upstream::Cluster>> clusters;  // index = upstream index
 
  private:
   net::awaitable<void> accept_loop(tcp::acceptor& acceptor, bool tls);
