@@ -22,9 +22,6 @@ using pipeline::ResponseHead;
 using pipeline::status_for_parse_error;
 using pipeline::validate_head;
 
-// "1a2b\r\n" for a chunk of `n` bytes; returns the length written into `out` (>= 19 bytes).
-std::size_t chunk_header(char* out, std::size_t n);
-
 // The head of the reply in ctx.reply (a Connection: close when ctx.client_keep_alive is false),
 // with every filter's lines (encode_headers).
 void build_reply_head(FilterChain& chain, Context& ctx, std::string& head);

@@ -36,22 +36,6 @@ const char* reason(unsigned status) {
 
 }  // namespace
 
-std::size_t chunk_header(char* out, std::size_t n) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  char tmp[16];
-  std::size_t len = 0;
-  do {
-    tmp[len++] = kHex[n & 0xf];
-    n >>= 4;
-  } while (n != 0);
-  for (std::size_t i = 0; i < len; ++i) {
-    out[i] = tmp[len - 1 - i];
-  }
-  out[len] = '\r';
-  out[len + 1] = '\n';
-  return len + 2;
-}
-
 void append_date_header(std::string& out) {
   thread_local std::time_t cached_sec = 0;
   thread_local char cached[64];
