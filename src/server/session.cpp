@@ -243,8 +243,10 @@ net::awaitable<void> run_session(Worker& w, tcp::socket socket, bool tls) {
     if (c.buffer.size() == 0) {
       // Idle: wait for bytes without holding heap buffers.
       c.buffer.shrink_to_fit();
-      c.scratch = std::string();
-      c.upstream_head = std::string();
+      // swap, not `= std::string()`: libstdc++'s move assignment from a short string keeps the
+      // old heap capacity (~1.2 KiB of heads per idle connection).
+      std::string().swap(c.scratch);
+      std::string().swap(c.upstream_head);
       if (w.draining && !c.first_request) {
         break;  // a connection accepted during the drain still gets its one request
       }
