@@ -1,8 +1,7 @@
 #pragma once
 // The client side of a connection: a plain TCP socket, or TLS over it. One type with a runtime
-// branch per operation (no coroutine frame, no virtual call): both branches initiate with the same
-// completion token and signature, so they return the same awaitable type, and the plain path costs
-// one predictable branch. Satisfies AsyncReadStream/AsyncWriteStream for net::async_write.
+// branch per operation (no coroutine frame, no virtual call): the plain path costs one predictable
+// branch. Satisfies AsyncReadStream/AsyncWriteStream for net::async_write.
 #include <boost/asio/ssl.hpp>
 
 #include <memory>
@@ -27,20 +26,32 @@ class ClientStream {
   tcp::socket& socket() { return socket_; }
   executor_type get_executor() { return socket_.get_executor(); }
 
+  // One initiation that branches when the operation starts, so that every completion token
+  // (use_awaitable, deferred) sees a single operation type.
   template <class MutableBuffers, class Token>
   auto async_read_some(const MutableBuffers& buffers, Token&& token) {
-    if (tls_) {
-      return tls_->async_read_some(buffers, std::forward<Token>(token));
-    }
-    return socket_.async_read_some(buffers, std::forward<Token>(token));
+    return net::async_initiate<Token, void(error_code, std::size_t)>(
+        [this](auto handler, const MutableBuffers& b) {
+          if (tls_) {
+            tls_->async_read_some(b, std::move(handler));
+          } else {
+            socket_.async_read_some(b, std::move(handler));
+          }
+        },
+        token, buffers);
   }
 
   template <class ConstBuffers, class Token>
   auto async_write_some(const ConstBuffers& buffers, Token&& token) {
-    if (tls_) {
-      return tls_->async_write_some(buffers, std::forward<Token>(token));
-    }
-    return socket_.async_write_some(buffers, std::forward<Token>(token));
+    return net::async_initiate<Token, void(error_code, std::size_t)>(
+        [this](auto handler, const ConstBuffers& b) {
+          if (tls_) {
+            tls_->async_write_some(b, std::move(handler));
+          } else {
+            socket_.async_write_some(b, std::move(handler));
+          }
+        },
+        token, buffers);
   }
 
  private:

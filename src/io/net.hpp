@@ -17,6 +17,10 @@ using Clock = std::chrono::steady_clock;
 namespace ghttp = ::gatehouse::http;  // our header helpers (http:: is Beast here)
 
 // co_await op(..., nothrow) yields std::tuple<error_code, ...>: no exceptions on the data path.
-inline constexpr auto nothrow = net::as_tuple(net::use_awaitable);
+// `deferred`, not `use_awaitable`: co_await on a deferred operation starts it straight from the
+// awaiting frame, while use_awaitable starts every operation from a coroutine of its own
+// (async_result<use_awaitable_t>::initiate), one more frame allocated per I/O operation and held
+// by every idle connection's pending read.
+inline constexpr auto nothrow = net::as_tuple(net::deferred);
 
 }  // namespace gatehouse::io
