@@ -243,10 +243,8 @@ net::awaitable<void> run_session(Worker& w, tcp::socket socket, bool tls) {
     if (c.buffer.size() == 0) {
       // Idle: wait for bytes without holding heap buffers.
       c.buffer.shrink_to_fit();
-      // swap, not `= std::string()`: libstdc++'s move assignment from a short string keeps the
-      // old heap capacity (~1.2 KiB of heads per idle connection).
-      std::string().swap(c.scratch);
-      std::string().swap(c.upstream_head);
+      w.heads.give_back(c.scratch);
+      w.heads.give_back(c.upstream_head);
       if (w.draining && !c.first_request) {
         break;  // a connection accepted during the drain still gets its one request
       }
@@ -264,6 +262,8 @@ net::awaitable<void> run_session(Worker& w, tcp::socket socket, bool tls) {
         net::buffer_copy(c.buffer.prepare(n), net::buffer(c.idle_bytes.data(), n));
         c.buffer.commit(n);
       }
+      w.heads.take(c.scratch);
+      w.heads.take(c.upstream_head);
     }
     c.first_request = false;
 

@@ -77,6 +77,7 @@ class Worker {
   DeadlineList deadlines;
   ClientList clients;
   BufferPool buffers;
+  StringPool heads;  // ClientConn::scratch and upstream_head while the connection is idle
   net::io_context ioc{1};
   // With a Redis store; destroyed before ioc.
   std::unique_ptr<filters::rate_limit::store::RedisStoreClient> store_client;
