@@ -13,6 +13,22 @@ namespace gatehouse::io {
 
 namespace ssl = net::ssl;
 
+// An allocator Asio does not replace with its per-thread recycling cache (it does so for
+// std::allocator): operations bound to it get a block of their own size.
+template <class T>
+struct UnpooledAllocator {
+  using value_type = T;
+  UnpooledAllocator() = default;
+  template <class U>
+  UnpooledAllocator(const UnpooledAllocator<U>&) noexcept {}  // NOLINT(google-explicit-constructor)
+  T* allocate(std::size_t n) { return static_cast<T*>(::operator new(n * sizeof(T))); }
+  void deallocate(T* p, std::size_t n) noexcept { ::operator delete(p, n * sizeof(T)); }
+  template <class U>
+  bool operator==(const UnpooledAllocator<U>&) const noexcept {
+    return true;
+  }
+};
+
 class ClientStream {
  public:
   using executor_type = tcp::socket::executor_type;
@@ -37,6 +53,18 @@ class ClientStream {
           } else {
             socket_.async_read_some(b, std::move(handler));
           }
+        },
+        token, buffers);
+  }
+
+  // async_read_some whose operation is allocated at its own size instead of from Asio's
+  // per-thread recycling cache, which hands out the first cached block that fits (a 448-byte
+  // write operation's, say): for a read that waits as long as the connection is idle.
+  template <class MutableBuffers, class Token>
+  auto async_read_some_unpooled(const MutableBuffers& buffers, Token&& token) {
+    return net::async_initiate<Token, void(error_code, std::size_t)>(
+        [this](auto handler, const MutableBuffers& b) {
+          async_read_some(b, net::bind_allocator(UnpooledAllocator<void>(), std::move(handler)));
         },
         token, buffers);
   }

@@ -197,6 +197,38 @@ net::awaitable<bool> tls_handshake(Worker& w, ClientConn& c) {
   co_return true;
 }
 
+namespace {
+
+// The end of a connection. A coroutine of its own: its awaiters would otherwise sit in every
+// idle connection's frame.
+net::awaitable<void> close_connection(ClientConn& c, bool open) {
+  error_code ignore;
+  if (c.stream.tls() && open && c.socket().is_open() && !c.deadline.expired()) {
+    // close_notify, then wait briefly for the peer's (most clients just close).
+    c.deadline.arm(std::chrono::milliseconds(500));
+    co_await c.stream.tls_stream().async_shutdown(nothrow);
+  } else if (!c.stream.tls()) {
+    c.socket().shutdown(tcp::socket::shutdown_send, ignore);
+  }
+  if (!c.stream.tls() && c.socket().is_open() && !c.deadline.expired()) {
+    // Lingering close: read and drop what the client still sends (an unread body after a 413,
+    // say) for a moment, so our reply is not destroyed by a reset.
+    c.deadline.arm(std::chrono::milliseconds(500));
+    std::size_t dropped = 0;
+    while (dropped < 1024 * 1024) {
+      // Not a local array: locals live in the coroutine frame for the connection's lifetime.
+      auto [ec, n] = co_await c.stream.async_read_some(net::buffer(c.idle_bytes), nothrow);
+      if (ec) {
+        break;
+      }
+      dropped += n;
+    }
+  }
+  c.socket().close(ignore);
+}
+
+}  // namespace
+
 net::awaitable<void> run_session(Worker& w, tcp::socket socket, bool tls) {
   std::string peer = peer_address(socket);
   if (w.cfg.proxy_protocol) {
@@ -250,7 +282,8 @@ net::awaitable<void> run_session(Worker& w, tcp::socket socket, bool tls) {
       }
       c.idle = true;
       c.deadline.arm(c.first_request ? limits.header_timeout : limits.idle_timeout);
-      auto [ec, n] = co_await c.stream.async_read_some(net::buffer(c.idle_bytes), nothrow);
+      // The operation lives as long as the idle time: allocated at its own size.
+      auto [ec, n] = co_await c.stream.async_read_some_unpooled(net::buffer(c.idle_bytes), nothrow);
       c.idle = false;
       if (ec) {
         error_code ignore;
@@ -272,29 +305,7 @@ net::awaitable<void> run_session(Worker& w, tcp::socket socket, bool tls) {
     }
   }
 
-  error_code ignore;
-  if (c.stream.tls() && open && c.socket().is_open() && !c.deadline.expired()) {
-    // close_notify, then wait briefly for the peer's (most clients just close).
-    c.deadline.arm(std::chrono::milliseconds(500));
-    co_await c.stream.tls_stream().async_shutdown(nothrow);
-  } else if (!c.stream.tls()) {
-    c.socket().shutdown(tcp::socket::shutdown_send, ignore);
-  }
-  if (!c.stream.tls() && c.socket().is_open() && !c.deadline.expired()) {
-    // Lingering close: read and drop what the client still sends (an unread body after a 413,
-    // say) for a moment, so our reply is not destroyed by a reset.
-    c.deadline.arm(std::chrono::milliseconds(500));
-    std::size_t dropped = 0;
-    while (dropped < 1024 * 1024) {
-      // Not a local array: locals live in the coroutine frame for the connection's lifetime.
-      auto [ec, n] = co_await c.stream.async_read_some(net::buffer(c.idle_bytes), nothrow);
-      if (ec) {
-        break;
-      }
-      dropped += n;
-    }
-  }
-  c.socket().close(ignore);
+  co_await close_connection(c, open);
 }
 
 }  // namespace gatehouse::server
