@@ -3,12 +3,15 @@
 // the client side (src/server) and the upstream side (src/upstream).
 #include <cstddef>
 
+#include "http/head_allocator.hpp"
 #include "io/deadline.hpp"
 #include "io/net.hpp"
 
 namespace gatehouse::io {
 
-using ResponseParser = http::response_parser<http::buffer_body>;
+// Head fields in blocks from a per-thread cache instead of malloc (http/head_allocator.hpp), like
+// pipeline::RequestParser.
+using ResponseParser = http::response_parser<http::buffer_body, ghttp::HeadAllocator<char>>;
 
 enum class Framing { none, length, chunked, until_close };
 

@@ -95,8 +95,8 @@ struct Context {
 // upstream's header fields when proxied, and the lines filters append.
 struct ResponseHead {
   unsigned status = 0;
-  const http::fields* upstream = nullptr;  // null for gatehouse's own replies
-  std::string& lines;                      // complete "Name: value\r\n" lines are appended here
+  const Fields* upstream = nullptr;  // null for gatehouse's own replies
+  std::string& lines;                // complete "Name: value\r\n" lines are appended here
 
   bool local() const { return upstream == nullptr; }
   // Whether the upstream response has this field (case-insensitive); false for local replies.

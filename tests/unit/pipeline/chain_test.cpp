@@ -147,7 +147,7 @@ TEST_F(ChainTest, EncodeHeadersInChainOrderForLocalAndProxiedHeads) {
   ResponseHead local{200, nullptr, lines};
   chain.encode_headers(ctx, local);
   EXPECT_EQ(lines, "aL;bL;");
-  http::fields upstream;
+  Fields upstream;  // the proxied response head type
   upstream.set("X-App", "1");
   lines.clear();
   ResponseHead proxied{200, &upstream, lines};
