@@ -1,5 +1,7 @@
 #include "http/json.hpp"
 
+#include <array>
+
 namespace gatehouse::http {
 
 namespace {
@@ -29,13 +31,39 @@ std::size_t utf8_sequence(std::string_view s, std::size_t i) {
   return 0;
 }
 
+// Bytes append_json_string does not copy as they are: control characters, DEL, '"', '\\', and
+// bytes >= 0x80 (checked to be UTF-8).
+constexpr std::array<bool, 256> kJsonSpecial = [] {
+  std::array<bool, 256> t{};
+  for (unsigned c = 0; c < 0x20; ++c) {
+    t[c] = true;
+  }
+  for (unsigned c = 0x7f; c < 0x100; ++c) {
+    t[c] = true;
+  }
+  t['"'] = t['\\'] = true;
+  return t;
+}();
+
 }  // namespace
 
 void append_json_string(std::string& out, std::string_view s) {
   static constexpr char kHex[] = "0123456789abcdef";
   out += '"';
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    auto c = static_cast<unsigned char>(s[i]);
+  // Runs of plain ASCII (all of most values) are appended at once: byte by byte, the access
+  // line's escaping was 5% of a proxied request's instructions.
+  std::size_t i = 0;
+  for (;;) {
+    std::size_t j = i;
+    while (j < s.size() && !kJsonSpecial[static_cast<unsigned char>(s[j])]) {
+      ++j;
+    }
+    out.append(s.data() + i, j - i);
+    if (j == s.size()) {
+      break;
+    }
+    auto c = static_cast<unsigned char>(s[j]);
+    i = j + 1;
     switch (c) {
       case '"':
         out += "\\\"";
@@ -57,11 +85,9 @@ void append_json_string(std::string& out, std::string_view s) {
           out += "\\u00";
           out += kHex[c >> 4];
           out += kHex[c & 0xf];
-        } else if (c < 0x80) {
-          out += static_cast<char>(c);
-        } else if (auto n = utf8_sequence(s, i); n != 0) {
-          out.append(s.data() + i, n);
-          i += n - 1;
+        } else if (auto n = utf8_sequence(s, j); n != 0) {
+          out.append(s.data() + j, n);
+          i = j + n;
         } else {
           // Not UTF-8 (obs-text in a header or target): JSON must be, so the byte becomes
           // U+FFFD and the line stays parseable by every log pipeline.

@@ -47,6 +47,16 @@ TEST(AppendJsonString, OtherControlCharsAsUnicodeEscapes) {
   EXPECT_EQ(json_string(" ~"), R"(" ~")");
 }
 
+TEST(AppendJsonString, EscapesAtTheEdgesAndBetweenRunsOfPlainBytes) {
+  EXPECT_EQ(json_string("\"abc\""), R"("\"abc\"")");
+  EXPECT_EQ(json_string("\n\n"), R"("\n\n")");
+  EXPECT_EQ(json_string("ab\tcd\x01"
+                        "ef"),
+            R"("ab\tcd\u0001ef")");
+  EXPECT_EQ(json_string("caf\xc3\xa9 \xff!"),
+            "\"caf\xc3\xa9 \\ufffd!\"");  // UTF-8 kept, not UTF-8 replaced
+}
+
 TEST(AppendJsonString, Utf8PassesThrough) {
   EXPECT_EQ(json_string("caf\xc3\xa9"), "\"caf\xc3\xa9\"");
 }
