@@ -9,7 +9,9 @@ namespace gatehouse::io {
 
 class BufferPool {
  public:
-  static constexpr std::size_t kSize = 32 * 1024;
+  // 64 KiB: a 64 KiB response body crosses in two writes (the head with the first piece the
+  // upstream connection had buffered, then the rest) instead of three.
+  static constexpr std::size_t kSize = 64 * 1024;
   class Lease {
    public:
     Lease(BufferPool& pool, std::unique_ptr<char[]> b) : pool_(&pool), buf_(std::move(b)) {}
