@@ -36,7 +36,7 @@ Cache::~Cache() {
     while (head[c] != nullptr) {
       auto* b = head[c];
       head[c] = b->next;
-      ::operator delete(b, class_bytes(c));
+      ::operator delete(b);
     }
   }
   cache_gone = true;
@@ -61,12 +61,12 @@ void* allocate(std::size_t bytes) {
 
 void deallocate(void* p, std::size_t bytes) noexcept {
   if (bytes > kMaxPooled) {
-    ::operator delete(p, bytes);
+    ::operator delete(p);
     return;
   }
   auto c = class_of(bytes);
   if (cache_gone || cache.count[c] >= kKeepPerClass) {
-    ::operator delete(p, class_bytes(c));
+    ::operator delete(p);
     return;
   }
   auto* b = static_cast<FreeBlock*>(p);

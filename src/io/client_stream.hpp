@@ -22,7 +22,9 @@ struct UnpooledAllocator {
   template <class U>
   UnpooledAllocator(const UnpooledAllocator<U>&) noexcept {}  // NOLINT(google-explicit-constructor)
   T* allocate(std::size_t n) { return static_cast<T*>(::operator new(n * sizeof(T))); }
-  void deallocate(T* p, std::size_t n) noexcept { ::operator delete(p, n * sizeof(T)); }
+  void deallocate(T* p, std::size_t) noexcept {
+    ::operator delete(p);
+  }  // unsized: clang 14 has no sized delete by default
   template <class U>
   bool operator==(const UnpooledAllocator<U>&) const noexcept {
     return true;
@@ -64,7 +66,8 @@ class ClientStream {
   auto async_read_some_unpooled(const MutableBuffers& buffers, Token&& token) {
     return net::async_initiate<Token, void(error_code, std::size_t)>(
         [this](auto handler, const MutableBuffers& b) {
-          async_read_some(b, net::bind_allocator(UnpooledAllocator<void>(), std::move(handler)));
+          this->async_read_some(b,
+                                net::bind_allocator(UnpooledAllocator<void>(), std::move(handler)));
         },
         token, buffers);
   }

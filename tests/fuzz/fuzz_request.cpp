@@ -295,8 +295,27 @@ struct Trace {
   std::vector<std::string> events;
 };
 
-net::awaitable<void> run_pipeline(beast::test::stream& stream, tcp::socket& socket,
-                                  bool trusted_peer, bool redirect, Trace& trace) {
+// beast::test::stream initiates through async_result<Token>::return_type, which Asio's deferred
+// token (`nothrow`) lacks; like io::ClientStream, this initiates with async_initiate and hands
+// the test stream a plain handler.
+class FuzzStream {
+ public:
+  explicit FuzzStream(beast::test::stream& s) : s_(s) {}
+  template <class MutableBuffers, class Token>
+  auto async_read_some(const MutableBuffers& buffers, Token&& token) {
+    return net::async_initiate<Token, void(error_code, std::size_t)>(
+        [this](auto handler, const MutableBuffers& b) {
+          s_.async_read_some(b, std::move(handler));
+        },
+        token, buffers);
+  }
+
+ private:
+  beast::test::stream& s_;
+};
+
+net::awaitable<void> run_pipeline(FuzzStream& stream, tcp::socket& socket, bool trusted_peer,
+                                  bool redirect, Trace& trace) {
   const auto& cfg = fuzz_config(redirect);
   const auto& limits = cfg.limits;
   FuzzGateway gateway(cfg);
@@ -467,7 +486,8 @@ Trace run(std::string_view input, std::size_t read_size, bool trusted_peer, bool
   net::co_spawn(
       ioc,
       [&]() -> net::awaitable<void> {
-        co_await run_pipeline(stream, socket, trusted_peer, redirect, trace);
+        FuzzStream fuzz_stream(stream);
+        co_await run_pipeline(fuzz_stream, socket, trusted_peer, redirect, trace);
         finished = true;
       },
       [](std::exception_ptr e) {
