@@ -106,6 +106,22 @@ bool parse_url(std::string_view text, Url& out, std::string& error) {
     error = "the host is missing";
     return false;
   }
+  // A name or IPv4 address, or (in brackets) an IPv6 address: anything else would print as a URL
+  // that does not read back (`gatehouse check`) and that no resolver takes.
+  const bool bracketed = rest.starts_with('[');
+  for (char c : host) {
+    bool ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') ||
+              c == ':' || c == '.';
+    if (!bracketed) {
+      ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '.' ||
+           c == '-' || c == '_';
+    }
+    if (!ok) {
+      error =
+          "invalid host \"" + std::string(host) + "\" (expected a name, an IPv4 address or [IPv6])";
+      return false;
+    }
+  }
   out.host = std::string(host);
   if (!port.empty() && (!parse_number<std::uint16_t>(port, out.port, 65535) || out.port == 0)) {
     error = "invalid port \"" + std::string(port) + "\" (expected 1-65535)";

@@ -34,5 +34,22 @@ TEST(Url, Forms) {
   EXPECT_FALSE(parse_url("redis://h?db=1", u, error));
 }
 
+// Found by fuzz_config: a host that is neither a name nor an address was accepted and printed as
+// a URL that did not read back.
+TEST(Url, HostIsANameOrAnAddress) {
+  Url u;
+  std::string error;
+  EXPECT_FALSE(parse_url("redis://user:p%40s@:[s:1]:6380/2", u, error));
+  EXPECT_EQ(error, "invalid host \":[s:1]\" (expected a name, an IPv4 address or [IPv6])");
+  EXPECT_FALSE(parse_url("redis://a[b]:1", u, error));
+  EXPECT_FALSE(parse_url("redis://[fe80::1%eth0]:1", u, error));
+  EXPECT_FALSE(parse_url("redis://[host]:1", u, error));
+  ASSERT_TRUE(parse_url("redis://redis-1.internal_x:6380", u, error));
+  EXPECT_EQ(u.host, "redis-1.internal_x");
+  ASSERT_TRUE(parse_url("redis://[2001:db8::7]:6380", u, error));
+  EXPECT_EQ(u.host, "2001:db8::7");
+  ASSERT_TRUE(parse_url("redis://10.0.0.5", u, error));
+}
+
 }  // namespace
 }  // namespace gatehouse::redis
