@@ -29,6 +29,19 @@ inline std::string error_of(const std::string& yaml) {
   return "(no error)";
 }
 
+// One config snippet and the exact rejection it must get.
+struct Case {
+  std::string yaml;
+  std::string message;
+};
+
+inline void expect_errors(const std::vector<Case>& cases) {
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.yaml);
+    EXPECT_EQ(error_of(c.yaml), c.message);
+  }
+}
+
 inline std::vector<std::string> cidr_texts(const filters::rate_limit::Block& b) {
   std::vector<std::string> out;
   for (const auto& n : b.exempt_ips) {

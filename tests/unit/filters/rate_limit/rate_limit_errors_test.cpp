@@ -11,19 +11,8 @@ namespace gatehouse::config {
 namespace {
 
 using testing::error_of;
+using testing::expect_errors;
 using testing::kBase;
-
-struct Case {
-  std::string yaml;
-  std::string message;
-};
-
-void expect_errors(const std::vector<Case>& cases) {
-  for (const auto& c : cases) {
-    SCOPED_TRACE(c.yaml);
-    EXPECT_EQ(error_of(c.yaml), c.message);
-  }
-}
 
 TEST(RateLimitConfigErrors, TopLevelBlock) {
   expect_errors({
