@@ -13,6 +13,7 @@ import http.client
 import json
 import os
 import pathlib
+import random
 import re
 import select
 import signal
@@ -59,16 +60,36 @@ _port_lock = threading.Lock()
 _given_ports = set()
 
 
+def _ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+# Below the ephemeral range: a port the kernel hands to outgoing connections can be taken by one
+# (the test's own clients, gatehouse's upstream connections) the moment its server releases it,
+# and a takeover or a restarted upstream then cannot bind it again until TIME_WAIT ends.
+_PORT_LOW, _PORT_HIGH = 12000, max(12001, min(_ephemeral_low(), 65536) - 1)
+_port_random = random.Random(os.getpid() ^ time.time_ns())
+
+
 def free_port():
-    """A TCP port on 127.0.0.1 that was free a moment ago and was not handed out before."""
+    """A TCP port on 127.0.0.1, outside the ephemeral range, that was free a moment ago and was
+    not handed out before by this process."""
     with _port_lock:
-        for _ in range(100):
+        for _ in range(1000):
+            port = _port_random.randint(_PORT_LOW, _PORT_HIGH)
+            if port in _given_ports:
+                continue
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-                s.bind((HOST, 0))
-                port = s.getsockname()[1]
-            if port not in _given_ports:
-                _given_ports.add(port)
-                return port
+                try:
+                    s.bind((HOST, port))
+                except OSError:
+                    continue
+            _given_ports.add(port)
+            return port
     raise RuntimeError("no free port found")
 
 
