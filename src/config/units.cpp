@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <limits>
 
+#include "http/target.hpp"
+
 namespace gatehouse::config {
 namespace {
 
@@ -70,11 +72,6 @@ std::optional<std::uint64_t> times(std::uint64_t value, std::uint64_t factor) {
     return std::nullopt;
   }
   return out;
-}
-
-bool is_host_char(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit(c) || c == '.' || c == '-' ||
-         c == '_';
 }
 
 bool is_ipv6(const std::string& text) {
@@ -187,12 +184,8 @@ std::optional<Endpoint> parse_endpoint(const std::string& text) {
     if (!is_ipv6(host)) {
       return std::nullopt;
     }
-  } else {
-    for (char c : host) {
-      if (!is_host_char(c)) {
-        return std::nullopt;
-      }
-    }
+  } else if (!http::is_host_name(host)) {
+    return std::nullopt;
   }
   return Endpoint{host, static_cast<std::uint16_t>(*port)};
 }

@@ -4,6 +4,7 @@
 
 #include "config/units.hpp"
 #include "http/canonical_path.hpp"
+#include "http/target.hpp"
 
 namespace gatehouse::config::detail {
 namespace {
@@ -235,10 +236,7 @@ bool is_route_host(const std::string& host) {
     auto ip = http::parse_ip(std::string_view(host).substr(1, host.size() - 2));
     return ip.has_value() && host.find(':') != std::string::npos;
   }
-  return std::all_of(host.begin(), host.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit(c) || c == '.' ||
-           c == '-' || c == '_';
-  });
+  return http::is_host_name(host);
 }
 
 }  // namespace gatehouse::config::detail

@@ -50,6 +50,16 @@ std::optional<std::string> query_param(std::string_view target, std::string_view
   return std::nullopt;
 }
 
+bool is_host_name(std::string_view host) {
+  for (char c : host) {
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+          c == '-' || c == '_')) {
+      return false;
+    }
+  }
+  return true;
+}
+
 bool is_valid_host(std::string_view host) {
   std::size_t i = 0;
   if (!host.empty() && host[0] == '[') {

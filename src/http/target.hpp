@@ -10,6 +10,10 @@ namespace gatehouse::http {
 // optional :port. Lists ("a, b"), userinfo, paths and blanks are not hosts.
 bool is_valid_host(std::string_view host);
 
+// A host name or IPv4 address as configs and URLs name them: letters, digits, '.', '-' and '_'
+// only (no port, no brackets). The empty string passes: callers say "missing" themselves.
+bool is_host_name(std::string_view host);
+
 // The value of one hex digit (either case), or -1.
 constexpr int hex_value(char c) {
   if (c >= '0' && c <= '9') {

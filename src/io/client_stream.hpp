@@ -22,9 +22,8 @@ struct UnpooledAllocator {
   template <class U>
   UnpooledAllocator(const UnpooledAllocator<U>&) noexcept {}  // NOLINT(google-explicit-constructor)
   T* allocate(std::size_t n) { return static_cast<T*>(::operator new(n * sizeof(T))); }
-  void deallocate(T* p, std::size_t) noexcept {
-    ::operator delete(p);
-  }  // unsized: clang 14 has no sized delete by default
+  // Unsized: clang 14 has no sized delete by default.
+  void deallocate(T* p, std::size_t) noexcept { ::operator delete(p); }
   template <class U>
   bool operator==(const UnpooledAllocator<U>&) const noexcept {
     return true;

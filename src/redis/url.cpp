@@ -1,5 +1,6 @@
 #include "redis/url.hpp"
 
+#include <algorithm>
 #include <charconv>
 
 #include "http/target.hpp"
@@ -108,19 +109,15 @@ bool parse_url(std::string_view text, Url& out, std::string& error) {
   }
   // A name or IPv4 address, or (in brackets) an IPv6 address: anything else would print as a URL
   // that does not read back (`gatehouse check`) and that no resolver takes.
-  const bool bracketed = rest.starts_with('[');
-  for (char c : host) {
-    bool ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') ||
-              c == ':' || c == '.';
-    if (!bracketed) {
-      ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '.' ||
-           c == '-' || c == '_';
-    }
-    if (!ok) {
-      error =
-          "invalid host \"" + std::string(host) + "\" (expected a name, an IPv4 address or [IPv6])";
-      return false;
-    }
+  const bool ok =
+      rest.starts_with('[')
+          ? std::all_of(host.begin(), host.end(),
+                        [](char c) { return http::hex_value(c) >= 0 || c == ':' || c == '.'; })
+          : http::is_host_name(host);
+  if (!ok) {
+    error =
+        "invalid host \"" + std::string(host) + "\" (expected a name, an IPv4 address or [IPv6])";
+    return false;
   }
   out.host = std::string(host);
   if (!port.empty() && (!parse_number<std::uint16_t>(port, out.port, 65535) || out.port == 0)) {
