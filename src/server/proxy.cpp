@@ -272,7 +272,9 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
   const upstream::Pick pick{balance_key(ucfg.balance, x), &c.socket()};
   observability::TargetStats* target_stats = nullptr;  // the current try's target
   for (int tries = 1;; ++tries) {
-    // Pick a target (and a connection to it).
+    // Pick a target (and a connection to it). A failed try's connection is closed first: it
+    // counts against max_connections, and the retry must not queue behind it.
+    u.reset();
     auto acquired = co_await cluster.acquire(fresh, x.request_id, pick);
     if (!acquired.conn) {
       if (acquired.client_gone) {

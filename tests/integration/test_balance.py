@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from conftest import APPS, HOST, AppProcess, http_request, scaled, wait_until
+from conftest import APPS, HOST, AppProcess, RawConn, http_request, scaled, wait_until
 
 
 def balance_app(apps, mode, name, delay_ms=0):
@@ -242,3 +242,23 @@ def test_per_target_metrics(apps, gatehouses):
     assert m.value(hist + "_bucket", upstream="app", target=target_label(a), le="1") == n_a
     assert m.value(hist + "_sum", upstream="app", target=target_label(a)) >= 0.03 * n_a
     assert m.value("gatehouse_upstream_queue_length", upstream="app") == 0
+
+
+def test_a_retry_at_the_cap_does_not_wait_for_its_own_failed_connection(apps, gatehouses,
+                                                                       tmp_path):
+    # answer-once: each upstream connection answers one request, then reads the next and closes
+    # without answering. The GET on the pooled connection fails and is retried on a fresh one:
+    # with max_connections 1 the failed connection must be given up first, or the retry queues
+    # behind it until queue_timeout.
+    record = tmp_path / "answer-once.jsonl"
+    up = apps.raw("answer-once", record)
+    gh = gatehouses(up, workers=1,
+                    upstreams={"app": {"max_connections": 1, "queue_timeout": "3s"}})
+    with RawConn(gh.port) as c:
+        assert c.request("GET", "/warm").status == 200
+        t0 = time.monotonic()
+        resp = c.request("GET", "/api/report")
+    assert resp.status == 200 and resp.body == b"ok"
+    assert time.monotonic() - t0 < scaled(1.5)
+    assert gh.metrics().value("gatehouse_upstream_retries_total", upstream="app") == 1
+    assert gh.metrics().value("gatehouse_upstream_busy_total", upstream="app") == 0
