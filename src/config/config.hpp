@@ -62,13 +62,32 @@ struct AccessRules {
   }
 };
 
+// --- upstream balancing and backpressure (issue 12, i12-balance) ---
+// `upstreams.<name>.balance`: `round_robin`, `least_request`, or a map `{hash: client_ip}` /
+// `{hash: header, header: NAME}`. A request without the header is hashed by its client ip.
+enum class BalancePolicy { round_robin, least_request, hash };
+enum class HashOn { client_ip, header };
+struct Balance {
+  BalancePolicy policy = BalancePolicy::round_robin;
+  HashOn hash_on = HashOn::client_ip;  // policy == hash only
+  std::string header;                  // hash_on == header: the request header hashed
+  bool operator==(const Balance&) const = default;
+};
+
 struct Upstream {
   std::string name;
-  std::vector<Endpoint> targets;  // at least one; round-robin
+  std::vector<Endpoint> targets;  // at least one
   Millis connect_timeout{2'000};
   Millis timeout{60'000};                // wait for response head, and max gap between body reads
   std::size_t max_idle_per_target = 64;  // idle keep-alive connections kept per worker
   Millis keepalive_timeout{30'000};      // idle pooled connections older than this are closed
+  // --- balancing and backpressure (issue 12, i12-balance) ---
+  Balance balance;
+  // Per worker: connections open to the upstream (in use + idle); 0 = no cap. Requests beyond it
+  // wait (FIFO, at most max_queued per worker) up to queue_timeout, then get 503 upstream_busy.
+  std::size_t max_connections = 0;
+  Millis queue_timeout{5'000};
+  std::size_t max_queued = 1024;
 };
 
 struct RouteMatch {

@@ -23,6 +23,25 @@ std::vector<std::string> cidrs(const std::vector<http::Cidr>& nets) {
   return out;
 }
 
+// --- balancing and backpressure (issue 12, i12-balance) ---
+void write_balancing(YamlWriter& w, const Upstream& u) {
+  const auto& b = u.balance;
+  if (b.policy == BalancePolicy::hash) {
+    w.key("balance").begin_map();
+    w.key("hash").str(b.hash_on == HashOn::header ? "header" : "client_ip");
+    if (b.hash_on == HashOn::header) {
+      w.key("header").str(b.header);
+    }
+    w.end_map();
+  } else {
+    w.key("balance").str(b.policy == BalancePolicy::least_request ? "least_request"
+                                                                  : "round_robin");
+  }
+  w.key("max_connections").number(u.max_connections);
+  w.key("queue_timeout").duration(u.queue_timeout);
+  w.key("max_queued").number(u.max_queued);
+}
+
 void write_upstreams(YamlWriter& w, const std::vector<Upstream>& upstreams) {
   w.key("upstreams").begin_map();
   for (const auto& u : upstreams) {
@@ -32,6 +51,7 @@ void write_upstreams(YamlWriter& w, const std::vector<Upstream>& upstreams) {
     w.key("timeout").duration(u.timeout);
     w.key("max_idle_per_target").number(u.max_idle_per_target);
     w.key("keepalive_timeout").duration(u.keepalive_timeout);
+    write_balancing(w, u);
     w.end_map();
   }
   w.end_map();

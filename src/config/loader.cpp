@@ -41,6 +41,8 @@ using detail::Zero;
 
 constexpr unsigned kMaxWorkers = 1024;
 constexpr std::size_t kMaxIdlePerTarget = 1'000'000;
+constexpr std::size_t kMaxUpstreamConnections = 1'000'000;
+constexpr std::size_t kMaxQueued = 1'000'000;
 
 // --- sections ------------------------------------------------------------------------------------
 
@@ -132,13 +134,56 @@ Limits read_limits(const Value& v) {
   return out;
 }
 
+// --- balancing and backpressure (issue 12, i12-balance) ---
+Balance read_balance(const Value& v) {
+  Balance out;
+  if (!v.is_map()) {
+    const std::string& text = v.text();
+    if (text == "hash") {
+      v.fail("a hash needs its key: {hash: client_ip} or {hash: header, header: NAME}");
+    }
+    out.policy = read_choice(v, {"round_robin", "least_request"}) == "round_robin"
+                     ? BalancePolicy::round_robin
+                     : BalancePolicy::least_request;
+    return out;
+  }
+  Map m(v, {"hash", "header"});
+  out.policy = BalancePolicy::hash;
+  auto on = m.require("hash", "client_ip or header");
+  out.hash_on =
+      read_choice(on, {"client_ip", "header"}) == "header" ? HashOn::header : HashOn::client_ip;
+  auto header = m.find("header");
+  if (out.hash_on == HashOn::header) {
+    out.header = detail::read_header_name(m.require("header", "the request header to hash"));
+  } else if (header) {
+    header->fail("only with hash: header");
+  }
+  return out;
+}
+
+void read_balancing(const Map& m, Upstream& out) {
+  if (auto x = m.find("balance")) {
+    out.balance = read_balance(*x);
+  }
+  if (auto x = m.find("max_connections")) {
+    out.max_connections = read_count(*x, kMaxUpstreamConnections);
+  }
+  if (auto x = m.find("queue_timeout")) {
+    out.queue_timeout = read_duration(*x, Zero::allowed);
+  }
+  if (auto x = m.find("max_queued")) {
+    out.max_queued = read_count(*x, kMaxQueued);
+  }
+}
+
 Upstream read_upstream(const detail::Entry& entry) {
   Upstream out;
   detail::Value key(entry.value.source(), YAML::Node(entry.key), entry.key_mark,
                     entry.value.path());
   out.name = check_name(key, entry.key, "upstream");
   Map m(entry.value,
-        {"targets", "connect_timeout", "timeout", "max_idle_per_target", "keepalive_timeout"});
+        {"targets", "connect_timeout", "timeout", "max_idle_per_target", "keepalive_timeout",
+         "balance", "max_connections", "queue_timeout", "max_queued"});
   auto targets = m.require("targets");
   for (const auto& item : targets.items()) {
     auto parsed = detail::parse_target(item.text());
@@ -162,6 +207,7 @@ Upstream read_upstream(const detail::Entry& entry) {
   if (auto x = m.find("keepalive_timeout")) {
     out.keepalive_timeout = read_duration(*x, Zero::rejected);
   }
+  read_balancing(m, out);
   return out;
 }
 

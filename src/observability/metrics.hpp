@@ -35,10 +35,32 @@ struct RouteStats {
   Cell duration_us_sum;
 };
 
+// One upstream target (issue 12, i12-balance): what a worker sent it and how it answered.
+struct TargetStats {
+  Cell requests;  // tries: a connection to the target was acquired for the request
+  Cell errors;    // failed connects, tries without a usable response head, responses cut off
+  std::array<Cell, kDurationBuckets.size() + 1> head_buckets;  // time to response head; +Inf last
+  Cell head_us_sum;
+
+  void record_head(std::int64_t us);
+};
+
 struct UpstreamStats {
   Cell connect_errors, timeouts, opened, idle;
   Cell failures;  // requests answered 502/504, or cut off, because of the upstream
   Cell retries;   // requests sent again on a fresh connection after a stale keep-alive one
+  // --- balancing and backpressure (issue 12, i12-balance) ---
+  Cell queued;  // gauge: requests waiting for a connection at max_connections
+  Cell busy;    // requests answered 503 upstream_busy (queue full or queue_timeout passed)
+  std::unique_ptr<TargetStats[]> targets;  // index = target index (atomics: not in a vector)
+  std::size_t target_count = 0;
+
+  // Null past the targets it was sized for (a test's bare UpstreamStats has none).
+  TargetStats* target(std::size_t t) { return t < target_count ? &targets[t] : nullptr; }
+  void size_targets(std::size_t n) {
+    targets = std::make_unique<TargetStats[]>(n);
+    target_count = n;
+  }
 };
 
 struct alignas(64) WorkerMetrics {
@@ -55,8 +77,10 @@ struct alignas(64) WorkerMetrics {
 
 class Metrics {
  public:
+  // `target_names[u]`: upstream u's targets as written in the config (metric labels).
   Metrics(unsigned workers, std::vector<std::string> route_names,
-          std::vector<std::string> upstream_names);
+          std::vector<std::string> upstream_names,
+          std::vector<std::vector<std::string>> target_names = {});
   WorkerMetrics& worker(unsigned index) { return *shards_[index]; }
   std::size_t none_route() const { return route_names_.size(); }
 
@@ -64,8 +88,11 @@ class Metrics {
   std::string render(const std::function<void(std::string&)>& extra = {}) const;
 
  private:
+  void render_targets(std::string& out) const;
+
   std::vector<std::string> route_names_;
   std::vector<std::string> upstream_names_;
+  std::vector<std::vector<std::string>> target_names_;
   std::vector<std::unique_ptr<WorkerMetrics>> shards_;
 };
 

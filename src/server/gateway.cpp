@@ -49,6 +49,17 @@ std::vector<std::string> upstream_names(const config::Config& cfg) {
   return out;
 }
 
+std::vector<std::vector<std::string>> target_names(const config::Config& cfg) {
+  std::vector<std::vector<std::string>> out;
+  for (const auto& u : cfg.upstreams) {
+    auto& names = out.emplace_back();
+    for (const auto& t : u.targets) {
+      names.push_back(t.to_string());
+    }
+  }
+  return out;
+}
+
 tcp::endpoint resolve_one(net::io_context& ioc, const config::Endpoint& e,
                           const std::string& what) {
   error_code ec;
@@ -143,8 +154,8 @@ Gateway::Gateway(std::shared_ptr<const config::Config> cfg, std::string version)
       version_(std::move(version)),
       workers_count_(resolve_workers(cfg_->workers)),
       logs_(std::make_unique<observability::Logs>(cfg_->log)),
-      metrics_(std::make_unique<observability::Metrics>(workers_count_, route_names(*cfg_),
-                                                        upstream_names(*cfg_))),
+      metrics_(std::make_unique<observability::Metrics>(
+          workers_count_, route_names(*cfg_), upstream_names(*cfg_), target_names(*cfg_))),
       health_(std::make_unique<observability::Health>(*cfg_, workers_count_, version_)),
       router_(*cfg_),
       hasher_(cfg_->log.hash_client_ip, getenv_or("GATEHOUSE_LOG_KEY", "")),

@@ -4,6 +4,7 @@
 // tried again is upstream::RetryPolicy's call.
 #include <array>
 
+#include "http/error_reply.hpp"
 #include "http/fields.hpp"
 #include "http/json.hpp"
 #include "http/request_id.hpp"
@@ -219,6 +220,32 @@ Plan make_plan(const RequestParser& p) {
   };
 }
 
+// The hash balancer's key: the configured header, or the client ip when the request has none.
+std::uint64_t balance_key(const config::Balance& b, const Context& x) {
+  if (b.policy != config::BalancePolicy::hash) {
+    return 0;
+  }
+  if (b.hash_on == config::HashOn::header) {
+    auto v = x.header(b.header);
+    if (!v.empty()) {
+      return upstream::hash_key(v);
+    }
+  }
+  return upstream::hash_key(x.client_ip);
+}
+
+// 503 upstream_busy: max_connections reached and the queue full or waited out. Retry-After 1: a
+// connection frees up as soon as any request in flight ends.
+void busy_reply(Context& x, bool close) {
+  x.reply.status = 503;
+  x.reply.body = ghttp::error_body(
+      "upstream_busy", "The upstream service is at capacity; retry shortly.", 1, x.request_id);
+  x.reply.headers = "Retry-After: 1\r\n";
+  x.reply.head_only = false;
+  x.reply.close = close;
+  x.reply.error = true;
+}
+
 }  // namespace
 
 net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain, RequestParser& p,
@@ -242,15 +269,28 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
   std::unique_ptr<upstream::Connection> u;
   Clock::time_point upstream_start{};
   bool fresh = false;
+  const upstream::Pick pick{balance_key(ucfg.balance, x), &c.socket()};
+  observability::TargetStats* target_stats = nullptr;  // the current try's target
   for (int tries = 1;; ++tries) {
-    // Pick a target (and a connection to it).
-    auto acquired = co_await cluster.acquire(fresh, x.request_id);
+    // Pick a target (and a connection to it). A failed try's connection is closed first: it
+    // counts against max_connections, and the retry must not queue behind it.
+    u.reset();
+    auto acquired = co_await cluster.acquire(fresh, x.request_id, pick);
     if (!acquired.conn) {
+      if (acquired.client_gone) {
+        co_return false;
+      }
+      if (acquired.status == 503) {
+        busy_reply(x, has_body);
+        co_await send_reply(w, c, chain, x);
+        co_return x.client_keep_alive;
+      }
       stats.failures.add();
       co_await send_local_reply(w, c, chain, x, acquired.status, has_body, acquired.detail);
       co_return x.client_keep_alive;
     }
     u = std::move(acquired.conn);
+    target_stats = stats.target(u->target);
     x.upstream_address = cluster.address(u->target);
     upstream_start = Clock::now();
     if (expect_continue) {
@@ -285,7 +325,15 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
       ec = co_await upstream::read_response_head(*u, rp, ucfg.timeout, plan.head_request);
     }
     if (!ec) {
+      if (target_stats != nullptr) {
+        target_stats->record_head(
+            std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - upstream_start)
+                .count());
+      }
       break;
+    }
+    if (target_stats != nullptr) {
+      target_stats->errors.add();
     }
     // The try failed before a response head: the retry policy says whether to try again.
     auto failure = upstream::classify_head_failure(ec);
@@ -333,6 +381,9 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
       {*rp, framing, ucfg.timeout, w.cfg.limits.idle_timeout, x.bytes_out, observer});
   x.upstream_ms = std::chrono::duration<double, std::milli>(Clock::now() - upstream_start).count();
   if (relay.upstream_ec) {
+    if (target_stats != nullptr) {
+      target_stats->errors.add();
+    }
     bool timed_out = relay.upstream_ec == beast::error::timeout;
     if (timed_out) {
       stats.timeouts.add();

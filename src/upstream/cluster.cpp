@@ -1,11 +1,27 @@
 #include "upstream/cluster.hpp"
 
+#include <sys/socket.h>
+
+#include <cerrno>
+
 #include "http/json.hpp"
 
 namespace gatehouse::upstream {
 
 using namespace io;  // NOLINT(google-build-using-namespace)
 namespace net = io::net;
+
+Connection::~Connection() {
+  if (load) {
+    if (in_use) {
+      --load->active[target];
+    }
+    --load->open;
+    if (load->owner != nullptr) {
+      load->owner->connection_closed();
+    }
+  }
+}
 
 Cluster::Cluster(net::any_io_executor ex, DeadlineList& deadlines, std::size_t index,
                  const config::Upstream& cfg, std::vector<tcp::endpoint> targets,
@@ -16,10 +32,12 @@ Cluster::Cluster(net::any_io_executor ex, DeadlineList& deadlines, std::size_t i
       index_(index),
       cfg_(cfg),
       targets_(std::move(targets)),
-      balancer_(std::move(balancer)),
+      load_(std::make_shared<Load>(targets_.size())),
+      balancer_(balancer ? std::move(balancer) : make_balancer(cfg.balance, load_->active)),
       pool_(deadlines, cfg, targets_.size(), stats.idle),
       stats_(stats),
       logs_(logs) {
+  load_->owner = this;
   for (const auto& t : cfg_.targets) {
     addresses_.push_back(t.to_string());
   }
@@ -28,18 +46,200 @@ Cluster::Cluster(net::any_io_executor ex, DeadlineList& deadlines, std::size_t i
   }
 }
 
-net::awaitable<Acquired> Cluster::acquire(bool fresh, std::string_view request_id) {
+Cluster::~Cluster() {
+  // Connections still in requests' frames die after the cluster: they only count themselves out.
+  load_->owner = nullptr;
+}
+
+bool Cluster::must_queue() const {
+  return queued_ != 0 || waking_ != 0 || (!slot_free() && pool_.idle_total() == 0);
+}
+
+bool Cluster::reserve_slot(bool& held) {
+  if (held) {
+    return true;
+  }
+  if (slot_free()) {
+    ++load_->open;
+    held = true;
+    return true;
+  }
+  if (auto victim = pool_.evict_one()) {
+    victim->load.reset();  // closed quietly: its place is handed over, not freed
+    held = true;
+    return true;
+  }
+  return false;
+}
+
+void Cluster::unreserve_slot(bool& held) {
+  if (held) {
+    held = false;
+    --load_->open;
+    wake_one();
+  }
+}
+
+void Cluster::release(std::unique_ptr<Connection> conn) {
+  if (conn->load && conn->in_use) {
+    conn->in_use = false;
+    --load_->active[conn->target];
+  }
+  const std::size_t open = load_->open;
+  pool_.release(std::move(conn), Clock::now());
+  if (load_->open == open) {
+    wake_one();  // kept idle: a queued request may reuse it (a closed one woke it already)
+  }
+}
+
+void Cluster::wake_one() {
+  if (waiters_.empty()) {
+    return;
+  }
+  auto& w = waiters_.front();
+  dequeue(w);
+  w.woken = true;
+  ++waking_;
+  w.timer->cancel();
+}
+
+void Cluster::dequeue(Waiter& w) {
+  if (w.is_linked()) {
+    w.unlink();
+    --queued_;
+    stats_.queued.add(-1);
+  }
+}
+
+namespace {
+
+// The queued request's watch on its client: readable with nothing to read means EOF or a reset.
+// Bytes (a request body, a pipelined request) say nothing, and stop the watch.
+struct ClientWatch {
+  net::steady_timer* timer;  // null once the wait is over
+  bool gone = false;
+};
+
+bool peer_closed(tcp::socket& s) {
+  char probe;
+  ssize_t n = ::recv(s.native_handle(), &probe, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+}  // namespace
+
+net::awaitable<Cluster::Queued> Cluster::wait_in_queue(tcp::socket* client) {
+  if (queued_ >= cfg_.max_queued) {
+    co_return Queued::full;
+  }
+  net::steady_timer timer(ex_);
+  const auto deadline = Clock::now() + cfg_.queue_timeout;
+  Waiter me;
+  me.timer = &timer;
+  std::shared_ptr<ClientWatch> watch;
+  if (client != nullptr) {
+    watch = std::make_shared<ClientWatch>(ClientWatch{&timer});
+    client->async_wait(tcp::socket::wait_read, [watch, client](error_code ec) {
+      if (watch->timer == nullptr || ec) {
+        return;
+      }
+      if (peer_closed(*client)) {
+        watch->gone = true;
+        watch->timer->cancel();
+      }
+    });
+  }
+  Queued out = Queued::timed_out;
+  bool front = false;  // woken but beaten to the connection: first in line again
+  for (;;) {
+    if (front) {
+      waiters_.push_front(me);
+    } else {
+      waiters_.push_back(me);
+    }
+    ++queued_;
+    stats_.queued.add(1);
+    timer.expires_at(deadline);
+    co_await timer.async_wait(nothrow);
+    dequeue(me);
+    const bool gone = watch && watch->gone;
+    if (me.woken) {
+      me.woken = false;
+      --waking_;
+      if (gone) {
+        wake_one();  // what was freed goes to the next in line
+        out = Queued::client_gone;
+        break;
+      }
+      if (slot_free() || pool_.idle_total() != 0) {
+        out = Queued::go;
+        break;
+      }
+      front = true;
+      continue;
+    }
+    if (gone) {
+      out = Queued::client_gone;
+      break;
+    }
+    if (Clock::now() >= deadline) {
+      out = Queued::timed_out;
+      break;
+    }
+    front = true;  // woken by something else: back in place
+  }
+  if (watch) {
+    watch->timer = nullptr;
+    error_code ignore;
+    client->cancel(ignore);  // the watch's handler runs later and sees the wait is over
+  }
+  co_return out;
+}
+
+net::awaitable<Acquired> Cluster::acquire(bool fresh, std::string_view request_id, Pick pick) {
   Acquired failure{nullptr, 502, {}};
+  if (cfg_.max_connections != 0 && must_queue()) {
+    auto queued = co_await wait_in_queue(pick.client);
+    if (queued == Queued::client_gone) {
+      co_return Acquired{nullptr, 0, "client closed the connection while queued", true};
+    }
+    if (queued != Queued::go) {
+      stats_.busy.add();
+      co_return Acquired{
+          nullptr, 503,
+          "upstream " + cfg_.name + " busy: max_connections reached, " +
+              (queued == Queued::full ? "the queue is full" : "queue_timeout passed"),
+          false};
+    }
+  }
   Walk walk;
-  while (auto pick = balancer_->next(walk, health_)) {
-    const std::size_t t = pick->target;
+  walk.key = pick.key;
+  bool held = false;  // a place under max_connections, kept across failed connects
+  while (auto candidate = balancer_->next(walk, health_)) {
+    const std::size_t t = candidate->target;
+    auto* ts = stats_.target(t);
     if (!fresh) {
       if (auto c = pool_.take(t, Clock::now())) {
+        unreserve_slot(held);
+        if (c->load) {
+          c->in_use = true;
+          ++load_->active[t];
+        }
+        if (ts != nullptr) {
+          ts->requests.add();
+        }
         co_return Acquired{std::move(c), 0, {}};
       }
     }
+    if (!reserve_slot(held)) {
+      break;  // cannot happen after must_queue() said no; fail safe rather than exceed the cap
+    }
     auto c = std::make_unique<Connection>(ex_);
     c->target = t;
+    c->load = load_;  // the reserved place is the connection's now
+    c->in_use = true;
+    ++load_->active[t];
+    held = false;
     deadlines_.push_back(c->deadline);
     c->deadline.arm(cfg_.connect_timeout);
     auto [ec] = co_await c->socket.async_connect(targets_[t], nothrow);
@@ -52,15 +252,27 @@ net::awaitable<Acquired> Cluster::acquire(bool fresh, std::string_view request_i
       // yet is sent at once).
       c->socket.non_blocking(true, ignore);
       stats_.opened.add();
-      connect_succeeded(*pick);
+      if (ts != nullptr) {
+        ts->requests.add();
+      }
+      connect_succeeded(*candidate);
       co_return Acquired{std::move(c), 0, {}};
     }
+    // The place goes back to this acquire for the next candidate.
+    --load_->active[t];
+    c->in_use = false;
+    c->load.reset();
+    held = true;
     std::string what = timed_out ? "connect timed out" : ec.message();
     (timed_out ? stats_.timeouts : stats_.connect_errors).add();
+    if (ts != nullptr) {
+      ts->errors.add();
+    }
     connect_failed(t, what, request_id);
     failure.status = timed_out ? 504 : 502;
     failure.detail = "connect to " + addresses_[t] + ": " + what;
   }
+  unreserve_slot(held);
   co_return failure;
 }
 

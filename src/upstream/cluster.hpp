@@ -4,7 +4,14 @@
 // too (a failed connect marks the target unreachable, a successful one reachable again). The
 // balancer picks the target first, then an idle connection of that target is reused or a new one
 // opened: traffic splits as configured, and a target that comes back takes its share at once.
-// Owned and used by one worker thread only (the health state it feeds is shared and atomic).
+//
+// Backpressure (max_connections): the cluster counts its open connections (Load); a request that
+// finds the cap reached and no idle connection to reuse or close waits in a FIFO queue until a
+// connection is released or closed, at most queue_timeout. Under the cap the queue costs one
+// comparison. Owned and used by one worker thread only (the health state it feeds is shared and
+// atomic).
+#include <boost/intrusive/list.hpp>
+
 #include <memory>
 #include <string>
 #include <string_view>
@@ -22,23 +29,37 @@ namespace gatehouse::upstream {
 
 struct Acquired {
   std::unique_ptr<Connection> conn;
-  unsigned status = 0;  // 502 or 504 when conn is null
-  std::string detail;   // internal description, shown in development only
+  // When conn is null: 502 or 504 (every target failed), 503 (upstream busy: the queue was full
+  // or queue_timeout passed), or 0 with client_gone.
+  unsigned status = 0;
+  std::string detail;        // internal description, shown in development only
+  bool client_gone = false;  // the client closed its connection while the request was queued
+};
+
+// What the request tells the cluster about itself.
+struct Pick {
+  std::uint64_t key = 0;          // the hash balancer's key (hash_key())
+  tcp::socket* client = nullptr;  // watched while queued: a client that leaves leaves the queue
 };
 
 class Cluster {
  public:
   // `index`: the upstream's index in the config (health and metrics are indexed by it).
+  // `balancer`: by default the one cfg.balance names.
   Cluster(io::net::any_io_executor ex, io::DeadlineList& deadlines, std::size_t index,
           const config::Upstream& cfg, std::vector<tcp::endpoint> targets,
           observability::UpstreamStats& stats, observability::Health& health,
-          observability::Logs& logs, std::unique_ptr<LoadBalancer> balancer = make_round_robin());
+          observability::Logs& logs, std::unique_ptr<LoadBalancer> balancer = nullptr);
+  ~Cluster();
+  Cluster(const Cluster&) = delete;
+  Cluster& operator=(const Cluster&) = delete;
 
   // A connection to the balancer's next target: an idle one of that target, else a new one. A
   // failed connect moves on to the balancer's next candidate: nothing was sent yet. `fresh` opens
   // a new connection instead of reusing an idle one (a retry after a stale one).
-  io::net::awaitable<Acquired> acquire(bool fresh, std::string_view request_id);
-  void release(std::unique_ptr<Connection> conn) { pool_.release(std::move(conn), Clock::now()); }
+  io::net::awaitable<Acquired> acquire(bool fresh, std::string_view request_id, Pick pick = {});
+  // A connection whose exchange is over, kept idle for reuse or closed (the pool decides).
+  void release(std::unique_ptr<Connection> conn);
   void prune(Clock::time_point now) { pool_.prune(now); }
   void close_all() { pool_.close_all(); }
 
@@ -46,11 +67,36 @@ class Cluster {
   const std::string& address(std::size_t target) const { return addresses_[target]; }
   std::size_t index() const { return index_; }
   Pool& pool() { return pool_; }
+  const Load& load() const { return *load_; }
+  std::size_t queued() const { return queued_; }
+
+  // A connection of this cluster closed (Connection's destructor): a queued request may go.
+  void connection_closed() { wake_one(); }
 
  private:
+  // A request waiting for a connection; lives in its acquire's frame.
+  struct Waiter : public io::AutoUnlinkHook {
+    io::net::steady_timer* timer = nullptr;
+    bool woken = false;  // a connection was freed for it (rather than its time running out)
+  };
+  using WaiterList = boost::intrusive::list<Waiter, boost::intrusive::constant_time_size<false>>;
+  enum class Queued { go, full, timed_out, client_gone };
+
   // Passive health: what a connect attempt taught about a target.
   void connect_succeeded(const Candidate& c);
   void connect_failed(std::size_t target, std::string_view what, std::string_view request_id);
+
+  // Whether a request arriving now must queue: others are queued (FIFO), or the cap is reached
+  // and no idle connection is there to reuse or to close.
+  bool must_queue() const;
+  bool slot_free() const { return cfg_.max_connections == 0 || load_->open < cfg_.max_connections; }
+  // A place for one new connection under the cap (an idle one of any target is closed for it
+  // when needed). `held`: whether this acquire already holds one.
+  bool reserve_slot(bool& held);
+  void unreserve_slot(bool& held);
+  io::net::awaitable<Queued> wait_in_queue(tcp::socket* client);
+  void dequeue(Waiter& w);
+  void wake_one();
 
   io::net::any_io_executor ex_;
   io::DeadlineList& deadlines_;
@@ -59,10 +105,14 @@ class Cluster {
   std::vector<tcp::endpoint> targets_;
   std::vector<std::string> addresses_;
   std::vector<observability::TargetHealth*> health_;  // per target, shared with other threads
+  std::shared_ptr<Load> load_;
   std::unique_ptr<LoadBalancer> balancer_;
   Pool pool_;
   observability::UpstreamStats& stats_;
   observability::Logs& logs_;
+  WaiterList waiters_;
+  std::size_t queued_ = 0;  // linked in waiters_
+  std::size_t waking_ = 0;  // woken and not yet resumed: what was freed is theirs
 };
 
 }  // namespace gatehouse::upstream

@@ -55,6 +55,10 @@ void expect_same(const Config& a, const Config& b) {
     EXPECT_EQ(x.timeout, y.timeout);
     EXPECT_EQ(x.max_idle_per_target, y.max_idle_per_target);
     EXPECT_EQ(x.keepalive_timeout, y.keepalive_timeout);
+    EXPECT_EQ(x.balance, y.balance);
+    EXPECT_EQ(x.max_connections, y.max_connections);
+    EXPECT_EQ(x.queue_timeout, y.queue_timeout);
+    EXPECT_EQ(x.max_queued, y.max_queued);
   }
   ASSERT_EQ(a.routes.size(), b.routes.size());
   for (std::size_t i = 0; i < a.routes.size(); ++i) {
@@ -132,6 +136,10 @@ upstreams:
     timeout: 60s
     max_idle_per_target: 64
     keepalive_timeout: 30s
+    balance: round_robin
+    max_connections: 0
+    queue_timeout: 5s
+    max_queued: 1024
 rate_limit: null
 routes:
   - name: default
@@ -196,7 +204,12 @@ upstreams:
     timeout: 36h
     max_idle_per_target: 0
     keepalive_timeout: 2d
-  a_2: {targets: ["127.0.0.1:2"]}
+    balance: {hash: header, header: X-User-ID}
+    max_connections: 8
+    queue_timeout: 0s
+    max_queued: 0
+  a_2: {targets: ["127.0.0.1:2"], balance: least_request, queue_timeout: 250ms}
+  c_3: {targets: ["127.0.0.1:3"], balance: {hash: client_ip}}
 routes:
   - name: r1
     match: {path_prefix: "/a:b/[x],{y}", methods: [GET, M-SEARCH], host: "[::1]"}

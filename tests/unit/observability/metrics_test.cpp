@@ -266,12 +266,15 @@ TEST(Metrics, EverySampleLineIsWellFormed) {
   for (const auto& [family, count] : type_lines) {
     EXPECT_EQ(count, 1) << family;
   }
-  EXPECT_EQ(type_lines.size(), 15u);
+  EXPECT_EQ(type_lines.size(), 20u);
 }
 
 TEST(Metrics, ExactRenderingForASmallCase) {
-  Metrics m(1, {"api"}, {"app"});
+  Metrics m(1, {"api"}, {"app"}, {{"127.0.0.1:8000"}});
   auto& w = m.worker(0);
+  w.upstreams[0].queued.add(2);
+  w.upstreams[0].target(0)->requests.add();
+  w.upstreams[0].target(0)->record_head(30'000);  // 30 ms
   w.record_request(0, 200, 1000);
   w.record_request(m.none_route(), 404, 250);
   w.record_local_reply(404);
@@ -370,6 +373,59 @@ TEST(Metrics, ExactRenderingForASmallCase) {
       "reused keep-alive connection failed.\n"
       "# TYPE gatehouse_upstream_retries_total counter\n"
       "gatehouse_upstream_retries_total{upstream=\"app\"} 0\n"
+      "# HELP gatehouse_upstream_queue_length Requests waiting for an upstream connection "
+      "(max_connections reached).\n"
+      "# TYPE gatehouse_upstream_queue_length gauge\n"
+      "gatehouse_upstream_queue_length{upstream=\"app\"} 2\n"
+      "# HELP gatehouse_upstream_busy_total Requests answered 503 upstream_busy: queue full or "
+      "queue_timeout passed.\n"
+      "# TYPE gatehouse_upstream_busy_total counter\n"
+      "gatehouse_upstream_busy_total{upstream=\"app\"} 0\n"
+      "# HELP gatehouse_upstream_target_requests_total Tries sent to the upstream target (a "
+      "connection acquired for a request).\n"
+      "# TYPE gatehouse_upstream_target_requests_total counter\n"
+      "gatehouse_upstream_target_requests_total{upstream=\"app\",target=\"127.0.0.1:8000\"} 1\n"
+      "# HELP gatehouse_upstream_target_errors_total Failed connects, tries without a usable "
+      "response head and responses cut off, by upstream target.\n"
+      "# TYPE gatehouse_upstream_target_errors_total counter\n"
+      "gatehouse_upstream_target_errors_total{upstream=\"app\",target=\"127.0.0.1:8000\"} 0\n"
+      "# HELP gatehouse_upstream_target_response_head_seconds Time from sending the request to the "
+      "upstream target to its response head.\n"
+      "# TYPE gatehouse_upstream_target_response_head_seconds histogram\n"
+      "gatehouse_upstream_target_response_head_seconds_bucket{upstream=\"app\",target=\"127.0.0.1:"
+      "8000\",le=\"0.0005\"} 0\n"
+      "gatehouse_upstream_target_response_head_seconds_bucket{upstream=\"app\",target=\"127.0.0.1:"
+      "8000\",le=\"0.001\"} 0\n"
+      "gatehouse_upstream_target_response_head_seconds_bucket{upstream=\"app\",target=\"127.0.0.1:"
+      "8000\",le=\"0.0025\"} 0\n"
+      "gatehouse_upstream_target_response_head_seconds_bucket{upstream=\"app\",target=\"127.0.0.1:"
+      "8000\",le=\"0.005\"} 0\n"
+      "gatehouse_upstream_target_response_head_seconds_bucket{upstream=\"app\",target=\"127.0.0.1:"
+      "8000\",le=\"0.01\"} 0\n"
+      "gatehouse_upstream_target_response_head_seconds_bucket{upstream=\"app\",target=\"127.0.0.1:"
+      "8000\",le=\"0.025\"} 0\n"
+      "gatehouse_upstream_target_response_head_seconds_bucket{upstream=\"app\",target=\"127.0.0.1:"
+      "8000\",le=\"0.05\"} 1\n"
+      "gatehouse_upstream_target_response_head_seconds_bucket{upstream=\"app\",target=\"127.0.0.1:"
+      "8000\",le=\"0.1\"} 1\n"
+      "gatehouse_upstream_target_response_head_seconds_bucket{upstream=\"app\",target=\"127.0.0.1:"
+      "8000\",le=\"0.25\"} 1\n"
+      "gatehouse_upstream_target_response_head_seconds_bucket{upstream=\"app\",target=\"127.0.0.1:"
+      "8000\",le=\"0.5\"} 1\n"
+      "gatehouse_upstream_target_response_head_seconds_bucket{upstream=\"app\",target=\"127.0.0.1:"
+      "8000\",le=\"1\"} 1\n"
+      "gatehouse_upstream_target_response_head_seconds_bucket{upstream=\"app\",target=\"127.0.0.1:"
+      "8000\",le=\"2.5\"} 1\n"
+      "gatehouse_upstream_target_response_head_seconds_bucket{upstream=\"app\",target=\"127.0.0.1:"
+      "8000\",le=\"5\"} 1\n"
+      "gatehouse_upstream_target_response_head_seconds_bucket{upstream=\"app\",target=\"127.0.0.1:"
+      "8000\",le=\"10\"} 1\n"
+      "gatehouse_upstream_target_response_head_seconds_bucket{upstream=\"app\",target=\"127.0.0.1:"
+      "8000\",le=\"+Inf\"} 1\n"
+      "gatehouse_upstream_target_response_head_seconds_sum{upstream=\"app\",target=\"127.0.0.1:"
+      "8000\"} 0.03\n"
+      "gatehouse_upstream_target_response_head_seconds_count{upstream=\"app\",target=\"127.0.0.1:"
+      "8000\"} 1\n"
       "# HELP gatehouse_local_replies_total Replies made by gatehouse itself, by status.\n"
       "# TYPE gatehouse_local_replies_total counter\n"
       "gatehouse_local_replies_total{status=\"400\"} 0\n"
