@@ -2,6 +2,7 @@
 
 #include "filters/cors/config.hpp"
 #include "filters/rate_limit/config.hpp"
+#include "filters/response_headers/config.hpp"
 #include "filters/security_headers/config.hpp"
 
 namespace gatehouse::filters {
@@ -12,6 +13,7 @@ const config::Sections& config_sections() {
     rate_limit::register_config(s);
     security_headers::register_config(s);
     cors::register_config(s);
+    response_headers::register_config(s);
     return s;
   }();
   return sections;

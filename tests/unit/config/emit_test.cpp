@@ -153,6 +153,7 @@ health:
   summary_path: /health
   cache_ttl: 1s
   check_interval: 5s
+  checks: []
 paths:
   merge_slashes: true
   forward: canonical
@@ -166,6 +167,8 @@ security_headers:
   overrides: {}
   force: false
 cors: off
+response_headers:
+  process_time: false
 )");
 }
 
