@@ -8,6 +8,7 @@
 #include "http/json.hpp"
 #include "http/request_id.hpp"
 #include "pipeline/client_identity.hpp"
+#include "server/error_intercept.hpp"
 #include "server/exchange.hpp"
 #include "upstream/relay.hpp"
 #include "upstream/retry_policy.hpp"
@@ -319,6 +320,19 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
 
   // Relay the response.
   auto framing = upstream::response_framing(*rp, plan.head_request, plan.client_http10);
+  if (rp->get().result_int() >= 400) {
+    // errors.intercept: an error page becomes gatehouse's JSON error (server/error_intercept.cpp).
+    auto masked = co_await intercept_upstream_error(w, c, chain, x, *u, *rp, framing.in,
+                                                    ucfg.timeout, plan.head_request);
+    if (masked.replied) {
+      x.upstream_ms =
+          std::chrono::duration<double, std::milli>(Clock::now() - upstream_start).count();
+      if (masked.upstream_reusable && !w.draining) {
+        cluster.release(std::move(u));
+      }
+      co_return masked.client_keep_alive;
+    }
+  }
   bool keep = x.client_keep_alive && !w.draining && framing.out != Framing::until_close;
   x.client_keep_alive = keep;
   x.status = rp->get().result_int();

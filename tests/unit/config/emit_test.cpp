@@ -169,6 +169,9 @@ security_headers:
 cors: off
 response_headers:
   process_time: false
+errors:
+  intercept: [500, 502, 503, 504]
+  log_body: 4KiB
 )");
 }
 
