@@ -10,6 +10,7 @@
 #include "pipeline/client_identity.hpp"
 #include "server/error_intercept.hpp"
 #include "server/exchange.hpp"
+#include "server/websocket.hpp"
 #include "upstream/relay.hpp"
 #include "upstream/retry_policy.hpp"
 
@@ -237,6 +238,11 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
   std::string& head = c.upstream_head;
   build_upstream_head(w.cfg, c.peer_ip, c.stream.tls(), x.identity, p, upstream_path(w.cfg, x),
                       x.request_id, plan.framing, head);
+  // WebSocket (server/websocket.cpp): the handshake keeps its Connection and Upgrade.
+  const std::string_view upgrade = websocket_upgrade(p);
+  if (!upgrade.empty()) {
+    add_upgrade_lines(head, upgrade);
+  }
 
   std::optional<ResponseParser> rp;
   upstream::reset_response_parser(rp, plan.head_request);
@@ -316,6 +322,14 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
     co_await send_local_reply(w, c, chain, x, timed_out ? 504 : 502,
                               has_body && sent.result != upstream::SendResult::ok, detail);
     co_return x.client_keep_alive;
+  }
+
+  if (rp->get().result_int() == 101) {
+    // A tunnel only when it answers a handshake we forwarded (server/websocket.cpp).
+    bool kept = co_await relay_upgrade(w, c, chain, x, std::move(u), *rp, !upgrade.empty());
+    x.upstream_ms =
+        std::chrono::duration<double, std::milli>(Clock::now() - upstream_start).count();
+    co_return kept;
   }
 
   // Relay the response.
