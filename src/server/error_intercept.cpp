@@ -56,10 +56,10 @@ net::awaitable<BodyRead> read_capped_body(BufferPool& buffers, upstream::Connect
     auto want = static_cast<std::size_t>(std::min<std::uint64_t>(remaining, lease.size()));
     auto [ec, n] = co_await u.socket.async_read_some(net::buffer(lease.data(), want), nothrow);
     if (ec) {
-      // A close-delimited body ends at EOF; the connection is finished either way.
-      co_return BodyRead{false, until_close && ec == net::error::eof
-                                    ? error_code{}
-                                    : (u.deadline.expired() ? timeout_error() : ec)};
+      if (until_close && ec == net::error::eof) {
+        co_return BodyRead{true, {}};  // a close-delimited body ends here
+      }
+      co_return BodyRead{false, u.deadline.expired() ? timeout_error() : ec};
     }
     out.append(lease.data(), n);
     remaining -= until_close ? 0 : n;
@@ -127,7 +127,8 @@ net::awaitable<InterceptOutcome> intercept_upstream_error(
 
   InterceptOutcome out;
   out.replied = true;
-  out.upstream_reusable = read.complete && !read.ec && rp.keep_alive();
+  out.upstream_reusable =
+      read.complete && !read.ec && body_framing != Framing::until_close && rp.keep_alive();
   auto& r = x.reply;
   r.status = status;
   r.body =

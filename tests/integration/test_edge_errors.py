@@ -136,3 +136,58 @@ def test_configured_list_replaces_the_default(edge_app, gatehouses):
     assert_masked(RawConn(gh.port).request("GET", "/status/404"), 404)
     r = RawConn(gh.port).request("GET", "/boom")
     assert r.status == 500 and b"Traceback" in r.body
+
+
+def test_chunked_error_body_is_read_logged_and_the_connection_reused(edge_app, gatehouses):
+    gh = gatehouses(edge_app, workers=1)
+    with RawConn(gh.port) as c:
+        before = json.loads(get(c, "/conn").body)["port"]
+        j = assert_masked(get(c, "/chunked-error?n=3"), 500)
+        assert json.loads(get(c, "/conn").body)["port"] == before
+        # Larger than the 64 KiB read cap: logged truncated, connection not reused.
+        j2 = assert_masked(get(c, "/chunked-error?n=5000"), 500)
+        assert json.loads(get(c, "/conn").body)["port"] != before
+    line = gh.wait_log("error", lambda l: l.get("request_id") == j["request_id"])
+    assert "ValueError: streamed failure" in line["body"]
+    assert "sk-live" not in line["body"] and "api_key=REDACTED" in line["body"]
+    assert line["body_truncated"] is False
+    line2 = gh.wait_log("error", lambda l: l.get("request_id") == j2["request_id"])
+    assert line2["body_truncated"] is True and len(line2["body"]) <= 4096
+
+
+def test_close_delimited_error_body(gatehouses):
+    """An upstream that ends its 500 by closing (no Content-Length, no chunking)."""
+    import socket
+    import threading
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    port = srv.getsockname()[1]
+
+    def serve():
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            conn.sendall(b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/html\r\n"
+                         b"Connection: close\r\n\r\n<h1>Server Error</h1><pre>KeyError: 'x'</pre>")
+            conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        gh = gatehouses(f"127.0.0.1:{port}")
+        with RawConn(gh.port) as c:
+            j = assert_masked(get(c, "/"), 500)
+            assert_masked(get(c, "/again"), 500)  # the client connection is still usable
+        line = gh.wait_log("error", lambda l: l.get("request_id") == j["request_id"])
+        assert line["body"] == "<h1>Server Error</h1><pre>KeyError: 'x'</pre>"
+        assert line["body_truncated"] is False
+    finally:
+        srv.close()

@@ -7,6 +7,7 @@ usage: edge_app.py PORT
                         a DEBUG-mode app shows it (the message holds a password to redact)
   /json-error           500 application/json {"detail": ...}
   /big-error?n=100000   500 text/html of n bytes
+  /chunked-error?n=3    500 text/plain streamed (chunked), a traceback with n frames
   /unavailable          503 text/html with Retry-After: 7
   /conn                 JSON {"port": the client port of this connection}
   /timed?s=0.2          sleeps s, answers with the app's own X-Process-Time: 99.000
@@ -46,6 +47,18 @@ def json_error():
 def big_error():
     n = int(request.args.get("n", "100000"))
     return Response(("<p>" + "x" * n)[:n], status=500, mimetype="text/html")
+
+
+@app.route("/chunked-error", methods=METHODS)
+def chunked_error():
+    n = int(request.args.get("n", "3"))  # the generator runs outside the request context
+
+    def gen():
+        yield "Traceback (most recent call last):\n"
+        for i in range(n):
+            yield f"  frame {i}: api_key=sk-live-{i}\n"
+        yield "ValueError: streamed failure\n"
+    return Response(gen(), status=500, mimetype="text/plain")
 
 
 @app.route("/unavailable", methods=METHODS)
