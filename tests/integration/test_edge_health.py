@@ -209,3 +209,18 @@ def test_no_checks_no_components(edge_app, gatehouses):
     status, j = detailed(gh)
     assert status == 200
     assert not [k for k in j["components"] if k.startswith("check:")]
+
+
+def test_redis_down_at_start_up_only_fails_its_check(edge_app, gatehouses, tmp_path):
+    port = free_port()
+    gh = gatehouses(edge_app, health={"cache_ttl": "200ms", "checks": [
+        {"name": "redis", "redis": f"redis://{HOST}:{port}/0", "timeout": "500ms"}]})
+    status, j = detailed(gh)
+    assert status == 503
+    assert j["components"]["check:redis"]["status"] == "down", j["components"]["check:redis"]
+    assert http_request(gh.port, "GET", "/health/ready")[0] == 200  # routing is not affected
+    server = RedisServer(tmp_path / "late-redis", port=port)
+    try:
+        assert wait_until(lambda: detailed(gh)[0] == 200, scaled(10)), detailed(gh)
+    finally:
+        server.stop()
