@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from conftest import APPS, HOST, AppProcess, RawConn, scaled, wait_until
+from conftest import (APPS, HOST, AppProcess, RawConn, make_cert, scaled, tls_client_context,
+                      wait_until)
 
 import websockets  # Debian python3-websockets, installed by scripts/bootstrap.sh
 
@@ -75,6 +76,50 @@ def test_echo_text_binary_large_and_close(ws_app, gatehouses):
     assert line["status"] == 101
     assert line["bytes_in"] > len(big) and line["bytes_out"] > len(big)
     assert line["duration_ms"] > 0
+
+
+def test_echo_over_tls_and_close_from_the_server_side(ws_app, gatehouses, tmp_path):
+    cert, key = make_cert(tmp_path / "certs")
+    gh = gatehouses(ws_app, workers=1, routes=routes(),
+                    listen_tls={"address": f"{HOST}:0", "cert": str(cert), "key": str(key)})
+    ctx = tls_client_context(cert)
+
+    async def session():
+        async with websockets.connect(f"wss://localhost:{gh.tls_port}/chat", ssl=ctx,
+                                      ping_interval=None, max_size=4 << 20) as ws:
+            await ws.send("over tls")
+            text = await ws.recv()
+            payload = os.urandom(1 << 20)
+            await ws.send(payload)
+            echoed = await ws.recv()
+            await ws.close()
+            return text, echoed == payload, ws.close_code
+
+    assert run(session()) == ("over tls", True, 1000)
+    assert wait_until(lambda: gh.metrics().value("gatehouse_websockets_open") == 0, scaled(5))
+    line = gh.wait_log("access", lambda l: l.get("status") == 101)
+    assert line["bytes_in"] > 1 << 20 and line["bytes_out"] > 1 << 20
+
+
+def test_server_side_close(ws_app, gatehouses):
+    gh = gatehouses(ws_app, workers=1, routes=routes())
+
+    async def session():
+        async with websockets.connect(f"ws://{HOST}:{gh.port}/chat", ping_interval=None) as ws:
+            await ws.send("one")
+            assert await ws.recv() == "one"
+            await ws.send("server-close")
+            try:
+                await ws.recv()
+            except websockets.ConnectionClosed:
+                pass
+            await ws.wait_closed()
+            return ws.close_code, ws.close_reason
+
+    start = time.monotonic()
+    assert run(session()) == (4000, "bye")
+    assert time.monotonic() - start < scaled(1.5)  # not held for the 2 s grace or idle timeout
+    assert wait_until(lambda: gh.metrics().value("gatehouse_websockets_open") == 0, scaled(5))
 
 
 def test_idle_tunnel_is_closed(ws_app, gatehouses):

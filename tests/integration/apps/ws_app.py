@@ -2,9 +2,9 @@
 
 usage: ws_app.py PORT
 
-  any path   WebSocket echo: every text or binary message is sent back as it came; the handshake's
-             path and request headers are recorded, and /whoami-style info is the first message
-             when the path is /hello
+  any path   WebSocket echo: every text or binary message is sent back as it came, except
+             "server-close", which makes the server close (code 4000); on /hello the first
+             message is JSON with the handshake's path and request headers
   /plain     answers 200 "plain http" to every request, Upgrade or not (no handshake)
 """
 import asyncio
@@ -27,6 +27,9 @@ async def echo(ws, path):
         await ws.send(json.dumps({"path": path,
                                   "headers": {k.lower(): v for k, v in ws.request_headers.raw_items()}}))
     async for message in ws:
+        if message == "server-close":
+            await ws.close(code=4000, reason="bye")
+            return
         await ws.send(message)
 
 
