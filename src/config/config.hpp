@@ -116,12 +116,24 @@ struct LogConfig {
   bool hash_client_ip = false;
 };
 
+// issue 12, deep health (i12-edge): a dependency /health/detailed probes (health.checks).
+struct DependencyCheck {
+  enum class Kind { tcp, redis, http, disk };
+  std::string name;  // component "check:<name>"
+  Kind kind = Kind::tcp;
+  std::string target;            // tcp: host:port; redis, http: the URL; disk: the path
+  std::vector<unsigned> expect;  // http: statuses that count as healthy (empty: 200-399)
+  std::uint64_t min_free = 0;    // disk: free bytes below which the check fails
+  Millis timeout{2'000};         // a probe slower than this fails
+};
+
 struct HealthConfig {
   std::string live_path = "/health/live";
   std::string ready_path = "/health/ready";
   std::string summary_path = "/health";
   Millis cache_ttl{1'000};       // /health and /health/detailed are recomputed at most this often
   Millis check_interval{5'000};  // active TCP checks of every upstream target
+  std::vector<DependencyCheck> checks;  // i12-edge: probed by /health/detailed, cached cache_ttl
 };
 
 // `paths`: how request paths are canonicalised (http/canonical_path.hpp) and what goes upstream.

@@ -1,6 +1,7 @@
 // Config -> YAML for `gatehouse check`: every key, defaults included, in the units people write
 // ("10s", "16KiB"). The output loads back into an equal Config.
 #include "config/config.hpp"
+#include "config/health_checks.hpp"
 #include "config/sections.hpp"
 #include "config/yaml_writer.hpp"
 
@@ -153,6 +154,7 @@ std::string to_yaml(const Config& c, const Sections& sections) {
   w.key("summary_path").str(c.health.summary_path);
   w.key("cache_ttl").duration(c.health.cache_ttl);
   w.key("check_interval").duration(c.health.check_interval);
+  write_health_checks(w, c.health.checks);
   w.end_map();
 
   w.key("paths").begin_map();

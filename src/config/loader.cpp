@@ -11,6 +11,7 @@
 #include <cstring>
 #include <sstream>
 
+#include "config/health_checks.hpp"
 #include "config/interpolate.hpp"
 #include "config/sections.hpp"
 #include "config/units.hpp"
@@ -355,7 +356,7 @@ LogConfig read_log(const Value& v) {
 
 HealthConfig read_health(const Value& v) {
   HealthConfig out;
-  Map m(v, {"live_path", "ready_path", "summary_path", "cache_ttl", "check_interval"});
+  Map m(v, {"live_path", "ready_path", "summary_path", "cache_ttl", "check_interval", "checks"});
   if (auto x = m.find("live_path")) {
     out.live_path = read_path(*x);
   }
@@ -370,6 +371,9 @@ HealthConfig read_health(const Value& v) {
   }
   if (auto x = m.find("check_interval")) {
     out.check_interval = read_duration(*x, Zero::rejected);
+  }
+  if (auto x = m.find("checks")) {
+    out.checks = read_health_checks(*x);
   }
   return out;
 }

@@ -143,6 +143,12 @@ std::string Metrics::render(const std::function<void(std::string&)>& extra) cons
       "from a peer not in trusted_proxies.",
       sum(shards_, [](const WorkerMetrics& w) -> const Cell& { return w.proxy_protocol_errors; }));
 
+  gauge("gatehouse_websocket_upgrades_total", "counter",
+        "WebSocket handshakes the upstream accepted (101); the tunnel then relays bytes.",
+        sum(shards_, [](const WorkerMetrics& w) -> const Cell& { return w.websocket_upgrades; }));
+  gauge("gatehouse_websockets_open", "gauge", "WebSocket tunnels open now.",
+        sum(shards_, [](const WorkerMetrics& w) -> const Cell& { return w.websockets_open; }));
+
   struct UpMetric {
     const char* name;
     const char* type;

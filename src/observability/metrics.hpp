@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "observability/process_stats.hpp"
+
 namespace gatehouse::observability {
 
 // A counter/gauge cell written by exactly one thread.
@@ -70,6 +72,9 @@ struct alignas(64) WorkerMetrics {
   Cell in_flight, connections_active, connections_total, tls_handshake_errors;
   Cell connections_rejected;   // over max_connections / max_connections_per_ip
   Cell proxy_protocol_errors;  // connections closed for a missing or bad PROXY header
+  LoopLag loop_lag;            // i12-edge: how late the worker's 100 ms sweep runs
+  Cell websocket_upgrades;     // i12-edge: WebSocket tunnels opened (upstream answered 101)
+  Cell websockets_open;        // i12-edge: tunnels open now
 
   void record_request(std::size_t route, unsigned status, std::int64_t duration_us);
   void record_local_reply(unsigned status);

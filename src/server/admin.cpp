@@ -5,9 +5,34 @@
 #include "http/json.hpp"
 #include "http/target.hpp"
 #include "io/spawn.hpp"
+#include "observability/process_stats.hpp"
+#include "server/dependency_checks.hpp"
 #include "server/gateway.hpp"
 
 namespace gatehouse::server {
+
+// Process memory, open files and each worker's event-loop lag (i12-edge): read at each request,
+// not cached (cheap, and a leak should show at once). Open files at 90% of the limit degrade.
+void Gateway::add_process_details(nlohmann::json& report) {
+  auto& p = report["components"]["process"];
+  auto stats = observability::read_process_stats();
+  p["memory_rss_bytes"] = stats.rss_bytes ? nlohmann::json(*stats.rss_bytes) : nlohmann::json();
+  p["open_files"] = stats.open_files ? nlohmann::json(*stats.open_files) : nlohmann::json();
+  p["max_open_files"] =
+      stats.max_open_files ? nlohmann::json(*stats.max_open_files) : nlohmann::json();
+  nlohmann::json lag = nlohmann::json::array();
+  for (unsigned i = 0; i < workers_count_; ++i) {
+    lag.push_back(static_cast<double>(metrics_->worker(i).loop_lag.max_us()) / 1000.0);
+  }
+  p["event_loop_lag_ms"] = std::move(lag);
+  if (stats.open_files && stats.max_open_files &&
+      *stats.open_files * 10 >= *stats.max_open_files * 9) {
+    p["status"] = "degraded";
+    if (report["status"] == "ok") {
+      report["status"] = "degraded";
+    }
+  }
+}
 
 net::awaitable<void> Gateway::admin_accept_loop(tcp::acceptor acceptor) {
   for (;;) {
@@ -109,8 +134,14 @@ net::awaitable<void> Gateway::admin_session(tcp::socket socket) {
       });
     } else if (path == "/health/detailed") {
       auto d = health_->detailed();
-      res.result(observability::Health::is_down(d) ? http::status::service_unavailable
-                                                   : http::status::ok);
+      add_process_details(d);
+      // health.checks: a failing dependency makes the report degraded and the answer 503.
+      const bool checks_ok = co_await dependency_checks_->add_to(d);
+      if (!checks_ok && d["status"] == "ok") {
+        d["status"] = "degraded";
+      }
+      res.result(observability::Health::is_down(d) || !checks_ok ? http::status::service_unavailable
+                                                                 : http::status::ok);
       res.body() = observability::Health::to_json_text(d);
     } else if (path == h.live_path) {
       res.result(http::status::ok);

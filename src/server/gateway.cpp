@@ -9,6 +9,7 @@
 #include "http/cidr.hpp"
 #include "http/json.hpp"
 #include "io/spawn.hpp"
+#include "server/dependency_checks.hpp"
 #include "server/worker.hpp"
 
 namespace gatehouse::server {
@@ -465,6 +466,7 @@ int Gateway::run(RunOptions options) {
         std::make_unique<filters::rate_limit::store::RedisStoreClient>(*redis_, admin_ioc_);
     spawn(admin_ioc_, store_probe_loop(), *logs_, "redis probe loop");
   }
+  dependency_checks_ = std::make_unique<DependencyChecks>(admin_ioc_, *cfg_, *logs_);
 
   {
     std::string extra = "\"listen\":";

@@ -31,6 +31,7 @@ namespace http = io::http;  // Beast's; ours is ghttp
 namespace ghttp = io::ghttp;
 
 class Worker;
+class DependencyChecks;
 
 class Gateway {
  public:
@@ -90,6 +91,7 @@ class Gateway {
   net::awaitable<void> admin_bans(std::string_view method, std::string_view target,
                                   unsigned& status, std::string& body);
   net::awaitable<void> store_probe_loop();
+  void add_process_details(nlohmann::json& report);
   void wait_signals();
   void on_worker_done();
   void reload_tls();
@@ -120,6 +122,8 @@ class Gateway {
   net::steady_timer drain_timer_{admin_ioc_};
   // The breaker's probe; before admin_ioc_ dies.
   std::unique_ptr<filters::rate_limit::store::RedisStoreClient> admin_redis_;
+  // health.checks (i12-edge): probed on admin_ioc_ by /health/detailed; before admin_ioc_ dies.
+  std::unique_ptr<DependencyChecks> dependency_checks_;
   bool draining_ = false;
   bool takeover_ = false;
   unsigned running_workers_ = 0;

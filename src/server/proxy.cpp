@@ -9,7 +9,9 @@
 #include "http/json.hpp"
 #include "http/request_id.hpp"
 #include "pipeline/client_identity.hpp"
+#include "server/error_intercept.hpp"
 #include "server/exchange.hpp"
+#include "server/websocket.hpp"
 #include "upstream/relay.hpp"
 #include "upstream/retry_policy.hpp"
 
@@ -263,6 +265,11 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
   std::string& head = c.upstream_head;
   build_upstream_head(w.cfg, c.peer_ip, c.stream.tls(), x.identity, p, upstream_path(w.cfg, x),
                       x.request_id, plan.framing, head);
+  // WebSocket (server/websocket.cpp): the handshake keeps its Connection and Upgrade.
+  const std::string_view upgrade = websocket_upgrade(p);
+  if (!upgrade.empty()) {
+    add_upgrade_lines(head, upgrade);
+  }
 
   std::optional<ResponseParser> rp;
   upstream::reset_response_parser(rp, plan.head_request);
@@ -365,8 +372,29 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
     co_return x.client_keep_alive;
   }
 
+  if (rp->get().result_int() == 101) {
+    // A tunnel only when it answers a handshake we forwarded (server/websocket.cpp).
+    bool kept = co_await relay_upgrade(w, c, chain, x, std::move(u), *rp, !upgrade.empty());
+    x.upstream_ms =
+        std::chrono::duration<double, std::milli>(Clock::now() - upstream_start).count();
+    co_return kept;
+  }
+
   // Relay the response.
   auto framing = upstream::response_framing(*rp, plan.head_request, plan.client_http10);
+  if (rp->get().result_int() >= 400) {
+    // errors.intercept: an error page becomes gatehouse's JSON error (server/error_intercept.cpp).
+    auto masked = co_await intercept_upstream_error(w, c, chain, x, *u, *rp, framing.in,
+                                                    ucfg.timeout, plan.head_request);
+    if (masked.replied) {
+      x.upstream_ms =
+          std::chrono::duration<double, std::milli>(Clock::now() - upstream_start).count();
+      if (masked.upstream_reusable && !w.draining) {
+        cluster.release(std::move(u));
+      }
+      co_return masked.client_keep_alive;
+    }
+  }
   bool keep = x.client_keep_alive && !w.draining && framing.out != Framing::until_close;
   x.client_keep_alive = keep;
   x.status = rp->get().result_int();

@@ -142,6 +142,10 @@ net::awaitable<void> Worker::sweep_loop() {
   for (;;) {
     timer.expires_after(std::chrono::milliseconds(100));
     co_await timer.async_wait(nothrow);
+    // Event-loop lag (/health/detailed): how late this wake-up is.
+    metrics.loop_lag.record(
+        std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - timer.expiry())
+            .count());
     access_batch.flush();
     auto now = Clock::now();
     for (auto& d : deadlines) {

@@ -161,6 +161,7 @@ health:
   summary_path: /health
   cache_ttl: 1s
   check_interval: 5s
+  checks: []
 paths:
   merge_slashes: true
   forward: canonical
@@ -174,6 +175,11 @@ security_headers:
   overrides: {}
   force: false
 cors: off
+response_headers:
+  process_time: false
+errors:
+  intercept: [500, 502, 503, 504]
+  log_body: 4KiB
 )");
 }
 

@@ -37,12 +37,13 @@ TEST(ConfigErrors, TopLevel) {
        "t.yaml:4:1: bogus_key: unknown key \"bogus_key\"; allowed keys: environment, listen, "
        "listen_tls, admin_listen, workers, trusted_proxies, forwarded_headers, proxy_protocol, "
        "access, limits, drain_delay, drain_timeout, upstreams, routes, log, health, paths, "
-       "request_id, rate_limit, security_headers, cors"},
+       "request_id, rate_limit, security_headers, cors, response_headers, errors"},
       {kBase + "listn: :80\n",
        "t.yaml:4:1: listn: unknown key \"listn\" (did you mean \"listen\"?); allowed keys: "
        "environment, listen, listen_tls, admin_listen, workers, trusted_proxies, "
        "forwarded_headers, proxy_protocol, access, limits, drain_delay, drain_timeout, upstreams, "
-       "routes, log, health, paths, request_id, rate_limit, security_headers, cors"},
+       "routes, log, health, paths, request_id, rate_limit, security_headers, cors, "
+       "response_headers, errors"},
       {kBase + "upstreams: {}\n", "t.yaml:4:1: upstreams: duplicate key (first defined at line 1)"},
       {kBase + "environment: staging\n",
        "t.yaml:4:14: environment: invalid value \"staging\" (expected one of: development, "
@@ -395,7 +396,7 @@ TEST(ConfigErrors, Health) {
        "t.yaml:5:19: health.check_interval: must be greater than 0"},
       {kBase + "health:\n  path: /h\n",
        "t.yaml:5:3: health.path: unknown key \"path\"; allowed keys: live_path, ready_path, "
-       "summary_path, cache_ttl, check_interval"},
+       "summary_path, cache_ttl, check_interval, checks"},
   });
 }
 

@@ -266,7 +266,7 @@ TEST(Metrics, EverySampleLineIsWellFormed) {
   for (const auto& [family, count] : type_lines) {
     EXPECT_EQ(count, 1) << family;
   }
-  EXPECT_EQ(type_lines.size(), 20u);
+  EXPECT_EQ(type_lines.size(), 22u);
 }
 
 TEST(Metrics, ExactRenderingForASmallCase) {
@@ -353,6 +353,13 @@ TEST(Metrics, ExactRenderingForASmallCase) {
       "protocol header missing, malformed, slow, or from a peer not in trusted_proxies.\n"
       "# TYPE gatehouse_proxy_protocol_errors_total counter\n"
       "gatehouse_proxy_protocol_errors_total 0\n"
+      "# HELP gatehouse_websocket_upgrades_total WebSocket handshakes the upstream accepted (101); "
+      "the tunnel then relays bytes.\n"
+      "# TYPE gatehouse_websocket_upgrades_total counter\n"
+      "gatehouse_websocket_upgrades_total 0\n"
+      "# HELP gatehouse_websockets_open WebSocket tunnels open now.\n"
+      "# TYPE gatehouse_websockets_open gauge\n"
+      "gatehouse_websockets_open 0\n"
       "# HELP gatehouse_upstream_connect_errors_total Failed upstream connects.\n"
       "# TYPE gatehouse_upstream_connect_errors_total counter\n"
       "gatehouse_upstream_connect_errors_total{upstream=\"app\"} 0\n"
