@@ -38,7 +38,10 @@ struct RouteStats {
 struct UpstreamStats {
   Cell connect_errors, timeouts, opened, idle;
   Cell failures;  // requests answered 502/504, or cut off, because of the upstream
-  Cell retries;   // requests sent again on a fresh connection after a stale keep-alive one
+  Cell retries;   // tries sent again (every reason)
+  // --- retries (issue 12, i12-retry) ---
+  std::array<Cell, 7> retry_reasons;  // by upstream::RetryReason
+  Cell retry_budget_exhausted;        // retries the budget refused
 };
 
 struct alignas(64) WorkerMetrics {

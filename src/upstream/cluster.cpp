@@ -19,7 +19,10 @@ Cluster::Cluster(net::any_io_executor ex, DeadlineList& deadlines, std::size_t i
       balancer_(std::move(balancer)),
       pool_(deadlines, cfg, targets_.size(), stats.idle),
       stats_(stats),
-      logs_(logs) {
+      logs_(logs),
+      retry_policy_(cfg.retry),
+      retry_budget_(cfg.retry.budget_percent, cfg.retry.budget_floor, Clock::now()),
+      rng_(std::random_device{}()) {
   for (const auto& t : cfg_.targets) {
     addresses_.push_back(t.to_string());
   }
@@ -28,11 +31,16 @@ Cluster::Cluster(net::any_io_executor ex, DeadlineList& deadlines, std::size_t i
   }
 }
 
-net::awaitable<Acquired> Cluster::acquire(bool fresh, std::string_view request_id) {
+net::awaitable<Acquired> Cluster::acquire(bool fresh, std::string_view request_id,
+                                          std::size_t avoid, bool avoid_strictly) {
   Acquired failure{nullptr, 502, {}};
   Walk walk;
+  walk.avoid = avoid;
   while (auto pick = balancer_->next(walk, health_)) {
     const std::size_t t = pick->target;
+    if (avoid_strictly && t == avoid) {
+      continue;
+    }
     if (!fresh) {
       if (auto c = pool_.take(t, Clock::now())) {
         co_return Acquired{std::move(c), 0, {}};

@@ -6,6 +6,7 @@
 // opened: traffic splits as configured, and a target that comes back takes its share at once.
 // Owned and used by one worker thread only (the health state it feeds is shared and atomic).
 #include <memory>
+#include <random>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -17,8 +18,11 @@
 #include "upstream/connection.hpp"
 #include "upstream/load_balancer.hpp"
 #include "upstream/pool.hpp"
+#include "upstream/retry_policy.hpp"
 
 namespace gatehouse::upstream {
+
+inline constexpr std::size_t kNoTarget = static_cast<std::size_t>(-1);
 
 struct Acquired {
   std::unique_ptr<Connection> conn;
@@ -36,8 +40,11 @@ class Cluster {
 
   // A connection to the balancer's next target: an idle one of that target, else a new one. A
   // failed connect moves on to the balancer's next candidate: nothing was sent yet. `fresh` opens
-  // a new connection instead of reusing an idle one (a retry after a stale one).
-  io::net::awaitable<Acquired> acquire(bool fresh, std::string_view request_id);
+  // a new connection instead of reusing an idle one (a retry after a stale one). `avoid`: a
+  // target offered only when no other is left (a retry after a failed try there), or never with
+  // `avoid_strictly` (after a 429).
+  io::net::awaitable<Acquired> acquire(bool fresh, std::string_view request_id,
+                                       std::size_t avoid = kNoTarget, bool avoid_strictly = false);
   void release(std::unique_ptr<Connection> conn) { pool_.release(std::move(conn), Clock::now()); }
   void prune(Clock::time_point now) { pool_.prune(now); }
   void close_all() { pool_.close_all(); }
@@ -45,7 +52,12 @@ class Cluster {
   const config::Upstream& config() const { return cfg_; }
   const std::string& address(std::size_t target) const { return addresses_[target]; }
   std::size_t index() const { return index_; }
+  std::size_t target_count() const { return targets_.size(); }
   Pool& pool() { return pool_; }
+  // --- retries (issue 12, i12-retry): per worker, so no atomics ---
+  const RetryPolicy& retry_policy() const { return retry_policy_; }
+  RetryBudget& retry_budget() { return retry_budget_; }
+  std::uint64_t next_random() { return rng_(); }
 
  private:
   // Passive health: what a connect attempt taught about a target.
@@ -63,6 +75,10 @@ class Cluster {
   Pool pool_;
   observability::UpstreamStats& stats_;
   observability::Logs& logs_;
+  // --- retries (issue 12, i12-retry) ---
+  RetryPolicy retry_policy_;
+  RetryBudget retry_budget_;
+  std::mt19937_64 rng_;
 };
 
 }  // namespace gatehouse::upstream

@@ -8,11 +8,15 @@ std::optional<Candidate> RoundRobin::next(Walk& walk, TargetHealths targets) {
     walk.started = true;
     walk.start = cursor_ % n;
   }
-  // Pass 0: the reachable targets from the cursor on; pass 1: the unreachable ones. Health is read
-  // as each target comes up: a check may change it while an earlier candidate was connecting.
+  // Pass 0: the reachable targets from the cursor on; pass 1: the unreachable ones; pass 2: the
+  // target to avoid, once no other is left. Health is read as each target comes up: a check may
+  // change it while an earlier candidate was connecting.
   for (; walk.pass < 2; ++walk.pass, walk.step = 0) {
     while (walk.step < n) {
       std::size_t t = (walk.start + walk.step++) % n;
+      if (t == walk.avoid) {
+        continue;
+      }
       bool reachable = targets[t]->reachable();
       if ((walk.pass == 0) != reachable) {
         continue;
@@ -20,6 +24,10 @@ std::optional<Candidate> RoundRobin::next(Walk& walk, TargetHealths targets) {
       cursor_ = t + 1;  // the next request starts after this target
       return Candidate{t, reachable};
     }
+  }
+  if (walk.pass == 2 && walk.avoid < n) {
+    walk.pass = 3;
+    return Candidate{walk.avoid, targets[walk.avoid]->reachable()};
   }
   return std::nullopt;
 }

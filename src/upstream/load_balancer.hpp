@@ -27,6 +27,7 @@ struct Walk {
   std::size_t start = 0;
   std::size_t step = 0;
   int pass = 0;
+  std::size_t avoid = static_cast<std::size_t>(-1);  // a target not to offer while others remain (the target of a failed try, a 429)
 };
 
 using TargetHealths = std::span<observability::TargetHealth* const>;
@@ -40,7 +41,7 @@ class LoadBalancer {
 
 // Round robin over the targets marked reachable, starting after the last target chosen by any
 // request; when all of those fail or none is marked reachable, the others in the same order, so a
-// target is never skipped by a stale mark alone.
+// target is never skipped by a stale mark alone. `Walk::avoid` comes last of all.
 class RoundRobin final : public LoadBalancer {
  public:
   std::optional<Candidate> next(Walk& walk, TargetHealths targets) override;

@@ -79,6 +79,9 @@ struct RequestBody {
   Clock::time_point request_start;
   std::uint64_t& bytes_in;         // counts the body bytes read from the client
   ReplayBuffer* replay = nullptr;  // keeps what was sent, for a retry; null: nothing kept
+  // A body kept whole (a retry's replay, or buffer_request): sent from here, the client is not
+  // read. Null: the body comes from the client.
+  const ReplayBuffer* resend = nullptr;
 };
 
 // Sends `head` and then the request body, read from the client as it arrives (already buffered
@@ -86,6 +89,12 @@ struct RequestBody {
 io::net::awaitable<SendOutcome> send_request(io::BufferPool& buffers, ClientSide client,
                                              Connection& upstream, Clock::duration upstream_timeout,
                                              const std::string& head, RequestBody body);
+
+// Reads the whole request body from the client into `body.replay` before any upstream connection
+// is taken (buffer_request): a slow upload then costs the upstream nothing. `ok` or a client-side
+// SendResult (client_failed, too_large, bad_body, too_slow).
+io::net::awaitable<SendResult> read_request_body(io::BufferPool& buffers, ClientSide client,
+                                                 RequestBody body);
 
 // A response parser ready for the next head (interim responses need a new one each).
 void reset_response_parser(std::optional<io::ResponseParser>& parser, bool head_request);
@@ -97,6 +106,11 @@ io::net::awaitable<io::error_code> read_response_head(Connection& upstream,
 
 // How a failed read of the response head counts for the retry policy.
 TryFailure classify_head_failure(const io::error_code& ec);
+
+// Reads a length-delimited response body of `length` bytes whole into `upstream.buffer` (where
+// relay_response takes it from), each read bounded by `timeout`: the invalid_json check holds it.
+io::net::awaitable<io::error_code> hold_response_body(Connection& upstream, std::size_t length,
+                                                      Clock::duration timeout);
 
 struct ResponseFraming {
   io::Framing in;   // how the upstream delimits the body
@@ -119,6 +133,8 @@ struct ResponseBody {
   Clock::duration client_timeout;    // per write
   std::uint64_t& bytes_out;          // counts the body bytes written to the client
   BodyObserver observer;
+  // The route's deadline: reads stop there too (the connection is cut, as for a timeout).
+  Clock::time_point deadline = Clock::time_point::max();
 };
 
 // Sends `head` (the client's response head) and streams the body after it. The head goes out with
