@@ -302,7 +302,7 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
     body_whole = true;
   } else if (has_body && retries && ucfg.retry.buffer_body > 0 &&
              p.content_length().value_or(0) <= ucfg.retry.buffer_body) {
-    replay.emplace(ucfg.retry.buffer_body);
+    replay.emplace(ucfg.retry.buffer_body, &w.buffers);
   }
   auto body_state = [&] {
     if (!has_body) {
@@ -494,7 +494,9 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
     co_return x.client_keep_alive;
   }
 
-  // Relay the response.
+  // Relay the response. No try follows: the kept body's buffer goes back to the pool now rather
+  // than after a long stream.
+  replay.reset();
   auto framing = upstream::response_framing(*rp, plan.head_request, plan.client_http10);
   bool keep = x.client_keep_alive && !w.draining && framing.out != Framing::until_close;
   x.client_keep_alive = keep;

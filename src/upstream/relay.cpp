@@ -91,10 +91,22 @@ void ReplayBuffer::keep(std::span<const char> piece) {
   if (overflowed_) {
     return;
   }
-  if (piece.size() > cap_ - data_.size()) {
+  std::size_t held = lease_ ? size_ : data_.size();
+  if (piece.size() > cap_ - held) {
     overflowed_ = true;
     data_.clear();
     data_.shrink_to_fit();
+    lease_.reset();
+    size_ = 0;
+    return;
+  }
+  if (pool_ != nullptr) {
+    if (!lease_) {
+      lease_.emplace(pool_->take());
+      leased_ = lease_->data();
+    }
+    std::copy(piece.begin(), piece.end(), leased_ + size_);
+    size_ += piece.size();
     return;
   }
   data_.append(piece.data(), piece.size());

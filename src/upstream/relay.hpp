@@ -43,22 +43,33 @@ struct BodyObserver {
 };
 
 // The request body as sent upstream, kept while it fits in `cap` bytes. Once a piece would pass
-// the cap the kept bytes are dropped and the body is no longer replayable.
+// the cap the kept bytes are dropped and the body is no longer replayable. With a pool and a cap
+// that fits one transfer buffer (retry.buffer_body's default, 64 KiB), the bytes go into a buffer
+// leased from the worker's pool: keeping a body costs no allocation once the pool is warm.
 class ReplayBuffer {
  public:
-  explicit ReplayBuffer(std::size_t cap) : cap_(cap) {}
+  explicit ReplayBuffer(std::size_t cap, io::BufferPool* pool = nullptr)
+      : cap_(cap), pool_(cap <= io::BufferPool::kSize ? pool : nullptr) {}
   void keep(std::span<const char> piece);
   bool overflowed() const { return overflowed_; }
   // The body so far; whole once send_request returned ok. Empty when overflowed.
-  std::span<const char> data() const { return {data_.data(), data_.size()}; }
+  std::span<const char> data() const {
+    return lease_ ? std::span<const char>(leased_, size_)
+                  : std::span<const char>(data_.data(), data_.size());
+  }
   void clear() {
     data_.clear();
+    size_ = 0;
     overflowed_ = false;
   }
 
  private:
   std::size_t cap_;
-  std::string data_;
+  io::BufferPool* pool_;
+  std::optional<io::BufferPool::Lease> lease_;
+  char* leased_ = nullptr;  // lease_->data()
+  std::size_t size_ = 0;    // bytes in lease_
+  std::string data_;        // without a pool
   bool overflowed_ = false;
 };
 
