@@ -4,6 +4,7 @@
 // tried again is upstream::RetryPolicy's call.
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <limits>
 
 #include "http/fields.hpp"
@@ -334,8 +335,8 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
   Clock::time_point upstream_start{};
   bool fresh = false;
   bool stale_retried = false;
-  std::size_t avoid = upstream::kNoTarget;
-  bool avoid_strictly = false;
+  std::size_t avoid = upstream::kNoTarget;  // the last failed try's target: offered last
+  std::uint64_t refused = 0;                // targets that answered 429: never offered again
   // Asks the policy (and the budget) whether the try that just failed goes again; when it does,
   // counts and logs the retry, waits, and sets where the next try goes.
   auto retry = [&](int& tries, upstream::RetryInput in) -> net::awaitable<bool> {
@@ -344,7 +345,9 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
     in.idempotent = plan.idempotent;
     in.idempotency_key = plan.idempotency_key;
     in.body = body_state();
-    in.other_target = cluster.target_count() > 1;
+    // Another target that did not answer 429 (the one that just did included).
+    std::uint64_t out = refused | (u ? upstream::target_bit(u->target) : 0);
+    in.other_target = cluster.target_count() > static_cast<std::size_t>(std::popcount(out));
     if (retries) {
       in.method_listed = method_listed(ucfg.retry, sv(p.get().method_string()));
       in.random = cluster.next_random();
@@ -370,8 +373,12 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
       ++tries;
     }
     fresh = d.fresh_connection;
-    avoid = d.avoid_target && u ? u->target : upstream::kNoTarget;
-    avoid_strictly = d.avoid_strictly;
+    if (d.avoid_target && u) {
+      avoid = u->target;
+      if (d.avoid_strictly) {
+        refused |= upstream::target_bit(u->target);
+      }
+    }
     u.reset();
     upstream::reset_response_parser(rp, plan.head_request);
     if (d.wait.count() > 0) {
@@ -384,7 +391,7 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
 
   for (int tries = 1;;) {
     // Pick a target (and a connection to it).
-    auto acquired = co_await cluster.acquire(fresh, x.request_id, avoid, avoid_strictly);
+    auto acquired = co_await cluster.acquire(fresh, x.request_id, avoid, refused);
     if (!acquired.conn) {
       bool again = co_await retry(tries, {.failure = upstream::TryFailure::connect_failed});
       if (again) {

@@ -32,13 +32,13 @@ Cluster::Cluster(net::any_io_executor ex, DeadlineList& deadlines, std::size_t i
 }
 
 net::awaitable<Acquired> Cluster::acquire(bool fresh, std::string_view request_id,
-                                          std::size_t avoid, bool avoid_strictly) {
+                                          std::size_t avoid, std::uint64_t never) {
   Acquired failure{nullptr, 502, {}};
   Walk walk;
   walk.avoid = avoid;
   while (auto pick = balancer_->next(walk, health_)) {
     const std::size_t t = pick->target;
-    if (avoid_strictly && t == avoid) {
+    if ((never & target_bit(t)) != 0) {
       continue;
     }
     if (!fresh) {

@@ -5,6 +5,7 @@
 // balancer picks the target first, then an idle connection of that target is reused or a new one
 // opened: traffic splits as configured, and a target that comes back takes its share at once.
 // Owned and used by one worker thread only (the health state it feeds is shared and atomic).
+#include <cstdint>
 #include <memory>
 #include <random>
 #include <string>
@@ -24,6 +25,11 @@ namespace gatehouse::upstream {
 
 inline constexpr std::size_t kNoTarget = static_cast<std::size_t>(-1);
 
+// Bit t of an `acquire(never)` mask; targets past 63 cannot be excluded this way.
+inline std::uint64_t target_bit(std::size_t t) {
+  return t < 64 ? std::uint64_t{1} << t : 0;
+}
+
 struct Acquired {
   std::unique_ptr<Connection> conn;
   unsigned status = 0;  // 502 or 504 when conn is null
@@ -41,10 +47,10 @@ class Cluster {
   // A connection to the balancer's next target: an idle one of that target, else a new one. A
   // failed connect moves on to the balancer's next candidate: nothing was sent yet. `fresh` opens
   // a new connection instead of reusing an idle one (a retry after a stale one). `avoid`: a
-  // target offered only when no other is left (a retry after a failed try there), or never with
-  // `avoid_strictly` (after a 429).
+  // target offered only when no other is left (a retry after a failed try there); `never`: targets
+  // (bit t for target t < 64) not offered at all (each answered this request 429).
   io::net::awaitable<Acquired> acquire(bool fresh, std::string_view request_id,
-                                       std::size_t avoid = kNoTarget, bool avoid_strictly = false);
+                                       std::size_t avoid = kNoTarget, std::uint64_t never = 0);
   void release(std::unique_ptr<Connection> conn) { pool_.release(std::move(conn), Clock::now()); }
   void prune(Clock::time_point now) { pool_.prune(now); }
   void close_all() { pool_.close_all(); }

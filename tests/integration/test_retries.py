@@ -124,10 +124,27 @@ def test_429_is_never_retried_against_the_same_target(apps, gatehouses):
         assert hits(b, f"/rl{i}")["count"] == 1
         # a saw it at most once: the retry went to b.
         assert hits(a, f"/rl{i}")["count"] <= 1
+    # Both answer 429: the second is passed on (no target left that did not refuse).
+    status, _, body = http_request(gh.port, "GET", "/both?a=429&b=429")
+    assert status == 429
+    assert hits(a, "/both")["count"] == 1 and hits(b, "/both")["count"] == 1
     # With one target only, a 429 is passed on.
     gh1 = gatehouses(**retry_config([a], {"on": [429], "backoff": {"base": "10ms"}}))
     assert http_request(gh1.port, "GET", "/only?s=429,200")[0] == 429
     assert hits(a, "/only")["count"] == 1
+
+
+def test_every_target_that_answered_429_is_left_out(apps, gatehouses):
+    a, b, c = scripted(apps, "a"), scripted(apps, "b"), scripted(apps, "c")
+    gh = gatehouses(**retry_config([a, b, c], {"attempts": 5, "on": [429, 503],
+                                               "backoff": {"base": "10ms"}}))
+    for i in range(3):
+        path = f"/three{i}"
+        status, _, body = http_request(gh.port, "GET", f"{path}?a=429&b=429&c=503,200")
+        assert status == 200, body
+        assert json.loads(body)["server"] == "c"
+        # Neither 429 target saw the request twice, whatever the order of the tries.
+        assert hits(a, path)["count"] <= 1 and hits(b, path)["count"] <= 1
 
 
 @pytest.mark.parametrize("retry_after", ["1", "date"])
