@@ -250,6 +250,21 @@ void log_retry(Worker& w, const Context& x, int tries, const upstream::RetryDeci
   w.gw.logs().error(spdlog::level::info, "upstream retry", extra);
 }
 
+// A failure the retries could have taken but did not, and why (debug: under a failing upstream
+// there is one per request).
+void log_no_retry(Worker& w, const Context& x, int tries, upstream::NoRetry why) {
+  if (!w.gw.logs().should_log(spdlog::level::debug)) {
+    return;
+  }
+  std::string extra = "\"request_id\":";
+  ghttp::append_json_string(extra, x.request_id);
+  extra += ",\"upstream\":";
+  ghttp::append_json_string(extra, x.upstream_address);
+  fmt::format_to(std::back_inserter(extra), ",\"try\":{},\"why\":\"{}\"", tries,
+                 upstream::why_not_name(why));
+  w.gw.logs().error(spdlog::level::debug, "upstream not retried", extra);
+}
+
 }  // namespace
 
 net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain, RequestParser& p,
@@ -357,11 +372,15 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
     }
     auto d = retry_policy.decide(in);
     if (!d.retry) {
+      if (retries && d.why_not != upstream::NoRetry::not_listed) {
+        log_no_retry(w, x, tries, d.why_not);
+      }
       co_return false;
     }
     if (d.reason != upstream::RetryReason::stale_connection &&
         !cluster.retry_budget().try_spend(Clock::now())) {
       stats.retry_budget_exhausted.add();
+      log_no_retry(w, x, tries, upstream::NoRetry::budget);
       co_return false;
     }
     stats.retries.add();

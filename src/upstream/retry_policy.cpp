@@ -19,6 +19,13 @@ std::string_view reason_name(RetryReason r) {
   return kNames[static_cast<std::size_t>(r)];
 }
 
+std::string_view why_not_name(NoRetry n) {
+  static constexpr std::array<std::string_view, 9> kNames = {
+      "none",        "not_listed", "attempts", "method", "body", "no_other_target",
+      "retry_after", "deadline",   "budget"};
+  return kNames[static_cast<std::size_t>(n)];
+}
+
 RetryPolicy::RetryPolicy(const config::RetryConfig& cfg)
     : attempts_(static_cast<int>(cfg.attempts)),
       base_(cfg.backoff_base),

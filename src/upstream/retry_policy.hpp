@@ -64,6 +64,8 @@ enum class NoRetry : std::uint8_t {
   budget,           // the retry budget is spent (decided by RetryBudget, after the policy)
 };
 
+std::string_view why_not_name(NoRetry n);  // "budget", "retry_after", ...
+
 struct RetryInput {
   int tries = 1;  // tries made so far, the failed one included (a stale retry does not count)
   TryFailure failure = TryFailure::closed;

@@ -369,6 +369,15 @@ TEST(RetryBudget, FloorAllowsAFewRetriesPerSecond) {
   EXPECT_EQ(retries, 3);
 }
 
+TEST(RetryPolicy, NamesForLogsAndMetrics) {
+  EXPECT_EQ(reason_name(RetryReason::stale_connection), "stale_connection");
+  EXPECT_EQ(reason_name(RetryReason::status_429), "429");
+  EXPECT_EQ(reason_name(RetryReason::invalid_json), "invalid_json");
+  EXPECT_EQ(why_not_name(NoRetry::none), "none");
+  EXPECT_EQ(why_not_name(NoRetry::retry_after), "retry_after");
+  EXPECT_EQ(why_not_name(NoRetry::budget), "budget");
+}
+
 TEST(RetryAfter, DelaySeconds) {
   auto now = std::chrono::system_clock::now();
   EXPECT_EQ(parse_retry_after("30", now), 30s);
