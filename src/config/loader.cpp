@@ -186,7 +186,9 @@ RetryConfig read_retry(const Value& v) {
     Map b(*x, {"base", "max", "jitter"});
     if (auto y = b.find("base")) {
       out.backoff_base = read_duration(*y, Zero::allowed);
-      out.backoff_max = out.backoff_base * 10;  // unless given, as Envoy does
+      // Unless given, as Envoy does; within what a duration may be, so `check` output reloads.
+      out.backoff_max = std::max(out.backoff_base,
+                                 std::min<Millis>(out.backoff_base * 10, std::chrono::days(365)));
     }
     if (auto y = b.find("max")) {
       out.backoff_max = read_duration(*y, Zero::allowed);

@@ -76,8 +76,31 @@ routes:
 
 TEST(RetryConfig, BackoffMaxFollowsBaseUnlessGiven) {
   EXPECT_EQ(load(kBase + "    retry: {backoff: {base: 2s}}\n").upstreams[0].retry.backoff_max, 20s);
+  EXPECT_EQ(load(kBase + "    retry: {backoff: {base: 300d}}\n").upstreams[0].retry.backoff_max,
+            std::chrono::days(365))
+      << "no longer than a duration may be";
   EXPECT_EQ(load(kBase + "    retry: {backoff: {jitter: none}}\n").upstreams[0].retry.jitter,
             Jitter::none);
+}
+
+TEST(RetryConfig, CheckOutputLoadsBack) {
+  for (const char* block : {"    retry: {backoff: {base: 300d}}\n", "    retry: {on: []}\n",
+                            "    retry: {methods: [], budget: 0%, buffer_body: 0}\n", ""}) {
+    auto c = load(kBase + block);
+    auto printed = to_yaml(c, filters::config_sections());
+    auto again = load_config_string(printed, "printed.yaml", filters::config_sections());
+    EXPECT_EQ(to_yaml(again, filters::config_sections()), printed) << block;
+    const auto& a = c.upstreams[0].retry;
+    const auto& b = again.upstreams[0].retry;
+    EXPECT_EQ(a.attempts, b.attempts) << block;
+    EXPECT_EQ(a.backoff_base, b.backoff_base) << block;
+    EXPECT_EQ(a.backoff_max, b.backoff_max) << block;
+    EXPECT_EQ(a.on, b.on) << block;
+    EXPECT_EQ(a.on_status, b.on_status) << block;
+    EXPECT_EQ(a.methods, b.methods) << block;
+    EXPECT_EQ(a.budget_percent, b.budget_percent) << block;
+    EXPECT_EQ(a.buffer_body, b.buffer_body) << block;
+  }
 }
 
 TEST(RetryConfig, Rejections) {
