@@ -478,7 +478,8 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
           continue;
         }
       } else if (retry_policy.retries_invalid_json() && tries < retry_policy.attempts() &&
-                 holds_for_json(*rp, plan.head_request, ucfg.retry.buffer_body)) {
+                 holds_for_json(*rp, plan.head_request, ucfg.retry.buffer_body) &&
+                 (plan.idempotency_key || method_listed(ucfg.retry, sv(p.get().method_string())))) {
         auto length = static_cast<std::size_t>(*rp->content_length());
         ec = co_await upstream::hold_response_body(*u, length, bounded(ucfg.timeout));
         if (!ec) {
