@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from conftest import (APPS, HOST, AppProcess, http_request, read_json_lines, scaled,
+from conftest import (APPS, HOST, AppProcess, free_port, http_request, read_json_lines, scaled,
                       wait_until)
 
 
@@ -288,3 +288,37 @@ def test_without_a_retry_block_nothing_is_retried(apps, gatehouses):
     gh = gatehouses(up, workers=1)
     assert http_request(gh.port, "GET", "/n?s=503,200")[0] == 503
     assert hits(up, "/n")["count"] == 1
+
+
+def test_a_connection_closed_before_the_head_is_retried_for_a_get_only(apps, gatehouses):
+    up = scripted(apps, "a")
+    gh = gatehouses(**retry_config([up], {"backoff": {"base": "10ms"}}))
+    status, _, body = http_request(gh.port, "GET", "/r?s=close,200")
+    assert status == 200, body
+    assert hits(up, "/r")["count"] == 2
+    # The app may have run the POST before the connection died: never sent twice.
+    assert http_request(gh.port, "POST", "/c?s=close,200", body=b"x")[0] == 502
+    assert hits(up, "/c")["count"] == 1
+    m = gh.metrics()
+    assert m.value("gatehouse_upstream_retries_by_reason_total", upstream="app", reason="reset") == 1
+
+
+def test_connect_failures_are_retried_after_the_backoff(apps, gatehouses):
+    down = free_port()  # nothing listens there
+    gh = gatehouses(upstreams={"app": {"targets": [f"{HOST}:{down}"],
+                                       "retry": {"on": ["connect_failure"], "budget": "1000%",
+                                                 "backoff": {"base": "200ms", "jitter": "none"}}}},
+                    workers=1)
+    status, _, _, elapsed = timed(gh.port, "POST", "/anything", body=b"x")
+    assert status == 502
+    # Nothing was sent, so even a POST goes again: 200 ms, then 400 ms.
+    assert 0.6 <= elapsed < 0.6 + scaled(1), elapsed
+    m = gh.metrics()
+    assert m.value("gatehouse_upstream_retries_by_reason_total", upstream="app",
+                   reason="connect_failure") == 2
+    # Not listed: at once.
+    gh2 = gatehouses(upstreams={"app": {"targets": [f"{HOST}:{down}"],
+                                        "retry": {"on": [503], "backoff": {"base": "1s"}}}},
+                     workers=1)
+    status, _, _, elapsed = timed(gh2.port, "GET", "/anything")
+    assert status == 502 and elapsed < scaled(0.5), elapsed
