@@ -27,7 +27,8 @@ struct Walk {
   std::size_t start = 0;
   std::size_t step = 0;
   int pass = 0;
-  std::size_t avoid = static_cast<std::size_t>(-1);  // a target not to offer while others remain (the target of a failed try, a 429)
+  std::size_t avoid = static_cast<std::size_t>(
+      -1);  // a target not to offer while others remain (the target of a failed try, a 429)
 };
 
 using TargetHealths = std::span<observability::TargetHealth* const>;
