@@ -38,13 +38,22 @@ def retry_config(targets, retry=None, route=None, workers=1, **upstream):
             "log": {"level": "debug"}}
 
 
-def retry_lines(gh, expected):
-    """The "upstream retry" lines, once `expected` of them are written (by the log thread)."""
+def logged(gh, predicate, expected):
+    """The error log's lines matching `predicate`, once `expected` of them are in the file. The log
+    thread flushes a file when its queue is empty, so a line can wait in the buffer behind another
+    log's line: requests that log a retry of their own push it out."""
     def lines():
-        return [line for line in read_json_lines(gh.error_log)
-                if line.get("message") == "upstream retry"]
-    wait_until(lambda: len(lines()) >= expected, scaled(5))
+        return [line for line in read_json_lines(gh.error_log) if predicate(line)]
+    for _ in range(20):
+        if wait_until(lambda: len(lines()) >= expected, scaled(0.5)):
+            break
+        http_request(gh.port, "GET", "/nudge?s=503,200", headers={"X-Request-ID": "nudge"})
     return lines()
+
+
+def retry_lines(gh, request_id, expected):
+    return logged(gh, lambda line: line.get("message") == "upstream retry"
+                  and line.get("request_id") == request_id, expected)
 
 
 def timed(port, method, target, headers=None, body=None, timeout=30):
@@ -56,20 +65,21 @@ def timed(port, method, target, headers=None, body=None, timeout=30):
 def test_get_gets_200_after_backoff_within_the_jitter_bounds(apps, gatehouses):
     up = scripted(apps, "a")
     gh = gatehouses(**retry_config([up], {"attempts": 3, "backoff": {"base": "300ms", "max": "2s"}}))
-    status, _, body, elapsed = timed(gh.port, "GET", "/api/report?s=503,503,200")
+    status, _, body, elapsed = timed(gh.port, "GET", "/api/report?s=503,503,200",
+                                     headers={"X-Request-ID": "report-1"})
     assert status == 200, body
     assert json.loads(body)["try"] == 3
     assert hits(up, "/api/report")["count"] == 3
-    lines = retry_lines(gh, 2)
+    m = gh.metrics()
+    assert m.value("gatehouse_upstream_retries_total", upstream="app") == 2
+    assert m.value("gatehouse_upstream_retries_by_reason_total", upstream="app", reason="5xx") == 2
+    lines = retry_lines(gh, "report-1", 2)
     assert [(line["try"], line["reason"]) for line in lines] == [(1, "5xx"), (2, "5xx")]
     # Full jitter: the n-th wait is uniform in [0, base * 2^(n-1)].
     waits = [line["wait_ms"] for line in lines]
     assert 0 <= waits[0] <= 300 and 0 <= waits[1] <= 600, waits
     assert elapsed >= sum(waits) / 1000 - 0.01, (elapsed, waits)
     assert elapsed < sum(waits) / 1000 + scaled(1.0), (elapsed, waits)
-    m = gh.metrics()
-    assert m.value("gatehouse_upstream_retries_total", upstream="app") == 2
-    assert m.value("gatehouse_upstream_retries_by_reason_total", upstream="app", reason="5xx") == 2
 
 
 def test_tries_run_out_and_the_last_response_goes_to_the_client(apps, gatehouses):
@@ -157,13 +167,14 @@ def test_a_short_retry_after_is_waited_instead_of_the_backoff(apps, gatehouses, 
     up = scripted(apps, "a")
     gh = gatehouses(**retry_config([up], {"on": [503], "backoff": {"base": "10ms"}},
                                    route={"timeout": "10s"}))
-    status, _, body, elapsed = timed(gh.port, "GET", f"/w?s=503:ra={retry_after},200")
+    status, _, body, elapsed = timed(gh.port, "GET", f"/w?s=503:ra={retry_after},200",
+                                     headers={"X-Request-ID": "w-1"})
     assert status == 200, body
     assert hits(up, "/w")["count"] == 2
     # Retry-After: 1 (or a date 2 s ahead, whole seconds) rather than the 10 ms backoff.
     assert elapsed >= 0.9, elapsed
     assert elapsed < 2.5 + scaled(1), elapsed
-    [line] = retry_lines(gh, 1)
+    [line] = retry_lines(gh, "w-1", 1)
     assert line["wait_ms"] >= 1000
 
 
@@ -175,7 +186,9 @@ def test_a_failing_upstream_sees_at_most_the_budget_more(apps, gatehouses):
 
     def client(k):
         for i in range(k, n, 8):
-            assert http_request(gh.port, "GET", "/down?s=503")[0] == 503
+            status = http_request(gh.port, "GET", "/down?s=503",
+                                  headers={"X-Request-ID": f"down-{i}"})[0]
+            assert status == 503
 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(client, range(8)))
@@ -186,13 +199,10 @@ def test_a_failing_upstream_sees_at_most_the_budget_more(apps, gatehouses):
     # Every request ended with its tries used up (2 retries) or a retry the budget refused.
     exhausted = m.value("gatehouse_upstream_retry_budget_exhausted_total", upstream="app")
     assert exhausted >= n - (seen - n) / 2, (exhausted, seen)
-
-    def refused():
-        return [line for line in read_json_lines(gh.error_log)
-                if line.get("message") == "upstream not retried" and line.get("why") == "budget"]
-
-    # The log is written by its own thread: wait for it.
-    assert wait_until(lambda: len(refused()) == exhausted, scaled(5)), (len(refused()), exhausted)
+    refused = logged(gh, lambda line: line.get("message") == "upstream not retried"
+                     and line.get("why") == "budget"
+                     and line.get("request_id", "").startswith("down-"), exhausted)
+    assert len(refused) == exhausted
 
 
 def test_a_stalled_target_is_left_after_per_try_timeout(apps, gatehouses):
