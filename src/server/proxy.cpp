@@ -398,6 +398,21 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
         refused |= upstream::target_bit(u->target);
       }
     }
+    // A response retried instead of passed on: when its body is small and comes at once, read it
+    // off so the connection serves again (a failing upstream answering 503s fast would otherwise
+    // cost a connect per retry).
+    const bool answered = in.failure == upstream::TryFailure::status ||
+                          in.failure == upstream::TryFailure::invalid_json;
+    if (u && answered && !plan.head_request && !w.draining && rp->keep_alive() && !rp->chunked() &&
+        rp->content_length() && *rp->content_length() <= io::BufferPool::kSize) {
+      auto length = static_cast<std::size_t>(*rp->content_length());
+      auto drained = co_await upstream::hold_response_body(
+          *u, length, bounded(std::min<Clock::duration>(ucfg.timeout, std::chrono::seconds(1))));
+      if (!drained) {
+        u->buffer.consume(length);
+        cluster.release(std::move(u));
+      }
+    }
     u.reset();
     upstream::reset_response_parser(rp, plan.head_request);
     if (d.wait.count() > 0) {

@@ -73,6 +73,8 @@ def test_get_gets_200_after_backoff_within_the_jitter_bounds(apps, gatehouses):
     m = gh.metrics()
     assert m.value("gatehouse_upstream_retries_total", upstream="app") == 2
     assert m.value("gatehouse_upstream_retries_by_reason_total", upstream="app", reason="5xx") == 2
+    # The 503s were read off and their keep-alive connection used again.
+    assert m.value("gatehouse_upstream_connections_opened_total", upstream="app") == 1
     lines = retry_lines(gh, "report-1", 2)
     assert [(line["try"], line["reason"]) for line in lines] == [(1, "5xx"), (2, "5xx")]
     # Full jitter: the n-th wait is uniform in [0, base * 2^(n-1)].
