@@ -74,6 +74,34 @@ struct Balance {
   bool operator==(const Balance&) const = default;
 };
 
+// --- retries (issue 12, i12-retry) ---
+// What a failed try may be retried on (`upstreams.<name>.retry.on`): failure kinds as bits, plus
+// response statuses. See docs/configuration.md, "Retries".
+enum RetryKind : std::uint32_t {
+  retry_connect_failure = 1u << 0,  // no target accepted a connection
+  retry_reset = 1u << 1,            // the connection closed or was reset before a response head
+  retry_timeout = 1u << 2,          // no response head within per_try_timeout
+  retry_invalid_json = 1u << 3,     // a 2xx JSON body (of known length, held) that does not parse
+};
+
+enum class Jitter { full, none };
+
+struct RetryConfig {
+  // Tries per request, the first included: 1 without a retry block (only the stale keep-alive
+  // retry happens, as before issue 12); 3 when a retry block leaves it out.
+  unsigned attempts = 1;
+  Millis backoff_base{100};  // the n-th retry waits up to min(max, base * 2^(n-1))
+  Millis backoff_max{1'000};
+  Jitter jitter = Jitter::full;  // full: uniform in [0, that bound]; none: exactly the bound
+  std::uint32_t on = retry_connect_failure | retry_reset;  // RetryKind bits
+  std::vector<unsigned> on_status{502, 503, 504};          // 429 or 500..599
+  // Methods retried once a request may have reached the app; any other needs Idempotency-Key.
+  std::vector<std::string> methods{"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"};
+  unsigned budget_percent = 20;         // retries per worker stay under this share of requests ...
+  unsigned budget_floor = 3;            // ... plus this many retries per second per worker
+  std::size_t buffer_body = 64 * 1024;  // request bodies up to this size are kept for a replay
+};
+
 struct Upstream {
   std::string name;
   std::vector<Endpoint> targets;  // at least one
@@ -88,6 +116,9 @@ struct Upstream {
   std::size_t max_connections = 0;
   Millis queue_timeout{5'000};
   std::size_t max_queued = 1024;
+  // --- retries (issue 12, i12-retry) ---
+  RetryConfig retry;
+  Millis per_try_timeout{0};  // each try's wait for the response head; 0 = `timeout`
 };
 
 struct RouteMatch {
@@ -103,6 +134,9 @@ struct Route {
   std::size_t upstream_index = 0;  // index into Config::upstreams, resolved at load
   AccessRules access;              // in addition to the top-level rules
   FilterSettings filters;  // the filters' per-route blocks (routes[].rate_limit), see sections.hpp
+  // --- retries (issue 12, i12-retry) ---
+  Millis timeout{0};  // the request's total deadline upstream, all tries and waits; 0 = none
+  bool buffer_request = false;  // read the whole body before taking an upstream connection
 };
 
 enum class LogFormat { json, text };

@@ -43,6 +43,36 @@ void write_balancing(YamlWriter& w, const Upstream& u) {
   w.key("max_queued").number(u.max_queued);
 }
 
+// --- retries (issue 12, i12-retry) ---
+void write_upstream_retries(YamlWriter& w, const Upstream& u) {
+  const auto& r = u.retry;
+  w.key("retry").begin_map();
+  w.key("attempts").number(r.attempts);
+  w.key("backoff").begin_flow_map();
+  w.key("base").duration(r.backoff_base);
+  w.key("max").duration(r.backoff_max);
+  w.key("jitter").str(r.jitter == Jitter::full ? "full" : "none");
+  w.end_map();
+  std::vector<std::string> on;
+  for (auto [bit, name] :
+       {std::pair{retry_connect_failure, "connect_failure"}, std::pair{retry_reset, "reset"},
+        std::pair{retry_timeout, "timeout"}, std::pair{retry_invalid_json, "invalid_json"}}) {
+    if ((r.on & bit) != 0) {
+      on.emplace_back(name);
+    }
+  }
+  for (unsigned s : r.on_status) {
+    on.push_back(std::to_string(s));
+  }
+  w.key("on").list(on);
+  w.key("methods").list(r.methods);
+  w.key("budget").str(std::to_string(r.budget_percent) + "%");
+  w.key("budget_floor").number(r.budget_floor);
+  w.key("buffer_body").size(r.buffer_body);
+  w.end_map();
+  w.key("per_try_timeout").duration(u.per_try_timeout);
+}
+
 void write_upstreams(YamlWriter& w, const std::vector<Upstream>& upstreams) {
   w.key("upstreams").begin_map();
   for (const auto& u : upstreams) {
@@ -53,6 +83,7 @@ void write_upstreams(YamlWriter& w, const std::vector<Upstream>& upstreams) {
     w.key("max_idle_per_target").number(u.max_idle_per_target);
     w.key("keepalive_timeout").duration(u.keepalive_timeout);
     write_balancing(w, u);
+    write_upstream_retries(w, u);
     w.end_map();
   }
   w.end_map();
@@ -84,6 +115,8 @@ void write_routes(YamlWriter& w, const Config& c, const Sections& sections) {
     w.key("host").str(r.match.host);
     w.end_map();
     w.key("upstream").str(r.upstream);
+    w.key("timeout").duration(r.timeout);  // retries (issue 12, i12-retry)
+    w.key("buffer_request").boolean(r.buffer_request);
     for (const auto& s : sections.all()) {
       if (s.write_route != nullptr) {
         s.write_route(w, c, r);

@@ -35,6 +35,7 @@ using detail::read_cidrs;
 using detail::read_count;
 using detail::read_duration;
 using detail::read_endpoint;
+using detail::read_integer;
 using detail::read_path;
 using detail::read_size;
 using detail::Value;
@@ -162,6 +163,98 @@ Balance read_balance(const Value& v) {
   return out;
 }
 
+// --- retries (issue 12, i12-retry) ---
+
+constexpr unsigned kMaxAttempts = 10;
+
+// "20%": 0% to 1000% of the requests.
+unsigned read_percent(const Value& v) {
+  const std::string& text = v.text();
+  std::string digits = text.size() > 1 && text.back() == '%' ? text.substr(0, text.size() - 1) : "";
+  if (!all_digits(digits) || digits.empty() || digits.size() > 4 || std::stoul(digits) > 1000) {
+    v.fail("invalid value " + quoted(text) + " (expected a percentage from 0% to 1000%, e.g. 20%)");
+  }
+  return static_cast<unsigned>(std::stoul(digits));
+}
+
+// `retry.on`: failure kinds by name, statuses as numbers (429 or 500 to 563).
+void read_retry_on(const Value& v, RetryConfig& out) {
+  out.on = 0;
+  out.on_status.clear();
+  for (const auto& item : v.items()) {
+    const std::string& text = item.text();
+    if (text == "connect_failure") {
+      out.on |= retry_connect_failure;
+    } else if (text == "reset") {
+      out.on |= retry_reset;
+    } else if (text == "timeout") {
+      out.on |= retry_timeout;
+    } else if (text == "invalid_json") {
+      out.on |= retry_invalid_json;
+    } else if (all_digits(text) && text.size() == 3 &&
+               (text == "429" || (std::stoul(text) >= 500 && std::stoul(text) <= 563))) {
+      auto status = static_cast<unsigned>(std::stoul(text));
+      if (std::find(out.on_status.begin(), out.on_status.end(), status) == out.on_status.end()) {
+        out.on_status.push_back(status);
+      }
+    } else {
+      item.fail("invalid value " + quoted(text) +
+                " (expected connect_failure, reset, timeout, invalid_json, 429 or a status from "
+                "500 to 563)");
+    }
+  }
+}
+
+RetryConfig read_retry(const Value& v) {
+  RetryConfig out;
+  out.attempts = 3;  // a retry block retries unless told otherwise
+  Map m(v, {"attempts", "backoff", "on", "methods", "budget", "budget_floor", "buffer_body"});
+  if (auto x = m.find("attempts")) {
+    out.attempts = static_cast<unsigned>(read_integer(*x, 1, kMaxAttempts));
+  }
+  if (auto x = m.find("backoff")) {
+    Map b(*x, {"base", "max", "jitter"});
+    if (auto y = b.find("base")) {
+      out.backoff_base = read_duration(*y, Zero::allowed);
+      // Unless given, as Envoy does; within what a duration may be, so `check` output reloads.
+      out.backoff_max = std::max(out.backoff_base,
+                                 std::min<Millis>(out.backoff_base * 10, std::chrono::days(365)));
+    }
+    if (auto y = b.find("max")) {
+      out.backoff_max = read_duration(*y, Zero::allowed);
+    }
+    if (auto y = b.find("jitter")) {
+      out.jitter = read_choice(*y, {"full", "none"}) == "full" ? Jitter::full : Jitter::none;
+    }
+    if (auto y = b.find("max"); y && out.backoff_max < out.backoff_base) {
+      y->fail("must not be less than backoff.base (" + detail::format_duration(out.backoff_base) +
+              ")");
+    }
+  }
+  if (auto x = m.find("on")) {
+    read_retry_on(*x, out);
+  }
+  if (auto x = m.find("methods")) {
+    out.methods.clear();
+    for (const auto& item : x->items()) {
+      auto method = detail::read_method(item);
+      if (std::find(out.methods.begin(), out.methods.end(), method) == out.methods.end()) {
+        out.methods.push_back(std::move(method));
+      }
+    }
+  }
+  if (auto x = m.find("budget")) {
+    out.budget_percent = read_percent(*x);
+  }
+  if (auto x = m.find("budget_floor")) {
+    out.budget_floor = static_cast<unsigned>(read_count(*x, 10'000));
+  }
+  if (auto x = m.find("buffer_body")) {
+    out.buffer_body = read_size(*x, Zero::allowed);
+  }
+  return out;
+}
+
 void read_balancing(const Map& m, Upstream& out) {
   if (auto x = m.find("balance")) {
     out.balance = read_balance(*x);
@@ -177,6 +270,24 @@ void read_balancing(const Map& m, Upstream& out) {
   }
 }
 
+void read_upstream_retries(const Map& m, Upstream& out) {
+  if (auto x = m.find("retry")) {
+    out.retry = read_retry(*x);
+  }
+  if (auto x = m.find("per_try_timeout")) {
+    out.per_try_timeout = read_duration(*x, Zero::allowed);
+  }
+}
+
+void read_route_retries(const Map& m, Route& out) {
+  if (auto x = m.find("timeout")) {
+    out.timeout = read_duration(*x, Zero::allowed);
+  }
+  if (auto x = m.find("buffer_request")) {
+    out.buffer_request = read_bool(*x);
+  }
+}
+
 Upstream read_upstream(const detail::Entry& entry) {
   Upstream out;
   detail::Value key(entry.value.source(), YAML::Node(entry.key), entry.key_mark,
@@ -184,7 +295,7 @@ Upstream read_upstream(const detail::Entry& entry) {
   out.name = check_name(key, entry.key, "upstream");
   Map m(entry.value,
         {"targets", "connect_timeout", "timeout", "max_idle_per_target", "keepalive_timeout",
-         "balance", "max_connections", "queue_timeout", "max_queued"});
+         "balance", "max_connections", "queue_timeout", "max_queued", "retry", "per_try_timeout"});
   auto targets = m.require("targets");
   for (const auto& item : targets.items()) {
     auto parsed = detail::parse_target(item.text());
@@ -209,6 +320,7 @@ Upstream read_upstream(const detail::Entry& entry) {
     out.keepalive_timeout = read_duration(*x, Zero::rejected);
   }
   read_balancing(m, out);
+  read_upstream_retries(m, out);
   return out;
 }
 
@@ -273,6 +385,7 @@ Route read_route(const Map& m, const Config& config, const Sections& sections) {
                   " (known upstreams: " + known_upstreams(upstreams) + ")");
   }
   out.upstream_index = static_cast<std::size_t>(it - upstreams.begin());
+  read_route_retries(m, out);
   for (const auto& s : sections.all()) {
     if (s.read_route == nullptr) {
       continue;
@@ -299,7 +412,7 @@ std::vector<Route> read_routes(const Map& root, const Config& config, const Sect
       item.fail("expected a map, got " + std::string(item.kind()));
     }
     // The filters' keys between `upstream` and `access`, as `gatehouse check` writes them.
-    std::vector<std::string_view> keys{"name", "match", "upstream"};
+    std::vector<std::string_view> keys{"name", "match", "upstream", "timeout", "buffer_request"};
     for (const auto& s : sections.all()) {
       if (s.read_route != nullptr) {
         keys.push_back(s.key);

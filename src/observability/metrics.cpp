@@ -169,8 +169,10 @@ std::string Metrics::render(const std::function<void(std::string&)>& extra) cons
        "after its head was sent.",
        &UpstreamStats::failures},
       {"gatehouse_upstream_retries_total", "counter",
-       "Requests sent again on a fresh connection after a reused keep-alive connection failed.",
-       &UpstreamStats::retries},
+       "Requests sent again after a failed try (every reason).", &UpstreamStats::retries},
+      {"gatehouse_upstream_retry_budget_exhausted_total", "counter",
+       "Retries not made because the upstream's retry budget was spent.",
+       &UpstreamStats::retry_budget_exhausted},
   };
   for (const auto& m : kUp) {
     fmt::format_to(std::back_inserter(out), "# HELP {} {}\n# TYPE {} {}\n", m.name, m.help, m.name,
@@ -184,6 +186,26 @@ std::string Metrics::render(const std::function<void(std::string&)>& extra) cons
   }
 
   render_targets(out);
+
+  // Labels in upstream::RetryReason order (observability does not include upstream/).
+  static constexpr std::array<const char*, 7> kRetryReasons = {
+      "stale_connection", "connect_failure", "reset", "timeout", "429", "5xx", "invalid_json"};
+  static_assert(kRetryReasons.size() == std::tuple_size_v<decltype(UpstreamStats::retry_reasons)>);
+  out +=
+      "# HELP gatehouse_upstream_retries_by_reason_total Requests sent again, by why the try "
+      "before failed.\n";
+  out += "# TYPE gatehouse_upstream_retries_by_reason_total counter\n";
+  for (std::size_t u = 0; u < upstream_names_.size(); ++u) {
+    for (std::size_t r = 0; r < kRetryReasons.size(); ++r) {
+      auto v = sum(shards_, [&](const WorkerMetrics& w) -> const Cell& {
+        return w.upstreams[u].retry_reasons[r];
+      });
+      fmt::format_to(std::back_inserter(out),
+                     "gatehouse_upstream_retries_by_reason_total{{upstream=\"{}\",reason=\"{}\"}} "
+                     "{}\n",
+                     upstream_names_[u], kRetryReasons[r], v);
+    }
+  }
 
   out += "# HELP gatehouse_local_replies_total Replies made by gatehouse itself, by status.\n";
   out += "# TYPE gatehouse_local_replies_total counter\n";

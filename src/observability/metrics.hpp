@@ -50,7 +50,7 @@ struct TargetStats {
 struct UpstreamStats {
   Cell connect_errors, timeouts, opened, idle;
   Cell failures;  // requests answered 502/504, or cut off, because of the upstream
-  Cell retries;   // requests sent again on a fresh connection after a stale keep-alive one
+  Cell retries;   // tries sent again (every reason)
   // --- balancing and backpressure (issue 12, i12-balance) ---
   Cell queued;  // gauge: requests waiting for a connection at max_connections
   Cell busy;    // requests answered 503 upstream_busy (queue full or queue_timeout passed)
@@ -63,6 +63,9 @@ struct UpstreamStats {
     targets = std::make_unique<TargetStats[]>(n);
     target_count = n;
   }
+  // --- retries (issue 12, i12-retry) ---
+  std::array<Cell, 7> retry_reasons;  // by upstream::RetryReason
+  Cell retry_budget_exhausted;        // retries the budget refused
 };
 
 struct alignas(64) WorkerMetrics {

@@ -2,7 +2,10 @@
 // upstream request head and the client response head); the bytes move in src/upstream (relay.*),
 // targets and connections come from the route's upstream::Cluster, and whether a failed try is
 // tried again is upstream::RetryPolicy's call.
+#include <algorithm>
 #include <array>
+#include <bit>
+#include <limits>
 
 #include "http/error_reply.hpp"
 #include "http/fields.hpp"
@@ -199,7 +202,6 @@ struct Plan {
   bool expect_continue;
   bool head_request;
   bool client_http10;
-  upstream::RetryInput::Body body;
   bool idempotent;
   bool idempotency_key;
 };
@@ -215,8 +217,6 @@ Plan make_plan(const RequestParser& p) {
       .expect_continue = has_body && ghttp::iequals(sv(req[http::field::expect]), "100-continue"),
       .head_request = req.method() == http::verb::head,
       .client_http10 = req.version() < 11,
-      // The body is streamed, not kept (no ReplayBuffer yet): a request with one is not replayed.
-      .body = has_body ? upstream::RetryInput::Body::not_kept : upstream::RetryInput::Body::none,
       .idempotent = upstream::idempotent_method(sv(req.method_string())),
       .idempotency_key = req.count("Idempotency-Key") > 0,
   };
@@ -248,6 +248,52 @@ void busy_reply(Context& x, bool close) {
   x.reply.error = true;
 }
 
+// --- retries (issue 12, i12-retry) ---
+
+bool method_listed(const config::RetryConfig& r, std::string_view method) {
+  return std::find(r.methods.begin(), r.methods.end(), method) != r.methods.end();
+}
+
+// A 2xx JSON response of known length that fits the hold: its body is read whole before anything
+// goes to the client, so that one that does not parse can be retried (retry.on: invalid_json).
+bool holds_for_json(const ResponseParser& rp, bool head_request, std::size_t cap) {
+  const auto& res = rp.get();
+  unsigned status = res.result_int();
+  if (head_request || status < 200 || status >= 300 || status == 204 || rp.chunked() ||
+      !rp.content_length() || *rp.content_length() > cap) {
+    return false;
+  }
+  return upstream::is_json_content_type(sv(res[http::field::content_type]));
+}
+
+void log_retry(Worker& w, const Context& x, int tries, const upstream::RetryDecision& d) {
+  if (!w.gw.logs().should_log(spdlog::level::info)) {
+    return;
+  }
+  std::string extra = "\"request_id\":";
+  ghttp::append_json_string(extra, x.request_id);
+  extra += ",\"upstream\":";
+  ghttp::append_json_string(extra, x.upstream_address);
+  fmt::format_to(std::back_inserter(extra), ",\"try\":{},\"reason\":\"{}\",\"wait_ms\":{}", tries,
+                 upstream::reason_name(d.reason), d.wait.count());
+  w.gw.logs().error(spdlog::level::info, "upstream retry", extra);
+}
+
+// A failure the retries could have taken but did not, and why (debug: under a failing upstream
+// there is one per request).
+void log_no_retry(Worker& w, const Context& x, int tries, upstream::NoRetry why) {
+  if (!w.gw.logs().should_log(spdlog::level::debug)) {
+    return;
+  }
+  std::string extra = "\"request_id\":";
+  ghttp::append_json_string(extra, x.request_id);
+  extra += ",\"upstream\":";
+  ghttp::append_json_string(extra, x.upstream_address);
+  fmt::format_to(std::back_inserter(extra), ",\"try\":{},\"why\":\"{}\"", tries,
+                 upstream::why_not_name(why));
+  w.gw.logs().error(spdlog::level::debug, "upstream not retried", extra);
+}
+
 }  // namespace
 
 net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain, RequestParser& p,
@@ -260,7 +306,11 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
   const bool has_body = plan.framing != Framing::none;
   bool expect_continue = plan.expect_continue;
   const upstream::ClientSide client{c.stream, c.deadline, c.buffer};
-  const upstream::RetryPolicy retry_policy;
+  const upstream::RetryPolicy& retry_policy = cluster.retry_policy();
+  const bool retries = retry_policy.configured();
+  if (retries) {
+    cluster.retry_budget().on_request();
+  }
 
   std::string& head = c.upstream_head;
   build_upstream_head(w.cfg, c.peer_ip, c.stream.tls(), x.identity, p, upstream_path(w.cfg, x),
@@ -271,29 +321,165 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
     add_upgrade_lines(head, upgrade);
   }
 
+  // The request body kept for a replay (retries), or read whole first (buffer_request). Nothing
+  // is allocated until a body byte is kept.
+  std::optional<upstream::ReplayBuffer> replay;
+  bool body_whole = false;  // replay holds the entire body: later tries send it from there
+  if (has_body && route.buffer_request) {
+    if (expect_continue) {
+      expect_continue = false;
+      static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+      auto wrote = co_await write_all(c.stream, c.deadline, w.cfg.limits.idle_timeout,
+                                      net::buffer(kContinue));
+      if (wrote.ec) {
+        co_return false;
+      }
+    }
+    replay.emplace(std::numeric_limits<std::size_t>::max());  // max_body_bytes bounds it
+    auto read = co_await upstream::read_request_body(
+        w.buffers, client, {p, plan.framing, w.cfg.limits, x.start, x.bytes_in, &*replay});
+    if (read != upstream::SendResult::ok) {
+      if (read == upstream::SendResult::client_failed) {
+        co_return false;
+      }
+      unsigned status = read == upstream::SendResult::too_slow    ? 408
+                        : read == upstream::SendResult::too_large ? 413
+                                                                  : 400;
+      co_await send_local_reply(w, c, chain, x, status, true,
+                                status == 408 ? "request body too slow" : "");
+      co_return false;
+    }
+    body_whole = true;
+  } else if (has_body && retries && ucfg.retry.buffer_body > 0 &&
+             p.content_length().value_or(0) <= ucfg.retry.buffer_body) {
+    replay.emplace(ucfg.retry.buffer_body, &w.buffers);
+  }
+  auto body_state = [&] {
+    if (!has_body) {
+      return upstream::RetryInput::Body::none;
+    }
+    return body_whole && replay->data().size() <= ucfg.retry.buffer_body
+               ? upstream::RetryInput::Body::replayable
+               : upstream::RetryInput::Body::not_kept;
+  };
+
+  // The route's deadline covers every try and every wait; it starts once the body is here when
+  // gatehouse buffers it.
+  std::optional<Clock::time_point> deadline;
+  if (route.timeout.count() > 0) {
+    deadline = Clock::now() + route.timeout;
+  }
+  auto bounded = [&](Clock::duration d) -> Clock::duration {
+    if (!deadline) {
+      return d;
+    }
+    return std::clamp<Clock::duration>(*deadline - Clock::now(), Clock::duration::zero(), d);
+  };
+  const Clock::duration try_timeout =
+      ucfg.per_try_timeout.count() > 0 ? Clock::duration(ucfg.per_try_timeout) : ucfg.timeout;
+
   std::optional<ResponseParser> rp;
   upstream::reset_response_parser(rp, plan.head_request);
   std::unique_ptr<upstream::Connection> u;
   Clock::time_point upstream_start{};
   bool fresh = false;
+  bool stale_retried = false;
   const upstream::Pick pick{balance_key(ucfg.balance, x), &c.socket()};
   observability::TargetStats* target_stats = nullptr;  // the current try's target
-  for (int tries = 1;; ++tries) {
+  std::size_t avoid = upstream::kNoTarget;  // the last failed try's target: offered last
+  std::uint64_t refused = 0;                // targets that answered 429: never offered again
+  // Asks the policy (and the budget) whether the try that just failed goes again; when it does,
+  // counts and logs the retry, waits, and sets where the next try goes.
+  auto retry = [&](int& tries, upstream::RetryInput in) -> net::awaitable<bool> {
+    in.tries = tries;
+    in.stale_retried = stale_retried;
+    in.idempotent = plan.idempotent;
+    in.idempotency_key = plan.idempotency_key;
+    in.body = body_state();
+    // Another target that did not answer 429 (the one that just did included).
+    std::uint64_t out = refused | (u ? upstream::target_bit(u->target) : 0);
+    in.other_target = cluster.target_count() > static_cast<std::size_t>(std::popcount(out));
+    if (retries) {
+      in.method_listed = method_listed(ucfg.retry, sv(p.get().method_string()));
+      in.random = cluster.next_random();
+      if (deadline) {
+        in.remaining = std::chrono::duration_cast<upstream::Millis>(*deadline - Clock::now());
+      }
+    }
+    auto d = retry_policy.decide(in);
+    if (!d.retry) {
+      if (retries && d.why_not != upstream::NoRetry::not_listed) {
+        log_no_retry(w, x, tries, d.why_not);
+      }
+      co_return false;
+    }
+    if (d.reason != upstream::RetryReason::stale_connection &&
+        !cluster.retry_budget().try_spend(Clock::now())) {
+      stats.retry_budget_exhausted.add();
+      log_no_retry(w, x, tries, upstream::NoRetry::budget);
+      co_return false;
+    }
+    stats.retries.add();
+    stats.retry_reasons[static_cast<std::size_t>(d.reason)].add();
+    log_retry(w, x, tries, d);
+    if (d.reason == upstream::RetryReason::stale_connection) {
+      stale_retried = true;
+    } else {
+      ++tries;
+    }
+    fresh = d.fresh_connection;
+    if (d.avoid_target && u) {
+      avoid = u->target;
+      if (d.avoid_strictly) {
+        refused |= upstream::target_bit(u->target);
+      }
+    }
+    // A response retried instead of passed on: when its body is small and comes at once, read it
+    // off so the connection serves again (a failing upstream answering 503s fast would otherwise
+    // cost a connect per retry).
+    const bool answered = in.failure == upstream::TryFailure::status ||
+                          in.failure == upstream::TryFailure::invalid_json;
+    if (u && answered && !plan.head_request && !w.draining && rp->keep_alive() && !rp->chunked() &&
+        rp->content_length() && *rp->content_length() <= io::BufferPool::kSize) {
+      auto length = static_cast<std::size_t>(*rp->content_length());
+      auto drained = co_await upstream::hold_response_body(
+          *u, length, bounded(std::min<Clock::duration>(ucfg.timeout, std::chrono::seconds(1))));
+      if (!drained) {
+        u->buffer.consume(length);
+        cluster.release(std::move(u));
+      }
+    }
+    u.reset();
+    upstream::reset_response_parser(rp, plan.head_request);
+    if (d.wait.count() > 0) {
+      // A timer only on this path: the first try never has one.
+      net::steady_timer timer(co_await net::this_coro::executor, d.wait);
+      co_await timer.async_wait(nothrow);
+    }
+    co_return true;
+  };
+
+  for (int tries = 1;;) {
     // Pick a target (and a connection to it). A failed try's connection is closed first: it
     // counts against max_connections, and the retry must not queue behind it.
     u.reset();
-    auto acquired = co_await cluster.acquire(fresh, x.request_id, pick);
+    auto acquired = co_await cluster.acquire(fresh, x.request_id, avoid, refused, pick);
     if (!acquired.conn) {
       if (acquired.client_gone) {
         co_return false;
       }
       if (acquired.status == 503) {
-        busy_reply(x, has_body);
+        busy_reply(x, has_body && !body_whole);
         co_await send_reply(w, c, chain, x);
         co_return x.client_keep_alive;
       }
+      bool again = co_await retry(tries, {.failure = upstream::TryFailure::connect_failed});
+      if (again) {
+        continue;
+      }
       stats.failures.add();
-      co_await send_local_reply(w, c, chain, x, acquired.status, has_body, acquired.detail);
+      co_await send_local_reply(w, c, chain, x, acquired.status, has_body && !body_whole,
+                                acquired.detail);
       co_return x.client_keep_alive;
     }
     u = std::move(acquired.conn);
@@ -309,10 +495,12 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
         co_return false;
       }
     }
-    // Send the request.
+    // Send the request: the body from the client as it arrives (kept for a replay when it may
+    // be), or whole from what was kept.
     auto sent = co_await upstream::send_request(
-        w.buffers, client, *u, ucfg.timeout, head,
-        {p, plan.framing, w.cfg.limits, x.start, x.bytes_in, nullptr});
+        w.buffers, client, *u, bounded(ucfg.timeout), head,
+        {p, plan.framing, w.cfg.limits, x.start, x.bytes_in,
+         body_whole || !replay ? nullptr : &*replay, body_whole ? &*replay : nullptr});
     if (sent.result == upstream::SendResult::client_failed) {
       co_return false;
     }
@@ -327,9 +515,47 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
                                 sent.result == upstream::SendResult::too_large ? 413 : 400, true);
       co_return false;
     }
+    if (sent.result == upstream::SendResult::ok && replay && !replay->overflowed()) {
+      body_whole = true;
+    }
     error_code ec = sent.ec;
     if (!ec) {
-      ec = co_await upstream::read_response_head(*u, rp, ucfg.timeout, plan.head_request);
+      ec = co_await upstream::read_response_head(*u, rp, bounded(try_timeout), plan.head_request);
+    }
+    if (!ec && retries) {
+      // A response the policy may want to try again instead of passing on.
+      unsigned status = rp->get().result_int();
+      if (status >= 429 && retry_policy.retries_status(status)) {
+        upstream::RetryInput in{.failure = upstream::TryFailure::status, .status = status};
+        if (status == 429 || status == 503) {
+          auto value = sv(rp->get()[http::field::retry_after]);
+          if (!value.empty()) {
+            if (auto ra = upstream::parse_retry_after(value, std::chrono::system_clock::now())) {
+              in.retry_after = std::chrono::duration_cast<upstream::Millis>(*ra);
+            }
+          }
+        }
+        bool again = co_await retry(tries, in);
+        if (again) {
+          continue;
+        }
+      } else if (retry_policy.retries_invalid_json() && tries < retry_policy.attempts() &&
+                 holds_for_json(*rp, plan.head_request, ucfg.retry.buffer_body) &&
+                 (plan.idempotency_key || method_listed(ucfg.retry, sv(p.get().method_string())))) {
+        auto length = static_cast<std::size_t>(*rp->content_length());
+        ec = co_await upstream::hold_response_body(*u, length, bounded(ucfg.timeout));
+        if (!ec) {
+          auto held = u->buffer.data();
+          bool parses = upstream::json_parses(
+              {static_cast<const char*>(held.data()), std::min(held.size(), length)});
+          if (!parses) {
+            bool again = co_await retry(tries, {.failure = upstream::TryFailure::invalid_json});
+            if (again) {
+              continue;
+            }
+          }
+        }
+      }
     }
     if (!ec) {
       if (target_stats != nullptr) {
@@ -344,17 +570,9 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
     }
     // The try failed before a response head: the retry policy says whether to try again.
     auto failure = upstream::classify_head_failure(ec);
-    auto decision = retry_policy.decide({.tries = tries,
-                                         .failure = failure,
-                                         .reused_connection = u->reused,
-                                         .wrote_any = sent.wrote_any,
-                                         .body = plan.body,
-                                         .idempotent = plan.idempotent,
-                                         .idempotency_key = plan.idempotency_key});
-    if (decision.retry) {
-      stats.retries.add();
-      upstream::reset_response_parser(rp, plan.head_request);
-      fresh = decision.fresh_connection;
+    bool again = co_await retry(
+        tries, {.failure = failure, .reused_connection = u->reused, .wrote_any = sent.wrote_any});
+    if (again) {
       continue;
     }
     bool timed_out = failure == upstream::TryFailure::timed_out;
@@ -368,7 +586,8 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
     x.upstream_ms =
         std::chrono::duration<double, std::milli>(Clock::now() - upstream_start).count();
     co_await send_local_reply(w, c, chain, x, timed_out ? 504 : 502,
-                              has_body && sent.result != upstream::SendResult::ok, detail);
+                              has_body && !body_whole && sent.result != upstream::SendResult::ok,
+                              detail);
     co_return x.client_keep_alive;
   }
 
@@ -380,7 +599,9 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
     co_return kept;
   }
 
-  // Relay the response.
+  // Relay the response. No try follows: the kept body's buffer goes back to the pool now rather
+  // than after a long stream.
+  replay.reset();
   auto framing = upstream::response_framing(*rp, plan.head_request, plan.client_http10);
   if (rp->get().result_int() >= 400) {
     // errors.intercept: an error page becomes gatehouse's JSON error (server/error_intercept.cpp).
@@ -406,7 +627,8 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
   }
   auto relay = co_await upstream::relay_response(
       w.buffers, client, *u, c.scratch,
-      {*rp, framing, ucfg.timeout, w.cfg.limits.idle_timeout, x.bytes_out, observer});
+      {*rp, framing, ucfg.timeout, w.cfg.limits.idle_timeout, x.bytes_out, observer,
+       deadline.value_or(Clock::time_point::max())});
   x.upstream_ms = std::chrono::duration<double, std::milli>(Clock::now() - upstream_start).count();
   if (relay.upstream_ec) {
     if (target_stats != nullptr) {

@@ -36,7 +36,10 @@ Cluster::Cluster(net::any_io_executor ex, DeadlineList& deadlines, std::size_t i
       balancer_(balancer ? std::move(balancer) : make_balancer(cfg.balance, load_->active)),
       pool_(deadlines, cfg, targets_.size(), stats.idle),
       stats_(stats),
-      logs_(logs) {
+      logs_(logs),
+      retry_policy_(cfg.retry),
+      retry_budget_(cfg.retry.budget_percent, cfg.retry.budget_floor, Clock::now()),
+      rng_(std::random_device{}()) {
   load_->owner = this;
   for (const auto& t : cfg_.targets) {
     addresses_.push_back(t.to_string());
@@ -196,7 +199,8 @@ net::awaitable<Cluster::Queued> Cluster::wait_in_queue(tcp::socket* client) {
   co_return out;
 }
 
-net::awaitable<Acquired> Cluster::acquire(bool fresh, std::string_view request_id, Pick pick) {
+net::awaitable<Acquired> Cluster::acquire(bool fresh, std::string_view request_id,
+                                          std::size_t avoid, std::uint64_t never, Pick pick) {
   Acquired failure{nullptr, 502, {}};
   if (cfg_.max_connections != 0 && must_queue()) {
     auto queued = co_await wait_in_queue(pick.client);
@@ -214,9 +218,13 @@ net::awaitable<Acquired> Cluster::acquire(bool fresh, std::string_view request_i
   }
   Walk walk;
   walk.key = pick.key;
+  walk.avoid = avoid;
   bool held = false;  // a place under max_connections, kept across failed connects
   while (auto candidate = balancer_->next(walk, health_)) {
     const std::size_t t = candidate->target;
+    if ((never & target_bit(t)) != 0) {
+      continue;
+    }
     auto* ts = stats_.target(t);
     if (!fresh) {
       if (auto c = pool_.take(t, Clock::now())) {

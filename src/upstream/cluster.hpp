@@ -12,7 +12,9 @@
 // atomic).
 #include <boost/intrusive/list.hpp>
 
+#include <cstdint>
 #include <memory>
+#include <random>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -24,8 +26,16 @@
 #include "upstream/connection.hpp"
 #include "upstream/load_balancer.hpp"
 #include "upstream/pool.hpp"
+#include "upstream/retry_policy.hpp"
 
 namespace gatehouse::upstream {
+
+inline constexpr std::size_t kNoTarget = static_cast<std::size_t>(-1);
+
+// Bit t of an `acquire(never)` mask; targets past 63 cannot be excluded this way.
+inline std::uint64_t target_bit(std::size_t t) {
+  return t < 64 ? std::uint64_t{1} << t : 0;
+}
 
 struct Acquired {
   std::unique_ptr<Connection> conn;
@@ -56,8 +66,12 @@ class Cluster {
 
   // A connection to the balancer's next target: an idle one of that target, else a new one. A
   // failed connect moves on to the balancer's next candidate: nothing was sent yet. `fresh` opens
-  // a new connection instead of reusing an idle one (a retry after a stale one).
-  io::net::awaitable<Acquired> acquire(bool fresh, std::string_view request_id, Pick pick = {});
+  // a new connection instead of reusing an idle one (a retry after a stale one). `avoid`: a
+  // target offered only when no other is left (a retry after a failed try there); `never`: targets
+  // (bit t for target t < 64) not offered at all (each answered this request 429).
+  io::net::awaitable<Acquired> acquire(bool fresh, std::string_view request_id,
+                                       std::size_t avoid = kNoTarget, std::uint64_t never = 0,
+                                       Pick pick = {});
   // A connection whose exchange is over, kept idle for reuse or closed (the pool decides).
   void release(std::unique_ptr<Connection> conn);
   void prune(Clock::time_point now) { pool_.prune(now); }
@@ -66,12 +80,18 @@ class Cluster {
   const config::Upstream& config() const { return cfg_; }
   const std::string& address(std::size_t target) const { return addresses_[target]; }
   std::size_t index() const { return index_; }
+  std::size_t target_count() const { return targets_.size(); }
   Pool& pool() { return pool_; }
   const Load& load() const { return *load_; }
   std::size_t queued() const { return queued_; }
 
   // A connection of this cluster closed (Connection's destructor): a queued request may go.
   void connection_closed() { wake_one(); }
+
+  // --- retries (issue 12, i12-retry): per worker, so no atomics ---
+  const RetryPolicy& retry_policy() const { return retry_policy_; }
+  RetryBudget& retry_budget() { return retry_budget_; }
+  std::uint64_t next_random() { return rng_(); }
 
  private:
   // A request waiting for a connection; lives in its acquire's frame.
@@ -113,6 +133,10 @@ class Cluster {
   WaiterList waiters_;
   std::size_t queued_ = 0;  // linked in waiters_
   std::size_t waking_ = 0;  // woken and not yet resumed: what was freed is theirs
+  // --- retries (issue 12, i12-retry) ---
+  RetryPolicy retry_policy_;
+  RetryBudget retry_budget_;
+  std::mt19937_64 rng_;
 };
 
 }  // namespace gatehouse::upstream

@@ -225,7 +225,7 @@ TEST(ConfigErrors, Upstreams) {
       {std::string("upstreams:\n  app:\n    targets: [\"x:1\"]\n    retries: 3\n"),
        "t.yaml:4:5: upstreams.app.retries: unknown key \"retries\"; allowed keys: targets, "
        "connect_timeout, timeout, max_idle_per_target, keepalive_timeout, balance, "
-       "max_connections, queue_timeout, max_queued"},
+       "max_connections, queue_timeout, max_queued, retry, per_try_timeout"},
       {std::string("upstreams:\n  app: {}\n"),
        "t.yaml:2:8: upstreams.app.targets: required key is missing"},
       {std::string("upstreams:\n  app:\n"),
@@ -297,7 +297,7 @@ TEST(ConfigErrors, Routes) {
        "'-')"},
       {kBase + "routes:\n  - name: x\n    upstream: app\n    priority: 1\n",
        "t.yaml:7:5: routes[0].priority: unknown key \"priority\"; allowed keys: name, match, "
-       "upstream, rate_limit, access"},
+       "upstream, timeout, buffer_request, rate_limit, access"},
       {kBase + "routes:\n  - name: x\n    upstream: app\n  - name: y\n    upstream: app\n  - name: "
                "x\n    upstream: app\n",
        "t.yaml:9:11: routes[2].name: duplicate route name \"x\" (also routes[0])"},

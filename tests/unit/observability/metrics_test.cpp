@@ -266,7 +266,7 @@ TEST(Metrics, EverySampleLineIsWellFormed) {
   for (const auto& [family, count] : type_lines) {
     EXPECT_EQ(count, 1) << family;
   }
-  EXPECT_EQ(type_lines.size(), 22u);
+  EXPECT_EQ(type_lines.size(), 24u);
 }
 
 TEST(Metrics, ExactRenderingForASmallCase) {
@@ -376,10 +376,14 @@ TEST(Metrics, ExactRenderingForASmallCase) {
       "head (502/504), or a response cut off after its head was sent.\n"
       "# TYPE gatehouse_upstream_failures_total counter\n"
       "gatehouse_upstream_failures_total{upstream=\"app\"} 0\n"
-      "# HELP gatehouse_upstream_retries_total Requests sent again on a fresh connection after a "
-      "reused keep-alive connection failed.\n"
+      "# HELP gatehouse_upstream_retries_total Requests sent again after a failed try (every "
+      "reason).\n"
       "# TYPE gatehouse_upstream_retries_total counter\n"
       "gatehouse_upstream_retries_total{upstream=\"app\"} 0\n"
+      "# HELP gatehouse_upstream_retry_budget_exhausted_total Retries not made because the "
+      "upstream's retry budget was spent.\n"
+      "# TYPE gatehouse_upstream_retry_budget_exhausted_total counter\n"
+      "gatehouse_upstream_retry_budget_exhausted_total{upstream=\"app\"} 0\n"
       "# HELP gatehouse_upstream_queue_length Requests waiting for an upstream connection "
       "(max_connections reached).\n"
       "# TYPE gatehouse_upstream_queue_length gauge\n"
@@ -433,6 +437,16 @@ TEST(Metrics, ExactRenderingForASmallCase) {
       "8000\"} 0.03\n"
       "gatehouse_upstream_target_response_head_seconds_count{upstream=\"app\",target=\"127.0.0.1:"
       "8000\"} 1\n"
+      "# HELP gatehouse_upstream_retries_by_reason_total Requests sent again, by why the try "
+      "before failed.\n"
+      "# TYPE gatehouse_upstream_retries_by_reason_total counter\n"
+      "gatehouse_upstream_retries_by_reason_total{upstream=\"app\",reason=\"stale_connection\"} 0\n"
+      "gatehouse_upstream_retries_by_reason_total{upstream=\"app\",reason=\"connect_failure\"} 0\n"
+      "gatehouse_upstream_retries_by_reason_total{upstream=\"app\",reason=\"reset\"} 0\n"
+      "gatehouse_upstream_retries_by_reason_total{upstream=\"app\",reason=\"timeout\"} 0\n"
+      "gatehouse_upstream_retries_by_reason_total{upstream=\"app\",reason=\"429\"} 0\n"
+      "gatehouse_upstream_retries_by_reason_total{upstream=\"app\",reason=\"5xx\"} 0\n"
+      "gatehouse_upstream_retries_by_reason_total{upstream=\"app\",reason=\"invalid_json\"} 0\n"
       "# HELP gatehouse_local_replies_total Replies made by gatehouse itself, by status.\n"
       "# TYPE gatehouse_local_replies_total counter\n"
       "gatehouse_local_replies_total{status=\"400\"} 0\n"

@@ -37,12 +37,12 @@ class ClusterQueueTest : public ::testing::Test {
                                          stats_, *health_, *logs_);
   }
 
-  Acquired acquire(Pick pick = {}) { return test::run(ioc_, cluster_->acquire(false, "r", pick)); }
+  Acquired acquire(Pick pick = {}) { return test::run(ioc_, cluster_->acquire(false, "r", kNoTarget, 0, pick)); }
 
   // An acquire left running in the background; its result lands in the returned slot.
   std::shared_ptr<std::optional<Acquired>> start(Pick pick = {}) {
     auto slot = std::make_shared<std::optional<Acquired>>();
-    io::net::co_spawn(ioc_, cluster_->acquire(false, "r", pick),
+    io::net::co_spawn(ioc_, cluster_->acquire(false, "r", kNoTarget, 0, pick),
                       [slot](std::exception_ptr, Acquired a) { *slot = std::move(a); });
     settle();
     return slot;

@@ -135,5 +135,30 @@ TEST_F(ClusterTest, TheBalancerPicksTheTargetBeforeTheIdleList) {
   EXPECT_EQ(target_of_next(), 0u);
 }
 
+// A retry: the failed try's target comes last; a target that answered 429 never comes.
+TEST_F(ClusterTest, AvoidAndNeverSteerTheRetry) {
+  make({true, true, true});
+  for (int i = 0; i < 3; ++i) {
+    auto a = test::run(ioc_, cluster_->acquire(false, "req-1", 1));
+    ASSERT_NE(a.conn, nullptr);
+    EXPECT_NE(a.conn->target, 1u);
+  }
+  for (int i = 0; i < 3; ++i) {
+    auto a = test::run(ioc_, cluster_->acquire(false, "req-1", 0, target_bit(1) | target_bit(2)));
+    ASSERT_NE(a.conn, nullptr) << "the avoided target is still offered when it is the last";
+    EXPECT_EQ(a.conn->target, 0u);
+  }
+  auto none = test::run(ioc_, cluster_->acquire(false, "req-1", kNoTarget, 0b111));
+  EXPECT_EQ(none.conn, nullptr);
+  EXPECT_EQ(none.status, 502u);
+}
+
+TEST_F(ClusterTest, AvoidedTargetIsTriedWhenTheOthersFailToConnect) {
+  make({true, false});
+  auto a = test::run(ioc_, cluster_->acquire(false, "req-1", 0));
+  ASSERT_NE(a.conn, nullptr);
+  EXPECT_EQ(a.conn->target, 0u);
+}
+
 }  // namespace
 }  // namespace gatehouse::upstream
