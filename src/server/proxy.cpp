@@ -8,6 +8,7 @@
 #include "http/json.hpp"
 #include "http/request_id.hpp"
 #include "pipeline/client_identity.hpp"
+#include "pipeline/reply.hpp"
 #include "server/exchange.hpp"
 #include "upstream/relay.hpp"
 #include "upstream/retry_policy.hpp"
@@ -237,6 +238,25 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
   build_upstream_head(w.cfg, c.peer_ip, c.stream.tls(), x.identity, p, upstream_path(w.cfg, x),
                       x.request_id, plan.framing, head);
 
+  // The circuit breaker: while open, a 503 at once; half-open, a few probes pass. Closed costs
+  // one relaxed load.
+  bool probe = false;
+  auto* shared = cluster.shared();
+  if (shared != nullptr && shared->breaker() != nullptr &&
+      shared->breaker()->state() != upstream::CircuitBreaker::State::closed) {
+    auto admission = shared->admit(Clock::now());
+    if (!admission.allowed) {
+      auto secs = std::max<std::int64_t>(
+          1, std::chrono::ceil<std::chrono::seconds>(admission.retry_after).count());
+      pipeline::retry_later_reply(x, 503, "circuit_open",
+                                  "The upstream service is failing; requests are paused.", secs,
+                                  has_body);
+      co_await send_reply(w, c, chain, x);
+      co_return x.client_keep_alive;
+    }
+    probe = admission.probe;
+  }
+
   std::optional<ResponseParser> rp;
   upstream::reset_response_parser(rp, plan.head_request);
   std::unique_ptr<upstream::Connection> u;
@@ -246,6 +266,16 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
     // Pick a target (and a connection to it).
     auto acquired = co_await cluster.acquire(fresh, x.request_id);
     if (!acquired.conn) {
+      if (acquired.unavailable) {
+        // Every target is out: nothing was tried, so nothing for the breaker to learn.
+        pipeline::retry_later_reply(x, 503, "upstream_unavailable",
+                                    "No upstream server is available; try again later.",
+                                    acquired.retry_after_s, has_body);
+        co_await send_reply(w, c, chain, x);
+        co_return x.client_keep_alive;
+      }
+      cluster.report(upstream::UpstreamHealth::kNoTarget, upstream::TryOutcome::connect_failure,
+                     probe, Clock::now(), x.request_id);
       stats.failures.add();
       co_await send_local_reply(w, c, chain, x, acquired.status, has_body, acquired.detail);
       co_return x.client_keep_alive;
@@ -285,6 +315,10 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
       ec = co_await upstream::read_response_head(*u, rp, ucfg.timeout, plan.head_request);
     }
     if (!ec) {
+      cluster.report(u->target,
+                     rp->get().result_int() >= 500 ? upstream::TryOutcome::http_5xx
+                                                   : upstream::TryOutcome::success,
+                     probe, upstream_start, x.request_id);
       break;
     }
     // The try failed before a response head: the retry policy says whether to try again.
@@ -296,6 +330,13 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
                                          .body = plan.body,
                                          .idempotent = plan.idempotent,
                                          .idempotency_key = plan.idempotency_key});
+    // A reused keep-alive connection the upstream had closed says nothing about the target.
+    if (!(decision.retry && u->reused)) {
+      cluster.report(u->target,
+                     failure == upstream::TryFailure::timed_out ? upstream::TryOutcome::timeout
+                                                                : upstream::TryOutcome::reset,
+                     probe, upstream_start, x.request_id);
+    }
     if (decision.retry) {
       stats.retries.add();
       upstream::reset_response_parser(rp, plan.head_request);

@@ -31,8 +31,14 @@ Cluster::Cluster(net::any_io_executor ex, DeadlineList& deadlines, std::size_t i
 net::awaitable<Acquired> Cluster::acquire(bool fresh, std::string_view request_id) {
   Acquired failure{nullptr, 502, {}};
   Walk walk;
+  bool tried = false;
   while (auto pick = balancer_->next(walk, health_)) {
     const std::size_t t = pick->target;
+    // Out (unhealthy or ejected) means no request at all, whichever balancer offered it.
+    if (health_[t]->out()) {
+      continue;
+    }
+    tried = true;
     if (!fresh) {
       if (auto c = pool_.take(t, Clock::now())) {
         co_return Acquired{std::move(c), 0, {}};
@@ -61,6 +67,17 @@ net::awaitable<Acquired> Cluster::acquire(bool fresh, std::string_view request_i
     failure.status = timed_out ? 504 : 502;
     failure.detail = "connect to " + addresses_[t] + ": " + what;
   }
+  if (!tried) {
+    // Every target is out: answer at once rather than connect to targets known to be dead.
+    failure.status = 503;
+    failure.unavailable = true;
+    failure.retry_after_s =
+        shared_ != nullptr ? shared_->unavailable_retry_after_s(Clock::now()) : 1;
+    failure.detail = "every target of upstream " + cfg_.name + " is unhealthy or ejected";
+    if (shared_ != nullptr) {
+      shared_->unavailable.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
   co_return failure;
 }
 
@@ -72,6 +89,9 @@ void Cluster::connect_succeeded(const Candidate& c) {
 
 void Cluster::connect_failed(std::size_t t, std::string_view what, std::string_view request_id) {
   health_[t]->report(false, what);
+  if (shared_ != nullptr) {
+    shared_->connect_failed(t, Clock::now(), request_id);
+  }
   if (logs_.should_log(spdlog::level::warn)) {
     std::string extra = "\"request_id\":";
     ghttp::append_json_string(extra, request_id);

@@ -17,13 +17,17 @@
 #include "upstream/connection.hpp"
 #include "upstream/load_balancer.hpp"
 #include "upstream/pool.hpp"
+#include "upstream/upstream_health.hpp"
 
 namespace gatehouse::upstream {
 
 struct Acquired {
   std::unique_ptr<Connection> conn;
-  unsigned status = 0;  // 502 or 504 when conn is null
+  unsigned status = 0;  // 502 or 504 when conn is null; 503 when every target is out
   std::string detail;   // internal description, shown in development only
+  // 503: every target is unhealthy or ejected (no connect was tried); Retry-After in seconds.
+  bool unavailable = false;
+  std::int64_t retry_after_s = 0;
 };
 
 class Cluster {
@@ -41,6 +45,23 @@ class Cluster {
   void release(std::unique_ptr<Connection> conn) { pool_.release(std::move(conn), Clock::now()); }
   void prune(Clock::time_point now) { pool_.prune(now); }
   void close_all() { pool_.close_all(); }
+
+  // Target health beyond connect outcomes (active checks, outlier ejection, circuit breaker):
+  // the process-wide state of this upstream, and this worker's index (its breaker shard).
+  void attach(UpstreamHealth* shared, unsigned worker) {
+    shared_ = shared;
+    worker_ = worker;
+  }
+  UpstreamHealth* shared() { return shared_; }
+  // One try's outcome (target: the one tried, or UpstreamHealth::kNoTarget when acquire found
+  // none to reach): outlier detection and the circuit breaker. Two relaxed loads and a store
+  // into this worker's breaker shard on success.
+  void report(std::size_t target, TryOutcome outcome, bool probe, Clock::time_point now,
+              std::string_view request_id) {
+    if (shared_ != nullptr) {
+      shared_->report(worker_, target, outcome, probe, now, request_id);
+    }
+  }
 
   const config::Upstream& config() const { return cfg_; }
   const std::string& address(std::size_t target) const { return addresses_[target]; }
@@ -63,6 +84,8 @@ class Cluster {
   Pool pool_;
   observability::UpstreamStats& stats_;
   observability::Logs& logs_;
+  UpstreamHealth* shared_ = nullptr;
+  unsigned worker_ = 0;
 };
 
 }  // namespace gatehouse::upstream

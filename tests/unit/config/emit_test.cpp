@@ -55,6 +55,9 @@ void expect_same(const Config& a, const Config& b) {
     EXPECT_EQ(x.timeout, y.timeout);
     EXPECT_EQ(x.max_idle_per_target, y.max_idle_per_target);
     EXPECT_EQ(x.keepalive_timeout, y.keepalive_timeout);
+    EXPECT_EQ(x.health_check, y.health_check);
+    EXPECT_EQ(x.outlier, y.outlier);
+    EXPECT_EQ(x.circuit_breaker, y.circuit_breaker);
   }
   ASSERT_EQ(a.routes.size(), b.routes.size());
   for (std::size_t i = 0; i < a.routes.size(); ++i) {
@@ -132,6 +135,9 @@ upstreams:
     timeout: 60s
     max_idle_per_target: 64
     keepalive_timeout: 30s
+    health_check: null
+    outlier: null
+    circuit_breaker: null
 rate_limit: null
 routes:
   - name: default
