@@ -100,9 +100,9 @@ CircuitBreaker::Transition CircuitBreaker::open(Clock::time_point now, State fro
 CircuitBreaker::Transition CircuitBreaker::record(unsigned shard, bool failed, bool probe,
                                                   Clock::time_point now) {
   // The shard's only writer: plain relaxed load/store, like a metrics cell.
-  auto& b = shards_[shard % shards_.size()]->buckets[static_cast<std::size_t>(
-      static_cast<std::uint64_t>(bucket_of(now)) % kBuckets)];
   const auto cur = bucket_of(now);
+  auto& b = shards_[shard % shards_.size()]
+                ->buckets[static_cast<std::size_t>(static_cast<std::uint64_t>(cur) % kBuckets)];
   if (b.stamp.load(std::memory_order_relaxed) != cur) {
     b.requests.store(0, std::memory_order_relaxed);
     b.failures.store(0, std::memory_order_relaxed);

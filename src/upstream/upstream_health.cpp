@@ -144,7 +144,9 @@ std::int64_t UpstreamHealth::unavailable_retry_after_s(Clock::time_point now) co
   for (const auto* t : targets_) {
     std::int64_t back = -1;
     if ((t->flags() & TargetHealth::kEjected) != 0) {
-      back = t->passive.ejected_until_ns.load(std::memory_order_relaxed) - ns(now);
+      // Past due (the sweep has not run yet) counts as now.
+      back = std::max<std::int64_t>(
+          0, t->passive.ejected_until_ns.load(std::memory_order_relaxed) - ns(now));
     }
     if ((t->flags() & TargetHealth::kUnhealthy) != 0 && cfg_.health_check) {
       auto checks = std::chrono::duration_cast<std::chrono::nanoseconds>(
