@@ -42,10 +42,14 @@ void HealthChecker::log_reachability(std::size_t u, TargetHealth& th, bool was, 
   if (was == now_reachable) {
     return;
   }
-  std::string extra = "\"upstream\":";
+  std::string extra = "\"event\":";
+  ghttp::append_json_string(extra, now_reachable ? "target_reachable" : "target_unreachable");
+  extra += ",\"upstream\":";
   ghttp::append_json_string(extra, cfg_.upstreams[u].name);
   extra += ",\"target\":";
   ghttp::append_json_string(extra, th.address());
+  extra += ",\"reason\":";
+  ghttp::append_json_string(extra, now_reachable ? "check connected" : what);
   if (!now_reachable) {
     extra += ",\"error\":";
     ghttp::append_json_string(extra, what);

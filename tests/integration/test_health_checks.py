@@ -229,12 +229,18 @@ def test_kill_9_moves_traffic_and_the_target_comes_back(health_apps, gatehouses)
         [r for r in late if r[2] not in ("b", "c")][:5]
     assert all(r[1] == 200 for r in late), [r for r in late if r[1] != 200][:5]
     wait_state(gh, a, "unhealthy", scaled(5))
+    # Whichever noticed first, a request's connect or the check's, said so in the error log.
+    assert [l for l in gh.log_lines("error") if l.get("target") == a.address and l["message"] in
+            ("upstream connect failed", "upstream target unreachable")], gh.log_lines("error")
+    assert len(log_events(gh, "target_unhealthy", target=a.address)) == 1
 
     # Back on the same port: traffic again once healthy_after checks passed.
     a.start()
     wait_state(gh, a, "healthy", scaled(2 * interval + 3))
     got = servers(gh, 9)
     assert "a" in {s for _, s in got}, (got, detailed(gh))
+    assert len(log_events(gh, "target_reachable", target=a.address)) == 1
+    assert len(log_events(gh, "target_healthy", target=a.address)) == 1
 
     # A request already in flight on the killed target fails unless it is retried elsewhere.
     failed = [r for r in after_kill if r[1] != 200]
