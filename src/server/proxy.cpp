@@ -268,6 +268,9 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
     if (!acquired.conn) {
       if (acquired.unavailable) {
         // Every target is out: nothing was tried, so nothing for the breaker to learn.
+        if (probe) {
+          shared->breaker()->release_probe();
+        }
         pipeline::retry_later_reply(x, 503, "upstream_unavailable",
                                     "No upstream server is available; try again later.",
                                     acquired.retry_after_s, has_body);

@@ -20,7 +20,8 @@ std::optional<unsigned> parse_status_line(std::string_view received) {
   auto eol = received.find("\r\n");
   if (eol == std::string_view::npos) {
     // A line that cannot be a status line however it ends is not worth waiting for.
-    if (received.size() >= 8 && received.substr(0, 5) != "HTTP/") {
+    if ((received.size() >= 8 && received.substr(0, 5) != "HTTP/") ||
+        received.size() > kMaxStatusLine) {
       return 0u;
     }
     return std::nullopt;

@@ -16,7 +16,9 @@ std::string check_request(const config::HealthCheckConfig& cfg, std::string_view
                           std::string_view version);
 
 // The status of a response whose status line is complete in `received` ("HTTP/1.1 200 OK\r\n"),
-// 0 when the line is complete but not a valid status line, nullopt while it is incomplete.
+// 0 when the line is complete but not a valid status line (or longer than kMaxStatusLine bytes
+// without its end), nullopt while it is incomplete.
+inline constexpr std::size_t kMaxStatusLine = 1024;
 std::optional<unsigned> parse_status_line(std::string_view received);
 
 bool status_expected(const config::HealthCheckConfig& cfg, unsigned status);

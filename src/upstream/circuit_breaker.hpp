@@ -39,6 +39,12 @@ class CircuitBreaker {
   Admission admit(Clock::time_point now);
   // After a try, from the thread that owns `shard`. `probe`: the admission said so.
   Transition record(unsigned shard, bool failed, bool probe, Clock::time_point now);
+  // A probe that tried nothing (every target was out): its slot goes back, it taught nothing.
+  void release_probe() {
+    auto n = probes_granted_.load(std::memory_order_relaxed);
+    while (n > 0 && !probes_granted_.compare_exchange_weak(n, n - 1, std::memory_order_relaxed)) {
+    }
+  }
   // Open -> half-open once open_for has passed, without waiting for a request (admin thread).
   Transition tick(Clock::time_point now);
 

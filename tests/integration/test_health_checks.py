@@ -4,6 +4,7 @@ Real gatehouse, real uvicorn/Starlette upstreams (apps/health_app.py) whose heal
 tests switch at run time."""
 import concurrent.futures
 import datetime
+import http.client
 import json
 import signal
 import threading
@@ -201,7 +202,7 @@ def test_kill_9_moves_traffic_and_the_target_comes_back(health_apps, gatehouses)
     got = servers(gh, 9)
     assert {s for _, s in got} == {"a", "b", "c"}, got
 
-    results = []  # (time, status, server)
+    results = []  # (start, status, server, end)
     lock = threading.Lock()
     stop = threading.Event()
 
@@ -211,10 +212,12 @@ def test_kill_9_moves_traffic_and_the_target_comes_back(health_apps, gatehouses)
             try:
                 status, _, j = get(gh)
                 server = j.get("server") if isinstance(j, dict) else None
-            except OSError as e:
-                status, server = f"error: {e}", None
+            except http.client.IncompleteRead:
+                status, server = "cut off", None  # the head was relayed, then the target died
+            except (OSError, http.client.HTTPException) as e:
+                status, server = f"error: {e!r}", None
             with lock:
-                results.append((t, status, server))
+                results.append((t, status, server, time.monotonic()))
             time.sleep(0.01)  # bounded load: ~100 requests/s per client
 
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
@@ -250,13 +253,17 @@ def test_kill_9_moves_traffic_and_the_target_comes_back(health_apps, gatehouses)
     assert len(log_events(gh, "target_reachable", target=a.address)) == 1
     assert len(log_events(gh, "target_healthy", target=a.address)) == 1
 
-    # A request already in flight on the killed target fails unless it is retried elsewhere.
-    failed = [r for r in after_kill if r[1] != 200]
-    if failed:
-        if all(r[1] == 502 for r in failed) and len(failed) <= 4:
-            pytest.xfail(f"needs i12-retry: {len(failed)} GET(s) in flight on the killed target "
-                         "got 502 instead of a retry on another target")
-        raise AssertionError(f"failed idempotent requests: {failed[:10]}")
+    # No failed idempotent request. Only one already in flight on the killed target may fail
+    # today: a 502 until it is retried on another target (the retry work), or a response cut off
+    # when the target died between its head (relayed at once) and its body.
+    failed = [r for r in results if r[1] != 200]
+    in_flight = [r for r in failed if r[0] < killed_at <= r[3] and r[1] in (502, "cut off")]
+    assert len(failed) == len(in_flight) and len(in_flight) <= 4, failed[:10]
+    if in_flight:
+        n502 = sum(1 for r in in_flight if r[1] == 502)
+        pytest.xfail(f"needs i12-retry: {len(in_flight)} GET(s) in flight on the killed target "
+                     f"failed ({n502} answered 502 instead of a retry on another target, "
+                     f"{len(in_flight) - n502} cut off after the head was relayed)")
 
 
 # ------------------------------------------------------------------------ outlier ejection

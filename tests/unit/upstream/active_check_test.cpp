@@ -30,6 +30,9 @@ TEST(StatusLine, Parses) {
   EXPECT_EQ(parse_status_line("HTTP/1.1 2x0 OK\r\n"), 0u);
   EXPECT_EQ(parse_status_line("HTTP/1.1 700 Odd\r\n"), 0u);
   EXPECT_EQ(parse_status_line("HTTP/1.1 2000 OK\r\n"), 0u);
+  // A reason phrase that never ends is not waited for until the timeout.
+  EXPECT_EQ(parse_status_line("HTTP/1.1 200 " + std::string(1100, 'k')), 0u);
+  EXPECT_EQ(parse_status_line("HTTP/1.1 200 " + std::string(900, 'k')), std::nullopt);
 }
 
 TEST(StatusExpected, ExactAndClasses) {

@@ -145,6 +145,17 @@ TEST_F(BreakerTest, ALostProbeIsWrittenOffAfterOpenFor) {
   EXPECT_FALSE(cb_.admit(now_).allowed);
 }
 
+TEST_F(BreakerTest, AReleasedProbeLetsTheNextRequestProbe) {
+  open_it();
+  now_ += 15s;
+  ASSERT_TRUE(cb_.admit(now_).probe);
+  cb_.release_probe();  // it found every target out: no try, no verdict
+  auto a = cb_.admit(now_);
+  EXPECT_TRUE(a.allowed);
+  EXPECT_TRUE(a.probe);
+  EXPECT_FALSE(cb_.admit(now_).allowed);
+}
+
 TEST_F(BreakerTest, LateResultsOfNonProbesDoNotDecide) {
   open_it();
   now_ += 15s;
