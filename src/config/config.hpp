@@ -102,6 +102,48 @@ struct RetryConfig {
   std::size_t buffer_body = 64 * 1024;  // request bodies up to this size are kept for a replay
 };
 
+// --- issue 12, target health: active HTTP checks, outlier ejection, circuit breaker ------------
+// (docs/configuration.md, "Target health"). Each block is off when left out.
+
+// A status or a class of statuses a health check accepts: 200 is {200, 200}, "2xx" {200, 299}.
+struct StatusRange {
+  unsigned lo = 200;
+  unsigned hi = 200;
+  bool operator==(const StatusRange&) const = default;
+};
+
+// `upstreams.<name>.health_check`: GET `path` on every target each `interval` (admin thread).
+struct HealthCheckConfig {
+  std::string path = "/health";
+  std::vector<StatusRange> expect{StatusRange{200, 200}};
+  Millis interval{5'000};
+  Millis timeout{1'000};         // connect + request + status line
+  unsigned healthy_after = 2;    // consecutive passes that bring an unhealthy target back
+  unsigned unhealthy_after = 3;  // consecutive failures that take a healthy target out
+  std::string host;              // Host header; empty = the target's address
+  bool operator==(const HealthCheckConfig&) const = default;
+};
+
+// `upstreams.<name>.outlier`: passive ejection from real traffic. A count of 0 turns its trigger
+// off.
+struct OutlierConfig {
+  unsigned consecutive_5xx = 5;
+  unsigned consecutive_connect_failures = 3;
+  Millis eject_for{30'000};           // times the number of recent ejections, at most 10x
+  unsigned max_ejected_percent = 50;  // of the upstream's targets at once (at least one of 2+)
+  bool operator==(const OutlierConfig&) const = default;
+};
+
+// `upstreams.<name>.circuit_breaker`: closed -> open -> half-open over a sliding window.
+struct CircuitBreakerConfig {
+  double failure_ratio = 0.5;  // failed tries / tries over `window`, at least min_requests
+  std::size_t min_requests = 20;
+  Millis window{10'000};
+  Millis open_for{15'000};
+  unsigned half_open_probes = 1;  // tries let through while half-open
+  bool operator==(const CircuitBreakerConfig&) const = default;
+};
+
 struct Upstream {
   std::string name;
   std::vector<Endpoint> targets;  // at least one
@@ -119,6 +161,10 @@ struct Upstream {
   // --- retries (issue 12, i12-retry) ---
   RetryConfig retry;
   Millis per_try_timeout{0};  // each try's wait for the response head; 0 = `timeout`
+  // issue 12, target health (none of them = the TCP check of health.check_interval only)
+  std::optional<HealthCheckConfig> health_check;
+  std::optional<OutlierConfig> outlier;
+  std::optional<CircuitBreakerConfig> circuit_breaker;
 };
 
 struct RouteMatch {

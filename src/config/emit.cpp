@@ -1,5 +1,7 @@
 // Config -> YAML for `gatehouse check`: every key, defaults included, in the units people write
 // ("10s", "16KiB"). The output loads back into an equal Config.
+#include <fmt/format.h>
+
 #include "config/config.hpp"
 #include "config/health_checks.hpp"
 #include "config/sections.hpp"
@@ -73,6 +75,53 @@ void write_upstream_retries(YamlWriter& w, const Upstream& u) {
   w.key("per_try_timeout").duration(u.per_try_timeout);
 }
 
+// issue 12, target health: each block, or null when it is off.
+void write_target_health(YamlWriter& w, const Upstream& u) {
+  if (u.health_check) {
+    const auto& h = *u.health_check;
+    std::vector<std::string> expect;
+    for (const auto& r : h.expect) {
+      expect.push_back(r.lo == r.hi ? std::to_string(r.lo) : std::to_string(r.lo / 100) + "xx");
+    }
+    w.key("health_check").begin_map();
+    w.key("path").str(h.path);
+    w.key("expect").list(expect);
+    w.key("interval").duration(h.interval);
+    w.key("timeout").duration(h.timeout);
+    w.key("healthy_after").number(h.healthy_after);
+    w.key("unhealthy_after").number(h.unhealthy_after);
+    if (!h.host.empty()) {
+      w.key("host").str(h.host);
+    }
+    w.end_map();
+  } else {
+    w.key("health_check").null();
+  }
+  if (u.outlier) {
+    const auto& o = *u.outlier;
+    w.key("outlier").begin_map();
+    w.key("consecutive_5xx").number(o.consecutive_5xx);
+    w.key("consecutive_connect_failures").number(o.consecutive_connect_failures);
+    w.key("eject_for").duration(o.eject_for);
+    w.key("max_ejected").str(std::to_string(o.max_ejected_percent) + "%");
+    w.end_map();
+  } else {
+    w.key("outlier").null();
+  }
+  if (u.circuit_breaker) {
+    const auto& b = *u.circuit_breaker;
+    w.key("circuit_breaker").begin_map();
+    w.key("failure_ratio").str(fmt::format("{}", b.failure_ratio));
+    w.key("min_requests").number(b.min_requests);
+    w.key("window").duration(b.window);
+    w.key("open_for").duration(b.open_for);
+    w.key("half_open_probes").number(b.half_open_probes);
+    w.end_map();
+  } else {
+    w.key("circuit_breaker").null();
+  }
+}
+
 void write_upstreams(YamlWriter& w, const std::vector<Upstream>& upstreams) {
   w.key("upstreams").begin_map();
   for (const auto& u : upstreams) {
@@ -84,6 +133,7 @@ void write_upstreams(YamlWriter& w, const std::vector<Upstream>& upstreams) {
     w.key("keepalive_timeout").duration(u.keepalive_timeout);
     write_balancing(w, u);
     write_upstream_retries(w, u);
+    write_target_health(w, u);
     w.end_map();
   }
   w.end_map();

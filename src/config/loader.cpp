@@ -255,6 +255,42 @@ RetryConfig read_retry(const Value& v) {
   return out;
 }
 
+// --- issue 12, target health: health_check, outlier, circuit_breaker -----------------------------
+
+// "50%" -> 50; 0 to 100.
+unsigned read_percent_of_100(const Value& v) {
+  const std::string& text = v.text();
+  auto digits = std::string_view(text).substr(0, text.empty() ? 0 : text.size() - 1);
+  if (text.empty() || text.back() != '%' || digits.empty() || digits.size() > 3 ||
+      !all_digits(digits) || std::stoul(std::string(digits)) > 100) {
+    v.fail("invalid percentage " + quoted(text) + " (expected 0% to 100%, e.g. \"50%\")");
+  }
+  return static_cast<unsigned>(std::stoul(std::string(digits)));
+}
+
+// A list of statuses (200) and classes ("2xx").
+std::vector<StatusRange> read_expect(const Value& v) {
+  std::vector<StatusRange> out;
+  for (const auto& item : v.items()) {
+    const std::string& text = item.text();
+    if (text.size() == 3 && text[0] >= '1' && text[0] <= '5' && text[1] == 'x' && text[2] == 'x') {
+      auto base = static_cast<unsigned>(text[0] - '0') * 100;
+      out.push_back({base, base + 99});
+    } else if (text.size() == 3 && all_digits(text) && std::stoul(text) >= 100 &&
+               std::stoul(text) <= 599) {
+      auto code = static_cast<unsigned>(std::stoul(text));
+      out.push_back({code, code});
+    } else {
+      item.fail("invalid status " + quoted(text) +
+                " (expected a status from 100 to 599 or a class such as \"2xx\")");
+    }
+  }
+  if (out.empty()) {
+    v.fail("at least one status is required");
+  }
+  return out;
+}
+
 void read_balancing(const Map& m, Upstream& out) {
   if (auto x = m.find("balance")) {
     out.balance = read_balance(*x);
@@ -288,6 +324,111 @@ void read_route_retries(const Map& m, Route& out) {
   }
 }
 
+HealthCheckConfig read_health_check(const Value& v) {
+  HealthCheckConfig out;
+  Map m(v, {"path", "expect", "interval", "timeout", "healthy_after", "unhealthy_after", "host"});
+  if (auto x = m.find("path")) {
+    out.path = read_path(*x);
+  }
+  if (auto x = m.find("expect")) {
+    out.expect = read_expect(*x);
+  }
+  if (auto x = m.find("interval")) {
+    out.interval = read_duration(*x, Zero::rejected);
+  }
+  if (auto x = m.find("timeout")) {
+    out.timeout = read_duration(*x, Zero::rejected);
+  }
+  if (out.timeout > out.interval) {
+    (m.find("timeout") ? *m.find("timeout") : v)
+        .fail("must not exceed interval (" + detail::format_duration(out.interval) +
+              "): one check per target at a time");
+  }
+  if (auto x = m.find("healthy_after")) {
+    out.healthy_after = static_cast<unsigned>(detail::read_integer(*x, 1, 100));
+  }
+  if (auto x = m.find("unhealthy_after")) {
+    out.unhealthy_after = static_cast<unsigned>(detail::read_integer(*x, 1, 100));
+  }
+  if (auto x = m.find("host")) {
+    out.host = x->text();
+    if (out.host.empty() || !detail::is_field_value(out.host)) {
+      x->fail("invalid host " + quoted(out.host) + " (expected a Host header value)");
+    }
+  }
+  return out;
+}
+
+OutlierConfig read_outlier(const Value& v) {
+  OutlierConfig out;
+  Map m(v, {"consecutive_5xx", "consecutive_connect_failures", "eject_for", "max_ejected"});
+  if (auto x = m.find("consecutive_5xx")) {
+    out.consecutive_5xx = static_cast<unsigned>(detail::read_integer(*x, 0, 1'000'000));
+  }
+  if (auto x = m.find("consecutive_connect_failures")) {
+    out.consecutive_connect_failures =
+        static_cast<unsigned>(detail::read_integer(*x, 0, 1'000'000));
+  }
+  if (auto x = m.find("eject_for")) {
+    out.eject_for = read_duration(*x, Zero::rejected);
+  }
+  if (auto x = m.find("max_ejected")) {
+    out.max_ejected_percent = read_percent_of_100(*x);
+  }
+  return out;
+}
+
+CircuitBreakerConfig read_circuit_breaker(const Value& v) {
+  CircuitBreakerConfig out;
+  Map m(v, {"failure_ratio", "min_requests", "window", "open_for", "half_open_probes"});
+  if (auto x = m.find("failure_ratio")) {
+    const std::string& text = x->text();
+    std::optional<double> ratio;
+    if (!text.empty() && text.back() == '%') {
+      ratio = read_percent_of_100(*x) / 100.0;
+    } else {
+      char* end = nullptr;
+      double d = std::strtod(text.c_str(), &end);
+      if (!text.empty() && end == text.c_str() + text.size()) {
+        ratio = d;
+      }
+    }
+    if (!ratio || !(*ratio > 0.0 && *ratio <= 1.0)) {
+      x->fail("invalid ratio " + quoted(text) +
+              " (expected a number above 0 and at most 1, or a percentage, e.g. 0.5 or \"50%\")");
+    }
+    out.failure_ratio = *ratio;
+  }
+  if (auto x = m.find("min_requests")) {
+    out.min_requests = detail::read_integer(*x, 1, 1'000'000'000);
+  }
+  if (auto x = m.find("window")) {
+    out.window = read_duration(*x, Zero::rejected);
+    if (out.window < Millis{100}) {
+      x->fail("must be at least 100ms (the window is counted in tenths)");
+    }
+  }
+  if (auto x = m.find("open_for")) {
+    out.open_for = read_duration(*x, Zero::rejected);
+  }
+  if (auto x = m.find("half_open_probes")) {
+    out.half_open_probes = static_cast<unsigned>(detail::read_integer(*x, 1, 1000));
+  }
+  return out;
+}
+
+void read_target_health(const Map& m, Upstream& out) {
+  if (auto x = m.find("health_check"); x && !x->is_null()) {
+    out.health_check = read_health_check(*x);
+  }
+  if (auto x = m.find("outlier"); x && !x->is_null()) {
+    out.outlier = read_outlier(*x);
+  }
+  if (auto x = m.find("circuit_breaker"); x && !x->is_null()) {
+    out.circuit_breaker = read_circuit_breaker(*x);
+  }
+}
+
 Upstream read_upstream(const detail::Entry& entry) {
   Upstream out;
   detail::Value key(entry.value.source(), YAML::Node(entry.key), entry.key_mark,
@@ -295,7 +436,8 @@ Upstream read_upstream(const detail::Entry& entry) {
   out.name = check_name(key, entry.key, "upstream");
   Map m(entry.value,
         {"targets", "connect_timeout", "timeout", "max_idle_per_target", "keepalive_timeout",
-         "balance", "max_connections", "queue_timeout", "max_queued", "retry", "per_try_timeout"});
+         "balance", "max_connections", "queue_timeout", "max_queued", "retry", "per_try_timeout",
+         "health_check", "outlier", "circuit_breaker"});
   auto targets = m.require("targets");
   for (const auto& item : targets.items()) {
     auto parsed = detail::parse_target(item.text());
@@ -321,6 +463,7 @@ Upstream read_upstream(const detail::Entry& entry) {
   }
   read_balancing(m, out);
   read_upstream_retries(m, out);
+  read_target_health(m, out);
   return out;
 }
 

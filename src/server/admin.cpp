@@ -111,7 +111,8 @@ net::awaitable<void> Gateway::admin_session(tcp::socket socket) {
             "# TYPE gatehouse_internal_errors_total counter\ngatehouse_internal_errors_total {}\n"
             "# HELP gatehouse_draining 1 while the process drains.\n"
             "# TYPE gatehouse_draining gauge\ngatehouse_draining {}\n"
-            "# HELP gatehouse_upstream_target_up 1 when the target answered its last check.\n"
+            "# HELP gatehouse_upstream_target_up 1 when the target is eligible for requests (not "
+            "unreachable, unhealthy or ejected).\n"
             "# TYPE gatehouse_upstream_target_up gauge\n",
             logs_->dropped(), logs_->internal_errors(), health_->draining() ? 1 : 0);
         for (std::size_t u = 0; u < health_->upstream_count(); ++u) {
@@ -121,6 +122,10 @@ net::awaitable<void> Gateway::admin_session(tcp::socket socket) {
                            "gatehouse_upstream_target_up{{upstream=\"{}\",target=\"{}\"}} {}\n",
                            cfg_->upstreams[u].name, th.address(), th.reachable() ? 1 : 0);
           }
+        }
+        upstream::UpstreamHealth::render_metric_help(out);
+        for (auto& s : upstream_health_) {
+          s->render_metrics(out, upstream::UpstreamHealth::Clock::now());
         }
         rate_limiter_->render_metrics(out);
         if (redis_) {

@@ -174,6 +174,13 @@ Gateway::Gateway(std::shared_ptr<const config::Config> cfg, std::string version)
     }
     endpoints_.push_back(std::move(eps));
   }
+  for (std::size_t u = 0; u < cfg_->upstreams.size(); ++u) {
+    upstream_health_.push_back(std::make_unique<upstream::UpstreamHealth>(
+        cfg_->upstreams[u], u, *health_, workers_count_, logs_.get()));
+    health_->set_upstream_probe(u, [s = upstream_health_.back().get()] {
+      return s->health_report(upstream::UpstreamHealth::Clock::now());
+    });
+  }
   if (cfg_->listen_tls) {
     tls_ctx_ = make_tls_context(*cfg_->listen_tls);
   }
@@ -458,8 +465,12 @@ int Gateway::run(RunOptions options) {
   signals_.add(SIGUSR1);
   signals_.add(SIGHUP);
   wait_signals();
-  health_checker_ =
-      std::make_unique<upstream::HealthChecker>(admin_ioc_, *cfg_, endpoints_, *health_, *logs_);
+  std::vector<upstream::UpstreamHealth*> shared;
+  for (auto& s : upstream_health_) {
+    shared.push_back(s.get());
+  }
+  health_checker_ = std::make_unique<upstream::HealthChecker>(
+      admin_ioc_, *cfg_, endpoints_, *health_, *logs_, std::move(shared), version_);
   spawn(admin_ioc_, health_checker_->run(), *logs_, "health check loop");
   if (redis_) {
     admin_redis_ =

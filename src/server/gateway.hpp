@@ -20,6 +20,7 @@
 #include "observability/logging.hpp"
 #include "observability/metrics.hpp"
 #include "upstream/health_checker.hpp"
+#include "upstream/upstream_health.hpp"
 
 namespace gatehouse::server {
 
@@ -64,6 +65,8 @@ class Gateway {
   }
   const filters::cors::Cors& cors() const { return cors_; }
   const std::vector<std::vector<tcp::endpoint>>& upstream_endpoints() const { return endpoints_; }
+  // Upstream u's process-wide target health (outlier detection, circuit breaker).
+  upstream::UpstreamHealth& upstream_health(std::size_t u) { return *upstream_health_[u]; }
   const std::string& version() const { return version_; }
   bool development() const { return cfg_->environment == config::Environment::development; }
   unsigned worker_count() const { return workers_count_; }
@@ -109,6 +112,7 @@ class Gateway {
   filters::security_headers::SecurityHeaders security_headers_;
   filters::cors::Cors cors_;
   std::vector<std::vector<tcp::endpoint>> endpoints_;
+  std::vector<std::unique_ptr<upstream::UpstreamHealth>> upstream_health_;
   std::atomic<std::size_t> open_connections_{0};
   ratelimit::InFlight connections_per_ip_;
   std::uint16_t tls_port_ = 0;

@@ -12,6 +12,7 @@
 #include "http/json.hpp"
 #include "http/request_id.hpp"
 #include "pipeline/client_identity.hpp"
+#include "pipeline/reply.hpp"
 #include "server/error_intercept.hpp"
 #include "server/exchange.hpp"
 #include "server/websocket.hpp"
@@ -250,6 +251,23 @@ void busy_reply(Context& x, bool close) {
 
 // --- retries (issue 12, i12-retry) ---
 
+// What a failed try tells target health (outlier detection, the circuit breaker): a response
+// below 500 (a 429, a 2xx whose JSON does not parse) means the target is up.
+upstream::TryOutcome try_outcome(const upstream::RetryInput& in) {
+  switch (in.failure) {
+    case upstream::TryFailure::status:
+      return in.status >= 500 ? upstream::TryOutcome::http_5xx : upstream::TryOutcome::success;
+    case upstream::TryFailure::invalid_json:
+      return upstream::TryOutcome::success;
+    case upstream::TryFailure::connect_failed:
+      return upstream::TryOutcome::connect_failure;
+    case upstream::TryFailure::timed_out:
+      return upstream::TryOutcome::timeout;
+    default:
+      return upstream::TryOutcome::reset;
+  }
+}
+
 bool method_listed(const config::RetryConfig& r, std::string_view method) {
   return std::find(r.methods.begin(), r.methods.end(), method) != r.methods.end();
 }
@@ -378,12 +396,32 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
   const Clock::duration try_timeout =
       ucfg.per_try_timeout.count() > 0 ? Clock::duration(ucfg.per_try_timeout) : ucfg.timeout;
 
+  // The circuit breaker: while open, a 503 at once; half-open, a few probes pass. Closed costs
+  // one relaxed load.
+  bool probe = false;
+  auto* shared = cluster.shared();
+  if (shared != nullptr && shared->breaker() != nullptr &&
+      shared->breaker()->state() != upstream::CircuitBreaker::State::closed) {
+    auto admission = shared->admit(Clock::now());
+    if (!admission.allowed) {
+      auto secs = std::max<std::int64_t>(
+          1, std::chrono::ceil<std::chrono::seconds>(admission.retry_after).count());
+      pipeline::retry_later_reply(x, 503, "circuit_open",
+                                  "The upstream service is failing; requests are paused.", secs,
+                                  has_body && !body_whole);
+      co_await send_reply(w, c, chain, x);
+      co_return x.client_keep_alive;
+    }
+    probe = admission.probe;
+  }
+
   std::optional<ResponseParser> rp;
   upstream::reset_response_parser(rp, plan.head_request);
   std::unique_ptr<upstream::Connection> u;
   Clock::time_point upstream_start{};
   bool fresh = false;
   bool stale_retried = false;
+  bool reported = false;  // the current try's outcome went to target health already
   const upstream::Pick pick{balance_key(ucfg.balance, x), &c.socket()};
   observability::TargetStats* target_stats = nullptr;  // the current try's target
   std::size_t avoid = upstream::kNoTarget;  // the last failed try's target: offered last
@@ -407,6 +445,13 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
       }
     }
     auto d = retry_policy.decide(in);
+    // The try's outcome for target health (outlier detection, circuit breaker). A reused
+    // keep-alive connection the upstream had closed says nothing about the target.
+    if (!(d.retry && d.reason == upstream::RetryReason::stale_connection)) {
+      reported = true;
+      cluster.report(u ? u->target : upstream::UpstreamHealth::kNoTarget, try_outcome(in), probe,
+                     upstream_start, x.request_id);
+    }
     if (!d.retry) {
       if (retries && d.why_not != upstream::NoRetry::not_listed) {
         log_no_retry(w, x, tries, d.why_not);
@@ -463,10 +508,22 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
     // Pick a target (and a connection to it). A failed try's connection is closed first: it
     // counts against max_connections, and the retry must not queue behind it.
     u.reset();
+    reported = false;
     auto acquired = co_await cluster.acquire(fresh, x.request_id, avoid, refused, pick);
     if (!acquired.conn) {
       if (acquired.client_gone) {
         co_return false;
+      }
+      if (acquired.unavailable) {
+        // Every target is out: nothing was tried, so nothing for the breaker to learn.
+        if (probe) {
+          shared->breaker()->release_probe();
+        }
+        pipeline::retry_later_reply(x, 503, "upstream_unavailable",
+                                    "No upstream server is available; try again later.",
+                                    acquired.retry_after_s, has_body && !body_whole);
+        co_await send_reply(w, c, chain, x);
+        co_return x.client_keep_alive;
       }
       if (acquired.status == 503) {
         busy_reply(x, has_body && !body_whole);
@@ -558,6 +615,12 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
       }
     }
     if (!ec) {
+      if (!reported) {
+        cluster.report(u->target,
+                       rp->get().result_int() >= 500 ? upstream::TryOutcome::http_5xx
+                                                     : upstream::TryOutcome::success,
+                       probe, upstream_start, x.request_id);
+      }
       if (target_stats != nullptr) {
         target_stats->record_head(
             std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - upstream_start)

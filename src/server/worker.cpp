@@ -55,6 +55,7 @@ Worker::Worker(Gateway& g, unsigned i)
     clusters.push_back(std::make_unique<upstream::Cluster>(
         ioc.get_executor(), deadlines, u, cfg.upstreams[u], gw.upstream_endpoints()[u],
         metrics.upstreams[u], gw.health(), gw.logs()));
+    clusters.back()->attach(&gw.upstream_health(u), index);
   }
   if (auto* shared = gw.redis_store()) {
     store_client = std::make_unique<filters::rate_limit::store::RedisStoreClient>(*shared, ioc);

@@ -220,11 +220,18 @@ net::awaitable<Acquired> Cluster::acquire(bool fresh, std::string_view request_i
   walk.key = pick.key;
   walk.avoid = avoid;
   bool held = false;  // a place under max_connections, kept across failed connects
+  bool tried = false;
   while (auto candidate = balancer_->next(walk, health_)) {
     const std::size_t t = candidate->target;
     if ((never & target_bit(t)) != 0) {
+      tried = true;  // this request's own exclusion (a 429), not the target's health
       continue;
     }
+    // Out (unhealthy or ejected) means no request at all, whichever balancer offered it.
+    if (health_[t]->out()) {
+      continue;
+    }
+    tried = true;
     auto* ts = stats_.target(t);
     if (!fresh) {
       if (auto c = pool_.take(t, Clock::now())) {
@@ -281,6 +288,17 @@ net::awaitable<Acquired> Cluster::acquire(bool fresh, std::string_view request_i
     failure.detail = "connect to " + addresses_[t] + ": " + what;
   }
   unreserve_slot(held);
+  if (!tried) {
+    // Every target is out: answer at once rather than connect to targets known to be dead.
+    failure.status = 503;
+    failure.unavailable = true;
+    failure.retry_after_s =
+        shared_ != nullptr ? shared_->unavailable_retry_after_s(Clock::now()) : 1;
+    failure.detail = "every target of upstream " + cfg_.name + " is unhealthy or ejected";
+    if (shared_ != nullptr) {
+      shared_->unavailable.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
   co_return failure;
 }
 
@@ -292,6 +310,9 @@ void Cluster::connect_succeeded(const Candidate& c) {
 
 void Cluster::connect_failed(std::size_t t, std::string_view what, std::string_view request_id) {
   health_[t]->report(false, what);
+  if (shared_ != nullptr) {
+    shared_->connect_failed(t, Clock::now(), request_id);
+  }
   if (logs_.should_log(spdlog::level::warn)) {
     std::string extra = "\"request_id\":";
     ghttp::append_json_string(extra, request_id);

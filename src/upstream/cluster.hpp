@@ -27,6 +27,7 @@
 #include "upstream/load_balancer.hpp"
 #include "upstream/pool.hpp"
 #include "upstream/retry_policy.hpp"
+#include "upstream/upstream_health.hpp"
 
 namespace gatehouse::upstream {
 
@@ -40,10 +41,13 @@ inline std::uint64_t target_bit(std::size_t t) {
 struct Acquired {
   std::unique_ptr<Connection> conn;
   // When conn is null: 502 or 504 (every target failed), 503 (upstream busy: the queue was full
-  // or queue_timeout passed), or 0 with client_gone.
+  // or queue_timeout passed; or `unavailable`), or 0 with client_gone.
   unsigned status = 0;
   std::string detail;        // internal description, shown in development only
   bool client_gone = false;  // the client closed its connection while the request was queued
+  // 503: every target is unhealthy or ejected (no connect was tried); Retry-After in seconds.
+  bool unavailable = false;
+  std::int64_t retry_after_s = 0;
 };
 
 // What the request tells the cluster about itself.
@@ -76,6 +80,23 @@ class Cluster {
   void release(std::unique_ptr<Connection> conn);
   void prune(Clock::time_point now) { pool_.prune(now); }
   void close_all() { pool_.close_all(); }
+
+  // Target health beyond connect outcomes (active checks, outlier ejection, circuit breaker):
+  // the process-wide state of this upstream, and this worker's index (its breaker shard).
+  void attach(UpstreamHealth* shared, unsigned worker) {
+    shared_ = shared;
+    worker_ = worker;
+  }
+  UpstreamHealth* shared() { return shared_; }
+  // One try's outcome (target: the one tried, or UpstreamHealth::kNoTarget when acquire found
+  // none to reach): outlier detection and the circuit breaker. Two relaxed loads and a store
+  // into this worker's breaker shard on success.
+  void report(std::size_t target, TryOutcome outcome, bool probe, Clock::time_point now,
+              std::string_view request_id) {
+    if (shared_ != nullptr) {
+      shared_->report(worker_, target, outcome, probe, now, request_id);
+    }
+  }
 
   const config::Upstream& config() const { return cfg_; }
   const std::string& address(std::size_t target) const { return addresses_[target]; }
@@ -137,6 +158,8 @@ class Cluster {
   RetryPolicy retry_policy_;
   RetryBudget retry_budget_;
   std::mt19937_64 rng_;
+  UpstreamHealth* shared_ = nullptr;
+  unsigned worker_ = 0;
 };
 
 }  // namespace gatehouse::upstream

@@ -50,7 +50,8 @@ class LoadBalancer {
 
 // Round robin over the targets marked reachable, starting after the last target chosen by any
 // request; when all of those fail or none is marked reachable, the others in the same order, so a
-// target is never skipped by a stale mark alone. `Walk::avoid` comes last of all.
+// target is never skipped by a stale connect-failure mark alone. `Walk::avoid` comes last of all.
+// Targets that are out (unhealthy or ejected: TargetHealth::out()) are skipped by Cluster::acquire.
 class RoundRobin final : public LoadBalancer {
  public:
   std::optional<Candidate> next(Walk& walk, TargetHealths targets) override;

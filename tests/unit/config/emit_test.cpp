@@ -70,6 +70,9 @@ void expect_same(const Config& a, const Config& b) {
     EXPECT_EQ(x.retry.budget_floor, y.retry.budget_floor);
     EXPECT_EQ(x.retry.buffer_body, y.retry.buffer_body);
     EXPECT_EQ(x.per_try_timeout, y.per_try_timeout);
+    EXPECT_EQ(x.health_check, y.health_check);
+    EXPECT_EQ(x.outlier, y.outlier);
+    EXPECT_EQ(x.circuit_breaker, y.circuit_breaker);
   }
   ASSERT_EQ(a.routes.size(), b.routes.size());
   for (std::size_t i = 0; i < a.routes.size(); ++i) {
@@ -162,6 +165,9 @@ upstreams:
       budget_floor: 3
       buffer_body: 64KiB
     per_try_timeout: 0s
+    health_check: null
+    outlier: null
+    circuit_breaker: null
 rate_limit: null
 routes:
   - name: default

@@ -225,7 +225,8 @@ TEST(ConfigErrors, Upstreams) {
       {std::string("upstreams:\n  app:\n    targets: [\"x:1\"]\n    retries: 3\n"),
        "t.yaml:4:5: upstreams.app.retries: unknown key \"retries\"; allowed keys: targets, "
        "connect_timeout, timeout, max_idle_per_target, keepalive_timeout, balance, "
-       "max_connections, queue_timeout, max_queued, retry, per_try_timeout"},
+       "max_connections, queue_timeout, max_queued, retry, per_try_timeout, health_check, outlier, "
+       "circuit_breaker"},
       {std::string("upstreams:\n  app: {}\n"),
        "t.yaml:2:8: upstreams.app.targets: required key is missing"},
       {std::string("upstreams:\n  app:\n"),
