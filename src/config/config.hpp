@@ -165,6 +165,15 @@ struct Upstream {
   std::optional<HealthCheckConfig> health_check;
   std::optional<OutlierConfig> outlier;
   std::optional<CircuitBreakerConfig> circuit_breaker;
+  // --- DNS re-resolution (issue 12, i12-resolve; docs/configuration.md, "Re-resolving host
+  // names") ---
+  // Host-name targets are resolved again every resolve_interval on the admin thread, and every
+  // address they resolve to is a target. 0 = resolved once at start-up, first address only.
+  Millis resolve_interval{0};
+  std::size_t max_addresses = 16;  // per host-name target when resolve_interval is set
+  // Target slots config target i takes: max_addresses for a re-resolved host name, else 1.
+  std::size_t slots_of(std::size_t i) const;
+  std::size_t slot_count() const;  // all targets' slots: the size of every per-target table
 };
 
 struct RouteMatch {

@@ -122,6 +122,12 @@ void write_target_health(YamlWriter& w, const Upstream& u) {
   }
 }
 
+// --- DNS re-resolution (issue 12, i12-resolve) ---
+void write_resolve(YamlWriter& w, const Upstream& u) {
+  w.key("resolve_interval").duration(u.resolve_interval);
+  w.key("max_addresses").number(u.max_addresses);
+}
+
 void write_upstreams(YamlWriter& w, const std::vector<Upstream>& upstreams) {
   w.key("upstreams").begin_map();
   for (const auto& u : upstreams) {
@@ -134,6 +140,7 @@ void write_upstreams(YamlWriter& w, const std::vector<Upstream>& upstreams) {
     write_balancing(w, u);
     write_upstream_retries(w, u);
     write_target_health(w, u);
+    write_resolve(w, u);
     w.end_map();
   }
   w.end_map();

@@ -18,6 +18,7 @@
 #include "config/value_readers.hpp"
 #include "config/yaml_reader.hpp"
 #include "http/canonical_path.hpp"
+#include "http/cidr.hpp"
 
 namespace gatehouse::config {
 namespace {
@@ -429,6 +430,28 @@ void read_target_health(const Map& m, Upstream& out) {
   }
 }
 
+// --- DNS re-resolution (issue 12, i12-resolve) ---
+constexpr std::size_t kMaxAddresses = 256;     // per host-name target
+constexpr std::size_t kMaxTargetSlots = 1024;  // per upstream, every target's slots together
+
+void read_resolve(const Map& m, Upstream& out) {
+  if (auto x = m.find("resolve_interval")) {
+    out.resolve_interval = read_duration(*x, Zero::allowed);
+    if (out.resolve_interval.count() != 0 && out.resolve_interval < std::chrono::seconds(1)) {
+      x->fail("must be 0 (off) or at least 1s (a resolution runs on the admin thread)");
+    }
+  }
+  if (auto x = m.find("max_addresses")) {
+    out.max_addresses = read_integer(*x, 1, kMaxAddresses);
+  }
+  if (out.resolve_interval.count() != 0 && out.slot_count() > kMaxTargetSlots) {
+    auto at = m.find("max_addresses");
+    (at ? *at : *m.find("resolve_interval"))
+        .fail("host-name targets times max_addresses (plus address targets) exceed " +
+              std::to_string(kMaxTargetSlots) + " targets");
+  }
+}
+
 Upstream read_upstream(const detail::Entry& entry) {
   Upstream out;
   detail::Value key(entry.value.source(), YAML::Node(entry.key), entry.key_mark,
@@ -437,7 +460,7 @@ Upstream read_upstream(const detail::Entry& entry) {
   Map m(entry.value,
         {"targets", "connect_timeout", "timeout", "max_idle_per_target", "keepalive_timeout",
          "balance", "max_connections", "queue_timeout", "max_queued", "retry", "per_try_timeout",
-         "health_check", "outlier", "circuit_breaker"});
+         "health_check", "outlier", "circuit_breaker", "resolve_interval", "max_addresses"});
   auto targets = m.require("targets");
   for (const auto& item : targets.items()) {
     auto parsed = detail::parse_target(item.text());
@@ -464,8 +487,25 @@ Upstream read_upstream(const detail::Entry& entry) {
   read_balancing(m, out);
   read_upstream_retries(m, out);
   read_target_health(m, out);
+  read_resolve(m, out);
   return out;
 }
+
+}  // namespace
+
+std::size_t Upstream::slots_of(std::size_t i) const {
+  return resolve_interval.count() != 0 && !http::parse_ip(targets[i].host) ? max_addresses : 1;
+}
+
+std::size_t Upstream::slot_count() const {
+  std::size_t n = 0;
+  for (std::size_t i = 0; i < targets.size(); ++i) {
+    n += slots_of(i);
+  }
+  return n;
+}
+
+namespace {
 
 std::vector<Upstream> read_upstreams(const Value& v) {
   Map m = Map::any_keys(v);

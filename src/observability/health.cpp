@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <ctime>
 
+#include "http/cidr.hpp"
 #include "observability/logging.hpp"
 
 namespace gatehouse::observability {
@@ -32,6 +33,28 @@ void TargetHealth::set_last_error(std::string_view error) {
   last_error_.assign(error);
 }
 
+std::string TargetHealth::address() const {
+  std::lock_guard lock(mu_);
+  return address_;
+}
+
+void TargetHealth::reuse(std::string address) {
+  set(kUnreachable, false);
+  set(kUnhealthy, false);
+  passive.consecutive_5xx.store(0, std::memory_order_relaxed);
+  passive.consecutive_connect_failures.store(0, std::memory_order_relaxed);
+  passive.ejected_until_ns.store(0, std::memory_order_relaxed);
+  passive.returned_at_ns.store(0, std::memory_order_relaxed);
+  passive.ejection_streak.store(0, std::memory_order_relaxed);
+  active.last_check_unix_ms.store(0, std::memory_order_relaxed);
+  active.last_latency_us.store(-1, std::memory_order_relaxed);
+  active.consecutive_passes.store(0, std::memory_order_relaxed);
+  active.consecutive_failures.store(0, std::memory_order_relaxed);
+  std::lock_guard lock(mu_);
+  address_ = std::move(address);
+  last_error_.clear();
+}
+
 std::string TargetHealth::last_error() const {
   std::lock_guard lock(mu_);
   return last_error_;
@@ -39,6 +62,9 @@ std::string TargetHealth::last_error() const {
 
 const char* TargetHealth::state() const {
   auto f = flags();
+  if ((f & kRetired) != 0) {
+    return "retired";
+  }
   if ((f & kEjected) != 0) {
     return "ejected";
   }
@@ -61,12 +87,15 @@ std::string iso_time(std::int64_t unix_ms) {
   return buf;
 }
 
-nlohmann::json target_report(const TargetHealth& t, std::int64_t now_ns) {
+nlohmann::json target_report(const TargetHealth& t, const std::string& name, std::int64_t now_ns) {
   const bool reachable = t.reachable();
   nlohmann::json j = {{"address", t.address()},
                       {"reachable", reachable},
                       {"state", t.state()},
                       {"last_error", t.flags() == 0 ? std::string() : t.last_error()}};
+  if (!name.empty()) {
+    j["name"] = name;  // i12-resolve: the host name this address came from
+  }
   auto checked = t.active.last_check_unix_ms.load(std::memory_order_relaxed);
   j["last_check"] = checked == 0 ? nlohmann::json(nullptr) : nlohmann::json(iso_time(checked));
   auto latency = t.active.last_latency_us.load(std::memory_order_relaxed);
@@ -89,9 +118,15 @@ nlohmann::json target_report(const TargetHealth& t, std::int64_t now_ns) {
 Health::Health(const config::Config& cfg, unsigned workers, std::string version)
     : workers_(workers), version_(std::move(version)), cache_ttl_(cfg.health.cache_ttl) {
   for (const auto& u : cfg.upstreams) {
-    UpstreamEntry e{u.name, {}};
-    for (const auto& t : u.targets) {
-      e.targets.push_back(std::make_unique<TargetHealth>(t.to_string()));
+    UpstreamEntry e{u.name, {}, {}};
+    for (std::size_t i = 0; i < u.targets.size(); ++i) {
+      // A re-resolved host name's slots start without an address (filled when resolved).
+      const bool name = u.resolve_interval.count() != 0 && !http::parse_ip(u.targets[i].host);
+      for (std::size_t k = 0; k < u.slots_of(i); ++k) {
+        e.targets.push_back(
+            std::make_unique<TargetHealth>(name ? std::string() : u.targets[i].to_string(), name));
+        e.names.push_back(name ? u.targets[i].to_string() : std::string());
+      }
     }
     upstreams_.push_back(std::move(e));
   }
@@ -145,11 +180,17 @@ nlohmann::json Health::compute() {
   for (const auto& u : upstreams_) {
     json targets = json::array();
     std::size_t up = 0;
-    for (const auto& t : u.targets) {
+    std::size_t live = 0;
+    for (std::size_t i = 0; i < u.targets.size(); ++i) {
+      const auto& t = u.targets[i];
+      if (t->retired()) {
+        continue;  // a re-resolved name's slot without an address
+      }
+      ++live;
       up += t->reachable() ? 1 : 0;
-      targets.push_back(target_report(*t, now_ns));
+      targets.push_back(target_report(*t, u.names[i], now_ns));
     }
-    Status s = up == u.targets.size() ? Status::ok : (up == 0 ? Status::down : Status::degraded);
+    Status s = up == live && live != 0 ? Status::ok : (up == 0 ? Status::down : Status::degraded);
     json c = json::object();
     if (u.probe) {
       ComponentReport r = u.probe();

@@ -30,10 +30,14 @@ class TargetHealth {
     kUnreachable = 1,  // its last connect failed (TCP check or real traffic): tried last
     kUnhealthy = 2,    // its HTTP health check failed unhealthy_after times in a row: out
     kEjected = 4,      // ejected by outlier detection until ejected_until: out
+    // i12-resolve: a slot of a re-resolved host name that holds no address (never filled, or its
+    // address went away): out, and left out of health, metrics and checks.
+    kRetired = 8,
   };
-  static constexpr std::uint8_t kOut = kUnhealthy | kEjected;
+  static constexpr std::uint8_t kOut = kUnhealthy | kEjected | kRetired;
 
-  explicit TargetHealth(std::string address) : address_(std::move(address)) {}
+  explicit TargetHealth(std::string address, bool retired = false)
+      : flags_(retired ? kRetired : 0), address_(std::move(address)) {}
   // Eligible for new requests: no flag at all. Balancers offer these first.
   bool reachable() const { return flags_.load(std::memory_order_relaxed) == 0; }
   // Out (unhealthy or ejected): gets no request at all, not even as a last resort.
@@ -49,7 +53,14 @@ class TargetHealth {
   void report(bool reachable, std::string_view error = {});
   std::string last_error() const;
   void set_last_error(std::string_view error);
-  const std::string& address() const { return address_; }
+  // The slot's address, "10.0.0.5:8000" (written by the admin thread when a re-resolved name's
+  // addresses change; workers keep their own copy, so this is off the request path).
+  std::string address() const;
+  bool retired() const { return (flags() & kRetired) != 0; }
+  // i12-resolve, admin thread: the slot takes a new address with fresh passive and active state;
+  // it stays retired (out) until the caller clears kRetired. Clear kEjected through the outlier
+  // detector first (it counts ejections).
+  void reuse(std::string address);
   // "healthy", "unreachable", "unhealthy" or "ejected" (the strongest reason), for health/logs.
   const char* state() const;
 
@@ -72,9 +83,9 @@ class TargetHealth {
   } active;
 
  private:
-  std::string address_;
   std::atomic<std::uint8_t> flags_{0};  // a target starts eligible: healthy until shown otherwise
-  mutable std::mutex mu_;
+  mutable std::mutex mu_;               // guards address_ and last_error_
+  std::string address_;
   std::string last_error_;
 };
 
@@ -94,6 +105,11 @@ class Health {
   std::size_t upstream_count() const { return upstreams_.size(); }
   std::size_t target_count(std::size_t upstream) const {
     return upstreams_[upstream].targets.size();
+  }
+  // i12-resolve: the host name ("app.internal:8000") a slot's addresses come from; empty for a
+  // target written as an address or not re-resolved.
+  const std::string& target_name(std::size_t upstream, std::size_t target) const {
+    return upstreams_[upstream].names[target];
   }
 
   void add_component(std::string name, std::function<ComponentReport()> probe);
@@ -118,7 +134,8 @@ class Health {
  private:
   struct UpstreamEntry {
     std::string name;
-    std::vector<std::unique_ptr<TargetHealth>> targets;
+    std::vector<std::unique_ptr<TargetHealth>> targets;  // one per slot (Upstream::slot_count)
+    std::vector<std::string> names;                      // per slot: target_name()
     std::function<ComponentReport()> probe;
   };
   nlohmann::json compute();

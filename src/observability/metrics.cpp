@@ -226,6 +226,12 @@ std::string Metrics::render(const std::function<void(std::string&)>& extra) cons
   return out;
 }
 
+void Metrics::set_target_name(std::size_t u, std::size_t t, std::string name) {
+  if (u < target_names_.size() && t < target_names_[u].size()) {
+    target_names_[u][t] = std::move(name);
+  }
+}
+
 // Per upstream: the queue gauge and busy replies; per target (labels upstream, target): tries,
 // errors and the time to response head.
 void Metrics::render_targets(std::string& out) const {
@@ -259,7 +265,9 @@ void Metrics::render_targets(std::string& out) const {
   auto each_target = [&](auto&& f) {
     for (std::size_t u = 0; u < upstream_names_.size(); ++u) {
       for (std::size_t t = 0; t < target_names_[u].size(); ++t) {
-        f(u, t);
+        if (!target_names_[u][t].empty()) {  // a re-resolved name's slot without an address
+          f(u, t);
+        }
       }
     }
   };

@@ -94,6 +94,9 @@ class Metrics {
 
   // Prometheus text exposition (format 0.0.4). `extra` appends gauges owned elsewhere.
   std::string render(const std::function<void(std::string&)>& extra = {}) const;
+  // i12-resolve: the `target` label of upstream u's slot t (empty: the slot has no address and
+  // its series are left out). Called on the thread that renders (the admin thread) only.
+  void set_target_name(std::size_t u, std::size_t t, std::string name);
 
  private:
   void render_targets(std::string& out) const;

@@ -118,6 +118,9 @@ net::awaitable<void> Gateway::admin_session(tcp::socket socket) {
         for (std::size_t u = 0; u < health_->upstream_count(); ++u) {
           for (std::size_t t = 0; t < health_->target_count(u); ++t) {
             auto& th = health_->target(u, t);
+            if (th.retired()) {
+              continue;  // a re-resolved name's slot without an address
+            }
             fmt::format_to(std::back_inserter(out),
                            "gatehouse_upstream_target_up{{upstream=\"{}\",target=\"{}\"}} {}\n",
                            cfg_->upstreams[u].name, th.address(), th.reachable() ? 1 : 0);
@@ -127,6 +130,7 @@ net::awaitable<void> Gateway::admin_session(tcp::socket socket) {
         for (auto& s : upstream_health_) {
           s->render_metrics(out, upstream::UpstreamHealth::Clock::now());
         }
+        resolver_->render_metrics(out);
         rate_limiter_->render_metrics(out);
         if (redis_) {
           redis_->render_metrics(out);

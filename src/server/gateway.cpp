@@ -50,12 +50,17 @@ std::vector<std::string> upstream_names(const config::Config& cfg) {
   return out;
 }
 
+// Per target slot; a re-resolved host name's slots are named when they get an address.
 std::vector<std::vector<std::string>> target_names(const config::Config& cfg) {
   std::vector<std::vector<std::string>> out;
   for (const auto& u : cfg.upstreams) {
     auto& names = out.emplace_back();
-    for (const auto& t : u.targets) {
-      names.push_back(t.to_string());
+    for (std::size_t i = 0; i < u.targets.size(); ++i) {
+      const auto& t = u.targets[i];
+      const bool name = upstream::Resolver::resolves(u) && !ghttp::parse_ip(t.host);
+      for (std::size_t k = 0; k < u.slots_of(i); ++k) {
+        names.push_back(name ? std::string() : t.to_string());
+      }
     }
   }
   return out;
@@ -167,19 +172,31 @@ Gateway::Gateway(std::shared_ptr<const config::Config> cfg, std::string version)
     throw std::runtime_error(
         "log.hash_client_ip needs GATEHOUSE_LOG_KEY set to a secret of at least 16 characters");
   }
-  for (const auto& u : cfg_->upstreams) {
-    std::vector<tcp::endpoint> eps;
-    for (const auto& t : u.targets) {
-      eps.push_back(resolve_one(admin_ioc_, t, "upstreams." + u.name));
-    }
-    endpoints_.push_back(std::move(eps));
-  }
+  resolver_ = std::make_unique<upstream::Resolver>(admin_ioc_, *cfg_, *health_, metrics_.get(),
+                                                   logs_.get());
   for (std::size_t u = 0; u < cfg_->upstreams.size(); ++u) {
     upstream_health_.push_back(std::make_unique<upstream::UpstreamHealth>(
         cfg_->upstreams[u], u, *health_, workers_count_, logs_.get()));
-    health_->set_upstream_probe(u, [s = upstream_health_.back().get()] {
-      return s->health_report(upstream::UpstreamHealth::Clock::now());
+    resolver_->attach(u, upstream_health_.back().get());
+    health_->set_upstream_probe(u, [s = upstream_health_.back().get(), r = resolver_.get(), u] {
+      auto report = s->health_report(upstream::UpstreamHealth::Clock::now());
+      r->report(u, report);
+      return report;
     });
+  }
+  // i12-resolve: host names of upstreams with resolve_interval, every address (blocking, once).
+  resolver_->start_up();
+  for (std::size_t u = 0; u < cfg_->upstreams.size(); ++u) {
+    const auto& up = cfg_->upstreams[u];
+    if (const auto* slots = resolver_->slots(u)) {
+      endpoints_.push_back(slots->view()->endpoints);
+      continue;
+    }
+    std::vector<tcp::endpoint> eps;
+    for (const auto& t : up.targets) {
+      eps.push_back(resolve_one(admin_ioc_, t, "upstreams." + up.name));
+    }
+    endpoints_.push_back(std::move(eps));
   }
   if (cfg_->listen_tls) {
     tls_ctx_ = make_tls_context(*cfg_->listen_tls);
@@ -244,6 +261,7 @@ void Gateway::begin_drain(const char* why) {
   if (health_checker_) {
     health_checker_->stop();
   }
+  resolver_->stop();
   logs_->error(
       spdlog::level::info, "draining",
       fmt::format("\"reason\":\"{}\",\"drain_delay_ms\":{}", why, cfg_->drain_delay.count()));
@@ -469,9 +487,15 @@ int Gateway::run(RunOptions options) {
   for (auto& s : upstream_health_) {
     shared.push_back(s.get());
   }
-  health_checker_ = std::make_unique<upstream::HealthChecker>(
-      admin_ioc_, *cfg_, endpoints_, *health_, *logs_, std::move(shared), version_);
+  std::vector<const upstream::TargetSlots*> slots;
+  for (std::size_t u = 0; u < cfg_->upstreams.size(); ++u) {
+    slots.push_back(resolver_->slots(u));
+  }
+  health_checker_ =
+      std::make_unique<upstream::HealthChecker>(admin_ioc_, *cfg_, endpoints_, *health_, *logs_,
+                                                std::move(shared), version_, std::move(slots));
   spawn(admin_ioc_, health_checker_->run(), *logs_, "health check loop");
+  spawn(admin_ioc_, resolver_->run(), *logs_, "resolve loop");
   if (redis_) {
     admin_redis_ =
         std::make_unique<filters::rate_limit::store::RedisStoreClient>(*redis_, admin_ioc_);

@@ -20,6 +20,7 @@
 #include "observability/logging.hpp"
 #include "observability/metrics.hpp"
 #include "upstream/health_checker.hpp"
+#include "upstream/resolver.hpp"
 #include "upstream/upstream_health.hpp"
 
 namespace gatehouse::server {
@@ -67,6 +68,8 @@ class Gateway {
   const std::vector<std::vector<tcp::endpoint>>& upstream_endpoints() const { return endpoints_; }
   // Upstream u's process-wide target health (outlier detection, circuit breaker).
   upstream::UpstreamHealth& upstream_health(std::size_t u) { return *upstream_health_[u]; }
+  // i12-resolve: upstream u's re-resolved target slots; null when its targets never change.
+  const upstream::TargetSlots* target_slots(std::size_t u) const { return resolver_->slots(u); }
   const std::string& version() const { return version_; }
   bool development() const { return cfg_->environment == config::Environment::development; }
   unsigned worker_count() const { return workers_count_; }
@@ -113,6 +116,7 @@ class Gateway {
   filters::cors::Cors cors_;
   std::vector<std::vector<tcp::endpoint>> endpoints_;
   std::vector<std::unique_ptr<upstream::UpstreamHealth>> upstream_health_;
+  std::unique_ptr<upstream::Resolver> resolver_;  // i12-resolve: admin thread
   std::atomic<std::size_t> open_connections_{0};
   ratelimit::InFlight connections_per_ip_;
   std::uint16_t tls_port_ = 0;

@@ -56,6 +56,7 @@ Worker::Worker(Gateway& g, unsigned i)
         ioc.get_executor(), deadlines, u, cfg.upstreams[u], gw.upstream_endpoints()[u],
         metrics.upstreams[u], gw.health(), gw.logs()));
     clusters.back()->attach(&gw.upstream_health(u), index);
+    clusters.back()->follow(gw.target_slots(u));
   }
   if (auto* shared = gw.redis_store()) {
     store_client = std::make_unique<filters::rate_limit::store::RedisStoreClient>(*shared, ioc);

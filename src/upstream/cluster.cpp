@@ -44,8 +44,45 @@ Cluster::Cluster(net::any_io_executor ex, DeadlineList& deadlines, std::size_t i
   for (const auto& t : cfg_.targets) {
     addresses_.push_back(t.to_string());
   }
+  // Re-resolved upstreams have more slots than config targets: follow() fills them.
+  addresses_.resize(targets_.size());
   for (std::size_t t = 0; t < targets_.size(); ++t) {
     health_.push_back(&health.target(index_, t));
+  }
+  balancer_->set_addresses(addresses_);
+}
+
+void Cluster::follow(const TargetSlots* slots) {
+  slots_ = slots;
+  if (slots_ == nullptr) {
+    return;
+  }
+  // Slots are not config targets: every one is taken from the view.
+  addresses_.assign(targets_.size(), {});
+  generations_.assign(targets_.size(), static_cast<std::uint32_t>(-1));
+  refresh();
+}
+
+// Another worker, a request or the admin thread may not have seen the change yet; each goes by
+// its own copy, and TargetHealth::kRetired keeps every balancer off a slot without an address.
+void Cluster::refresh() {
+  seen_version_ = slots_->version();
+  const auto view = slots_->view();
+  bool changed = false;
+  for (std::size_t t = 0; t < targets_.size() && t < view->generations.size(); ++t) {
+    if (view->generations[t] == generations_[t]) {
+      continue;
+    }
+    changed = true;
+    generations_[t] = view->generations[t];
+    targets_[t] = view->endpoints[t];
+    addresses_[t] = view->addresses[t];
+    // Idle connections to the address the slot held go; those in use finish their request and
+    // are closed on release (their generation is older).
+    pool_.drop(t);
+  }
+  if (changed) {
+    balancer_->set_addresses(addresses_);
   }
 }
 
@@ -87,6 +124,9 @@ void Cluster::release(std::unique_ptr<Connection> conn) {
   if (conn->load && conn->in_use) {
     conn->in_use = false;
     --load_->active[conn->target];
+  }
+  if (slots_ != nullptr && conn->generation != generations_[conn->target]) {
+    return;  // its slot holds another address now (or none): closed, not pooled
   }
   const std::size_t open = load_->open;
   pool_.release(std::move(conn), Clock::now());
@@ -202,6 +242,7 @@ net::awaitable<Cluster::Queued> Cluster::wait_in_queue(tcp::socket* client) {
 net::awaitable<Acquired> Cluster::acquire(bool fresh, std::string_view request_id,
                                           std::size_t avoid, std::uint64_t never, Pick pick) {
   Acquired failure{nullptr, 502, {}};
+  refresh_if_changed();
   if (cfg_.max_connections != 0 && must_queue()) {
     auto queued = co_await wait_in_queue(pick.client);
     if (queued == Queued::client_gone) {
@@ -227,8 +268,10 @@ net::awaitable<Acquired> Cluster::acquire(bool fresh, std::string_view request_i
       tried = true;  // this request's own exclusion (a 429), not the target's health
       continue;
     }
-    // Out (unhealthy or ejected) means no request at all, whichever balancer offered it.
-    if (health_[t]->out()) {
+    // Out (unhealthy, ejected or retired) means no request at all, whichever balancer offered
+    // it. A connect attempt may have taken a while: a slot may have changed meanwhile.
+    refresh_if_changed();
+    if (health_[t]->out() || slot_empty(t)) {
       continue;
     }
     tried = true;
@@ -251,6 +294,7 @@ net::awaitable<Acquired> Cluster::acquire(bool fresh, std::string_view request_i
     }
     auto c = std::make_unique<Connection>(ex_);
     c->target = t;
+    c->generation = slots_ != nullptr ? generations_[t] : 0;
     c->load = load_;  // the reserved place is the connection's now
     c->in_use = true;
     ++load_->active[t];

@@ -27,6 +27,7 @@
 #include "upstream/load_balancer.hpp"
 #include "upstream/pool.hpp"
 #include "upstream/retry_policy.hpp"
+#include "upstream/target_slots.hpp"
 #include "upstream/upstream_health.hpp"
 
 namespace gatehouse::upstream {
@@ -78,7 +79,10 @@ class Cluster {
                                        Pick pick = {});
   // A connection whose exchange is over, kept idle for reuse or closed (the pool decides).
   void release(std::unique_ptr<Connection> conn);
-  void prune(Clock::time_point now) { pool_.prune(now); }
+  void prune(Clock::time_point now) {
+    refresh_if_changed();
+    pool_.prune(now);
+  }
   void close_all() { pool_.close_all(); }
 
   // Target health beyond connect outcomes (active checks, outlier ejection, circuit breaker):
@@ -88,6 +92,9 @@ class Cluster {
     worker_ = worker;
   }
   UpstreamHealth* shared() { return shared_; }
+  // i12-resolve: the upstream's re-resolved target slots (null: its targets never change).
+  // Follows their published view from now on: before each acquire and each prune.
+  void follow(const TargetSlots* slots);
   // One try's outcome (target: the one tried, or UpstreamHealth::kNoTarget when acquire found
   // none to reach): outlier detection and the circuit breaker. Two relaxed loads and a store
   // into this worker's breaker shard on success.
@@ -122,6 +129,15 @@ class Cluster {
   };
   using WaiterList = boost::intrusive::list<Waiter, boost::intrusive::constant_time_size<false>>;
   enum class Queued { go, full, timed_out, client_gone };
+
+  // i12-resolve: one acquire load when following slots; a copy of what changed when it did.
+  void refresh_if_changed() {
+    if (slots_ != nullptr && slots_->version() != seen_version_) {
+      refresh();
+    }
+  }
+  void refresh();
+  bool slot_empty(std::size_t t) const { return slots_ != nullptr && addresses_[t].empty(); }
 
   // Passive health: what a connect attempt taught about a target.
   void connect_succeeded(const Candidate& c);
@@ -160,6 +176,10 @@ class Cluster {
   std::mt19937_64 rng_;
   UpstreamHealth* shared_ = nullptr;
   unsigned worker_ = 0;
+  // --- re-resolved targets (issue 12, i12-resolve) ---
+  const TargetSlots* slots_ = nullptr;
+  std::uint64_t seen_version_ = 0;
+  std::vector<std::uint32_t> generations_;  // per slot, as this worker last saw it
 };
 
 }  // namespace gatehouse::upstream

@@ -40,6 +40,9 @@ struct Connection {
   Clock::time_point idle_since{};
   bool reused = false;  // taken from the idle list: the upstream may have closed it meanwhile
   bool in_use = false;  // counted in load->active[target]
+  // i12-resolve: the target slot's generation when connected; a connection to an address its
+  // slot no longer holds is closed on release rather than pooled.
+  std::uint32_t generation = 0;
   std::shared_ptr<Load> load;  // null for connections no cluster counts (tests)
 };
 

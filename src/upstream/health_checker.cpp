@@ -15,18 +15,22 @@ using observability::TargetHealth;
 HealthChecker::HealthChecker(net::io_context& ioc, const config::Config& cfg,
                              const std::vector<std::vector<tcp::endpoint>>& endpoints,
                              observability::Health& health, observability::Logs& logs,
-                             std::vector<UpstreamHealth*> shared, std::string version)
+                             std::vector<UpstreamHealth*> shared, std::string version,
+                             std::vector<const TargetSlots*> slots)
     : ioc_(ioc),
       cfg_(cfg),
       endpoints_(endpoints),
       health_(health),
       logs_(logs),
       shared_(std::move(shared)),
-      version_(std::move(version)) {
+      version_(std::move(version)),
+      slots_(std::move(slots)) {
+  slots_.resize(endpoints_.size());
   for (std::size_t u = 0; u < endpoints_.size(); ++u) {
     const auto& hc = cfg_.upstreams[u].health_check;
     verdicts_.emplace_back();
     requests_.emplace_back();
+    checked_.emplace_back(endpoints_[u].size(), 0);
     if (!hc) {
       continue;
     }
@@ -35,6 +39,10 @@ HealthChecker::HealthChecker(net::io_context& ioc, const config::Config& cfg,
       requests_[u].push_back(check_request(*hc, health_.target(u, t).address(), version_));
     }
   }
+}
+
+bool HealthChecker::same_slot(std::size_t u, std::size_t t, std::uint32_t generation) const {
+  return slots_[u] == nullptr || slots_[u]->view()->generations[t] == generation;
 }
 
 void HealthChecker::log_reachability(std::size_t u, TargetHealth& th, bool was, bool now_reachable,
@@ -59,11 +67,15 @@ void HealthChecker::log_reachability(std::size_t u, TargetHealth& th, bool was, 
               extra);
 }
 
-net::awaitable<void> HealthChecker::check(std::size_t u, std::size_t t) {
+net::awaitable<void> HealthChecker::check(std::size_t u, std::size_t t, tcp::endpoint ep,
+                                          std::uint32_t generation) {
   beast::tcp_stream stream(ioc_);
   stream.expires_after(cfg_.upstreams[u].connect_timeout);
   const auto start = Clock::now();
-  auto [ec] = co_await stream.async_connect(endpoints_[u][t], nothrow);
+  auto [ec] = co_await stream.async_connect(ep, nothrow);
+  if (!same_slot(u, t, generation)) {
+    co_return;  // the slot's address changed meanwhile: this result is about another target
+  }
   auto& th = health_.target(u, t);
   th.active.last_check_unix_ms.store(std::chrono::duration_cast<std::chrono::milliseconds>(
                                          std::chrono::system_clock::now().time_since_epoch())
@@ -78,7 +90,8 @@ net::awaitable<void> HealthChecker::check(std::size_t u, std::size_t t) {
   log_reachability(u, th, was, !ec, what);
 }
 
-net::awaitable<void> HealthChecker::http_check(std::size_t u, std::size_t t) {
+net::awaitable<void> HealthChecker::http_check(std::size_t u, std::size_t t, tcp::endpoint ep,
+                                               std::uint32_t generation) {
   const auto& hc = *cfg_.upstreams[u].health_check;
   auto& th = health_.target(u, t);
   beast::tcp_stream stream(ioc_);
@@ -86,7 +99,7 @@ net::awaitable<void> HealthChecker::http_check(std::size_t u, std::size_t t) {
   const auto start = Clock::now();
   std::string error;
   unsigned status = 0;
-  auto [ec] = co_await stream.async_connect(endpoints_[u][t], nothrow);
+  auto [ec] = co_await stream.async_connect(ep, nothrow);
   const bool connected = !ec;
   if (connected) {
     auto [wec, wn] = co_await net::async_write(stream, net::buffer(requests_[u][t]), nothrow);
@@ -115,6 +128,9 @@ net::awaitable<void> HealthChecker::http_check(std::size_t u, std::size_t t) {
     error = ec == beast::error::timeout ? "health check timed out" : ec.message();
   } else if (error.empty() && !status_expected(hc, status)) {
     error = fmt::format("unexpected status {}", status);
+  }
+  if (!same_slot(u, t, generation)) {
+    co_return;  // the slot's address changed meanwhile: this result is about another target
   }
   const bool passed = error.empty();
   th.active.last_check_unix_ms.store(std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -167,11 +183,34 @@ net::awaitable<void> HealthChecker::run_upstream(std::size_t u) {
   const auto& hc = cfg_.upstreams[u].health_check;
   net::steady_timer timer(ioc_);
   for (;;) {
+    // i12-resolve: a re-resolved upstream's checks follow its slots' current addresses.
+    std::shared_ptr<const SlotView> view;
+    if (slots_[u] != nullptr) {
+      view = slots_[u]->view();
+    }
     for (std::size_t t = 0; t < endpoints_[u].size(); ++t) {
+      auto ep = endpoints_[u][t];
+      std::uint32_t generation = 0;
+      if (view) {
+        if (view->addresses[t].empty()) {
+          continue;
+        }
+        ep = view->endpoints[t];
+        generation = view->generations[t];
+        if (checked_[u][t] != generation) {
+          checked_[u][t] = generation;  // a new address: a new verdict and Host
+          if (hc) {
+            verdicts_[u][t] = Hysteresis(hc->healthy_after, hc->unhealthy_after);
+            const auto& name = health_.target_name(u, t);
+            requests_[u][t] =
+                check_request(*hc, name.empty() ? view->addresses[t] : name, version_);
+          }
+        }
+      }
       if (hc) {
-        spawn(ioc_, http_check(u, t), logs_, "health check");
+        spawn(ioc_, http_check(u, t, ep, generation), logs_, "health check");
       } else {
-        spawn(ioc_, check(u, t), logs_, "health check");
+        spawn(ioc_, check(u, t, ep, generation), logs_, "health check");
       }
     }
     timer.expires_after(hc ? hc->interval : cfg_.health.check_interval);

@@ -15,6 +15,7 @@
 #include "observability/health.hpp"
 #include "observability/logging.hpp"
 #include "upstream/active_check.hpp"
+#include "upstream/target_slots.hpp"
 #include "upstream/upstream_health.hpp"
 
 namespace gatehouse::upstream {
@@ -26,7 +27,8 @@ class HealthChecker {
   HealthChecker(io::net::io_context& ioc, const config::Config& cfg,
                 const std::vector<std::vector<io::tcp::endpoint>>& endpoints,
                 observability::Health& health, observability::Logs& logs,
-                std::vector<UpstreamHealth*> shared = {}, std::string version = "0");
+                std::vector<UpstreamHealth*> shared = {}, std::string version = "0",
+                std::vector<const TargetSlots*> slots = {});
 
   // Checks every target now and then every interval, until stop().
   io::net::awaitable<void> run();
@@ -39,8 +41,12 @@ class HealthChecker {
  private:
   io::net::awaitable<void> run_upstream(std::size_t upstream);
   io::net::awaitable<void> sweep_loop();
-  io::net::awaitable<void> check(std::size_t upstream, std::size_t target);
-  io::net::awaitable<void> http_check(std::size_t upstream, std::size_t target);
+  io::net::awaitable<void> check(std::size_t upstream, std::size_t target, io::tcp::endpoint ep,
+                                 std::uint32_t generation);
+  io::net::awaitable<void> http_check(std::size_t upstream, std::size_t target,
+                                      io::tcp::endpoint ep, std::uint32_t generation);
+  // i12-resolve: whether slot `target` still holds the address a check started with.
+  bool same_slot(std::size_t upstream, std::size_t target, std::uint32_t generation) const;
   void log_reachability(std::size_t upstream, observability::TargetHealth& th, bool was,
                         bool now_reachable, const std::string& what);
 
@@ -53,6 +59,10 @@ class HealthChecker {
   std::string version_;
   std::vector<std::vector<Hysteresis>> verdicts_;   // [u][t], upstreams with a health_check
   std::vector<std::vector<std::string>> requests_;  // [u][t]: the check's request bytes
+  // i12-resolve: [u], null when upstream u's targets never change; [u][t]: the slot generation
+  // verdicts_ and requests_ were made for.
+  std::vector<const TargetSlots*> slots_;
+  std::vector<std::vector<std::uint32_t>> checked_;
   bool stopped_ = false;
 };
 

@@ -143,7 +143,9 @@ std::optional<Candidate> HashBalancer::next(Walk& walk, TargetHealths targets) {
       if (t == walk.avoid || (walk.pass == 0) != targets[t]->reachable()) {
         continue;
       }
-      std::uint64_t s = rendezvous_score(walk.key, targets[t]->address());
+      std::uint64_t s = t < address_hashes_.size()
+                            ? mix(walk.key ^ address_hashes_[t])
+                            : rendezvous_score(walk.key, targets[t]->address());
       auto below_last = [&] {
         return !walk.started || s < walk.step || (s == walk.step && t < walk.start);
       };
@@ -169,6 +171,13 @@ std::optional<Candidate> HashBalancer::next(Walk& walk, TargetHealths targets) {
     }
   }
   return std::nullopt;
+}
+
+void HashBalancer::set_addresses(std::span<const std::string> addresses) {
+  address_hashes_.clear();
+  for (const auto& a : addresses) {
+    address_hashes_.push_back(mix(fnv1a(a)));
+  }
 }
 
 std::unique_ptr<LoadBalancer> make_round_robin() {

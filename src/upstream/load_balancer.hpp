@@ -14,6 +14,7 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -46,6 +47,9 @@ class LoadBalancer {
   virtual ~LoadBalancer() = default;
   // The next target to try in this walk, or nullopt when every candidate was offered.
   virtual std::optional<Candidate> next(Walk& walk, TargetHealths targets) = 0;
+  // The targets' addresses, when they are set and whenever they change (the cluster, on its own
+  // thread): a balancer that needs them keeps its own copy.
+  virtual void set_addresses(std::span<const std::string> /*addresses*/) {}
 };
 
 // Round robin over the targets marked reachable, starting after the last target chosen by any
@@ -82,6 +86,11 @@ class LeastRequest final : public LoadBalancer {
 class HashBalancer final : public LoadBalancer {
  public:
   std::optional<Candidate> next(Walk& walk, TargetHealths targets) override;
+  // Keeps each address's hash; without it (tests) the targets' health records give the address.
+  void set_addresses(std::span<const std::string> addresses) override;
+
+ private:
+  std::vector<std::uint64_t> address_hashes_;
 };
 
 // The request key for the hash balancer: stable across processes, builds and machines.

@@ -22,11 +22,22 @@ void clear(std::atomic<std::uint32_t>& counter) {
 
 OutlierDetector::OutlierDetector(const config::OutlierConfig& cfg,
                                  std::vector<observability::TargetHealth*> targets)
-    : cfg_(cfg), targets_(std::move(targets)) {
-  const std::size_t n = targets_.size();
-  max_ejected_ = n * cfg_.max_ejected_percent / 100;
-  if (max_ejected_ == 0 && n >= 2 && cfg_.max_ejected_percent > 0) {
-    max_ejected_ = 1;
+    : cfg_(cfg), targets_(std::move(targets)), max_ejected_(0) {
+  set_live_targets(targets_.size());
+}
+
+void OutlierDetector::set_live_targets(std::size_t n) {
+  std::size_t m = n * cfg_.max_ejected_percent / 100;
+  if (m == 0 && n >= 2 && cfg_.max_ejected_percent > 0) {
+    m = 1;
+  }
+  max_ejected_.store(m, std::memory_order_relaxed);
+}
+
+void OutlierDetector::forget(std::size_t target) {
+  auto& th = *targets_[target];
+  if (th.set(TargetHealth::kEjected, false)) {
+    ejected_.fetch_sub(1, std::memory_order_relaxed);
   }
 }
 
@@ -69,7 +80,7 @@ std::optional<Ejection> OutlierDetector::eject(std::size_t target, const char* r
   // as soon as another one returns and it fails again.
   auto taken = ejected_.load(std::memory_order_relaxed);
   do {
-    if (taken >= max_ejected_) {
+    if (taken >= max_ejected_.load(std::memory_order_relaxed)) {
       return std::nullopt;
     }
   } while (!ejected_.compare_exchange_weak(taken, taken + 1, std::memory_order_relaxed));

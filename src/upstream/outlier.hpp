@@ -52,7 +52,11 @@ class OutlierDetector {
 
   // How many targets may be ejected at once: max_ejected_percent of them, rounded down, but at
   // least one when there are two or more targets (a lone target is never ejected below 100%).
-  std::size_t max_ejected() const { return max_ejected_; }
+  std::size_t max_ejected() const { return max_ejected_.load(std::memory_order_relaxed); }
+  // i12-resolve (admin thread): how many targets hold an address now (max_ejected is a share of
+  // them), and a slot that lost its address or takes a new one leaves ejection, uncounted.
+  void set_live_targets(std::size_t n);
+  void forget(std::size_t target);
   std::size_t ejected() const { return ejected_.load(std::memory_order_relaxed); }
   const config::OutlierConfig& config() const { return cfg_; }
 
@@ -61,7 +65,7 @@ class OutlierDetector {
 
   config::OutlierConfig cfg_;
   std::vector<observability::TargetHealth*> targets_;
-  std::size_t max_ejected_;
+  std::atomic<std::size_t> max_ejected_;
   std::atomic<std::size_t> ejected_{0};
 };
 

@@ -81,6 +81,13 @@ void Pool::prune(Clock::time_point now) {
   }
 }
 
+void Pool::drop(std::size_t target) {
+  auto& list = idle_[target];
+  idle_gauge_.add(-static_cast<std::int64_t>(list.size()));
+  idle_total_ -= list.size();
+  list.clear();
+}
+
 void Pool::close_all() {
   for (auto& list : idle_) {
     idle_gauge_.add(-static_cast<std::int64_t>(list.size()));

@@ -24,6 +24,7 @@ class Pool {
   void release(std::unique_ptr<Connection> conn, Clock::time_point now);
   void prune(Clock::time_point now);  // close connections idle past keepalive_timeout
   void close_all();
+  void drop(std::size_t target);  // closes the target's idle connections (i12-resolve)
   std::size_t idle(std::size_t target) const { return idle_[target].size(); }
   std::size_t idle_total() const { return idle_total_; }
   // The idle connection that waited longest (the oldest of the fullest list), taken out to be

@@ -161,6 +161,20 @@ std::int64_t UpstreamHealth::unavailable_retry_after_s(Clock::time_point now) co
   return ceil_seconds(std::max<std::int64_t>(best, 0));
 }
 
+void UpstreamHealth::target_replaced(std::size_t target) {
+  if (outlier_) {
+    outlier_->forget(target);
+  } else {
+    targets_[target]->set(TargetHealth::kEjected, false);
+  }
+}
+
+void UpstreamHealth::set_live_targets(std::size_t live) {
+  if (outlier_) {
+    outlier_->set_live_targets(live);
+  }
+}
+
 void UpstreamHealth::sweep(Clock::time_point now) {
   if (outlier_) {
     for (auto t : outlier_->sweep(now)) {
@@ -229,6 +243,9 @@ void UpstreamHealth::render_metric_help(std::string& out) {
 void UpstreamHealth::render_metrics(std::string& out, Clock::time_point) const {
   auto it = std::back_inserter(out);
   for (const auto* t : targets_) {
+    if (t->retired()) {
+      continue;  // a re-resolved name's slot without an address
+    }
     const auto f = t->flags();
     fmt::format_to(it,
                    "gatehouse_upstream_target_healthy{{upstream=\"{0}\",target=\"{1}\"}} {2}\n"

@@ -48,6 +48,11 @@ class UpstreamHealth {
   bool all_out() const;
   std::int64_t unavailable_retry_after_s(Clock::time_point now) const;
 
+  // i12-resolve, admin thread: slot `target` lost its address or takes a new one (its ejection,
+  // if any, ends uncounted); `live`: the targets that hold an address now.
+  void target_replaced(std::size_t target);
+  void set_live_targets(std::size_t live);
+
   // Admin thread, a few times a second: ejections that ended, open -> half-open.
   void sweep(Clock::time_point now);
 

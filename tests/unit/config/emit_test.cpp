@@ -59,6 +59,8 @@ void expect_same(const Config& a, const Config& b) {
     EXPECT_EQ(x.max_connections, y.max_connections);
     EXPECT_EQ(x.queue_timeout, y.queue_timeout);
     EXPECT_EQ(x.max_queued, y.max_queued);
+    EXPECT_EQ(x.resolve_interval, y.resolve_interval);  // i12-resolve
+    EXPECT_EQ(x.max_addresses, y.max_addresses);
     EXPECT_EQ(x.retry.attempts, y.retry.attempts);
     EXPECT_EQ(x.retry.backoff_base, y.retry.backoff_base);
     EXPECT_EQ(x.retry.backoff_max, y.retry.backoff_max);
@@ -168,6 +170,8 @@ upstreams:
     health_check: null
     outlier: null
     circuit_breaker: null
+    resolve_interval: 0s
+    max_addresses: 16
 rate_limit: null
 routes:
   - name: default

@@ -226,7 +226,7 @@ TEST(ConfigErrors, Upstreams) {
        "t.yaml:4:5: upstreams.app.retries: unknown key \"retries\"; allowed keys: targets, "
        "connect_timeout, timeout, max_idle_per_target, keepalive_timeout, balance, "
        "max_connections, queue_timeout, max_queued, retry, per_try_timeout, health_check, outlier, "
-       "circuit_breaker"},
+       "circuit_breaker, resolve_interval, max_addresses"},
       {std::string("upstreams:\n  app: {}\n"),
        "t.yaml:2:8: upstreams.app.targets: required key is missing"},
       {std::string("upstreams:\n  app:\n"),
