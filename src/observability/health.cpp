@@ -46,6 +46,8 @@ void TargetHealth::reuse(std::string address) {
   passive.ejected_until_ns.store(0, std::memory_order_relaxed);
   passive.returned_at_ns.store(0, std::memory_order_relaxed);
   passive.ejection_streak.store(0, std::memory_order_relaxed);
+  passive.ejections.store(0, std::memory_order_relaxed);  // a new address: new series from 0
+  active.state_changes.store(0, std::memory_order_relaxed);
   active.last_check_unix_ms.store(0, std::memory_order_relaxed);
   active.last_latency_us.store(-1, std::memory_order_relaxed);
   active.consecutive_passes.store(0, std::memory_order_relaxed);

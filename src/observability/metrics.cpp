@@ -51,6 +51,9 @@ Metrics::Metrics(unsigned workers, std::vector<std::string> route_names,
       upstream_names_(std::move(upstream_names)),
       target_names_(std::move(target_names)) {
   target_names_.resize(upstream_names_.size());
+  for (const auto& names : target_names_) {
+    baselines_.push_back(std::make_unique<TargetStats[]>(names.size()));
+  }
   for (unsigned i = 0; i < workers; ++i) {
     auto w = std::make_unique<WorkerMetrics>();
     w->routes = std::vector<RouteStats>(route_names_.size() + 1);
@@ -227,8 +230,26 @@ std::string Metrics::render(const std::function<void(std::string&)>& extra) cons
 }
 
 void Metrics::set_target_name(std::size_t u, std::size_t t, std::string name) {
-  if (u < target_names_.size() && t < target_names_[u].size()) {
-    target_names_[u][t] = std::move(name);
+  if (u >= target_names_.size() || t >= target_names_[u].size()) {
+    return;
+  }
+  target_names_[u][t] = std::move(name);
+  auto& base = baselines_[u][t];
+  auto rebase = [&](Cell& b, auto&& pick) {
+    std::int64_t now = 0;
+    for (const auto& s : shards_) {
+      if (t < s->upstreams[u].target_count) {
+        now += pick(s->upstreams[u].targets[t]).get();
+      }
+    }
+    b.add(now - b.get());
+  };
+  rebase(base.requests, [](const TargetStats& ts) -> const Cell& { return ts.requests; });
+  rebase(base.errors, [](const TargetStats& ts) -> const Cell& { return ts.errors; });
+  rebase(base.head_us_sum, [](const TargetStats& ts) -> const Cell& { return ts.head_us_sum; });
+  for (std::size_t b = 0; b < base.head_buckets.size(); ++b) {
+    rebase(base.head_buckets[b],
+           [b](const TargetStats& ts) -> const Cell& { return ts.head_buckets[b]; });
   }
 }
 
@@ -253,7 +274,7 @@ void Metrics::render_targets(std::string& out) const {
                &UpstreamStats::busy);
 
   auto target_cell = [&](std::size_t u, std::size_t t, auto&& pick) {
-    std::int64_t total = 0;
+    std::int64_t total = -pick(baselines_[u][t]).get();
     for (const auto& s : shards_) {
       const auto& us = s->upstreams[u];
       if (t < us.target_count) {

@@ -95,7 +95,8 @@ class Metrics {
   // Prometheus text exposition (format 0.0.4). `extra` appends gauges owned elsewhere.
   std::string render(const std::function<void(std::string&)>& extra = {}) const;
   // i12-resolve: the `target` label of upstream u's slot t (empty: the slot has no address and
-  // its series are left out). Called on the thread that renders (the admin thread) only.
+  // its series are left out); a new name starts the slot's series from 0. Called on the thread
+  // that renders (the admin thread) only.
   void set_target_name(std::size_t u, std::size_t t, std::string name);
 
  private:
@@ -104,6 +105,9 @@ class Metrics {
   std::vector<std::string> route_names_;
   std::vector<std::string> upstream_names_;
   std::vector<std::vector<std::string>> target_names_;
+  // i12-resolve: per upstream and slot, the shards' sums when the slot took its current address
+  // (subtracted when rendering, so each address's series starts at 0). Admin thread only.
+  std::vector<std::unique_ptr<TargetStats[]>> baselines_;
   std::vector<std::unique_ptr<WorkerMetrics>> shards_;
 };
 

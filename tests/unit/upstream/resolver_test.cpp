@@ -214,6 +214,34 @@ TEST_F(ResolverTest, AFailureKeepsTheAddressesAndShowsInHealth) {
   EXPECT_EQ(ok.status, observability::Status::ok);
 }
 
+TEST(ResolvedTargetMetrics, ASlotsSeriesFollowItsAddressAndStartFromZero) {
+  observability::Metrics m(1, {"r"}, {"app"}, {{"127.0.0.1:7000", "", ""}});
+  auto& slot1 = m.worker(0).upstreams[0].targets[1];
+  auto text = m.render();
+  EXPECT_EQ(text.find("target=\"\""), std::string::npos) << "an empty slot has no series";
+  m.set_target_name(0, 1, "10.0.0.1:8000");
+  slot1.requests.add(5);
+  slot1.record_head(1000);
+  text = m.render();
+  EXPECT_NE(text.find("gatehouse_upstream_target_requests_total{upstream=\"app\",target=\"10.0.0.1:"
+                      "8000\"} 5\n"),
+            std::string::npos)
+      << text;
+  // The slot goes to another address: its series starts from 0, the old one is gone.
+  m.set_target_name(0, 1, "10.0.0.2:8000");
+  slot1.requests.add(2);
+  text = m.render();
+  EXPECT_EQ(text.find("10.0.0.1:8000"), std::string::npos);
+  EXPECT_NE(text.find("gatehouse_upstream_target_requests_total{upstream=\"app\",target=\"10.0.0.2:"
+                      "8000\"} 2\n"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("gatehouse_upstream_target_response_head_seconds_count{upstream=\"app\","
+                      "target=\"10.0.0.2:8000\"} 0\n"),
+            std::string::npos)
+      << text;
+}
+
 // --- a worker's Cluster following the slots ----------------------------------------------------
 
 class FollowTest : public ResolverTest {
