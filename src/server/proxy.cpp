@@ -424,8 +424,8 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
   bool reported = false;  // the current try's outcome went to target health already
   const upstream::Pick pick{balance_key(ucfg.balance, x), &c.socket()};
   observability::TargetStats* target_stats = nullptr;  // the current try's target
-  std::size_t avoid = upstream::kNoTarget;  // the last failed try's target: offered last
-  std::uint64_t refused = 0;                // targets that answered 429: never offered again
+  std::size_t avoid = upstream::kNoTarget;             // the last failed try's target: offered last
+  std::uint64_t refused = 0;  // targets that answered 429: never offered again
   // Asks the policy (and the budget) whether the try that just failed goes again; when it does,
   // counts and logs the retry, waits, and sets where the next try goes.
   auto retry = [&](int& tries, upstream::RetryInput in) -> net::awaitable<bool> {
@@ -436,7 +436,7 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
     in.body = body_state();
     // Another target that did not answer 429 (the one that just did included).
     std::uint64_t out = refused | (u ? upstream::target_bit(u->target) : 0);
-    in.other_target = cluster.target_count() > static_cast<std::size_t>(std::popcount(out));
+    in.other_target = cluster.live_target_count() > static_cast<std::size_t>(std::popcount(out));
     if (retries) {
       in.method_listed = method_listed(ucfg.retry, sv(p.get().method_string()));
       in.random = cluster.next_random();

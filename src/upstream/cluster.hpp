@@ -108,7 +108,9 @@ class Cluster {
   const config::Upstream& config() const { return cfg_; }
   const std::string& address(std::size_t target) const { return addresses_[target]; }
   std::size_t index() const { return index_; }
-  std::size_t target_count() const { return targets_.size(); }
+  std::size_t target_count() const { return targets_.size(); }  // slots (i12-resolve)
+  // Targets that hold an address: target_count() unless host names are re-resolved.
+  std::size_t live_target_count() const { return live_targets_; }
   Pool& pool() { return pool_; }
   const Load& load() const { return *load_; }
   std::size_t queued() const { return queued_; }
@@ -180,6 +182,7 @@ class Cluster {
   const TargetSlots* slots_ = nullptr;
   std::uint64_t seen_version_ = 0;
   std::vector<std::uint32_t> generations_;  // per slot, as this worker last saw it
+  std::size_t live_targets_ = 0;
 };
 
 }  // namespace gatehouse::upstream
