@@ -65,7 +65,12 @@ Resolver::Resolver(net::io_context& ioc, const config::Config& cfg, observabilit
       if (is_host_name(t)) {
         st.names.push_back(Name{t, t.to_string(), slot, uc.slots_of(i), {}, 0});
       } else {
-        st.view.endpoints[slot] = tcp::endpoint(net::ip::make_address(t.host), t.port);
+        error_code ec;
+        auto address = net::ip::make_address(t.host, ec);
+        if (ec) {
+          throw std::runtime_error("upstreams." + uc.name + ": invalid address " + t.host);
+        }
+        st.view.endpoints[slot] = tcp::endpoint(address, t.port);
         st.view.addresses[slot] = t.to_string();
         st.view.generations[slot] = 1;
       }
