@@ -209,7 +209,8 @@ def test_addresses_that_come_and_go_move_traffic_without_a_failed_request(apps, 
     hosts.set({NAME: ["127.0.0.1", "127.0.0.2"]})
     port, (a, b, c) = start_apps(apps, [("127.0.0.1", "a"), ("127.0.0.2", "b"),
                                         ("127.0.0.3", "c")])
-    gh = resolving(gatehouses, NAME, port)
+    # The apps count health checks too: b's count standing still proves its checks stopped too.
+    gh = resolving(gatehouses, NAME, port, health_check={"path": "/check", "interval": "1s"})
     with Load(gh) as load:
         assert wait_until(lambda: a.served() >= 20 and b.served() >= 20, scaled(10))
         assert c.served() == 0
@@ -241,6 +242,16 @@ def test_addresses_that_come_and_go_move_traffic_without_a_failed_request(apps, 
                  target=label("127.0.0.2", port)) is None, m.text
     assert m.value("gatehouse_upstream_target_up", upstream="app",
                    target=label("127.0.0.3", port)) == 1
+    # The added address is checked like the others (at the next round, within `interval`).
+    def targets():
+        _, _, body = http_request(gh.admin_port, "GET", "/health/detailed")
+        return {t["address"]: t for t in
+                json.loads(body)["components"]["upstream:app"]["targets"]}
+
+    assert set(targets()) == {label("127.0.0.1", port), label("127.0.0.3", port)}
+    assert wait_until(lambda: targets()[label("127.0.0.3", port)]["last_check"], scaled(3))
+    assert targets()[label("127.0.0.3", port)]["state"] == "healthy"
+    assert b.served() == b_after, "the removed address is still checked"
 
 
 def test_a_name_that_stops_resolving_keeps_its_addresses(apps, gatehouses, hosts):
