@@ -99,10 +99,12 @@ net::awaitable<void> HealthChecker::http_check(std::size_t u, std::size_t t, tcp
   const auto start = Clock::now();
   std::string error;
   unsigned status = 0;
+  // A copy: a new address for the slot rebuilds requests_[u][t] while this check may still run.
+  const std::string request = requests_[u][t];
   auto [ec] = co_await stream.async_connect(ep, nothrow);
   const bool connected = !ec;
   if (connected) {
-    auto [wec, wn] = co_await net::async_write(stream, net::buffer(requests_[u][t]), nothrow);
+    auto [wec, wn] = co_await net::async_write(stream, net::buffer(request), nothrow);
     ec = wec;
     std::string received;
     std::array<char, 512> chunk{};
