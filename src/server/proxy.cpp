@@ -424,8 +424,8 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
   bool reported = false;  // the current try's outcome went to target health already
   const upstream::Pick pick{balance_key(ucfg.balance, x), &c.socket()};
   observability::TargetStats* target_stats = nullptr;  // the current try's target
-  std::size_t avoid = upstream::kNoTarget;  // the last failed try's target: offered last
-  std::uint64_t refused = 0;                // targets that answered 429: never offered again
+  std::size_t avoid = upstream::kNoTarget;             // the last failed try's target: offered last
+  std::uint64_t refused = 0;  // targets that answered 429: never offered again
   // Asks the policy (and the budget) whether the try that just failed goes again; when it does,
   // counts and logs the retry, waits, and sets where the next try goes.
   auto retry = [&](int& tries, upstream::RetryInput in) -> net::awaitable<bool> {
@@ -449,8 +449,9 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
     // keep-alive connection the upstream had closed says nothing about the target.
     if (!(d.retry && d.reason == upstream::RetryReason::stale_connection)) {
       reported = true;
+      // A try that connected counts from when it started; one that found no connection, now.
       cluster.report(u ? u->target : upstream::UpstreamHealth::kNoTarget, try_outcome(in), probe,
-                     upstream_start, x.request_id);
+                     u ? upstream_start : Clock::now(), x.request_id);
     }
     if (!d.retry) {
       if (retries && d.why_not != upstream::NoRetry::not_listed) {
