@@ -102,6 +102,9 @@ class Cluster {
   const std::string& address(std::size_t target) const { return addresses_[target]; }
   std::size_t index() const { return index_; }
   std::size_t target_count() const { return targets_.size(); }
+  // Whether a target outside `excluded` (bits as in `acquire(never)`) could take a try: one that
+  // is not out (unhealthy or ejected). What a 429's retry needs before it drops the response.
+  bool has_other_target(std::uint64_t excluded) const;
   Pool& pool() { return pool_; }
   const Load& load() const { return *load_; }
   std::size_t queued() const { return queued_; }
@@ -122,6 +125,9 @@ class Cluster {
   };
   using WaiterList = boost::intrusive::list<Waiter, boost::intrusive::constant_time_size<false>>;
   enum class Queued { go, full, timed_out, client_gone };
+  // A place or an idle connection is free while requests wait: the first of them goes. Called
+  // where a woken or waiting request leaves without taking what was freed.
+  void pass_on_wake();
 
   // Passive health: what a connect attempt taught about a target.
   void connect_succeeded(const Candidate& c);
