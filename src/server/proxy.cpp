@@ -244,12 +244,27 @@ void busy_reply(Context& x, bool close) {
   x.reply.body = ghttp::error_body(
       "upstream_busy", "The upstream service is at capacity; retry shortly.", 1, x.request_id);
   x.reply.headers = "Retry-After: 1\r\n";
-  x.reply.head_only = false;
+  x.reply.head_only = x.head_request;
   x.reply.close = close;
   x.reply.error = true;
 }
 
 // --- retries (issue 12, i12-retry) ---
+
+// A half-open probe's slot goes back unless a try reported under it: a probe that ends without
+// reaching an upstream (queue full or timed out, the client left, a bad body, every target out)
+// taught the breaker nothing, and a slot never given back would keep the breaker shut.
+struct ProbeSlot {
+  upstream::CircuitBreaker* breaker = nullptr;  // null: not a probe, or its outcome was reported
+  ProbeSlot() = default;
+  ProbeSlot(const ProbeSlot&) = delete;
+  ProbeSlot& operator=(const ProbeSlot&) = delete;
+  ~ProbeSlot() {
+    if (breaker != nullptr) {
+      breaker->release_probe();
+    }
+  }
+};
 
 // What a failed try tells target health (outlier detection, the circuit breaker): a response
 // below 500 (a 429, a 2xx whose JSON does not parse) means the target is up.
@@ -369,7 +384,9 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
     }
     body_whole = true;
   } else if (has_body && retries && ucfg.retry.buffer_body > 0 &&
-             p.content_length().value_or(0) <= ucfg.retry.buffer_body) {
+             p.content_length().value_or(0) <= ucfg.retry.buffer_body &&
+             (plan.idempotency_key || method_listed(ucfg.retry, sv(p.get().method_string())))) {
+    // Kept only when a retry could send it: a POST without Idempotency-Key is never copied.
     replay.emplace(ucfg.retry.buffer_body, &w.buffers);
   }
   auto body_state = [&] {
@@ -414,6 +431,17 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
     }
     probe = admission.probe;
   }
+  ProbeSlot probe_slot;
+  if (probe) {
+    probe_slot.breaker = shared->breaker();
+  }
+  // One report per try (outlier detection, the breaker), at the time its outcome is known. Only
+  // the first try of a probe request reports as the probe.
+  auto report_try = [&](std::size_t target, upstream::TryOutcome outcome) {
+    cluster.report(target, outcome, probe, Clock::now(), x.request_id);
+    probe = false;
+    probe_slot.breaker = nullptr;
+  };
 
   std::optional<ResponseParser> rp;
   upstream::reset_response_parser(rp, plan.head_request);
@@ -421,7 +449,8 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
   Clock::time_point upstream_start{};
   bool fresh = false;
   bool stale_retried = false;
-  bool reported = false;  // the current try's outcome went to target health already
+  bool reported = false;      // the current try's outcome went to target health already
+  bool head_arrived = false;  // the current try got a head, then its held body failed
   const upstream::Pick pick{balance_key(ucfg.balance, x), &c.socket()};
   observability::TargetStats* target_stats = nullptr;  // the current try's target
   std::size_t avoid = upstream::kNoTarget;             // the last failed try's target: offered last
@@ -435,8 +464,7 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
     in.idempotency_key = plan.idempotency_key;
     in.body = body_state();
     // Another target that did not answer 429 (the one that just did included).
-    std::uint64_t out = refused | (u ? upstream::target_bit(u->target) : 0);
-    in.other_target = cluster.live_target_count() > static_cast<std::size_t>(std::popcount(out));
+    in.other_target = cluster.has_other_target(refused | (u ? upstream::target_bit(u->target) : 0));
     if (retries) {
       in.method_listed = method_listed(ucfg.retry, sv(p.get().method_string()));
       in.random = cluster.next_random();
@@ -449,8 +477,13 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
     // keep-alive connection the upstream had closed says nothing about the target.
     if (!(d.retry && d.reason == upstream::RetryReason::stale_connection)) {
       reported = true;
-      cluster.report(u ? u->target : upstream::UpstreamHealth::kNoTarget, try_outcome(in), probe,
-                     upstream_start, x.request_id);
+      report_try(u ? u->target : upstream::UpstreamHealth::kNoTarget, try_outcome(in));
+    }
+    // An open breaker stops the retries of requests admitted before it opened.
+    if (d.retry && shared != nullptr && shared->breaker() != nullptr &&
+        shared->breaker()->state() == upstream::CircuitBreaker::State::open) {
+      log_no_retry(w, x, tries, upstream::NoRetry::circuit_open);
+      co_return false;
     }
     if (!d.retry) {
       if (retries && d.why_not != upstream::NoRetry::not_listed) {
@@ -509,16 +542,16 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
     // counts against max_connections, and the retry must not queue behind it.
     u.reset();
     reported = false;
+    head_arrived = false;
+    x.upstream_address.clear();  // a failure reply names only a target that was tried
     auto acquired = co_await cluster.acquire(fresh, x.request_id, avoid, refused, pick);
     if (!acquired.conn) {
       if (acquired.client_gone) {
         co_return false;
       }
       if (acquired.unavailable) {
-        // Every target is out: nothing was tried, so nothing for the breaker to learn.
-        if (probe) {
-          shared->breaker()->release_probe();
-        }
+        // Every target is out: nothing was tried, so nothing for the breaker to learn (a probe's
+        // slot goes back with probe_slot).
         pipeline::retry_later_reply(x, 503, "upstream_unavailable",
                                     "No upstream server is available; try again later.",
                                     acquired.retry_after_s, has_body && !body_whole);
@@ -601,6 +634,7 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
                  (plan.idempotency_key || method_listed(ucfg.retry, sv(p.get().method_string())))) {
         auto length = static_cast<std::size_t>(*rp->content_length());
         ec = co_await upstream::hold_response_body(*u, length, bounded(ucfg.timeout));
+        head_arrived = static_cast<bool>(ec);
         if (!ec) {
           auto held = u->buffer.data();
           bool parses = upstream::json_parses(
@@ -616,10 +650,8 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
     }
     if (!ec) {
       if (!reported) {
-        cluster.report(u->target,
-                       rp->get().result_int() >= 500 ? upstream::TryOutcome::http_5xx
-                                                     : upstream::TryOutcome::success,
-                       probe, upstream_start, x.request_id);
+        report_try(u->target, rp->get().result_int() >= 500 ? upstream::TryOutcome::http_5xx
+                                                            : upstream::TryOutcome::success);
       }
       if (target_stats != nullptr) {
         target_stats->record_head(
@@ -633,8 +665,11 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
     }
     // The try failed before a response head: the retry policy says whether to try again.
     auto failure = upstream::classify_head_failure(ec);
-    bool again = co_await retry(
-        tries, {.failure = failure, .reused_connection = u->reused, .wrote_any = sent.wrote_any});
+    // A body that failed after its head is not a stale keep-alive connection: the upstream
+    // answered on it.
+    bool again = co_await retry(tries, {.failure = failure,
+                                        .reused_connection = u->reused && !head_arrived,
+                                        .wrote_any = sent.wrote_any});
     if (again) {
       continue;
     }

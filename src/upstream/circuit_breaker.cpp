@@ -103,7 +103,11 @@ CircuitBreaker::Transition CircuitBreaker::record(unsigned shard, bool failed, b
   const auto cur = bucket_of(now);
   auto& b = shards_[shard % shards_.size()]
                 ->buckets[static_cast<std::size_t>(static_cast<std::uint64_t>(cur) % kBuckets)];
-  if (b.stamp.load(std::memory_order_relaxed) != cur) {
+  const auto stamp = b.stamp.load(std::memory_order_relaxed);
+  if (stamp > cur) {
+    return Transition::none;  // older than the whole window: the slot holds newer counts
+  }
+  if (stamp != cur) {
     b.requests.store(0, std::memory_order_relaxed);
     b.failures.store(0, std::memory_order_relaxed);
     b.stamp.store(cur, std::memory_order_relaxed);

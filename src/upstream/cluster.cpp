@@ -150,6 +150,21 @@ void Cluster::wake_one() {
   w.timer->cancel();
 }
 
+void Cluster::pass_on_wake() {
+  if (!waiters_.empty() && waking_ == 0 && (slot_free() || pool_.idle_total() != 0)) {
+    wake_one();
+  }
+}
+
+bool Cluster::has_other_target(std::uint64_t excluded) const {
+  for (std::size_t t = 0; t < health_.size(); ++t) {
+    if ((excluded & target_bit(t)) == 0 && !health_[t]->out() && !slot_empty(t)) {
+      return true;
+    }
+  }
+  return false;
+}
+
 void Cluster::dequeue(Waiter& w) {
   if (w.is_linked()) {
     w.unlink();
@@ -227,10 +242,12 @@ net::awaitable<Cluster::Queued> Cluster::wait_in_queue(tcp::socket* client) {
     }
     if (gone) {
       out = Queued::client_gone;
+      pass_on_wake();
       break;
     }
     if (Clock::now() >= deadline) {
       out = Queued::timed_out;
+      pass_on_wake();  // a place freed while this one waited out its time goes to the next
       break;
     }
     front = true;  // woken by something else: back in place
@@ -247,7 +264,8 @@ net::awaitable<Acquired> Cluster::acquire(bool fresh, std::string_view request_i
                                           std::size_t avoid, std::uint64_t never, Pick pick) {
   Acquired failure{nullptr, 502, {}};
   refresh_if_changed();
-  if (cfg_.max_connections != 0 && must_queue()) {
+  // An upstream whose every target is out answers at once (below) rather than after a wait.
+  if (cfg_.max_connections != 0 && must_queue() && !(shared_ != nullptr && shared_->all_out())) {
     auto queued = co_await wait_in_queue(pick.client);
     if (queued == Queued::client_gone) {
       co_return Acquired{nullptr, 0, "client closed the connection while queued", true};
@@ -268,14 +286,11 @@ net::awaitable<Acquired> Cluster::acquire(bool fresh, std::string_view request_i
   bool tried = false;
   while (auto candidate = balancer_->next(walk, health_)) {
     const std::size_t t = candidate->target;
-    if ((never & target_bit(t)) != 0) {
-      tried = true;  // this request's own exclusion (a 429), not the target's health
-      continue;
-    }
     // Out (unhealthy, ejected or retired) means no request at all, whichever balancer offered
-    // it. A connect attempt may have taken a while: a slot may have changed meanwhile.
+    // it; a target in `never` answered this request 429 already. A connect attempt may have
+    // taken a while: a slot may have changed meanwhile.
     refresh_if_changed();
-    if (health_[t]->out() || slot_empty(t)) {
+    if ((never & target_bit(t)) != 0 || health_[t]->out() || slot_empty(t)) {
       continue;
     }
     tried = true;
@@ -336,13 +351,17 @@ net::awaitable<Acquired> Cluster::acquire(bool fresh, std::string_view request_i
     failure.detail = "connect to " + addresses_[t] + ": " + what;
   }
   unreserve_slot(held);
+  pass_on_wake();  // nothing taken here: what woke this request goes to the next in line
   if (!tried) {
-    // Every target is out: answer at once rather than connect to targets known to be dead.
+    // Every target is out (or answered this request 429): answer at once rather than connect to
+    // targets known to be dead. No connect was tried, so nothing is reported as a failure.
     failure.status = 503;
     failure.unavailable = true;
     failure.retry_after_s =
         shared_ != nullptr ? shared_->unavailable_retry_after_s(Clock::now()) : 1;
-    failure.detail = "every target of upstream " + cfg_.name + " is unhealthy or ejected";
+    failure.detail = never != 0
+                         ? "no target of upstream " + cfg_.name + " is left for this request"
+                         : "every target of upstream " + cfg_.name + " is unhealthy or ejected";
     if (shared_ != nullptr) {
       shared_->unavailable.fetch_add(1, std::memory_order_relaxed);
     }

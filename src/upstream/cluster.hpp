@@ -111,6 +111,10 @@ class Cluster {
   std::size_t target_count() const { return targets_.size(); }  // slots (i12-resolve)
   // Targets that hold an address: target_count() unless host names are re-resolved.
   std::size_t live_target_count() const { return live_targets_; }
+  // Whether a target outside `excluded` (bits as in `acquire(never)`) could take a try: one that
+  // is not out (unhealthy, ejected or retired). What a 429's retry needs before it drops the
+  // response.
+  bool has_other_target(std::uint64_t excluded) const;
   Pool& pool() { return pool_; }
   const Load& load() const { return *load_; }
   std::size_t queued() const { return queued_; }
@@ -131,6 +135,9 @@ class Cluster {
   };
   using WaiterList = boost::intrusive::list<Waiter, boost::intrusive::constant_time_size<false>>;
   enum class Queued { go, full, timed_out, client_gone };
+  // A place or an idle connection is free while requests wait: the first of them goes. Called
+  // where a woken or waiting request leaves without taking what was freed.
+  void pass_on_wake();
 
   // i12-resolve: one acquire load when following slots; a copy of what changed when it did.
   void refresh_if_changed() {

@@ -20,9 +20,9 @@ std::string_view reason_name(RetryReason r) {
 }
 
 std::string_view why_not_name(NoRetry n) {
-  static constexpr std::array<std::string_view, 9> kNames = {
-      "none",        "not_listed", "attempts", "method", "body", "no_other_target",
-      "retry_after", "deadline",   "budget"};
+  static constexpr std::array<std::string_view, 10> kNames = {
+      "none",        "not_listed", "attempts", "method",      "body", "no_other_target",
+      "retry_after", "deadline",   "budget",   "circuit_open"};
   return kNames[static_cast<std::size_t>(n)];
 }
 

@@ -62,6 +62,7 @@ enum class NoRetry : std::uint8_t {
   retry_after,      // the upstream's Retry-After is longer than what the deadline leaves
   deadline,         // the wait would end at or after the route's deadline
   budget,           // the retry budget is spent (decided by RetryBudget, after the policy)
+  circuit_open,     // the upstream's circuit breaker opened meanwhile (decided by the proxy)
 };
 
 std::string_view why_not_name(NoRetry n);  // "budget", "retry_after", ...

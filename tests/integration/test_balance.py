@@ -4,6 +4,7 @@ Real uvicorn and Flask upstreams on loopback; bounded load."""
 import http.client
 import json
 import socket
+import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -262,3 +263,73 @@ def test_a_retry_at_the_cap_does_not_wait_for_its_own_failed_connection(apps, ga
     assert time.monotonic() - t0 < scaled(1.5)
     assert gh.metrics().value("gatehouse_upstream_retries_total", upstream="app") == 1
     assert gh.metrics().value("gatehouse_upstream_busy_total", upstream="app") == 0
+
+
+# --- a real gunicorn behind max_connections -----------------------------------------------------
+
+
+def upstream_connections(port):
+    """Established TCP connections to 127.0.0.1:port, counted from the connecting side (ss)."""
+    out = subprocess.run(["ss", "-Htn", "state", "established", f"dst 127.0.0.1:{port}"],
+                         capture_output=True, text=True, check=True).stdout
+    return sum(1 for line in out.splitlines() if line.strip())
+
+
+def test_a_burst_holds_at_most_max_connections_to_gunicorn(apps, gatehouses):
+    """Issue 12's case: a burst must not open dozens of connections to a gunicorn with a few sync
+    workers (they would wait in its backlog, past the app's own timeouts). With 2 gatehouse
+    workers and max_connections 1, gunicorn never sees more than 2 connections; every request is
+    served from the queue, none is refused."""
+    app = AppProcess(apps.base_dir, APPS / "gunicorn_app.py", [], [2, 100], "gunicorn")
+    apps.apps.append(app)
+    app.start()
+    gh = gatehouses(app, workers=2,
+                    upstreams={"app": {"max_connections": 1, "queue_timeout": "60s"}})
+    seen = []
+    done = threading.Event()
+
+    def watch():
+        while not done.is_set():
+            seen.append(upstream_connections(app.port))
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        results = burst(30, lambda _: get(gh, path="/slow", timeout=60)[0])
+    finally:
+        done.set()
+        watcher.join()
+    assert results == [200] * 30
+    assert len(seen) > 20, "the watch did not run during the burst"
+    assert max(seen) <= 2, f"connections to gunicorn: max {max(seen)} (cap 1 x 2 workers)"
+    assert max(seen) >= 1
+    m = gh.metrics()
+    assert m.value("gatehouse_upstream_busy_total", upstream="app") == 0
+    assert m.value("gatehouse_upstream_connections_opened_total", upstream="app") >= 30  # closes each
+
+
+def test_without_max_connections_a_burst_reaches_gunicorn_whole(apps, gatehouses):
+    """The control for the test above: the same burst without a cap opens many connections at
+    once, so the cap is what held them (the measurement can see more than 2)."""
+    app = AppProcess(apps.base_dir, APPS / "gunicorn_app.py", [], [2, 100], "gunicorn")
+    apps.apps.append(app)
+    app.start()
+    gh = gatehouses(app, workers=2)
+    seen = []
+    done = threading.Event()
+
+    def watch():
+        while not done.is_set():
+            seen.append(upstream_connections(app.port))
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        results = burst(30, lambda _: get(gh, path="/slow", timeout=60)[0])
+    finally:
+        done.set()
+        watcher.join()
+    assert results == [200] * 30
+    assert max(seen) > 4, f"connections to gunicorn: max {max(seen)}"

@@ -55,6 +55,15 @@ TEST_F(BreakerTest, StaysClosedBelowTheRatio) {
   EXPECT_EQ(tries(1, true), Transition::opened);  // 11/22
 }
 
+TEST_F(BreakerTest, AnOutcomeOlderThanTheWindowDoesNotWipeCurrentCounts) {
+  // 9 failures now; then an outcome stamped a full window earlier (a try reported with its start
+  // time) must neither count nor reset the bucket it maps to: the 10th failure still opens.
+  tries(9, true);
+  EXPECT_EQ(cb_.record(0, false, false, now_ - 10s), Transition::none);
+  EXPECT_EQ(cb_.window(now_).requests, 9u);
+  EXPECT_EQ(tries(1, true), Transition::opened);
+}
+
 TEST_F(BreakerTest, SuccessesNeverOpen) {
   EXPECT_EQ(tries(1000, false), Transition::none);
   EXPECT_EQ(cb_.state(), State::closed);

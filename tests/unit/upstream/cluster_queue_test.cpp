@@ -37,7 +37,9 @@ class ClusterQueueTest : public ::testing::Test {
                                          stats_, *health_, *logs_);
   }
 
-  Acquired acquire(Pick pick = {}) { return test::run(ioc_, cluster_->acquire(false, "r", kNoTarget, 0, pick)); }
+  Acquired acquire(Pick pick = {}) {
+    return test::run(ioc_, cluster_->acquire(false, "r", kNoTarget, 0, pick));
+  }
 
   // An acquire left running in the background; its result lands in the returned slot.
   std::shared_ptr<std::optional<Acquired>> start(Pick pick = {}) {

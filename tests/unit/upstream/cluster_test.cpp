@@ -150,7 +150,9 @@ TEST_F(ClusterTest, AvoidAndNeverSteerTheRetry) {
   }
   auto none = test::run(ioc_, cluster_->acquire(false, "req-1", kNoTarget, 0b111));
   EXPECT_EQ(none.conn, nullptr);
-  EXPECT_EQ(none.status, 502u);
+  // Nothing left to try is not a connect failure: 503, and nothing reported to the breaker.
+  EXPECT_EQ(none.status, 503u);
+  EXPECT_TRUE(none.unavailable);
 }
 
 TEST_F(ClusterTest, AvoidedTargetIsTriedWhenTheOthersFailToConnect) {
