@@ -2,7 +2,6 @@
 
 #include <sys/socket.h>
 
-#include <algorithm>
 #include <cerrno>
 
 #include "http/json.hpp"
@@ -51,7 +50,6 @@ Cluster::Cluster(net::any_io_executor ex, DeadlineList& deadlines, std::size_t i
     health_.push_back(&health.target(index_, t));
   }
   balancer_->set_addresses(addresses_);
-  live_targets_ = targets_.size();
 }
 
 void Cluster::follow(const TargetSlots* slots) {
@@ -85,8 +83,6 @@ void Cluster::refresh() {
   }
   if (changed) {
     balancer_->set_addresses(addresses_);
-    live_targets_ = static_cast<std::size_t>(std::count_if(
-        addresses_.begin(), addresses_.end(), [](const std::string& a) { return !a.empty(); }));
   }
 }
 

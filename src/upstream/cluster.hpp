@@ -109,8 +109,6 @@ class Cluster {
   const std::string& address(std::size_t target) const { return addresses_[target]; }
   std::size_t index() const { return index_; }
   std::size_t target_count() const { return targets_.size(); }  // slots (i12-resolve)
-  // Targets that hold an address: target_count() unless host names are re-resolved.
-  std::size_t live_target_count() const { return live_targets_; }
   // Whether a target outside `excluded` (bits as in `acquire(never)`) could take a try: one that
   // is not out (unhealthy, ejected or retired). What a 429's retry needs before it drops the
   // response.
@@ -189,7 +187,6 @@ class Cluster {
   const TargetSlots* slots_ = nullptr;
   std::uint64_t seen_version_ = 0;
   std::vector<std::uint32_t> generations_;  // per slot, as this worker last saw it
-  std::size_t live_targets_ = 0;
 };
 
 }  // namespace gatehouse::upstream

@@ -135,6 +135,28 @@ def who(gh):
     return status, (json.loads(body)["server"] if status == 200 else body)
 
 
+def resolve_state(gh):
+    """/health/detailed's resolve block: when each name was last resolved, and how."""
+    try:
+        _, _, body = http_request(gh.admin_port, "GET", "/health/detailed", timeout=5)
+        state = json.loads(body)["components"]["upstream:app"].get("resolve")
+        return f"now_unix_ms={int(time.time() * 1000)} resolve={state}"
+    except Exception as e:  # noqa: BLE001 (diagnostics only)
+        return repr(e)
+
+
+def detailed_addresses(gh):
+    _, _, body = http_request(gh.admin_port, "GET", "/health/detailed", timeout=5)
+    return {t["address"] for t in json.loads(body)["components"]["upstream:app"]["targets"]}
+
+
+def wait_targets(gh, addresses):
+    """Until /health/detailed lists exactly `addresses` (its cache_ttl is 1 s). The error log is
+    no witness while load runs: its file is flushed when the log queue runs empty."""
+    ok = wait_until(lambda: detailed_addresses(gh) == set(addresses), scaled(10), 0.1)
+    assert ok, f"targets {detailed_addresses(gh)} != {set(addresses)}; {resolve_state(gh)}"
+
+
 def label(host, port):
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
@@ -216,13 +238,7 @@ def test_addresses_that_come_and_go_move_traffic_without_a_failed_request(apps, 
         assert c.served() == 0
         # 127.0.0.2 leaves the name, 127.0.0.3 joins it; b keeps running: only DNS moves traffic.
         hosts.set({NAME: ["127.0.0.1", "127.0.0.3"]})
-        removed = gh.wait_log("error", lambda l: l.get("message") == "upstream target removed",
-                              timeout=scaled(5))
-        assert removed["target"] == label("127.0.0.2", port) and removed["name"] == \
-            f"{NAME}:{port}", removed
-        added = gh.wait_log("error", lambda l: l.get("message") == "upstream target added" and
-                            l.get("target") == label("127.0.0.3", port), timeout=scaled(5))
-        assert added["upstream"] == "app"
+        wait_targets(gh, [label("127.0.0.1", port), label("127.0.0.3", port)])
         # Requests already on their way to b finish; give them a moment, then b gets nothing.
         time.sleep(scaled(0.5))
         b_after = b.served()
@@ -233,6 +249,12 @@ def test_addresses_that_come_and_go_move_traffic_without_a_failed_request(apps, 
         assert c.served() >= c_before + 50, "the added address got (almost) no requests"
     assert load.count() >= 300
     assert load.failures() == [], load.failures()[:5]
+    removed = gh.wait_log("error", lambda l: l.get("message") == "upstream target removed")
+    assert removed["target"] == label("127.0.0.2", port), removed
+    assert removed["name"] == f"{NAME}:{port}" and removed["upstream"] == "app", removed
+    added = gh.wait_log("error", lambda l: l.get("message") == "upstream target added" and
+                        l.get("target") == label("127.0.0.3", port))
+    assert added["name"] == f"{NAME}:{port}" and added["upstream"] == "app", added
     m = gh.metrics()
     assert m.value("gatehouse_upstream_target_changes_total", upstream="app", change="added") == 3
     assert m.value("gatehouse_upstream_target_changes_total", upstream="app",
