@@ -25,7 +25,7 @@ std::int64_t ceil_seconds(std::int64_t nanos) {
 UpstreamHealth::UpstreamHealth(const config::Upstream& cfg, std::size_t index,
                                observability::Health& health, unsigned workers,
                                observability::Logs* logs)
-    : cfg_(cfg), index_(index), logs_(logs) {
+    : cfg_(cfg), logs_(logs) {
   for (std::size_t t = 0; t < health.target_count(index); ++t) {
     targets_.push_back(&health.target(index, t));
   }

@@ -73,7 +73,6 @@ class UpstreamHealth {
                       std::string_view reason) const;
 
   const config::Upstream& cfg_;
-  std::size_t index_;
   std::vector<observability::TargetHealth*> targets_;
   std::unique_ptr<OutlierDetector> outlier_;
   std::unique_ptr<CircuitBreaker> breaker_;
