@@ -385,6 +385,21 @@ net::awaitable<void> Gateway::store_probe_loop() {
   }
 }
 
+// A log file is flushed when the logging thread finds its queue empty; under steady traffic the
+// access lines keep it busy, and an error or security line could wait in the file buffer for the
+// next quiet moment. A flush every second bounds that wait.
+net::awaitable<void> Gateway::log_flush_loop() {
+  net::steady_timer timer(admin_ioc_);
+  for (;;) {
+    timer.expires_after(std::chrono::seconds(1));
+    auto [ec] = co_await timer.async_wait(nothrow);
+    if (ec || draining_) {
+      co_return;  // the drain's end and ~Logs flush the rest
+    }
+    logs_->flush();
+  }
+}
+
 void Gateway::on_worker_done() {
   if (--running_workers_ == 0) {
     drain_timer_.cancel();
@@ -496,6 +511,7 @@ int Gateway::run(RunOptions options) {
                                                 std::move(shared), version_, std::move(slots));
   spawn(admin_ioc_, health_checker_->run(), *logs_, "health check loop");
   spawn(admin_ioc_, resolver_->run(), *logs_, "resolve loop");
+  spawn(admin_ioc_, log_flush_loop(), *logs_, "log flush loop");
   if (redis_) {
     admin_redis_ =
         std::make_unique<filters::rate_limit::store::RedisStoreClient>(*redis_, admin_ioc_);

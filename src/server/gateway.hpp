@@ -97,6 +97,7 @@ class Gateway {
   net::awaitable<void> admin_bans(std::string_view method, std::string_view target,
                                   unsigned& status, std::string& body);
   net::awaitable<void> store_probe_loop();
+  net::awaitable<void> log_flush_loop();
   void add_process_details(nlohmann::json& report);
   void wait_signals();
   void on_worker_done();
