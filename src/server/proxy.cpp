@@ -354,6 +354,29 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
     add_upgrade_lines(head, upgrade);
   }
 
+  // The circuit breaker: while open, a 503 at once (before any body is read, buffer_request or
+  // not); half-open, a few probes pass. Closed costs one relaxed load.
+  bool probe = false;
+  auto* shared = cluster.shared();
+  if (shared != nullptr && shared->breaker() != nullptr &&
+      shared->breaker()->state() != upstream::CircuitBreaker::State::closed) {
+    auto admission = shared->admit(Clock::now());
+    if (!admission.allowed) {
+      auto secs = std::max<std::int64_t>(
+          1, std::chrono::ceil<std::chrono::seconds>(admission.retry_after).count());
+      pipeline::retry_later_reply(x, 503, "circuit_open",
+                                  "The upstream service is failing; requests are paused.", secs,
+                                  has_body);
+      co_await send_reply(w, c, chain, x);
+      co_return x.client_keep_alive;
+    }
+    probe = admission.probe;
+  }
+  ProbeSlot probe_slot;
+  if (probe) {
+    probe_slot.breaker = shared->breaker();
+  }
+
   // The request body kept for a replay (retries), or read whole first (buffer_request). Nothing
   // is allocated until a body byte is kept.
   std::optional<upstream::ReplayBuffer> replay;
@@ -413,28 +436,6 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
   const Clock::duration try_timeout =
       ucfg.per_try_timeout.count() > 0 ? Clock::duration(ucfg.per_try_timeout) : ucfg.timeout;
 
-  // The circuit breaker: while open, a 503 at once; half-open, a few probes pass. Closed costs
-  // one relaxed load.
-  bool probe = false;
-  auto* shared = cluster.shared();
-  if (shared != nullptr && shared->breaker() != nullptr &&
-      shared->breaker()->state() != upstream::CircuitBreaker::State::closed) {
-    auto admission = shared->admit(Clock::now());
-    if (!admission.allowed) {
-      auto secs = std::max<std::int64_t>(
-          1, std::chrono::ceil<std::chrono::seconds>(admission.retry_after).count());
-      pipeline::retry_later_reply(x, 503, "circuit_open",
-                                  "The upstream service is failing; requests are paused.", secs,
-                                  has_body && !body_whole);
-      co_await send_reply(w, c, chain, x);
-      co_return x.client_keep_alive;
-    }
-    probe = admission.probe;
-  }
-  ProbeSlot probe_slot;
-  if (probe) {
-    probe_slot.breaker = shared->breaker();
-  }
   // One report per try (outlier detection, the breaker), at the time its outcome is known. Only
   // the first try of a probe request reports as the probe.
   auto report_try = [&](std::size_t target, upstream::TryOutcome outcome) {
