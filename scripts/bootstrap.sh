@@ -7,7 +7,7 @@ packages=(
   libboost1.81-dev libyaml-cpp-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
   libssl-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev libhiredis-dev libsqlite3-dev
   python3 python3-flask python3-pytest python3-requests curl wrk redis-server redis-tools haproxy
-  python3-uvicorn python3-starlette iproute2
+  python3-uvicorn python3-starlette python3-websockets gunicorn iproute2
 )
 missing=()
 for p in "${packages[@]}"; do

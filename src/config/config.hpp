@@ -62,13 +62,118 @@ struct AccessRules {
   }
 };
 
+// --- upstream balancing and backpressure (issue 12, i12-balance) ---
+// `upstreams.<name>.balance`: `round_robin`, `least_request`, or a map `{hash: client_ip}` /
+// `{hash: header, header: NAME}`. A request without the header is hashed by its client ip.
+enum class BalancePolicy { round_robin, least_request, hash };
+enum class HashOn { client_ip, header };
+struct Balance {
+  BalancePolicy policy = BalancePolicy::round_robin;
+  HashOn hash_on = HashOn::client_ip;  // policy == hash only
+  std::string header;                  // hash_on == header: the request header hashed
+  bool operator==(const Balance&) const = default;
+};
+
+// --- retries (issue 12, i12-retry) ---
+// What a failed try may be retried on (`upstreams.<name>.retry.on`): failure kinds as bits, plus
+// response statuses. See docs/configuration.md, "Retries".
+enum RetryKind : std::uint32_t {
+  retry_connect_failure = 1u << 0,  // no target accepted a connection
+  retry_reset = 1u << 1,            // the connection closed or was reset before a response head
+  retry_timeout = 1u << 2,          // no response head within per_try_timeout
+  retry_invalid_json = 1u << 3,     // a 2xx JSON body (of known length, held) that does not parse
+};
+
+enum class Jitter { full, none };
+
+struct RetryConfig {
+  // Tries per request, the first included: 1 without a retry block (only the stale keep-alive
+  // retry happens, as before issue 12); 3 when a retry block leaves it out.
+  unsigned attempts = 1;
+  Millis backoff_base{100};  // the n-th retry waits up to min(max, base * 2^(n-1))
+  Millis backoff_max{1'000};
+  Jitter jitter = Jitter::full;  // full: uniform in [0, that bound]; none: exactly the bound
+  std::uint32_t on = retry_connect_failure | retry_reset;  // RetryKind bits
+  std::vector<unsigned> on_status{502, 503, 504};          // 429 or 500..599
+  // Methods retried once a request may have reached the app; any other needs Idempotency-Key.
+  std::vector<std::string> methods{"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"};
+  unsigned budget_percent = 20;         // retries per worker stay under this share of requests ...
+  unsigned budget_floor = 3;            // ... plus this many retries per second per worker
+  std::size_t buffer_body = 64 * 1024;  // request bodies up to this size are kept for a replay
+};
+
+// --- issue 12, target health: active HTTP checks, outlier ejection, circuit breaker ------------
+// (docs/configuration.md, "Target health"). Each block is off when left out.
+
+// A status or a class of statuses a health check accepts: 200 is {200, 200}, "2xx" {200, 299}.
+struct StatusRange {
+  unsigned lo = 200;
+  unsigned hi = 200;
+  bool operator==(const StatusRange&) const = default;
+};
+
+// `upstreams.<name>.health_check`: GET `path` on every target each `interval` (admin thread).
+struct HealthCheckConfig {
+  std::string path = "/health";
+  std::vector<StatusRange> expect{StatusRange{200, 200}};
+  Millis interval{5'000};
+  Millis timeout{1'000};         // connect + request + status line
+  unsigned healthy_after = 2;    // consecutive passes that bring an unhealthy target back
+  unsigned unhealthy_after = 3;  // consecutive failures that take a healthy target out
+  std::string host;              // Host header; empty = the target's address
+  bool operator==(const HealthCheckConfig&) const = default;
+};
+
+// `upstreams.<name>.outlier`: passive ejection from real traffic. A count of 0 turns its trigger
+// off.
+struct OutlierConfig {
+  unsigned consecutive_5xx = 5;
+  unsigned consecutive_connect_failures = 3;
+  Millis eject_for{30'000};           // times the number of recent ejections, at most 10x
+  unsigned max_ejected_percent = 50;  // of the upstream's targets at once (at least one of 2+)
+  bool operator==(const OutlierConfig&) const = default;
+};
+
+// `upstreams.<name>.circuit_breaker`: closed -> open -> half-open over a sliding window.
+struct CircuitBreakerConfig {
+  double failure_ratio = 0.5;  // failed tries / tries over `window`, at least min_requests
+  std::size_t min_requests = 20;
+  Millis window{10'000};
+  Millis open_for{15'000};
+  unsigned half_open_probes = 1;  // tries let through while half-open
+  bool operator==(const CircuitBreakerConfig&) const = default;
+};
+
 struct Upstream {
   std::string name;
-  std::vector<Endpoint> targets;  // at least one; round-robin
+  std::vector<Endpoint> targets;  // at least one
   Millis connect_timeout{2'000};
   Millis timeout{60'000};                // wait for response head, and max gap between body reads
   std::size_t max_idle_per_target = 64;  // idle keep-alive connections kept per worker
   Millis keepalive_timeout{30'000};      // idle pooled connections older than this are closed
+  // --- balancing and backpressure (issue 12, i12-balance) ---
+  Balance balance;
+  // Per worker: connections open to the upstream (in use + idle); 0 = no cap. Requests beyond it
+  // wait (FIFO, at most max_queued per worker) up to queue_timeout, then get 503 upstream_busy.
+  std::size_t max_connections = 0;
+  Millis queue_timeout{5'000};
+  std::size_t max_queued = 1024;
+  // --- retries (issue 12, i12-retry) ---
+  RetryConfig retry;
+  Millis per_try_timeout{0};  // each try's wait for the response head; 0 = `timeout`
+  // issue 12, target health (none of them = the TCP check of health.check_interval only)
+  std::optional<HealthCheckConfig> health_check;
+  std::optional<OutlierConfig> outlier;
+  std::optional<CircuitBreakerConfig> circuit_breaker;
+  // --- DNS re-resolution (issue 12, i12-resolve; docs/configuration.md, "Re-resolving host
+  // names") ---
+  // Host-name targets are resolved again every resolve_interval on the admin thread, and every
+  // address they resolve to is a target. 0 = resolved once at start-up, first address only.
+  Millis resolve_interval{0};
+  std::size_t max_addresses = 16;  // per host-name target when resolve_interval is set
+  // Target slots config target i takes: max_addresses for a re-resolved host name, else 1.
+  std::size_t slots_of(std::size_t i) const;
+  std::size_t slot_count() const;  // all targets' slots: the size of every per-target table
 };
 
 struct RouteMatch {
@@ -84,6 +189,9 @@ struct Route {
   std::size_t upstream_index = 0;  // index into Config::upstreams, resolved at load
   AccessRules access;              // in addition to the top-level rules
   FilterSettings filters;  // the filters' per-route blocks (routes[].rate_limit), see sections.hpp
+  // --- retries (issue 12, i12-retry) ---
+  Millis timeout{0};  // the request's total deadline upstream, all tries and waits; 0 = none
+  bool buffer_request = false;  // read the whole body before taking an upstream connection
 };
 
 enum class LogFormat { json, text };
@@ -97,12 +205,24 @@ struct LogConfig {
   bool hash_client_ip = false;
 };
 
+// issue 12, deep health (i12-edge): a dependency /health/detailed probes (health.checks).
+struct DependencyCheck {
+  enum class Kind { tcp, redis, http, disk };
+  std::string name;  // component "check:<name>"
+  Kind kind = Kind::tcp;
+  std::string target;            // tcp: host:port; redis, http: the URL; disk: the path
+  std::vector<unsigned> expect;  // http: statuses that count as healthy (empty: 200-399)
+  std::uint64_t min_free = 0;    // disk: free bytes below which the check fails
+  Millis timeout{2'000};         // a probe slower than this fails
+};
+
 struct HealthConfig {
   std::string live_path = "/health/live";
   std::string ready_path = "/health/ready";
   std::string summary_path = "/health";
   Millis cache_ttl{1'000};       // /health and /health/detailed are recomputed at most this often
   Millis check_interval{5'000};  // active TCP checks of every upstream target
+  std::vector<DependencyCheck> checks;  // i12-edge: probed by /health/detailed, cached cache_ttl
 };
 
 // `paths`: how request paths are canonicalised (http/canonical_path.hpp) and what goes upstream.

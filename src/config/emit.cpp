@@ -1,6 +1,9 @@
 // Config -> YAML for `gatehouse check`: every key, defaults included, in the units people write
 // ("10s", "16KiB"). The output loads back into an equal Config.
+#include <fmt/format.h>
+
 #include "config/config.hpp"
+#include "config/health_checks.hpp"
 #include "config/sections.hpp"
 #include "config/yaml_writer.hpp"
 
@@ -23,6 +26,108 @@ std::vector<std::string> cidrs(const std::vector<http::Cidr>& nets) {
   return out;
 }
 
+// --- balancing and backpressure (issue 12, i12-balance) ---
+void write_balancing(YamlWriter& w, const Upstream& u) {
+  const auto& b = u.balance;
+  if (b.policy == BalancePolicy::hash) {
+    w.key("balance").begin_map();
+    w.key("hash").str(b.hash_on == HashOn::header ? "header" : "client_ip");
+    if (b.hash_on == HashOn::header) {
+      w.key("header").str(b.header);
+    }
+    w.end_map();
+  } else {
+    w.key("balance").str(b.policy == BalancePolicy::least_request ? "least_request"
+                                                                  : "round_robin");
+  }
+  w.key("max_connections").number(u.max_connections);
+  w.key("queue_timeout").duration(u.queue_timeout);
+  w.key("max_queued").number(u.max_queued);
+}
+
+// --- retries (issue 12, i12-retry) ---
+void write_upstream_retries(YamlWriter& w, const Upstream& u) {
+  const auto& r = u.retry;
+  w.key("retry").begin_map();
+  w.key("attempts").number(r.attempts);
+  w.key("backoff").begin_flow_map();
+  w.key("base").duration(r.backoff_base);
+  w.key("max").duration(r.backoff_max);
+  w.key("jitter").str(r.jitter == Jitter::full ? "full" : "none");
+  w.end_map();
+  std::vector<std::string> on;
+  for (auto [bit, name] :
+       {std::pair{retry_connect_failure, "connect_failure"}, std::pair{retry_reset, "reset"},
+        std::pair{retry_timeout, "timeout"}, std::pair{retry_invalid_json, "invalid_json"}}) {
+    if ((r.on & bit) != 0) {
+      on.emplace_back(name);
+    }
+  }
+  for (unsigned s : r.on_status) {
+    on.push_back(std::to_string(s));
+  }
+  w.key("on").list(on);
+  w.key("methods").list(r.methods);
+  w.key("budget").str(std::to_string(r.budget_percent) + "%");
+  w.key("budget_floor").number(r.budget_floor);
+  w.key("buffer_body").size(r.buffer_body);
+  w.end_map();
+  w.key("per_try_timeout").duration(u.per_try_timeout);
+}
+
+// issue 12, target health: each block, or null when it is off.
+void write_target_health(YamlWriter& w, const Upstream& u) {
+  if (u.health_check) {
+    const auto& h = *u.health_check;
+    std::vector<std::string> expect;
+    for (const auto& r : h.expect) {
+      expect.push_back(r.lo == r.hi ? std::to_string(r.lo) : std::to_string(r.lo / 100) + "xx");
+    }
+    w.key("health_check").begin_map();
+    w.key("path").str(h.path);
+    w.key("expect").list(expect);
+    w.key("interval").duration(h.interval);
+    w.key("timeout").duration(h.timeout);
+    w.key("healthy_after").number(h.healthy_after);
+    w.key("unhealthy_after").number(h.unhealthy_after);
+    if (!h.host.empty()) {
+      w.key("host").str(h.host);
+    }
+    w.end_map();
+  } else {
+    w.key("health_check").null();
+  }
+  if (u.outlier) {
+    const auto& o = *u.outlier;
+    w.key("outlier").begin_map();
+    w.key("consecutive_5xx").number(o.consecutive_5xx);
+    w.key("consecutive_connect_failures").number(o.consecutive_connect_failures);
+    w.key("eject_for").duration(o.eject_for);
+    w.key("max_ejected").str(std::to_string(o.max_ejected_percent) + "%");
+    w.end_map();
+  } else {
+    w.key("outlier").null();
+  }
+  if (u.circuit_breaker) {
+    const auto& b = *u.circuit_breaker;
+    w.key("circuit_breaker").begin_map();
+    w.key("failure_ratio").str(fmt::format("{}", b.failure_ratio));
+    w.key("min_requests").number(b.min_requests);
+    w.key("window").duration(b.window);
+    w.key("open_for").duration(b.open_for);
+    w.key("half_open_probes").number(b.half_open_probes);
+    w.end_map();
+  } else {
+    w.key("circuit_breaker").null();
+  }
+}
+
+// --- DNS re-resolution (issue 12, i12-resolve) ---
+void write_resolve(YamlWriter& w, const Upstream& u) {
+  w.key("resolve_interval").duration(u.resolve_interval);
+  w.key("max_addresses").number(u.max_addresses);
+}
+
 void write_upstreams(YamlWriter& w, const std::vector<Upstream>& upstreams) {
   w.key("upstreams").begin_map();
   for (const auto& u : upstreams) {
@@ -32,6 +137,10 @@ void write_upstreams(YamlWriter& w, const std::vector<Upstream>& upstreams) {
     w.key("timeout").duration(u.timeout);
     w.key("max_idle_per_target").number(u.max_idle_per_target);
     w.key("keepalive_timeout").duration(u.keepalive_timeout);
+    write_balancing(w, u);
+    write_upstream_retries(w, u);
+    write_target_health(w, u);
+    write_resolve(w, u);
     w.end_map();
   }
   w.end_map();
@@ -63,6 +172,8 @@ void write_routes(YamlWriter& w, const Config& c, const Sections& sections) {
     w.key("host").str(r.match.host);
     w.end_map();
     w.key("upstream").str(r.upstream);
+    w.key("timeout").duration(r.timeout);  // retries (issue 12, i12-retry)
+    w.key("buffer_request").boolean(r.buffer_request);
     for (const auto& s : sections.all()) {
       if (s.write_route != nullptr) {
         s.write_route(w, c, r);
@@ -133,6 +244,7 @@ std::string to_yaml(const Config& c, const Sections& sections) {
   w.key("summary_path").str(c.health.summary_path);
   w.key("cache_ttl").duration(c.health.cache_ttl);
   w.key("check_interval").duration(c.health.check_interval);
+  write_health_checks(w, c.health.checks);
   w.end_map();
 
   w.key("paths").begin_map();

@@ -11,12 +11,14 @@
 #include <cstring>
 #include <sstream>
 
+#include "config/health_checks.hpp"
 #include "config/interpolate.hpp"
 #include "config/sections.hpp"
 #include "config/units.hpp"
 #include "config/value_readers.hpp"
 #include "config/yaml_reader.hpp"
 #include "http/canonical_path.hpp"
+#include "http/cidr.hpp"
 
 namespace gatehouse::config {
 namespace {
@@ -34,6 +36,7 @@ using detail::read_cidrs;
 using detail::read_count;
 using detail::read_duration;
 using detail::read_endpoint;
+using detail::read_integer;
 using detail::read_path;
 using detail::read_size;
 using detail::Value;
@@ -41,6 +44,8 @@ using detail::Zero;
 
 constexpr unsigned kMaxWorkers = 1024;
 constexpr std::size_t kMaxIdlePerTarget = 1'000'000;
+constexpr std::size_t kMaxUpstreamConnections = 1'000'000;
+constexpr std::size_t kMaxQueued = 1'000'000;
 
 // --- sections ------------------------------------------------------------------------------------
 
@@ -132,13 +137,330 @@ Limits read_limits(const Value& v) {
   return out;
 }
 
+// --- balancing and backpressure (issue 12, i12-balance) ---
+Balance read_balance(const Value& v) {
+  Balance out;
+  if (!v.is_map()) {
+    const std::string& text = v.text();
+    if (text == "hash") {
+      v.fail("a hash needs its key: {hash: client_ip} or {hash: header, header: NAME}");
+    }
+    out.policy = read_choice(v, {"round_robin", "least_request"}) == "round_robin"
+                     ? BalancePolicy::round_robin
+                     : BalancePolicy::least_request;
+    return out;
+  }
+  Map m(v, {"hash", "header"});
+  out.policy = BalancePolicy::hash;
+  auto on = m.require("hash", "client_ip or header");
+  out.hash_on =
+      read_choice(on, {"client_ip", "header"}) == "header" ? HashOn::header : HashOn::client_ip;
+  auto header = m.find("header");
+  if (out.hash_on == HashOn::header) {
+    out.header = detail::read_header_name(m.require("header", "the request header to hash"));
+  } else if (header) {
+    header->fail("only with hash: header");
+  }
+  return out;
+}
+
+// --- retries (issue 12, i12-retry) ---
+
+constexpr unsigned kMaxAttempts = 10;
+
+// "20%": 0% to 1000% of the requests.
+unsigned read_percent(const Value& v) {
+  const std::string& text = v.text();
+  std::string digits = text.size() > 1 && text.back() == '%' ? text.substr(0, text.size() - 1) : "";
+  if (!all_digits(digits) || digits.empty() || digits.size() > 4 || std::stoul(digits) > 1000) {
+    v.fail("invalid value " + quoted(text) + " (expected a percentage from 0% to 1000%, e.g. 20%)");
+  }
+  return static_cast<unsigned>(std::stoul(digits));
+}
+
+// `retry.on`: failure kinds by name, statuses as numbers (429 or 500 to 563).
+void read_retry_on(const Value& v, RetryConfig& out) {
+  out.on = 0;
+  out.on_status.clear();
+  for (const auto& item : v.items()) {
+    const std::string& text = item.text();
+    if (text == "connect_failure") {
+      out.on |= retry_connect_failure;
+    } else if (text == "reset") {
+      out.on |= retry_reset;
+    } else if (text == "timeout") {
+      out.on |= retry_timeout;
+    } else if (text == "invalid_json") {
+      out.on |= retry_invalid_json;
+    } else if (all_digits(text) && text.size() == 3 &&
+               (text == "429" || (std::stoul(text) >= 500 && std::stoul(text) <= 563))) {
+      auto status = static_cast<unsigned>(std::stoul(text));
+      if (std::find(out.on_status.begin(), out.on_status.end(), status) == out.on_status.end()) {
+        out.on_status.push_back(status);
+      }
+    } else {
+      item.fail("invalid value " + quoted(text) +
+                " (expected connect_failure, reset, timeout, invalid_json, 429 or a status from "
+                "500 to 563)");
+    }
+  }
+}
+
+RetryConfig read_retry(const Value& v) {
+  RetryConfig out;
+  out.attempts = 3;  // a retry block retries unless told otherwise
+  Map m(v, {"attempts", "backoff", "on", "methods", "budget", "budget_floor", "buffer_body"});
+  if (auto x = m.find("attempts")) {
+    out.attempts = static_cast<unsigned>(read_integer(*x, 1, kMaxAttempts));
+  }
+  if (auto x = m.find("backoff")) {
+    Map b(*x, {"base", "max", "jitter"});
+    if (auto y = b.find("base")) {
+      out.backoff_base = read_duration(*y, Zero::allowed);
+      // Unless given, as Envoy does; within what a duration may be, so `check` output reloads.
+      out.backoff_max = std::max(out.backoff_base,
+                                 std::min<Millis>(out.backoff_base * 10, std::chrono::days(365)));
+    }
+    if (auto y = b.find("max")) {
+      out.backoff_max = read_duration(*y, Zero::allowed);
+    }
+    if (auto y = b.find("jitter")) {
+      out.jitter = read_choice(*y, {"full", "none"}) == "full" ? Jitter::full : Jitter::none;
+    }
+    if (auto y = b.find("max"); y && out.backoff_max < out.backoff_base) {
+      y->fail("must not be less than backoff.base (" + detail::format_duration(out.backoff_base) +
+              ")");
+    }
+  }
+  if (auto x = m.find("on")) {
+    read_retry_on(*x, out);
+  }
+  if (auto x = m.find("methods")) {
+    out.methods.clear();
+    for (const auto& item : x->items()) {
+      auto method = detail::read_method(item);
+      if (std::find(out.methods.begin(), out.methods.end(), method) == out.methods.end()) {
+        out.methods.push_back(std::move(method));
+      }
+    }
+  }
+  if (auto x = m.find("budget")) {
+    out.budget_percent = read_percent(*x);
+  }
+  if (auto x = m.find("budget_floor")) {
+    out.budget_floor = static_cast<unsigned>(read_count(*x, 10'000));
+  }
+  if (auto x = m.find("buffer_body")) {
+    out.buffer_body = read_size(*x, Zero::allowed);
+  }
+  return out;
+}
+
+// --- issue 12, target health: health_check, outlier, circuit_breaker -----------------------------
+
+// "50%" -> 50; 0 to 100.
+unsigned read_percent_of_100(const Value& v) {
+  const std::string& text = v.text();
+  auto digits = std::string_view(text).substr(0, text.empty() ? 0 : text.size() - 1);
+  if (text.empty() || text.back() != '%' || digits.empty() || digits.size() > 3 ||
+      !all_digits(digits) || std::stoul(std::string(digits)) > 100) {
+    v.fail("invalid percentage " + quoted(text) + " (expected 0% to 100%, e.g. \"50%\")");
+  }
+  return static_cast<unsigned>(std::stoul(std::string(digits)));
+}
+
+// A list of statuses (200) and classes ("2xx").
+std::vector<StatusRange> read_expect(const Value& v) {
+  std::vector<StatusRange> out;
+  for (const auto& item : v.items()) {
+    const std::string& text = item.text();
+    if (text.size() == 3 && text[0] >= '1' && text[0] <= '5' && text[1] == 'x' && text[2] == 'x') {
+      auto base = static_cast<unsigned>(text[0] - '0') * 100;
+      out.push_back({base, base + 99});
+    } else if (text.size() == 3 && all_digits(text) && std::stoul(text) >= 100 &&
+               std::stoul(text) <= 599) {
+      auto code = static_cast<unsigned>(std::stoul(text));
+      out.push_back({code, code});
+    } else {
+      item.fail("invalid status " + quoted(text) +
+                " (expected a status from 100 to 599 or a class such as \"2xx\")");
+    }
+  }
+  if (out.empty()) {
+    v.fail("at least one status is required");
+  }
+  return out;
+}
+
+void read_balancing(const Map& m, Upstream& out) {
+  if (auto x = m.find("balance")) {
+    out.balance = read_balance(*x);
+  }
+  if (auto x = m.find("max_connections")) {
+    out.max_connections = read_count(*x, kMaxUpstreamConnections);
+  }
+  if (auto x = m.find("queue_timeout")) {
+    out.queue_timeout = read_duration(*x, Zero::allowed);
+  }
+  if (auto x = m.find("max_queued")) {
+    out.max_queued = read_count(*x, kMaxQueued);
+  }
+}
+
+void read_upstream_retries(const Map& m, Upstream& out) {
+  if (auto x = m.find("retry")) {
+    out.retry = read_retry(*x);
+  }
+  if (auto x = m.find("per_try_timeout")) {
+    out.per_try_timeout = read_duration(*x, Zero::allowed);
+  }
+}
+
+void read_route_retries(const Map& m, Route& out) {
+  if (auto x = m.find("timeout")) {
+    out.timeout = read_duration(*x, Zero::allowed);
+  }
+  if (auto x = m.find("buffer_request")) {
+    out.buffer_request = read_bool(*x);
+  }
+}
+
+HealthCheckConfig read_health_check(const Value& v) {
+  HealthCheckConfig out;
+  Map m(v, {"path", "expect", "interval", "timeout", "healthy_after", "unhealthy_after", "host"});
+  if (auto x = m.find("path")) {
+    out.path = read_path(*x);
+  }
+  if (auto x = m.find("expect")) {
+    out.expect = read_expect(*x);
+  }
+  if (auto x = m.find("interval")) {
+    out.interval = read_duration(*x, Zero::rejected);
+  }
+  if (auto x = m.find("timeout")) {
+    out.timeout = read_duration(*x, Zero::rejected);
+  }
+  if (out.timeout > out.interval) {
+    (m.find("timeout") ? *m.find("timeout") : v)
+        .fail("must not exceed interval (" + detail::format_duration(out.interval) +
+              "): one check per target at a time");
+  }
+  if (auto x = m.find("healthy_after")) {
+    out.healthy_after = static_cast<unsigned>(detail::read_integer(*x, 1, 100));
+  }
+  if (auto x = m.find("unhealthy_after")) {
+    out.unhealthy_after = static_cast<unsigned>(detail::read_integer(*x, 1, 100));
+  }
+  if (auto x = m.find("host")) {
+    out.host = x->text();
+    if (out.host.empty() || !detail::is_field_value(out.host)) {
+      x->fail("invalid host " + quoted(out.host) + " (expected a Host header value)");
+    }
+  }
+  return out;
+}
+
+OutlierConfig read_outlier(const Value& v) {
+  OutlierConfig out;
+  Map m(v, {"consecutive_5xx", "consecutive_connect_failures", "eject_for", "max_ejected"});
+  if (auto x = m.find("consecutive_5xx")) {
+    out.consecutive_5xx = static_cast<unsigned>(detail::read_integer(*x, 0, 1'000'000));
+  }
+  if (auto x = m.find("consecutive_connect_failures")) {
+    out.consecutive_connect_failures =
+        static_cast<unsigned>(detail::read_integer(*x, 0, 1'000'000));
+  }
+  if (auto x = m.find("eject_for")) {
+    out.eject_for = read_duration(*x, Zero::rejected);
+  }
+  if (auto x = m.find("max_ejected")) {
+    out.max_ejected_percent = read_percent_of_100(*x);
+  }
+  return out;
+}
+
+CircuitBreakerConfig read_circuit_breaker(const Value& v) {
+  CircuitBreakerConfig out;
+  Map m(v, {"failure_ratio", "min_requests", "window", "open_for", "half_open_probes"});
+  if (auto x = m.find("failure_ratio")) {
+    const std::string& text = x->text();
+    std::optional<double> ratio;
+    if (!text.empty() && text.back() == '%') {
+      ratio = read_percent_of_100(*x) / 100.0;
+    } else {
+      char* end = nullptr;
+      double d = std::strtod(text.c_str(), &end);
+      if (!text.empty() && end == text.c_str() + text.size()) {
+        ratio = d;
+      }
+    }
+    if (!ratio || !(*ratio > 0.0 && *ratio <= 1.0)) {
+      x->fail("invalid ratio " + quoted(text) +
+              " (expected a number above 0 and at most 1, or a percentage, e.g. 0.5 or \"50%\")");
+    }
+    out.failure_ratio = *ratio;
+  }
+  if (auto x = m.find("min_requests")) {
+    out.min_requests = detail::read_integer(*x, 1, 1'000'000'000);
+  }
+  if (auto x = m.find("window")) {
+    out.window = read_duration(*x, Zero::rejected);
+    if (out.window < Millis{100}) {
+      x->fail("must be at least 100ms (the window is counted in tenths)");
+    }
+  }
+  if (auto x = m.find("open_for")) {
+    out.open_for = read_duration(*x, Zero::rejected);
+  }
+  if (auto x = m.find("half_open_probes")) {
+    out.half_open_probes = static_cast<unsigned>(detail::read_integer(*x, 1, 1000));
+  }
+  return out;
+}
+
+void read_target_health(const Map& m, Upstream& out) {
+  if (auto x = m.find("health_check"); x && !x->is_null()) {
+    out.health_check = read_health_check(*x);
+  }
+  if (auto x = m.find("outlier"); x && !x->is_null()) {
+    out.outlier = read_outlier(*x);
+  }
+  if (auto x = m.find("circuit_breaker"); x && !x->is_null()) {
+    out.circuit_breaker = read_circuit_breaker(*x);
+  }
+}
+
+// --- DNS re-resolution (issue 12, i12-resolve) ---
+constexpr std::size_t kMaxAddresses = 256;     // per host-name target
+constexpr std::size_t kMaxTargetSlots = 1024;  // per upstream, every target's slots together
+
+void read_resolve(const Map& m, Upstream& out) {
+  if (auto x = m.find("resolve_interval")) {
+    out.resolve_interval = read_duration(*x, Zero::allowed);
+    if (out.resolve_interval.count() != 0 && out.resolve_interval < std::chrono::seconds(1)) {
+      x->fail("must be 0 (off) or at least 1s (a resolution runs on the admin thread)");
+    }
+  }
+  if (auto x = m.find("max_addresses")) {
+    out.max_addresses = read_integer(*x, 1, kMaxAddresses);
+  }
+  if (out.resolve_interval.count() != 0 && out.slot_count() > kMaxTargetSlots) {
+    auto at = m.find("max_addresses");
+    (at ? *at : *m.find("resolve_interval"))
+        .fail("host-name targets times max_addresses (plus address targets) exceed " +
+              std::to_string(kMaxTargetSlots) + " targets");
+  }
+}
+
 Upstream read_upstream(const detail::Entry& entry) {
   Upstream out;
   detail::Value key(entry.value.source(), YAML::Node(entry.key), entry.key_mark,
                     entry.value.path());
   out.name = check_name(key, entry.key, "upstream");
   Map m(entry.value,
-        {"targets", "connect_timeout", "timeout", "max_idle_per_target", "keepalive_timeout"});
+        {"targets", "connect_timeout", "timeout", "max_idle_per_target", "keepalive_timeout",
+         "balance", "max_connections", "queue_timeout", "max_queued", "retry", "per_try_timeout",
+         "health_check", "outlier", "circuit_breaker", "resolve_interval", "max_addresses"});
   auto targets = m.require("targets");
   for (const auto& item : targets.items()) {
     auto parsed = detail::parse_target(item.text());
@@ -162,8 +484,28 @@ Upstream read_upstream(const detail::Entry& entry) {
   if (auto x = m.find("keepalive_timeout")) {
     out.keepalive_timeout = read_duration(*x, Zero::rejected);
   }
+  read_balancing(m, out);
+  read_upstream_retries(m, out);
+  read_target_health(m, out);
+  read_resolve(m, out);
   return out;
 }
+
+}  // namespace
+
+std::size_t Upstream::slots_of(std::size_t i) const {
+  return resolve_interval.count() != 0 && !http::parse_ip(targets[i].host) ? max_addresses : 1;
+}
+
+std::size_t Upstream::slot_count() const {
+  std::size_t n = 0;
+  for (std::size_t i = 0; i < targets.size(); ++i) {
+    n += slots_of(i);
+  }
+  return n;
+}
+
+namespace {
 
 std::vector<Upstream> read_upstreams(const Value& v) {
   Map m = Map::any_keys(v);
@@ -226,6 +568,7 @@ Route read_route(const Map& m, const Config& config, const Sections& sections) {
                   " (known upstreams: " + known_upstreams(upstreams) + ")");
   }
   out.upstream_index = static_cast<std::size_t>(it - upstreams.begin());
+  read_route_retries(m, out);
   for (const auto& s : sections.all()) {
     if (s.read_route == nullptr) {
       continue;
@@ -252,7 +595,7 @@ std::vector<Route> read_routes(const Map& root, const Config& config, const Sect
       item.fail("expected a map, got " + std::string(item.kind()));
     }
     // The filters' keys between `upstream` and `access`, as `gatehouse check` writes them.
-    std::vector<std::string_view> keys{"name", "match", "upstream"};
+    std::vector<std::string_view> keys{"name", "match", "upstream", "timeout", "buffer_request"};
     for (const auto& s : sections.all()) {
       if (s.read_route != nullptr) {
         keys.push_back(s.key);
@@ -309,7 +652,7 @@ LogConfig read_log(const Value& v) {
 
 HealthConfig read_health(const Value& v) {
   HealthConfig out;
-  Map m(v, {"live_path", "ready_path", "summary_path", "cache_ttl", "check_interval"});
+  Map m(v, {"live_path", "ready_path", "summary_path", "cache_ttl", "check_interval", "checks"});
   if (auto x = m.find("live_path")) {
     out.live_path = read_path(*x);
   }
@@ -324,6 +667,9 @@ HealthConfig read_health(const Value& v) {
   }
   if (auto x = m.find("check_interval")) {
     out.check_interval = read_duration(*x, Zero::rejected);
+  }
+  if (auto x = m.find("checks")) {
+    out.checks = read_health_checks(*x);
   }
   return out;
 }

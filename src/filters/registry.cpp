@@ -1,7 +1,9 @@
 #include "filters/registry.hpp"
 
 #include "filters/cors/config.hpp"
+#include "filters/errors/config.hpp"
 #include "filters/rate_limit/config.hpp"
+#include "filters/response_headers/config.hpp"
 #include "filters/security_headers/config.hpp"
 
 namespace gatehouse::filters {
@@ -12,6 +14,8 @@ const config::Sections& config_sections() {
     rate_limit::register_config(s);
     security_headers::register_config(s);
     cors::register_config(s);
+    response_headers::register_config(s);
+    errors::register_config(s);
     return s;
   }();
   return sections;

@@ -64,4 +64,39 @@ bool named_by_connection(std::string_view name, std::span<const std::string_view
                      [&](std::string_view t) { return iequals(t, name); });
 }
 
+namespace {
+
+bool has_upgrade_token(std::span<const std::string_view> tokens) {
+  for (auto t : tokens) {
+    if (iequals(t, "upgrade")) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// "websocket" among "websocket, h2c" (a protocol may carry a version: "websocket/13").
+bool names_websocket(std::string_view upgrade) {
+  for (auto p : split_tokens(upgrade)) {
+    if (iequals(p.substr(0, p.find('/')), "websocket")) {
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+bool is_websocket_upgrade(std::string_view method, unsigned version,
+                          std::span<const std::string_view> connection_tokens,
+                          std::string_view upgrade) {
+  return method == "GET" && version == 11 && has_upgrade_token(connection_tokens) &&
+         names_websocket(upgrade);
+}
+
+bool accepts_websocket(std::span<const std::string_view> connection_tokens,
+                       std::string_view upgrade) {
+  return has_upgrade_token(connection_tokens) && names_websocket(upgrade);
+}
+
 }  // namespace gatehouse::http

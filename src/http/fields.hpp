@@ -20,4 +20,13 @@ std::vector<std::string_view> split_tokens(std::string_view value);
 bool named_by_connection(std::string_view name,
                          std::span<const std::string_view> connection_tokens);
 
+// A WebSocket opening handshake (RFC 6455 4.1) gatehouse passes through: GET over HTTP/1.1 with
+// "upgrade" among the Connection tokens and "websocket" among the Upgrade protocols.
+bool is_websocket_upgrade(std::string_view method, unsigned version,
+                          std::span<const std::string_view> connection_tokens,
+                          std::string_view upgrade);
+// Whether a 101 answers such a handshake: its Upgrade names websocket, its Connection upgrade.
+bool accepts_websocket(std::span<const std::string_view> connection_tokens,
+                       std::string_view upgrade);
+
 }  // namespace gatehouse::http

@@ -1,5 +1,6 @@
 #pragma once
-// What logs may show of a request: secrets in the query string are replaced.
+// What logs may show of a request: secrets in the query string are replaced; and of an upstream
+// error page (errors.intercept), secrets in free text.
 #include <string>
 #include <string_view>
 
@@ -7,5 +8,11 @@ namespace gatehouse::http {
 
 // Request target for logs: query values of token-like parameters replaced by "REDACTED".
 std::string redact_target(std::string_view target);
+
+// Free text (a traceback, an HTML error page) for the error log: the value after a secret-looking
+// name and '=' or ':' (password=..., "api_key": "...", Authorization: Bearer ...), the token after
+// "Bearer ", and the password of a URL's user info (postgres://user:pw@host) become "REDACTED".
+// Best effort: it cannot know every secret, so logs stay access-controlled.
+std::string redact_text(std::string_view text);
 
 }  // namespace gatehouse::http

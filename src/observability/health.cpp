@@ -1,7 +1,10 @@
 #include "observability/health.hpp"
 
 #include <algorithm>
+#include <cstdio>
+#include <ctime>
 
+#include "http/cidr.hpp"
 #include "observability/logging.hpp"
 
 namespace gatehouse::observability {
@@ -20,10 +23,38 @@ const char* to_string(Status s) {
 
 void TargetHealth::report(bool reachable, std::string_view error) {
   if (!reachable) {
-    std::lock_guard lock(mu_);
-    last_error_.assign(error);
+    set_last_error(error);
   }
-  reachable_.store(reachable, std::memory_order_relaxed);
+  set(kUnreachable, !reachable);
+}
+
+void TargetHealth::set_last_error(std::string_view error) {
+  std::lock_guard lock(mu_);
+  last_error_.assign(error);
+}
+
+std::string TargetHealth::address() const {
+  std::lock_guard lock(mu_);
+  return address_;
+}
+
+void TargetHealth::reuse(std::string address) {
+  set(kUnreachable, false);
+  set(kUnhealthy, false);
+  passive.consecutive_5xx.store(0, std::memory_order_relaxed);
+  passive.consecutive_connect_failures.store(0, std::memory_order_relaxed);
+  passive.ejected_until_ns.store(0, std::memory_order_relaxed);
+  passive.returned_at_ns.store(0, std::memory_order_relaxed);
+  passive.ejection_streak.store(0, std::memory_order_relaxed);
+  passive.ejections.store(0, std::memory_order_relaxed);  // a new address: new series from 0
+  active.state_changes.store(0, std::memory_order_relaxed);
+  active.last_check_unix_ms.store(0, std::memory_order_relaxed);
+  active.last_latency_us.store(-1, std::memory_order_relaxed);
+  active.consecutive_passes.store(0, std::memory_order_relaxed);
+  active.consecutive_failures.store(0, std::memory_order_relaxed);
+  std::lock_guard lock(mu_);
+  address_ = std::move(address);
+  last_error_.clear();
 }
 
 std::string TargetHealth::last_error() const {
@@ -31,15 +62,82 @@ std::string TargetHealth::last_error() const {
   return last_error_;
 }
 
+const char* TargetHealth::state() const {
+  auto f = flags();
+  if ((f & kRetired) != 0) {
+    return "retired";
+  }
+  if ((f & kEjected) != 0) {
+    return "ejected";
+  }
+  if ((f & kUnhealthy) != 0) {
+    return "unhealthy";
+  }
+  return (f & kUnreachable) != 0 ? "unreachable" : "healthy";
+}
+
+namespace {
+
+// "2026-11-23T10:00:00.123Z" for a Unix time in milliseconds.
+std::string iso_time(std::int64_t unix_ms) {
+  std::time_t t = static_cast<std::time_t>(unix_ms / 1000);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  auto n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  std::snprintf(buf + n, sizeof buf - n, ".%03dZ", static_cast<int>(unix_ms % 1000));
+  return buf;
+}
+
+nlohmann::json target_report(const TargetHealth& t, const std::string& name, std::int64_t now_ns) {
+  const bool reachable = t.reachable();
+  nlohmann::json j = {{"address", t.address()},
+                      {"reachable", reachable},
+                      {"state", t.state()},
+                      {"last_error", t.flags() == 0 ? std::string() : t.last_error()}};
+  if (!name.empty()) {
+    j["name"] = name;  // i12-resolve: the host name this address came from
+  }
+  auto checked = t.active.last_check_unix_ms.load(std::memory_order_relaxed);
+  j["last_check"] = checked == 0 ? nlohmann::json(nullptr) : nlohmann::json(iso_time(checked));
+  auto latency = t.active.last_latency_us.load(std::memory_order_relaxed);
+  j["latency_ms"] =
+      latency < 0 ? nlohmann::json(nullptr) : nlohmann::json(static_cast<double>(latency) / 1000.0);
+  j["consecutive_check_failures"] = t.active.consecutive_failures.load(std::memory_order_relaxed);
+  j["consecutive_5xx"] = t.passive.consecutive_5xx.load(std::memory_order_relaxed);
+  j["consecutive_connect_failures"] =
+      t.passive.consecutive_connect_failures.load(std::memory_order_relaxed);
+  j["ejections"] = t.passive.ejections.load(std::memory_order_relaxed);
+  if ((t.flags() & TargetHealth::kEjected) != 0) {
+    auto left = t.passive.ejected_until_ns.load(std::memory_order_relaxed) - now_ns;
+    j["ejected_for_s"] = std::max<std::int64_t>(0, (left + 999'999'999) / 1'000'000'000);
+  }
+  return j;
+}
+
+}  // namespace
+
 Health::Health(const config::Config& cfg, unsigned workers, std::string version)
     : workers_(workers), version_(std::move(version)), cache_ttl_(cfg.health.cache_ttl) {
   for (const auto& u : cfg.upstreams) {
-    UpstreamEntry e{u.name, {}};
-    for (const auto& t : u.targets) {
-      e.targets.push_back(std::make_unique<TargetHealth>(t.to_string()));
+    UpstreamEntry e{u.name, {}, {}};
+    for (std::size_t i = 0; i < u.targets.size(); ++i) {
+      // A re-resolved host name's slots start without an address (filled when resolved).
+      const bool name = u.resolve_interval.count() != 0 && !http::parse_ip(u.targets[i].host);
+      for (std::size_t k = 0; k < u.slots_of(i); ++k) {
+        e.targets.push_back(
+            std::make_unique<TargetHealth>(name ? std::string() : u.targets[i].to_string(), name));
+        e.names.push_back(name ? u.targets[i].to_string() : std::string());
+      }
     }
     upstreams_.push_back(std::move(e));
   }
+}
+
+void Health::set_upstream_probe(std::size_t upstream, std::function<ComponentReport()> probe) {
+  std::lock_guard lock(cache_mu_);
+  upstreams_[upstream].probe = std::move(probe);
+  cached_at_ = {};
 }
 
 void Health::add_component(std::string name, std::function<ComponentReport()> probe) {
@@ -78,19 +176,34 @@ nlohmann::json Health::compute() {
                            {"workers", workers_},
                            {"version", version_},
                            {"draining", draining()}};
+  const auto now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                          std::chrono::steady_clock::now().time_since_epoch())
+                          .count();
   for (const auto& u : upstreams_) {
     json targets = json::array();
     std::size_t up = 0;
-    for (const auto& t : u.targets) {
-      bool r = t->reachable();
-      up += r ? 1 : 0;
-      targets.push_back(
-          {{"address", t->address()}, {"reachable", r}, {"last_error", r ? "" : t->last_error()}});
+    std::size_t live = 0;
+    for (std::size_t i = 0; i < u.targets.size(); ++i) {
+      const auto& t = u.targets[i];
+      if (t->retired()) {
+        continue;  // a re-resolved name's slot without an address
+      }
+      ++live;
+      up += t->reachable() ? 1 : 0;
+      targets.push_back(target_report(*t, u.names[i], now_ns));
     }
-    Status s = up == u.targets.size() ? Status::ok : (up == 0 ? Status::down : Status::degraded);
+    Status s = up == live && live != 0 ? Status::ok : (up == 0 ? Status::down : Status::degraded);
+    json c = json::object();
+    if (u.probe) {
+      ComponentReport r = u.probe();
+      c = std::move(r.detail);
+      s = std::max(s, r.status);
+    }
     any_upstream_down = any_upstream_down || s == Status::down;
     worst(s == Status::down ? Status::degraded : s);
-    components["upstream:" + u.name] = {{"status", to_string(s)}, {"targets", targets}};
+    c["status"] = to_string(s);
+    c["targets"] = std::move(targets);
+    components["upstream:" + u.name] = std::move(c);
   }
   for (const auto& [name, probe] : components_) {
     ComponentReport r = probe();

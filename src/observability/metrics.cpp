@@ -5,6 +5,19 @@
 #include <algorithm>
 
 namespace gatehouse::observability {
+namespace {
+
+template <std::size_t N>
+Cell& requests_seconds_bucket(std::array<Cell, N>& buckets, std::int64_t us) {
+  double seconds = static_cast<double>(us) / 1e6;
+  std::size_t b = 0;
+  while (b < kDurationBuckets.size() && seconds > kDurationBuckets[b]) {
+    ++b;
+  }
+  return buckets[b];
+}
+
+}  // namespace
 
 void WorkerMetrics::record_request(std::size_t route, unsigned status, std::int64_t duration_us) {
   auto& r = routes[std::min(route, routes.size() - 1)];
@@ -21,18 +34,33 @@ void WorkerMetrics::record_request(std::size_t route, unsigned status, std::int6
   r.duration_us_sum.add(duration_us);
 }
 
+void TargetStats::record_head(std::int64_t us) {
+  requests_seconds_bucket(head_buckets, us).add();
+  head_us_sum.add(us);
+}
+
 void WorkerMetrics::record_local_reply(unsigned status) {
   auto it = std::find(kLocalReplyStatuses.begin(), kLocalReplyStatuses.end(), status);
   local_replies[static_cast<std::size_t>(it - kLocalReplyStatuses.begin())].add();
 }
 
 Metrics::Metrics(unsigned workers, std::vector<std::string> route_names,
-                 std::vector<std::string> upstream_names)
-    : route_names_(std::move(route_names)), upstream_names_(std::move(upstream_names)) {
+                 std::vector<std::string> upstream_names,
+                 std::vector<std::vector<std::string>> target_names)
+    : route_names_(std::move(route_names)),
+      upstream_names_(std::move(upstream_names)),
+      target_names_(std::move(target_names)) {
+  target_names_.resize(upstream_names_.size());
+  for (const auto& names : target_names_) {
+    baselines_.push_back(std::make_unique<TargetStats[]>(names.size()));
+  }
   for (unsigned i = 0; i < workers; ++i) {
     auto w = std::make_unique<WorkerMetrics>();
     w->routes = std::vector<RouteStats>(route_names_.size() + 1);
     w->upstreams = std::vector<UpstreamStats>(upstream_names_.size());
+    for (std::size_t u = 0; u < upstream_names_.size(); ++u) {
+      w->upstreams[u].size_targets(target_names_[u].size());
+    }
     shards_.push_back(std::move(w));
   }
 }
@@ -118,6 +146,12 @@ std::string Metrics::render(const std::function<void(std::string&)>& extra) cons
       "from a peer not in trusted_proxies.",
       sum(shards_, [](const WorkerMetrics& w) -> const Cell& { return w.proxy_protocol_errors; }));
 
+  gauge("gatehouse_websocket_upgrades_total", "counter",
+        "WebSocket handshakes the upstream accepted (101); the tunnel then relays bytes.",
+        sum(shards_, [](const WorkerMetrics& w) -> const Cell& { return w.websocket_upgrades; }));
+  gauge("gatehouse_websockets_open", "gauge", "WebSocket tunnels open now.",
+        sum(shards_, [](const WorkerMetrics& w) -> const Cell& { return w.websockets_open; }));
+
   struct UpMetric {
     const char* name;
     const char* type;
@@ -138,8 +172,10 @@ std::string Metrics::render(const std::function<void(std::string&)>& extra) cons
        "after its head was sent.",
        &UpstreamStats::failures},
       {"gatehouse_upstream_retries_total", "counter",
-       "Requests sent again on a fresh connection after a reused keep-alive connection failed.",
-       &UpstreamStats::retries},
+       "Requests sent again after a failed try (every reason).", &UpstreamStats::retries},
+      {"gatehouse_upstream_retry_budget_exhausted_total", "counter",
+       "Retries not made because the upstream's retry budget was spent.",
+       &UpstreamStats::retry_budget_exhausted},
   };
   for (const auto& m : kUp) {
     fmt::format_to(std::back_inserter(out), "# HELP {} {}\n# TYPE {} {}\n", m.name, m.help, m.name,
@@ -149,6 +185,28 @@ std::string Metrics::render(const std::function<void(std::string&)>& extra) cons
                    [&](const WorkerMetrics& w) -> const Cell& { return w.upstreams[u].*m.cell; });
       fmt::format_to(std::back_inserter(out), "{}{{upstream=\"{}\"}} {}\n", m.name,
                      upstream_names_[u], v);
+    }
+  }
+
+  render_targets(out);
+
+  // Labels in upstream::RetryReason order (observability does not include upstream/).
+  static constexpr std::array<const char*, 7> kRetryReasons = {
+      "stale_connection", "connect_failure", "reset", "timeout", "429", "5xx", "invalid_json"};
+  static_assert(kRetryReasons.size() == std::tuple_size_v<decltype(UpstreamStats::retry_reasons)>);
+  out +=
+      "# HELP gatehouse_upstream_retries_by_reason_total Requests sent again, by why the try "
+      "before failed.\n";
+  out += "# TYPE gatehouse_upstream_retries_by_reason_total counter\n";
+  for (std::size_t u = 0; u < upstream_names_.size(); ++u) {
+    for (std::size_t r = 0; r < kRetryReasons.size(); ++r) {
+      auto v = sum(shards_, [&](const WorkerMetrics& w) -> const Cell& {
+        return w.upstreams[u].retry_reasons[r];
+      });
+      fmt::format_to(std::back_inserter(out),
+                     "gatehouse_upstream_retries_by_reason_total{{upstream=\"{}\",reason=\"{}\"}} "
+                     "{}\n",
+                     upstream_names_[u], kRetryReasons[r], v);
     }
   }
 
@@ -169,6 +227,116 @@ std::string Metrics::render(const std::function<void(std::string&)>& extra) cons
     extra(out);
   }
   return out;
+}
+
+void Metrics::set_target_name(std::size_t u, std::size_t t, std::string name) {
+  if (u >= target_names_.size() || t >= target_names_[u].size()) {
+    return;
+  }
+  target_names_[u][t] = std::move(name);
+  auto& base = baselines_[u][t];
+  auto rebase = [&](Cell& b, auto&& pick) {
+    std::int64_t now = 0;
+    for (const auto& s : shards_) {
+      if (t < s->upstreams[u].target_count) {
+        now += pick(s->upstreams[u].targets[t]).get();
+      }
+    }
+    b.add(now - b.get());
+  };
+  rebase(base.requests, [](const TargetStats& ts) -> const Cell& { return ts.requests; });
+  rebase(base.errors, [](const TargetStats& ts) -> const Cell& { return ts.errors; });
+  rebase(base.head_us_sum, [](const TargetStats& ts) -> const Cell& { return ts.head_us_sum; });
+  for (std::size_t b = 0; b < base.head_buckets.size(); ++b) {
+    rebase(base.head_buckets[b],
+           [b](const TargetStats& ts) -> const Cell& { return ts.head_buckets[b]; });
+  }
+}
+
+// Per upstream: the queue gauge and busy replies; per target (labels upstream, target): tries,
+// errors and the time to response head.
+void Metrics::render_targets(std::string& out) const {
+  auto per_upstream = [&](const char* name, const char* type, const char* help,
+                          const Cell UpstreamStats::*cell) {
+    fmt::format_to(std::back_inserter(out), "# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
+    for (std::size_t u = 0; u < upstream_names_.size(); ++u) {
+      auto v =
+          sum(shards_, [&](const WorkerMetrics& w) -> const Cell& { return w.upstreams[u].*cell; });
+      fmt::format_to(std::back_inserter(out), "{}{{upstream=\"{}\"}} {}\n", name,
+                     upstream_names_[u], v);
+    }
+  };
+  per_upstream("gatehouse_upstream_queue_length", "gauge",
+               "Requests waiting for an upstream connection (max_connections reached).",
+               &UpstreamStats::queued);
+  per_upstream("gatehouse_upstream_busy_total", "counter",
+               "Requests answered 503 upstream_busy: queue full or queue_timeout passed.",
+               &UpstreamStats::busy);
+
+  auto target_cell = [&](std::size_t u, std::size_t t, auto&& pick) {
+    std::int64_t total = -pick(baselines_[u][t]).get();
+    for (const auto& s : shards_) {
+      const auto& us = s->upstreams[u];
+      if (t < us.target_count) {
+        total += pick(us.targets[t]).get();
+      }
+    }
+    return total;
+  };
+  auto each_target = [&](auto&& f) {
+    for (std::size_t u = 0; u < upstream_names_.size(); ++u) {
+      for (std::size_t t = 0; t < target_names_[u].size(); ++t) {
+        if (!target_names_[u][t].empty()) {  // a re-resolved name's slot without an address
+          f(u, t);
+        }
+      }
+    }
+  };
+  auto counter = [&](const char* name, const char* help, Cell TargetStats::*cell) {
+    fmt::format_to(std::back_inserter(out), "# HELP {} {}\n# TYPE {} counter\n", name, help, name);
+    each_target([&](std::size_t u, std::size_t t) {
+      auto v = target_cell(u, t, [&](const TargetStats& ts) -> const Cell& { return ts.*cell; });
+      fmt::format_to(std::back_inserter(out), "{}{{upstream=\"{}\",target=\"{}\"}} {}\n", name,
+                     upstream_names_[u], target_names_[u][t], v);
+    });
+  };
+  counter("gatehouse_upstream_target_requests_total",
+          "Tries sent to the upstream target (a connection acquired for a request).",
+          &TargetStats::requests);
+  counter("gatehouse_upstream_target_errors_total",
+          "Failed connects, tries without a usable response head and responses cut off, by "
+          "upstream target.",
+          &TargetStats::errors);
+
+  const char* h = "gatehouse_upstream_target_response_head_seconds";
+  fmt::format_to(std::back_inserter(out),
+                 "# HELP {} Time from sending the request to the upstream target to its response "
+                 "head.\n# TYPE {} histogram\n",
+                 h, h);
+  each_target([&](std::size_t u, std::size_t t) {
+    const auto& un = upstream_names_[u];
+    const auto& tn = target_names_[u][t];
+    std::int64_t cumulative = 0;
+    for (std::size_t b = 0; b <= kDurationBuckets.size(); ++b) {
+      cumulative += target_cell(
+          u, t, [&](const TargetStats& ts) -> const Cell& { return ts.head_buckets[b]; });
+      if (b < kDurationBuckets.size()) {
+        fmt::format_to(std::back_inserter(out),
+                       "{}_bucket{{upstream=\"{}\",target=\"{}\",le=\"{}\"}} {}\n", h, un, tn,
+                       kDurationBuckets[b], cumulative);
+      } else {
+        fmt::format_to(std::back_inserter(out),
+                       "{}_bucket{{upstream=\"{}\",target=\"{}\",le=\"+Inf\"}} {}\n", h, un, tn,
+                       cumulative);
+      }
+    }
+    auto us =
+        target_cell(u, t, [](const TargetStats& ts) -> const Cell& { return ts.head_us_sum; });
+    fmt::format_to(std::back_inserter(out),
+                   "{}_sum{{upstream=\"{}\",target=\"{}\"}} {}\n"
+                   "{}_count{{upstream=\"{}\",target=\"{}\"}} {}\n",
+                   h, un, tn, static_cast<double>(us) / 1e6, h, un, tn, cumulative);
+  });
 }
 
 }  // namespace gatehouse::observability

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "observability/process_stats.hpp"
+
 namespace gatehouse::observability {
 
 // A counter/gauge cell written by exactly one thread.
@@ -35,10 +37,35 @@ struct RouteStats {
   Cell duration_us_sum;
 };
 
+// One upstream target (issue 12, i12-balance): what a worker sent it and how it answered.
+struct TargetStats {
+  Cell requests;  // tries: a connection to the target was acquired for the request
+  Cell errors;    // failed connects, tries without a usable response head, responses cut off
+  std::array<Cell, kDurationBuckets.size() + 1> head_buckets;  // time to response head; +Inf last
+  Cell head_us_sum;
+
+  void record_head(std::int64_t us);
+};
+
 struct UpstreamStats {
   Cell connect_errors, timeouts, opened, idle;
   Cell failures;  // requests answered 502/504, or cut off, because of the upstream
-  Cell retries;   // requests sent again on a fresh connection after a stale keep-alive one
+  Cell retries;   // tries sent again (every reason)
+  // --- balancing and backpressure (issue 12, i12-balance) ---
+  Cell queued;  // gauge: requests waiting for a connection at max_connections
+  Cell busy;    // requests answered 503 upstream_busy (queue full or queue_timeout passed)
+  std::unique_ptr<TargetStats[]> targets;  // index = target index (atomics: not in a vector)
+  std::size_t target_count = 0;
+
+  // Null past the targets it was sized for (a test's bare UpstreamStats has none).
+  TargetStats* target(std::size_t t) { return t < target_count ? &targets[t] : nullptr; }
+  void size_targets(std::size_t n) {
+    targets = std::make_unique<TargetStats[]>(n);
+    target_count = n;
+  }
+  // --- retries (issue 12, i12-retry) ---
+  std::array<Cell, 7> retry_reasons;  // by upstream::RetryReason
+  Cell retry_budget_exhausted;        // retries the budget refused
 };
 
 struct alignas(64) WorkerMetrics {
@@ -48,6 +75,9 @@ struct alignas(64) WorkerMetrics {
   Cell in_flight, connections_active, connections_total, tls_handshake_errors;
   Cell connections_rejected;   // over max_connections / max_connections_per_ip
   Cell proxy_protocol_errors;  // connections closed for a missing or bad PROXY header
+  LoopLag loop_lag;            // i12-edge: how late the worker's 100 ms sweep runs
+  Cell websocket_upgrades;     // i12-edge: WebSocket tunnels opened (upstream answered 101)
+  Cell websockets_open;        // i12-edge: tunnels open now
 
   void record_request(std::size_t route, unsigned status, std::int64_t duration_us);
   void record_local_reply(unsigned status);
@@ -55,17 +85,29 @@ struct alignas(64) WorkerMetrics {
 
 class Metrics {
  public:
+  // `target_names[u]`: upstream u's targets as written in the config (metric labels).
   Metrics(unsigned workers, std::vector<std::string> route_names,
-          std::vector<std::string> upstream_names);
+          std::vector<std::string> upstream_names,
+          std::vector<std::vector<std::string>> target_names = {});
   WorkerMetrics& worker(unsigned index) { return *shards_[index]; }
   std::size_t none_route() const { return route_names_.size(); }
 
   // Prometheus text exposition (format 0.0.4). `extra` appends gauges owned elsewhere.
   std::string render(const std::function<void(std::string&)>& extra = {}) const;
+  // i12-resolve: the `target` label of upstream u's slot t (empty: the slot has no address and
+  // its series are left out); a new name starts the slot's series from 0. Called on the thread
+  // that renders (the admin thread) only.
+  void set_target_name(std::size_t u, std::size_t t, std::string name);
 
  private:
+  void render_targets(std::string& out) const;
+
   std::vector<std::string> route_names_;
   std::vector<std::string> upstream_names_;
+  std::vector<std::vector<std::string>> target_names_;
+  // i12-resolve: per upstream and slot, the shards' sums when the slot took its current address
+  // (subtracted when rendering, so each address's series starts at 0). Admin thread only.
+  std::vector<std::unique_ptr<TargetStats[]>> baselines_;
   std::vector<std::unique_ptr<WorkerMetrics>> shards_;
 };
 

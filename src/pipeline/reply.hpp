@@ -32,4 +32,17 @@ inline Next error_reply(Context& ctx, unsigned status, bool close, std::string_v
   return Next::Reply;
 }
 
+// A refusal that tells the client when to come back (the upstream's circuit breaker is open, every
+// target is out): the JSON error with retry_after, and a Retry-After header.
+inline Next retry_later_reply(Context& ctx, unsigned status, std::string_view code,
+                              std::string_view message, std::int64_t retry_after_s, bool close) {
+  ctx.reply.status = status;
+  ctx.reply.body = ghttp::error_body(code, message, retry_after_s, ctx.request_id);
+  ctx.reply.headers = "Retry-After: " + std::to_string(retry_after_s) + "\r\n";
+  ctx.reply.head_only = ctx.head_request;
+  ctx.reply.close = close;
+  ctx.reply.error = true;
+  return Next::Reply;
+}
+
 }  // namespace gatehouse::pipeline

@@ -5,9 +5,34 @@
 #include "http/json.hpp"
 #include "http/target.hpp"
 #include "io/spawn.hpp"
+#include "observability/process_stats.hpp"
+#include "server/dependency_checks.hpp"
 #include "server/gateway.hpp"
 
 namespace gatehouse::server {
+
+// Process memory, open files and each worker's event-loop lag (i12-edge): read at each request,
+// not cached (cheap, and a leak should show at once). Open files at 90% of the limit degrade.
+void Gateway::add_process_details(nlohmann::json& report) {
+  auto& p = report["components"]["process"];
+  auto stats = observability::read_process_stats();
+  p["memory_rss_bytes"] = stats.rss_bytes ? nlohmann::json(*stats.rss_bytes) : nlohmann::json();
+  p["open_files"] = stats.open_files ? nlohmann::json(*stats.open_files) : nlohmann::json();
+  p["max_open_files"] =
+      stats.max_open_files ? nlohmann::json(*stats.max_open_files) : nlohmann::json();
+  nlohmann::json lag = nlohmann::json::array();
+  for (unsigned i = 0; i < workers_count_; ++i) {
+    lag.push_back(static_cast<double>(metrics_->worker(i).loop_lag.max_us()) / 1000.0);
+  }
+  p["event_loop_lag_ms"] = std::move(lag);
+  if (stats.open_files && stats.max_open_files &&
+      *stats.open_files * 10 >= *stats.max_open_files * 9) {
+    p["status"] = "degraded";
+    if (report["status"] == "ok") {
+      report["status"] = "degraded";
+    }
+  }
+}
 
 net::awaitable<void> Gateway::admin_accept_loop(tcp::acceptor acceptor) {
   for (;;) {
@@ -86,17 +111,26 @@ net::awaitable<void> Gateway::admin_session(tcp::socket socket) {
             "# TYPE gatehouse_internal_errors_total counter\ngatehouse_internal_errors_total {}\n"
             "# HELP gatehouse_draining 1 while the process drains.\n"
             "# TYPE gatehouse_draining gauge\ngatehouse_draining {}\n"
-            "# HELP gatehouse_upstream_target_up 1 when the target answered its last check.\n"
+            "# HELP gatehouse_upstream_target_up 1 when the target is eligible for requests (not "
+            "unreachable, unhealthy or ejected).\n"
             "# TYPE gatehouse_upstream_target_up gauge\n",
             logs_->dropped(), logs_->internal_errors(), health_->draining() ? 1 : 0);
         for (std::size_t u = 0; u < health_->upstream_count(); ++u) {
           for (std::size_t t = 0; t < health_->target_count(u); ++t) {
             auto& th = health_->target(u, t);
+            if (th.retired()) {
+              continue;  // a re-resolved name's slot without an address
+            }
             fmt::format_to(std::back_inserter(out),
                            "gatehouse_upstream_target_up{{upstream=\"{}\",target=\"{}\"}} {}\n",
                            cfg_->upstreams[u].name, th.address(), th.reachable() ? 1 : 0);
           }
         }
+        upstream::UpstreamHealth::render_metric_help(out);
+        for (auto& s : upstream_health_) {
+          s->render_metrics(out, upstream::UpstreamHealth::Clock::now());
+        }
+        resolver_->render_metrics(out);
         rate_limiter_->render_metrics(out);
         if (redis_) {
           redis_->render_metrics(out);
@@ -109,8 +143,14 @@ net::awaitable<void> Gateway::admin_session(tcp::socket socket) {
       });
     } else if (path == "/health/detailed") {
       auto d = health_->detailed();
-      res.result(observability::Health::is_down(d) ? http::status::service_unavailable
-                                                   : http::status::ok);
+      add_process_details(d);
+      // health.checks: a failing dependency makes the report degraded and the answer 503.
+      const bool checks_ok = co_await dependency_checks_->add_to(d);
+      if (!checks_ok && d["status"] == "ok") {
+        d["status"] = "degraded";
+      }
+      res.result(observability::Health::is_down(d) || !checks_ok ? http::status::service_unavailable
+                                                                 : http::status::ok);
       res.body() = observability::Health::to_json_text(d);
     } else if (path == h.live_path) {
       res.result(http::status::ok);

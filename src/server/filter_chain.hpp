@@ -3,8 +3,8 @@
 // The order is the request's way through the gateway (docs/architecture.md, "One request"):
 //
 //   request_id → request_checks (head rules, canonical path) → health → access → cors (preflight)
-//   → route (404) → route access → tls_redirect → rate_limit → [upstream] ; security_headers and
-//   access_log act only on the way out.
+//   → route (404) → route access → tls_redirect → rate_limit → [upstream] ; security_headers,
+//   response_headers (X-Process-Time) and access_log act only on the way out.
 //
 // encode_headers runs in the same order on every response, proxied or local.
 #include <cstdint>
@@ -17,6 +17,7 @@
 #include "filters/rate_limit/filter.hpp"
 #include "filters/request_checks/filter.hpp"
 #include "filters/request_id/filter.hpp"
+#include "filters/response_headers/filter.hpp"
 #include "filters/route/filter.hpp"
 #include "filters/security_headers/filter.hpp"
 #include "filters/tls_redirect/filter.hpp"
@@ -53,6 +54,7 @@ using FilterChain = pipeline::Chain<
     filters::health::HealthFilter, filters::access::AccessFilter, filters::cors::CorsFilter,
     filters::route::RouteFilter, filters::access::RouteAccessFilter,
     filters::tls_redirect::TlsRedirectFilter, filters::rate_limit::RateLimitFilter,
-    filters::security_headers::SecurityHeadersFilter, filters::access_log::AccessLogFilter>;
+    filters::security_headers::SecurityHeadersFilter,
+    filters::response_headers::ResponseHeadersFilter, filters::access_log::AccessLogFilter>;
 
 }  // namespace gatehouse::server

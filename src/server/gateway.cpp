@@ -9,6 +9,7 @@
 #include "http/cidr.hpp"
 #include "http/json.hpp"
 #include "io/spawn.hpp"
+#include "server/dependency_checks.hpp"
 #include "server/worker.hpp"
 
 namespace gatehouse::server {
@@ -45,6 +46,22 @@ std::vector<std::string> upstream_names(const config::Config& cfg) {
   std::vector<std::string> out;
   for (const auto& u : cfg.upstreams) {
     out.push_back(u.name);
+  }
+  return out;
+}
+
+// Per target slot; a re-resolved host name's slots are named when they get an address.
+std::vector<std::vector<std::string>> target_names(const config::Config& cfg) {
+  std::vector<std::vector<std::string>> out;
+  for (const auto& u : cfg.upstreams) {
+    auto& names = out.emplace_back();
+    for (std::size_t i = 0; i < u.targets.size(); ++i) {
+      const auto& t = u.targets[i];
+      const bool name = upstream::Resolver::resolves(u) && !ghttp::parse_ip(t.host);
+      for (std::size_t k = 0; k < u.slots_of(i); ++k) {
+        names.push_back(name ? std::string() : t.to_string());
+      }
+    }
   }
   return out;
 }
@@ -143,8 +160,8 @@ Gateway::Gateway(std::shared_ptr<const config::Config> cfg, std::string version)
       version_(std::move(version)),
       workers_count_(resolve_workers(cfg_->workers)),
       logs_(std::make_unique<observability::Logs>(cfg_->log)),
-      metrics_(std::make_unique<observability::Metrics>(workers_count_, route_names(*cfg_),
-                                                        upstream_names(*cfg_))),
+      metrics_(std::make_unique<observability::Metrics>(
+          workers_count_, route_names(*cfg_), upstream_names(*cfg_), target_names(*cfg_))),
       health_(std::make_unique<observability::Health>(*cfg_, workers_count_, version_)),
       router_(*cfg_),
       hasher_(cfg_->log.hash_client_ip, getenv_or("GATEHOUSE_LOG_KEY", "")),
@@ -155,10 +172,29 @@ Gateway::Gateway(std::shared_ptr<const config::Config> cfg, std::string version)
     throw std::runtime_error(
         "log.hash_client_ip needs GATEHOUSE_LOG_KEY set to a secret of at least 16 characters");
   }
-  for (const auto& u : cfg_->upstreams) {
+  resolver_ = std::make_unique<upstream::Resolver>(admin_ioc_, *cfg_, *health_, metrics_.get(),
+                                                   logs_.get());
+  for (std::size_t u = 0; u < cfg_->upstreams.size(); ++u) {
+    upstream_health_.push_back(std::make_unique<upstream::UpstreamHealth>(
+        cfg_->upstreams[u], u, *health_, workers_count_, logs_.get()));
+    resolver_->attach(u, upstream_health_.back().get());
+    health_->set_upstream_probe(u, [s = upstream_health_.back().get(), r = resolver_.get(), u] {
+      auto report = s->health_report(upstream::UpstreamHealth::Clock::now());
+      r->report(u, report);
+      return report;
+    });
+  }
+  // i12-resolve: host names of upstreams with resolve_interval, every address (blocking, once).
+  resolver_->start_up();
+  for (std::size_t u = 0; u < cfg_->upstreams.size(); ++u) {
+    const auto& up = cfg_->upstreams[u];
+    if (const auto* slots = resolver_->slots(u)) {
+      endpoints_.push_back(slots->view()->endpoints);
+      continue;
+    }
     std::vector<tcp::endpoint> eps;
-    for (const auto& t : u.targets) {
-      eps.push_back(resolve_one(admin_ioc_, t, "upstreams." + u.name));
+    for (const auto& t : up.targets) {
+      eps.push_back(resolve_one(admin_ioc_, t, "upstreams." + up.name));
     }
     endpoints_.push_back(std::move(eps));
   }
@@ -225,6 +261,7 @@ void Gateway::begin_drain(const char* why) {
   if (health_checker_) {
     health_checker_->stop();
   }
+  resolver_->stop();
   logs_->error(
       spdlog::level::info, "draining",
       fmt::format("\"reason\":\"{}\",\"drain_delay_ms\":{}", why, cfg_->drain_delay.count()));
@@ -348,6 +385,21 @@ net::awaitable<void> Gateway::store_probe_loop() {
   }
 }
 
+// A log file is flushed when the logging thread finds its queue empty; under steady traffic the
+// access lines keep it busy, and an error or security line could wait in the file buffer for the
+// next quiet moment. A flush every second bounds that wait.
+net::awaitable<void> Gateway::log_flush_loop() {
+  net::steady_timer timer(admin_ioc_);
+  for (;;) {
+    timer.expires_after(std::chrono::seconds(1));
+    auto [ec] = co_await timer.async_wait(nothrow);
+    if (ec || draining_) {
+      co_return;  // the drain's end and ~Logs flush the rest
+    }
+    logs_->flush();
+  }
+}
+
 void Gateway::on_worker_done() {
   if (--running_workers_ == 0) {
     drain_timer_.cancel();
@@ -446,14 +498,26 @@ int Gateway::run(RunOptions options) {
   signals_.add(SIGUSR1);
   signals_.add(SIGHUP);
   wait_signals();
+  std::vector<upstream::UpstreamHealth*> shared;
+  for (auto& s : upstream_health_) {
+    shared.push_back(s.get());
+  }
+  std::vector<const upstream::TargetSlots*> slots;
+  for (std::size_t u = 0; u < cfg_->upstreams.size(); ++u) {
+    slots.push_back(resolver_->slots(u));
+  }
   health_checker_ =
-      std::make_unique<upstream::HealthChecker>(admin_ioc_, *cfg_, endpoints_, *health_, *logs_);
+      std::make_unique<upstream::HealthChecker>(admin_ioc_, *cfg_, endpoints_, *health_, *logs_,
+                                                std::move(shared), version_, std::move(slots));
   spawn(admin_ioc_, health_checker_->run(), *logs_, "health check loop");
+  spawn(admin_ioc_, resolver_->run(), *logs_, "resolve loop");
+  spawn(admin_ioc_, log_flush_loop(), *logs_, "log flush loop");
   if (redis_) {
     admin_redis_ =
         std::make_unique<filters::rate_limit::store::RedisStoreClient>(*redis_, admin_ioc_);
     spawn(admin_ioc_, store_probe_loop(), *logs_, "redis probe loop");
   }
+  dependency_checks_ = std::make_unique<DependencyChecks>(admin_ioc_, *cfg_, *logs_);
 
   {
     std::string extra = "\"listen\":";

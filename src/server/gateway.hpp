@@ -20,6 +20,8 @@
 #include "observability/logging.hpp"
 #include "observability/metrics.hpp"
 #include "upstream/health_checker.hpp"
+#include "upstream/resolver.hpp"
+#include "upstream/upstream_health.hpp"
 
 namespace gatehouse::server {
 
@@ -31,6 +33,7 @@ namespace http = io::http;  // Beast's; ours is ghttp
 namespace ghttp = io::ghttp;
 
 class Worker;
+class DependencyChecks;
 
 class Gateway {
  public:
@@ -63,6 +66,10 @@ class Gateway {
   }
   const filters::cors::Cors& cors() const { return cors_; }
   const std::vector<std::vector<tcp::endpoint>>& upstream_endpoints() const { return endpoints_; }
+  // Upstream u's process-wide target health (outlier detection, circuit breaker).
+  upstream::UpstreamHealth& upstream_health(std::size_t u) { return *upstream_health_[u]; }
+  // i12-resolve: upstream u's re-resolved target slots; null when its targets never change.
+  const upstream::TargetSlots* target_slots(std::size_t u) const { return resolver_->slots(u); }
   const std::string& version() const { return version_; }
   bool development() const { return cfg_->environment == config::Environment::development; }
   unsigned worker_count() const { return workers_count_; }
@@ -90,6 +97,8 @@ class Gateway {
   net::awaitable<void> admin_bans(std::string_view method, std::string_view target,
                                   unsigned& status, std::string& body);
   net::awaitable<void> store_probe_loop();
+  net::awaitable<void> log_flush_loop();
+  void add_process_details(nlohmann::json& report);
   void wait_signals();
   void on_worker_done();
   void reload_tls();
@@ -107,6 +116,8 @@ class Gateway {
   filters::security_headers::SecurityHeaders security_headers_;
   filters::cors::Cors cors_;
   std::vector<std::vector<tcp::endpoint>> endpoints_;
+  std::vector<std::unique_ptr<upstream::UpstreamHealth>> upstream_health_;
+  std::unique_ptr<upstream::Resolver> resolver_;  // i12-resolve: admin thread
   std::atomic<std::size_t> open_connections_{0};
   ratelimit::InFlight connections_per_ip_;
   std::uint16_t tls_port_ = 0;
@@ -120,6 +131,8 @@ class Gateway {
   net::steady_timer drain_timer_{admin_ioc_};
   // The breaker's probe; before admin_ioc_ dies.
   std::unique_ptr<filters::rate_limit::store::RedisStoreClient> admin_redis_;
+  // health.checks (i12-edge): probed on admin_ioc_ by /health/detailed; before admin_ioc_ dies.
+  std::unique_ptr<DependencyChecks> dependency_checks_;
   bool draining_ = false;
   bool takeover_ = false;
   unsigned running_workers_ = 0;

@@ -2,13 +2,20 @@
 // upstream request head and the client response head); the bytes move in src/upstream (relay.*),
 // targets and connections come from the route's upstream::Cluster, and whether a failed try is
 // tried again is upstream::RetryPolicy's call.
+#include <algorithm>
 #include <array>
+#include <bit>
+#include <limits>
 
+#include "http/error_reply.hpp"
 #include "http/fields.hpp"
 #include "http/json.hpp"
 #include "http/request_id.hpp"
 #include "pipeline/client_identity.hpp"
+#include "pipeline/reply.hpp"
+#include "server/error_intercept.hpp"
 #include "server/exchange.hpp"
+#include "server/websocket.hpp"
 #include "upstream/relay.hpp"
 #include "upstream/retry_policy.hpp"
 
@@ -196,7 +203,6 @@ struct Plan {
   bool expect_continue;
   bool head_request;
   bool client_http10;
-  upstream::RetryInput::Body body;
   bool idempotent;
   bool idempotency_key;
 };
@@ -212,11 +218,113 @@ Plan make_plan(const RequestParser& p) {
       .expect_continue = has_body && ghttp::iequals(sv(req[http::field::expect]), "100-continue"),
       .head_request = req.method() == http::verb::head,
       .client_http10 = req.version() < 11,
-      // The body is streamed, not kept (no ReplayBuffer yet): a request with one is not replayed.
-      .body = has_body ? upstream::RetryInput::Body::not_kept : upstream::RetryInput::Body::none,
       .idempotent = upstream::idempotent_method(sv(req.method_string())),
       .idempotency_key = req.count("Idempotency-Key") > 0,
   };
+}
+
+// The hash balancer's key: the configured header, or the client ip when the request has none.
+std::uint64_t balance_key(const config::Balance& b, const Context& x) {
+  if (b.policy != config::BalancePolicy::hash) {
+    return 0;
+  }
+  if (b.hash_on == config::HashOn::header) {
+    auto v = x.header(b.header);
+    if (!v.empty()) {
+      return upstream::hash_key(v);
+    }
+  }
+  return upstream::hash_key(x.client_ip);
+}
+
+// 503 upstream_busy: max_connections reached and the queue full or waited out. Retry-After 1: a
+// connection frees up as soon as any request in flight ends.
+void busy_reply(Context& x, bool close) {
+  x.reply.status = 503;
+  x.reply.body = ghttp::error_body(
+      "upstream_busy", "The upstream service is at capacity; retry shortly.", 1, x.request_id);
+  x.reply.headers = "Retry-After: 1\r\n";
+  x.reply.head_only = x.head_request;
+  x.reply.close = close;
+  x.reply.error = true;
+}
+
+// --- retries (issue 12, i12-retry) ---
+
+// A half-open probe's slot goes back unless a try reported under it: a probe that ends without
+// reaching an upstream (queue full or timed out, the client left, a bad body, every target out)
+// taught the breaker nothing, and a slot never given back would keep the breaker shut.
+struct ProbeSlot {
+  upstream::CircuitBreaker* breaker = nullptr;  // null: not a probe, or its outcome was reported
+  ProbeSlot() = default;
+  ProbeSlot(const ProbeSlot&) = delete;
+  ProbeSlot& operator=(const ProbeSlot&) = delete;
+  ~ProbeSlot() {
+    if (breaker != nullptr) {
+      breaker->release_probe();
+    }
+  }
+};
+
+// What a failed try tells target health (outlier detection, the circuit breaker): a response
+// below 500 (a 429, a 2xx whose JSON does not parse) means the target is up.
+upstream::TryOutcome try_outcome(const upstream::RetryInput& in) {
+  switch (in.failure) {
+    case upstream::TryFailure::status:
+      return in.status >= 500 ? upstream::TryOutcome::http_5xx : upstream::TryOutcome::success;
+    case upstream::TryFailure::invalid_json:
+      return upstream::TryOutcome::success;
+    case upstream::TryFailure::connect_failed:
+      return upstream::TryOutcome::connect_failure;
+    case upstream::TryFailure::timed_out:
+      return upstream::TryOutcome::timeout;
+    default:
+      return upstream::TryOutcome::reset;
+  }
+}
+
+bool method_listed(const config::RetryConfig& r, std::string_view method) {
+  return std::find(r.methods.begin(), r.methods.end(), method) != r.methods.end();
+}
+
+// A 2xx JSON response of known length that fits the hold: its body is read whole before anything
+// goes to the client, so that one that does not parse can be retried (retry.on: invalid_json).
+bool holds_for_json(const ResponseParser& rp, bool head_request, std::size_t cap) {
+  const auto& res = rp.get();
+  unsigned status = res.result_int();
+  if (head_request || status < 200 || status >= 300 || status == 204 || rp.chunked() ||
+      !rp.content_length() || *rp.content_length() > cap) {
+    return false;
+  }
+  return upstream::is_json_content_type(sv(res[http::field::content_type]));
+}
+
+void log_retry(Worker& w, const Context& x, int tries, const upstream::RetryDecision& d) {
+  if (!w.gw.logs().should_log(spdlog::level::info)) {
+    return;
+  }
+  std::string extra = "\"request_id\":";
+  ghttp::append_json_string(extra, x.request_id);
+  extra += ",\"upstream\":";
+  ghttp::append_json_string(extra, x.upstream_address);
+  fmt::format_to(std::back_inserter(extra), ",\"try\":{},\"reason\":\"{}\",\"wait_ms\":{}", tries,
+                 upstream::reason_name(d.reason), d.wait.count());
+  w.gw.logs().error(spdlog::level::info, "upstream retry", extra);
+}
+
+// A failure the retries could have taken but did not, and why (debug: under a failing upstream
+// there is one per request).
+void log_no_retry(Worker& w, const Context& x, int tries, upstream::NoRetry why) {
+  if (!w.gw.logs().should_log(spdlog::level::debug)) {
+    return;
+  }
+  std::string extra = "\"request_id\":";
+  ghttp::append_json_string(extra, x.request_id);
+  extra += ",\"upstream\":";
+  ghttp::append_json_string(extra, x.upstream_address);
+  fmt::format_to(std::back_inserter(extra), ",\"try\":{},\"why\":\"{}\"", tries,
+                 upstream::why_not_name(why));
+  w.gw.logs().error(spdlog::level::debug, "upstream not retried", extra);
 }
 
 }  // namespace
@@ -231,26 +339,242 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
   const bool has_body = plan.framing != Framing::none;
   bool expect_continue = plan.expect_continue;
   const upstream::ClientSide client{c.stream, c.deadline, c.buffer};
-  const upstream::RetryPolicy retry_policy;
+  const upstream::RetryPolicy& retry_policy = cluster.retry_policy();
+  const bool retries = retry_policy.configured();
+  if (retries) {
+    cluster.retry_budget().on_request();
+  }
 
   std::string& head = c.upstream_head;
   build_upstream_head(w.cfg, c.peer_ip, c.stream.tls(), x.identity, p, upstream_path(w.cfg, x),
                       x.request_id, plan.framing, head);
+  // WebSocket (server/websocket.cpp): the handshake keeps its Connection and Upgrade.
+  const std::string_view upgrade = websocket_upgrade(p);
+  if (!upgrade.empty()) {
+    add_upgrade_lines(head, upgrade);
+  }
+
+  // The circuit breaker: while open, a 503 at once (before any body is read, buffer_request or
+  // not); half-open, a few probes pass. Closed costs one relaxed load.
+  bool probe = false;
+  auto* shared = cluster.shared();
+  if (shared != nullptr && shared->breaker() != nullptr &&
+      shared->breaker()->state() != upstream::CircuitBreaker::State::closed) {
+    auto admission = shared->admit(Clock::now());
+    if (!admission.allowed) {
+      auto secs = std::max<std::int64_t>(
+          1, std::chrono::ceil<std::chrono::seconds>(admission.retry_after).count());
+      pipeline::retry_later_reply(x, 503, "circuit_open",
+                                  "The upstream service is failing; requests are paused.", secs,
+                                  has_body);
+      co_await send_reply(w, c, chain, x);
+      co_return x.client_keep_alive;
+    }
+    probe = admission.probe;
+  }
+  ProbeSlot probe_slot;
+  if (probe) {
+    probe_slot.breaker = shared->breaker();
+  }
+
+  // The request body kept for a replay (retries), or read whole first (buffer_request). Nothing
+  // is allocated until a body byte is kept.
+  std::optional<upstream::ReplayBuffer> replay;
+  bool body_whole = false;  // replay holds the entire body: later tries send it from there
+  if (has_body && route.buffer_request) {
+    if (expect_continue) {
+      expect_continue = false;
+      static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+      auto wrote = co_await write_all(c.stream, c.deadline, w.cfg.limits.idle_timeout,
+                                      net::buffer(kContinue));
+      if (wrote.ec) {
+        co_return false;
+      }
+    }
+    replay.emplace(std::numeric_limits<std::size_t>::max());  // max_body_bytes bounds it
+    auto read = co_await upstream::read_request_body(
+        w.buffers, client, {p, plan.framing, w.cfg.limits, x.start, x.bytes_in, &*replay});
+    if (read != upstream::SendResult::ok) {
+      if (read == upstream::SendResult::client_failed) {
+        co_return false;
+      }
+      unsigned status = read == upstream::SendResult::too_slow    ? 408
+                        : read == upstream::SendResult::too_large ? 413
+                                                                  : 400;
+      co_await send_local_reply(w, c, chain, x, status, true,
+                                status == 408 ? "request body too slow" : "");
+      co_return false;
+    }
+    body_whole = true;
+  } else if (has_body && retries && ucfg.retry.buffer_body > 0 &&
+             p.content_length().value_or(0) <= ucfg.retry.buffer_body &&
+             (plan.idempotency_key || method_listed(ucfg.retry, sv(p.get().method_string())))) {
+    // Kept only when a retry could send it: a POST without Idempotency-Key is never copied.
+    replay.emplace(ucfg.retry.buffer_body, &w.buffers);
+  }
+  auto body_state = [&] {
+    if (!has_body) {
+      return upstream::RetryInput::Body::none;
+    }
+    return body_whole && replay->data().size() <= ucfg.retry.buffer_body
+               ? upstream::RetryInput::Body::replayable
+               : upstream::RetryInput::Body::not_kept;
+  };
+
+  // The route's deadline covers every try and every wait; it starts once the body is here when
+  // gatehouse buffers it.
+  std::optional<Clock::time_point> deadline;
+  if (route.timeout.count() > 0) {
+    deadline = Clock::now() + route.timeout;
+  }
+  auto bounded = [&](Clock::duration d) -> Clock::duration {
+    if (!deadline) {
+      return d;
+    }
+    return std::clamp<Clock::duration>(*deadline - Clock::now(), Clock::duration::zero(), d);
+  };
+  const Clock::duration try_timeout =
+      ucfg.per_try_timeout.count() > 0 ? Clock::duration(ucfg.per_try_timeout) : ucfg.timeout;
+
+  // One report per try (outlier detection, the breaker), at the time its outcome is known. Only
+  // the first try of a probe request reports as the probe.
+  auto report_try = [&](std::size_t target, upstream::TryOutcome outcome) {
+    cluster.report(target, outcome, probe, Clock::now(), x.request_id);
+    probe = false;
+    probe_slot.breaker = nullptr;
+  };
 
   std::optional<ResponseParser> rp;
   upstream::reset_response_parser(rp, plan.head_request);
   std::unique_ptr<upstream::Connection> u;
   Clock::time_point upstream_start{};
   bool fresh = false;
-  for (int tries = 1;; ++tries) {
-    // Pick a target (and a connection to it).
-    auto acquired = co_await cluster.acquire(fresh, x.request_id);
+  bool stale_retried = false;
+  bool reported = false;      // the current try's outcome went to target health already
+  bool head_arrived = false;  // the current try got a head, then its held body failed
+  const upstream::Pick pick{balance_key(ucfg.balance, x), &c.socket()};
+  observability::TargetStats* target_stats = nullptr;  // the current try's target
+  std::size_t avoid = upstream::kNoTarget;             // the last failed try's target: offered last
+  std::uint64_t refused = 0;  // targets that answered 429: never offered again
+  // Asks the policy (and the budget) whether the try that just failed goes again; when it does,
+  // counts and logs the retry, waits, and sets where the next try goes.
+  auto retry = [&](int& tries, upstream::RetryInput in) -> net::awaitable<bool> {
+    in.tries = tries;
+    in.stale_retried = stale_retried;
+    in.idempotent = plan.idempotent;
+    in.idempotency_key = plan.idempotency_key;
+    in.body = body_state();
+    // Another target that did not answer 429 (the one that just did included).
+    in.other_target = cluster.has_other_target(refused | (u ? upstream::target_bit(u->target) : 0));
+    if (retries) {
+      in.method_listed = method_listed(ucfg.retry, sv(p.get().method_string()));
+      in.random = cluster.next_random();
+      if (deadline) {
+        in.remaining = std::chrono::duration_cast<upstream::Millis>(*deadline - Clock::now());
+      }
+    }
+    auto d = retry_policy.decide(in);
+    // The try's outcome for target health (outlier detection, circuit breaker). A reused
+    // keep-alive connection the upstream had closed says nothing about the target.
+    if (!(d.retry && d.reason == upstream::RetryReason::stale_connection)) {
+      reported = true;
+      report_try(u ? u->target : upstream::UpstreamHealth::kNoTarget, try_outcome(in));
+    }
+    // An open breaker stops the retries of requests admitted before it opened.
+    if (d.retry && shared != nullptr && shared->breaker() != nullptr &&
+        shared->breaker()->state() == upstream::CircuitBreaker::State::open) {
+      log_no_retry(w, x, tries, upstream::NoRetry::circuit_open);
+      co_return false;
+    }
+    if (!d.retry) {
+      if (retries && d.why_not != upstream::NoRetry::not_listed) {
+        log_no_retry(w, x, tries, d.why_not);
+      }
+      co_return false;
+    }
+    if (d.reason != upstream::RetryReason::stale_connection &&
+        !cluster.retry_budget().try_spend(Clock::now())) {
+      stats.retry_budget_exhausted.add();
+      log_no_retry(w, x, tries, upstream::NoRetry::budget);
+      co_return false;
+    }
+    stats.retries.add();
+    stats.retry_reasons[static_cast<std::size_t>(d.reason)].add();
+    log_retry(w, x, tries, d);
+    if (d.reason == upstream::RetryReason::stale_connection) {
+      stale_retried = true;
+    } else {
+      ++tries;
+    }
+    fresh = d.fresh_connection;
+    if (d.avoid_target && u) {
+      avoid = u->target;
+      if (d.avoid_strictly) {
+        refused |= upstream::target_bit(u->target);
+      }
+    }
+    // A response retried instead of passed on: when its body is small and comes at once, read it
+    // off so the connection serves again (a failing upstream answering 503s fast would otherwise
+    // cost a connect per retry).
+    const bool answered = in.failure == upstream::TryFailure::status ||
+                          in.failure == upstream::TryFailure::invalid_json;
+    if (u && answered && !plan.head_request && !w.draining && rp->keep_alive() && !rp->chunked() &&
+        rp->content_length() && *rp->content_length() <= io::BufferPool::kSize) {
+      auto length = static_cast<std::size_t>(*rp->content_length());
+      auto drained = co_await upstream::hold_response_body(
+          *u, length, bounded(std::min<Clock::duration>(ucfg.timeout, std::chrono::seconds(1))));
+      if (!drained) {
+        u->buffer.consume(length);
+        cluster.release(std::move(u));
+      }
+    }
+    u.reset();
+    upstream::reset_response_parser(rp, plan.head_request);
+    if (d.wait.count() > 0) {
+      // A timer only on this path: the first try never has one.
+      net::steady_timer timer(co_await net::this_coro::executor, d.wait);
+      co_await timer.async_wait(nothrow);
+    }
+    co_return true;
+  };
+
+  for (int tries = 1;;) {
+    // Pick a target (and a connection to it). A failed try's connection is closed first: it
+    // counts against max_connections, and the retry must not queue behind it.
+    u.reset();
+    reported = false;
+    head_arrived = false;
+    x.upstream_address.clear();  // a failure reply names only a target that was tried
+    auto acquired = co_await cluster.acquire(fresh, x.request_id, avoid, refused, pick);
     if (!acquired.conn) {
+      if (acquired.client_gone) {
+        co_return false;
+      }
+      if (acquired.unavailable) {
+        // Every target is out: nothing was tried, so nothing for the breaker to learn (a probe's
+        // slot goes back with probe_slot).
+        pipeline::retry_later_reply(x, 503, "upstream_unavailable",
+                                    "No upstream server is available; try again later.",
+                                    acquired.retry_after_s, has_body && !body_whole);
+        co_await send_reply(w, c, chain, x);
+        co_return x.client_keep_alive;
+      }
+      if (acquired.status == 503) {
+        busy_reply(x, has_body && !body_whole);
+        co_await send_reply(w, c, chain, x);
+        co_return x.client_keep_alive;
+      }
+      bool again = co_await retry(tries, {.failure = upstream::TryFailure::connect_failed});
+      if (again) {
+        continue;
+      }
       stats.failures.add();
-      co_await send_local_reply(w, c, chain, x, acquired.status, has_body, acquired.detail);
+      co_await send_local_reply(w, c, chain, x, acquired.status, has_body && !body_whole,
+                                acquired.detail);
       co_return x.client_keep_alive;
     }
     u = std::move(acquired.conn);
+    target_stats = stats.target(u->target);
     x.upstream_address = cluster.address(u->target);
     upstream_start = Clock::now();
     if (expect_continue) {
@@ -262,10 +586,12 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
         co_return false;
       }
     }
-    // Send the request.
+    // Send the request: the body from the client as it arrives (kept for a replay when it may
+    // be), or whole from what was kept.
     auto sent = co_await upstream::send_request(
-        w.buffers, client, *u, ucfg.timeout, head,
-        {p, plan.framing, w.cfg.limits, x.start, x.bytes_in, nullptr});
+        w.buffers, client, *u, bounded(ucfg.timeout), head,
+        {p, plan.framing, w.cfg.limits, x.start, x.bytes_in,
+         body_whole || !replay ? nullptr : &*replay, body_whole ? &*replay : nullptr});
     if (sent.result == upstream::SendResult::client_failed) {
       co_return false;
     }
@@ -280,26 +606,72 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
                                 sent.result == upstream::SendResult::too_large ? 413 : 400, true);
       co_return false;
     }
+    if (sent.result == upstream::SendResult::ok && replay && !replay->overflowed()) {
+      body_whole = true;
+    }
     error_code ec = sent.ec;
     if (!ec) {
-      ec = co_await upstream::read_response_head(*u, rp, ucfg.timeout, plan.head_request);
+      ec = co_await upstream::read_response_head(*u, rp, bounded(try_timeout), plan.head_request);
+    }
+    if (!ec && retries) {
+      // A response the policy may want to try again instead of passing on.
+      unsigned status = rp->get().result_int();
+      if (status >= 429 && retry_policy.retries_status(status)) {
+        upstream::RetryInput in{.failure = upstream::TryFailure::status, .status = status};
+        if (status == 429 || status == 503) {
+          auto value = sv(rp->get()[http::field::retry_after]);
+          if (!value.empty()) {
+            if (auto ra = upstream::parse_retry_after(value, std::chrono::system_clock::now())) {
+              in.retry_after = std::chrono::duration_cast<upstream::Millis>(*ra);
+            }
+          }
+        }
+        bool again = co_await retry(tries, in);
+        if (again) {
+          continue;
+        }
+      } else if (retry_policy.retries_invalid_json() && tries < retry_policy.attempts() &&
+                 holds_for_json(*rp, plan.head_request, ucfg.retry.buffer_body) &&
+                 (plan.idempotency_key || method_listed(ucfg.retry, sv(p.get().method_string())))) {
+        auto length = static_cast<std::size_t>(*rp->content_length());
+        ec = co_await upstream::hold_response_body(*u, length, bounded(ucfg.timeout));
+        head_arrived = static_cast<bool>(ec);
+        if (!ec) {
+          auto held = u->buffer.data();
+          bool parses = upstream::json_parses(
+              {static_cast<const char*>(held.data()), std::min(held.size(), length)});
+          if (!parses) {
+            bool again = co_await retry(tries, {.failure = upstream::TryFailure::invalid_json});
+            if (again) {
+              continue;
+            }
+          }
+        }
+      }
     }
     if (!ec) {
+      if (!reported) {
+        report_try(u->target, rp->get().result_int() >= 500 ? upstream::TryOutcome::http_5xx
+                                                            : upstream::TryOutcome::success);
+      }
+      if (target_stats != nullptr) {
+        target_stats->record_head(
+            std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - upstream_start)
+                .count());
+      }
       break;
+    }
+    if (target_stats != nullptr) {
+      target_stats->errors.add();
     }
     // The try failed before a response head: the retry policy says whether to try again.
     auto failure = upstream::classify_head_failure(ec);
-    auto decision = retry_policy.decide({.tries = tries,
-                                         .failure = failure,
-                                         .reused_connection = u->reused,
-                                         .wrote_any = sent.wrote_any,
-                                         .body = plan.body,
-                                         .idempotent = plan.idempotent,
-                                         .idempotency_key = plan.idempotency_key});
-    if (decision.retry) {
-      stats.retries.add();
-      upstream::reset_response_parser(rp, plan.head_request);
-      fresh = decision.fresh_connection;
+    // A body that failed after its head is not a stale keep-alive connection: the upstream
+    // answered on it.
+    bool again = co_await retry(tries, {.failure = failure,
+                                        .reused_connection = u->reused && !head_arrived,
+                                        .wrote_any = sent.wrote_any});
+    if (again) {
       continue;
     }
     bool timed_out = failure == upstream::TryFailure::timed_out;
@@ -313,12 +685,36 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
     x.upstream_ms =
         std::chrono::duration<double, std::milli>(Clock::now() - upstream_start).count();
     co_await send_local_reply(w, c, chain, x, timed_out ? 504 : 502,
-                              has_body && sent.result != upstream::SendResult::ok, detail);
+                              has_body && !body_whole && sent.result != upstream::SendResult::ok,
+                              detail);
     co_return x.client_keep_alive;
   }
 
-  // Relay the response.
+  if (rp->get().result_int() == 101) {
+    // A tunnel only when it answers a handshake we forwarded (server/websocket.cpp).
+    bool kept = co_await relay_upgrade(w, c, chain, x, std::move(u), *rp, !upgrade.empty());
+    x.upstream_ms =
+        std::chrono::duration<double, std::milli>(Clock::now() - upstream_start).count();
+    co_return kept;
+  }
+
+  // Relay the response. No try follows: the kept body's buffer goes back to the pool now rather
+  // than after a long stream.
+  replay.reset();
   auto framing = upstream::response_framing(*rp, plan.head_request, plan.client_http10);
+  if (rp->get().result_int() >= 400) {
+    // errors.intercept: an error page becomes gatehouse's JSON error (server/error_intercept.cpp).
+    auto masked = co_await intercept_upstream_error(w, c, chain, x, *u, *rp, framing.in,
+                                                    ucfg.timeout, plan.head_request);
+    if (masked.replied) {
+      x.upstream_ms =
+          std::chrono::duration<double, std::milli>(Clock::now() - upstream_start).count();
+      if (masked.upstream_reusable && !w.draining) {
+        cluster.release(std::move(u));
+      }
+      co_return masked.client_keep_alive;
+    }
+  }
   bool keep = x.client_keep_alive && !w.draining && framing.out != Framing::until_close;
   x.client_keep_alive = keep;
   x.status = rp->get().result_int();
@@ -330,9 +726,13 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
   }
   auto relay = co_await upstream::relay_response(
       w.buffers, client, *u, c.scratch,
-      {*rp, framing, ucfg.timeout, w.cfg.limits.idle_timeout, x.bytes_out, observer});
+      {*rp, framing, ucfg.timeout, w.cfg.limits.idle_timeout, x.bytes_out, observer,
+       deadline.value_or(Clock::time_point::max())});
   x.upstream_ms = std::chrono::duration<double, std::milli>(Clock::now() - upstream_start).count();
   if (relay.upstream_ec) {
+    if (target_stats != nullptr) {
+      target_stats->errors.add();
+    }
     bool timed_out = relay.upstream_ec == beast::error::timeout;
     if (timed_out) {
       stats.timeouts.add();

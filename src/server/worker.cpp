@@ -55,6 +55,8 @@ Worker::Worker(Gateway& g, unsigned i)
     clusters.push_back(std::make_unique<upstream::Cluster>(
         ioc.get_executor(), deadlines, u, cfg.upstreams[u], gw.upstream_endpoints()[u],
         metrics.upstreams[u], gw.health(), gw.logs()));
+    clusters.back()->attach(&gw.upstream_health(u), index);
+    clusters.back()->follow(gw.target_slots(u));
   }
   if (auto* shared = gw.redis_store()) {
     store_client = std::make_unique<filters::rate_limit::store::RedisStoreClient>(*shared, ioc);
@@ -142,6 +144,10 @@ net::awaitable<void> Worker::sweep_loop() {
   for (;;) {
     timer.expires_after(std::chrono::milliseconds(100));
     co_await timer.async_wait(nothrow);
+    // Event-loop lag (/health/detailed): how late this wake-up is.
+    metrics.loop_lag.record(
+        std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - timer.expiry())
+            .count());
     access_batch.flush();
     auto now = Clock::now();
     for (auto& d : deadlines) {

@@ -2,6 +2,7 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 
 namespace gatehouse::upstream {
@@ -29,6 +30,7 @@ std::unique_ptr<Connection> Pool::take(std::size_t target, Clock::time_point now
     auto c = std::move(list.back());
     list.pop_back();
     idle_gauge_.add(-1);
+    --idle_total_;
     if (is_stale(*c, now)) {
       continue;
     }
@@ -50,6 +52,20 @@ void Pool::release(std::unique_ptr<Connection> conn, Clock::time_point now) {
   conn->reused = false;
   list.push_back(std::move(conn));
   idle_gauge_.add(1);
+  ++idle_total_;
+}
+
+std::unique_ptr<Connection> Pool::evict_one() {
+  auto fullest = std::max_element(idle_.begin(), idle_.end(),
+                                  [](const auto& a, const auto& b) { return a.size() < b.size(); });
+  if (fullest == idle_.end() || fullest->empty()) {
+    return nullptr;
+  }
+  auto c = std::move(fullest->front());  // LIFO lists: the front waited longest
+  fullest->erase(fullest->begin());
+  idle_gauge_.add(-1);
+  --idle_total_;
+  return c;
 }
 
 void Pool::prune(Clock::time_point now) {
@@ -58,15 +74,24 @@ void Pool::prune(Clock::time_point now) {
       bool old = now - c->idle_since > cfg_.keepalive_timeout;
       if (old) {
         idle_gauge_.add(-1);
+        --idle_total_;
       }
       return old;
     });
   }
 }
 
+void Pool::drop(std::size_t target) {
+  auto& list = idle_[target];
+  idle_gauge_.add(-static_cast<std::int64_t>(list.size()));
+  idle_total_ -= list.size();
+  list.clear();
+}
+
 void Pool::close_all() {
   for (auto& list : idle_) {
     idle_gauge_.add(-static_cast<std::int64_t>(list.size()));
+    idle_total_ -= list.size();
     list.clear();
   }
 }

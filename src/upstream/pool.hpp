@@ -24,7 +24,12 @@ class Pool {
   void release(std::unique_ptr<Connection> conn, Clock::time_point now);
   void prune(Clock::time_point now);  // close connections idle past keepalive_timeout
   void close_all();
+  void drop(std::size_t target);  // closes the target's idle connections (i12-resolve)
   std::size_t idle(std::size_t target) const { return idle_[target].size(); }
+  std::size_t idle_total() const { return idle_total_; }
+  // The idle connection that waited longest (the oldest of the fullest list), taken out to be
+  // closed: its slot goes to a new connection under max_connections. Null when none is idle.
+  std::unique_ptr<Connection> evict_one();
 
  private:
   bool is_stale(Connection& c, Clock::time_point now) const;
@@ -33,6 +38,7 @@ class Pool {
   const config::Upstream& cfg_;
   std::vector<std::vector<std::unique_ptr<Connection>>> idle_;
   observability::Cell& idle_gauge_;
+  std::size_t idle_total_ = 0;
 };
 
 }  // namespace gatehouse::upstream

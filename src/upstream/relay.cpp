@@ -91,10 +91,22 @@ void ReplayBuffer::keep(std::span<const char> piece) {
   if (overflowed_) {
     return;
   }
-  if (piece.size() > cap_ - data_.size()) {
+  std::size_t held = lease_ ? size_ : data_.size();
+  if (piece.size() > cap_ - held) {
     overflowed_ = true;
     data_.clear();
     data_.shrink_to_fit();
+    lease_.reset();
+    size_ = 0;
+    return;
+  }
+  if (pool_ != nullptr) {
+    if (!lease_) {
+      lease_.emplace(pool_->take());
+      leased_ = lease_->data();
+    }
+    std::copy(piece.begin(), piece.end(), leased_ + size_);
+    size_ += piece.size();
     return;
   }
   data_.append(piece.data(), piece.size());
@@ -115,6 +127,14 @@ net::awaitable<SendOutcome> send_request(BufferPool& buffers, ClientSide c, Conn
   auto& p = body.parser;
   if (body.framing == Framing::none) {
     record(co_await write_all(u.socket, u.deadline, upstream_timeout, net::buffer(head)));
+    co_return fail(out.ec ? SendResult::upstream_failed : SendResult::ok);
+  }
+  if (body.resend != nullptr) {
+    // The body is here whole: one write, re-framed as a single chunk when the head says chunked.
+    char line[24];
+    auto data = net::buffer(body.resend->data().data(), body.resend->data().size());
+    auto bufs = framed_piece(&head, line, data, body.framing == Framing::chunked, true);
+    record(co_await write_all(u.socket, u.deadline, upstream_timeout, bufs));
     co_return fail(out.ec ? SendResult::upstream_failed : SendResult::ok);
   }
   auto keep = [&](net::const_buffer piece) {
@@ -190,6 +210,76 @@ net::awaitable<SendOutcome> send_request(BufferPool& buffers, ClientSide c, Conn
   }
 }
 
+net::awaitable<SendResult> read_request_body(BufferPool& buffers, ClientSide c, RequestBody body) {
+  auto& p = body.parser;
+  auto lease = buffers.take();
+  auto keep = [&](net::const_buffer piece) { body.replay->keep(as_span(piece)); };
+  if (body.framing == Framing::length) {
+    std::uint64_t remaining = *p.content_length();
+    while (remaining > 0) {
+      if (c.buffer.size() > 0) {
+        auto n = static_cast<std::size_t>(std::min<std::uint64_t>(remaining, c.buffer.size()));
+        keep(net::buffer(c.buffer.data().data(), n));
+        c.buffer.consume(n);
+        remaining -= n;
+        body.bytes_in += n;
+        continue;
+      }
+      c.deadline.arm(body_read_timeout(body.limits, body.request_start, body.bytes_in));
+      auto [ec, n] = co_await c.stream.async_read_some(
+          net::buffer(lease.data(),
+                      static_cast<std::size_t>(std::min<std::uint64_t>(remaining, lease.size()))),
+          nothrow);
+      if (ec) {
+        co_return c.deadline.expired() ? SendResult::too_slow : SendResult::client_failed;
+      }
+      keep(net::buffer(lease.data(), n));
+      remaining -= n;
+      body.bytes_in += n;
+    }
+    co_return body.replay->overflowed() ? SendResult::too_large : SendResult::ok;
+  }
+  for (;;) {
+    auto piece = co_await read_chunked_piece(
+        c.stream, c.buffer, c.deadline,
+        body_read_timeout(body.limits, body.request_start, body.bytes_in), p, lease.data(),
+        lease.size());
+    if (piece.ec) {
+      if (piece.ec == http::error::body_limit) {
+        co_return SendResult::too_large;
+      }
+      if (c.deadline.expired()) {
+        co_return SendResult::too_slow;
+      }
+      co_return piece.ec.category() == http::make_error_code(http::error::bad_chunk).category()
+          ? SendResult::bad_body
+          : SendResult::client_failed;
+    }
+    keep(net::buffer(lease.data(), piece.size));
+    body.bytes_in += piece.size;
+    if (body.replay->overflowed()) {
+      co_return SendResult::too_large;
+    }
+    if (piece.done) {
+      co_return SendResult::ok;
+    }
+  }
+}
+
+net::awaitable<error_code> hold_response_body(Connection& u, std::size_t length,
+                                              Clock::duration timeout) {
+  while (u.buffer.size() < length) {
+    u.deadline.arm(timeout);
+    auto [ec, n] =
+        co_await u.socket.async_read_some(u.buffer.prepare(length - u.buffer.size()), nothrow);
+    if (ec) {
+      co_return u.deadline.expired() ? timeout_error() : ec;
+    }
+    u.buffer.commit(n);
+  }
+  co_return error_code{};
+}
+
 void reset_response_parser(std::optional<ResponseParser>& rp, bool head_request) {
   rp.emplace();
   rp->header_limit(64 * 1024);
@@ -250,6 +340,14 @@ net::awaitable<RelayResult> relay_response(BufferPool& buffers, ClientSide c, Co
   auto& rp = body.parser;
   const Framing in = body.framing.in;
   const bool chunked_out = body.framing.out == Framing::chunked;
+  // Each read waits at most upstream_timeout, and never past the route's deadline.
+  auto read_timeout = [&]() -> Clock::duration {
+    if (body.deadline == Clock::time_point::max()) {
+      return body.upstream_timeout;
+    }
+    return std::clamp<Clock::duration>(body.deadline - Clock::now(), Clock::duration::zero(),
+                                       body.upstream_timeout);
+  };
   RelayResult result;
   char size_line[24];
   auto send = [&](net::const_buffer data, bool last) -> net::awaitable<bool> {
@@ -295,8 +393,8 @@ net::awaitable<RelayResult> relay_response(BufferPool& buffers, ClientSide c, Co
   if (in == Framing::chunked) {
     auto lease = buffers.take();
     for (;;) {
-      auto piece = co_await read_chunked_piece(
-          u.socket, u.buffer, u.deadline, body.upstream_timeout, rp, lease.data(), lease.size());
+      auto piece = co_await read_chunked_piece(u.socket, u.buffer, u.deadline, read_timeout(), rp,
+                                               lease.data(), lease.size());
       if (piece.ec) {
         co_return upstream_failed(piece.ec);
       }
@@ -323,7 +421,7 @@ net::awaitable<RelayResult> relay_response(BufferPool& buffers, ClientSide c, Co
       if (!lease) {
         lease.emplace(buffers.take());
       }
-      u.deadline.arm(body.upstream_timeout);
+      u.deadline.arm(read_timeout());
       auto want = static_cast<std::size_t>(std::min<std::uint64_t>(remaining, lease->size()));
       auto [ec, n] = co_await u.socket.async_read_some(net::buffer(lease->data(), want), nothrow);
       if (ec) {

@@ -43,22 +43,33 @@ struct BodyObserver {
 };
 
 // The request body as sent upstream, kept while it fits in `cap` bytes. Once a piece would pass
-// the cap the kept bytes are dropped and the body is no longer replayable.
+// the cap the kept bytes are dropped and the body is no longer replayable. With a pool and a cap
+// that fits one transfer buffer (retry.buffer_body's default, 64 KiB), the bytes go into a buffer
+// leased from the worker's pool: keeping a body costs no allocation once the pool is warm.
 class ReplayBuffer {
  public:
-  explicit ReplayBuffer(std::size_t cap) : cap_(cap) {}
+  explicit ReplayBuffer(std::size_t cap, io::BufferPool* pool = nullptr)
+      : cap_(cap), pool_(cap <= io::BufferPool::kSize ? pool : nullptr) {}
   void keep(std::span<const char> piece);
   bool overflowed() const { return overflowed_; }
   // The body so far; whole once send_request returned ok. Empty when overflowed.
-  std::span<const char> data() const { return {data_.data(), data_.size()}; }
+  std::span<const char> data() const {
+    return lease_ ? std::span<const char>(leased_, size_)
+                  : std::span<const char>(data_.data(), data_.size());
+  }
   void clear() {
     data_.clear();
+    size_ = 0;
     overflowed_ = false;
   }
 
  private:
   std::size_t cap_;
-  std::string data_;
+  io::BufferPool* pool_;
+  std::optional<io::BufferPool::Lease> lease_;
+  char* leased_ = nullptr;  // lease_->data()
+  std::size_t size_ = 0;    // bytes in lease_
+  std::string data_;        // without a pool
   bool overflowed_ = false;
 };
 
@@ -79,6 +90,9 @@ struct RequestBody {
   Clock::time_point request_start;
   std::uint64_t& bytes_in;         // counts the body bytes read from the client
   ReplayBuffer* replay = nullptr;  // keeps what was sent, for a retry; null: nothing kept
+  // A body kept whole (a retry's replay, or buffer_request): sent from here, the client is not
+  // read. Null: the body comes from the client.
+  const ReplayBuffer* resend = nullptr;
 };
 
 // Sends `head` and then the request body, read from the client as it arrives (already buffered
@@ -86,6 +100,12 @@ struct RequestBody {
 io::net::awaitable<SendOutcome> send_request(io::BufferPool& buffers, ClientSide client,
                                              Connection& upstream, Clock::duration upstream_timeout,
                                              const std::string& head, RequestBody body);
+
+// Reads the whole request body from the client into `body.replay` before any upstream connection
+// is taken (buffer_request): a slow upload then costs the upstream nothing. `ok` or a client-side
+// SendResult (client_failed, too_large, bad_body, too_slow).
+io::net::awaitable<SendResult> read_request_body(io::BufferPool& buffers, ClientSide client,
+                                                 RequestBody body);
 
 // A response parser ready for the next head (interim responses need a new one each).
 void reset_response_parser(std::optional<io::ResponseParser>& parser, bool head_request);
@@ -97,6 +117,11 @@ io::net::awaitable<io::error_code> read_response_head(Connection& upstream,
 
 // How a failed read of the response head counts for the retry policy.
 TryFailure classify_head_failure(const io::error_code& ec);
+
+// Reads a length-delimited response body of `length` bytes whole into `upstream.buffer` (where
+// relay_response takes it from), each read bounded by `timeout`: the invalid_json check holds it.
+io::net::awaitable<io::error_code> hold_response_body(Connection& upstream, std::size_t length,
+                                                      Clock::duration timeout);
 
 struct ResponseFraming {
   io::Framing in;   // how the upstream delimits the body
@@ -119,6 +144,8 @@ struct ResponseBody {
   Clock::duration client_timeout;    // per write
   std::uint64_t& bytes_out;          // counts the body bytes written to the client
   BodyObserver observer;
+  // The route's deadline: reads stop there too (the connection is cut, as for a timeout).
+  Clock::time_point deadline = Clock::time_point::max();
 };
 
 // Sends `head` (the client's response head) and streams the body after it. The head goes out with

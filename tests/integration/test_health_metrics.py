@@ -74,7 +74,18 @@ def test_detailed_on_admin(gh, flask_app):
     assert proc["draining"] is False
     up = comps["upstream:app"]
     assert up["status"] == "ok"
-    assert up["targets"] == [{"address": flask_app.address, "reachable": True, "last_error": ""}]
+    assert len(up["targets"]) == 1
+    target = up["targets"][0]
+    assert {k: target[k] for k in ("address", "reachable", "state", "last_error", "ejections",
+                                   "consecutive_5xx", "consecutive_connect_failures",
+                                   "consecutive_check_failures")} == {
+        "address": flask_app.address, "reachable": True, "state": "healthy", "last_error": "",
+        "ejections": 0, "consecutive_5xx": 0, "consecutive_connect_failures": 0,
+        "consecutive_check_failures": 0}
+    # The default TCP check ran: when and how long it took.
+    assert re.match(r"^\d{4}-\d\d-\d\dT", target["last_check"])
+    assert isinstance(target["latency_ms"], (int, float)) and target["latency_ms"] >= 0
+    assert "circuit_breaker" not in up  # none configured
     assert comps["log"] == {"status": "ok", "dropped": 0}
 
 

@@ -5,6 +5,8 @@ import json
 import os
 import re
 import signal
+import socket
+import threading
 import time
 
 import pytest
@@ -242,3 +244,43 @@ def test_every_log_line_is_json_with_request_id(gh):
             assert line["type"] == which
             if which != "error":
                 assert line.get("request_id"), line
+
+
+def test_an_error_line_reaches_its_file_under_steady_access_traffic(apps, gatehouses):
+    """The logging thread flushes a file when its queue is empty; steady traffic keeps access
+    lines queued, so an error line could sit in the error file's buffer until the next quiet
+    moment. The admin thread flushes every second: the line is in the file within a few."""
+    app = apps.flask()
+    dead = f"127.0.0.1:{free_port()}"
+    gh = gatehouses(app, upstreams={"dead": {"targets": [dead]}},
+                    routes=[{"name": "dead", "match": {"path_prefix": "/dead"}, "upstream": "dead"},
+                            {"name": "default", "match": {"path_prefix": "/"}, "upstream": "app"}])
+    stop = threading.Event()
+
+    def load():
+        # Pipelined requests gatehouse answers itself: thousands of access lines a second.
+        batch = b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n" * 50
+        with socket.create_connection(("127.0.0.1", gh.port), timeout=5) as s:
+            while not stop.is_set():
+                s.sendall(batch)
+                got = 0
+                while got < 50:
+                    data = s.recv(65536)
+                    if not data:
+                        return
+                    got += data.count(b"HTTP/1.1 200")
+
+    threads = [threading.Thread(target=load, daemon=True) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(0.5)
+        assert requests.get(f"http://127.0.0.1:{gh.port}/dead/x", timeout=5).status_code == 502
+        found = wait_until(lambda: any(l.get("message") == "upstream connect failed"
+                                       for l in gh.log_lines("error")), scaled(3), 0.05)
+        assert stop.is_set() is False  # the load was still running while we waited
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=10)
+    assert found, "the error line stayed in the file buffer under steady access traffic"

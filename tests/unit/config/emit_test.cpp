@@ -55,6 +55,26 @@ void expect_same(const Config& a, const Config& b) {
     EXPECT_EQ(x.timeout, y.timeout);
     EXPECT_EQ(x.max_idle_per_target, y.max_idle_per_target);
     EXPECT_EQ(x.keepalive_timeout, y.keepalive_timeout);
+    EXPECT_EQ(x.balance, y.balance);
+    EXPECT_EQ(x.max_connections, y.max_connections);
+    EXPECT_EQ(x.queue_timeout, y.queue_timeout);
+    EXPECT_EQ(x.max_queued, y.max_queued);
+    EXPECT_EQ(x.resolve_interval, y.resolve_interval);  // i12-resolve
+    EXPECT_EQ(x.max_addresses, y.max_addresses);
+    EXPECT_EQ(x.retry.attempts, y.retry.attempts);
+    EXPECT_EQ(x.retry.backoff_base, y.retry.backoff_base);
+    EXPECT_EQ(x.retry.backoff_max, y.retry.backoff_max);
+    EXPECT_EQ(x.retry.jitter, y.retry.jitter);
+    EXPECT_EQ(x.retry.on, y.retry.on);
+    EXPECT_EQ(x.retry.on_status, y.retry.on_status);
+    EXPECT_EQ(x.retry.methods, y.retry.methods);
+    EXPECT_EQ(x.retry.budget_percent, y.retry.budget_percent);
+    EXPECT_EQ(x.retry.budget_floor, y.retry.budget_floor);
+    EXPECT_EQ(x.retry.buffer_body, y.retry.buffer_body);
+    EXPECT_EQ(x.per_try_timeout, y.per_try_timeout);
+    EXPECT_EQ(x.health_check, y.health_check);
+    EXPECT_EQ(x.outlier, y.outlier);
+    EXPECT_EQ(x.circuit_breaker, y.circuit_breaker);
   }
   ASSERT_EQ(a.routes.size(), b.routes.size());
   for (std::size_t i = 0; i < a.routes.size(); ++i) {
@@ -66,6 +86,8 @@ void expect_same(const Config& a, const Config& b) {
     EXPECT_EQ(x.match.host, y.match.host);
     EXPECT_EQ(x.upstream, y.upstream);
     EXPECT_EQ(x.upstream_index, y.upstream_index);
+    EXPECT_EQ(x.timeout, y.timeout);
+    EXPECT_EQ(x.buffer_request, y.buffer_request);
   }
   EXPECT_EQ(a.log.format, b.log.format);
   EXPECT_EQ(a.log.access, b.log.access);
@@ -132,6 +154,24 @@ upstreams:
     timeout: 60s
     max_idle_per_target: 64
     keepalive_timeout: 30s
+    balance: round_robin
+    max_connections: 0
+    queue_timeout: 5s
+    max_queued: 1024
+    retry:
+      attempts: 1
+      backoff: {base: 100ms, max: 1s, jitter: full}
+      on: [connect_failure, reset, 502, 503, 504]
+      methods: [GET, HEAD, OPTIONS, TRACE, PUT, DELETE]
+      budget: 20%
+      budget_floor: 3
+      buffer_body: 64KiB
+    per_try_timeout: 0s
+    health_check: null
+    outlier: null
+    circuit_breaker: null
+    resolve_interval: 0s
+    max_addresses: 16
 rate_limit: null
 routes:
   - name: default
@@ -140,6 +180,8 @@ routes:
       methods: []
       host: ""
     upstream: app
+    timeout: 0s
+    buffer_request: false
 log:
   format: json
   access: stdout
@@ -153,6 +195,7 @@ health:
   summary_path: /health
   cache_ttl: 1s
   check_interval: 5s
+  checks: []
 paths:
   merge_slashes: true
   forward: canonical
@@ -166,6 +209,11 @@ security_headers:
   overrides: {}
   force: false
 cors: off
+response_headers:
+  process_time: false
+errors:
+  intercept: [500, 502, 503, 504]
+  log_body: 4KiB
 )");
 }
 
@@ -196,11 +244,27 @@ upstreams:
     timeout: 36h
     max_idle_per_target: 0
     keepalive_timeout: 2d
-  a_2: {targets: ["127.0.0.1:2"]}
+    balance: {hash: header, header: X-User-ID}
+    max_connections: 8
+    queue_timeout: 0s
+    max_queued: 0
+    retry:
+      attempts: 10
+      backoff: {base: 0s, max: 0s, jitter: none}
+      on: [429, timeout, invalid_json, 500, 563]
+      methods: [POST, M-SEARCH]
+      budget: 1000%
+      budget_floor: 0
+      buffer_body: 0
+    per_try_timeout: 1500ms
+  a_2: {targets: ["127.0.0.1:2"], balance: least_request, queue_timeout: 250ms, retry: {on: []}}
+  c_3: {targets: ["127.0.0.1:3"], balance: {hash: client_ip}}
 routes:
   - name: r1
     match: {path_prefix: "/a:b/[x],{y}", methods: [GET, M-SEARCH], host: "[::1]"}
     upstream: a_2
+    timeout: 90s
+    buffer_request: true
     rate_limit: [{limits: 1/second, key: global}, {max_in_flight: 1, algorithm: token_bucket}]
   - {name: r2, upstream: b-1, rate_limit: off}
   - {name: r3, upstream: b-1, match: {path_prefix: /r3}}

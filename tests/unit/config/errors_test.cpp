@@ -37,12 +37,13 @@ TEST(ConfigErrors, TopLevel) {
        "t.yaml:4:1: bogus_key: unknown key \"bogus_key\"; allowed keys: environment, listen, "
        "listen_tls, admin_listen, workers, trusted_proxies, forwarded_headers, proxy_protocol, "
        "access, limits, drain_delay, drain_timeout, upstreams, routes, log, health, paths, "
-       "request_id, rate_limit, security_headers, cors"},
+       "request_id, rate_limit, security_headers, cors, response_headers, errors"},
       {kBase + "listn: :80\n",
        "t.yaml:4:1: listn: unknown key \"listn\" (did you mean \"listen\"?); allowed keys: "
        "environment, listen, listen_tls, admin_listen, workers, trusted_proxies, "
        "forwarded_headers, proxy_protocol, access, limits, drain_delay, drain_timeout, upstreams, "
-       "routes, log, health, paths, request_id, rate_limit, security_headers, cors"},
+       "routes, log, health, paths, request_id, rate_limit, security_headers, cors, "
+       "response_headers, errors"},
       {kBase + "upstreams: {}\n", "t.yaml:4:1: upstreams: duplicate key (first defined at line 1)"},
       {kBase + "environment: staging\n",
        "t.yaml:4:14: environment: invalid value \"staging\" (expected one of: development, "
@@ -223,7 +224,9 @@ TEST(ConfigErrors, Upstreams) {
        "'-')"},
       {std::string("upstreams:\n  app:\n    targets: [\"x:1\"]\n    retries: 3\n"),
        "t.yaml:4:5: upstreams.app.retries: unknown key \"retries\"; allowed keys: targets, "
-       "connect_timeout, timeout, max_idle_per_target, keepalive_timeout"},
+       "connect_timeout, timeout, max_idle_per_target, keepalive_timeout, balance, "
+       "max_connections, queue_timeout, max_queued, retry, per_try_timeout, health_check, outlier, "
+       "circuit_breaker, resolve_interval, max_addresses"},
       {std::string("upstreams:\n  app: {}\n"),
        "t.yaml:2:8: upstreams.app.targets: required key is missing"},
       {std::string("upstreams:\n  app:\n"),
@@ -295,7 +298,7 @@ TEST(ConfigErrors, Routes) {
        "'-')"},
       {kBase + "routes:\n  - name: x\n    upstream: app\n    priority: 1\n",
        "t.yaml:7:5: routes[0].priority: unknown key \"priority\"; allowed keys: name, match, "
-       "upstream, rate_limit, access"},
+       "upstream, timeout, buffer_request, rate_limit, access"},
       {kBase + "routes:\n  - name: x\n    upstream: app\n  - name: y\n    upstream: app\n  - name: "
                "x\n    upstream: app\n",
        "t.yaml:9:11: routes[2].name: duplicate route name \"x\" (also routes[0])"},
@@ -394,7 +397,7 @@ TEST(ConfigErrors, Health) {
        "t.yaml:5:19: health.check_interval: must be greater than 0"},
       {kBase + "health:\n  path: /h\n",
        "t.yaml:5:3: health.path: unknown key \"path\"; allowed keys: live_path, ready_path, "
-       "summary_path, cache_ttl, check_interval"},
+       "summary_path, cache_ttl, check_interval, checks"},
   });
 }
 

@@ -137,7 +137,7 @@ TEST(Sections, KeysJoinTheAllowedListsAndErrorsKeepTheirPosition) {
             "upstreams, routes, log, health, paths, request_id, early, late");
   EXPECT_EQ(error_of(kBase + "routes:\n  - {name: a, upstream: app, late: 1}\n"),
             "t.yaml:5:30: routes[0].late: unknown key \"late\" (did you mean \"name\"?); allowed "
-            "keys: name, match, upstream, early, access");
+            "keys: name, match, upstream, timeout, buffer_request, early, access");
   // Without the sections, their keys are unknown: a filter left out of the list cannot go
   // unnoticed.
   EXPECT_NE(testing::error_of(kBase + "early: 1\n").find("unknown key \"early\""),
@@ -150,7 +150,8 @@ TEST(Sections, WrittenAtTheirStage) {
   auto at = [&](const std::string& text) { return yaml.find(text); };
   EXPECT_LT(at("\nupstreams:"), at("\nearly: default\n"));
   EXPECT_LT(at("\nearly: default\n"), at("\nroutes:"));
-  EXPECT_NE(at("    upstream: app\n    early: mine\n"), std::string::npos);
+  EXPECT_NE(at("    upstream: app\n    timeout: 0s\n    buffer_request: false\n    early: mine\n"),
+            std::string::npos);
   EXPECT_LT(at("\nrequest_id:"), at("\nlate: x\n"));
   EXPECT_EQ(yaml.substr(yaml.size() - 8), "late: x\n");
 }

@@ -54,3 +54,32 @@ TEST(NamedByConnection, CaseInsensitiveExactMatch) {
 
 }  // namespace
 }  // namespace gatehouse::http
+
+namespace gatehouse::http {
+namespace {
+
+TEST(WebSocketHandshake, RequestNeedsGetHttp11ConnectionUpgradeAndWebsocket) {
+  std::vector<std::string_view> up{"keep-alive", "Upgrade"};
+  EXPECT_TRUE(is_websocket_upgrade("GET", 11, up, "websocket"));
+  EXPECT_TRUE(is_websocket_upgrade("GET", 11, up, "WebSocket"));
+  EXPECT_TRUE(is_websocket_upgrade("GET", 11, up, "h2c, websocket"));
+  EXPECT_TRUE(is_websocket_upgrade("GET", 11, up, "websocket/13"));
+  EXPECT_FALSE(is_websocket_upgrade("POST", 11, up, "websocket"));
+  EXPECT_FALSE(is_websocket_upgrade("GET", 10, up, "websocket"));
+  EXPECT_FALSE(is_websocket_upgrade("GET", 11, up, "h2c"));
+  EXPECT_FALSE(is_websocket_upgrade("GET", 11, up, "websockets"));
+  EXPECT_FALSE(is_websocket_upgrade("GET", 11, up, ""));
+  std::vector<std::string_view> keep{"keep-alive"};
+  EXPECT_FALSE(is_websocket_upgrade("GET", 11, keep, "websocket"));
+  EXPECT_FALSE(is_websocket_upgrade("GET", 11, {}, "websocket"));
+}
+
+TEST(WebSocketHandshake, AnswerMustNameWebsocketAndUpgrade) {
+  std::vector<std::string_view> up{"Upgrade"};
+  EXPECT_TRUE(accepts_websocket(up, "websocket"));
+  EXPECT_FALSE(accepts_websocket(up, "h2c"));
+  EXPECT_FALSE(accepts_websocket({}, "websocket"));
+}
+
+}  // namespace
+}  // namespace gatehouse::http

@@ -56,3 +56,33 @@ TEST(RedactTarget, RepeatedSecretParam) {
 
 }  // namespace
 }  // namespace gatehouse::http
+
+namespace gatehouse::http {
+namespace {
+
+TEST(RedactText, SecretsInFreeText) {
+  EXPECT_EQ(redact_text("password=hunter2&user=bob"), "password=REDACTED&user=bob");
+  EXPECT_EQ(redact_text(R"({"api_key": "sk-123", "name": "x"})"),
+            R"({"api_key": "REDACTED", "name": "x"})");
+  EXPECT_EQ(redact_text("Authorization: Bearer abc.def.ghi\nnext"),
+            "Authorization: Bearer REDACTED\nnext");
+  EXPECT_EQ(redact_text("sent Bearer eyJhbGciOi to x"), "sent Bearer REDACTED to x");
+  EXPECT_EQ(redact_text("db = postgres://app:s3cr3t@db.internal:5432/app"),
+            "db = postgres://app:REDACTED@db.internal:5432/app");
+  EXPECT_EQ(redact_text("SECRET_KEY='abc' DEBUG=1"), "SECRET_KEY='REDACTED' DEBUG=1");
+  EXPECT_EQ(redact_text("Cookie: session=abc; theme=dark"), "Cookie: REDACTED; theme=dark");
+}
+
+TEST(RedactText, OrdinaryTextUnchanged) {
+  std::string tb =
+      "Traceback (most recent call last):\n  File \"app.py\", line 12, in boom\n"
+      "    raise RuntimeError(\"database exploded\")\nRuntimeError: database exploded\n";
+  EXPECT_EQ(redact_text(tb), tb);
+  EXPECT_EQ(redact_text("http://example.com/a?b=1"), "http://example.com/a?b=1");
+  EXPECT_EQ(redact_text("tokens used: "), "tokens used: ");
+  EXPECT_EQ(redact_text(""), "");
+  EXPECT_EQ(redact_text("password"), "password");
+}
+
+}  // namespace
+}  // namespace gatehouse::http

@@ -96,6 +96,77 @@ TEST(TargetHealth, ReportKeepsLastError) {
   EXPECT_TRUE(t.reachable());
 }
 
+TEST(TargetHealth, FlagsAndState) {
+  TargetHealth t("a");
+  EXPECT_STREQ(t.state(), "healthy");
+  EXPECT_TRUE(t.set(TargetHealth::kUnhealthy, true));
+  EXPECT_FALSE(t.set(TargetHealth::kUnhealthy, true));  // no change: nobody logs twice
+  EXPECT_FALSE(t.reachable());
+  EXPECT_TRUE(t.out());
+  EXPECT_STREQ(t.state(), "unhealthy");
+  t.report(false, "refused");
+  EXPECT_STREQ(t.state(), "unhealthy");  // the strongest reason
+  EXPECT_TRUE(t.set(TargetHealth::kEjected, true));
+  EXPECT_STREQ(t.state(), "ejected");
+  EXPECT_TRUE(t.set(TargetHealth::kEjected, false));
+  EXPECT_TRUE(t.set(TargetHealth::kUnhealthy, false));
+  EXPECT_FALSE(t.set(TargetHealth::kUnhealthy, false));
+  EXPECT_FALSE(t.out());  // unreachable alone is not out: tried last
+  EXPECT_FALSE(t.reachable());
+  EXPECT_STREQ(t.state(), "unreachable");
+  t.report(true);
+  EXPECT_TRUE(t.reachable());
+  EXPECT_STREQ(t.state(), "healthy");
+}
+
+TEST(Health, NotReadyWhenEveryTargetIsOut) {
+  auto cfg = config_with({upstream("app", {8000, 8001})});
+  Health h(cfg, 1, "0.1.0");
+  h.target(0, 0).set(TargetHealth::kUnhealthy, true);
+  EXPECT_TRUE(h.ready());
+  h.target(0, 1).set(TargetHealth::kEjected, true);
+  EXPECT_FALSE(h.ready());
+  auto d = h.detailed();
+  EXPECT_EQ(d["status"], "down");
+  EXPECT_EQ(d["components"]["upstream:app"]["targets"][0]["state"], "unhealthy");
+  EXPECT_EQ(d["components"]["upstream:app"]["targets"][1]["state"], "ejected");
+  EXPECT_TRUE(d["components"]["upstream:app"]["targets"][1].contains("ejected_for_s"));
+}
+
+TEST(Health, ActiveCheckRecordIsShown) {
+  auto cfg = config_with({upstream("app", {8000})});
+  Health h(cfg, 1, "0.1.0");
+  auto& t = h.target(0, 0);
+  t.active.last_check_unix_ms = 1'764'590'400'123;  // 2025-12-01T12:00:00.123Z
+  t.active.last_latency_us = 1500;
+  t.active.consecutive_failures = 2;
+  t.passive.consecutive_5xx = 3;
+  t.passive.ejections = 4;
+  auto target = h.detailed()["components"]["upstream:app"]["targets"][0];
+  EXPECT_EQ(target["last_check"], "2025-12-01T12:00:00.123Z");
+  EXPECT_EQ(target["latency_ms"], 1.5);
+  EXPECT_EQ(target["consecutive_check_failures"], 2);
+  EXPECT_EQ(target["consecutive_5xx"], 3);
+  EXPECT_EQ(target["ejections"], 4);
+}
+
+TEST(Health, UpstreamProbeAddsDetailAndCanOnlyMakeItWorse) {
+  auto cfg = config_with({upstream("app", {8000})});
+  Health h(cfg, 1, "0.1.0");
+  h.set_upstream_probe(0, [] {
+    return ComponentReport{Status::down, {{"circuit_breaker", {{"state", "open"}}}}};
+  });
+  auto d = h.detailed();
+  EXPECT_EQ(d["components"]["upstream:app"]["status"], "down");
+  EXPECT_EQ(d["components"]["upstream:app"]["circuit_breaker"]["state"], "open");
+  EXPECT_EQ(d["components"]["upstream:app"]["targets"].size(), 1u);
+  EXPECT_EQ(d["status"], "down");
+  EXPECT_TRUE(h.ready());  // readiness follows the targets only
+  h.set_upstream_probe(0, [] { return ComponentReport{Status::ok, {}}; });
+  h.target(0, 0).report(false, "refused");
+  EXPECT_EQ(h.detailed()["components"]["upstream:app"]["status"], "down");
+}
+
 TEST(Health, SummaryShape) {
   auto cfg = config_with({upstream("app", {8000})});
   Health h(cfg, 4, "0.1.0");
@@ -129,7 +200,9 @@ TEST(Health, DetailedShape) {
                                      "draining":false})"));
 
   EXPECT_EQ(comps["upstream:app"], json::parse(R"({"status":"ok","targets":[
-                {"address":"127.0.0.1:8000","reachable":true,"last_error":""}]})"));
+                {"address":"127.0.0.1:8000","reachable":true,"state":"healthy","last_error":"",
+                 "last_check":null,"latency_ms":null,"consecutive_check_failures":0,
+                 "consecutive_5xx":0,"consecutive_connect_failures":0,"ejections":0}]})"));
   EXPECT_EQ(comps["log"], json::parse(R"({"status":"ok","dropped":0})"));
 }
 
@@ -139,10 +212,16 @@ TEST(Health, DegradedWhenOneOfTwoTargetsIsDown) {
   h.target(0, 1).report(false, "connect: Connection refused");
   auto d = h.detailed();
   EXPECT_EQ(d["status"], "degraded");
-  EXPECT_EQ(d["components"]["upstream:app"], json::parse(R"({"status":"degraded","targets":[
-                {"address":"127.0.0.1:8000","reachable":true,"last_error":""},
-                {"address":"127.0.0.1:8001","reachable":false,
-                 "last_error":"connect: Connection refused"}]})"));
+  auto targets = d["components"]["upstream:app"]["targets"];
+  EXPECT_EQ(d["components"]["upstream:app"]["status"], "degraded");
+  ASSERT_EQ(targets.size(), 2u);
+  EXPECT_EQ(targets[0]["reachable"], true);
+  EXPECT_EQ(targets[0]["state"], "healthy");
+  EXPECT_EQ(targets[0]["last_error"], "");
+  EXPECT_EQ(targets[1]["address"], "127.0.0.1:8001");
+  EXPECT_EQ(targets[1]["reachable"], false);
+  EXPECT_EQ(targets[1]["state"], "unreachable");
+  EXPECT_EQ(targets[1]["last_error"], "connect: Connection refused");
   EXPECT_EQ(h.summary(), json::parse(R"({"status":"degraded","components":{"process":"ok",
                                          "upstream:app":"degraded"}})"));
   EXPECT_FALSE(Health::is_down(d));

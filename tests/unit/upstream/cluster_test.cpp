@@ -135,5 +135,81 @@ TEST_F(ClusterTest, TheBalancerPicksTheTargetBeforeTheIdleList) {
   EXPECT_EQ(target_of_next(), 0u);
 }
 
+// A retry: the failed try's target comes last; a target that answered 429 never comes.
+TEST_F(ClusterTest, AvoidAndNeverSteerTheRetry) {
+  make({true, true, true});
+  for (int i = 0; i < 3; ++i) {
+    auto a = test::run(ioc_, cluster_->acquire(false, "req-1", 1));
+    ASSERT_NE(a.conn, nullptr);
+    EXPECT_NE(a.conn->target, 1u);
+  }
+  for (int i = 0; i < 3; ++i) {
+    auto a = test::run(ioc_, cluster_->acquire(false, "req-1", 0, target_bit(1) | target_bit(2)));
+    ASSERT_NE(a.conn, nullptr) << "the avoided target is still offered when it is the last";
+    EXPECT_EQ(a.conn->target, 0u);
+  }
+  auto none = test::run(ioc_, cluster_->acquire(false, "req-1", kNoTarget, 0b111));
+  EXPECT_EQ(none.conn, nullptr);
+  // Nothing left to try is not a connect failure: 503, and nothing reported to the breaker.
+  EXPECT_EQ(none.status, 503u);
+  EXPECT_TRUE(none.unavailable);
+}
+
+TEST_F(ClusterTest, AvoidedTargetIsTriedWhenTheOthersFailToConnect) {
+  make({true, false});
+  auto a = test::run(ioc_, cluster_->acquire(false, "req-1", 0));
+  ASSERT_NE(a.conn, nullptr);
+  EXPECT_EQ(a.conn->target, 0u);
+}
+
+}  // namespace
+}  // namespace gatehouse::upstream
+
+namespace gatehouse::upstream {
+namespace {
+
+using observability::TargetHealth;
+
+// Targets that are out (unhealthy or ejected) get no connect at all, even as a last resort.
+TEST_F(ClusterTest, OutTargetsAreNeverTried) {
+  make({true, true, true});
+  health_->target(0, 0).set(TargetHealth::kUnhealthy, true);
+  health_->target(0, 2).set(TargetHealth::kEjected, true);
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(target_of_next(), 1u);
+  }
+}
+
+TEST_F(ClusterTest, EveryTargetOutIs503UnavailableWithoutAConnect) {
+  make({true, true});
+  UpstreamHealth shared(cfg_.upstreams[0], 0, *health_, 1, nullptr);
+  cluster_->attach(&shared, 0);
+  health_->target(0, 0).set(TargetHealth::kUnhealthy, true);
+  health_->target(0, 1).set(TargetHealth::kEjected, true);
+  health_->target(0, 1).passive.ejected_until_ns =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(
+          (Clock::now() + std::chrono::seconds(7)).time_since_epoch())
+          .count();
+  auto a = acquire();
+  EXPECT_EQ(a.conn, nullptr);
+  EXPECT_EQ(a.status, 503u);
+  EXPECT_TRUE(a.unavailable);
+  EXPECT_EQ(a.retry_after_s, 7);  // the ejection ends first (no health_check: no check time)
+  EXPECT_EQ(stats_.opened.get(), 0);
+  EXPECT_EQ(stats_.connect_errors.get(), 0);
+  EXPECT_EQ(shared.unavailable.load(), 1u);
+}
+
+TEST_F(ClusterTest, UnreachableAndOutTogetherTriesOnlyTheUnreachable) {
+  make({false, true});
+  health_->target(0, 0).report(false, "refused");           // unreachable: last resort
+  health_->target(0, 1).set(TargetHealth::kEjected, true);  // out
+  auto a = acquire();
+  EXPECT_EQ(a.conn, nullptr);
+  EXPECT_EQ(a.status, 502u);  // tried (and refused), so a 502, not "unavailable"
+  EXPECT_FALSE(a.unavailable);
+  EXPECT_EQ(stats_.connect_errors.get(), 1);
+}
+
 }  // namespace
 }  // namespace gatehouse::upstream

@@ -36,6 +36,17 @@ class RoundRobinTest : public ::testing::Test {
     return out;
   }
 
+  // Every candidate of one walk that avoids `avoid` (a retry after a failed try there).
+  std::vector<std::size_t> walk_avoiding(std::size_t avoid) {
+    std::vector<std::size_t> out;
+    Walk w;
+    w.avoid = avoid;
+    while (auto c = rr_.next(w, views_)) {
+      out.push_back(c->target);
+    }
+    return out;
+  }
+
   std::vector<std::unique_ptr<observability::TargetHealth>> owned_;
   std::vector<observability::TargetHealth*> views_;
   RoundRobin rr_;
@@ -47,6 +58,23 @@ TEST_F(RoundRobinTest, TakesTurns) {
     got.push_back(pick());
   }
   EXPECT_EQ(got, (std::vector<std::size_t>{0, 1, 2, 0, 1, 2, 0}));
+}
+
+TEST_F(RoundRobinTest, OffersTheAvoidedTargetLast) {
+  // The cursor is at 0: the retry's walk would start there, but 0 failed the try before.
+  EXPECT_EQ(walk_avoiding(0), (std::vector<std::size_t>{1, 2, 0}));
+  down(2);
+  // Unreachable targets still come before the avoided one: it just failed a real request.
+  EXPECT_EQ(walk_avoiding(1), (std::vector<std::size_t>{0, 2, 1}));
+}
+
+class RoundRobinOneTarget : public RoundRobinTest {
+ protected:
+  RoundRobinOneTarget() : RoundRobinTest(1) {}
+};
+
+TEST_F(RoundRobinOneTarget, AvoidingTheOnlyTargetStillOffersIt) {
+  EXPECT_EQ(walk_avoiding(0), (std::vector<std::size_t>{0}));
 }
 
 TEST_F(RoundRobinTest, SkipsUnreachableTargets) {

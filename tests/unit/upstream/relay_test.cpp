@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -325,7 +326,7 @@ class SendTest : public RelayTest {
     EXPECT_TRUE(parser_.is_header_done()) << ec.message();
     if (later) {
       net::write(client_peer_, net::buffer(body));
-    } else {
+    } else if (!body.empty()) {  // (an empty prepare() may give a null pointer to memcpy)
       auto b = client_buffer_.prepare(body.size());
       std::memcpy(b.data(), body.data(), body.size());
       client_buffer_.commit(body.size());
@@ -334,7 +335,7 @@ class SendTest : public RelayTest {
     ClientSide client{*client_stream_, *client_deadline_, client_buffer_};
     auto out = test::run(
         ioc_, send_request(buffers_, client, upstream_, std::chrono::seconds(5), upstream_head_,
-                           {parser_, framing, limits_, Clock::now(), bytes_in_, replay_}));
+                           {parser_, framing, limits_, Clock::now(), bytes_in_, replay_, resend_}));
     upstream_.socket.shutdown(tcp::socket::shutdown_send, ec);
     upstream_got_ = test::read_to_eof(upstream_peer_);
     return out;
@@ -345,6 +346,7 @@ class SendTest : public RelayTest {
   std::uint64_t bytes_in_ = 0;
   std::string upstream_head_ = "UPSTREAM-HEAD\r\n\r\n";
   ReplayBuffer* replay_ = nullptr;
+  const ReplayBuffer* resend_ = nullptr;
   std::string upstream_got_;
 };
 
@@ -393,6 +395,114 @@ TEST_F(SendTest, ReplayBufferOverflowDropsTheBody) {
   EXPECT_EQ(upstream_got_, upstream_head_ + "hello world") << "the cap never limits the send";
   EXPECT_TRUE(replay.overflowed());
   EXPECT_TRUE(replay.data().empty());
+}
+
+// A retry: the body comes from what was kept; the client is not read (it has nothing more).
+TEST_F(SendTest, ResendSendsTheKeptBodyWhole) {
+  ReplayBuffer kept(1024, &buffers_);
+  kept.keep(std::span<const char>("hello ", 6));
+  kept.keep(std::span<const char>("world", 5));
+  resend_ = &kept;
+  auto out = send("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\n", "");
+  EXPECT_EQ(out.result, SendResult::ok);
+  EXPECT_EQ(upstream_got_, upstream_head_ + "hello world");
+  EXPECT_EQ(bytes_in_, 0u) << "nothing read from the client";
+}
+
+TEST_F(SendTest, ResendOfAChunkedBodyIsOneChunk) {
+  ReplayBuffer kept(1024);
+  kept.keep(std::span<const char>("abcde", 5));
+  resend_ = &kept;
+  auto out = send("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n", "");
+  EXPECT_EQ(out.result, SendResult::ok);
+  EXPECT_EQ(upstream_got_, upstream_head_ + "5\r\nabcde\r\n0\r\n\r\n");
+}
+
+// buffer_request: the whole body is read before any upstream is involved.
+class ReadBodyTest : public SendTest {
+ protected:
+  SendResult read(std::string_view head, std::string_view body, ReplayBuffer& into) {
+    io::error_code ec;
+    parser_.header_limit(8192);
+    parser_.body_limit(limit_);
+    parser_.put(net::buffer(head), ec);
+    EXPECT_TRUE(parser_.is_header_done()) << ec.message();
+    net::write(client_peer_, net::buffer(body));
+    io::Framing framing = parser_.chunked() ? Framing::chunked : Framing::length;
+    ClientSide client{*client_stream_, *client_deadline_, client_buffer_};
+    return test::run(
+        ioc_, read_request_body(buffers_, client,
+                                {parser_, framing, limits_, Clock::now(), bytes_in_, &into}));
+  }
+  std::uint64_t limit_ = 1'000'000;
+};
+
+TEST_F(ReadBodyTest, ReadsALengthBodyWhole) {
+  ReplayBuffer into(std::numeric_limits<std::size_t>::max());
+  std::string body(100'000, 'x');
+  EXPECT_EQ(read("PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\n", body, into),
+            SendResult::ok);
+  EXPECT_EQ(std::string(into.data().data(), into.data().size()), body);
+  EXPECT_EQ(bytes_in_, 100'000u);
+}
+
+TEST_F(ReadBodyTest, ReadsAChunkedBodyDecoded) {
+  ReplayBuffer into(std::numeric_limits<std::size_t>::max());
+  EXPECT_EQ(read("PUT / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
+                 "3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n", into),
+            SendResult::ok);
+  EXPECT_EQ(std::string(into.data().data(), into.data().size()), "abcde");
+}
+
+TEST_F(ReadBodyTest, AChunkedBodyOverTheLimitIsTooLarge) {
+  ReplayBuffer into(std::numeric_limits<std::size_t>::max());
+  limit_ = 4;
+  EXPECT_EQ(read("PUT / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
+                 "3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n", into),
+            SendResult::too_large);
+}
+
+TEST_F(RelayTest, HoldReadsTheWholeBodyThenTheRelaySendsIt) {
+  net::write(upstream_peer_,
+             net::buffer(std::string_view("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                                          "Content-Length: 11\r\n\r\n{\"a\":")));
+  auto rest = [&]() -> net::awaitable<void> {
+    // The rest arrives later: the hold must wait for it.
+    net::steady_timer t(co_await net::this_coro::executor, std::chrono::milliseconds(20));
+    co_await t.async_wait(net::use_awaitable);
+    co_await net::async_write(upstream_peer_, net::buffer(std::string_view("[1,2]}")),
+                              net::use_awaitable);
+  };
+  net::co_spawn(ioc_, rest(), net::detached);
+  std::optional<ResponseParser> rp;
+  reset_response_parser(rp, false);
+  io::error_code ec;
+  auto held = test::run(ioc_, [&]() -> net::awaitable<std::string> {
+    ec = co_await read_response_head(upstream_, rp, std::chrono::seconds(5), false);
+    if (ec) {
+      co_return "";
+    }
+    ec = co_await hold_response_body(upstream_, 11, std::chrono::seconds(5));
+    auto d = upstream_.buffer.data();
+    co_return std::string(static_cast<const char*>(d.data()), d.size());
+  }());
+  ASSERT_FALSE(ec) << ec.message();
+  EXPECT_EQ(held, R"({"a":[1,2]})");
+  EXPECT_TRUE(json_parses(held));
+}
+
+TEST(ReplayBuffer, InALeasedBufferUpToTheCap) {
+  io::BufferPool pool;
+  ReplayBuffer r(io::BufferPool::kSize, &pool);
+  std::string big(io::BufferPool::kSize - 1, 'x');
+  r.keep(big);
+  r.keep(std::span<const char>("y", 1));
+  EXPECT_FALSE(r.overflowed());
+  EXPECT_EQ(r.data().size(), io::BufferPool::kSize);
+  EXPECT_EQ(r.data().back(), 'y');
+  r.keep(std::span<const char>("z", 1));
+  EXPECT_TRUE(r.overflowed());
+  EXPECT_TRUE(r.data().empty());
 }
 
 TEST(ReplayBuffer, KeepsPiecesUpToTheCap) {

@@ -350,6 +350,8 @@ routes:
       methods: []
       host: ""
     upstream: app
+    timeout: 0s
+    buffer_request: false
     rate_limit:
       - algorithm: token_bucket
         key: [ip, header:X-API-Key]
@@ -366,6 +368,8 @@ routes:
       methods: []
       host: ""
     upstream: app
+    timeout: 0s
+    buffer_request: false
     rate_limit: off
   - name: c
     match:
@@ -373,6 +377,8 @@ routes:
       methods: []
       host: ""
     upstream: app
+    timeout: 0s
+    buffer_request: false
 )");
   expect_round_trip(c);
 }

@@ -1,0 +1,39 @@
+// The errors section as config/ sees it: read last (its defaults depend on the environment).
+#include "config/config.hpp"
+#include "config/sections.hpp"
+#include "config/yaml_writer.hpp"
+#include "filters/errors/config.hpp"
+
+namespace gatehouse::filters::errors {
+namespace {
+
+void read(const config::detail::Value* v, config::Config& config) {
+  config.filters.set(v != nullptr ? read_settings(*v, config.environment)
+                                  : default_settings(config.environment));
+}
+
+void write(config::YamlWriter& w, const config::Config& config) {
+  const Settings& s = settings(config);
+  w.key("errors").begin_map();
+  std::vector<std::string> statuses;
+  for (unsigned st : s.intercept) {
+    statuses.push_back(std::to_string(st));
+  }
+  w.key("intercept").list(statuses);
+  w.key("log_body").size(s.log_body);
+  w.end_map();
+}
+
+}  // namespace
+
+const Settings& settings(const config::Config& config) {
+  static const Settings production;
+  const auto* s = config.filters.get<Settings>();
+  return s != nullptr ? *s : production;
+}
+
+void register_config(config::Sections& sections) {
+  sections.add({.key = "errors", .stage = config::Stage::last, .read = read, .write = write});
+}
+
+}  // namespace gatehouse::filters::errors
