@@ -16,7 +16,7 @@ namespace net = io::net;
 
 namespace {
 
-bool is_host_name(const config::Endpoint& e) {
+bool needs_resolving(const config::Endpoint& e) {
   return !ghttp::parse_ip(e.host);
 }
 
@@ -42,7 +42,7 @@ std::vector<tcp::endpoint> endpoints_of(const tcp::resolver::results_type& resul
 
 bool Resolver::resolves(const config::Upstream& u) {
   return u.resolve_interval.count() != 0 &&
-         std::any_of(u.targets.begin(), u.targets.end(), is_host_name);
+         std::any_of(u.targets.begin(), u.targets.end(), needs_resolving);
 }
 
 Resolver::Resolver(net::io_context& ioc, const config::Config& cfg, observability::Health& health,
@@ -62,7 +62,7 @@ Resolver::Resolver(net::io_context& ioc, const config::Config& cfg, observabilit
     std::size_t slot = 0;
     for (std::size_t i = 0; i < uc.targets.size(); ++i) {
       const auto& t = uc.targets[i];
-      if (is_host_name(t)) {
+      if (needs_resolving(t)) {
         st.names.push_back(Name{t, t.to_string(), slot, uc.slots_of(i), {}, 0});
       } else {
         error_code ec;
