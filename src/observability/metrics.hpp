@@ -90,6 +90,10 @@ class Metrics {
           std::vector<std::string> upstream_names,
           std::vector<std::vector<std::string>> target_names = {});
   WorkerMetrics& worker(unsigned index) { return *shards_[index]; }
+  // Read side for snapshots (observability/stats.*): relaxed loads of the shards' cells.
+  const WorkerMetrics& worker(unsigned index) const { return *shards_[index]; }
+  unsigned worker_count() const { return static_cast<unsigned>(shards_.size()); }
+  const std::vector<std::string>& route_names() const { return route_names_; }
   std::size_t none_route() const { return route_names_.size(); }
 
   // Prometheus text exposition (format 0.0.4). `extra` appends gauges owned elsewhere.

@@ -92,6 +92,10 @@ void append_u16(std::string& out, std::size_t n) {
   out += static_cast<char>(n & 0xff);
 }
 
+// Refused keys each worker remembers for the dashboard (space-saving: a key refused more than
+// 1/64 of the time is always among them).
+constexpr std::size_t kTopKeysPerWorker = 64;
+
 }  // namespace
 
 const char* Verdict::code() const {
@@ -153,6 +157,7 @@ RateLimiter::RateLimiter(const config::Config& cfg, unsigned workers,
     : state_(std::move(state)),
       clock_(std::move(clock)),
       hasher_(hasher),
+      rejected_keys_(workers, kTopKeysPerWorker),
       ipv6_prefix_(settings(cfg).ipv6_prefix) {
   std::set<std::string> used_prefixes;
   auto make_policy = [&](const Block& block, const std::string& owner) {
@@ -457,6 +462,7 @@ bool RateLimiter::begin(const RequestInfo& r, unsigned worker, Verdict& out, boo
     std::size_t slot = plan.first_slot[st.applied_index[i]] + p.block.limits.size();
     if (!state_->in_flight.acquire(key, p.block.max_in_flight)) {
       count(slot, kRejected);
+      rejected_keys_.add(worker, identity(p, r, ip));
       release(out);
       out.kind = Verdict::Kind::too_many_in_flight;
       out.retry_after_s = 1;
@@ -538,7 +544,9 @@ bool RateLimiter::refused_by_local_ban(const RequestInfo& r, unsigned worker, Ve
     if (!state_->bans.may_be_banned(probe)) {
       continue;
     }
-    if (auto left = state_->bans.banned(identity(p, r, ip), probe, clock_->now())) {
+    auto who = identity(p, r, ip);
+    if (auto left = state_->bans.banned(who, probe, clock_->now())) {
+      rejected_keys_.add(worker, who);
       cells[(plan.first_slot[st.applied_index[i]] + p.block.limits.size() + 1) * kResults +
             kRejected]
           .add(1);
@@ -595,6 +603,7 @@ void RateLimiter::finish(const RequestInfo& r, unsigned worker, Verdict& out, bo
     std::size_t i = st.check_policy[g.first];
     const Policy& p = applied(i);
     count(plan.first_slot[st.applied_index[i]] + p.block.limits.size() + 1, kRejected);
+    rejected_keys_.add(worker, g.identity);
     state_->bans.impose(g.identity, ban_probe(p, r, network()),
                         g.ban_reason.empty() ? std::string_view("shared ban") : g.ban_reason,
                         now + std::max<Nanos>(st.ban_left, 1));
@@ -637,6 +646,7 @@ void RateLimiter::finish(const RequestInfo& r, unsigned worker, Verdict& out, bo
     out.retry_after_s = std::max<std::int64_t>(1, ceil_seconds(d.retry_after));
     const Policy& dp = applied(st.check_policy[deciding]);
     out.message = "Rate limit exceeded: " + dp.block.limits[st.check_rate[deciding]].message();
+    rejected_keys_.add(worker, identity(dp, r));
     if (remote) {
       // The store counted the rejections and started any ban; mirror new bans locally.
       for (std::size_t g = 0; g < st.groups.size() && g < 32; ++g) {
@@ -767,6 +777,25 @@ std::string bans_json(const std::vector<ratelimit::BanInfo>& bans, std::string_v
     http::append_json_string(out, source);
   }
   out += '}';
+  return out;
+}
+
+std::vector<std::int64_t> RateLimiter::rejected_by_route() const {
+  std::vector<std::int64_t> out(plans_.size(), 0);
+  for (std::size_t route = 0; route < plans_.size(); ++route) {
+    const auto& plan = plans_[route];
+    if (plan.policies.empty()) {
+      continue;
+    }
+    // A route's slots are contiguous: each policy's rates, then its in-flight and ban slots.
+    const std::size_t begin = plan.first_slot.front();
+    const std::size_t end = plan.first_slot.back() + plan.policies.back()->block.limits.size() + 2;
+    for (const auto& w : cells_) {
+      for (std::size_t slot = begin; slot < end; ++slot) {
+        out[route] += w->cells[slot * kResults + kRejected].get();
+      }
+    }
+  }
   return out;
 }
 

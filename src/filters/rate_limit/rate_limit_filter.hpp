@@ -18,6 +18,7 @@
 #include "filters/rate_limit/config.hpp"
 #include "observability/logging.hpp"
 #include "observability/metrics.hpp"
+#include "observability/top_k.hpp"
 #include "ratelimit/bans.hpp"
 #include "ratelimit/clock.hpp"
 #include "ratelimit/in_flight.hpp"
@@ -156,6 +157,14 @@ class RateLimiter {
   // Prometheus text for the limiter's metrics.
   void render_metrics(std::string& out) const;
 
+  // Dashboard (admin thread): refusals per route since start (index = route; rate limits, bans,
+  // in-flight caps), and the keys refused most often (as bans name them: client IPs hashed when
+  // log.hash_client_ip is on, header values as fingerprints).
+  std::vector<std::int64_t> rejected_by_route() const;
+  std::vector<observability::TopEntry> top_rejected(std::size_t n) const {
+    return rejected_keys_.top(n);
+  }
+
   SharedState& state() { return *state_; }
 
  private:
@@ -193,6 +202,8 @@ class RateLimiter {
   };
   std::vector<MetricSlot> metric_labels_;
   std::atomic<std::uint64_t> bans_total_{0};
+  // Refused keys, per worker: written on the refusal path only, never on an allowed request.
+  observability::ShardedTopK rejected_keys_;
   bool enabled_ = false;
   bool has_ban_rules_ = false;
   ratelimit::Nanos wall_offset_ = 0;  // clock_->wall_offset(), taken once
