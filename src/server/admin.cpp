@@ -1,11 +1,12 @@
-// The admin listener (metrics, detailed health, bans). Runs on the admin thread, off the request
-// path; simplicity over speed. Active health checks are upstream/health_checker.*.
+// The admin listener (metrics, detailed health, bans, the dashboard). Runs on the admin thread, off
+// the request path; simplicity over speed. Active health checks are upstream/health_checker.*.
 #include <boost/beast/http.hpp>
 
 #include "http/json.hpp"
 #include "http/target.hpp"
 #include "io/spawn.hpp"
 #include "observability/process_stats.hpp"
+#include "server/dashboard.hpp"
 #include "server/dependency_checks.hpp"
 #include "server/gateway.hpp"
 
@@ -141,6 +142,18 @@ net::awaitable<void> Gateway::admin_session(tcp::socket socket) {
             "gatehouse_build_info{{version=\"{}\"}} 1\n",
             version_);
       });
+    } else if (path == "/dashboard") {
+      res.result(http::status::ok);
+      res.set(http::field::content_type, "text/html; charset=utf-8");
+      res.set("Content-Security-Policy", dashboard_csp());
+      res.set(http::field::x_frame_options, "DENY");
+      res.set("Referrer-Policy", "no-referrer");
+      res.set("X-Content-Type-Options", "nosniff");
+      res.body() = std::string(kDashboardHtml);
+    } else if (path == "/dashboard.json") {
+      res.result(http::status::ok);
+      res.set("X-Content-Type-Options", "nosniff");
+      res.body() = dashboard_json();
     } else if (path == "/health/detailed") {
       auto d = health_->detailed();
       add_process_details(d);
@@ -169,7 +182,7 @@ net::awaitable<void> Gateway::admin_session(tcp::socket socket) {
     } else {
       res.result(http::status::not_found);
       res.body() =
-          R"({"error":"not_found","message":"Admin endpoints: /metrics, /health/detailed, /health, /health/live, /health/ready, /admin/bans."})";
+          R"({"error":"not_found","message":"Admin endpoints: /metrics, /health/detailed, /health, /health/live, /health/ready, /admin/bans, /dashboard, /dashboard.json."})";
     }
     res.prepare_payload();
     if (req.method() == http::verb::head) {

@@ -19,6 +19,7 @@
 #include "observability/health.hpp"
 #include "observability/logging.hpp"
 #include "observability/metrics.hpp"
+#include "observability/stats.hpp"
 #include "upstream/health_checker.hpp"
 #include "upstream/resolver.hpp"
 #include "upstream/upstream_health.hpp"
@@ -71,6 +72,8 @@ class Gateway {
   // i12-resolve: upstream u's re-resolved target slots; null when its targets never change.
   const upstream::TargetSlots* target_slots(std::size_t u) const { return resolver_->slots(u); }
   const std::string& version() const { return version_; }
+  // The running config's generation: 1 for the file read at start; each successful reload adds 1.
+  std::uint64_t config_generation() const { return config_generation_; }
   bool development() const { return cfg_->environment == config::Environment::development; }
   unsigned worker_count() const { return workers_count_; }
   std::uint16_t tls_port() const { return tls_port_; }  // bound port of listen_tls
@@ -99,6 +102,8 @@ class Gateway {
   net::awaitable<void> store_probe_loop();
   net::awaitable<void> log_flush_loop();
   void add_process_details(nlohmann::json& report);
+  // GET /dashboard.json (dashboard.cpp), admin thread.
+  std::string dashboard_json();
   void wait_signals();
   void on_worker_done();
   void reload_tls();
@@ -133,6 +138,10 @@ class Gateway {
   std::unique_ptr<filters::rate_limit::store::RedisStoreClient> admin_redis_;
   // health.checks (i12-edge): probed on admin_ioc_ by /health/detailed; before admin_ioc_ dies.
   std::unique_ptr<DependencyChecks> dependency_checks_;
+  // --- dashboard (issue 15): admin thread only ---
+  std::uint64_t config_generation_ = 1;
+  std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+  observability::RateWindow dashboard_window_;
   bool draining_ = false;
   bool takeover_ = false;
   unsigned running_workers_ = 0;
