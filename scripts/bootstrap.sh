@@ -8,6 +8,7 @@ packages=(
   libssl-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev libhiredis-dev libsqlite3-dev
   python3 python3-flask python3-pytest python3-requests curl wrk redis-server redis-tools haproxy
   python3-uvicorn python3-starlette python3-websockets gunicorn iproute2
+  chromium
 )
 missing=()
 for p in "${packages[@]}"; do
