@@ -275,6 +275,29 @@ std::vector<BanInfo> BanList::list(Nanos now) {
   return out;
 }
 
+std::pair<std::vector<BanInfo>, std::size_t> BanList::longest(std::size_t n, Nanos now) {
+  std::vector<BanInfo> out;
+  std::size_t total = 0;
+  for (std::size_t s = 0; s < shard_count_; ++s) {
+    Shard& sh = shards_[s];
+    std::lock_guard lock(sh.mu);
+    removed(sh.drop_expired_bans(now));
+    total += sh.bans.size();
+    std::size_t taken = 0;
+    for (auto it = sh.ban_order.rbegin(); it != sh.ban_order.rend() && taken < n; ++it, ++taken) {
+      out.push_back(BanInfo{std::string(it->second), sh.bans.find(it->second)->second.reason,
+                            it->first - now});
+    }
+  }
+  std::sort(out.begin(), out.end(), [](const BanInfo& a, const BanInfo& b) {
+    return a.remaining != b.remaining ? a.remaining > b.remaining : a.key < b.key;
+  });
+  if (out.size() > n) {
+    out.resize(n);
+  }
+  return {std::move(out), total};
+}
+
 bool BanList::lift(std::string_view key) {
   Shard& sh = shard_for(KeyHash{}(key));
   std::lock_guard lock(sh.mu);

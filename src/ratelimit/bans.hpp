@@ -86,6 +86,9 @@ class BanList {
 
   // Admin and metrics: these visit every shard (one lock at a time).
   std::vector<BanInfo> list(Nanos now);
+  // The `n` bans with the most time left, longest first, and how many are active (the dashboard,
+  // once a second: it copies at most n per shard, whatever the number of bans).
+  std::pair<std::vector<BanInfo>, std::size_t> longest(std::size_t n, Nanos now);
   // Lifts one ban (returns whether it existed) or all of them (returns how many).
   bool lift(std::string_view key);
   std::size_t lift_all();

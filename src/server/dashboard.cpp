@@ -128,17 +128,14 @@ std::string Gateway::dashboard_json() {
   rl["top_keys"] = std::move(keys);
   // This instance's view of the bans (with Redis, /admin/bans asks the store for every
   // instance's; the dashboard stays off the network).
-  auto bans = rate_limiter_->bans();
-  std::sort(bans.begin(), bans.end(), [](const ratelimit::BanInfo& a, const ratelimit::BanInfo& b) {
-    return a.remaining > b.remaining;
-  });
+  auto [bans, bans_active] = rate_limiter_->longest_bans(kBansShown);
   nlohmann::json entries = nlohmann::json::array();
-  for (std::size_t i = 0; i < bans.size() && i < kBansShown; ++i) {
+  for (std::size_t i = 0; i < bans.size(); ++i) {
     entries.push_back({{"key", bans[i].key},
                        {"reason", bans[i].reason},
                        {"expires_in", (bans[i].remaining + 999'999'999) / 1'000'000'000}});
   }
-  rl["bans"] = {{"count", bans.size()}, {"entries", std::move(entries)}};
+  rl["bans"] = {{"count", bans_active}, {"entries", std::move(entries)}};
   rl["store"] = redis_ ? "redis" : "memory";
   rl["store_status"] = "ok";
   rl["keys"] = rate_limiter_->state().store.keys();

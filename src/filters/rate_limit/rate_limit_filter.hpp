@@ -153,6 +153,10 @@ class RateLimiter {
   std::size_t lift_all_bans();
   std::size_t bans_active() { return state_->bans.active(clock_->now()); }
   std::vector<ratelimit::BanInfo> bans() { return state_->bans.list(clock_->now()); }
+  // The `n` bans with the most time left, and how many are active.
+  std::pair<std::vector<ratelimit::BanInfo>, std::size_t> longest_bans(std::size_t n) {
+    return state_->bans.longest(n, clock_->now());
+  }
 
   // Prometheus text for the limiter's metrics.
   void render_metrics(std::string& out) const;
