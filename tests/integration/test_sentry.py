@@ -1,13 +1,14 @@
 """errors.sentry: upstream failures reported to a Sentry ingest endpoint (a local http.server that
 records envelopes), with the request context redacted; delivery never slows or fails clients."""
 import json
+import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from conftest import APPS, AppProcess, RawConn, free_port, scaled, wait_until
+from conftest import APPS, AppProcess, RawConn, free_port, make_cert, scaled, wait_until
 
 KEY = "0a1b2c3d4e5f"
 PROJECT = "42"
@@ -16,8 +17,9 @@ PROJECT = "42"
 class Ingest:
     """A Sentry ingest stand-in: records every POST (headers, envelope lines), answers as told."""
 
-    def __init__(self, mode="ok", delay=0.0):
-        self.mode = mode  # ok | slow | ratelimit
+    def __init__(self, mode="ok", delay=0.0, tls=None):
+        self.mode = mode  # ok | ratelimit
+        self.tls = tls is not None
         self.delay = delay
         self.posts = []
         self.lock = threading.Lock()
@@ -51,12 +53,18 @@ class Ingest:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
+        if tls is not None:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*tls)
+            self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
     @property
     def dsn(self):
+        if self.tls:
+            return f"https://{KEY}@localhost:{self.port}/{PROJECT}"
         return f"http://{KEY}@127.0.0.1:{self.port}/{PROJECT}"
 
     def envelopes(self):
@@ -85,8 +93,8 @@ class Ingest:
 def ingest():
     servers = []
 
-    def make(mode="ok", delay=0.0):
-        s = Ingest(mode, delay)
+    def make(mode="ok", delay=0.0, tls=None):
+        s = Ingest(mode, delay, tls)
         servers.append(s)
         return s
 
@@ -291,3 +299,25 @@ def test_drain_flushes_queue(gatehouses, crash_app, ingest):
             assert c.request("GET", "/json500").status == 500
     gh.stop()
     assert len(sink.envelopes()) == 3
+
+
+def test_https_dsn_verifies_the_certificate(gatehouses, crash_app, ingest, tmp_path):
+    cert, key = make_cert(tmp_path / "certs", "ingest")
+    sink = ingest(tls=(str(cert), str(key)))
+    # Trusted (SSL_CERT_FILE names the self-signed certificate): delivered over TLS.
+    gh = gatehouses(crash_app, env={**ENV, "SSL_CERT_FILE": str(cert)}, **sentry_config(sink.dsn))
+    with RawConn(gh.port) as c:
+        assert c.request("GET", "/json500", [("X-Request-ID", "tls-1")]).status == 500
+    assert sink.wait(1)[0]["event"]["tags"]["request_id"] == "tls-1"
+    # Not trusted: nothing is sent, the failure is counted and shown.
+    other, _ = make_cert(tmp_path / "other", "other")
+    gh2 = gatehouses(crash_app, env={**ENV, "SSL_CERT_FILE": str(other)},
+                     **sentry_config(sink.dsn))
+    with RawConn(gh2.port) as c:
+        assert c.request("GET", "/json500", [("X-Request-ID", "tls-2")]).status == 500
+    assert wait_until(lambda: gh2.metrics().get("gatehouse_sentry_events_total",
+                                                result="failed") == 1, scaled(5))
+    with RawConn(gh2.admin_port) as c:
+        d = json.loads(c.request("GET", "/health/detailed").body)["components"]["sentry"]
+    assert d["status"] == "degraded" and "TLS handshake" in d["last_error"], d
+    assert len(sink.envelopes()) == 1
