@@ -379,6 +379,7 @@ bool Queue::try_push(Event&& e) {
     return false;
   }
   events_.push_back(std::move(e));
+  count_.store(events_.size(), std::memory_order_relaxed);
   lock.unlock();
   if (waiting_.load(std::memory_order_relaxed)) {
     cv_.notify_one();
@@ -399,6 +400,7 @@ std::optional<Event> Queue::pop(std::chrono::milliseconds wait) {
   }
   Event e = std::move(events_.front());
   events_.pop_front();
+  count_.store(events_.size(), std::memory_order_relaxed);
   return e;
 }
 

@@ -107,6 +107,8 @@ class Queue {
   void wake();  // pop returns now (shutdown)
   std::size_t size() const;
   std::size_t capacity() const { return capacity_; }
+  // Without the lock: a worker skips building an event the queue has no room for.
+  bool full() const { return count_.load(std::memory_order_relaxed) >= capacity_; }
 
  private:
   const std::size_t capacity_;
@@ -114,6 +116,7 @@ class Queue {
   std::condition_variable cv_;
   std::deque<Event> events_;
   bool woken_ = false;
+  std::atomic<std::size_t> count_{0};
   std::atomic<bool> waiting_{false};
 };
 

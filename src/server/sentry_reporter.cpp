@@ -96,6 +96,18 @@ bool SentryReporter::sampled() const {
   return std::uniform_real_distribution<double>(0.0, 1.0)(rng) < settings_.sample_rate;
 }
 
+bool SentryReporter::accepts() {
+  if (ns(SteadyClock::now()) < blocked_until_ns_.load(std::memory_order_relaxed)) {
+    rate_limited_.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  if (queue_.full()) {
+    dropped_.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  return true;
+}
+
 void SentryReporter::submit(sentry::Event&& event) {
   if (stopping_.load(std::memory_order_relaxed) || !queue_.try_push(std::move(event))) {
     dropped_.fetch_add(1, std::memory_order_relaxed);
@@ -119,7 +131,7 @@ void SentryReporter::run() {
       }
       continue;
     }
-    if (SteadyClock::now() < blocked_until_) {
+    if (ns(SteadyClock::now()) < blocked_until_ns_.load(std::memory_order_relaxed)) {
       rate_limited_.fetch_add(1, std::memory_order_relaxed);
       continue;
     }
@@ -127,7 +139,7 @@ void SentryReporter::run() {
     auto envelope = sentry::build_envelope(meta_, *event, id, std::chrono::system_clock::now());
     Answer a = deliver(envelope);
     if (auto delay = sentry::rate_limit_delay(a.status, a.retry_after, a.rate_limits)) {
-      blocked_until_ = SteadyClock::now() + *delay;
+      blocked_until_ns_.store(ns(SteadyClock::now() + *delay), std::memory_order_relaxed);
     }
     if (a.ok) {
       sent_.fetch_add(1, std::memory_order_relaxed);
@@ -313,7 +325,7 @@ void report_upstream_failure(Worker& w, const pipeline::Context& x, sentry::Fail
                              unsigned status, std::string_view message, std::string_view body,
                              bool body_complete) {
   auto* reporter = w.gw.sentry();
-  if (reporter == nullptr || !reporter->sampled()) {
+  if (reporter == nullptr || !reporter->sampled() || !reporter->accepts()) {
     return;
   }
   const bool development = w.cfg.environment == config::Environment::development;

@@ -35,8 +35,10 @@ class SentryReporter {
   // Sends what is queued for at most `bound`, then stops the thread (drain).
   void stop(std::chrono::milliseconds bound);
 
-  // Worker side: whether this failure is reported (sample_rate), then the push.
+  // Worker side: whether this failure is reported (sample_rate), then the push. An event that
+  // would be dropped (full queue, Sentry's rate limit in force) is counted without being built.
   bool sampled() const;
+  bool accepts();
   void submit(observability::sentry::Event&& event);
 
   void render_metrics(std::string& out) const;
@@ -59,7 +61,7 @@ class SentryReporter {
   std::atomic<std::int64_t> stop_by_ns_{0};  // steady clock; sending stops past it
   std::atomic<std::uint64_t> sent_{0}, dropped_{0}, failed_{0}, rate_limited_{0};
   // Delivery thread only.
-  std::chrono::steady_clock::time_point blocked_until_{};
+  std::atomic<std::int64_t> blocked_until_ns_{0};  // steady clock; written by the thread
   std::chrono::steady_clock::time_point last_failure_log_{};
   std::uint64_t failures_unlogged_ = 0;
   // Read by /health/detailed (admin thread).

@@ -206,9 +206,11 @@ TEST(SentryQueue, BoundedAndOrdered) {
   c.request_id = "c";
   EXPECT_TRUE(q.try_push(std::move(a)));
   EXPECT_TRUE(q.try_push(std::move(b)));
+  EXPECT_TRUE(q.full());
   EXPECT_FALSE(q.try_push(std::move(c)));  // full: dropped
   EXPECT_EQ(q.size(), 2u);
   EXPECT_EQ(q.pop(std::chrono::milliseconds(0))->request_id, "a");
+  EXPECT_FALSE(q.full());
   EXPECT_EQ(q.pop(std::chrono::milliseconds(0))->request_id, "b");
   EXPECT_FALSE(q.pop(std::chrono::milliseconds(0)));
   q.wake();
