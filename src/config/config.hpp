@@ -8,6 +8,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "config/filter_settings.hpp"
@@ -196,6 +197,44 @@ struct Route {
 
 enum class LogFormat { json, text };
 
+// --- security log events (issue 15, sentry-seclog) ---
+// The events the security log may record (log.security_events); a bit each in
+// LogConfig::security_events.
+enum class SecurityEvent : unsigned {
+  ban,
+  ban_lifted,
+  rate_limited,
+  access_denied,
+  cors_denied,
+  bad_request,
+  tls_error,
+};
+inline constexpr unsigned kSecurityEventCount = 7;
+constexpr unsigned security_event_bit(SecurityEvent e) {
+  return 1U << static_cast<unsigned>(e);
+}
+constexpr std::string_view security_event_name(SecurityEvent e) {
+  constexpr std::string_view kNames[kSecurityEventCount] = {
+      "ban",         "ban_lifted",  "rate_limited", "access_denied",
+      "cors_denied", "bad_request", "tls_error"};
+  return kNames[static_cast<unsigned>(e)];
+}
+// The index of a name security_event_name gives; kSecurityEventCount for any other.
+constexpr unsigned security_event_index(std::string_view name) {
+  for (unsigned i = 0; i < kSecurityEventCount; ++i) {
+    if (security_event_name(static_cast<SecurityEvent>(i)) == name) {
+      return i;
+    }
+  }
+  return kSecurityEventCount;
+}
+// The lines written before the list existed: bans, lifted bans, refused access, refused CORS
+// preflights, malformed requests (rate_limited and tls_error are high-volume: opt in).
+inline constexpr unsigned kDefaultSecurityEvents =
+    security_event_bit(SecurityEvent::ban) | security_event_bit(SecurityEvent::ban_lifted) |
+    security_event_bit(SecurityEvent::access_denied) |
+    security_event_bit(SecurityEvent::cors_denied) | security_event_bit(SecurityEvent::bad_request);
+
 struct LogConfig {
   LogFormat format = LogFormat::json;
   std::string access = "stdout";  // "stdout", "stderr", "off" or a file path
@@ -203,6 +242,11 @@ struct LogConfig {
   std::string security = "stderr";
   std::string level = "info";  // trace|debug|info|warn|error|critical|off
   bool hash_client_ip = false;
+  // --- security log events (issue 15, sentry-seclog) ---
+  unsigned security_events = kDefaultSecurityEvents;  // bits of SecurityEvent
+  // Lines per event type and key (client, rate-limit key) per minute; the rest are counted and
+  // summed up in one line a minute. 0 = no sampling.
+  unsigned security_per_key_per_minute = 10;
 };
 
 // issue 12, deep health (i12-edge): a dependency /health/detailed probes (health.checks).

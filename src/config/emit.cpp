@@ -236,6 +236,18 @@ std::string to_yaml(const Config& c, const Sections& sections) {
   w.key("security").str(c.log.security);
   w.key("level").str(c.log.level);
   w.key("hash_client_ip").boolean(c.log.hash_client_ip);
+  {  // issue 15, sentry-seclog
+    std::vector<std::string> events;
+    for (unsigned i = 0; i < kSecurityEventCount; ++i) {
+      if ((c.log.security_events & (1U << i)) != 0) {
+        events.emplace_back(security_event_name(static_cast<SecurityEvent>(i)));
+      }
+    }
+    w.key("security_events").list(events);
+    w.key("security_sample").begin_map();
+    w.key("per_key_per_minute").number(c.log.security_per_key_per_minute);
+    w.end_map();
+  }
   w.end_map();
 
   w.key("health").begin_map();

@@ -626,9 +626,37 @@ std::string read_destination(const Value& v) {
   return text;
 }
 
+// --- security log events (issue 15, sentry-seclog) ---
+unsigned read_security_events(const Value& v) {
+  if (v.node().IsScalar() && (v.text() == "off" || v.text() == "none")) {
+    return 0;
+  }
+  unsigned bits = 0;
+  for (const auto& item : v.items()) {
+    auto name = read_choice(item, {"ban", "ban_lifted", "rate_limited", "access_denied",
+                                   "cors_denied", "bad_request", "tls_error"});
+    unsigned bit = 1U << security_event_index(name);
+    if ((bits & bit) != 0) {
+      item.fail("duplicate event " + quoted(name));
+    }
+    bits |= bit;
+  }
+  return bits;
+}
+
+unsigned read_security_sample(const Value& v) {
+  Map m(v, {"per_key_per_minute"});
+  unsigned out = LogConfig{}.security_per_key_per_minute;
+  if (auto x = m.find("per_key_per_minute")) {
+    out = static_cast<unsigned>(read_count(*x, 1'000'000));
+  }
+  return out;
+}
+
 LogConfig read_log(const Value& v) {
   LogConfig out;
-  Map m(v, {"format", "access", "error", "security", "level", "hash_client_ip"});
+  Map m(v, {"format", "access", "error", "security", "level", "hash_client_ip", "security_events",
+            "security_sample"});
   if (auto x = m.find("format")) {
     out.format = read_choice(*x, {"json", "text"}) == "json" ? LogFormat::json : LogFormat::text;
   }
@@ -646,6 +674,12 @@ LogConfig read_log(const Value& v) {
   }
   if (auto x = m.find("hash_client_ip")) {
     out.hash_client_ip = read_bool(*x);
+  }
+  if (auto x = m.find("security_events")) {
+    out.security_events = read_security_events(*x);
+  }
+  if (auto x = m.find("security_sample")) {
+    out.security_per_key_per_minute = read_security_sample(*x);
   }
   return out;
 }

@@ -172,4 +172,11 @@ std::string redact_target(std::string_view target) {
   return out;
 }
 
+bool is_secret_header(std::string_view name) {
+  static constexpr std::array<std::string_view, 4> kMore = {"auth", "key", "signature", "csrf"};
+  return is_secret_name(name) || std::any_of(kMore.begin(), kMore.end(), [&](std::string_view w) {
+           return icontains(name, w);
+         });
+}
+
 }  // namespace gatehouse::http

@@ -15,4 +15,8 @@ std::string redact_target(std::string_view target);
 // Best effort: it cannot know every secret, so logs stay access-controlled.
 std::string redact_text(std::string_view text);
 
+// Request headers reports (Sentry) must never carry: Authorization, Proxy-Authorization, Cookie,
+// and any name with auth, key, token, secret, password, session, signature or credential in it.
+bool is_secret_header(std::string_view name);
+
 }  // namespace gatehouse::http

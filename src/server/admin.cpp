@@ -9,6 +9,7 @@
 #include "server/dashboard.hpp"
 #include "server/dependency_checks.hpp"
 #include "server/gateway.hpp"
+#include "server/sentry_reporter.hpp"
 
 namespace gatehouse::server {
 
@@ -133,6 +134,10 @@ net::awaitable<void> Gateway::admin_session(tcp::socket socket) {
         }
         resolver_->render_metrics(out);
         rate_limiter_->render_metrics(out);
+        security_events_->render_metrics(out);
+        if (sentry_) {
+          sentry_->render_metrics(out);
+        }
         if (redis_) {
           redis_->render_metrics(out);
         }
@@ -261,12 +266,17 @@ net::awaitable<void> Gateway::admin_bans(std::string_view method, std::string_vi
     }
   }
   body = fmt::format(R"({{"lifted":{}}})", lifted);
+  // An operator's action: never sampled.
+  if (!security_events_->enabled(config::SecurityEvent::ban_lifted)) {
+    co_return;
+  }
+  security_events_->note(config::SecurityEvent::ban_lifted);
   std::string line = "{\"time\":\"";
   observability::append_timestamp(line);
   line += "\",\"type\":\"security\",\"event\":\"ban_lifted\",\"key\":";
   ghttp::append_json_string(line, key ? *key : std::string("*"));
   line += fmt::format(",\"count\":{}}}", lifted);
-  logs_->security(line);
+  security_events_->write(line);
 }
 
 }  // namespace gatehouse::server

@@ -4,6 +4,7 @@
 #include "http/error_reply.hpp"
 #include "http/json.hpp"
 #include "http/redaction.hpp"
+#include "server/sentry_reporter.hpp"
 
 namespace gatehouse::server {
 namespace {
@@ -124,6 +125,12 @@ net::awaitable<InterceptOutcome> intercept_upstream_error(
   auto read = co_await read_capped_body(w.buffers, u, rp, body_framing, upstream_timeout,
                                         errors::kMaxReadBytes, body);
   log_intercepted(w, x, status, content_type, body, s.log_body, read);
+  if (status >= 500) {
+    report_upstream_failure(w, x, observability::sentry::Failure::intercepted, status,
+                            "upstream error page (" + std::to_string(status) + ") from " +
+                                x.upstream_address + " replaced",
+                            body, read.complete);
+  }
 
   InterceptOutcome out;
   out.replied = true;

@@ -47,6 +47,7 @@ struct FilterServices {
   filters::rate_limit::RateLimiter& rate_limiter;
   filters::rate_limit::RateLimitFilter::Store* store;  // null with the in-memory store
   const std::uint16_t& tls_port;                       // bound once the listeners are
+  observability::SecurityEvents& security_events;      // issue 15, sentry-seclog
 };
 
 using FilterChain = pipeline::Chain<

@@ -6,10 +6,12 @@
 #include <stdexcept>
 #include <thread>
 
+#include "filters/errors/config.hpp"
 #include "http/cidr.hpp"
 #include "http/json.hpp"
 #include "io/spawn.hpp"
 #include "server/dependency_checks.hpp"
+#include "server/sentry_reporter.hpp"
 #include "server/worker.hpp"
 
 namespace gatehouse::server {
@@ -167,6 +169,7 @@ Gateway::Gateway(std::shared_ptr<const config::Config> cfg, std::string version)
       hasher_(cfg_->log.hash_client_ip, getenv_or("GATEHOUSE_LOG_KEY", "")),
       security_headers_(filters::security_headers::settings(*cfg_), cfg_->environment),
       cors_(filters::cors::settings(*cfg_)) {
+  security_events_ = std::make_unique<observability::SecurityEvents>(logs_.get(), cfg_->log);
   if (cfg_->log.hash_client_ip && std::string(getenv_or("GATEHOUSE_LOG_KEY", "")).size() < 16) {
     // An unkeyed (or short-keyed) hash of an IPv4 address is reversed by trying all 2^32.
     throw std::runtime_error(
@@ -241,6 +244,10 @@ Gateway::Gateway(std::shared_ptr<const config::Config> cfg, std::string version)
       }
       return observability::ComponentReport{status, std::move(details)};
     });
+  }
+  if (const auto& s = filters::errors::settings(*cfg_).sentry; s.enabled()) {
+    sentry_ = std::make_unique<SentryReporter>(s, version_, *logs_);
+    health_->add_component("sentry", [this] { return sentry_->health(); });
   }
   health_->add_component("log", [this] {
     auto dropped = logs_->dropped();
@@ -397,6 +404,7 @@ net::awaitable<void> Gateway::log_flush_loop() {
       co_return;  // the drain's end and ~Logs flush the rest
     }
     logs_->flush();
+    security_events_->summarize(std::chrono::steady_clock::now());
   }
 }
 
@@ -512,6 +520,9 @@ int Gateway::run(RunOptions options) {
   spawn(admin_ioc_, health_checker_->run(), *logs_, "health check loop");
   spawn(admin_ioc_, resolver_->run(), *logs_, "resolve loop");
   spawn(admin_ioc_, log_flush_loop(), *logs_, "log flush loop");
+  if (sentry_) {
+    sentry_->start();
+  }
   if (redis_) {
     admin_redis_ =
         std::make_unique<filters::rate_limit::store::RedisStoreClient>(*redis_, admin_ioc_);
@@ -546,6 +557,12 @@ int Gateway::run(RunOptions options) {
   admin_ioc_.run();
   for (auto& t : threads) {
     t.join();
+  }
+  security_events_->summarize(std::chrono::steady_clock::now(), true);
+  if (sentry_) {
+    // The last failures of the drain still go out, for a bounded time.
+    sentry_->stop(
+        std::min<std::chrono::milliseconds>(cfg_->drain_timeout, std::chrono::seconds(2)));
   }
   logs_->error(spdlog::level::info, "gatehouse stopped");
   logs_->flush();

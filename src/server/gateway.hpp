@@ -19,6 +19,7 @@
 #include "observability/health.hpp"
 #include "observability/logging.hpp"
 #include "observability/metrics.hpp"
+#include "observability/security_events.hpp"
 #include "observability/stats.hpp"
 #include "upstream/health_checker.hpp"
 #include "upstream/resolver.hpp"
@@ -35,6 +36,7 @@ namespace ghttp = io::ghttp;
 
 class Worker;
 class DependencyChecks;
+class SentryReporter;
 
 class Gateway {
  public:
@@ -59,6 +61,9 @@ class Gateway {
   observability::Health& health() { return *health_; }
   const core::Router& router() const { return router_; }
   const observability::ClientIpHasher& hasher() const { return hasher_; }
+  // issue 15, sentry-seclog: log.security_events; errors.sentry (null when off).
+  observability::SecurityEvents& security_events() { return *security_events_; }
+  SentryReporter* sentry() { return sentry_.get(); }
   filters::rate_limit::RateLimiter& rate_limiter() { return *rate_limiter_; }
   // The shared Redis store of the rate limiter; null with the in-memory store.
   filters::rate_limit::store::RedisStore* redis_store() { return redis_.get(); }
@@ -116,6 +121,8 @@ class Gateway {
   std::unique_ptr<observability::Health> health_;
   core::Router router_;
   observability::ClientIpHasher hasher_;
+  std::unique_ptr<observability::SecurityEvents> security_events_;  // issue 15, sentry-seclog
+  std::unique_ptr<SentryReporter> sentry_;                          // issue 15, sentry-seclog
   std::unique_ptr<filters::rate_limit::RateLimiter> rate_limiter_;
   std::unique_ptr<filters::rate_limit::store::RedisStore> redis_;
   filters::security_headers::SecurityHeaders security_headers_;

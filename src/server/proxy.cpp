@@ -15,11 +15,13 @@
 #include "pipeline/reply.hpp"
 #include "server/error_intercept.hpp"
 #include "server/exchange.hpp"
+#include "server/sentry_reporter.hpp"
 #include "server/websocket.hpp"
 #include "upstream/relay.hpp"
 #include "upstream/retry_policy.hpp"
 
 namespace gatehouse::server {
+namespace sentry = observability::sentry;
 namespace {
 
 constexpr std::string_view kCrlf = "\r\n";
@@ -569,6 +571,7 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
         continue;
       }
       stats.failures.add();
+      report_upstream_failure(w, x, sentry::Failure::connect, acquired.status, acquired.detail);
       co_await send_local_reply(w, c, chain, x, acquired.status, has_body && !body_whole,
                                 acquired.detail);
       co_return x.client_keep_alive;
@@ -682,6 +685,8 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
     std::string detail = (timed_out ? "no response head from " : "bad response from ") +
                          x.upstream_address + ": " + ec.message();
     log_upstream_failure(w, x, timed_out ? "upstream timeout" : "upstream failed", ec);
+    report_upstream_failure(w, x, timed_out ? sentry::Failure::timeout : sentry::Failure::reset,
+                            timed_out ? 504 : 502, detail);
     x.upstream_ms =
         std::chrono::duration<double, std::milli>(Clock::now() - upstream_start).count();
     co_await send_local_reply(w, c, chain, x, timed_out ? 504 : 502,
@@ -715,6 +720,11 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
       co_return masked.client_keep_alive;
     }
   }
+  if (rp->get().result_int() >= 500) {
+    report_upstream_failure(w, x, sentry::Failure::status_5xx, rp->get().result_int(),
+                            "upstream answered " + std::to_string(rp->get().result_int()) +
+                                " from " + x.upstream_address);
+  }
   bool keep = x.client_keep_alive && !w.draining && framing.out != Framing::until_close;
   x.client_keep_alive = keep;
   x.status = rp->get().result_int();
@@ -741,6 +751,10 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
     if (!relay.head_sent) {
       // Nothing reached the client yet: it gets a clear 502/504 instead of an empty reply.
       log_upstream_failure(w, x, "upstream failed before the response body", relay.upstream_ec);
+      report_upstream_failure(
+          w, x, timed_out ? sentry::Failure::timeout : sentry::Failure::reset,
+          timed_out ? 504 : 502,
+          "response from " + x.upstream_address + " cut off: " + relay.upstream_ec.message());
       x.status = 0;
       co_await send_local_reply(
           w, c, chain, x, timed_out ? 504 : 502, false,
@@ -749,6 +763,9 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
     }
     // The head is out: closing the connection is the only way to show the client the truncation.
     log_upstream_failure(w, x, "upstream response cut off", relay.upstream_ec);
+    report_upstream_failure(
+        w, x, timed_out ? sentry::Failure::timeout : sentry::Failure::reset, x.status,
+        "response from " + x.upstream_address + " cut off: " + relay.upstream_ec.message());
     x.upstream_error = relay.upstream_ec.message();
     co_return false;
   }

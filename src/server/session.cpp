@@ -146,7 +146,8 @@ net::awaitable<bool> serve_one(Worker& w, ClientConn& c) {
     ctx.method = "-";
     ctx.target = "-";
     ctx.request_id = ghttp::thread_id_generator().request_id();
-    pipeline::log_security(w.gw.logs(), w.gw.hasher(), ctx, "malformed_request", ec.message());
+    pipeline::log_security(w.gw.security_events(), w.gw.hasher(), ctx,
+                           config::SecurityEvent::bad_request, "malformed_request", ec.message());
     co_await send_local_reply(w, c, chain, ctx, status, true, ec.message());
     co_return false;
   }
@@ -184,7 +185,7 @@ net::awaitable<bool> serve_one(Worker& w, ClientConn& c) {
 }
 
 // TLS: handshake within the header timeout. Failures (scanners, plain HTTP on the TLS port, bad
-// clients) are counted, not logged one by one.
+// clients) are counted; with tls_error in log.security_events, sampled lines too.
 net::awaitable<bool> tls_handshake(Worker& w, ClientConn& c) {
   auto ctx = w.gw.tls_context();
   c.stream.start_tls(*ctx);
@@ -192,6 +193,14 @@ net::awaitable<bool> tls_handshake(Worker& w, ClientConn& c) {
   auto [ec] = co_await c.stream.tls_stream().async_handshake(ssl::stream_base::server, nothrow);
   if (ec) {
     w.metrics.tls_handshake_errors.add(1);
+    if (w.gw.security_events().enabled(config::SecurityEvent::tls_error)) {
+      Context x(w.cfg, Clock::now());
+      x.client_ip = c.peer_ip;
+      x.request_id = ghttp::thread_id_generator().request_id();
+      pipeline::log_security(w.gw.security_events(), w.gw.hasher(), x,
+                             config::SecurityEvent::tls_error, "tls_error",
+                             c.deadline.expired() ? "handshake timed out" : ec.message());
+    }
     co_return false;
   }
   co_return true;

@@ -140,6 +140,7 @@ struct FuzzGateway {
   gatehouse::filters::security_headers::SecurityHeaders security_headers;
   gatehouse::filters::rate_limit::RateLimiter limiter;
   std::uint16_t tls_port = 8443;
+  gatehouse::observability::SecurityEvents security_events{&logs(), cfg.log};
   FilterServices services{
       .cfg = cfg,
       .worker = 0,
@@ -156,6 +157,7 @@ struct FuzzGateway {
       .rate_limiter = limiter,
       .store = nullptr,
       .tls_port = tls_port,
+      .security_events = security_events,
   };
 };
 

@@ -20,36 +20,38 @@ inline bool admitted_by(const config::AccessRules& rules, const std::string& cli
 class AccessFilter {
  public:
   template <class Services>
-  explicit AccessFilter(Services& s) : logs_(s.logs), hasher_(s.hasher) {}
+  explicit AccessFilter(Services& s) : events_(s.security_events), hasher_(s.hasher) {}
 
   pipeline::Next decode_headers(pipeline::Context& ctx) const {
     if (admitted_by(ctx.cfg.access, ctx.client_ip)) {
       return pipeline::Next::Continue;
     }
-    pipeline::log_security(logs_, hasher_, ctx, "access_denied", "access rules");
+    pipeline::log_security(events_, hasher_, ctx, config::SecurityEvent::access_denied,
+                           "access_denied", "access rules");
     return pipeline::error_reply(ctx, 403, ctx.body_pending);
   }
 
  private:
-  observability::Logs& logs_;
+  observability::SecurityEvents& events_;
   const observability::ClientIpHasher& hasher_;
 };
 
 class RouteAccessFilter {
  public:
   template <class Services>
-  explicit RouteAccessFilter(Services& s) : logs_(s.logs), hasher_(s.hasher) {}
+  explicit RouteAccessFilter(Services& s) : events_(s.security_events), hasher_(s.hasher) {}
 
   pipeline::Next decode_headers(pipeline::Context& ctx) const {
     if (admitted_by(ctx.route_config->access, ctx.client_ip)) {
       return pipeline::Next::Continue;
     }
-    pipeline::log_security(logs_, hasher_, ctx, "access_denied", "route access rules");
+    pipeline::log_security(events_, hasher_, ctx, config::SecurityEvent::access_denied,
+                           "access_denied", "route access rules");
     return pipeline::error_reply(ctx, 403, ctx.body_pending);
   }
 
  private:
-  observability::Logs& logs_;
+  observability::SecurityEvents& events_;
   const observability::ClientIpHasher& hasher_;
 };
 

@@ -11,7 +11,7 @@ namespace gatehouse::filters::cors {
 class CorsFilter {
  public:
   template <class Services>
-  explicit CorsFilter(Services& s) : cors_(s.cors), logs_(s.logs), hasher_(s.hasher) {}
+  explicit CorsFilter(Services& s) : cors_(s.cors), events_(s.security_events), hasher_(s.hasher) {}
 
   pipeline::Next decode_headers(pipeline::Context& ctx) {
     if (!cors_.enabled() || ctx.request->method() != pipeline::http::verb::options) {
@@ -31,7 +31,8 @@ class CorsFilter {
       ctx.reply.close = ctx.body_pending;
       return pipeline::Next::Reply;
     }
-    pipeline::log_security(logs_, hasher_, ctx, "cors_preflight_denied", result.reason);
+    pipeline::log_security(events_, hasher_, ctx, config::SecurityEvent::cors_denied,
+                           "cors_preflight_denied", result.reason);
     ctx.reply.status = 403;
     ctx.reply.body =
         pipeline::ghttp::error_body({403, kDeniedCode, result.reason}, ctx.request_id,
@@ -52,7 +53,7 @@ class CorsFilter {
 
  private:
   const Cors& cors_;
-  observability::Logs& logs_;
+  observability::SecurityEvents& events_;
   const observability::ClientIpHasher& hasher_;
   bool preflight_ = false;
 };

@@ -1,12 +1,14 @@
 #include "filters/errors/config.hpp"
 
 #include <algorithm>
+#include <cstdlib>
 #include <string>
 
 #include "config/config.hpp"
 #include "config/value_readers.hpp"
 #include "config/yaml_reader.hpp"
 #include "http/fields.hpp"
+#include "observability/sentry.hpp"
 
 namespace gatehouse::filters::errors {
 
@@ -14,13 +16,64 @@ Settings default_settings(config::Environment environment) {
   Settings s;
   if (environment == config::Environment::development) {
     s.intercept.clear();
+    s.sentry.environment = "development";
+  } else {
+    s.sentry.environment = "production";
   }
   return s;
 }
 
+// --- Sentry error reports (issue 15, sentry-seclog) ---
+SentrySettings read_sentry(const config::detail::Value& v, config::Environment environment) {
+  SentrySettings out;
+  out.environment = environment == config::Environment::development ? "development" : "production";
+  config::detail::Map m(v,
+                        {"dsn", "environment", "release", "sample_rate", "max_queue", "timeout"});
+  if (auto x = m.find("dsn")) {
+    // Empty after interpolation (SENTRY_DSN unset): reporting is off, as with no DSN at all.
+    if (!x->is_null() && !x->text().empty()) {
+      auto parsed = observability::sentry::parse_dsn(x->text());
+      if (!parsed.dsn) {
+        x->fail(parsed.error);
+      }
+      out.dsn = parsed.dsn->to_string();
+    }
+  }
+  auto label = [](const config::detail::Value& x) {
+    const std::string& t = x.text();
+    if (t.empty() || t.size() > 200 || !config::detail::is_field_value(t)) {
+      x.fail("must be 1 to 200 printable characters");
+    }
+    return t;
+  };
+  if (auto x = m.find("environment")) {
+    out.environment = label(*x);
+  }
+  if (auto x = m.find("release")) {
+    out.release = x->is_null() || x->text().empty() ? std::string{} : label(*x);
+  }
+  if (auto x = m.find("sample_rate")) {
+    const std::string& text = x->text();
+    char* end = nullptr;
+    double d = std::strtod(text.c_str(), &end);
+    if (text.empty() || end != text.c_str() + text.size() || !(d >= 0.0 && d <= 1.0)) {
+      x->fail("invalid sample rate " + config::detail::quoted(text) +
+              " (expected a number from 0 to 1, e.g. 0.25)");
+    }
+    out.sample_rate = d;
+  }
+  if (auto x = m.find("max_queue")) {
+    out.max_queue = static_cast<std::size_t>(config::detail::read_integer(*x, 1, 100'000));
+  }
+  if (auto x = m.find("timeout")) {
+    out.timeout = config::detail::read_duration(*x, config::detail::Zero::rejected);
+  }
+  return out;
+}
+
 Settings read_settings(const config::detail::Value& v, config::Environment environment) {
   Settings out = default_settings(environment);
-  config::detail::Map m(v, {"intercept", "log_body"});
+  config::detail::Map m(v, {"intercept", "log_body", "sentry"});
   if (auto x = m.find("intercept")) {
     out.intercept.clear();
     if (!(x->node().IsScalar() && (x->text() == "off" || x->text() == "false"))) {
@@ -38,6 +91,9 @@ Settings read_settings(const config::detail::Value& v, config::Environment envir
     if (out.log_body > kMaxReadBytes) {
       x->fail("must be at most 64KiB");
     }
+  }
+  if (auto x = m.find("sentry")) {
+    out.sentry = read_sentry(*x, environment);
   }
   return out;
 }

@@ -1,4 +1,6 @@
 // The errors section as config/ sees it: read last (its defaults depend on the environment).
+#include <fmt/format.h>
+
 #include "config/config.hpp"
 #include "config/sections.hpp"
 #include "config/yaml_writer.hpp"
@@ -21,6 +23,15 @@ void write(config::YamlWriter& w, const config::Config& config) {
   }
   w.key("intercept").list(statuses);
   w.key("log_body").size(s.log_body);
+  // issue 15, sentry-seclog
+  w.key("sentry").begin_map();
+  w.key("dsn").str(s.sentry.dsn);
+  w.key("environment").str(s.sentry.environment);
+  w.key("release").str(s.sentry.release);
+  w.key("sample_rate").str(fmt::format("{}", s.sentry.sample_rate));
+  w.key("max_queue").number(s.sentry.max_queue);
+  w.key("timeout").duration(s.sentry.timeout);
+  w.end_map();
   w.end_map();
 }
 

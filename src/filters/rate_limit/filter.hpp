@@ -10,6 +10,7 @@
 #include "filters/rate_limit/rate_limit_filter.hpp"
 #include "filters/rate_limit/store/redis_store_net.hpp"
 #include "pipeline/reply.hpp"
+#include "pipeline/security_log.hpp"
 
 namespace gatehouse::filters::rate_limit {
 
@@ -21,7 +22,8 @@ class RateLimitFilter {
   explicit RateLimitFilter(Services& s)
       : limiter_(s.rate_limiter),
         store_(s.store),
-        logs_(s.logs),
+        events_(s.security_events),
+        hasher_(s.hasher),
         worker_(s.worker),
         on_failure_(rate_limit::settings(s.cfg).on_store_failure) {}
 
@@ -93,7 +95,9 @@ class RateLimitFilter {
     if (verdict_.allowed()) {
       return pipeline::Next::Continue;
     }
-    if (!verdict_.new_ban.empty()) {
+    if (!verdict_.new_ban.empty() && events_.enabled(config::SecurityEvent::ban) &&
+        events_.admit(config::SecurityEvent::ban, verdict_.new_ban,
+                      std::chrono::steady_clock::now())) {
       std::string line;
       line.reserve(256);
       line += "{\"time\":\"";
@@ -105,7 +109,11 @@ class RateLimitFilter {
       line += ",\"request_id\":";
       pipeline::ghttp::append_json_string(line, ctx.request_id);
       line += '}';
-      logs_.security(line);
+      events_.write(line);
+    }
+    if (verdict_.status() != 503) {  // 429 or a ban's 403: the limiter refused this client
+      pipeline::log_security(events_, hasher_, ctx, config::SecurityEvent::rate_limited,
+                             "rate_limited", verdict_.message);
     }
     ctx.reply.status = verdict_.status();
     ctx.reply.body = pipeline::ghttp::error_body(verdict_.code(), verdict_.message,
@@ -118,7 +126,8 @@ class RateLimitFilter {
 
   RateLimiter& limiter_;
   Store* store_;
-  observability::Logs& logs_;
+  observability::SecurityEvents& events_;
+  const observability::ClientIpHasher& hasher_;
   unsigned worker_;
   OnStoreFailure on_failure_;
   RequestInfo info_;

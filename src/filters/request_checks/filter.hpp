@@ -13,18 +13,20 @@ namespace gatehouse::filters::request_checks {
 class RequestChecksFilter {
  public:
   template <class Services>
-  explicit RequestChecksFilter(Services& s) : logs_(s.logs), hasher_(s.hasher) {}
+  explicit RequestChecksFilter(Services& s) : events_(s.security_events), hasher_(s.hasher) {}
 
   pipeline::Next decode_headers(pipeline::Context& ctx) const {
     std::string why;
     if (unsigned status = pipeline::validate_head(ctx.cfg.limits, *ctx.parser, why); status != 0) {
-      pipeline::log_security(logs_, hasher_, ctx, "malformed_request", why);
+      pipeline::log_security(events_, hasher_, ctx, config::SecurityEvent::bad_request,
+                             "malformed_request", why);
       return pipeline::error_reply(ctx, status, true, why);
     }
     ctx.raw_path = pipeline::ghttp::target_path(ctx.target);
     ctx.canonical = pipeline::ghttp::canonical_target_path(ctx.target, ctx.cfg.paths.merge_slashes);
     if (!ctx.canonical.reason.empty()) {
-      pipeline::log_security(logs_, hasher_, ctx, "malformed_request", ctx.canonical.reason);
+      pipeline::log_security(events_, hasher_, ctx, config::SecurityEvent::bad_request,
+                             "malformed_request", ctx.canonical.reason);
       return pipeline::error_reply(ctx, 400, true, ctx.canonical.reason);
     }
     ctx.path = ctx.canonical.view(ctx.raw_path);
@@ -32,7 +34,7 @@ class RequestChecksFilter {
   }
 
  private:
-  observability::Logs& logs_;
+  observability::SecurityEvents& events_;
   const observability::ClientIpHasher& hasher_;
 };
 

@@ -95,6 +95,8 @@ void expect_same(const Config& a, const Config& b) {
   EXPECT_EQ(a.log.security, b.log.security);
   EXPECT_EQ(a.log.level, b.log.level);
   EXPECT_EQ(a.log.hash_client_ip, b.log.hash_client_ip);
+  EXPECT_EQ(a.log.security_events, b.log.security_events);
+  EXPECT_EQ(a.log.security_per_key_per_minute, b.log.security_per_key_per_minute);
   EXPECT_EQ(a.health.live_path, b.health.live_path);
   EXPECT_EQ(a.health.ready_path, b.health.ready_path);
   EXPECT_EQ(a.health.summary_path, b.health.summary_path);
@@ -189,6 +191,9 @@ log:
   security: stderr
   level: info
   hash_client_ip: false
+  security_events: [ban, ban_lifted, access_denied, cors_denied, bad_request]
+  security_sample:
+    per_key_per_minute: 10
 health:
   live_path: /health/live
   ready_path: /health/ready
@@ -214,6 +219,13 @@ response_headers:
 errors:
   intercept: [500, 502, 503, 504]
   log_body: 4KiB
+  sentry:
+    dsn: ""
+    environment: production
+    release: ""
+    sample_rate: 1
+    max_queue: 1000
+    timeout: 5s
 )");
 }
 
@@ -275,6 +287,8 @@ log:
   security: "$${literal}/x"
   level: "off"
   hash_client_ip: true
+  security_events: [tls_error, rate_limited]
+  security_sample: {per_key_per_minute: 0}
 health: {live_path: "/l:x", ready_path: /r, summary_path: "/s'q", cache_ttl: 0s, check_interval: 1h}
 request_id: {header: "X-Id", trust_incoming: false}
 paths: {merge_slashes: false, forward: original}

@@ -378,7 +378,7 @@ TEST(ConfigErrors, Log) {
        "t.yaml:5:19: log.hash_client_ip: expected true or false, got \"1\""},
       {kBase + "log:\n  file: /tmp/x\n",
        "t.yaml:5:3: log.file: unknown key \"file\"; allowed keys: format, access, error, security, "
-       "level, hash_client_ip"},
+       "level, hash_client_ip, security_events, security_sample"},
   });
 }
 

@@ -84,5 +84,18 @@ TEST(RedactText, OrdinaryTextUnchanged) {
   EXPECT_EQ(redact_text("password"), "password");
 }
 
+// Headers a Sentry report never carries (issue 15, sentry-seclog).
+TEST(SecretHeader, CredentialsAndKeys) {
+  for (const char* name :
+       {"Authorization", "proxy-authorization", "Cookie", "Set-Cookie", "X-Api-Key", "X-Auth-Token",
+        "X-CSRF-Token", "X-Session-Id", "X-Hub-Signature-256", "X-Amz-Security-Token", "apikey"}) {
+    EXPECT_TRUE(is_secret_header(name)) << name;
+  }
+  for (const char* name : {"Host", "User-Agent", "Accept", "Content-Type", "X-Request-ID", "Origin",
+                           "Referer", "Content-Length"}) {
+    EXPECT_FALSE(is_secret_header(name)) << name;
+  }
+}
+
 }  // namespace
 }  // namespace gatehouse::http
