@@ -154,7 +154,13 @@ def test_numbers_move_under_load(gh, flask_app):
         def busy():
             d = dashboard(gh)
             seen.append(d)
-            return route_of(d, "default")["rps"] > 0 and d["total"]["rps"] > 0
+            # A poll right after the previous one measures over those few milliseconds (no
+            # older snapshot yet): wait for one measured over a real window.
+            return (
+                route_of(d, "default")["rps"] > 0
+                and d["total"]["rps"] > 0
+                and d["interval_s"] > 0.2
+            )
 
         assert wait_until(busy, scaled(10), interval=1.0), seen[-1:]
     d = seen[-1]
