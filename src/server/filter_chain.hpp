@@ -12,6 +12,7 @@
 #include "core/router.hpp"
 #include "filters/access/filter.hpp"
 #include "filters/access_log/filter.hpp"
+#include "filters/cache_bus/filter.hpp"
 #include "filters/cors/filter.hpp"
 #include "filters/health/filter.hpp"
 #include "filters/rate_limit/filter.hpp"
@@ -47,6 +48,7 @@ struct FilterServices {
   filters::rate_limit::RateLimiter& rate_limiter;
   filters::rate_limit::RateLimitFilter::Store* store;  // null with the in-memory store
   const std::uint16_t& tls_port;                       // bound once the listeners are
+  filters::cache_bus::Invalidator* invalidator;        // null without a cache (issue 14)
 };
 
 using FilterChain = pipeline::Chain<
@@ -54,7 +56,7 @@ using FilterChain = pipeline::Chain<
     filters::health::HealthFilter, filters::access::AccessFilter, filters::cors::CorsFilter,
     filters::route::RouteFilter, filters::access::RouteAccessFilter,
     filters::tls_redirect::TlsRedirectFilter, filters::rate_limit::RateLimitFilter,
-    filters::security_headers::SecurityHeadersFilter,
+    filters::cache_bus::InvalidateFilter, filters::security_headers::SecurityHeadersFilter,
     filters::response_headers::ResponseHeadersFilter, filters::access_log::AccessLogFilter>;
 
 }  // namespace gatehouse::server

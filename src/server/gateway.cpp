@@ -242,6 +242,7 @@ Gateway::Gateway(std::shared_ptr<const config::Config> cfg, std::string version)
       return observability::ComponentReport{status, std::move(details)};
     });
   }
+  set_up_invalidation();
   health_->add_component("log", [this] {
     auto dropped = logs_->dropped();
     return observability::ComponentReport{
@@ -365,6 +366,19 @@ void Gateway::reload_tls() {
     ghttp::append_json_string(extra, e.what());
     logs_->error(spdlog::level::err, "TLS reload failed; keeping the previous certificate", extra);
   }
+}
+
+// issue 14: the Invalidator exists with a cache; the bus with cache.shared (blocking start-up
+// here: a wrong password refuses to start, an unreachable Redis starts the bus disconnected).
+void Gateway::set_up_invalidation() {
+  const auto& bus = filters::cache_bus::settings(*cfg_);
+  invalidator_ = std::make_unique<filters::cache_bus::Invalidator>(nullptr);
+  if (!bus.url) {
+    return;
+  }
+  cache_bus_ = std::make_unique<filters::cache_bus::Bus>(bus, *invalidator_, *logs_, admin_ioc_);
+  cache_bus_->start_up();
+  health_->add_component("cache_bus", [this] { return cache_bus_->health(); });
 }
 
 // While the store's circuit breaker is open, a PING every cooldown decides when Redis is used
@@ -518,6 +532,9 @@ int Gateway::run(RunOptions options) {
     spawn(admin_ioc_, store_probe_loop(), *logs_, "redis probe loop");
   }
   dependency_checks_ = std::make_unique<DependencyChecks>(admin_ioc_, *cfg_, *logs_);
+  if (cache_bus_) {
+    cache_bus_->start();
+  }
 
   {
     std::string extra = "\"listen\":";

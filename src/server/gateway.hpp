@@ -11,6 +11,8 @@
 
 #include "config/config.hpp"
 #include "core/router.hpp"
+#include "filters/cache_bus/bus_net.hpp"
+#include "filters/cache_bus/invalidator.hpp"
 #include "filters/cors/cors_filter.hpp"
 #include "filters/rate_limit/rate_limit_filter.hpp"
 #include "filters/rate_limit/store/redis_store_net.hpp"
@@ -70,6 +72,9 @@ class Gateway {
   upstream::UpstreamHealth& upstream_health(std::size_t u) { return *upstream_health_[u]; }
   // i12-resolve: upstream u's re-resolved target slots; null when its targets never change.
   const upstream::TargetSlots* target_slots(std::size_t u) const { return resolver_->slots(u); }
+  // issue 14: cache invalidation (routes[].invalidates, DELETE /admin/cache, the bus); null
+  // without a cache.
+  filters::cache_bus::Invalidator* invalidator() { return invalidator_.get(); }
   const std::string& version() const { return version_; }
   bool development() const { return cfg_->environment == config::Environment::development; }
   unsigned worker_count() const { return workers_count_; }
@@ -97,6 +102,9 @@ class Gateway {
   net::awaitable<void> admin_bans(std::string_view method, std::string_view target,
                                   unsigned& status, std::string& body);
   net::awaitable<void> store_probe_loop();
+  void admin_cache(std::string_view method, std::string_view target, unsigned& status,
+                   std::string& body);
+  void set_up_invalidation();
   net::awaitable<void> log_flush_loop();
   void add_process_details(nlohmann::json& report);
   void wait_signals();
@@ -123,6 +131,8 @@ class Gateway {
   std::uint16_t tls_port_ = 0;
   std::mutex tls_mu_;
   std::shared_ptr<net::ssl::context> tls_ctx_;
+  // issue 14: before workers_, which point to it.
+  std::unique_ptr<filters::cache_bus::Invalidator> invalidator_;
   std::vector<std::unique_ptr<Worker>> workers_;
   // Declared before admin_ioc_, so destroyed after it: checks still pending refer to it.
   std::unique_ptr<upstream::HealthChecker> health_checker_;
@@ -133,6 +143,8 @@ class Gateway {
   std::unique_ptr<filters::rate_limit::store::RedisStoreClient> admin_redis_;
   // health.checks (i12-edge): probed on admin_ioc_ by /health/detailed; before admin_ioc_ dies.
   std::unique_ptr<DependencyChecks> dependency_checks_;
+  // issue 14: cache.shared's bus on admin_ioc_; before admin_ioc_ dies.
+  std::unique_ptr<filters::cache_bus::Bus> cache_bus_;
   bool draining_ = false;
   bool takeover_ = false;
   unsigned running_workers_ = 0;
