@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "filters/cache/config.hpp"
 #include "http/cidr.hpp"
 #include "http/json.hpp"
 #include "io/spawn.hpp"
@@ -200,6 +201,10 @@ Gateway::Gateway(std::shared_ptr<const config::Config> cfg, std::string version)
   }
   if (cfg_->listen_tls) {
     tls_ctx_ = make_tls_context(*cfg_->listen_tls);
+  }
+  if (const auto& cache = filters::cache::settings(*cfg_); cache.enabled) {
+    cache_ = std::make_unique<filters::cache::Store>(
+        filters::cache::Store::Options{.max_memory = cache.max_memory});
   }
   rate_limiter_ = std::make_unique<filters::rate_limit::RateLimiter>(
       *cfg_, workers_count_,

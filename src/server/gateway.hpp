@@ -11,6 +11,7 @@
 
 #include "config/config.hpp"
 #include "core/router.hpp"
+#include "filters/cache/store.hpp"
 #include "filters/cache_bus/bus_net.hpp"
 #include "filters/cache_bus/invalidator.hpp"
 #include "filters/cors/cors_filter.hpp"
@@ -67,6 +68,8 @@ class Gateway {
     return security_headers_;
   }
   const filters::cors::Cors& cors() const { return cors_; }
+  // issue 14: the process-wide response cache (thread-safe); null when no route caches.
+  filters::cache::Store* cache() { return cache_.get(); }
   const std::vector<std::vector<tcp::endpoint>>& upstream_endpoints() const { return endpoints_; }
   // Upstream u's process-wide target health (outlier detection, circuit breaker).
   upstream::UpstreamHealth& upstream_health(std::size_t u) { return *upstream_health_[u]; }
@@ -123,6 +126,7 @@ class Gateway {
   std::unique_ptr<filters::rate_limit::store::RedisStore> redis_;
   filters::security_headers::SecurityHeaders security_headers_;
   filters::cors::Cors cors_;
+  std::unique_ptr<filters::cache::Store> cache_;  // issue 14
   std::vector<std::vector<tcp::endpoint>> endpoints_;
   std::vector<std::unique_ptr<upstream::UpstreamHealth>> upstream_health_;
   std::unique_ptr<upstream::Resolver> resolver_;  // i12-resolve: admin thread
