@@ -377,7 +377,11 @@ void Gateway::reload_tls() {
 // here: a wrong password refuses to start, an unreachable Redis starts the bus disconnected).
 void Gateway::set_up_invalidation() {
   const auto& bus = filters::cache_bus::settings(*cfg_);
-  invalidator_ = std::make_unique<filters::cache_bus::Invalidator>(nullptr);
+  filters::cache_bus::Invalidator::Purge purge;
+  if (cache_) {
+    purge = [store = cache_.get()](std::string_view prefix) { return store->purge_prefix(prefix); };
+  }
+  invalidator_ = std::make_unique<filters::cache_bus::Invalidator>(std::move(purge));
   if (!bus.url) {
     return;
   }

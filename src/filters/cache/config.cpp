@@ -69,7 +69,8 @@ bool RouteCache::keys_header(std::string_view name) const {
 Settings read_settings(const cd::Value& v) {
   Settings out;
   out.enabled = true;
-  cd::Map m(v, {"max_memory", "max_object", "header"});
+  // shared, shared_channel: the invalidation bus's, read by filters/cache_bus/config.cpp.
+  cd::Map m(v, {"max_memory", "max_object", "header", "shared", "shared_channel"});
   if (auto x = m.find("max_memory")) {
     out.max_memory = cd::read_size(*x, cd::Zero::rejected);
     if (out.max_memory < kMinMaxMemory) {

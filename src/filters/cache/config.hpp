@@ -56,7 +56,8 @@ struct Settings {
   std::size_t max_memory = 256 * 1024 * 1024;  // per process, LRU by bytes
   std::size_t max_object = 8 * 1024 * 1024;    // larger responses are relayed, not stored
   std::string header = "X-Cache";              // HIT | MISS | STALE | BYPASS; "" = none
-  // --- invalidation (issue 14, cache-invalidation): `shared` goes here ---
+  // --- invalidation (issue 14, cache-invalidation): `shared` and `shared_channel` are
+  // filters/cache_bus/config.hpp's Settings (their own slot in Config::filters) ---
   bool operator==(const Settings&) const = default;
 };
 

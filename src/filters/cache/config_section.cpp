@@ -4,6 +4,7 @@
 #include "config/yaml_reader.hpp"
 #include "config/yaml_writer.hpp"
 #include "filters/cache/config.hpp"
+#include "filters/cache_bus/config.hpp"
 
 namespace gatehouse::filters::cache {
 namespace {
@@ -11,6 +12,7 @@ namespace {
 void read(const config::detail::Value* v, config::Config& config) {
   if (v != nullptr && !v->is_null()) {
     config.filters.set(read_settings(*v));
+    cache_bus::read(*v, config);  // issue 14: shared, shared_channel
   }
 }
 
@@ -24,6 +26,7 @@ void write(config::YamlWriter& w, const config::Config& config) {
   w.key("max_memory").size(s.max_memory);
   w.key("max_object").size(s.max_object);
   w.key("header").str(s.header);
+  cache_bus::write(w, config);  // issue 14: shared, shared_channel
   w.end_map();
 }
 

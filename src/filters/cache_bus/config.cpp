@@ -11,12 +11,16 @@ std::string default_channel(unsigned db) {
   return "gatehouse:cache:invalidate:" + std::to_string(db);
 }
 
-void read(const config::detail::Map& cache, config::Config& config) {
+void read(const config::detail::Value& v, config::Config& config) {
   Settings out;
+  const auto cache = config::detail::Map::any_keys(v);
   auto shared = cache.find("shared");
   if (shared && !shared->is_null() && shared->text() != "off") {
     redis::Url url;
     std::string error;
+    if (!shared->text().starts_with("redis://")) {
+      shared->fail("expected off or redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]");
+    }
     if (!redis::parse_url(shared->text(), url, error)) {
       shared->fail(error);
     }

@@ -2,7 +2,6 @@
 // The invalidation bus's keys inside the `cache` section (issue 14): `shared` (a redis:// URL, the
 // rate-limit store's syntax) and `shared_channel`. The cache section's reader and writer call
 // read()/write() below; the settings live in Config::filters under their own type.
-#include <array>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -13,7 +12,7 @@ namespace gatehouse::config {
 struct Config;
 class YamlWriter;
 namespace detail {
-class Map;
+class Value;
 }
 }  // namespace gatehouse::config
 
@@ -32,13 +31,11 @@ struct Settings {
   bool operator==(const Settings&) const = default;
 };
 
-// The keys these settings add to the cache section's map.
-inline constexpr std::array<std::string_view, 2> kKeys{"shared", "shared_channel"};
-
 std::string default_channel(unsigned db);
 
-// Reads `shared` and `shared_channel` from the cache section's map into config.filters.
-void read(const config::detail::Map& cache, config::Config& config);
+// Reads `shared` and `shared_channel` of the cache section (whose reader already refused unknown
+// keys) into config.filters.
+void read(const config::detail::Value& cache, config::Config& config);
 // Writes them (the password redacted), inside the cache section's map.
 void write(config::YamlWriter& out, const config::Config& config);
 

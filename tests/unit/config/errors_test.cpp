@@ -298,7 +298,7 @@ TEST(ConfigErrors, Routes) {
        "'-')"},
       {kBase + "routes:\n  - name: x\n    upstream: app\n    priority: 1\n",
        "t.yaml:7:5: routes[0].priority: unknown key \"priority\"; allowed keys: name, match, "
-       "upstream, timeout, buffer_request, invalidates, rate_limit, access"},
+       "upstream, timeout, buffer_request, invalidates, rate_limit, cache, access"},
       {kBase + "routes:\n  - name: x\n    upstream: app\n  - name: y\n    upstream: app\n  - name: "
                "x\n    upstream: app\n",
        "t.yaml:9:11: routes[2].name: duplicate route name \"x\" (also routes[0])"},

@@ -69,12 +69,15 @@ TEST(InvalidatesConfig, Rejections) {
        "t.yaml:5:43: routes[0].invalidates: at most 32 prefixes"},
       {kBase + "routes:\n  - {name: r, upstream: app, invalidates: [" + long_prefix + "]}\n",
        "t.yaml:5:44: routes[0].invalidates[0]: at most 512 characters"},
-      {kBase + "routes:\n  - {name: r, upstream: app, invalidate: [/a]}\n",
-       "t.yaml:5:30: routes[0].invalidate: unknown key \"invalidate\" (did you mean "
-       "\"invalidates\"?); "
-       "allowed keys: name, match, upstream, timeout, buffer_request, invalidates, rate_limit, "
-       "access"},
   });
+  // The full list of route keys belongs to every section's test; the hint is ours.
+  EXPECT_EQ(
+      testing::error_of(kBase + "routes:\n  - {name: r, upstream: app, invalidate: [/a]}\n")
+          .rfind("t.yaml:5:30: routes[0].invalidate: unknown key \"invalidate\" (did you mean "
+                 "\"invalidates\"?); allowed keys: name, match, upstream, timeout, "
+                 "buffer_request, invalidates, ",
+                 0),
+      0u);
 }
 
 }  // namespace
