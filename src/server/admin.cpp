@@ -142,6 +142,9 @@ net::awaitable<void> Gateway::admin_session(tcp::socket socket) {
         if (redis_) {
           redis_->render_metrics(out);
         }
+        if (cache_) {
+          cache_->render_metrics(out);
+        }
         invalidator_->render_metrics(out);  // issue 14
         if (cache_bus_) {
           cache_bus_->render_metrics(out);
@@ -155,6 +158,14 @@ net::awaitable<void> Gateway::admin_session(tcp::socket socket) {
     } else if (path == "/health/detailed") {
       auto d = health_->detailed();
       add_process_details(d);
+      if (cache_) {
+        auto u = cache_->usage();
+        d["components"]["cache"] = {{"status", "ok"},
+                                    {"bytes", u.bytes},
+                                    {"max_bytes", u.max_bytes},
+                                    {"entries", u.entries},
+                                    {"evictions", u.evictions}};
+      }
       // health.checks: a failing dependency makes the report degraded and the answer 503.
       const bool checks_ok = co_await dependency_checks_->add_to(d);
       if (!checks_ok && d["status"] == "ok") {

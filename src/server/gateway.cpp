@@ -204,7 +204,7 @@ Gateway::Gateway(std::shared_ptr<const config::Config> cfg, std::string version)
   }
   if (const auto& cache = filters::cache::settings(*cfg_); cache.enabled) {
     cache_ = std::make_unique<filters::cache::Store>(
-        filters::cache::Store::Options{.max_memory = cache.max_memory});
+        filters::cache::Store::Options{.max_memory = cache.max_memory, .workers = workers_count_});
   }
   rate_limiter_ = std::make_unique<filters::rate_limit::RateLimiter>(
       *cfg_, workers_count_,

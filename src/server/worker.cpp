@@ -77,6 +77,7 @@ Worker::Worker(Gateway& g, unsigned i)
       .rate_limiter = gw.rate_limiter(),
       .store = store_client.get(),
       .tls_port = gw.tls_port_ref(),
+      .cache = gw.cache(),
       .invalidator = gw.invalidator(),
   });
 }

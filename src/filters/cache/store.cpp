@@ -1,6 +1,9 @@
 #include "filters/cache/store.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
+#include <iterator>
 #include <list>
 #include <unordered_map>
 #include <utility>
@@ -120,7 +123,8 @@ struct Store::Shard {
   }
 };
 
-Store::Store(Options options) : options_(options) {
+Store::Store(Options options)
+    : options_(options), counters_(std::max<std::size_t>(1, options.workers)) {
   options_.shards = std::max<std::size_t>(1, options_.shards);
   for (std::size_t i = 0; i < options_.shards; ++i) {
     shards_.push_back(std::make_unique<Shard>());
@@ -318,6 +322,48 @@ Usage Store::usage() const {
   }
   u.purged = purged_.load(std::memory_order_relaxed);
   return u;
+}
+
+void Store::render_metrics(std::string& out) const {
+  std::uint64_t sums[6] = {};
+  for (const auto& c : counters_) {
+    sums[0] += c.hits.load(std::memory_order_relaxed);
+    sums[1] += c.misses.load(std::memory_order_relaxed);
+    sums[2] += c.stale.load(std::memory_order_relaxed);
+    sums[3] += c.coalesced.load(std::memory_order_relaxed);
+    sums[4] += c.bypass.load(std::memory_order_relaxed);
+    sums[5] += c.not_stored.load(std::memory_order_relaxed);
+  }
+  auto u = usage();
+  auto it = std::back_inserter(out);
+  fmt::format_to(it,
+                 "# HELP gatehouse_cache_requests_total Requests on caching routes by X-Cache "
+                 "outcome.\n# TYPE gatehouse_cache_requests_total counter\n"
+                 "gatehouse_cache_requests_total{{result=\"hit\"}} {}\n"
+                 "gatehouse_cache_requests_total{{result=\"miss\"}} {}\n"
+                 "gatehouse_cache_requests_total{{result=\"stale\"}} {}\n"
+                 "gatehouse_cache_requests_total{{result=\"bypass\"}} {}\n",
+                 sums[0], sums[1], sums[2], sums[4]);
+  fmt::format_to(
+      it,
+      "# HELP gatehouse_cache_coalesced_total Misses answered from another request's "
+      "fill instead of going upstream.\n# TYPE gatehouse_cache_coalesced_total counter\n"
+      "gatehouse_cache_coalesced_total {}\n"
+      "# HELP gatehouse_cache_not_stored_total Fills whose response was not storable "
+      "(status, Cache-Control, Set-Cookie, Vary: *, size, streamed, failed).\n"
+      "# TYPE gatehouse_cache_not_stored_total counter\ngatehouse_cache_not_stored_total {}\n"
+      "# HELP gatehouse_cache_evictions_total Entries dropped to stay within "
+      "max_memory.\n# TYPE gatehouse_cache_evictions_total counter\n"
+      "gatehouse_cache_evictions_total {}\n"
+      "# HELP gatehouse_cache_purged_total Entries removed by purges.\n"
+      "# TYPE gatehouse_cache_purged_total counter\ngatehouse_cache_purged_total {}\n"
+      "# HELP gatehouse_cache_bytes Bytes the stored entries take (keys and heads "
+      "included).\n# TYPE gatehouse_cache_bytes gauge\ngatehouse_cache_bytes {}\n"
+      "# HELP gatehouse_cache_max_bytes cache.max_memory.\n"
+      "# TYPE gatehouse_cache_max_bytes gauge\ngatehouse_cache_max_bytes {}\n"
+      "# HELP gatehouse_cache_entries Stored entries (Vary variants counted).\n"
+      "# TYPE gatehouse_cache_entries gauge\ngatehouse_cache_entries {}\n",
+      sums[3], sums[5], u.evictions, u.purged, u.bytes, u.max_bytes, u.entries);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -101,6 +101,18 @@ class Fill {
 // on the filling thread (or the purging one) without a store lock held: post to your executor.
 using Waker = std::function<void(std::shared_ptr<const Entry>)>;
 
+// What the filter counts, per worker (each worker writes only its own, relaxed): summed by
+// render_metrics on the admin thread.
+struct alignas(64) Counters {
+  std::atomic<std::uint64_t> hits{0};
+  std::atomic<std::uint64_t> misses{0};
+  std::atomic<std::uint64_t> stale{0};      // STALE answers (revalidate or error)
+  std::atomic<std::uint64_t> coalesced{0};  // answered from another request's fill
+  std::atomic<std::uint64_t> bypass{0};  // not looked up or not stored by rule, or over max_waiters
+  std::atomic<std::uint64_t> not_stored{0};  // fills whose response could not be stored
+  static void add(std::atomic<std::uint64_t>& c) { c.fetch_add(1, std::memory_order_relaxed); }
+};
+
 struct Usage {
   std::size_t bytes = 0;
   std::size_t entries = 0;
@@ -117,6 +129,7 @@ class Store {
   struct Options {
     std::size_t max_memory = 256 * 1024 * 1024;
     std::size_t shards = 16;
+    unsigned workers = 1;
   };
   explicit Store(Options options);
   ~Store();
@@ -149,6 +162,9 @@ class Store {
 
   Usage usage() const;
   std::size_t max_memory() const { return options_.max_memory; }
+  Counters& counters(unsigned worker) { return counters_[worker % counters_.size()]; }
+  // Prometheus text: gatehouse_cache_* (admin thread).
+  void render_metrics(std::string& out) const;
 
  private:
   friend class Fill;
@@ -169,6 +185,7 @@ class Store {
   mutable std::mutex purge_mu_;
   std::deque<Purge> purges_;  // the last kPurgeLog purges, oldest first
   std::atomic<std::uint64_t> purged_{0};
+  std::vector<Counters> counters_;
 };
 
 }  // namespace gatehouse::filters::cache
