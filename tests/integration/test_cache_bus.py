@@ -27,7 +27,7 @@ def redis(tmp_path):
 
 def config(redis_url):
     return {
-        "cache": {"max_memory": "16MiB", "shared": redis_url},
+        "cache": {"max_memory": "16MiB", "max_object": "1MiB", "shared": redis_url},
         "routes": [
             {"name": "slugs", "match": {"path_prefix": "/api/slugs/", "methods": ["GET", "HEAD"]},
              "upstream": "app", "cache": {"ttl": "60s"}},
