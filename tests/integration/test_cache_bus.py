@@ -190,7 +190,9 @@ def test_redis_down_local_purge_and_recovery(gatehouses, flask_app, redis):
     wait_bus(b, "ok")
     assert counter(b, "gatehouse_cache_invalidations_total", origin="resync") > resyncs_b
     assert cache_state(b) == "MISS"
-    assert counter(a, "gatehouse_cache_bus_pending") == 0  # A's queued prefixes went out
+    # A's prefixes queued during the outage went out.
+    assert wait_until(lambda: counter(a, "gatehouse_cache_bus_pending") == 0, scaled(5), 0.05)
+    assert counter(a, "gatehouse_cache_bus_published_total") == 2  # deduplicated
     a.wait_log("error", lambda l: l.get("message", "").startswith("cache bus recovered"))
 
 
