@@ -86,6 +86,10 @@ struct Context {
   // The whole request body when it arrived with the head (Content-Length, already buffered);
   // empty otherwise. Set only for routes whose cache key includes the body.
   std::string_view buffered_body;
+  // A filter that needs the body before it decides (the cache keys on it) sets this to the body's
+  // length and suspends: the session reads the body into its buffer first, sets buffered_body,
+  // then resumes the chain.
+  std::size_t buffer_body = 0;
 
   Context(const config::Config& c, Clock::time_point s) : cfg(c), start(s) {}
 

@@ -51,7 +51,8 @@ struct FilterServices {
   filters::rate_limit::RateLimitFilter::Store* store;  // null with the in-memory store
   const std::uint16_t& tls_port;                       // bound once the listeners are
   filters::cache::Store* cache;                        // issue 14; null when no route caches
-  filters::cache_bus::Invalidator* invalidator;        // null without a cache (issue 14)
+  const std::vector<std::vector<io::tcp::endpoint>>& upstream_endpoints;  // cache refreshes
+  filters::cache_bus::Invalidator* invalidator;  // null without a cache (issue 14)
 };
 
 using FilterChain = pipeline::Chain<

@@ -2,6 +2,7 @@
 // the head, answers health and error replies itself, and hands everything else to the proxy.
 #include <ctime>
 #include <exception>
+#include <utility>
 
 #include "http/error_reply.hpp"
 #include "http/json.hpp"
@@ -109,6 +110,23 @@ net::awaitable<void> send_local_reply(Worker& w, ClientConn& c, FilterChain& cha
   co_await send_reply(w, c, chain, ctx);
 }
 
+// Reads a Content-Length body whole into the connection's buffer (it stays unparsed there for the
+// proxy), for a filter that keys on it (the cache). Bounded by the filter's size and idle_timeout.
+net::awaitable<bool> buffer_request_body(Worker& w, ClientConn& c, Context& ctx) {
+  const std::size_t length = std::exchange(ctx.buffer_body, 0);
+  while (c.buffer.size() < length) {
+    c.deadline.arm(w.cfg.limits.idle_timeout);
+    auto [ec, n] =
+        co_await c.stream.async_read_some(c.buffer.prepare(length - c.buffer.size()), nothrow);
+    if (ec) {
+      co_return false;
+    }
+    c.buffer.commit(n);
+  }
+  ctx.buffered_body = {static_cast<const char*>(c.buffer.data().data()), length};
+  co_return true;
+}
+
 // One request on a connection. A coroutine of its own so that the parser, the context and the
 // filters live in a frame only while a request is in flight, not in the idle connection's frame.
 net::awaitable<bool> serve_one(Worker& w, ClientConn& c) {
@@ -192,6 +210,12 @@ net::awaitable<bool> serve_one(Worker& w, ClientConn& c) {
   }
   auto next = chain.decode(ctx);
   while (next == pipeline::Next::Suspend) {
+    if (ctx.buffer_body > 0) {
+      const bool buffered = co_await buffer_request_body(w, c, ctx);
+      if (!buffered) {
+        co_return false;  // the client went away or stalled mid-body: nothing to answer
+      }
+    }
     next = co_await chain.resume(ctx);
   }
   bool keep;

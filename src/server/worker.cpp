@@ -78,6 +78,7 @@ Worker::Worker(Gateway& g, unsigned i)
       .store = store_client.get(),
       .tls_port = gw.tls_port_ref(),
       .cache = gw.cache(),
+      .upstream_endpoints = gw.upstream_endpoints(),
       .invalidator = gw.invalidator(),
   });
 }

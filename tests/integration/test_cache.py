@@ -165,6 +165,24 @@ def test_stale_if_error_serves_the_old_copy_when_the_upstream_is_dead(apps, gate
     assert gh.metrics().value("gatehouse_cache_requests_total", result="stale") == 1
 
 
+def test_stale_while_revalidate_answers_at_once_and_refreshes_once_in_background(
+        apps, gatehouses):
+    app, gh = cached(apps, gatehouses, route_cache={"ttl": "1s", "stale_while_revalidate": "30s"})
+    target = "/swr?sleep_from=2&sleep=2"  # the refresh (2nd request upstream) takes 2 s
+    _, h1, b1 = get(gh, target)
+    assert h1["x-cache"] == "MISS"
+    time.sleep(1.2)
+    t0 = time.monotonic()
+    s2, h2, b2 = get(gh, target)
+    elapsed = time.monotonic() - t0
+    assert (s2, h2["x-cache"], b2) == (200, "STALE", b1)
+    assert elapsed < scaled(0.5)  # not the upstream's 2 s
+    assert get(gh, target)[1]["x-cache"] == "STALE"  # the refresh is already running
+    assert wait_until(lambda: get(gh, target)[1]["x-cache"] == "HIT", scaled(5), 0.2)
+    assert get(gh, target)[2] == b"c /swr #2"
+    assert upstream_hits(app, "/swr") == 2  # one refresh, however many stale answers
+
+
 def test_memory_stays_under_max_memory_under_a_flood_of_keys(apps, gatehouses):
     app, gh = cached(apps, gatehouses, cache={"max_memory": "1MiB", "max_object": "64KiB"})
     with ThreadPoolExecutor(8) as pool:

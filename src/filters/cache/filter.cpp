@@ -7,7 +7,9 @@
 
 #include "filters/cache/policy.hpp"
 #include "http/canonical_path.hpp"
+#include "http/fields.hpp"
 #include "io/net.hpp"
+#include "io/spawn.hpp"
 
 namespace gatehouse::filters::cache {
 namespace {
@@ -31,7 +33,117 @@ void append_part(std::string& out, std::string_view v) {
   out += '\x1f';
 }
 
+void set_windows(Entry& e, const RouteCache& route, std::chrono::milliseconds ttl,
+                 Clock::time_point now) {
+  e.fresh_until = now + ttl;
+  e.swr_until = e.fresh_until + route.stale_while_revalidate;
+  e.stale_until = e.fresh_until + std::max(route.stale_while_revalidate, route.stale_if_error);
+}
+
+std::int64_t parse_age(std::string_view age) {
+  std::int64_t a = 0;
+  for (char c : age) {
+    if (c < '0' || c > '9' || a > 1'000'000'000) {
+      return 0;
+    }
+    a = a * 10 + (c - '0');
+  }
+  return a;
+}
+
 }  // namespace
+
+// stale_while_revalidate: the refresh runs on the worker's executor, detached from the request
+// that triggered it (that client may be gone long before it ends). It sends the request's GET to
+// one of the route's upstream targets on a connection of its own, bounded by the upstream's
+// timeout, and stores the answer under the same storability rules as a fill.
+struct Refresh {
+  Fill fill;
+  std::string head;  // the request sent upstream
+  io::tcp::endpoint target;
+  std::chrono::milliseconds timeout{0};
+  const RouteCache* route = nullptr;
+  std::size_t max_object = 0;
+  std::string cache_header;
+  std::vector<std::pair<std::string, std::string>> request_headers;  // for Vary
+};
+
+net::awaitable<void> run_refresh(std::shared_ptr<Refresh> job) {
+  auto executor = co_await net::this_coro::executor;
+  io::tcp::socket socket(executor);
+  net::steady_timer timer(executor, job->timeout);
+  timer.async_wait([&socket](io::error_code ec) {
+    if (!ec) {
+      io::error_code ignore;
+      socket.close(ignore);  // the refresh took too long: its fill is dropped below
+    }
+  });
+  auto [cec] = co_await socket.async_connect(job->target, io::nothrow);
+  if (cec) {
+    co_return;  // job->fill is abandoned with the job: the stale copy stays until stale_until
+  }
+  auto [wec, written] = co_await net::async_write(socket, net::buffer(job->head), io::nothrow);
+  if (wec) {
+    co_return;
+  }
+  io::beast::flat_buffer buffer;
+  io::http::response_parser<io::http::string_body> parser;
+  parser.body_limit(job->max_object);
+  auto [rec, read] = co_await io::http::async_read(socket, buffer, parser, io::nothrow);
+  timer.cancel();
+  if (rec) {
+    co_return;
+  }
+  const auto& res = parser.get();
+  auto field = [&](std::string_view n) {
+    auto v = res[io::beast::string_view(n.data(), n.size())];
+    return std::string_view(v.data(), v.size());
+  };
+  ResponseFacts facts;
+  facts.status = res.result_int();
+  facts.cache_control = field("Cache-Control");
+  facts.set_cookie = res.find("Set-Cookie") != res.end();
+  auto vary_names = parse_vary(field("Vary"), facts.vary_star);
+  if (!parser.chunked()) {
+    facts.content_length = res.body().size();
+  }
+  facts.content_type = field("Content-Type");
+  auto decision = decide(*job->route, job->max_object, facts);
+  if (decision.refusal != Refusal::none) {
+    co_return;
+  }
+  auto e = std::make_shared<Entry>();
+  auto now = Clock::now();
+  e->status = facts.status;
+  for (const auto& f : res) {
+    auto name = std::string_view(f.name_string().data(), f.name_string().size());
+    if (::gatehouse::http::is_hop_by_hop(name) ||
+        ::gatehouse::http::iequals(name, "Content-Length")) {
+      continue;
+    }
+    e->lines += name;
+    e->lines += ": ";
+    e->lines += std::string_view(f.value().data(), f.value().size());
+    e->lines += "\r\n";
+  }
+  e->lines = stored_lines(e->lines, job->cache_header);
+  e->body = std::move(parser.get().body());
+  set_windows(*e, *job->route, decision.ttl, now);
+  if (!job->route->ignore_cache_control) {
+    e->initial_age = parse_age(field("Age"));
+  }
+  auto header = [&](std::string_view n) -> std::string_view {
+    for (const auto& [k, v] : job->request_headers) {
+      if (::gatehouse::http::iequals(k, n)) {
+        return v;
+      }
+    }
+    return {};
+  };
+  e->vary_values = vary_values(vary_names, header);
+  e->vary = std::move(vary_names);
+  job->fill.complete(std::move(e), now);
+}
 
 // A waiter's rendezvous with the fill it waits for, which may end on another worker's thread: the
 // waker records the entry and, once the waiter sleeps, posts the wake-up to the waiter's executor.
@@ -70,14 +182,35 @@ pipeline::Next CacheFilter::look_up(pipeline::Context& ctx) {
   if (!get && !(keyed_body && ctx.method == "POST")) {
     return bypass();
   }
-  if (keyed_body && ctx.body_pending && ctx.buffered_body.empty()) {
-    return bypass();  // a body that did not come with the head (chunked, large): not keyed
-  }
   // Another user's answer must never be served to a request that authenticates, unless the key
   // tells the users apart.
   if (!ctx.header("Authorization").empty() && !rc->keys_header("Authorization")) {
     return bypass();
   }
+  if (keyed_body && ctx.body_pending && ctx.buffered_body.empty()) {
+    // The body did not come with the head: the session reads it first (bounded by max_object),
+    // then resume() looks the key up.
+    const auto length = ctx.parser->content_length();
+    if (ctx.parser->chunked() || !length || *length > settings(*cfg_).max_object) {
+      return bypass();  // not keyed: a chunked or oversized body goes upstream as is
+    }
+    ctx.buffer_body = static_cast<std::size_t>(*length);
+    st.need_body = true;
+    return pipeline::Next::Suspend;
+  }
+  return look_up_key(ctx);
+}
+
+pipeline::Next CacheFilter::look_up_key(pipeline::Context& ctx) {
+  State& st = *state_;
+  const RouteCache* rc = st.route;
+  auto& counters = store_->counters(worker_);
+  auto bypass = [&] {
+    st.verdict = "BYPASS";
+    ctx.cache = st.verdict;
+    Counters::add(counters.bypass);
+    return pipeline::Next::Continue;
+  };
   const bool revalidate = rc->allow_client_bypass &&
                           request_no_cache(ctx.header("Cache-Control"), ctx.header("Pragma"));
 
@@ -121,9 +254,13 @@ pipeline::Next CacheFilter::look_up(pipeline::Context& ctx) {
       Counters::add(counters.hits);
       return reply_from(ctx, std::move(found.entry), "HIT");
     case Store::Outcome::stale:
-      // Served at once; the background refresh (found.fill) is not run by this build: the entry
-      // is refilled by the first miss after stale_while_revalidate (docs/configuration.md).
       Counters::add(counters.stale);
+      if (found.fill && start_refresh(ctx, std::move(found.fill))) {
+        // Suspended only to reach this worker's executor: resume() starts the refresh, then
+        // answers with the stale copy at once.
+        st.served = std::move(found.entry);
+        return pipeline::Next::Suspend;
+      }
       return reply_from(ctx, std::move(found.entry), "STALE");
     case Store::Outcome::waiting:
       st.expired = std::move(found.entry);
@@ -145,8 +282,30 @@ pipeline::Next CacheFilter::look_up(pipeline::Context& ctx) {
 
 pipeline::net::awaitable<pipeline::Next> CacheFilter::resume(pipeline::Context& ctx) {
   State& st = *state_;
-  auto rendezvous = st.wait;
   auto executor = co_await net::this_coro::executor;
+  if (st.need_body) {
+    st.need_body = false;
+    if (ctx.buffered_body.size() != ctx.parser->content_length().value_or(0)) {
+      st.verdict = "BYPASS";
+      ctx.cache = st.verdict;
+      Counters::add(store_->counters(worker_).bypass);
+      co_return pipeline::Next::Continue;
+    }
+    auto next = look_up_key(ctx);
+    if (next != pipeline::Next::Suspend) {
+      co_return next;
+    }
+  }
+  if (st.refresh) {
+    auto* logs = logs_;
+    net::co_spawn(executor, run_refresh(std::move(st.refresh)), [logs](std::exception_ptr e) {
+      if (e) {
+        logs->internal_error("cache refresh", io::exception_text(e));
+      }
+    });
+    co_return reply_from(ctx, std::move(st.served), "STALE");
+  }
+  auto rendezvous = st.wait;
   bool sleep = false;
   {
     std::lock_guard lock(rendezvous->mu);
@@ -178,6 +337,51 @@ pipeline::net::awaitable<pipeline::Next> CacheFilter::resume(pipeline::Context& 
   ctx.cache = st.verdict;
   Counters::add(store_->counters(worker_).bypass);
   co_return pipeline::Next::Continue;
+}
+
+bool CacheFilter::start_refresh(pipeline::Context& ctx, Fill fill) {
+  const auto& route = *ctx.route_config;
+  const auto& targets = (*endpoints_)[route.upstream_index];
+  if (targets.empty()) {
+    return false;
+  }
+  auto job = std::make_shared<Refresh>();
+  job->target = targets[fill.key().hash % targets.size()];
+  job->fill = std::move(fill);
+  const auto& up = cfg_->upstreams[route.upstream_index];
+  job->timeout = route.timeout.count() > 0 ? route.timeout : up.timeout;
+  job->route = state_->route;
+  job->max_object = settings(*cfg_).max_object;
+  job->cache_header = settings(*cfg_).header;
+  // The request as the upstream would get it for a GET: its path (canonical or as received, as
+  // paths.forward says) and query, its fields but the hop-by-hop ones, and a connection of its own.
+  auto path = cfg_->paths.forward == config::PathForward::canonical ? ctx.path : ctx.raw_path;
+  auto query = ctx.target.substr(::gatehouse::http::target_path(ctx.target).size());
+  std::string& head = job->head;
+  head = "GET ";
+  head += path;
+  head += query;
+  head += " HTTP/1.1\r\n";
+  for (const auto& f : *ctx.request) {
+    auto name = std::string_view(f.name_string().data(), f.name_string().size());
+    auto value = std::string_view(f.value().data(), f.value().size());
+    if (::gatehouse::http::is_hop_by_hop(name) ||
+        ::gatehouse::http::iequals(name, "Content-Length") ||
+        ::gatehouse::http::iequals(name, "Expect")) {
+      continue;
+    }
+    head += name;
+    head += ": ";
+    head += value;
+    head += "\r\n";
+    job->request_headers.emplace_back(name, value);
+  }
+  head += cfg_->request_id.header;
+  head += ": ";
+  head += ctx.request_id;
+  head += "\r\nConnection: close\r\n\r\n";
+  state_->refresh = std::move(job);
+  return true;
 }
 
 pipeline::Next CacheFilter::reply_from(pipeline::Context& ctx, std::shared_ptr<const Entry> entry,
@@ -268,21 +472,9 @@ void CacheFilter::on_head(pipeline::Context& ctx, pipeline::ResponseHead& head) 
                               name);
       e->stored = now;
       if (!st.route->ignore_cache_control) {
-        auto age = field("Age");
-        std::int64_t a = 0;
-        for (char c : age) {
-          if (c < '0' || c > '9' || a > 1'000'000'000) {
-            a = 0;
-            break;
-          }
-          a = a * 10 + (c - '0');
-        }
-        e->initial_age = a;
+        e->initial_age = parse_age(field("Age"));
       }
-      e->fresh_until = now + decision.ttl;
-      e->swr_until = e->fresh_until + st.route->stale_while_revalidate;
-      e->stale_until =
-          e->fresh_until + std::max(st.route->stale_while_revalidate, st.route->stale_if_error);
+      set_windows(*e, *st.route, decision.ttl, now);
       auto header = [&ctx](std::string_view n) { return ctx.header(n); };
       e->vary_values = vary_values(vary_names, header);
       e->vary = std::move(vary_names);

@@ -14,16 +14,24 @@
 
 #include "filters/cache/config.hpp"
 #include "filters/cache/store.hpp"
+#include "io/net.hpp"
+#include "observability/logging.hpp"
 #include "pipeline/context.hpp"
 
 namespace gatehouse::filters::cache {
 
 struct Rendezvous;  // filter.cpp
+struct Refresh;     // filter.cpp
 
 class CacheFilter {
  public:
   template <class Services>
-  explicit CacheFilter(Services& s) : store_(s.cache), cfg_(&s.cfg), worker_(s.worker) {}
+  explicit CacheFilter(Services& s)
+      : store_(s.cache),
+        cfg_(&s.cfg),
+        worker_(s.worker),
+        logs_(&s.logs),
+        endpoints_(&s.upstream_endpoints) {}
   CacheFilter(CacheFilter&&) noexcept;
   CacheFilter& operator=(CacheFilter&&) noexcept;
   ~CacheFilter();
@@ -69,8 +77,12 @@ class CacheFilter {
     std::shared_ptr<Entry> building;
     std::uint64_t expected = 0;
     bool capturing = false;
+    bool need_body = false;            // suspended for the session to read the body (key)
+    std::shared_ptr<Refresh> refresh;  // stale_while_revalidate: started by resume()
   };
   pipeline::Next look_up(pipeline::Context& ctx);
+  pipeline::Next look_up_key(pipeline::Context& ctx);
+  bool start_refresh(pipeline::Context& ctx, Fill fill);
   pipeline::Next reply_from(pipeline::Context& ctx, std::shared_ptr<const Entry> entry,
                             const char* verdict);
   void on_head(pipeline::Context& ctx, pipeline::ResponseHead& head);
@@ -80,7 +92,9 @@ class CacheFilter {
   Store* store_;
   const config::Config* cfg_;
   unsigned worker_;
-  std::unique_ptr<State> state_;  // only on a caching route
+  observability::Logs* logs_;
+  const std::vector<std::vector<io::tcp::endpoint>>* endpoints_;  // per upstream, resolved
+  std::unique_ptr<State> state_;                                  // only on a caching route
 };
 
 }  // namespace gatehouse::filters::cache

@@ -4,7 +4,8 @@ the requests it serves per path, so a test can tell what gatehouse answered from
 usage: cache_app.py PORT [NAME]
   GET /__hits?path=P        JSON count of requests seen for path P (not counted itself)
   GET|POST anything else    body "NAME PATH #N" (N: this path's count); query parameters:
-      sleep=S   wait S seconds first      cc=V     Cache-Control: V
+      sleep=S   wait S seconds first (from the sleep_from-th request of the path on)
+      cc=V      Cache-Control: V
       vary=V    Vary: V (body adds the Vary'd request headers)
       cookie=1  Set-Cookie                status=N respond with N
       size=N    body of N bytes           sse=1    text/event-stream, chunked, 3 events
@@ -32,7 +33,7 @@ async def anything(request):
     n = HITS[path]
     q = request.query_params
     body = await request.body()
-    if "sleep" in q:
+    if "sleep" in q and n >= int(q.get("sleep_from", "1")):
         await asyncio.sleep(float(q["sleep"]))
     if q.get("sse") == "1":
         async def events():

@@ -93,14 +93,16 @@ TEST(CacheConfig, Rejections) {
       "    upstream: app\n";
   expect_errors({
       {route + "    cache: {}\n", "t.yaml:7:12: routes[0].cache.ttl: required key is missing"},
-      {route + "    cache: {ttl: 0s}\n", "t.yaml:7:17: routes[0].cache.ttl:"},
+      {route + "    cache: {ttl: 0s}\n",
+       "t.yaml:7:18: routes[0].cache.ttl: must be greater than 0"},
       {route + "    cache: {ttl: 1m, key: [method, cookie]}\n",
-       "t.yaml:7:35: routes[0].cache.key[1]: unknown cache key part \"cookie\""},
+       "t.yaml:7:36: routes[0].cache.key[1]: unknown cache key part \"cookie\""},
       {route + "    cache: {ttl: 1m, key: [\"header:\"]}\n",
-       "t.yaml:7:27: routes[0].cache.key[0]: invalid header name"},
+       "t.yaml:7:28: routes[0].cache.key[0]: invalid header name"},
       {route + "    cache: {ttl: 1m, statuses: [206]}\n",
-       "t.yaml:7:32: routes[0].cache.statuses[0]: status 206 cannot be stored"},
-      {route + "    cache: {ttl: 1m, colour: red}\n", "t.yaml:7:22: routes[0].cache: unknown key"},
+       "t.yaml:7:33: routes[0].cache.statuses[0]: status 206 cannot be stored"},
+      {route + "    cache: {ttl: 1m, colour: red}\n",
+       "t.yaml:7:22: routes[0].cache.colour: unknown key \"colour\""},
       {"routes:\n  - name: a\n    upstream: app\n    match: {methods: [POST]}\n"
        "    cache: {ttl: 1m}\n",
        "t.yaml:8:12: routes[0].cache: a route matching POST must have `body` in its cache key"},
