@@ -210,3 +210,41 @@ def test_a_redis_that_is_down_at_start_does_not_stop_gatehouse(gatehouses, flask
         wait_bus(a, "ok")
     finally:
         server.stop()
+
+
+def test_what_others_publish_on_the_channel(gatehouses, flask_app, redis):
+    """Anything on the channel is decoded with bounds: junk is counted and ignored, a well-formed
+    message from an unknown instance purges (whoever can PUBLISH on this Redis can purge)."""
+    a, b = pair(gatehouses, flask_app, redis)
+    warm(b)
+    channel = bus(b)["channel"]
+    assert channel == "gatehouse:cache:invalidate:0"
+    for junk in ["hello", "gh1 0123456789abcdef", "gh1 0123456789ABCDEF /api/slugs/",
+                 "gh1 0123456789abcdef /api/../slugs/", "gh1 0123456789abcdef api/slugs/",
+                 "gh1 0123456789abcdef /" + "a" * 100_000]:
+        assert redis.command("PUBLISH", channel, junk) == 2  # A and B are subscribed
+    assert wait_until(
+        lambda: counter(b, "gatehouse_cache_bus_errors_total", kind="message") == 6, scaled(5))
+    assert cache_state(b) == "HIT"
+    assert bus(b)["status"] == "ok"
+    b.wait_log("error", lambda l: l.get("message") == "cache bus: message ignored")
+    redis.command("PUBLISH", channel, "gh1 fedcba9876543210 /api/slugs/")
+    wait_miss(b)
+
+
+def test_a_redis_that_stops_answering_is_noticed(gatehouses, flask_app, redis):
+    """SIGSTOP: connections stay open and nothing answers. The heartbeat notices within its
+    timeout, drops the subscription, and the bus resynchronises once Redis answers again."""
+    a, b = pair(gatehouses, flask_app, redis)
+    warm(b)
+    resyncs = counter(b, "gatehouse_cache_invalidations_total", origin="resync")
+    redis.pause()
+    try:
+        wait_bus(b, "degraded")
+        assert counter(b, "gatehouse_cache_bus_errors_total", kind="heartbeat") >= 1
+        assert cache_state(b) == "HIT"  # serving goes on meanwhile
+    finally:
+        redis.resume()
+    wait_bus(b, "ok")
+    assert counter(b, "gatehouse_cache_invalidations_total", origin="resync") > resyncs
+    assert cache_state(b) == "MISS"
