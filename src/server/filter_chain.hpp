@@ -52,7 +52,7 @@ struct FilterServices {
   const std::uint16_t& tls_port;                       // bound once the listeners are
   filters::cache::Store* cache;                        // issue 14; null when no route caches
   const std::vector<std::vector<io::tcp::endpoint>>& upstream_endpoints;  // cache refreshes
-  filters::cache_bus::Invalidator* invalidator;  // null without a cache (issue 14)
+  filters::cache_bus::Invalidator* invalidator;  // issue 14: routes[].invalidates
 };
 
 using FilterChain = pipeline::Chain<

@@ -373,8 +373,9 @@ void Gateway::reload_tls() {
   }
 }
 
-// issue 14: the Invalidator exists with a cache; the bus with cache.shared (blocking start-up
-// here: a wrong password refuses to start, an unreachable Redis starts the bus disconnected).
+// issue 14: the Invalidator always (it purges the store when there is one); the bus with
+// cache.shared, started up here (blocking: a wrong password refuses to start, an unreachable
+// Redis starts the bus disconnected).
 void Gateway::set_up_invalidation() {
   const auto& bus = filters::cache_bus::settings(*cfg_);
   filters::cache_bus::Invalidator::Purge purge;

@@ -75,8 +75,8 @@ class Gateway {
   upstream::UpstreamHealth& upstream_health(std::size_t u) { return *upstream_health_[u]; }
   // i12-resolve: upstream u's re-resolved target slots; null when its targets never change.
   const upstream::TargetSlots* target_slots(std::size_t u) const { return resolver_->slots(u); }
-  // issue 14: cache invalidation (routes[].invalidates, DELETE /admin/cache, the bus); null
-  // without a cache.
+  // issue 14: cache invalidation (routes[].invalidates, DELETE /admin/cache, the bus); always
+  // set, it purges nothing here without a cache.
   filters::cache_bus::Invalidator* invalidator() { return invalidator_.get(); }
   const std::string& version() const { return version_; }
   bool development() const { return cfg_->environment == config::Environment::development; }
