@@ -78,6 +78,8 @@ constexpr const char* kFuzzYaml =
     "     rate_limit: {limits: \"1/minute\", key: \"header:X-API-Key\"}}\n"
     "  - {name: space, match: {path_prefix: \"/sp%20[\"}, upstream: app}\n"
     "  - {name: tilde, match: {path_prefix: \"/%7Eu\"}, upstream: app}\n"
+    "  - {name: cached, match: {path_prefix: /cached}, upstream: app,\n"
+    "     cache: {ttl: 60s, key: [method, path, query, \"header:Accept\"]}}\n"
     "  - {name: default, upstream: app}\n";
 
 // One upstream, routes whose prefixes hold reserved, escaped and non-ASCII bytes before a
@@ -140,6 +142,9 @@ struct FuzzGateway {
   gatehouse::filters::security_headers::SecurityHeaders security_headers;
   gatehouse::filters::rate_limit::RateLimiter limiter;
   std::uint16_t tls_port = 8443;
+  // Nothing is ever stored (no upstream answers here): every run of an input sees a cold cache.
+  gatehouse::filters::cache::Store cache{{.max_memory = 1 << 20}};
+  std::vector<std::vector<tcp::endpoint>> endpoints{{}};
   FilterServices services{
       .cfg = cfg,
       .worker = 0,
@@ -156,6 +161,8 @@ struct FuzzGateway {
       .rate_limiter = limiter,
       .store = nullptr,
       .tls_port = tls_port,
+      .cache = &cache,
+      .upstream_endpoints = endpoints,
   };
 };
 

@@ -236,19 +236,22 @@ pipeline::Next CacheFilter::look_up_key(pipeline::Context& ctx) {
     }
   }
   Key key(ctx.path, parts);
-  auto rendezvous = std::make_shared<Rendezvous>();
-  Waker waker = [rendezvous](std::shared_ptr<const Entry> e) {
-    std::lock_guard lock(rendezvous->mu);
-    rendezvous->done = true;
-    rendezvous->entry = std::move(e);
-    if (rendezvous->timer) {
-      // The waiter sleeps on its own worker: wake it there.
-      net::post(rendezvous->timer->get_executor(), [rendezvous] { rendezvous->timer->cancel(); });
-    }
+  // The rendezvous is made only for a request that is to wait.
+  auto make_waker = [&st]() -> Waker {
+    st.wait = std::make_shared<Rendezvous>();
+    return [rendezvous = st.wait](std::shared_ptr<const Entry> e) {
+      std::lock_guard lock(rendezvous->mu);
+      rendezvous->done = true;
+      rendezvous->entry = std::move(e);
+      if (rendezvous->timer) {
+        // The waiter sleeps on its own worker: wake it there.
+        net::post(rendezvous->timer->get_executor(), [rendezvous] { rendezvous->timer->cancel(); });
+      }
+    };
   };
   auto header = [&ctx](std::string_view name) { return ctx.header(name); };
   auto found =
-      store_->lookup(key, header, pipeline::Clock::now(), rc->max_waiters, waker, revalidate);
+      store_->lookup(key, header, pipeline::Clock::now(), rc->max_waiters, make_waker, revalidate);
   switch (found.outcome) {
     case Store::Outcome::hit:
       Counters::add(counters.hits);
@@ -264,7 +267,6 @@ pipeline::Next CacheFilter::look_up_key(pipeline::Context& ctx) {
       return reply_from(ctx, std::move(found.entry), "STALE");
     case Store::Outcome::waiting:
       st.expired = std::move(found.entry);
-      st.wait = std::move(rendezvous);
       return pipeline::Next::Suspend;
     case Store::Outcome::bypass:
       st.expired = std::move(found.entry);
@@ -435,29 +437,51 @@ void CacheFilter::on_head(pipeline::Context& ctx, pipeline::ResponseHead& head) 
     }
     st.fill.abandon();  // an error of ours: nothing to store, the waiters go upstream
   } else if (st.fill) {
-    const auto& res = *head.upstream;
-    auto field = [&](std::string_view n) {
-      auto v = res[io::beast::string_view(n.data(), n.size())];
-      return std::string_view(v.data(), v.size());
-    };
+    // One pass over the upstream's fields for everything storability needs.
+    std::string_view vary, length, age;
     ResponseFacts facts;
     facts.status = head.status;
-    facts.cache_control = field("Cache-Control");
-    facts.set_cookie = res.find("Set-Cookie") != res.end();
-    auto vary_names = parse_vary(field("Vary"), facts.vary_star);
-    auto length = field("Content-Length");
-    if (!length.empty() && res.find("Transfer-Encoding") == res.end()) {
+    bool chunked = false;
+    for (const auto& f : *head.upstream) {
+      const std::string_view value(f.value().data(), f.value().size());
+      switch (f.name()) {
+        case io::http::field::cache_control:
+          facts.cache_control = facts.cache_control.empty() ? value : facts.cache_control;
+          break;
+        case io::http::field::set_cookie:
+          facts.set_cookie = true;
+          break;
+        case io::http::field::vary:
+          vary = vary.empty() ? value : vary;
+          break;
+        case io::http::field::content_length:
+          length = value;
+          break;
+        case io::http::field::transfer_encoding:
+          chunked = true;
+          break;
+        case io::http::field::content_type:
+          facts.content_type = value;
+          break;
+        case io::http::field::age:
+          age = value;
+          break;
+        default:
+          break;
+      }
+    }
+    auto vary_names = parse_vary(vary, facts.vary_star);
+    if (!length.empty() && !chunked && length.size() < 19) {
       std::uint64_t n = 0;
       bool ok = true;
       for (char c : length) {
         ok = ok && c >= '0' && c <= '9';
         n = n * 10 + static_cast<std::uint64_t>(c - '0');
       }
-      if (ok && length.size() < 19) {
+      if (ok) {
         facts.content_length = n;
       }
     }
-    facts.content_type = field("Content-Type");
     facts.head_request = ctx.head_request;
     auto decision = decide(*st.route, settings(*cfg_).max_object, facts);
     if (decision.refusal != Refusal::none) {
@@ -472,7 +496,7 @@ void CacheFilter::on_head(pipeline::Context& ctx, pipeline::ResponseHead& head) 
                               name);
       e->stored = now;
       if (!st.route->ignore_cache_control) {
-        e->initial_age = parse_age(field("Age"));
+        e->initial_age = parse_age(age);
       }
       set_windows(*e, *st.route, decision.ttl, now);
       auto header = [&ctx](std::string_view n) { return ctx.header(n); };

@@ -139,7 +139,8 @@ Store::Shard& Store::shard_for(const Key& key) const {
 }
 
 Store::Lookup Store::lookup(const Key& key, const HeaderLookup& header, Clock::time_point now,
-                            std::size_t max_waiters, const Waker& waker, bool revalidate) {
+                            std::size_t max_waiters, const std::function<Waker()>& make_waker,
+                            bool revalidate) {
   Lookup out;
   Shard& s = shard_for(key);
   std::lock_guard lock(s.mu);
@@ -180,7 +181,7 @@ Store::Lookup Store::lookup(const Key& key, const HeaderLookup& header, Clock::t
       out.outcome = Outcome::bypass;
       return out;
     }
-    pending->second.waiters.push_back(waker);
+    pending->second.waiters.push_back(make_waker());
     out.outcome = Outcome::waiting;
     return out;
   }

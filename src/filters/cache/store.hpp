@@ -140,7 +140,7 @@ class Store {
     hit,      // entry is fresh
     stale,    // entry is past fresh_until (and before stale_until); fill set: refresh it
     fill,     // nothing usable: fill is yours, go upstream
-    waiting,  // another request is filling: `waker` will be called once
+    waiting,  // another request is filling: the waker made will be called once
     bypass,   // max_waiters already wait: go upstream without storing
   };
   struct Lookup {
@@ -152,8 +152,10 @@ class Store {
 
   // One atomic step under the key's shard lock: a usable entry, or the fill, or a place among the
   // waiters. `revalidate`: ignore a fresh entry (a client's `no-cache` on a route that allows it).
+  // `make_waker` is called (under the shard lock) only when the caller is to wait.
   Lookup lookup(const Key& key, const HeaderLookup& header, Clock::time_point now,
-                std::size_t max_waiters, const Waker& waker, bool revalidate = false);
+                std::size_t max_waiters, const std::function<Waker()>& make_waker,
+                bool revalidate = false);
 
   // Removes every entry whose canonical path starts with `prefix`, and makes every fill in flight
   // for such a path store nothing (its waiters go upstream). Thread-safe, from any thread.

@@ -214,6 +214,7 @@ response_headers:
 errors:
   intercept: [500, 502, 503, 504]
   log_body: 4KiB
+cache: null
 )");
 }
 

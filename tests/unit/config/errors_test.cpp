@@ -37,13 +37,13 @@ TEST(ConfigErrors, TopLevel) {
        "t.yaml:4:1: bogus_key: unknown key \"bogus_key\"; allowed keys: environment, listen, "
        "listen_tls, admin_listen, workers, trusted_proxies, forwarded_headers, proxy_protocol, "
        "access, limits, drain_delay, drain_timeout, upstreams, routes, log, health, paths, "
-       "request_id, rate_limit, security_headers, cors, response_headers, errors"},
+       "request_id, rate_limit, security_headers, cors, response_headers, errors, cache"},
       {kBase + "listn: :80\n",
        "t.yaml:4:1: listn: unknown key \"listn\" (did you mean \"listen\"?); allowed keys: "
        "environment, listen, listen_tls, admin_listen, workers, trusted_proxies, "
        "forwarded_headers, proxy_protocol, access, limits, drain_delay, drain_timeout, upstreams, "
        "routes, log, health, paths, request_id, rate_limit, security_headers, cors, "
-       "response_headers, errors"},
+       "response_headers, errors, cache"},
       {kBase + "upstreams: {}\n", "t.yaml:4:1: upstreams: duplicate key (first defined at line 1)"},
       {kBase + "environment: staging\n",
        "t.yaml:4:14: environment: invalid value \"staging\" (expected one of: development, "

@@ -43,7 +43,7 @@ const Waker kNoWake = [](std::shared_ptr<const Entry>) {};
 
 Store::Lookup look(Store& s, const Key& k, Clock::time_point now, const Headers& h = kNone,
                    std::size_t max_waiters = 10, const Waker& w = kNoWake) {
-  return s.lookup(k, h.lookup(), now, max_waiters, w);
+  return s.lookup(k, h.lookup(), now, max_waiters, [&] { return w; });
 }
 
 void put(Store& s, const Key& k, std::shared_ptr<Entry> e, Clock::time_point now) {
