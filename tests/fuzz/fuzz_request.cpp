@@ -70,7 +70,7 @@ constexpr const char* kFuzzYaml =
     "rate_limit: {algorithm: sliding_window}\n"
     "routes:\n"
     "  - {name: gen, match: {path_prefix: /api/gen}, upstream: app,\n"
-    "     rate_limit: {limits: \"2/minute\", key: ip}}\n"
+    "     rate_limit: {limits: \"2/minute\", key: ip}, invalidates: [/cached, \"/caf%C3%A9/\"]}\n"
     "  - {name: cafe, match: {path_prefix: \"/caf\xc3\xa9/\"}, upstream: app}\n"
     "  - {name: params, match: {path_prefix: \"/x;y=1@:\"}, upstream: app,\n"
     "     access: {deny: [\"10.0.0.0/8\"]}}\n"
@@ -145,6 +145,9 @@ struct FuzzGateway {
   // Nothing is ever stored (no upstream answers here): every run of an input sees a cold cache.
   gatehouse::filters::cache::Store cache{{.max_memory = 1 << 20}};
   std::vector<std::vector<tcp::endpoint>> endpoints{{}};
+  // routes[].invalidates purges only after a 2xx from the upstream, which never answers here.
+  gatehouse::filters::cache_bus::Invalidator invalidator{
+      [this](std::string_view prefix) { return cache.purge_prefix(prefix); }};
   FilterServices services{
       .cfg = cfg,
       .worker = 0,
@@ -163,6 +166,7 @@ struct FuzzGateway {
       .tls_port = tls_port,
       .cache = &cache,
       .upstream_endpoints = endpoints,
+      .invalidator = &invalidator,
   };
 };
 
