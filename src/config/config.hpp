@@ -193,6 +193,12 @@ struct Route {
   // --- retries (issue 12, i12-retry) ---
   Millis timeout{0};  // the request's total deadline upstream, all tries and waits; 0 = none
   bool buffer_request = false;  // read the whole body before taking an upstream connection
+  // --- cache invalidation (issue 14, cache-invalidation) ---
+  // Canonical path prefixes that a 2xx upstream response on this route purges from the response
+  // cache, on this instance at once and, with cache.shared, on every instance (filters/cache_bus).
+  std::vector<std::string> invalidates;
+  static constexpr std::size_t kMaxInvalidates = 32;        // prefixes per route
+  static constexpr std::size_t kMaxInvalidatePrefix = 512;  // bytes per prefix (canonical)
 };
 
 enum class LogFormat { json, text };

@@ -174,6 +174,9 @@ void write_routes(YamlWriter& w, const Config& c, const Sections& sections) {
     w.key("upstream").str(r.upstream);
     w.key("timeout").duration(r.timeout);  // retries (issue 12, i12-retry)
     w.key("buffer_request").boolean(r.buffer_request);
+    if (!r.invalidates.empty()) {
+      w.key("invalidates").list(r.invalidates);  // cache invalidation (issue 14)
+    }
     for (const auto& s : sections.all()) {
       if (s.write_route != nullptr) {
         s.write_route(w, c, r);

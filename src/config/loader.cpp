@@ -325,6 +325,27 @@ void read_route_retries(const Map& m, Route& out) {
   }
 }
 
+// cache invalidation (issue 14): canonical prefixes, bounded in number and length (each one is a
+// purge, and with cache.shared a message to every instance, per successful write).
+std::vector<std::string> read_invalidates(const Value& v) {
+  std::vector<std::string> out;
+  auto items = v.items();
+  if (items.size() > Route::kMaxInvalidates) {
+    v.fail("at most " + std::to_string(Route::kMaxInvalidates) + " prefixes");
+  }
+  for (const auto& item : items) {
+    auto prefix = read_path(item);
+    if (prefix.size() > Route::kMaxInvalidatePrefix) {
+      item.fail("at most " + std::to_string(Route::kMaxInvalidatePrefix) + " characters");
+    }
+    if (std::find(out.begin(), out.end(), prefix) != out.end()) {
+      item.fail("duplicate prefix " + quoted(prefix));
+    }
+    out.push_back(std::move(prefix));
+  }
+  return out;
+}
+
 HealthCheckConfig read_health_check(const Value& v) {
   HealthCheckConfig out;
   Map m(v, {"path", "expect", "interval", "timeout", "healthy_after", "unhealthy_after", "host"});
@@ -569,6 +590,9 @@ Route read_route(const Map& m, const Config& config, const Sections& sections) {
   }
   out.upstream_index = static_cast<std::size_t>(it - upstreams.begin());
   read_route_retries(m, out);
+  if (auto x = m.find("invalidates")) {
+    out.invalidates = read_invalidates(*x);
+  }
   for (const auto& s : sections.all()) {
     if (s.read_route == nullptr) {
       continue;
@@ -595,7 +619,8 @@ std::vector<Route> read_routes(const Map& root, const Config& config, const Sect
       item.fail("expected a map, got " + std::string(item.kind()));
     }
     // The filters' keys between `upstream` and `access`, as `gatehouse check` writes them.
-    std::vector<std::string_view> keys{"name", "match", "upstream", "timeout", "buffer_request"};
+    std::vector<std::string_view> keys{"name",    "match",          "upstream",
+                                       "timeout", "buffer_request", "invalidates"};
     for (const auto& s : sections.all()) {
       if (s.read_route != nullptr) {
         keys.push_back(s.key);
@@ -735,6 +760,9 @@ void merge_configured_slashes(Config& c) {
   };
   for (auto& r : c.routes) {
     merge(r.match.path_prefix);
+    for (auto& prefix : r.invalidates) {
+      merge(prefix);
+    }
   }
   merge(c.health.live_path);
   merge(c.health.ready_path);

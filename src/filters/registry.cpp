@@ -1,5 +1,6 @@
 #include "filters/registry.hpp"
 
+#include "filters/cache/config.hpp"
 #include "filters/cors/config.hpp"
 #include "filters/errors/config.hpp"
 #include "filters/rate_limit/config.hpp"
@@ -16,6 +17,7 @@ const config::Sections& config_sections() {
     cors::register_config(s);
     response_headers::register_config(s);
     errors::register_config(s);
+    cache::register_config(s);
     return s;
   }();
   return sections;

@@ -54,6 +54,18 @@ class Chain {
   // Whether some filter reads response bodies (the relay skips encode_data otherwise).
   static constexpr bool kObservesBody = (ObservesBody<Filters> || ...);
 
+  // Whether this response's body must go through encode_data: a filter that reads bodies only
+  // sometimes says so with `bool wants_body(const Context&) const` (the cache: only while it
+  // fills), so that the relay skips the per-piece call otherwise.
+  bool wants_body(const Context& ctx) const {
+    if constexpr (kObservesBody) {
+      return std::apply([&](const auto&... f) { return (wants_body_one(f, ctx) || ...); },
+                        filters_);
+    } else {
+      return false;
+    }
+  }
+
   void encode_data(Context& ctx, std::span<const char> data, bool last) {
     if constexpr (kObservesBody) {
       std::apply([&](auto&... f) { (encode_data_one(f, ctx, data, last), ...); }, filters_);
@@ -125,6 +137,14 @@ class Chain {
       return f.strips(name);
     } else {
       return false;
+    }
+  }
+  template <class F>
+  static bool wants_body_one(const F& f, const Context& ctx) {
+    if constexpr (requires { f.wants_body(ctx); }) {
+      return f.wants_body(ctx);
+    } else {
+      return ObservesBody<F>;
     }
   }
   template <class F>

@@ -5,6 +5,7 @@
 // lives in the filters (pipeline/chain.hpp), not here.
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -31,6 +32,11 @@ struct LocalReply {
   bool head_only = false;  // HEAD, or a reply without a body
   bool close = false;      // the connection closes after it (bad request, body left unread)
   bool error = false;      // an error reply: counted in gatehouse_local_replies_total
+  // A stored response (the response cache, issue 14): sent with its own status, header lines and
+  // body instead of the JSON defaults; `stored_owner` keeps the lines and the body alive.
+  std::shared_ptr<const void> stored_owner;
+  std::string_view stored_lines;
+  std::string_view stored_body;
 };
 
 struct Context {
@@ -74,6 +80,16 @@ struct Context {
   std::string upstream_address;
   std::string upstream_error;     // set when the upstream cut the response off after its head
   bool client_keep_alive = true;  // what the client asked for and we can honour
+  // issue 14: the response cache's verdict for the access log (HIT, MISS, STALE, BYPASS); null
+  // on routes without a cache.
+  const char* cache = nullptr;
+  // The whole request body when it arrived with the head (Content-Length, already buffered);
+  // empty otherwise. Set only for routes whose cache key includes the body.
+  std::string_view buffered_body;
+  // A filter that needs the body before it decides (the cache keys on it) sets this to the body's
+  // length and suspends: the session reads the body into its buffer first, sets buffered_body,
+  // then resumes the chain.
+  std::size_t buffer_body = 0;
 
   Context(const config::Config& c, Clock::time_point s) : cfg(c), start(s) {}
 
@@ -97,6 +113,10 @@ struct ResponseHead {
   unsigned status = 0;
   const Fields* upstream = nullptr;  // null for gatehouse's own replies
   std::string& lines;                // complete "Name: value\r\n" lines are appended here
+  // Proxied: lines[fields_begin, fields_end) are the upstream's fields as forwarded (hop-by-hop,
+  // framing and stripped fields left out); the response cache stores them.
+  std::size_t fields_begin = 0;
+  std::size_t fields_end = 0;
 
   bool local() const { return upstream == nullptr; }
   // Whether the upstream response has this field (case-insensitive); false for local replies.

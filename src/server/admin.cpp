@@ -2,6 +2,7 @@
 // the request path; simplicity over speed. Active health checks are upstream/health_checker.*.
 #include <boost/beast/http.hpp>
 
+#include "filters/cache_bus/message.hpp"
 #include "http/json.hpp"
 #include "http/target.hpp"
 #include "io/spawn.hpp"
@@ -97,6 +98,12 @@ net::awaitable<void> Gateway::admin_session(tcp::socket socket) {
                           body);
       res.result(static_cast<http::status>(status));
       res.body() = std::move(body);
+    } else if (path == "/admin/cache") {
+      unsigned status = 200;
+      std::string body;
+      admin_cache({req.method_string().data(), req.method_string().size()}, target, status, body);
+      res.result(static_cast<http::status>(status));
+      res.body() = std::move(body);
     } else if (req.method() != http::verb::get && req.method() != http::verb::head) {
       res.result(http::status::method_not_allowed);
       res.body() = R"({"error":"method_not_allowed","message":"Use GET."})";
@@ -141,6 +148,13 @@ net::awaitable<void> Gateway::admin_session(tcp::socket socket) {
         if (redis_) {
           redis_->render_metrics(out);
         }
+        if (cache_) {
+          cache_->render_metrics(out);
+        }
+        invalidator_->render_metrics(out);  // issue 14
+        if (cache_bus_) {
+          cache_bus_->render_metrics(out);
+        }
         fmt::format_to(
             std::back_inserter(out),
             "# HELP gatehouse_build_info Build information.\n# TYPE gatehouse_build_info gauge\n"
@@ -162,6 +176,14 @@ net::awaitable<void> Gateway::admin_session(tcp::socket socket) {
     } else if (path == "/health/detailed") {
       auto d = health_->detailed();
       add_process_details(d);
+      if (cache_) {
+        auto u = cache_->usage();
+        d["components"]["cache"] = {{"status", "ok"},
+                                    {"bytes", u.bytes},
+                                    {"max_bytes", u.max_bytes},
+                                    {"entries", u.entries},
+                                    {"evictions", u.evictions}};
+      }
       // health.checks: a failing dependency makes the report degraded and the answer 503.
       const bool checks_ok = co_await dependency_checks_->add_to(d);
       if (!checks_ok && d["status"] == "ok") {
@@ -187,7 +209,7 @@ net::awaitable<void> Gateway::admin_session(tcp::socket socket) {
     } else {
       res.result(http::status::not_found);
       res.body() =
-          R"({"error":"not_found","message":"Admin endpoints: /metrics, /health/detailed, /health, /health/live, /health/ready, /admin/bans, /dashboard, /dashboard.json."})";
+          R"({"error":"not_found","message":"Admin endpoints: /metrics, /health/detailed, /health, /health/live, /health/ready, /admin/bans, /admin/cache, /dashboard, /dashboard.json."})";
     }
     res.prepare_payload();
     if (req.method() == http::verb::head) {
@@ -277,6 +299,42 @@ net::awaitable<void> Gateway::admin_bans(std::string_view method, std::string_vi
   ghttp::append_json_string(line, key ? *key : std::string("*"));
   line += fmt::format(",\"count\":{}}}", lifted);
   security_events_->write(line);
+}
+
+// issue 14: DELETE ?prefix=/PATH purges the cached entries under that canonical prefix here and,
+// with cache.shared, queues it for the other instances (prefix=/ purges everything; no prefix is a
+// 400, so that a mistyped query cannot empty the cache).
+void Gateway::admin_cache(std::string_view method, std::string_view target, unsigned& status,
+                          std::string& body) {
+  if (method != "DELETE") {
+    status = 405;
+    body = R"({"error":"method_not_allowed","message":"Use DELETE /admin/cache?prefix=/PATH."})";
+    return;
+  }
+  auto param = ghttp::query_param(target, "prefix");
+  if (!param) {
+    status = 400;
+    body =
+        R"({"error":"bad_request","message":"Expected ?prefix=/PATH (percent-encoded); prefix=/ purges everything."})";
+    return;
+  }
+  auto prefix = filters::cache_bus::admin_prefix(*param, cfg_->paths.merge_slashes);
+  if (!prefix.error.empty()) {
+    status = 400;
+    body = R"({"error":"bad_request","message":)";
+    ghttp::append_json_string(body, prefix.error);
+    body += "}";
+    return;
+  }
+  const auto purged = invalidator_->invalidate(prefix.prefix, filters::cache_bus::Origin::admin);
+  const char* shared = !cache_bus_ ? "off" : cache_bus_->up() ? "queued" : "unavailable";
+  body = R"({"prefix":)";
+  ghttp::append_json_string(body, prefix.prefix);
+  body += fmt::format(R"(,"purged":{},"shared":"{}"}})", purged, shared);
+  std::string line = "\"prefix\":";
+  ghttp::append_json_string(line, prefix.prefix);
+  line += fmt::format(",\"purged\":{},\"shared\":\"{}\"", purged, shared);
+  logs_->error(spdlog::level::info, "cache purged by the admin endpoint", line);
 }
 
 }  // namespace gatehouse::server

@@ -3,8 +3,9 @@
 // The order is the request's way through the gateway (docs/architecture.md, "One request"):
 //
 //   request_id → request_checks (head rules, canonical path) → health → access → cors (preflight)
-//   → route (404) → route access → tls_redirect → rate_limit → [upstream] ; security_headers,
-//   response_headers (X-Process-Time) and access_log act only on the way out.
+//   → route (404) → route access → tls_redirect → rate_limit → cache → [upstream] ;
+//   invalidate (routes[].invalidates), security_headers, response_headers (X-Process-Time) and
+//   access_log act only on the way out.
 //
 // encode_headers runs in the same order on every response, proxied or local.
 #include <cstdint>
@@ -12,6 +13,8 @@
 #include "core/router.hpp"
 #include "filters/access/filter.hpp"
 #include "filters/access_log/filter.hpp"
+#include "filters/cache/filter.hpp"
+#include "filters/cache_bus/filter.hpp"
 #include "filters/cors/filter.hpp"
 #include "filters/health/filter.hpp"
 #include "filters/rate_limit/filter.hpp"
@@ -48,6 +51,9 @@ struct FilterServices {
   filters::rate_limit::RateLimitFilter::Store* store;  // null with the in-memory store
   const std::uint16_t& tls_port;                       // bound once the listeners are
   observability::SecurityEvents& security_events;      // issue 15, sentry-seclog
+  filters::cache::Store* cache;                        // issue 14; null when no route caches
+  const std::vector<std::vector<io::tcp::endpoint>>& upstream_endpoints;  // cache refreshes
+  filters::cache_bus::Invalidator* invalidator;  // issue 14: routes[].invalidates
 };
 
 using FilterChain = pipeline::Chain<
@@ -55,6 +61,7 @@ using FilterChain = pipeline::Chain<
     filters::health::HealthFilter, filters::access::AccessFilter, filters::cors::CorsFilter,
     filters::route::RouteFilter, filters::access::RouteAccessFilter,
     filters::tls_redirect::TlsRedirectFilter, filters::rate_limit::RateLimitFilter,
+    filters::cache::CacheFilter, filters::cache_bus::InvalidateFilter,
     filters::security_headers::SecurityHeadersFilter,
     filters::response_headers::ResponseHeadersFilter, filters::access_log::AccessLogFilter>;
 

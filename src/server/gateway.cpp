@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "filters/cache/config.hpp"
 #include "filters/errors/config.hpp"
 #include "http/cidr.hpp"
 #include "http/json.hpp"
@@ -204,6 +205,10 @@ Gateway::Gateway(std::shared_ptr<const config::Config> cfg, std::string version)
   if (cfg_->listen_tls) {
     tls_ctx_ = make_tls_context(*cfg_->listen_tls);
   }
+  if (const auto& cache = filters::cache::settings(*cfg_); cache.enabled) {
+    cache_ = std::make_unique<filters::cache::Store>(
+        filters::cache::Store::Options{.max_memory = cache.max_memory, .workers = workers_count_});
+  }
   rate_limiter_ = std::make_unique<filters::rate_limit::RateLimiter>(
       *cfg_, workers_count_,
       std::make_shared<filters::rate_limit::SharedState>(
@@ -249,6 +254,7 @@ Gateway::Gateway(std::shared_ptr<const config::Config> cfg, std::string version)
     sentry_ = std::make_unique<SentryReporter>(s, version_, *logs_);
     health_->add_component("sentry", [this] { return sentry_->health(); });
   }
+  set_up_invalidation();
   health_->add_component("log", [this] {
     auto dropped = logs_->dropped();
     return observability::ComponentReport{
@@ -372,6 +378,24 @@ void Gateway::reload_tls() {
     ghttp::append_json_string(extra, e.what());
     logs_->error(spdlog::level::err, "TLS reload failed; keeping the previous certificate", extra);
   }
+}
+
+// issue 14: the Invalidator always (it purges the store when there is one); the bus with
+// cache.shared, started up here (blocking: a wrong password refuses to start, an unreachable
+// Redis starts the bus disconnected).
+void Gateway::set_up_invalidation() {
+  const auto& bus = filters::cache_bus::settings(*cfg_);
+  filters::cache_bus::Invalidator::Purge purge;
+  if (cache_) {
+    purge = [store = cache_.get()](std::string_view prefix) { return store->purge_prefix(prefix); };
+  }
+  invalidator_ = std::make_unique<filters::cache_bus::Invalidator>(std::move(purge));
+  if (!bus.url) {
+    return;
+  }
+  cache_bus_ = std::make_unique<filters::cache_bus::Bus>(bus, *invalidator_, *logs_, admin_ioc_);
+  cache_bus_->start_up();
+  health_->add_component("cache_bus", [this] { return cache_bus_->health(); });
 }
 
 // While the store's circuit breaker is open, a PING every cooldown decides when Redis is used
@@ -529,6 +553,9 @@ int Gateway::run(RunOptions options) {
     spawn(admin_ioc_, store_probe_loop(), *logs_, "redis probe loop");
   }
   dependency_checks_ = std::make_unique<DependencyChecks>(admin_ioc_, *cfg_, *logs_);
+  if (cache_bus_) {
+    cache_bus_->start();
+  }
 
   {
     std::string extra = "\"listen\":";

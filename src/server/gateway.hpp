@@ -11,6 +11,9 @@
 
 #include "config/config.hpp"
 #include "core/router.hpp"
+#include "filters/cache/store.hpp"
+#include "filters/cache_bus/bus_net.hpp"
+#include "filters/cache_bus/invalidator.hpp"
 #include "filters/cors/cors_filter.hpp"
 #include "filters/rate_limit/rate_limit_filter.hpp"
 #include "filters/rate_limit/store/redis_store_net.hpp"
@@ -71,11 +74,16 @@ class Gateway {
     return security_headers_;
   }
   const filters::cors::Cors& cors() const { return cors_; }
+  // issue 14: the process-wide response cache (thread-safe); null when no route caches.
+  filters::cache::Store* cache() { return cache_.get(); }
   const std::vector<std::vector<tcp::endpoint>>& upstream_endpoints() const { return endpoints_; }
   // Upstream u's process-wide target health (outlier detection, circuit breaker).
   upstream::UpstreamHealth& upstream_health(std::size_t u) { return *upstream_health_[u]; }
   // i12-resolve: upstream u's re-resolved target slots; null when its targets never change.
   const upstream::TargetSlots* target_slots(std::size_t u) const { return resolver_->slots(u); }
+  // issue 14: cache invalidation (routes[].invalidates, DELETE /admin/cache, the bus); always
+  // set, it purges nothing here without a cache.
+  filters::cache_bus::Invalidator* invalidator() { return invalidator_.get(); }
   const std::string& version() const { return version_; }
   // The running config's generation: 1 for the file read at start; each successful reload adds 1.
   std::uint64_t config_generation() const { return config_generation_; }
@@ -105,6 +113,9 @@ class Gateway {
   net::awaitable<void> admin_bans(std::string_view method, std::string_view target,
                                   unsigned& status, std::string& body);
   net::awaitable<void> store_probe_loop();
+  void admin_cache(std::string_view method, std::string_view target, unsigned& status,
+                   std::string& body);
+  void set_up_invalidation();
   net::awaitable<void> log_flush_loop();
   void add_process_details(nlohmann::json& report);
   // GET /dashboard.json (dashboard.cpp), admin thread.
@@ -127,6 +138,7 @@ class Gateway {
   std::unique_ptr<filters::rate_limit::store::RedisStore> redis_;
   filters::security_headers::SecurityHeaders security_headers_;
   filters::cors::Cors cors_;
+  std::unique_ptr<filters::cache::Store> cache_;  // issue 14
   std::vector<std::vector<tcp::endpoint>> endpoints_;
   std::vector<std::unique_ptr<upstream::UpstreamHealth>> upstream_health_;
   std::unique_ptr<upstream::Resolver> resolver_;  // i12-resolve: admin thread
@@ -135,6 +147,8 @@ class Gateway {
   std::uint16_t tls_port_ = 0;
   std::mutex tls_mu_;
   std::shared_ptr<net::ssl::context> tls_ctx_;
+  // issue 14: before workers_, which point to it.
+  std::unique_ptr<filters::cache_bus::Invalidator> invalidator_;
   std::vector<std::unique_ptr<Worker>> workers_;
   // Declared before admin_ioc_, so destroyed after it: checks still pending refer to it.
   std::unique_ptr<upstream::HealthChecker> health_checker_;
@@ -149,6 +163,8 @@ class Gateway {
   std::uint64_t config_generation_ = 1;
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   observability::RateWindow dashboard_window_;
+  // issue 14: cache.shared's bus on admin_ioc_; before admin_ioc_ dies.
+  std::unique_ptr<filters::cache_bus::Bus> cache_bus_;
   bool draining_ = false;
   bool takeover_ = false;
   unsigned running_workers_ = 0;

@@ -140,6 +140,7 @@ void build_client_head(FilterChain& chain, const ResponseParser& rp, Context& x,
   auto reason = sv(res.reason());
   out += reason.empty() ? sv(http::obsolete_reason(res.result())) : reason;
   out += kCrlf;
+  const std::size_t fields_begin = out.size();
   for (const auto& f : res) {
     auto name = sv(f.name_string());
     if (f.name() == http::field::content_length || ghttp::is_hop_by_hop(name) ||
@@ -151,6 +152,7 @@ void build_client_head(FilterChain& chain, const ResponseParser& rp, Context& x,
     out += sv(f.value());
     out += kCrlf;
   }
+  const std::size_t fields_end = out.size();
   if (framing == Framing::length || (framing == Framing::none && rp.content_length())) {
     // HEAD and 304 keep the length the full response would have had.
     if (res.result_int() != 204 && !(res.result_int() >= 100 && res.result_int() < 200)) {
@@ -161,7 +163,7 @@ void build_client_head(FilterChain& chain, const ResponseParser& rp, Context& x,
   } else if (framing == Framing::chunked) {
     out += "Transfer-Encoding: chunked\r\n";
   }
-  ResponseHead head{res.result_int(), &res, out};
+  ResponseHead head{res.result_int(), &res, out, fields_begin, fields_end};
   chain.encode_headers(x, head);
   if (!keep_alive && !client_http10) {
     out += "Connection: close\r\n";
@@ -732,7 +734,9 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
   upstream::BodyObserver observer;
   BodyPieces pieces{chain, x};
   if constexpr (FilterChain::kObservesBody) {
-    observer = {&BodyPieces::call, &pieces};
+    if (chain.wants_body(x)) {
+      observer = {&BodyPieces::call, &pieces};
+    }
   }
   auto relay = co_await upstream::relay_response(
       w.buffers, client, *u, c.scratch,

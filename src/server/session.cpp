@@ -2,6 +2,7 @@
 // the head, answers health and error replies itself, and hands everything else to the proxy.
 #include <ctime>
 #include <exception>
+#include <utility>
 
 #include "http/error_reply.hpp"
 #include "http/json.hpp"
@@ -59,7 +60,16 @@ void build_reply_head(FilterChain& chain, Context& ctx, std::string& head) {
   head += std::to_string(r.status);
   head += ' ';
   head += reason(r.status);
-  if (r.status == 204) {
+  if (r.stored_owner) {
+    // A cached response: its own fields; the length of its body (HEAD too: RFC 9110 8.6).
+    head += "\r\n";
+    head += r.stored_lines;
+    if (r.status != 204 && r.status != 304) {
+      head += "Content-Length: ";
+      head += std::to_string(r.stored_body.size());
+      head += "\r\n";
+    }
+  } else if (r.status == 204) {
     head += "\r\n";  // no content, so no Content-Type or Content-Length (RFC 9110 8.6)
   } else {
     head += "\r\nContent-Type: application/json\r\nCache-Control: no-store\r\nContent-Length: ";
@@ -76,14 +86,18 @@ void build_reply_head(FilterChain& chain, Context& ctx, std::string& head) {
 net::awaitable<void> send_reply(Worker& w, ClientConn& c, FilterChain& chain, Context& ctx) {
   auto& r = ctx.reply;
   if (r.error) {
-    w.metrics.record_local_reply(r.status);
+    // stale_if_error: an upstream failure answered with the cached copy instead (issue 14).
+    if (!chain.get<filters::cache::CacheFilter>().stale_on_error(ctx)) {
+      w.metrics.record_local_reply(r.status);
+    }
   }
   std::string& head = c.scratch;
   build_reply_head(chain, ctx, head);
-  std::array<net::const_buffer, 2> bufs{net::buffer(head),
-                                        r.head_only ? net::const_buffer() : net::buffer(r.body)};
+  const std::string_view body = r.stored_owner ? r.stored_body : std::string_view(r.body);
+  std::array<net::const_buffer, 2> bufs{
+      net::buffer(head), r.head_only ? net::const_buffer() : net::buffer(body.data(), body.size())};
   ctx.status = r.status;
-  ctx.bytes_out += r.head_only ? 0 : r.body.size();
+  ctx.bytes_out += r.head_only ? 0 : body.size();
   auto ec = (co_await write_all(c.stream, c.deadline, w.cfg.limits.idle_timeout, bufs)).ec;
   if (ec) {
     ctx.client_keep_alive = false;
@@ -94,6 +108,23 @@ net::awaitable<void> send_local_reply(Worker& w, ClientConn& c, FilterChain& cha
                                       unsigned status, bool close, std::string_view detail) {
   pipeline::error_reply(ctx, status, close, detail);
   co_await send_reply(w, c, chain, ctx);
+}
+
+// Reads a Content-Length body whole into the connection's buffer (it stays unparsed there for the
+// proxy), for a filter that keys on it (the cache). Bounded by the filter's size and idle_timeout.
+net::awaitable<bool> buffer_request_body(Worker& w, ClientConn& c, Context& ctx) {
+  const std::size_t length = std::exchange(ctx.buffer_body, 0);
+  while (c.buffer.size() < length) {
+    c.deadline.arm(w.cfg.limits.idle_timeout);
+    auto [ec, n] =
+        co_await c.stream.async_read_some(c.buffer.prepare(length - c.buffer.size()), nothrow);
+    if (ec) {
+      co_return false;
+    }
+    c.buffer.commit(n);
+  }
+  ctx.buffered_body = {static_cast<const char*>(c.buffer.data().data()), length};
+  co_return true;
 }
 
 // One request on a connection. A coroutine of its own so that the parser, the context and the
@@ -170,14 +201,31 @@ net::awaitable<bool> serve_one(Worker& w, ClientConn& c) {
   ctx.body_pending = parser.chunked() || parser.content_length().value_or(0) > 0;
   ctx.client_keep_alive = req.keep_alive() && !w.draining;
 
+  if (ctx.body_pending && !parser.chunked()) {
+    // A body that came with the head: the cache may key on it without reading (issue 14).
+    auto length = *parser.content_length();
+    if (c.buffer.size() >= length) {
+      ctx.buffered_body = {static_cast<const char*>(c.buffer.data().data()),
+                           static_cast<std::size_t>(length)};
+    }
+  }
   auto next = chain.decode(ctx);
   while (next == pipeline::Next::Suspend) {
+    if (ctx.buffer_body > 0) {
+      const bool buffered = co_await buffer_request_body(w, c, ctx);
+      if (!buffered) {
+        co_return false;  // the client went away or stalled mid-body: nothing to answer
+      }
+    }
     next = co_await chain.resume(ctx);
   }
   bool keep;
   if (next == pipeline::Next::Reply) {
     co_await send_reply(w, c, chain, ctx);
     keep = ctx.client_keep_alive;
+    if (ctx.reply.stored_owner && !ctx.buffered_body.empty() && !ctx.reply.close) {
+      c.buffer.consume(ctx.buffered_body.size());  // a cached answer to a keyed body
+    }
   } else {
     keep = co_await proxy_request(w, c, chain, parser, ctx);
   }

@@ -78,6 +78,9 @@ Worker::Worker(Gateway& g, unsigned i)
       .store = store_client.get(),
       .tls_port = gw.tls_port_ref(),
       .security_events = gw.security_events(),
+      .cache = gw.cache(),
+      .upstream_endpoints = gw.upstream_endpoints(),
+      .invalidator = gw.invalidator(),
   });
 }
 

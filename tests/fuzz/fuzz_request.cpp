@@ -70,7 +70,7 @@ constexpr const char* kFuzzYaml =
     "rate_limit: {algorithm: sliding_window}\n"
     "routes:\n"
     "  - {name: gen, match: {path_prefix: /api/gen}, upstream: app,\n"
-    "     rate_limit: {limits: \"2/minute\", key: ip}}\n"
+    "     rate_limit: {limits: \"2/minute\", key: ip}, invalidates: [/cached, \"/caf%C3%A9/\"]}\n"
     "  - {name: cafe, match: {path_prefix: \"/caf\xc3\xa9/\"}, upstream: app}\n"
     "  - {name: params, match: {path_prefix: \"/x;y=1@:\"}, upstream: app,\n"
     "     access: {deny: [\"10.0.0.0/8\"]}}\n"
@@ -78,6 +78,8 @@ constexpr const char* kFuzzYaml =
     "     rate_limit: {limits: \"1/minute\", key: \"header:X-API-Key\"}}\n"
     "  - {name: space, match: {path_prefix: \"/sp%20[\"}, upstream: app}\n"
     "  - {name: tilde, match: {path_prefix: \"/%7Eu\"}, upstream: app}\n"
+    "  - {name: cached, match: {path_prefix: /cached}, upstream: app,\n"
+    "     cache: {ttl: 60s, key: [method, path, query, \"header:Accept\"]}}\n"
     "  - {name: default, upstream: app}\n";
 
 // One upstream, routes whose prefixes hold reserved, escaped and non-ASCII bytes before a
@@ -141,6 +143,12 @@ struct FuzzGateway {
   gatehouse::filters::rate_limit::RateLimiter limiter;
   std::uint16_t tls_port = 8443;
   gatehouse::observability::SecurityEvents security_events{&logs(), cfg.log};
+  // Nothing is ever stored (no upstream answers here): every run of an input sees a cold cache.
+  gatehouse::filters::cache::Store cache{{.max_memory = 1 << 20}};
+  std::vector<std::vector<tcp::endpoint>> endpoints{{}};
+  // routes[].invalidates purges only after a 2xx from the upstream, which never answers here.
+  gatehouse::filters::cache_bus::Invalidator invalidator{
+      [this](std::string_view prefix) { return cache.purge_prefix(prefix); }};
   FilterServices services{
       .cfg = cfg,
       .worker = 0,
@@ -158,6 +166,9 @@ struct FuzzGateway {
       .store = nullptr,
       .tls_port = tls_port,
       .security_events = security_events,
+      .cache = &cache,
+      .upstream_endpoints = endpoints,
+      .invalidator = &invalidator,
   };
 };
 

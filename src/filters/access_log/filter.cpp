@@ -58,6 +58,11 @@ void append_access_line(std::string& line, const pipeline::Context& ctx,
   } else {
     line += ",\"upstream_ms\":null,\"upstream\":null";
   }
+  if (ctx.cache != nullptr) {
+    line += ",\"cache\":\"";  // issue 14: HIT, MISS, STALE, BYPASS
+    line += ctx.cache;
+    line += '"';
+  }
   if (!ctx.upstream_error.empty()) {
     line += ",\"upstream_error\":";
     pipeline::ghttp::append_json_string(line, ctx.upstream_error);

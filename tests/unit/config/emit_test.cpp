@@ -226,6 +226,7 @@ errors:
     sample_rate: 1
     max_queue: 1000
     timeout: 5s
+cache: null
 )");
 }
 

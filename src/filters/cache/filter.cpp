@@ -1,0 +1,555 @@
+#include "filters/cache/filter.hpp"
+
+#include <openssl/evp.h>
+
+#include <mutex>
+#include <optional>
+
+#include "filters/cache/policy.hpp"
+#include "http/canonical_path.hpp"
+#include "http/fields.hpp"
+#include "io/net.hpp"
+#include "io/spawn.hpp"
+
+namespace gatehouse::filters::cache {
+namespace {
+
+namespace net = io::net;
+
+// Key parts longer than this are replaced by their SHA-256: keys stay bounded whatever the
+// request carries (a 10 MB prompt is a 33-byte key part).
+constexpr std::size_t kMaxInlinePart = 128;
+
+void append_part(std::string& out, std::string_view v) {
+  if (v.size() <= kMaxInlinePart) {
+    out += v;
+  } else {
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    EVP_Digest(v.data(), v.size(), digest, &n, EVP_sha256(), nullptr);
+    out += '#';
+    out.append(reinterpret_cast<const char*>(digest), n);
+  }
+  out += '\x1f';
+}
+
+void set_windows(Entry& e, const RouteCache& route, std::chrono::milliseconds ttl,
+                 Clock::time_point now) {
+  e.fresh_until = now + ttl;
+  e.swr_until = e.fresh_until + route.stale_while_revalidate;
+  e.stale_until = e.fresh_until + std::max(route.stale_while_revalidate, route.stale_if_error);
+}
+
+std::int64_t parse_age(std::string_view age) {
+  std::int64_t a = 0;
+  for (char c : age) {
+    if (c < '0' || c > '9' || a > 1'000'000'000) {
+      return 0;
+    }
+    a = a * 10 + (c - '0');
+  }
+  return a;
+}
+
+}  // namespace
+
+// stale_while_revalidate: the refresh runs on the worker's executor, detached from the request
+// that triggered it (that client may be gone long before it ends). It sends the request's GET to
+// one of the route's upstream targets on a connection of its own, bounded by the upstream's
+// timeout, and stores the answer under the same storability rules as a fill.
+struct Refresh {
+  Fill fill;
+  std::string head;  // the request sent upstream
+  io::tcp::endpoint target;
+  std::chrono::milliseconds timeout{0};
+  const RouteCache* route = nullptr;
+  std::size_t max_object = 0;
+  std::string cache_header;
+  std::vector<std::pair<std::string, std::string>> request_headers;  // for Vary
+};
+
+net::awaitable<void> run_refresh(std::shared_ptr<Refresh> job) {
+  auto executor = co_await net::this_coro::executor;
+  io::tcp::socket socket(executor);
+  net::steady_timer timer(executor, job->timeout);
+  timer.async_wait([&socket](io::error_code ec) {
+    if (!ec) {
+      io::error_code ignore;
+      socket.close(ignore);  // the refresh took too long: its fill is dropped below
+    }
+  });
+  auto [cec] = co_await socket.async_connect(job->target, io::nothrow);
+  if (cec) {
+    co_return;  // job->fill is abandoned with the job: the stale copy stays until stale_until
+  }
+  auto [wec, written] = co_await net::async_write(socket, net::buffer(job->head), io::nothrow);
+  if (wec) {
+    co_return;
+  }
+  io::beast::flat_buffer buffer;
+  io::http::response_parser<io::http::string_body> parser;
+  parser.body_limit(job->max_object);
+  auto [rec, read] = co_await io::http::async_read(socket, buffer, parser, io::nothrow);
+  timer.cancel();
+  if (rec) {
+    co_return;
+  }
+  const auto& res = parser.get();
+  auto field = [&](std::string_view n) {
+    auto v = res[io::beast::string_view(n.data(), n.size())];
+    return std::string_view(v.data(), v.size());
+  };
+  ResponseFacts facts;
+  facts.status = res.result_int();
+  facts.cache_control = field("Cache-Control");
+  facts.set_cookie = res.find("Set-Cookie") != res.end();
+  auto vary_names = parse_vary(field("Vary"), facts.vary_star);
+  if (!parser.chunked()) {
+    facts.content_length = res.body().size();
+  }
+  facts.content_type = field("Content-Type");
+  auto decision = decide(*job->route, job->max_object, facts);
+  if (decision.refusal != Refusal::none) {
+    co_return;
+  }
+  auto e = std::make_shared<Entry>();
+  auto now = Clock::now();
+  e->status = facts.status;
+  for (const auto& f : res) {
+    auto name = std::string_view(f.name_string().data(), f.name_string().size());
+    if (::gatehouse::http::is_hop_by_hop(name) ||
+        ::gatehouse::http::iequals(name, "Content-Length")) {
+      continue;
+    }
+    e->lines += name;
+    e->lines += ": ";
+    e->lines += std::string_view(f.value().data(), f.value().size());
+    e->lines += "\r\n";
+  }
+  e->lines = stored_lines(e->lines, job->cache_header);
+  e->body = std::move(parser.get().body());
+  set_windows(*e, *job->route, decision.ttl, now);
+  if (!job->route->ignore_cache_control) {
+    e->initial_age = parse_age(field("Age"));
+  }
+  auto header = [&](std::string_view n) -> std::string_view {
+    for (const auto& [k, v] : job->request_headers) {
+      if (::gatehouse::http::iequals(k, n)) {
+        return v;
+      }
+    }
+    return {};
+  };
+  e->vary_values = vary_values(vary_names, header);
+  e->vary = std::move(vary_names);
+  job->fill.complete(std::move(e), now);
+}
+
+// A waiter's rendezvous with the fill it waits for, which may end on another worker's thread: the
+// waker records the entry and, once the waiter sleeps, posts the wake-up to the waiter's executor.
+struct Rendezvous {
+  std::mutex mu;
+  bool done = false;
+  std::shared_ptr<const Entry> entry;
+  std::optional<net::steady_timer> timer;  // set by the waiter, on its thread, under mu
+};
+
+CacheFilter::CacheFilter(CacheFilter&&) noexcept = default;
+CacheFilter& CacheFilter::operator=(CacheFilter&&) noexcept = default;
+CacheFilter::~CacheFilter() = default;
+
+bool CacheFilter::wants_body(const pipeline::Context&) const {
+  return state_ && state_->capturing;
+}
+
+pipeline::Next CacheFilter::look_up(pipeline::Context& ctx) {
+  const RouteCache* rc = route_cache(*ctx.route_config);
+  if (rc == nullptr) {
+    return pipeline::Next::Continue;
+  }
+  state_ = std::make_unique<State>();
+  State& st = *state_;
+  st.route = rc;
+  auto& counters = store_->counters(worker_);
+  auto bypass = [&] {
+    st.verdict = "BYPASS";
+    ctx.cache = st.verdict;
+    Counters::add(counters.bypass);
+    return pipeline::Next::Continue;
+  };
+  const bool get = ctx.method == "GET" || ctx.head_request;
+  const bool keyed_body = rc->keys_body();
+  if (!get && !(keyed_body && ctx.method == "POST")) {
+    return bypass();
+  }
+  // Another user's answer must never be served to a request that authenticates, unless the key
+  // tells the users apart.
+  if (!ctx.header("Authorization").empty() && !rc->keys_header("Authorization")) {
+    return bypass();
+  }
+  if (keyed_body && ctx.body_pending && ctx.buffered_body.empty()) {
+    // The body did not come with the head: the session reads it first (bounded by max_object),
+    // then resume() looks the key up.
+    const auto length = ctx.parser->content_length();
+    if (ctx.parser->chunked() || !length || *length > settings(*cfg_).max_object) {
+      return bypass();  // not keyed: a chunked or oversized body goes upstream as is
+    }
+    ctx.buffer_body = static_cast<std::size_t>(*length);
+    st.need_body = true;
+    return pipeline::Next::Suspend;
+  }
+  return look_up_key(ctx);
+}
+
+pipeline::Next CacheFilter::look_up_key(pipeline::Context& ctx) {
+  State& st = *state_;
+  const RouteCache* rc = st.route;
+  auto& counters = store_->counters(worker_);
+  auto bypass = [&] {
+    st.verdict = "BYPASS";
+    ctx.cache = st.verdict;
+    Counters::add(counters.bypass);
+    return pipeline::Next::Continue;
+  };
+  const bool revalidate = rc->allow_client_bypass &&
+                          request_no_cache(ctx.header("Cache-Control"), ctx.header("Pragma"));
+
+  std::string parts;
+  for (const auto& p : rc->key) {
+    switch (p.kind) {
+      case KeyPart::Kind::method:
+        append_part(parts, ctx.head_request ? std::string_view("GET") : ctx.method);
+        break;
+      case KeyPart::Kind::path:
+        break;  // the canonical path leads every key
+      case KeyPart::Kind::query: {
+        auto path = ::gatehouse::http::target_path(ctx.target);
+        append_part(parts, ctx.target.substr(path.size()));
+        break;
+      }
+      case KeyPart::Kind::body:
+        append_part(parts, ctx.buffered_body);
+        break;
+      case KeyPart::Kind::header:
+        append_part(parts, ctx.header(p.header));
+        break;
+    }
+  }
+  Key key(ctx.path, parts);
+  // The rendezvous is made only for a request that is to wait.
+  auto make_waker = [&st]() -> Waker {
+    st.wait = std::make_shared<Rendezvous>();
+    return [rendezvous = st.wait](std::shared_ptr<const Entry> e) {
+      std::lock_guard lock(rendezvous->mu);
+      rendezvous->done = true;
+      rendezvous->entry = std::move(e);
+      if (rendezvous->timer) {
+        // The waiter sleeps on its own worker: wake it there.
+        net::post(rendezvous->timer->get_executor(), [rendezvous] { rendezvous->timer->cancel(); });
+      }
+    };
+  };
+  auto header = [&ctx](std::string_view name) { return ctx.header(name); };
+  auto found =
+      store_->lookup(key, header, pipeline::Clock::now(), rc->max_waiters, make_waker, revalidate);
+  switch (found.outcome) {
+    case Store::Outcome::hit:
+      Counters::add(counters.hits);
+      return reply_from(ctx, std::move(found.entry), "HIT");
+    case Store::Outcome::stale:
+      Counters::add(counters.stale);
+      if (found.fill && start_refresh(ctx, std::move(found.fill))) {
+        // Suspended only to reach this worker's executor: resume() starts the refresh, then
+        // answers with the stale copy at once.
+        st.served = std::move(found.entry);
+        return pipeline::Next::Suspend;
+      }
+      return reply_from(ctx, std::move(found.entry), "STALE");
+    case Store::Outcome::waiting:
+      st.expired = std::move(found.entry);
+      return pipeline::Next::Suspend;
+    case Store::Outcome::bypass:
+      st.expired = std::move(found.entry);
+      return bypass();
+    case Store::Outcome::fill:
+      break;
+  }
+  st.expired = std::move(found.entry);
+  st.fill = std::move(found.fill);
+  st.verdict = "MISS";
+  ctx.cache = st.verdict;
+  Counters::add(counters.misses);
+  return pipeline::Next::Continue;
+}
+
+pipeline::net::awaitable<pipeline::Next> CacheFilter::resume(pipeline::Context& ctx) {
+  State& st = *state_;
+  auto executor = co_await net::this_coro::executor;
+  if (st.need_body) {
+    st.need_body = false;
+    if (ctx.buffered_body.size() != ctx.parser->content_length().value_or(0)) {
+      st.verdict = "BYPASS";
+      ctx.cache = st.verdict;
+      Counters::add(store_->counters(worker_).bypass);
+      co_return pipeline::Next::Continue;
+    }
+    auto next = look_up_key(ctx);
+    if (next != pipeline::Next::Suspend) {
+      co_return next;
+    }
+  }
+  if (st.refresh) {
+    auto* logs = logs_;
+    net::co_spawn(executor, run_refresh(std::move(st.refresh)), [logs](std::exception_ptr e) {
+      if (e) {
+        logs->internal_error("cache refresh", io::exception_text(e));
+      }
+    });
+    co_return reply_from(ctx, std::move(st.served), "STALE");
+  }
+  auto rendezvous = st.wait;
+  bool sleep = false;
+  {
+    std::lock_guard lock(rendezvous->mu);
+    if (!rendezvous->done) {
+      // Bounded by the route's deadline, else the upstream's response timeout.
+      auto bound = ctx.route_config->timeout.count() > 0
+                       ? ctx.route_config->timeout
+                       : cfg_->upstreams[ctx.route_config->upstream_index].timeout;
+      rendezvous->timer.emplace(executor, bound);
+      sleep = true;
+    }
+  }
+  if (sleep) {
+    co_await rendezvous->timer->async_wait(io::nothrow);
+  }
+  std::shared_ptr<const Entry> entry;
+  {
+    std::lock_guard lock(rendezvous->mu);
+    entry = rendezvous->entry;
+  }
+  if (entry) {
+    auto& counters = store_->counters(worker_);
+    Counters::add(counters.coalesced);
+    Counters::add(counters.hits);
+    co_return reply_from(ctx, std::move(entry), "HIT");
+  }
+  // The fill stored nothing (streamed, too large, failed) or took too long: go upstream now.
+  st.verdict = "BYPASS";
+  ctx.cache = st.verdict;
+  Counters::add(store_->counters(worker_).bypass);
+  co_return pipeline::Next::Continue;
+}
+
+bool CacheFilter::start_refresh(pipeline::Context& ctx, Fill fill) {
+  const auto& route = *ctx.route_config;
+  const auto& targets = (*endpoints_)[route.upstream_index];
+  if (targets.empty()) {
+    return false;
+  }
+  auto job = std::make_shared<Refresh>();
+  job->target = targets[fill.key().hash % targets.size()];
+  job->fill = std::move(fill);
+  const auto& up = cfg_->upstreams[route.upstream_index];
+  job->timeout = route.timeout.count() > 0 ? route.timeout : up.timeout;
+  job->route = state_->route;
+  job->max_object = settings(*cfg_).max_object;
+  job->cache_header = settings(*cfg_).header;
+  // The request as the upstream would get it for a GET: its path (canonical or as received, as
+  // paths.forward says) and query, its fields but the hop-by-hop ones, and a connection of its own.
+  auto path = cfg_->paths.forward == config::PathForward::canonical ? ctx.path : ctx.raw_path;
+  auto query = ctx.target.substr(::gatehouse::http::target_path(ctx.target).size());
+  std::string& head = job->head;
+  head = "GET ";
+  head += path;
+  head += query;
+  head += " HTTP/1.1\r\n";
+  for (const auto& f : *ctx.request) {
+    auto name = std::string_view(f.name_string().data(), f.name_string().size());
+    auto value = std::string_view(f.value().data(), f.value().size());
+    if (::gatehouse::http::is_hop_by_hop(name) ||
+        ::gatehouse::http::iequals(name, "Content-Length") ||
+        ::gatehouse::http::iequals(name, "Expect")) {
+      continue;
+    }
+    head += name;
+    head += ": ";
+    head += value;
+    head += "\r\n";
+    job->request_headers.emplace_back(name, value);
+  }
+  head += cfg_->request_id.header;
+  head += ": ";
+  head += ctx.request_id;
+  head += "\r\nConnection: close\r\n\r\n";
+  state_->refresh = std::move(job);
+  return true;
+}
+
+pipeline::Next CacheFilter::reply_from(pipeline::Context& ctx, std::shared_ptr<const Entry> entry,
+                                       const char* verdict) {
+  State& st = *state_;
+  st.verdict = verdict;
+  ctx.cache = verdict;
+  auto& r = ctx.reply;
+  r.status = entry->status;
+  r.body.clear();
+  r.headers.clear();
+  r.stored_lines = entry->lines;
+  r.stored_body = entry->body;
+  r.head_only = ctx.head_request || entry->status == 204 || entry->status == 304;
+  // A body the session has not read closes the connection, unless it came with the head (then
+  // the session drops it from the buffer).
+  r.close = r.close || (ctx.body_pending && ctx.buffered_body.empty());
+  r.error = false;
+  st.served = entry;
+  r.stored_owner = std::move(entry);
+  return pipeline::Next::Reply;
+}
+
+bool CacheFilter::stale_on_error(pipeline::Context& ctx) {
+  if (!state_ || !state_->expired || state_->route->stale_if_error.count() <= 0) {
+    return false;
+  }
+  const auto status = ctx.reply.status;
+  if (status != 502 && status != 503 && status != 504) {
+    return false;
+  }
+  const auto& e = state_->expired;
+  if (pipeline::Clock::now() >= e->fresh_until + state_->route->stale_if_error) {
+    return false;
+  }
+  Counters::add(store_->counters(worker_).stale);
+  const bool close = ctx.reply.close;
+  reply_from(ctx, e, "STALE");
+  ctx.reply.close = close;
+  return true;
+}
+
+void CacheFilter::on_head(pipeline::Context& ctx, pipeline::ResponseHead& head) {
+  State& st = *state_;
+  const auto& name = settings(*cfg_).header;
+  if (head.local()) {
+    if (st.served) {
+      head.lines += "Age: ";
+      head.lines += std::to_string(st.served->age(pipeline::Clock::now()));
+      head.lines += "\r\n";
+    }
+    st.fill.abandon();  // an error of ours: nothing to store, the waiters go upstream
+  } else if (st.fill) {
+    // One pass over the upstream's fields for everything storability needs.
+    std::string_view vary, length, age;
+    ResponseFacts facts;
+    facts.status = head.status;
+    bool chunked = false;
+    for (const auto& f : *head.upstream) {
+      const std::string_view value(f.value().data(), f.value().size());
+      switch (f.name()) {
+        case io::http::field::cache_control:
+          facts.cache_control = facts.cache_control.empty() ? value : facts.cache_control;
+          break;
+        case io::http::field::set_cookie:
+          facts.set_cookie = true;
+          break;
+        case io::http::field::vary:
+          vary = vary.empty() ? value : vary;
+          break;
+        case io::http::field::content_length:
+          length = value;
+          break;
+        case io::http::field::transfer_encoding:
+          chunked = true;
+          break;
+        case io::http::field::content_type:
+          facts.content_type = value;
+          break;
+        case io::http::field::age:
+          age = value;
+          break;
+        default:
+          break;
+      }
+    }
+    auto vary_names = parse_vary(vary, facts.vary_star);
+    if (!length.empty() && !chunked && length.size() < 19) {
+      std::uint64_t n = 0;
+      bool ok = true;
+      for (char c : length) {
+        ok = ok && c >= '0' && c <= '9';
+        n = n * 10 + static_cast<std::uint64_t>(c - '0');
+      }
+      if (ok) {
+        facts.content_length = n;
+      }
+    }
+    facts.head_request = ctx.head_request;
+    auto decision = decide(*st.route, settings(*cfg_).max_object, facts);
+    if (decision.refusal != Refusal::none) {
+      Counters::add(store_->counters(worker_).not_stored);
+      st.fill.abandon();  // released at once: they go upstream themselves
+    } else {
+      auto e = std::make_shared<Entry>();
+      auto now = pipeline::Clock::now();
+      e->status = head.status;
+      e->lines = stored_lines(std::string_view(head.lines)
+                                  .substr(head.fields_begin, head.fields_end - head.fields_begin),
+                              name);
+      e->stored = now;
+      if (!st.route->ignore_cache_control) {
+        e->initial_age = parse_age(age);
+      }
+      set_windows(*e, *st.route, decision.ttl, now);
+      auto header = [&ctx](std::string_view n) { return ctx.header(n); };
+      e->vary_values = vary_values(vary_names, header);
+      e->vary = std::move(vary_names);
+      st.expected = facts.content_length.value_or(0);
+      e->body.reserve(st.expected);
+      st.building = std::move(e);
+      st.capturing = st.expected > 0;
+      if (!st.capturing) {
+        st.fill.complete(std::move(st.building), now);  // 204 or an empty body: whole already
+      }
+    }
+  }
+  if (!name.empty() && st.verdict != nullptr) {
+    head.lines += name;
+    head.lines += ": ";
+    head.lines += st.verdict;
+    head.lines += "\r\n";
+  }
+}
+
+void CacheFilter::on_data(pipeline::Context&, std::span<const char> data, bool last) {
+  State& st = *state_;
+  if (!st.capturing) {
+    return;
+  }
+  auto& body = st.building->body;
+  if (body.size() + data.size() > st.expected) {
+    // More than announced: never buffer past what was checked against max_object.
+    st.capturing = false;
+    st.building.reset();
+    Counters::add(store_->counters(worker_).not_stored);
+    st.fill.abandon();
+    return;
+  }
+  body.append(data.data(), data.size());
+  if (last) {
+    st.capturing = false;
+    if (body.size() == st.expected) {
+      st.fill.complete(std::move(st.building), pipeline::Clock::now());
+    } else {
+      st.building.reset();
+      st.fill.abandon();
+    }
+  }
+}
+
+void CacheFilter::finish(pipeline::Context&) {
+  // A fill still held here never completed (the upstream failed, the client left mid-body): its
+  // waiters go upstream now rather than at their deadline.
+  state_->fill.abandon();
+  state_->building.reset();
+}
+
+}  // namespace gatehouse::filters::cache

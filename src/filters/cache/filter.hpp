@@ -1,0 +1,100 @@
+#pragma once
+// The response cache in the chain (issue 14), after rate_limit: a cached answer is still a
+// request, so access rules and rate limits judge it first (a client over its limit gets 429,
+// not the cached page). decode_headers looks the key up in the process-wide store
+// (filters/cache/store.hpp): a fresh entry is answered locally (Context::reply carries the stored
+// head and a view of the stored body, owned by the entry); a miss becomes the key's fill and goes
+// upstream, where encode_headers decides whether the response may be stored and encode_data
+// captures its body; concurrent misses suspend until the fill ends (resume()).
+//
+// A route without `cache` pays one null check per phase: no state is allocated, and the relay
+// skips encode_data (wants_body) unless this request fills.
+#include <memory>
+#include <span>
+
+#include "filters/cache/config.hpp"
+#include "filters/cache/store.hpp"
+#include "io/net.hpp"
+#include "observability/logging.hpp"
+#include "pipeline/context.hpp"
+
+namespace gatehouse::filters::cache {
+
+struct Rendezvous;  // filter.cpp
+struct Refresh;     // filter.cpp
+
+class CacheFilter {
+ public:
+  template <class Services>
+  explicit CacheFilter(Services& s)
+      : store_(s.cache),
+        cfg_(&s.cfg),
+        worker_(s.worker),
+        logs_(&s.logs),
+        endpoints_(&s.upstream_endpoints) {}
+  CacheFilter(CacheFilter&&) noexcept;
+  CacheFilter& operator=(CacheFilter&&) noexcept;
+  ~CacheFilter();
+
+  pipeline::Next decode_headers(pipeline::Context& ctx) {
+    if (store_ == nullptr || ctx.route_config == nullptr) {
+      return pipeline::Next::Continue;
+    }
+    return look_up(ctx);
+  }
+  pipeline::net::awaitable<pipeline::Next> resume(pipeline::Context& ctx);
+
+  bool wants_body(const pipeline::Context&) const;
+  void encode_headers(pipeline::Context& ctx, pipeline::ResponseHead& head) {
+    if (state_) {
+      on_head(ctx, head);
+    }
+  }
+  void encode_data(pipeline::Context& ctx, std::span<const char> data, bool last) {
+    if (state_) {
+      on_data(ctx, data, last);
+    }
+  }
+  void on_complete(pipeline::Context& ctx) {
+    if (state_) {
+      finish(ctx);
+    }
+  }
+
+  // stale_if_error: replaces the upstream-failure reply in ctx.reply (502, 503, 504) with the
+  // expired copy when the route's window allows. Called by the session before it sends an error.
+  bool stale_on_error(pipeline::Context& ctx);
+
+ private:
+  struct State {
+    const RouteCache* route = nullptr;
+    const char* verdict = nullptr;         // for X-Cache and the access log
+    std::shared_ptr<const Entry> served;   // the entry answered (hit, stale, coalesced)
+    std::shared_ptr<const Entry> expired;  // a copy past its ttl, for stale_if_error
+    Fill fill;
+    std::shared_ptr<Rendezvous> wait;
+    // The fill's response, while it may still be stored.
+    std::shared_ptr<Entry> building;
+    std::uint64_t expected = 0;
+    bool capturing = false;
+    bool need_body = false;            // suspended for the session to read the body (key)
+    std::shared_ptr<Refresh> refresh;  // stale_while_revalidate: started by resume()
+  };
+  pipeline::Next look_up(pipeline::Context& ctx);
+  pipeline::Next look_up_key(pipeline::Context& ctx);
+  bool start_refresh(pipeline::Context& ctx, Fill fill);
+  pipeline::Next reply_from(pipeline::Context& ctx, std::shared_ptr<const Entry> entry,
+                            const char* verdict);
+  void on_head(pipeline::Context& ctx, pipeline::ResponseHead& head);
+  void on_data(pipeline::Context& ctx, std::span<const char> data, bool last);
+  void finish(pipeline::Context& ctx);
+
+  Store* store_;
+  const config::Config* cfg_;
+  unsigned worker_;
+  observability::Logs* logs_;
+  const std::vector<std::vector<io::tcp::endpoint>>* endpoints_;  // per upstream, resolved
+  std::unique_ptr<State> state_;                                  // only on a caching route
+};
+
+}  // namespace gatehouse::filters::cache

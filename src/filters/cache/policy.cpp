@@ -1,0 +1,184 @@
+#include "filters/cache/policy.hpp"
+
+#include <algorithm>
+#include <charconv>
+
+#include "http/fields.hpp"
+
+namespace gatehouse::filters::cache {
+namespace {
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
+    s.remove_prefix(1);
+  }
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
+    s.remove_suffix(1);
+  }
+  return s;
+}
+
+std::optional<std::int64_t> seconds_of(std::string_view v) {
+  v = trim(v);
+  if (v.size() >= 2 && v.front() == '"' && v.back() == '"') {
+    v = v.substr(1, v.size() - 2);
+  }
+  std::int64_t n = 0;
+  auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+  if (v.empty() || ec == std::errc::result_out_of_range) {
+    return v.empty() ? std::nullopt : std::optional<std::int64_t>(INT32_MAX);
+  }
+  if (ec != std::errc() || end != v.data() + v.size() || n < 0) {
+    return std::nullopt;
+  }
+  return n;
+}
+
+template <class F>
+void for_each_item(std::string_view value, F&& f) {
+  while (!value.empty()) {
+    auto comma = value.find(',');
+    f(trim(value.substr(0, comma)));
+    if (comma == std::string_view::npos) {
+      break;
+    }
+    value.remove_prefix(comma + 1);
+  }
+}
+
+}  // namespace
+
+CacheControl parse_cache_control(std::string_view value) {
+  CacheControl cc;
+  for_each_item(value, [&](std::string_view item) {
+    auto eq = item.find('=');
+    auto name = trim(item.substr(0, eq));
+    auto arg = eq == std::string_view::npos ? std::string_view() : item.substr(eq + 1);
+    if (http::iequals(name, "no-store")) {
+      cc.no_store = true;
+    } else if (http::iequals(name, "no-cache")) {
+      cc.no_cache = true;
+    } else if (http::iequals(name, "private")) {
+      cc.is_private = true;
+    } else if (http::iequals(name, "max-age")) {
+      if (auto s = seconds_of(arg)) {
+        cc.max_age = cc.max_age ? std::min(*cc.max_age, *s) : *s;
+      }
+    } else if (http::iequals(name, "s-maxage")) {
+      if (auto s = seconds_of(arg)) {
+        cc.s_maxage = cc.s_maxage ? std::min(*cc.s_maxage, *s) : *s;
+      }
+    }
+  });
+  return cc;
+}
+
+std::vector<std::string> parse_vary(std::string_view value, bool& star) {
+  std::vector<std::string> names;
+  for_each_item(value, [&](std::string_view item) {
+    if (item == "*") {
+      star = true;
+    } else if (!item.empty()) {
+      std::string n(item);
+      std::transform(n.begin(), n.end(), n.begin(),
+                     [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+      names.push_back(std::move(n));
+    }
+  });
+  std::sort(names.begin(), names.end());
+  names.erase(std::unique(names.begin(), names.end()), names.end());
+  return names;
+}
+
+bool request_no_cache(std::string_view cache_control, std::string_view pragma) {
+  auto cc = parse_cache_control(cache_control);
+  if (cc.no_cache || cc.no_store || (cc.max_age && *cc.max_age == 0)) {
+    return true;
+  }
+  return cache_control.empty() && http::iequals(trim(pragma), "no-cache");
+}
+
+const char* refusal_name(Refusal r) {
+  switch (r) {
+    case Refusal::none:
+      return "none";
+    case Refusal::status:
+      return "status";
+    case Refusal::no_store:
+      return "cache_control";
+    case Refusal::set_cookie:
+      return "set_cookie";
+    case Refusal::vary_star:
+      return "vary_star";
+    case Refusal::streamed:
+      return "streamed";
+    case Refusal::too_large:
+      return "too_large";
+    case Refusal::head:
+      return "head";
+  }
+  return "none";
+}
+
+Decision decide(const RouteCache& route, std::size_t max_object, const ResponseFacts& r) {
+  Decision d;
+  auto refuse = [&](Refusal why) {
+    d.refusal = why;
+    return d;
+  };
+  if (r.head_request) {
+    return refuse(Refusal::head);
+  }
+  if (std::find(route.statuses.begin(), route.statuses.end(), r.status) == route.statuses.end()) {
+    return refuse(Refusal::status);
+  }
+  if (r.set_cookie) {
+    return refuse(Refusal::set_cookie);
+  }
+  if (r.vary_star) {
+    return refuse(Refusal::vary_star);
+  }
+  auto type = r.content_type.substr(0, r.content_type.find(';'));
+  if (http::iequals(trim(type), "text/event-stream") ||
+      (!r.content_length && r.status != 204 && r.status != 304)) {
+    return refuse(Refusal::streamed);
+  }
+  if (r.content_length && *r.content_length > max_object) {
+    return refuse(Refusal::too_large);
+  }
+  d.ttl = route.ttl;
+  if (!route.ignore_cache_control) {
+    auto cc = parse_cache_control(r.cache_control);
+    if (cc.no_store || cc.no_cache || cc.is_private) {
+      return refuse(Refusal::no_store);
+    }
+    auto secs = cc.s_maxage ? cc.s_maxage : cc.max_age;
+    if (secs) {
+      if (*secs == 0) {
+        return refuse(Refusal::no_store);
+      }
+      d.ttl = std::min(route.ttl, std::chrono::milliseconds(*secs * 1000));
+    }
+  }
+  return d;
+}
+
+std::string stored_lines(std::string_view forwarded, std::string_view cache_header) {
+  std::string out;
+  out.reserve(forwarded.size());
+  while (!forwarded.empty()) {
+    auto end = forwarded.find("\r\n");
+    auto line = forwarded.substr(0, end == std::string_view::npos ? forwarded.size() : end + 2);
+    forwarded.remove_prefix(line.size());
+    auto name = line.substr(0, line.find(':'));
+    if (http::iequals(name, "Date") || http::iequals(name, "Age") ||
+        http::iequals(name, "Set-Cookie") ||
+        (!cache_header.empty() && http::iequals(name, cache_header))) {
+      continue;
+    }
+    out += line;
+  }
+  return out;
+}
+
+}  // namespace gatehouse::filters::cache

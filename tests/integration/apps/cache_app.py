@@ -1,0 +1,71 @@
+"""An upstream for the response cache tests (issue 14): a Starlette app on uvicorn that counts
+the requests it serves per path, so a test can tell what gatehouse answered from its cache.
+
+usage: cache_app.py PORT [NAME]
+  GET /__hits?path=P        JSON count of requests seen for path P (not counted itself)
+  GET|POST anything else    body "NAME PATH #N" (N: this path's count); query parameters:
+      sleep=S   wait S seconds first (from the sleep_from-th request of the path on)
+      cc=V      Cache-Control: V
+      vary=V    Vary: V (body adds the Vary'd request headers)
+      cookie=1  Set-Cookie                status=N respond with N
+      size=N    body of N bytes           sse=1    text/event-stream, chunked, 3 events
+"""
+import asyncio
+import collections
+import sys
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+NAME = sys.argv[2] if len(sys.argv) > 2 else "cache"
+HITS = collections.Counter()
+
+
+async def hits(request):
+    return JSONResponse({"count": HITS[request.query_params.get("path", "")]})
+
+
+async def anything(request):
+    path = request.url.path
+    HITS[path] += 1
+    n = HITS[path]
+    q = request.query_params
+    body = await request.body()
+    if "sleep" in q and n >= int(q.get("sleep_from", "1")):
+        await asyncio.sleep(float(q["sleep"]))
+    if q.get("sse") == "1":
+        async def events():
+            for i in range(3):
+                yield f"data: {i} #{n}\n\n".encode()
+                await asyncio.sleep(0.05)
+        return StreamingResponse(events(), media_type="text/event-stream")
+    text = f"{NAME} {path} #{n}"
+    headers = {}
+    if "vary" in q:
+        headers["Vary"] = q["vary"]
+        for name in q["vary"].split(","):
+            text += f" {name.strip()}={request.headers.get(name.strip(), '')}"
+    if "cc" in q:
+        headers["Cache-Control"] = q["cc"]
+    if body:
+        text += f" body={len(body)}"
+    payload = text.encode()
+    if "size" in q:
+        payload = (payload + b" " + b"x" * int(q["size"]))[: int(q["size"])]
+    resp = Response(payload, status_code=int(q.get("status", "200")), headers=headers,
+                    media_type="text/plain")
+    if q.get("cookie") == "1":
+        resp.set_cookie("session", "secret")
+    return resp
+
+
+app = Starlette(routes=[
+    Route("/__hits", hits),
+    Route("/{rest:path}", anything, methods=["GET", "HEAD", "POST"]),
+])
+
+if __name__ == "__main__":
+    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning",
+                timeout_keep_alive=30, access_log=False)

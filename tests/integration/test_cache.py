@@ -1,0 +1,273 @@
+"""The response cache (issue 14) against a real uvicorn upstream that counts what it serves
+(apps/cache_app.py): hits answered without the upstream, 100 concurrent cold misses sent upstream
+once (across workers), what is never stored (Set-Cookie, private, no-store, Authorization,
+Set-Cookie, SSE, over max_object), Vary, TTL expiry in real time, stale-if-error with the upstream
+killed, memory bounded under a flood of keys, and POST bodies as keys."""
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from conftest import APPS, AppProcess, http_request, read_json_lines, scaled, wait_until
+
+
+def cache_app(apps, name="c"):
+    app = AppProcess(apps.base_dir, APPS / "cache_app.py", [], [name], f"cache-{name}")
+    apps.apps.append(app)
+    return app.start()
+
+
+def upstream_hits(app, path):
+    status, _, body = http_request(app.port, "GET", f"/__hits?path={path}")
+    assert status == 200
+    return json.loads(body)["count"]
+
+
+def cached(apps, gatehouses, cache=None, route_cache=None, workers=2, extra_routes=()):
+    app = cache_app(apps)
+    routes = list(extra_routes) + [{
+        "name": "cached", "match": {"path_prefix": "/"}, "upstream": "app",
+        "cache": {"ttl": "60s", **(route_cache or {})},
+    }]
+    over = {"workers": workers, "routes": routes}
+    if cache is not None:
+        over["cache"] = cache
+    return app, gatehouses(app, **over)
+
+
+def get(gh, target, headers=None, method="GET", body=None):
+    return http_request(gh.port, method, target, headers=headers, body=body)
+
+
+def test_a_hit_is_served_without_the_upstream_with_age_and_x_cache(apps, gatehouses):
+    app, gh = cached(apps, gatehouses)
+    s1, h1, b1 = get(gh, "/a?x=1")
+    assert (s1, h1["x-cache"]) == (200, "MISS")
+    time.sleep(1.1)
+    s2, h2, b2 = get(gh, "/a?x=1")
+    assert (s2, h2["x-cache"], b2) == (200, "HIT", b1)
+    assert int(h2["age"]) >= 1
+    assert h2["content-type"].startswith("text/plain")
+    assert upstream_hits(app, "/a") == 1
+    # Another query is another key; HEAD is answered from the GET entry, without a body.
+    assert get(gh, "/a?x=2")[1]["x-cache"] == "MISS"
+    s3, h3, b3 = get(gh, "/a?x=1", method="HEAD")
+    assert (s3, h3["x-cache"], b3, int(h3["content-length"])) == (200, "HIT", b"", len(b1))
+    assert upstream_hits(app, "/a") == 2
+    def verdicts():
+        return sorted(line.get("cache") for line in read_json_lines(gh.access_log)
+                      if line.get("path", "").startswith("/a"))
+    wait_until(lambda: len(verdicts()) >= 4, scaled(5))
+    assert verdicts() == ["HIT", "HIT", "MISS", "MISS"]
+    m = gh.metrics()
+    assert m.value("gatehouse_cache_requests_total", result="hit") == 2
+    assert m.value("gatehouse_cache_requests_total", result="miss") == 2
+    assert m.value("gatehouse_cache_entries") == 2
+
+
+def test_100_concurrent_cold_misses_reach_the_upstream_once(apps, gatehouses):
+    app, gh = cached(apps, gatehouses)
+    barrier = threading.Barrier(100)
+
+    def one(_):
+        barrier.wait()
+        return get(gh, "/slow?sleep=1", )
+
+    with ThreadPoolExecutor(100) as pool:
+        results = list(pool.map(one, range(100)))
+    assert {r[0] for r in results} == {200}
+    assert {r[2] for r in results} == {b"c /slow #1"}
+    assert upstream_hits(app, "/slow") == 1
+    verdicts = [r[1]["x-cache"] for r in results]
+    assert verdicts.count("MISS") == 1 and verdicts.count("HIT") == 99
+    assert gh.metrics().value("gatehouse_cache_coalesced_total") == 99
+
+
+def test_waiters_over_max_waiters_go_upstream_themselves(apps, gatehouses):
+    app, gh = cached(apps, gatehouses, route_cache={"max_waiters": 2}, workers=1)
+    with ThreadPoolExecutor(6) as pool:
+        futures = [pool.submit(get, gh, "/w?sleep=1")]
+        time.sleep(scaled(0.3))
+        futures += [pool.submit(get, gh, "/w?sleep=1") for _ in range(5)]
+        results = [f.result() for f in futures]
+    verdicts = sorted(r[1]["x-cache"] for r in results)
+    assert verdicts == ["BYPASS", "BYPASS", "BYPASS", "HIT", "HIT", "MISS"]
+    assert upstream_hits(app, "/w") == 4
+
+
+@pytest.mark.parametrize("query,headers", [
+    ("cookie=1", {}),
+    ("cc=private", {}),
+    ("cc=no-store", {}),
+    ("cc=no-cache", {}),
+    ("cc=max-age%3D0", {}),
+    ("status=500", {}),
+    ("", {"Authorization": "Bearer user-1"}),
+])
+def test_what_is_never_stored(apps, gatehouses, query, headers):
+    app, gh = cached(apps, gatehouses)
+    for _ in range(2):
+        status, h, _ = get(gh, f"/n?{query}", headers=headers)
+        assert h["x-cache"] in ("MISS", "BYPASS")
+    assert upstream_hits(app, "/n") == 2
+
+
+def test_authorization_is_cached_per_value_when_the_key_names_it(apps, gatehouses):
+    app, gh = cached(apps, gatehouses,
+                     route_cache={"key": ["method", "path", "query", "header:Authorization"]})
+    a1 = get(gh, "/me", headers={"Authorization": "Bearer one"})
+    a2 = get(gh, "/me", headers={"Authorization": "Bearer one"})
+    b1 = get(gh, "/me", headers={"Authorization": "Bearer two"})
+    assert (a1[1]["x-cache"], a2[1]["x-cache"], b1[1]["x-cache"]) == ("MISS", "HIT", "MISS")
+    assert a2[2] == a1[2] != b1[2]
+
+
+def test_vary_keeps_a_copy_per_request_value(apps, gatehouses):
+    app, gh = cached(apps, gatehouses)
+    target = "/v?vary=Accept-Language"
+    en1 = get(gh, target, headers={"Accept-Language": "en"})
+    fr1 = get(gh, target, headers={"Accept-Language": "fr"})
+    en2 = get(gh, target, headers={"Accept-Language": "en"})
+    fr2 = get(gh, target, headers={"Accept-Language": "fr"})
+    assert [r[1]["x-cache"] for r in (en1, fr1, en2, fr2)] == ["MISS", "MISS", "HIT", "HIT"]
+    assert en2[2] == en1[2] and b"accept-language=en" in en1[2].lower()
+    assert fr2[2] == fr1[2] and b"accept-language=fr" in fr1[2].lower()
+    assert upstream_hits(app, "/v") == 2
+    # Vary: * is never stored.
+    get(gh, "/star?vary=*")
+    get(gh, "/star?vary=*")
+    assert upstream_hits(app, "/star") == 2
+
+
+def test_ttl_expires_in_real_time_and_max_age_shortens_it(apps, gatehouses):
+    app, gh = cached(apps, gatehouses, route_cache={"ttl": "1500ms"})
+    get(gh, "/t")
+    assert get(gh, "/t")[1]["x-cache"] == "HIT"
+    time.sleep(1.7)
+    assert get(gh, "/t")[1]["x-cache"] == "MISS"
+    assert upstream_hits(app, "/t") == 2
+    get(gh, "/m?cc=max-age%3D1")
+    time.sleep(1.2)
+    assert get(gh, "/m?cc=max-age%3D1")[1]["x-cache"] == "MISS"
+
+
+def test_stale_if_error_serves_the_old_copy_when_the_upstream_is_dead(apps, gatehouses):
+    app, gh = cached(apps, gatehouses, route_cache={"ttl": "1s", "stale_if_error": "1m"})
+    s1, _, b1 = get(gh, "/e")
+    time.sleep(1.2)
+    app.stop()  # killed: connections refused
+    s2, h2, b2 = get(gh, "/e")
+    assert (s2, h2["x-cache"], b2) == (200, "STALE", b1)
+    # Never stored: the failure is the client's answer.
+    assert get(gh, "/other")[0] == 502
+    assert gh.metrics().value("gatehouse_cache_requests_total", result="stale") == 1
+
+
+def test_stale_while_revalidate_answers_at_once_and_refreshes_once_in_background(
+        apps, gatehouses):
+    app, gh = cached(apps, gatehouses, route_cache={"ttl": "1s", "stale_while_revalidate": "30s"})
+    target = "/swr?sleep_from=2&sleep=2"  # the refresh (2nd request upstream) takes 2 s
+    _, h1, b1 = get(gh, target)
+    assert h1["x-cache"] == "MISS"
+    time.sleep(1.2)
+    t0 = time.monotonic()
+    s2, h2, b2 = get(gh, target)
+    elapsed = time.monotonic() - t0
+    assert (s2, h2["x-cache"], b2) == (200, "STALE", b1)
+    assert elapsed < scaled(0.5)  # not the upstream's 2 s
+    assert get(gh, target)[1]["x-cache"] == "STALE"  # the refresh is already running
+    assert wait_until(lambda: get(gh, target)[1]["x-cache"] == "HIT", scaled(5), 0.2)
+    assert get(gh, target)[2] == b"c /swr #2"
+    assert upstream_hits(app, "/swr") == 2  # one refresh, however many stale answers
+
+
+def test_memory_stays_under_max_memory_under_a_flood_of_keys(apps, gatehouses):
+    app, gh = cached(apps, gatehouses, cache={"max_memory": "1MiB", "max_object": "64KiB"})
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda i: get(gh, f"/flood/{i}?size=8000"), range(400)))
+    m = gh.metrics()
+    assert 0 < m.value("gatehouse_cache_bytes") <= 1024 * 1024
+    assert m.value("gatehouse_cache_max_bytes") == 1024 * 1024
+    assert m.value("gatehouse_cache_evictions_total") > 0
+    assert m.value("gatehouse_cache_entries") < 128
+
+
+def test_an_object_over_max_object_is_relayed_not_stored(apps, gatehouses):
+    app, gh = cached(apps, gatehouses, cache={"max_memory": "16MiB", "max_object": "100KiB"})
+    for _ in range(2):
+        status, h, body = get(gh, "/big?size=300000")
+        assert (status, len(body)) == (200, 300000)
+    assert upstream_hits(app, "/big") == 2
+    assert get(gh, "/small?size=1000")[1]["x-cache"] == "MISS"
+    assert get(gh, "/small?size=1000")[1]["x-cache"] == "HIT"
+
+
+def test_a_post_keyed_on_its_body_answers_identical_prompts_once(apps, gatehouses):
+    app, gh = cached(apps, gatehouses, route_cache={
+        "ttl": "1h", "key": ["method", "path", "query", "body", "header:X-Model"]})
+    prompt = json.dumps({"prompt": "x" * 500}).encode()
+    r1 = get(gh, "/complete", method="POST", body=prompt, headers={"X-Model": "m1"})
+    r2 = get(gh, "/complete", method="POST", body=prompt, headers={"X-Model": "m1"})
+    r3 = get(gh, "/complete", method="POST", body=prompt + b" ", headers={"X-Model": "m1"})
+    r4 = get(gh, "/complete", method="POST", body=prompt, headers={"X-Model": "m2"})
+    assert [r[1]["x-cache"] for r in (r1, r2, r3, r4)] == ["MISS", "HIT", "MISS", "MISS"]
+    assert r2[2] == r1[2]
+    assert upstream_hits(app, "/complete") == 3
+
+
+def test_a_keep_alive_connection_continues_after_a_cached_post(apps, gatehouses):
+    import http.client
+    app, gh = cached(apps, gatehouses, route_cache={"key": ["method", "path", "body"]})
+    conn = http.client.HTTPConnection("127.0.0.1", gh.port, timeout=scaled(10))
+    for i in range(3):
+        conn.request("POST", "/k", body=b'{"q": 1}')
+        resp = conn.getresponse()
+        resp.read()
+        assert resp.status == 200
+        assert resp.getheader("X-Cache") == ("MISS" if i == 0 else "HIT")
+    conn.request("GET", "/k2")
+    assert conn.getresponse().status == 200
+    conn.close()
+
+
+def test_sse_is_not_stored_and_its_waiters_are_released(apps, gatehouses):
+    app, gh = cached(apps, gatehouses)
+    with ThreadPoolExecutor(5) as pool:
+        t0 = time.monotonic()
+        results = list(pool.map(lambda _: get(gh, "/events?sse=1"), range(5)))
+        elapsed = time.monotonic() - t0
+    assert all(r[0] == 200 and r[2].count(b"data:") == 3 for r in results)
+    assert upstream_hits(app, "/events") == 5
+    assert elapsed < scaled(5)  # released at the fill's head, not at their deadline
+    assert get(gh, "/events?sse=1")[1]["x-cache"] == "MISS"
+
+
+def test_client_no_cache_revalidates_only_when_the_route_allows(apps, gatehouses):
+    app, gh = cached(apps, gatehouses, route_cache={"allow_client_bypass": True})
+    get(gh, "/r")
+    assert get(gh, "/r", headers={"Cache-Control": "no-cache"})[1]["x-cache"] == "MISS"
+    assert get(gh, "/r")[2] == b"c /r #2"  # the refreshed copy
+    app2, gh2 = cached(apps, gatehouses)
+    get(gh2, "/r")
+    assert get(gh2, "/r", headers={"Cache-Control": "no-cache"})[1]["x-cache"] == "HIT"
+
+
+def test_rate_limits_apply_before_the_cache(apps, gatehouses):
+    app, gh = cached(apps, gatehouses, workers=1)
+    gh.stop()
+    gh2 = gatehouses(app, workers=1, routes=[{
+        "name": "cached", "match": {"path_prefix": "/"}, "upstream": "app",
+        "cache": {"ttl": "60s"}, "rate_limit": {"limits": "2/minute"}}])
+    statuses = [get(gh2, "/rl")[0] for _ in range(4)]
+    assert statuses == [200, 200, 429, 429]
+    assert upstream_hits(app, "/rl") == 1
+
+
+def test_health_detailed_reports_cache_usage(apps, gatehouses):
+    app, gh = cached(apps, gatehouses)
+    get(gh, "/h")
+    status, _, body = http_request(gh.admin_port, "GET", "/health/detailed")
+    cache = json.loads(body)["components"]["cache"]
+    assert cache["entries"] == 1 and cache["bytes"] > 0
