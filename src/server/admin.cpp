@@ -95,6 +95,16 @@ net::awaitable<void> Gateway::admin_session(tcp::socket socket) {
                           body);
       res.result(static_cast<http::status>(status));
       res.body() = std::move(body);
+    } else if (path == "/admin/reload") {
+      if (req.method() != http::verb::post) {
+        res.result(http::status::method_not_allowed);
+        res.set(http::field::allow, "POST");
+        res.body() = R"({"error":"method_not_allowed","message":"Use POST."})";
+      } else {
+        auto r = reload("admin");
+        res.result(static_cast<http::status>(r.status));
+        res.body() = std::move(r.body);
+      }
     } else if (req.method() != http::verb::get && req.method() != http::verb::head) {
       res.result(http::status::method_not_allowed);
       res.body() = R"({"error":"method_not_allowed","message":"Use GET."})";
@@ -131,7 +141,8 @@ net::awaitable<void> Gateway::admin_session(tcp::socket socket) {
           s->render_metrics(out, upstream::UpstreamHealth::Clock::now());
         }
         resolver_->render_metrics(out);
-        rate_limiter_->render_metrics(out);
+        gen_->rate_limiter->render_metrics(out);
+        render_reload_metrics(out);
         if (redis_) {
           redis_->render_metrics(out);
         }
@@ -144,6 +155,7 @@ net::awaitable<void> Gateway::admin_session(tcp::socket socket) {
     } else if (path == "/health/detailed") {
       auto d = health_->detailed();
       add_process_details(d);
+      d["config"] = reload_details();
       // health.checks: a failing dependency makes the report degraded and the answer 503.
       const bool checks_ok = co_await dependency_checks_->add_to(d);
       if (!checks_ok && d["status"] == "ok") {
@@ -169,7 +181,7 @@ net::awaitable<void> Gateway::admin_session(tcp::socket socket) {
     } else {
       res.result(http::status::not_found);
       res.body() =
-          R"({"error":"not_found","message":"Admin endpoints: /metrics, /health/detailed, /health, /health/live, /health/ready, /admin/bans."})";
+          R"({"error":"not_found","message":"Admin endpoints: /metrics, /health/detailed, /health, /health/live, /health/ready, /admin/bans, /admin/reload (POST)."})";
     }
     res.prepare_payload();
     if (req.method() == http::verb::head) {
@@ -190,7 +202,7 @@ net::awaitable<void> Gateway::admin_session(tcp::socket socket) {
 // DELETE lifts them there and here.
 net::awaitable<void> Gateway::admin_bans(std::string_view method, std::string_view target,
                                          unsigned& status, std::string& body) {
-  auto& limiter = *rate_limiter_;
+  auto& limiter = *gen_->rate_limiter;
   const bool shared = admin_redis_ != nullptr;
   if (method == "GET" || method == "HEAD") {
     if (!shared) {
