@@ -151,7 +151,8 @@ const std::vector<std::string>& restart_only_keys() {
   // admin_listen, proxy_protocol), by objects that live as long as the process (log streams,
   // upstream clusters with their pools and health, the dependency checks and health checker, the
   // rate limiter's store and its capacity), or on both sides of a counter (the connection caps,
-  // whose slots are taken with one value and released with the other).
+  // whose slots are taken with one value and released with the other). Filters' sections add
+  // theirs through Section::restart_needed (rate_limit: its store and max_keys).
   static const std::vector<std::string> keys = {
       "listen",
       "listen_tls",
@@ -163,11 +164,6 @@ const std::vector<std::string>& restart_only_keys() {
       "upstreams",
       "log",
       "health",
-      "rate_limit.max_keys",
-      "rate_limit.ipv6_prefix",
-      "rate_limit.store",
-      "rate_limit.redis",
-      "rate_limit.on_store_failure",
   };
   return keys;
 }
@@ -182,9 +178,6 @@ std::string restart_needed(const Config& running, const Config& next, const Sect
     if (dot != std::string::npos) {
       a = block_text(yaml_blocks(a, 2), key.substr(dot + 1));
       b = block_text(yaml_blocks(b, 2), key.substr(dot + 1));
-      if (a.empty() || b.empty()) {
-        continue;  // the section is off on one side: its defaults apply (rate_limit: null)
-      }
     }
     if (a == b) {
       continue;
@@ -201,6 +194,13 @@ std::string restart_needed(const Config& running, const Config& next, const Sect
              ") needs a restart; the running configuration stays in place";
     }
     return key + ": changing it needs a restart; the running configuration stays in place";
+  }
+  for (const auto& s : sections.all()) {
+    if (s.restart_needed != nullptr) {
+      if (auto why = s.restart_needed(running, next); !why.empty()) {
+        return why;
+      }
+    }
   }
   // Route metrics (gatehouse_requests_total{route=...}) are laid out at start, one series per
   // route in file order.

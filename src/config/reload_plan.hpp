@@ -35,12 +35,13 @@ Definitions route_definitions(const Config& c, const Sections& sections);
 // Per upstream: (name, its block).
 Definitions upstream_definitions(const Config& c, const Sections& sections);
 
-// The keys a reload cannot change, as "key" or "key.subkey" of the emitted file. Exposed for the
-// documentation test.
+// The shared keys a reload cannot change, as "key" or "key.subkey" of the emitted file; filters
+// add theirs with Section::restart_needed.
 const std::vector<std::string>& restart_only_keys();
 
 // Empty when `next` may replace `running`; otherwise why not, naming the key: "listen: changing
-// it needs a restart (the running configuration stays in place)".
+// it needs a restart; the running configuration stays in place". Checks restart_only_keys(),
+// then each section's restart_needed, then that the route names are the same, in order.
 std::string restart_needed(const Config& running, const Config& next, const Sections& sections);
 
 // A ConfigError's text ("file:line:col: key.path: why") in parts, for the admin answer; fields
