@@ -93,8 +93,13 @@ Gateway::ReloadResult Gateway::reload(const char* trigger) {
   if (cfg_->listen_tls) {
     std::string why;
     if (!reload_tls(why)) {
+      std::string extra = "\"error\":";
+      ghttp::append_json_string(extra, why);
+      logs_->error(spdlog::level::err, "TLS reload failed; keeping the previous certificate",
+                   extra);
       return fail(422, why, nullptr);
     }
+    logs_->error(spdlog::level::info, "TLS certificate and key reloaded");
   }
 
   auto routes = config::diff_definitions(config::route_definitions(running, sections),

@@ -253,3 +253,23 @@ def test_reload_under_load_fails_no_request_and_closes_no_connection(apps, gateh
         total += len(codes)
     assert total >= 400
     assert gh.metrics().value("gatehouse_config_generation") == 7
+
+
+def test_request_in_flight_finishes_on_its_generation(flask_app, gatehouses):
+    gh = gatehouses(flask_app, routes=[{**route("slow", "/slow"), "timeout": "5s"},
+                                       route("default", "/")])
+    result = {}
+
+    def slow():
+        result["status"] = get(gh.port, "/slow?s=1")[0]
+
+    t = threading.Thread(target=slow)
+    t.start()
+    time.sleep(0.3)
+    rewrite(gh, routes=[{**route("slow", "/slow"), "timeout": "200ms"}, route("default", "/")])
+    status, answer = post_reload(gh)
+    assert status == 200 and answer["changes"]["routes"]["changed"] == ["slow"], answer
+    # A new request gets the new deadline; the one in flight keeps its 5 s.
+    assert get(gh.port, "/slow?s=1")[0] == 504
+    t.join(scaled(10))
+    assert result["status"] == 200
