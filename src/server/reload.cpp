@@ -76,11 +76,6 @@ Gateway::ReloadResult Gateway::reload(const char* trigger) {
   if (auto why = config::restart_needed(running, *next, sections); !why.empty()) {
     return fail(409, why, nullptr);
   }
-  if (next->log.hash_client_ip &&
-      std::string_view(std::getenv("GATEHOUSE_LOG_KEY") ? std::getenv("GATEHOUSE_LOG_KEY") : "")
-              .size() < 16) {
-    return fail(409, "log.hash_client_ip needs GATEHOUSE_LOG_KEY (unchanged since start)", nullptr);
-  }
   std::shared_ptr<const Generation> gen;
   try {
     gen = std::make_shared<const Generation>(next, config_generation() + 1, workers_count_,

@@ -72,26 +72,26 @@ void Worker::install(std::shared_ptr<const Generation> g) {
 
 void Worker::install_now(std::shared_ptr<const Generation> g) {
   const Generation& n = *g;
-  generations.push_back(
-      std::make_unique<WorkerGeneration>(std::move(g), FilterServices{
-                                                           .cfg = *n.cfg,
-                                                           .worker = index,
-                                                           .logs = gw.logs(),
-                                                           .hasher = gw.hasher(),
-                                                           .metrics = metrics,
-                                                           .none_route = gw.metrics().none_route(),
-                                                           .access_batch = access_batch,
-                                                           .health = gw.health(),
-                                                           .draining = draining,
-                                                           .router = n.router,
-                                                           .cors = n.cors,
-                                                           .security_headers = n.security_headers,
-                                                           .rate_limiter = *n.rate_limiter,
-                                                           .store = store_client.get(),
-                                                           .tls_port = gw.tls_port_ref(),
-                                                       }));
+  FilterServices services{
+      .cfg = *n.cfg,
+      .worker = index,
+      .logs = gw.logs(),
+      .hasher = gw.hasher(),
+      .metrics = metrics,
+      .none_route = gw.metrics().none_route(),
+      .access_batch = access_batch,
+      .health = gw.health(),
+      .draining = draining,
+      .router = n.router,
+      .cors = n.cors,
+      .security_headers = n.security_headers,
+      .rate_limiter = *n.rate_limiter,
+      .store = store_client.get(),
+      .tls_port = gw.tls_port_ref(),
+  };
+  generations.push_back(std::make_unique<WorkerGeneration>(std::move(g), services));
   gen = generations.back().get();
-  retire();
+  retire();  // the previous one, if no request runs on it
 }
 
 void Worker::retire() {
