@@ -1,5 +1,8 @@
-// gatehouse command line: run, check, version. Everything else lives in the libraries.
+// gatehouse command line: run, check, reload, version. Everything else lives in the libraries.
 #include <CLI/CLI.hpp>
+
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
 
 #include <iostream>
 
@@ -10,6 +13,43 @@
 namespace {
 
 constexpr const char* kVersion = GATEHOUSE_VERSION;
+
+// `gatehouse reload --admin ADDR`: POST /admin/reload to a running gatehouse's admin listener,
+// print its JSON answer, exit 0 only when the new configuration is in place.
+int reload_command(const std::string& admin) {
+  namespace net = boost::asio;
+  namespace http = boost::beast::http;
+  auto ep = gatehouse::config::parse_endpoint(admin);
+  if (!ep) {
+    std::cerr << "gatehouse reload: --admin: invalid address \"" << admin
+              << "\" (expected HOST:PORT, e.g. 127.0.0.1:9901)\n";
+    return 2;
+  }
+  try {
+    net::io_context ioc;
+    net::ip::tcp::resolver resolver(ioc);
+    boost::beast::tcp_stream stream(ioc);
+    stream.expires_after(std::chrono::seconds(30));
+    stream.connect(resolver.resolve(ep->host, std::to_string(ep->port)));
+    http::request<http::empty_body> req(http::verb::post, "/admin/reload", 11);
+    req.set(http::field::host, ep->to_string());
+    req.set(http::field::connection, "close");
+    req.prepare_payload();
+    http::write(stream, req);
+    boost::beast::flat_buffer buffer;
+    http::response<http::string_body> res;
+    http::read(stream, buffer, res);
+    std::cout << res.body() << "\n";
+    if (res.result() != http::status::ok) {
+      std::cerr << "gatehouse reload: failed (HTTP " << res.result_int() << ")\n";
+      return 1;
+    }
+    return 0;
+  } catch (const std::exception& e) {
+    std::cerr << "gatehouse reload: " << admin << ": " << e.what() << "\n";
+    return 1;
+  }
+}
 
 }  // namespace
 
@@ -37,6 +77,12 @@ int main(int argc, char** argv) {
   auto* check = app.add_subcommand("check", "Validate a configuration and print it in full");
   check->add_option("-c,--config", config_path, "YAML configuration file")->required();
 
+  std::string admin_address;
+  auto* reload = app.add_subcommand(
+      "reload", "Ask a running gatehouse to reload its configuration file (POST /admin/reload)");
+  reload->add_option("--admin", admin_address, "Its admin listener (admin_listen), HOST:PORT")
+      ->required();
+
   app.add_subcommand("version", "Print the version");
 
   CLI11_PARSE(app, argc, argv);
@@ -48,6 +94,10 @@ int main(int argc, char** argv) {
     std::cout << "gatehouse " << kVersion << "\n";
 #endif
     return 0;
+  }
+
+  if (reload->parsed()) {
+    return reload_command(admin_address);
   }
 
   gatehouse::config::Config cfg;
@@ -83,7 +133,7 @@ int main(int argc, char** argv) {
   try {
     gatehouse::server::Gateway gateway(
         std::make_shared<const gatehouse::config::Config>(std::move(cfg)), kVersion);
-    return gateway.run({.takeover = takeover});
+    return gateway.run({.takeover = takeover, .config_path = config_path});
   } catch (const std::exception& e) {
     std::cerr << "gatehouse: " << e.what() << "\n";
     return 1;

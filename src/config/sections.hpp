@@ -37,6 +37,10 @@ struct Section {
   void (*write_route)(YamlWriter& out, const Config& config, const Route& route) = nullptr;
   // Optional: called once every key is read (the configured paths get `paths.merge_slashes`).
   void (*finish)(Config& config) = nullptr;
+  // Optional, for a reload (config/reload_plan.hpp): why `next` cannot replace `running` without
+  // a restart, naming the key ("rate_limit.store: changing it needs a restart ..."), or empty.
+  // For what the section builds once at start-up; keys not named here are reloadable.
+  std::string (*restart_needed)(const Config& running, const Config& next) = nullptr;
 };
 
 class Sections {

@@ -104,6 +104,16 @@ net::awaitable<void> Gateway::admin_session(tcp::socket socket) {
       admin_cache({req.method_string().data(), req.method_string().size()}, target, status, body);
       res.result(static_cast<http::status>(status));
       res.body() = std::move(body);
+    } else if (path == "/admin/reload") {
+      if (req.method() != http::verb::post) {
+        res.result(http::status::method_not_allowed);
+        res.set(http::field::allow, "POST");
+        res.body() = R"({"error":"method_not_allowed","message":"Use POST."})";
+      } else {
+        auto r = reload("admin");
+        res.result(static_cast<http::status>(r.status));
+        res.body() = std::move(r.body);
+      }
     } else if (req.method() != http::verb::get && req.method() != http::verb::head) {
       res.result(http::status::method_not_allowed);
       res.body() = R"({"error":"method_not_allowed","message":"Use GET."})";
@@ -140,7 +150,8 @@ net::awaitable<void> Gateway::admin_session(tcp::socket socket) {
           s->render_metrics(out, upstream::UpstreamHealth::Clock::now());
         }
         resolver_->render_metrics(out);
-        rate_limiter_->render_metrics(out);
+        gen_->rate_limiter->render_metrics(out);
+        render_reload_metrics(out);
         security_events_->render_metrics(out);
         if (sentry_) {
           sentry_->render_metrics(out);
@@ -184,6 +195,7 @@ net::awaitable<void> Gateway::admin_session(tcp::socket socket) {
                                     {"entries", u.entries},
                                     {"evictions", u.evictions}};
       }
+      d["config"] = reload_details();
       // health.checks: a failing dependency makes the report degraded and the answer 503.
       const bool checks_ok = co_await dependency_checks_->add_to(d);
       if (!checks_ok && d["status"] == "ok") {
@@ -209,7 +221,7 @@ net::awaitable<void> Gateway::admin_session(tcp::socket socket) {
     } else {
       res.result(http::status::not_found);
       res.body() =
-          R"({"error":"not_found","message":"Admin endpoints: /metrics, /health/detailed, /health, /health/live, /health/ready, /admin/bans, /admin/cache, /dashboard, /dashboard.json."})";
+          R"({"error":"not_found","message":"Admin endpoints: /metrics, /health/detailed, /health, /health/live, /health/ready, /admin/bans, /admin/cache, /admin/reload (POST), /dashboard, /dashboard.json."})";
     }
     res.prepare_payload();
     if (req.method() == http::verb::head) {
@@ -230,7 +242,7 @@ net::awaitable<void> Gateway::admin_session(tcp::socket socket) {
 // DELETE lifts them there and here.
 net::awaitable<void> Gateway::admin_bans(std::string_view method, std::string_view target,
                                          unsigned& status, std::string& body) {
-  auto& limiter = *rate_limiter_;
+  auto& limiter = *gen_->rate_limiter;
   const bool shared = admin_redis_ != nullptr;
   if (method == "GET" || method == "HEAD") {
     if (!shared) {

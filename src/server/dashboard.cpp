@@ -71,7 +71,7 @@ nlohmann::json upstream_json(const std::string& name, const nlohmann::json& c) {
 std::string Gateway::dashboard_json() {
   using Clock = std::chrono::steady_clock;
   const auto now = Clock::now();
-  auto rejected = rate_limiter_->rejected_by_route();
+  auto rejected = gen_->rate_limiter->rejected_by_route();
   auto cur = observability::take_snapshot(*metrics_, now, rejected);
   const observability::StatsSnapshot* base = dashboard_window_.base_for(now);
   const observability::StatsSnapshot none;
@@ -89,7 +89,12 @@ std::string Gateway::dashboard_json() {
   j["workers"] = workers_count_;
   j["interval_s"] = seconds;
   // The reload record comes with reload (issue 15 item 1); until then this config is the first.
-  j["config"] = {{"generation", config_generation()}, {"last_reload", nullptr}};
+  // The reload record as /health/detailed shows it, with the page's name for its time.
+  auto last = reload_details()["last_reload"];
+  if (!last.is_null()) {
+    last["at"] = last["time"];
+  }
+  j["config"] = {{"generation", config_generation()}, {"last_reload", std::move(last)}};
   j["total"] = rates_json(all);
   nlohmann::json routes = nlohmann::json::array();
   const auto& names = metrics_->route_names();
@@ -118,17 +123,17 @@ std::string Gateway::dashboard_json() {
   j["upstreams"] = std::move(upstreams);
 
   auto& rl = j["rate_limit"];
-  rl["enabled"] = rate_limiter_->enabled();
+  rl["enabled"] = gen_->rate_limiter->enabled();
   rl["rejected_ps"] = all.rejected_ps;
   rl["rejected_total"] = all.rejected_total;
   nlohmann::json keys = nlohmann::json::array();
-  for (auto& e : rate_limiter_->top_rejected(kTopKeys)) {
+  for (auto& e : gen_->rate_limiter->top_rejected(kTopKeys)) {
     keys.push_back({{"key", std::move(e.key)}, {"count", e.count}});
   }
   rl["top_keys"] = std::move(keys);
   // This instance's view of the bans (with Redis, /admin/bans asks the store for every
   // instance's; the dashboard stays off the network).
-  auto [bans, bans_active] = rate_limiter_->longest_bans(kBansShown);
+  auto [bans, bans_active] = gen_->rate_limiter->longest_bans(kBansShown);
   nlohmann::json entries = nlohmann::json::array();
   for (std::size_t i = 0; i < bans.size(); ++i) {
     entries.push_back({{"key", bans[i].key},
@@ -138,7 +143,7 @@ std::string Gateway::dashboard_json() {
   rl["bans"] = {{"count", bans_active}, {"entries", std::move(entries)}};
   rl["store"] = redis_ ? "redis" : "memory";
   rl["store_status"] = "ok";
-  rl["keys"] = rate_limiter_->state().store.keys();
+  rl["keys"] = gen_->rate_limiter->state().store.keys();
   if (redis_ && !redis_->up()) {
     rl["store_status"] = "degraded";
     rl["store_error"] = redis_->last_error();

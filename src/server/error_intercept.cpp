@@ -115,7 +115,7 @@ void keep_retry_after(const ResponseParser& rp, std::string& headers) {
 net::awaitable<InterceptOutcome> intercept_upstream_error(
     Worker& w, ClientConn& c, FilterChain& chain, Context& x, upstream::Connection& u,
     ResponseParser& rp, Framing body_framing, Clock::duration upstream_timeout, bool head_request) {
-  const auto& s = errors::settings(w.cfg);
+  const auto& s = errors::settings(x.cfg);
   const unsigned status = rp.get().result_int();
   auto content_type = sv(rp.get()[http::field::content_type]);
   if (!errors::should_intercept(s, status, head_request, content_type)) {

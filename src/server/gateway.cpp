@@ -166,10 +166,7 @@ Gateway::Gateway(std::shared_ptr<const config::Config> cfg, std::string version)
       metrics_(std::make_unique<observability::Metrics>(
           workers_count_, route_names(*cfg_), upstream_names(*cfg_), target_names(*cfg_))),
       health_(std::make_unique<observability::Health>(*cfg_, workers_count_, version_)),
-      router_(*cfg_),
-      hasher_(cfg_->log.hash_client_ip, getenv_or("GATEHOUSE_LOG_KEY", "")),
-      security_headers_(filters::security_headers::settings(*cfg_), cfg_->environment),
-      cors_(filters::cors::settings(*cfg_)) {
+      hasher_(cfg_->log.hash_client_ip, getenv_or("GATEHOUSE_LOG_KEY", "")) {
   security_events_ = std::make_unique<observability::SecurityEvents>(logs_.get(), cfg_->log);
   if (cfg_->log.hash_client_ip && std::string(getenv_or("GATEHOUSE_LOG_KEY", "")).size() < 16) {
     // An unkeyed (or short-keyed) hash of an IPv4 address is reversed by trying all 2^32.
@@ -209,12 +206,12 @@ Gateway::Gateway(std::shared_ptr<const config::Config> cfg, std::string version)
     cache_ = std::make_unique<filters::cache::Store>(
         filters::cache::Store::Options{.max_memory = cache.max_memory, .workers = workers_count_});
   }
-  rate_limiter_ = std::make_unique<filters::rate_limit::RateLimiter>(
-      *cfg_, workers_count_,
-      std::make_shared<filters::rate_limit::SharedState>(
-          filters::rate_limit::settings(*cfg_).max_keys),
-      std::make_shared<ratelimit::SteadyClock>(), cfg_->log.hash_client_ip ? &hasher_ : nullptr);
-  if (rate_limiter_->enabled() && filters::rate_limit::settings(*cfg_).redis) {
+  rate_state_ = std::make_shared<filters::rate_limit::SharedState>(
+      filters::rate_limit::settings(*cfg_).max_keys);
+  rate_clock_ = std::make_shared<ratelimit::SteadyClock>();
+  gen_ = std::make_shared<const Generation>(cfg_, 1, workers_count_, rate_state_, rate_clock_,
+                                            cfg_->log.hash_client_ip ? &hasher_ : nullptr);
+  if (gen_->rate_limiter->enabled() && filters::rate_limit::settings(*cfg_).redis) {
     redis_ = std::make_unique<filters::rate_limit::store::RedisStore>(
         *filters::rate_limit::settings(*cfg_).redis,
         filters::rate_limit::on_store_failure_name(
@@ -222,9 +219,9 @@ Gateway::Gateway(std::shared_ptr<const config::Config> cfg, std::string version)
         *logs_);
     redis_->start_up();  // throws on a wrong password; an unreachable server starts degraded
   }
-  if (rate_limiter_->enabled()) {
+  if (gen_->rate_limiter->enabled()) {
     health_->add_component("rate_limit", [this] {
-      auto& st = rate_limiter_->state();
+      auto& st = *rate_state_;
       auto keys = st.store.keys();
       auto cap = st.store.capacity();
       // At the cap the least recently used keys are evicted: limits still hold for active
@@ -234,7 +231,7 @@ Gateway::Gateway(std::shared_ptr<const config::Config> cfg, std::string version)
                              {"max_keys", cap},
                              {"at_capacity", keys >= cap},
                              {"evictions", st.store.evictions()},
-                             {"bans_active", rate_limiter_->bans_active()}};
+                             {"bans_active", gen_->rate_limiter->bans_active()}};
       auto status = observability::Status::ok;
       if (redis_) {
         bool up = redis_->up();
@@ -277,18 +274,18 @@ void Gateway::begin_drain(const char* why) {
   resolver_->stop();
   logs_->error(
       spdlog::level::info, "draining",
-      fmt::format("\"reason\":\"{}\",\"drain_delay_ms\":{}", why, cfg_->drain_delay.count()));
+      fmt::format("\"reason\":\"{}\",\"drain_delay_ms\":{}", why, gen_->cfg->drain_delay.count()));
   for (auto& w : workers_) {
     w->begin_drain();
   }
   // The admin listener stays up during the drain so readiness can be watched. The client
   // listeners keep accepting for drain_delay (readiness already says 503), so that a load
   // balancer has time to notice before new connections are refused.
-  if (cfg_->drain_delay.count() == 0) {
+  if (gen_->cfg->drain_delay.count() == 0) {
     stop_listening();
     return;
   }
-  drain_timer_.expires_after(cfg_->drain_delay);
+  drain_timer_.expires_after(gen_->cfg->drain_delay);
   drain_timer_.async_wait([this](error_code ec) {
     if (!ec) {
       stop_listening();
@@ -300,7 +297,7 @@ void Gateway::stop_listening() {
   for (auto& w : workers_) {
     w->stop_listening();
   }
-  drain_timer_.expires_after(cfg_->drain_timeout);
+  drain_timer_.expires_after(gen_->cfg->drain_timeout);
   drain_timer_.async_wait([this](error_code ec) {
     if (ec) {
       return;
@@ -321,12 +318,7 @@ void Gateway::wait_signals() {
       logs_->reopen();
       logs_->error(spdlog::level::info, "log files reopened");
     } else if (sig == SIGHUP) {
-      if (cfg_->listen_tls) {
-        reload_tls();
-      } else {
-        logs_->error(spdlog::level::warn,
-                     "SIGHUP ignored: configuration reload is not supported yet");
-      }
+      reload("sighup");
     } else {
       begin_drain(sig == SIGTERM ? "SIGTERM" : "SIGINT");
     }
@@ -364,19 +356,17 @@ void Gateway::release_connection(const std::string& peer_ip) {
   }
 }
 
-// Certificate rotation: new connections get the new files; a bad file keeps the old ones.
-void Gateway::reload_tls() {
+// Certificate rotation (every reload): new connections get the new files, live connections keep
+// theirs. On failure nothing changes and `error` says why.
+bool Gateway::reload_tls(std::string& error) {
   try {
     auto ctx = make_tls_context(*cfg_->listen_tls);
-    {
-      std::lock_guard lock(tls_mu_);
-      tls_ctx_ = std::move(ctx);
-    }
-    logs_->error(spdlog::level::info, "TLS certificate and key reloaded");
+    std::lock_guard lock(tls_mu_);
+    tls_ctx_ = std::move(ctx);
+    return true;
   } catch (const std::exception& e) {
-    std::string extra = "\"error\":";
-    ghttp::append_json_string(extra, e.what());
-    logs_->error(spdlog::level::err, "TLS reload failed; keeping the previous certificate", extra);
+    error = e.what();
+    return false;
   }
 }
 
@@ -483,6 +473,7 @@ tcp::endpoint Gateway::claim_address(const tcp::endpoint& ep, const std::string&
 int Gateway::run(RunOptions options) {
   std::signal(SIGPIPE, SIG_IGN);
   takeover_ = options.takeover;
+  config_path_ = options.config_path;
   auto listen_ep = claim_address(resolve_one(admin_ioc_, cfg_->listen, "listen"),
                                  "listen " + cfg_->listen.to_string());
   std::optional<tcp::endpoint> tls_ep;

@@ -4,8 +4,10 @@
 // the admin listener, active health checks, signals and the drain.
 #include <boost/asio/ssl/context.hpp>
 
+#include <chrono>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -24,6 +26,7 @@
 #include "observability/metrics.hpp"
 #include "observability/security_events.hpp"
 #include "observability/stats.hpp"
+#include "server/generation.hpp"
 #include "upstream/health_checker.hpp"
 #include "upstream/resolver.hpp"
 #include "upstream/upstream_health.hpp"
@@ -51,31 +54,60 @@ class Gateway {
     // instead of refusing to start: the zero-downtime handover (start this one, then SIGTERM the
     // old one). Without it an address in use is an error.
     bool takeover = false;
+    // The file the configuration came from: what a reload reads again. Empty (`run --upstream`):
+    // a reload is refused.
+    std::string config_path;
   };
+
+  // Configuration reload (SIGHUP, POST /admin/reload). Admin thread only.
+  struct ReloadResult {
+    bool ok = false;
+    unsigned status = 200;  // the admin answer's status
+    std::string body;       // its JSON
+  };
+  // The outcome of the last reload, for /health/detailed and the dashboard.
+  struct ReloadRecord {
+    std::chrono::system_clock::time_point time;
+    bool ok = false;
+    std::string trigger;           // "sighup" or "admin"
+    std::string error;             // the failure, "file:line:col: key: why" when the file was wrong
+    std::uint64_t generation = 0;  // the generation in place after it
+  };
+  ReloadResult reload(const char* trigger);
+  // 1 at start-up, +1 per successful reload. Thread-safe.
+  std::uint64_t config_generation() const {
+    return generation_number_.load(std::memory_order_relaxed);
+  }
+  // Empty until the first reload. Thread-safe.
+  std::optional<ReloadRecord> last_reload() const {
+    std::lock_guard lock(reload_mu_);
+    return last_reload_;
+  }
+  // The generation new requests use (admin thread; workers hold their own, Worker::install).
+  const std::shared_ptr<const Generation>& generation() const { return gen_; }
 
   // Binds every listener (throws std::runtime_error with a clear message on failure: "listen
   // ADDRESS: address in use ..."), serves until SIGTERM/SIGINT, drains, and returns the exit code.
   int run(RunOptions options);
   int run() { return run(RunOptions{}); }
 
+  // The configuration the process started with: what restart-only keys say (listen, upstreams,
+  // log, ...; config/reload_plan.hpp). Reloadable keys are read from generation()->cfg (admin
+  // thread) or the request's Context::cfg (workers).
   const config::Config& cfg() const { return *cfg_; }
   observability::Logs& logs() { return *logs_; }
   observability::Metrics& metrics() { return *metrics_; }
   observability::Health& health() { return *health_; }
-  const core::Router& router() const { return router_; }
   const observability::ClientIpHasher& hasher() const { return hasher_; }
   // issue 15, sentry-seclog: log.security_events; errors.sentry (null when off).
   observability::SecurityEvents& security_events() { return *security_events_; }
   SentryReporter* sentry() { return sentry_.get(); }
-  filters::rate_limit::RateLimiter& rate_limiter() { return *rate_limiter_; }
-  // The shared Redis store of the rate limiter; null with the in-memory store.
-  filters::rate_limit::store::RedisStore* redis_store() { return redis_.get(); }
-  const filters::security_headers::SecurityHeaders& security_headers() const {
-    return security_headers_;
-  }
-  const filters::cors::Cors& cors() const { return cors_; }
   // issue 14: the process-wide response cache (thread-safe); null when no route caches.
   filters::cache::Store* cache() { return cache_.get(); }
+  // The current generation's limiter (admin thread).
+  filters::rate_limit::RateLimiter& rate_limiter() { return *gen_->rate_limiter; }
+  // The shared Redis store of the rate limiter; null with the in-memory store.
+  filters::rate_limit::store::RedisStore* redis_store() { return redis_.get(); }
   const std::vector<std::vector<tcp::endpoint>>& upstream_endpoints() const { return endpoints_; }
   // Upstream u's process-wide target health (outlier detection, circuit breaker).
   upstream::UpstreamHealth& upstream_health(std::size_t u) { return *upstream_health_[u]; }
@@ -85,8 +117,6 @@ class Gateway {
   // set, it purges nothing here without a cache.
   filters::cache_bus::Invalidator* invalidator() { return invalidator_.get(); }
   const std::string& version() const { return version_; }
-  // The running config's generation: 1 for the file read at start; each successful reload adds 1.
-  std::uint64_t config_generation() const { return config_generation_; }
   bool development() const { return cfg_->environment == config::Environment::development; }
   unsigned worker_count() const { return workers_count_; }
   std::uint16_t tls_port() const { return tls_port_; }  // bound port of listen_tls
@@ -122,7 +152,9 @@ class Gateway {
   std::string dashboard_json();
   void wait_signals();
   void on_worker_done();
-  void reload_tls();
+  bool reload_tls(std::string& error);
+  void render_reload_metrics(std::string& out) const;
+  nlohmann::json reload_details() const;
 
   std::shared_ptr<const config::Config> cfg_;
   std::string version_;
@@ -130,15 +162,20 @@ class Gateway {
   std::unique_ptr<observability::Logs> logs_;
   std::unique_ptr<observability::Metrics> metrics_;
   std::unique_ptr<observability::Health> health_;
-  core::Router router_;
   observability::ClientIpHasher hasher_;
   std::unique_ptr<observability::SecurityEvents> security_events_;  // issue 15, sentry-seclog
   std::unique_ptr<SentryReporter> sentry_;                          // issue 15, sentry-seclog
-  std::unique_ptr<filters::rate_limit::RateLimiter> rate_limiter_;
+  std::unique_ptr<filters::cache::Store> cache_;                    // issue 14
+  // --- configuration reload ---
+  std::string config_path_;
+  std::shared_ptr<filters::rate_limit::SharedState> rate_state_;  // every generation's limiter
+  std::shared_ptr<const ratelimit::Clock> rate_clock_;
+  std::shared_ptr<const Generation> gen_;
+  std::atomic<std::uint64_t> generation_number_{1};
+  mutable std::mutex reload_mu_;
+  std::optional<ReloadRecord> last_reload_;
+  std::uint64_t reloads_ok_ = 0, reloads_failed_ = 0;  // admin thread
   std::unique_ptr<filters::rate_limit::store::RedisStore> redis_;
-  filters::security_headers::SecurityHeaders security_headers_;
-  filters::cors::Cors cors_;
-  std::unique_ptr<filters::cache::Store> cache_;  // issue 14
   std::vector<std::vector<tcp::endpoint>> endpoints_;
   std::vector<std::unique_ptr<upstream::UpstreamHealth>> upstream_health_;
   std::unique_ptr<upstream::Resolver> resolver_;  // i12-resolve: admin thread
@@ -160,7 +197,6 @@ class Gateway {
   // health.checks (i12-edge): probed on admin_ioc_ by /health/detailed; before admin_ioc_ dies.
   std::unique_ptr<DependencyChecks> dependency_checks_;
   // --- dashboard (issue 15): admin thread only ---
-  std::uint64_t config_generation_ = 1;
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   observability::RateWindow dashboard_window_;
   // issue 14: cache.shared's bus on admin_ioc_; before admin_ioc_ dies.

@@ -335,7 +335,7 @@ void log_no_retry(Worker& w, const Context& x, int tries, upstream::NoRetry why)
 
 net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain, RequestParser& p,
                                    Context& x) {
-  const auto& route = w.cfg.routes[x.route];
+  const auto& route = x.cfg.routes[x.route];
   auto& cluster = *w.clusters[route.upstream_index];
   const auto& ucfg = cluster.config();
   auto& stats = w.metrics.upstreams[route.upstream_index];
@@ -350,7 +350,7 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
   }
 
   std::string& head = c.upstream_head;
-  build_upstream_head(w.cfg, c.peer_ip, c.stream.tls(), x.identity, p, upstream_path(w.cfg, x),
+  build_upstream_head(x.cfg, c.peer_ip, c.stream.tls(), x.identity, p, upstream_path(x.cfg, x),
                       x.request_id, plan.framing, head);
   // WebSocket (server/websocket.cpp): the handshake keeps its Connection and Upgrade.
   const std::string_view upgrade = websocket_upgrade(p);
@@ -389,7 +389,7 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
     if (expect_continue) {
       expect_continue = false;
       static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-      auto wrote = co_await write_all(c.stream, c.deadline, w.cfg.limits.idle_timeout,
+      auto wrote = co_await write_all(c.stream, c.deadline, x.cfg.limits.idle_timeout,
                                       net::buffer(kContinue));
       if (wrote.ec) {
         co_return false;
@@ -397,7 +397,7 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
     }
     replay.emplace(std::numeric_limits<std::size_t>::max());  // max_body_bytes bounds it
     auto read = co_await upstream::read_request_body(
-        w.buffers, client, {p, plan.framing, w.cfg.limits, x.start, x.bytes_in, &*replay});
+        w.buffers, client, {p, plan.framing, x.cfg.limits, x.start, x.bytes_in, &*replay});
     if (read != upstream::SendResult::ok) {
       if (read == upstream::SendResult::client_failed) {
         co_return false;
@@ -585,7 +585,7 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
     if (expect_continue) {
       expect_continue = false;
       static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-      if ((co_await write_all(c.stream, c.deadline, w.cfg.limits.idle_timeout,
+      if ((co_await write_all(c.stream, c.deadline, x.cfg.limits.idle_timeout,
                               net::buffer(kContinue)))
               .ec) {
         co_return false;
@@ -595,7 +595,7 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
     // be), or whole from what was kept.
     auto sent = co_await upstream::send_request(
         w.buffers, client, *u, bounded(ucfg.timeout), head,
-        {p, plan.framing, w.cfg.limits, x.start, x.bytes_in,
+        {p, plan.framing, x.cfg.limits, x.start, x.bytes_in,
          body_whole || !replay ? nullptr : &*replay, body_whole ? &*replay : nullptr});
     if (sent.result == upstream::SendResult::client_failed) {
       co_return false;
@@ -740,7 +740,7 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
   }
   auto relay = co_await upstream::relay_response(
       w.buffers, client, *u, c.scratch,
-      {*rp, framing, ucfg.timeout, w.cfg.limits.idle_timeout, x.bytes_out, observer,
+      {*rp, framing, ucfg.timeout, x.cfg.limits.idle_timeout, x.bytes_out, observer,
        deadline.value_or(Clock::time_point::max())});
   x.upstream_ms = std::chrono::duration<double, std::milli>(Clock::now() - upstream_start).count();
   if (relay.upstream_ec) {

@@ -17,12 +17,12 @@ namespace pp = ghttp::proxy_protocol;
 net::awaitable<std::optional<std::string>> read_proxy_header(Worker& w, tcp::socket& socket,
                                                              std::string_view peer) {
   // Only a trusted load balancer may name the client; anyone else would pick their identity.
-  if (!ghttp::is_trusted(peer, w.cfg.trusted_proxies)) {
+  if (!ghttp::is_trusted(peer, w.cfg().trusted_proxies)) {
     co_return std::nullopt;
   }
   Deadline deadline(socket);
   w.deadlines.push_back(deadline);
-  deadline.arm(w.cfg.limits.header_timeout);
+  deadline.arm(w.cfg().limits.header_timeout);
   // A readiness wake-up without bytes must not block the worker in receive().
   error_code mode_ec;
   socket.non_blocking(true, mode_ec);

@@ -328,7 +328,7 @@ void report_upstream_failure(Worker& w, const pipeline::Context& x, sentry::Fail
   if (reporter == nullptr || !reporter->sampled() || !reporter->accepts()) {
     return;
   }
-  const bool development = w.cfg.environment == config::Environment::development;
+  const bool development = x.cfg.environment == config::Environment::development;
   sentry::Event e;
   e.failure = failure;
   e.time = std::chrono::system_clock::now();
@@ -363,7 +363,7 @@ void report_upstream_failure(Worker& w, const pipeline::Context& x, sentry::Fail
     }
   }
   if (!body.empty() && sentry::looks_like_traceback(body)) {
-    std::size_t cap = filters::errors::settings(w.cfg).log_body;
+    std::size_t cap = filters::errors::settings(x.cfg).log_body;
     e.body = ghttp::redact_text(body.substr(0, cap));
     e.body_truncated = body.size() > cap || !body_complete;
   }

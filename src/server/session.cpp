@@ -98,7 +98,7 @@ net::awaitable<void> send_reply(Worker& w, ClientConn& c, FilterChain& chain, Co
       net::buffer(head), r.head_only ? net::const_buffer() : net::buffer(body.data(), body.size())};
   ctx.status = r.status;
   ctx.bytes_out += r.head_only ? 0 : body.size();
-  auto ec = (co_await write_all(c.stream, c.deadline, w.cfg.limits.idle_timeout, bufs)).ec;
+  auto ec = (co_await write_all(c.stream, c.deadline, ctx.cfg.limits.idle_timeout, bufs)).ec;
   if (ec) {
     ctx.client_keep_alive = false;
   }
@@ -112,10 +112,10 @@ net::awaitable<void> send_local_reply(Worker& w, ClientConn& c, FilterChain& cha
 
 // Reads a Content-Length body whole into the connection's buffer (it stays unparsed there for the
 // proxy), for a filter that keys on it (the cache). Bounded by the filter's size and idle_timeout.
-net::awaitable<bool> buffer_request_body(Worker& w, ClientConn& c, Context& ctx) {
+net::awaitable<bool> buffer_request_body(ClientConn& c, Context& ctx) {
   const std::size_t length = std::exchange(ctx.buffer_body, 0);
   while (c.buffer.size() < length) {
-    c.deadline.arm(w.cfg.limits.idle_timeout);
+    c.deadline.arm(ctx.cfg.limits.idle_timeout);
     auto [ec, n] =
         co_await c.stream.async_read_some(c.buffer.prepare(length - c.buffer.size()), nothrow);
     if (ec) {
@@ -130,8 +130,16 @@ net::awaitable<bool> buffer_request_body(Worker& w, ClientConn& c, Context& ctx)
 // One request on a connection. A coroutine of its own so that the parser, the context and the
 // filters live in a frame only while a request is in flight, not in the idle connection's frame.
 net::awaitable<bool> serve_one(Worker& w, ClientConn& c) {
-  const auto& limits = w.cfg.limits;
-  Context ctx(w.cfg, Clock::now());
+  // The request runs on the generation current now to its end, even if a reload installs another
+  // meanwhile. Declared first, so released after everything below that points into it.
+  struct Pin {
+    Worker& w;
+    WorkerGeneration& g;
+    ~Pin() { w.unpin(g); }
+  } pin{w, *w.gen};
+  ++pin.g.pins;
+  const auto& limits = pin.g.cfg().limits;
+  Context ctx(pin.g.cfg(), Clock::now());
   struct NoteFailure {  // an exception leaving this request: its id for the error line
     Worker& w;
     const Context& ctx;
@@ -151,7 +159,7 @@ net::awaitable<bool> serve_one(Worker& w, ClientConn& c) {
     observability::Cell& cell;
     ~InFlight() { cell.add(-1); }
   } in_flight{w.metrics.in_flight};
-  FilterChain chain(*w.services);
+  FilterChain chain(pin.g.services);
   // on_complete (access log, metrics, in-flight slots) once the exchange is over, however it ends.
   struct Complete {
     FilterChain& chain;
@@ -187,7 +195,7 @@ net::awaitable<bool> serve_one(Worker& w, ClientConn& c) {
   ctx.parser = &parser;
   ctx.request = &req;
   auto sv = [](beast::string_view s) { return std::string_view(s.data(), s.size()); };
-  ctx.identity = pipeline::identify_client(w.cfg, c.peer_ip, req);
+  ctx.identity = pipeline::identify_client(ctx.cfg, c.peer_ip, req);
   ctx.client_ip = std::move(ctx.identity.forwarding.client_ip);
   // The scheme the client used: the nearest trusted proxy's word, else this connection's.
   ctx.tls = ctx.identity.forwarding.proto.empty() ? c.stream.tls()
@@ -212,7 +220,7 @@ net::awaitable<bool> serve_one(Worker& w, ClientConn& c) {
   auto next = chain.decode(ctx);
   while (next == pipeline::Next::Suspend) {
     if (ctx.buffer_body > 0) {
-      const bool buffered = co_await buffer_request_body(w, c, ctx);
+      const bool buffered = co_await buffer_request_body(c, ctx);
       if (!buffered) {
         co_return false;  // the client went away or stalled mid-body: nothing to answer
       }
@@ -237,12 +245,12 @@ net::awaitable<bool> serve_one(Worker& w, ClientConn& c) {
 net::awaitable<bool> tls_handshake(Worker& w, ClientConn& c) {
   auto ctx = w.gw.tls_context();
   c.stream.start_tls(*ctx);
-  c.deadline.arm(w.cfg.limits.header_timeout);
+  c.deadline.arm(w.cfg().limits.header_timeout);
   auto [ec] = co_await c.stream.tls_stream().async_handshake(ssl::stream_base::server, nothrow);
   if (ec) {
     w.metrics.tls_handshake_errors.add(1);
     if (w.gw.security_events().enabled(config::SecurityEvent::tls_error)) {
-      Context x(w.cfg, Clock::now());
+      Context x(w.cfg(), Clock::now());
       x.client_ip = c.peer_ip;
       x.request_id = ghttp::thread_id_generator().request_id();
       pipeline::log_security(w.gw.security_events(), w.gw.hasher(), x,
@@ -303,7 +311,7 @@ net::awaitable<void> run_session(Worker& w, tcp::socket socket, bool tls) {
   // 10,000 of them (docs/benchmarks.md), so the frame keeps one copy of the peer address.
   ClientConn c(std::move(socket));
   c.peer_ip = peer_address(c.socket());
-  if (w.cfg.proxy_protocol) {
+  if (w.gw.cfg().proxy_protocol) {  // restart-only
     // Before admission: connection caps count the client the header names, not the balancer.
     const bool named = co_await take_proxy_header(w, c);
     if (!named) {
@@ -336,7 +344,6 @@ net::awaitable<void> run_session(Worker& w, tcp::socket socket, bool tls) {
     error_code ec;
     c.socket().set_option(tcp::no_delay(true), ec);
   }
-  const auto& limits = w.cfg.limits;
   bool open = !tls || co_await tls_handshake(w, c);
 
   while (open) {
@@ -349,6 +356,7 @@ net::awaitable<void> run_session(Worker& w, tcp::socket socket, bool tls) {
         break;  // a connection accepted during the drain still gets its one request
       }
       c.idle = true;
+      const auto& limits = w.cfg().limits;  // the current generation's, not the one at accept
       c.deadline.arm(c.first_request ? limits.header_timeout : limits.idle_timeout);
       // The operation lives as long as the idle time: allocated at its own size.
       auto [ec, n] = co_await c.stream.async_read_some_unpooled(net::buffer(c.idle_bytes), nothrow);

@@ -180,7 +180,7 @@ net::awaitable<bool> relay_upgrade(Worker& w, ClientConn& c, FilterChain& chain,
   } open{w.metrics.websockets_open};
   x.status = 101;
   x.client_keep_alive = false;
-  const auto idle = w.cfg.limits.idle_timeout;
+  const auto idle = x.cfg.limits.idle_timeout;
 
   // The head, then whatever each side sent past its head (early frames), then the tunnel.
   build_upgrade_head(chain, rp, x, c.scratch);

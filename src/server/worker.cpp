@@ -45,12 +45,14 @@ bool refuse_new_handshakes(tcp::acceptor& acceptor) {
 
 Worker::Worker(Gateway& g, unsigned i)
     : gw(g),
-      cfg(g.cfg()),
       index(i),
       access_batch(g.logs()),
       metrics(g.metrics().worker(i)),
       acceptor_(ioc),
       tls_acceptor_(ioc) {
+  // Upstreams are restart-only: the clusters (pools, balancer, health) keep the start-up
+  // definitions across reloads.
+  const auto& cfg = gw.cfg();
   for (std::size_t u = 0; u < cfg.upstreams.size(); ++u) {
     clusters.push_back(std::make_unique<upstream::Cluster>(
         ioc.get_executor(), deadlines, u, cfg.upstreams[u], gw.upstream_endpoints()[u],
@@ -61,8 +63,17 @@ Worker::Worker(Gateway& g, unsigned i)
   if (auto* shared = gw.redis_store()) {
     store_client = std::make_unique<filters::rate_limit::store::RedisStoreClient>(*shared, ioc);
   }
-  services = std::make_unique<FilterServices>(FilterServices{
-      .cfg = cfg,
+  install_now(gw.generation());
+}
+
+void Worker::install(std::shared_ptr<const Generation> g) {
+  net::post(ioc, [this, g = std::move(g)]() mutable { install_now(std::move(g)); });
+}
+
+void Worker::install_now(std::shared_ptr<const Generation> g) {
+  const Generation& n = *g;
+  FilterServices services{
+      .cfg = *n.cfg,
       .worker = index,
       .logs = gw.logs(),
       .hasher = gw.hasher(),
@@ -71,16 +82,25 @@ Worker::Worker(Gateway& g, unsigned i)
       .access_batch = access_batch,
       .health = gw.health(),
       .draining = draining,
-      .router = gw.router(),
-      .cors = gw.cors(),
-      .security_headers = gw.security_headers(),
-      .rate_limiter = gw.rate_limiter(),
+      .router = n.router,
+      .cors = n.cors,
+      .security_headers = n.security_headers,
+      .rate_limiter = *n.rate_limiter,
       .store = store_client.get(),
       .tls_port = gw.tls_port_ref(),
       .security_events = gw.security_events(),
       .cache = gw.cache(),
       .upstream_endpoints = gw.upstream_endpoints(),
       .invalidator = gw.invalidator(),
+  };
+  generations.push_back(std::make_unique<WorkerGeneration>(std::move(g), services));
+  gen = generations.back().get();
+  retire();  // the previous one, if no request runs on it
+}
+
+void Worker::retire() {
+  std::erase_if(generations, [this](const std::unique_ptr<WorkerGeneration>& g) {
+    return g.get() != gen && g->pins == 0;
   });
 }
 

@@ -46,6 +46,18 @@ struct ClientConn : public AutoUnlinkHook {
 };
 using ClientList = boost::intrusive::list<ClientConn, boost::intrusive::constant_time_size<false>>;
 
+// A configuration generation as one worker serves it: the filters' services point into it.
+// Touched by the worker's thread only, so pinning it for a request is a plain increment.
+struct WorkerGeneration {
+  WorkerGeneration(std::shared_ptr<const Generation> g, FilterServices s)
+      : gen(std::move(g)), services(s) {}
+  const config::Config& cfg() const { return *gen->cfg; }
+
+  std::shared_ptr<const Generation> gen;
+  FilterServices services;
+  std::size_t pins = 0;  // requests being served on it
+};
+
 class Worker {
  public:
   Worker(Gateway& gw, unsigned index);
@@ -60,9 +72,20 @@ class Worker {
   // Drain, step 2 (thread-safe): stop taking handshakes, serve what is queued, close the listeners.
   void stop_listening();
   void force_stop();  // thread-safe
+  // Reload (thread-safe): requests that start from now on use `g`; those in flight finish on the
+  // generation they started with, which is freed when the last of them ends.
+  void install(std::shared_ptr<const Generation> g);
+  // The current generation's configuration (reloadable keys; what the worker's thread reads
+  // outside a request, e.g. idle timeouts). A request reads its own: Context::cfg.
+  const config::Config& cfg() const { return gen->cfg(); }
+  // A request ends on `g` (serve_one pins it: ++g.pins).
+  void unpin(WorkerGeneration& g) {
+    if (--g.pins == 0 && &g != gen) {
+      retire();
+    }
+  }
 
   Gateway& gw;
-  const config::Config& cfg;
   const unsigned index;
   // Declared before ioc, so they outlive it: coroutine frames still pending when ioc is destroyed
   // unlink from the lists, and a request's frame runs its filters' on_complete (access log,
@@ -72,8 +95,10 @@ class Worker {
   // handler right after: the request id for the "internal error" line.
   std::string failed_request_id;
   observability::AccessBatch access_batch;  // flushed by the sweep
-  // What this worker's filters are built from (one FilterChain per request).
-  std::unique_ptr<FilterServices> services;
+  // What this worker's filters are built from (one FilterChain per request): the newest
+  // generation, and older ones while requests still run on them (current last).
+  WorkerGeneration* gen = nullptr;
+  std::vector<std::unique_ptr<WorkerGeneration>> generations;
   DeadlineList deadlines;
   ClientList clients;
   BufferPool buffers;
@@ -89,6 +114,8 @@ class Worker {
   net::awaitable<void> close_listeners();
   net::awaitable<void> sweep_loop();
   void start_session(tcp::socket socket, bool tls);
+  void install_now(std::shared_ptr<const Generation> g);
+  void retire();  // frees the old generations no request uses any more
 
   tcp::acceptor acceptor_;
   tcp::acceptor tls_acceptor_;  // open when listen_tls is configured

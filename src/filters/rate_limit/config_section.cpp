@@ -172,6 +172,30 @@ const RouteLimits& route_limits(const config::Route& route) {
   return r != nullptr ? *r : inherit;
 }
 
+// The store and its capacity are built once, at start-up, and shared by every generation's
+// limiter; the per-IP connection slots are keyed with ipv6_prefix.
+std::string restart_needed(const config::Config& running, const config::Config& next) {
+  const Settings& a = settings(running);
+  const Settings& b = settings(next);
+  const char* key = nullptr;
+  if (a.max_keys != b.max_keys) {
+    key = "rate_limit.max_keys";
+  } else if (a.ipv6_prefix != b.ipv6_prefix) {
+    key = "rate_limit.ipv6_prefix";
+  } else if (a.redis.has_value() != b.redis.has_value() ||
+             (a.redis && a.redis->url.redacted() != b.redis->url.redacted())) {
+    key = "rate_limit.store";
+  } else if (a.redis && !(*a.redis == *b.redis)) {
+    key = "rate_limit.redis";
+  } else if (a.redis && a.on_store_failure != b.on_store_failure) {
+    key = "rate_limit.on_store_failure";
+  }
+  return key == nullptr ? std::string()
+                        : std::string(key) +
+                              ": changing it needs a restart; the running configuration stays in "
+                              "place";
+}
+
 void register_config(config::Sections& sections) {
   sections.add({.key = "rate_limit",
                 .stage = config::Stage::before_routes,
@@ -179,7 +203,8 @@ void register_config(config::Sections& sections) {
                 .write = write,
                 .read_route = read_route,
                 .write_route = write_route,
-                .finish = finish});
+                .finish = finish,
+                .restart_needed = restart_needed});
 }
 
 }  // namespace gatehouse::filters::rate_limit

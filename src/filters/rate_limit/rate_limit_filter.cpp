@@ -187,11 +187,16 @@ RateLimiter::RateLimiter(const config::Config& cfg, unsigned workers,
     };
     for (const auto& rate : block.limits) {
       p->params.push_back(ratelimit::Params{rate.count, rate.period_ns(), block.burst});
-      p->prefixes.push_back(prefix_for(fmt::format("{}|{}|{}|{}|{}", owner,
-                                                   ratelimit::algorithm_name(block.algorithm),
-                                                   block.burst, rate.text(), p->key_text)));
+      auto definition =
+          fmt::format("{}|{}|{}|{}|{}", owner, ratelimit::algorithm_name(block.algorithm),
+                      block.burst, rate.text(), p->key_text);
+      p->prefixes.push_back(prefix_for(definition));
+      rule_definitions_.emplace_back(owner, std::move(definition));
     }
     p->in_flight_prefix = prefix_for(owner + "|in_flight|" + p->key_text);
+    if (block.max_in_flight != 0) {
+      rule_definitions_.emplace_back(owner, owner + "|in_flight|" + p->key_text);
+    }
     p->definitions.pop_back();  // the in-flight prefix is not a rate
     has_ban_rules_ = has_ban_rules_ || p->ban.has_value();
     policies_.push_back(std::move(p));

@@ -170,6 +170,12 @@ class RateLimiter {
   }
 
   SharedState& state() { return *state_; }
+  // Reload: each policy's counter definitions as (owner, definition), owner "defaults" or
+  // "route:NAME#i". Counters (memory keys, Redis key names) derive from the definition, so a
+  // limiter built on the same SharedState keeps the counts of every unchanged definition.
+  const std::vector<std::pair<std::string, std::string>>& rule_definitions() const {
+    return rule_definitions_;
+  }
 
  private:
   struct Policy;
@@ -198,6 +204,7 @@ class RateLimiter {
   const observability::ClientIpHasher* hasher_;
   std::vector<std::unique_ptr<Policy>> policies_;
   std::vector<RoutePlan> plans_;
+  std::vector<std::pair<std::string, std::string>> rule_definitions_;
   std::vector<std::unique_ptr<WorkerCells>> cells_;
   struct MetricSlot {
     std::string labels;  // route="...",limit="...",key="..."

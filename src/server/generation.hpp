@@ -1,0 +1,41 @@
+#pragma once
+// One configuration generation: the parsed file and everything derived from it that requests read
+// (router, CORS and security-header policies, the rate limiter's plans). Built whole on the admin
+// thread (start-up, then each reload) and never changed after; workers serve new requests on the
+// newest one while requests in flight finish on theirs (Worker::install, docs/architecture.md,
+// "Configuration reload"). State that must outlive a generation (rate-limit counters and bans,
+// upstream pools and health) is not in here: it lives in the Gateway or the workers and is handed
+// to each new generation, keyed by definition.
+#include <cstdint>
+#include <memory>
+
+#include "config/config.hpp"
+#include "core/router.hpp"
+#include "filters/cors/cors_filter.hpp"
+#include "filters/rate_limit/rate_limit_filter.hpp"
+#include "filters/security_headers/security_headers_filter.hpp"
+
+namespace gatehouse::server {
+
+struct Generation {
+  Generation(std::shared_ptr<const config::Config> config, std::uint64_t number, unsigned workers,
+             std::shared_ptr<filters::rate_limit::SharedState> rate_state,
+             std::shared_ptr<const ratelimit::Clock> clock,
+             const observability::ClientIpHasher* hasher)
+      : cfg(std::move(config)),
+        number(number),
+        router(*cfg),
+        security_headers(filters::security_headers::settings(*cfg), cfg->environment),
+        cors(filters::cors::settings(*cfg)),
+        rate_limiter(std::make_unique<filters::rate_limit::RateLimiter>(
+            *cfg, workers, std::move(rate_state), std::move(clock), hasher)) {}
+
+  std::shared_ptr<const config::Config> cfg;
+  std::uint64_t number;  // 1 at start-up, +1 per successful reload
+  core::Router router;
+  filters::security_headers::SecurityHeaders security_headers;
+  filters::cors::Cors cors;
+  std::unique_ptr<filters::rate_limit::RateLimiter> rate_limiter;
+};
+
+}  // namespace gatehouse::server

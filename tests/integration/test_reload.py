@@ -1,0 +1,275 @@
+"""Configuration reload (issue 15, item 1): SIGHUP, POST /admin/reload and `gatehouse reload`.
+
+What an operator relies on: rate-limit counters and bans survive for every rule whose definition
+did not change, a changed rule starts fresh, a bad file changes nothing and says where it is wrong,
+restart-only keys are refused by name, upstream pools stay open, and traffic flowing during a
+reload sees no failed request and no closed connection.
+"""
+import http.client
+import json
+import signal
+import subprocess
+import threading
+import time
+
+from conftest import GATEHOUSE_BIN, HOST, deep_merge, http_request, scaled, to_yaml, wait_until
+
+TRUST = ["127.0.0.1"]
+
+
+def route(name, prefix, rate_limit=None, upstream="app"):
+    r = {"name": name, "match": {"path_prefix": prefix}, "upstream": upstream}
+    if rate_limit is not None:
+        r["rate_limit"] = rate_limit
+    return r
+
+
+def rewrite(gh, **changes):
+    """Writes gh's config file again with `changes` merged in (the running process is untouched)."""
+    gh.config = deep_merge(gh.config, changes)
+    gh.config_path.write_text(to_yaml(gh.config) + "\n")
+
+
+def post_reload(gh):
+    status, _, body = http_request(gh.admin_port, "POST", "/admin/reload", timeout=10)
+    return status, json.loads(body)
+
+
+def cli_reload(gh):
+    return subprocess.run([GATEHOUSE_BIN, "reload", "--admin", f"{HOST}:{gh.admin_port}"],
+                          capture_output=True, text=True, timeout=scaled(10))
+
+
+def get(port, path, xff=None, conn=None):
+    own = conn is None
+    conn = conn or http.client.HTTPConnection(HOST, port, timeout=scaled(10))
+    try:
+        conn.request("GET", path, headers={"X-Forwarded-For": xff} if xff else {})
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}
+    finally:
+        if own:
+            conn.close()
+
+
+def statuses(port, path, n, xff):
+    conn = http.client.HTTPConnection(HOST, port, timeout=scaled(10))
+    try:
+        return [get(port, path, xff, conn)[0] for _ in range(n)]
+    finally:
+        conn.close()
+
+
+def limited_config():
+    return dict(trusted_proxies=TRUST,
+                routes=[route("api", "/api", {"limits": "100/hour"}),
+                        route("other", "/other", {"limits": "5/hour"}),
+                        route("default", "/")])
+
+
+def test_unchanged_rule_keeps_its_count_changed_rule_starts_fresh(flask_app, gatehouses):
+    gh = gatehouses(flask_app, **limited_config())
+    client = "198.51.100.10"
+    assert statuses(gh.port, "/api/x", 90, client) == [200] * 90
+
+    # Another route's limit changes; "api" does not: its 90 stay counted.
+    rewrite(gh, routes=[route("api", "/api", {"limits": "100/hour"}),
+                        route("other", "/other", {"limits": "7/hour"}), route("default", "/")])
+    status, answer = post_reload(gh)
+    assert status == 200, answer
+    assert answer["ok"] is True and answer["generation"] == 2
+    rules = answer["changes"]["rate_limit_rules"]
+    assert rules["kept"] == ["route:api#0"] and rules["changed"] == ["route:other#0"]
+    assert answer["changes"]["routes"]["kept"] == ["api", "default"]
+    assert answer["changes"]["routes"]["changed"] == ["other"]
+    assert statuses(gh.port, "/api/x", 11, client) == [200] * 10 + [429]
+    line = gh.wait_log("error", lambda l: l.get("message") == "configuration reloaded")
+    assert line["generation"] == 2 and line["changes"]["rate_limit_rules"] == rules
+
+    # The rule itself changes: its counters start fresh.
+    rewrite(gh, routes=[route("api", "/api", {"limits": "120/hour"}),
+                        route("other", "/other", {"limits": "7/hour"}), route("default", "/")])
+    status, answer = post_reload(gh)
+    assert status == 200 and answer["generation"] == 3
+    assert answer["changes"]["rate_limit_rules"]["changed"] == ["route:api#0"]
+    status, headers = get(gh.port, "/api/x", client)
+    assert status == 200 and headers["x-ratelimit-remaining"] == "119", headers
+    m = gh.metrics()
+    assert m.value("gatehouse_config_generation") == 3
+    assert m.value("gatehouse_config_reloads_total", result="ok") == 2
+    assert m.value("gatehouse_config_reloads_total", result="error") == 0
+
+
+def test_bad_file_changes_nothing_and_names_file_line_key(flask_app, gatehouses):
+    gh = gatehouses(flask_app, **limited_config())
+    client = "198.51.100.11"
+    assert statuses(gh.port, "/other", 6, client) == [200] * 5 + [429]
+    good = gh.config_path.read_text()
+    rewrite(gh, routes=[route("api", "/api", {"limits": "100/hour"}),
+                        route("other", "/other", {"limits": "five/hour"}), route("default", "/")])
+    bad = gh.config_path.read_text()
+    bad_line = next(i for i, l in enumerate(bad.splitlines(), 1) if "five/hour" in l)
+
+    r = cli_reload(gh)
+    assert r.returncode != 0
+    answer = json.loads(r.stdout)
+    assert answer["ok"] is False and answer["generation"] == 1
+    assert answer["file"] == str(gh.config_path) and answer["line"] == bad_line
+    assert answer["key"] == "routes[1].rate_limit.limits", answer
+    assert f"{gh.config_path}:{bad_line}:" in answer["error"]
+    status, answer2 = post_reload(gh)
+    assert status == 422 and answer2["key"] == answer["key"]
+    line = gh.wait_log("error", lambda l: l.get("message") == "configuration reload failed")
+    assert line["level"] == "error" and line["line"] == bad_line and line["key"] == answer["key"]
+
+    # Nothing changed: the limit and its count hold, the generation too.
+    assert get(gh.port, "/other", client)[0] == 429
+    assert get(gh.port, "/api/x", client)[0] == 200
+    m = gh.metrics()
+    assert m.value("gatehouse_config_generation") == 1
+    assert m.value("gatehouse_config_reloads_total", result="error") == 2
+    assert m.value("gatehouse_config_last_reload_success") == 0
+    _, _, body = http_request(gh.admin_port, "GET", "/health/detailed", timeout=5)
+    cfg = json.loads(body)["config"]
+    assert cfg["generation"] == 1 and cfg["last_reload"]["result"] == "error"
+    assert "five/hour" in cfg["last_reload"]["error"]
+
+    # Fixed: the reload goes through.
+    gh.config_path.write_text(good)
+    r = cli_reload(gh)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert json.loads(r.stdout)["generation"] == 2
+
+
+def test_restart_only_keys_are_refused_by_name(flask_app, gatehouses):
+    gh = gatehouses(flask_app, **limited_config())
+    cases = [
+        ({"listen": f"{HOST}:1"}, "listen: changing it needs a restart"),
+        ({"workers": 3}, "workers: changing it needs a restart"),
+        ({"upstreams": {"app": {"targets": [flask_app.address], "timeout": "5s"}}},
+         "upstreams: changing an upstream (app) needs a restart"),
+        ({"routes": [route("api", "/api"), route("default", "/")]}, "routes: adding, removing"),
+    ]
+    original = dict(gh.config)
+    for change, message in cases:
+        gh.config = dict(original)
+        rewrite(gh, **change)
+        status, answer = post_reload(gh)
+        assert status == 409, answer
+        assert answer["error"].startswith(message), answer
+    assert gh.metrics().value("gatehouse_config_generation") == 1
+    assert get(gh.port, "/api/x")[0] == 200
+
+
+def test_ban_survives_a_reload_and_sighup_reloads(flask_app, gatehouses):
+    gh = gatehouses(flask_app, trusted_proxies=TRUST,
+                    rate_limit={"algorithm": "fixed_window", "limits": "2/minute",
+                                "ban": {"after": 2, "within": "1m", "for": "60s"}},
+                    routes=[route("api", "/api"), route("default", "/", "off")])
+    client = "198.51.100.12"
+    assert statuses(gh.port, "/api/x", 5, client) == [200, 200, 429, 429, 403]
+    # SIGHUP with a changed top-level limit (the ban rule is not a counter: bans stay).
+    rewrite(gh, rate_limit={"limits": "3/minute"})
+    gh.signal(signal.SIGHUP)
+    line = gh.wait_log("error", lambda l: l.get("message") == "configuration reloaded")
+    assert line["trigger"] == "sighup" and line["generation"] == 2
+    assert line["changes"]["rate_limit_rules"]["changed"] == ["defaults"]
+    assert get(gh.port, "/api/x", client)[0] == 403
+    # Another client sees the new rule.
+    assert statuses(gh.port, "/api/x", 4, "198.51.100.13") == [200, 200, 200, 429]
+
+
+def upstream_connections(upstream_port):
+    """Local ports of the established connections to the upstream (gatehouse's pool)."""
+    out = subprocess.run(["ss", "-Htn", "state", "established", "dst", f"{HOST}:{upstream_port}"],
+                         capture_output=True, text=True, check=True).stdout
+    return {line.split()[-2] for line in out.splitlines() if line.strip()}
+
+
+def test_unchanged_upstream_keeps_its_pooled_connections(apps, gatehouses):
+    app = apps.uvicorn()
+    gh = gatehouses(app, workers=1, routes=[route("default", "/", {"limits": "1000/hour"})])
+    assert statuses(gh.port, "/echo", 5, None) == [200] * 5
+    before = upstream_connections(app.port)
+    assert before, "no pooled connection to the upstream"
+    rewrite(gh, routes=[route("default", "/", {"limits": "2000/hour"})])
+    status, answer = post_reload(gh)
+    assert status == 200, answer
+    assert answer["changes"]["upstreams"]["kept"] == ["app"]
+    assert statuses(gh.port, "/echo", 5, None) == [200] * 5
+    assert upstream_connections(app.port) == before
+
+
+def test_reload_under_load_fails_no_request_and_closes_no_connection(apps, gatehouses):
+    app = apps.uvicorn()
+    gh = gatehouses(app, trusted_proxies=TRUST,
+                    routes=[route("api", "/api", {"limits": "100000/hour"}), route("default", "/")])
+    stop = threading.Event()
+    results = []
+    lock = threading.Lock()
+
+    def client(i):
+        conn = http.client.HTTPConnection(HOST, gh.port, timeout=scaled(10))
+        ports, codes, errors = set(), [], []
+        n = 0
+        while not stop.is_set() and n < 1500:
+            try:
+                codes.append(get(gh.port, "/api/x" if n % 2 else "/echo", f"203.0.113.{i}", conn)[0])
+                ports.add(conn.sock.getsockname()[1])
+            except Exception as e:  # noqa: BLE001
+                errors.append(repr(e))
+            n += 1
+        conn.close()
+        with lock:
+            results.append((ports, codes, errors))
+
+    slow = {}
+
+    def slow_request():  # in flight across the reloads: finishes on its generation
+        slow["status"] = get(gh.port, "/slow?s=1")[0]
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(4)]
+    threads.append(threading.Thread(target=slow_request))
+    for t in threads:
+        t.start()
+    limits = ["100000/hour", "90000/hour"]
+    for k in range(6):
+        time.sleep(0.15)
+        rewrite(gh, routes=[route("api", "/api", {"limits": limits[k % 2]}),
+                            route("default", "/")])
+        status, answer = post_reload(gh)
+        assert status == 200, answer
+    stop.set()
+    for t in threads:
+        t.join(scaled(30))
+    assert slow.get("status") == 200
+    assert len(results) == 4
+    total = 0
+    for ports, codes, errors in results:
+        assert errors == []
+        assert set(codes) == {200}
+        assert len(ports) == 1, "a client connection was closed and reopened"
+        total += len(codes)
+    assert total >= 400
+    assert gh.metrics().value("gatehouse_config_generation") == 7
+
+
+def test_request_in_flight_finishes_on_its_generation(flask_app, gatehouses):
+    gh = gatehouses(flask_app, routes=[{**route("slow", "/slow"), "timeout": "5s"},
+                                       route("default", "/")])
+    result = {}
+
+    def slow():
+        result["status"] = get(gh.port, "/slow?s=1")[0]
+
+    t = threading.Thread(target=slow)
+    t.start()
+    time.sleep(0.3)
+    rewrite(gh, routes=[{**route("slow", "/slow"), "timeout": "200ms"}, route("default", "/")])
+    status, answer = post_reload(gh)
+    assert status == 200 and answer["changes"]["routes"]["changed"] == ["slow"], answer
+    # A new request gets the new deadline; the one in flight keeps its 5 s.
+    assert get(gh.port, "/slow?s=1")[0] == 504
+    t.join(scaled(10))
+    assert result["status"] == 200

@@ -1,0 +1,163 @@
+#include "config/reload_plan.hpp"
+
+#include <gtest/gtest.h>
+
+#include "config/config_test_util.hpp"
+#include "filters/rate_limit/rate_limit_filter.hpp"
+#include "ratelimit/clock.hpp"
+
+namespace gatehouse::config {
+namespace {
+
+using testing::kBase;
+
+Config load(const std::string& yaml) {
+  return load_config_string(yaml, "t.yaml", filters::config_sections());
+}
+
+const std::string kRoutes =
+    "routes:\n"
+    "  - name: api\n"
+    "    match: {path_prefix: /api}\n"
+    "    upstream: app\n"
+    "    rate_limit: {limits: \"100/hour\"}\n"
+    "  - name: default\n"
+    "    match: {path_prefix: /}\n"
+    "    upstream: app\n";
+
+TEST(DiffDefinitions, KeptChangedAddedRemovedInFileOrder) {
+  Definitions before{{"a", "1"}, {"b", "2"}, {"c", "3"}};
+  Definitions after{{"d", "4"}, {"b", "2"}, {"a", "9"}};
+  auto d = diff_definitions(before, after);
+  EXPECT_EQ(d.kept, std::vector<std::string>{"b"});
+  EXPECT_EQ(d.changed, std::vector<std::string>{"a"});
+  EXPECT_EQ(d.added, std::vector<std::string>{"d"});
+  EXPECT_EQ(d.removed, std::vector<std::string>{"c"});
+  EXPECT_FALSE(d.same());
+  EXPECT_TRUE(diff_definitions(before, before).same());
+}
+
+TEST(DiffDefinitions, ANameWithSeveralDefinitionsChangesWhenAnyDoes) {
+  // A policy with "10/minute; 100/hour" has one definition per rate.
+  Definitions before{{"route:api#0", "10/minute"}, {"route:api#0", "100/hour"}};
+  Definitions after{{"route:api#0", "10/minute"}, {"route:api#0", "200/hour"}};
+  EXPECT_EQ(diff_definitions(before, after).changed, std::vector<std::string>{"route:api#0"});
+  EXPECT_EQ(diff_definitions(before, before).kept, std::vector<std::string>{"route:api#0"});
+}
+
+TEST(DiffDefinitions, JsonSummary) {
+  DefinitionDiff d{{"a"}, {"b\"x"}, {}, {"c"}};
+  EXPECT_EQ(diff_json(d), R"({"kept":["a"],"changed":["b\"x"],"added":[],"removed":["c"]})");
+}
+
+TEST(YamlBlocks, TopLevelAndNestedKeys) {
+  const std::string yaml =
+      "listen: 1\n"
+      "limits:\n"
+      "  a: 1\n"
+      "  b:\n"
+      "    - x\n"
+      "routes:\n"
+      "  - name: r\n";
+  auto top = yaml_blocks(yaml, 0);
+  ASSERT_EQ(top.size(), 3u);
+  EXPECT_EQ(top[1].first, "limits");
+  EXPECT_EQ(top[1].second, "limits:\n  a: 1\n  b:\n    - x\n");
+  EXPECT_EQ(top[2].second, "routes:\n  - name: r\n");
+  auto nested = yaml_blocks(top[1].second, 2);
+  ASSERT_EQ(nested.size(), 2u);
+  EXPECT_EQ(nested[0], (std::pair<std::string, std::string>{"a", "  a: 1\n"}));
+  EXPECT_EQ(nested[1].second, "  b:\n    - x\n");
+}
+
+TEST(RestartNeeded, ReloadableChangesPass) {
+  auto running = load(kBase + kRoutes);
+  auto next = load(
+      kBase + "limits: {max_body_bytes: 1MiB}\ncors: {origins: [\"https://a.test\"]}\n" + kRoutes);
+  EXPECT_EQ(restart_needed(running, next, filters::config_sections()), "");
+  // Routes may change their definition.
+  auto other = kRoutes;
+  other.replace(other.find("100/hour"), 8, "200/hour");
+  EXPECT_EQ(restart_needed(running, load(kBase + other), filters::config_sections()), "");
+  // Turning rate limiting on from off is a reload (its store is the memory one either way).
+  auto off = load(kBase + "rate_limit: null\n" + kRoutes);
+  EXPECT_EQ(restart_needed(off, running, filters::config_sections()), "");
+}
+
+TEST(RestartNeeded, NamesTheKey) {
+  auto running = load(kBase + kRoutes);
+  auto refused = [&](const std::string& yaml) {
+    return restart_needed(running, load(yaml), filters::config_sections());
+  };
+  EXPECT_EQ(refused(kBase + "listen: 127.0.0.1:9999\n" + kRoutes),
+            "listen: changing it needs a restart; the running configuration stays in place");
+  EXPECT_EQ(refused(kBase + "workers: 7\n" + kRoutes),
+            "workers: changing it needs a restart; the running configuration stays in place");
+  EXPECT_EQ(refused(kBase + "limits: {max_connections: 10}\n" + kRoutes),
+            "limits.max_connections: changing it needs a restart; the running configuration "
+            "stays in place");
+  EXPECT_EQ(refused(kBase + "rate_limit: {limits: \"1/second\", max_keys: 10}\n" + kRoutes),
+            "rate_limit.max_keys: changing it needs a restart; the running configuration stays "
+            "in place");
+  EXPECT_EQ(refused("upstreams:\n  app:\n    targets: [\"127.0.0.1:8001\"]\n" + kRoutes),
+            "upstreams: changing an upstream (app) needs a restart; the running configuration "
+            "stays in place");
+  EXPECT_EQ(refused(kBase + "log: {access: off}\n" + kRoutes),
+            "log: changing it needs a restart; the running configuration stays in place");
+  auto two = kRoutes.substr(0, kRoutes.find("  - name: default"));
+  EXPECT_EQ(refused(kBase + two),
+            "routes: adding, removing, renaming or reordering routes needs a restart (running: "
+            "[api, default], new file: [api]); a route's definition may change");
+}
+
+TEST(RouteDefinitions, OneBlockPerRoute) {
+  auto defs = route_definitions(load(kBase + kRoutes), filters::config_sections());
+  ASSERT_EQ(defs.size(), 2u);
+  EXPECT_EQ(defs[0].first, "api");
+  EXPECT_NE(defs[0].second.find("100/hour"), std::string::npos);
+  EXPECT_EQ(defs[1].first, "default");
+  EXPECT_EQ(defs[1].second.find("100/hour"), std::string::npos);
+  auto up = upstream_definitions(load(kBase + kRoutes), filters::config_sections());
+  ASSERT_EQ(up.size(), 1u);
+  EXPECT_EQ(up[0].first, "app");
+}
+
+TEST(ParseConfigError, FileLineColumnKey) {
+  auto p = parse_config_error("/etc/gh/a:b.yaml:12:5: routes[1].rate_limit.limits: bad \"x\": y");
+  EXPECT_EQ(p.file, "/etc/gh/a:b.yaml");
+  EXPECT_EQ(p.line, 12u);
+  EXPECT_EQ(p.column, 5u);
+  EXPECT_EQ(p.key, "routes[1].rate_limit.limits");
+  EXPECT_EQ(p.message, "bad \"x\": y");
+  auto yaml = parse_config_error("t.yaml:3:1: invalid YAML: end of map not found");
+  EXPECT_EQ(yaml.line, 3u);
+  EXPECT_EQ(yaml.key, "");
+  EXPECT_EQ(yaml.message, "invalid YAML: end of map not found");
+  auto plain = parse_config_error("t.yaml: cannot read: No such file or directory");
+  EXPECT_EQ(plain.line, 0u);
+  EXPECT_EQ(plain.message, "t.yaml: cannot read: No such file or directory");
+}
+
+// The limiter's definitions are what counters are keyed by: an unchanged block keeps its
+// definition whatever else changes; changing its rate changes it.
+TEST(RuleDefinitions, FollowTheLimiterKeys) {
+  auto defs = [](const std::string& yaml) {
+    auto cfg = load(yaml);
+    filters::rate_limit::RateLimiter limiter(
+        cfg, 1, std::make_shared<filters::rate_limit::SharedState>(100),
+        std::make_shared<ratelimit::SteadyClock>());
+    return limiter.rule_definitions();
+  };
+  auto before = defs(kBase + "rate_limit: {limits: \"5/second\"}\n" + kRoutes);
+  auto other = kRoutes;
+  other.replace(other.find("100/hour"), 8, "100/hour; 7/second");
+  auto after = defs(kBase + "rate_limit: {limits: \"5/second\"}\n" + other);
+  auto d = diff_definitions(before, after);
+  EXPECT_EQ(d.kept, std::vector<std::string>{"defaults"});
+  EXPECT_EQ(d.changed, std::vector<std::string>{"route:api#0"});
+  // The unchanged rate of the changed policy keeps its definition (and so its counter).
+  EXPECT_EQ(before[1], after[1]);
+}
+
+}  // namespace
+}  // namespace gatehouse::config
