@@ -13,6 +13,7 @@
 
 #include "config/health_checks.hpp"
 #include "config/interpolate.hpp"
+#include "config/path_template.hpp"
 #include "config/sections.hpp"
 #include "config/units.hpp"
 #include "config/value_readers.hpp"
@@ -521,9 +522,19 @@ std::vector<Upstream> read_upstreams(const Value& v) {
 
 RouteMatch read_match(const Value& v) {
   RouteMatch out;
-  Map m(v, {"path_prefix", "methods", "host"});
+  Map m(v, {"path_prefix", "path", "methods", "host"});
   if (auto x = m.find("path_prefix")) {
     out.path_prefix = read_path(*x);
+  }
+  if (auto x = m.find("path")) {
+    if (m.find("path_prefix")) {
+      x->fail("set either path or path_prefix, not both");
+    }
+    auto parsed = parse_path_template(x->text());
+    if (!parsed.error.empty()) {
+      x->fail(parsed.error);
+    }
+    out.path = template_text(parsed);
   }
   if (auto x = m.find("methods")) {
     for (const auto& item : x->items()) {
@@ -626,6 +637,24 @@ std::string read_destination(const Value& v) {
   return text;
 }
 
+// issue 15, frictions: any case (a .env's LOG_LEVEL=INFO), and Python's "warning" for warn.
+std::string read_log_level(const Value& v) {
+  static const std::vector<std::string_view> kLevels{"trace", "debug",    "info", "warn",
+                                                     "error", "critical", "off"};
+  std::string level = v.text();
+  std::transform(level.begin(), level.end(), level.begin(), [](char c) {
+    return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+  });
+  if (level == "warning") {
+    level = "warn";
+  }
+  if (std::find(kLevels.begin(), kLevels.end(), level) == kLevels.end()) {
+    v.fail("invalid value " + quoted(v.text()) + " (expected one of: " + join(kLevels) +
+           ", in any case; warning is warn)");
+  }
+  return level;
+}
+
 LogConfig read_log(const Value& v) {
   LogConfig out;
   Map m(v, {"format", "access", "error", "security", "level", "hash_client_ip"});
@@ -642,7 +671,7 @@ LogConfig read_log(const Value& v) {
     out.security = read_destination(*x);
   }
   if (auto x = m.find("level")) {
-    out.level = read_choice(*x, {"trace", "debug", "info", "warn", "error", "critical", "off"});
+    out.level = read_log_level(*x);
   }
   if (auto x = m.find("hash_client_ip")) {
     out.hash_client_ip = read_bool(*x);
