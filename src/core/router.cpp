@@ -5,6 +5,33 @@
 #include "http/fields.hpp"
 
 namespace gatehouse::core {
+namespace {
+
+// The first segment of `left` ("/seg/..." or "/seg"): the segment, what follows it (empty or
+// starting with '/'), and its FNV-1a hash, in one pass. Segments are short: a plain loop beats a
+// call to memchr.
+struct Split {
+  std::string_view segment;
+  std::string_view after;
+  std::uint32_t hash;
+};
+
+Split split_first(std::string_view left) {
+  std::uint32_t h = 2166136261u;
+  std::size_t i = 1;
+  for (; i < left.size() && left[i] != '/'; ++i) {
+    h = (h ^ static_cast<unsigned char>(left[i])) * 16777619u;
+  }
+  return {left.substr(1, i - 1), left.substr(i), h};
+}
+
+std::uint32_t segment_hash(std::string_view segment) {
+  std::string slashed(1, '/');
+  slashed += segment;
+  return split_first(slashed).hash;
+}
+
+}  // namespace
 
 std::string_view host_without_port(std::string_view host) {
   if (!host.empty() && host.front() == '[') {
@@ -62,7 +89,9 @@ Router::Router(const config::Config& cfg) : routes_(cfg.routes) {
   // indices than their parents).
   for (std::size_t n = nodes_.size(); n-- > 0;) {
     auto& node = nodes_[n];
-    std::sort(node.literals.begin(), node.literals.end());
+    std::sort(node.literals.begin(), node.literals.end(), [](const Literal& a, const Literal& b) {
+      return a.hash != b.hash ? a.hash < b.hash : a.text < b.text;
+    });
     std::uint32_t min = kNone;
     for (const RouteList* list : {&node.exact, &node.rest}) {
       if (!list->empty()) {
@@ -72,8 +101,8 @@ Router::Router(const config::Config& cfg) : routes_(cfg.routes) {
     if (!node.prefixes.empty()) {
       min = std::min(min, node.prefixes.front().second);
     }
-    for (const auto& [segment, c] : node.literals) {
-      min = std::min(min, nodes_[c].min_route);
+    for (const auto& literal : node.literals) {
+      min = std::min(min, nodes_[literal.node].min_route);
     }
     if (node.param != kNone) {
       min = std::min(min, nodes_[node.param].min_route);
@@ -83,13 +112,13 @@ Router::Router(const config::Config& cfg) : routes_(cfg.routes) {
 }
 
 std::uint32_t Router::child(std::uint32_t node, std::string_view literal) {
-  for (const auto& [segment, c] : nodes_[node].literals) {
-    if (segment == literal) {
-      return c;
+  for (const auto& l : nodes_[node].literals) {
+    if (l.text == literal) {
+      return l.node;
     }
   }
   auto c = static_cast<std::uint32_t>(nodes_.size());
-  nodes_[node].literals.emplace_back(std::string(literal), c);
+  nodes_[node].literals.push_back({segment_hash(literal), c, std::string(literal)});
   nodes_.emplace_back();
   return c;
 }
@@ -158,16 +187,15 @@ void Router::walk(std::uint32_t index, std::string_view left, std::string_view m
     return;  // not a path (canonical ones start with '/'): only a prefix could match it
   }
   first_accepted(node.rest);
-  auto slash = left.find('/', 1);
-  std::string_view segment = left.substr(1, slash == std::string_view::npos ? slash : slash - 1);
-  std::string_view after =
-      slash == std::string_view::npos ? std::string_view() : left.substr(slash);
+  auto [segment, after, hash] = split_first(left);
   if (!node.literals.empty()) {
-    auto it = std::lower_bound(node.literals.begin(), node.literals.end(), segment,
-                               [](const std::pair<std::string, std::uint32_t>& e,
-                                  std::string_view s) { return std::string_view(e.first) < s; });
-    if (it != node.literals.end() && it->first == segment) {
-      walk(it->second, after, method, host, best);
+    auto it = std::lower_bound(node.literals.begin(), node.literals.end(), hash,
+                               [](const Literal& l, std::uint32_t h) { return l.hash < h; });
+    for (; it != node.literals.end() && it->hash == hash; ++it) {
+      if (it->text == segment) {
+        walk(it->node, after, method, host, best);
+        break;
+      }
     }
   }
   if (node.param != kNone && !segment.empty()) {
@@ -185,13 +213,12 @@ void Router::capture(std::uint32_t route, std::string_view path, PathParams& par
       params.values[params.size++] = left.substr(1);
       return;
     }
-    auto slash = left.find('/', 1);
-    std::string_view segment = left.substr(1, slash == std::string_view::npos ? slash : slash - 1);
+    auto split = split_first(left);
     if (s.kind == config::PathSegment::Kind::param) {
       params.names[params.size] = s.text;
-      params.values[params.size++] = segment;
+      params.values[params.size++] = split.segment;
     }
-    left = slash == std::string_view::npos ? std::string_view() : left.substr(slash);
+    left = split.after;
   }
 }
 

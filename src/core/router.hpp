@@ -33,11 +33,18 @@ class Router {
   static constexpr std::uint32_t kNone = UINT32_MAX;
   using RouteList = std::vector<std::uint32_t>;  // route indices, ascending (file order)
 
+  struct Literal {
+    std::uint32_t hash = 0;  // segment_hash(text)
+    std::uint32_t node = 0;
+    std::string text;
+  };
+
   // A node stands for the path consumed so far: the root for nothing, a child for one more
   // segment ("/" + segment). What is left of the request path at a node is empty or starts
   // with '/'.
   struct Node {
-    std::vector<std::pair<std::string, std::uint32_t>> literals;  // sorted by segment
+    // Sorted by segment hash: the lookup compares integers, then the text once.
+    std::vector<Literal> literals;
     std::uint32_t param = kNone;  // the `{name}` child (any non-empty segment)
     RouteList exact;              // match.path ends here: nothing may be left
     RouteList rest;               // `{name...}` here: what is left must start with '/'
