@@ -64,7 +64,8 @@ BENCHMARK_CAPTURE(BM_RouterMatch, rest, std::string("/static/css/app.css"), std:
 BENCHMARK_CAPTURE(BM_RouterMatch, catch_all, std::string("/nothing/here/at/all"),
                   std::string("GET"));
 
-// The matcher before issue 15 (a linear scan of prefixes) on 200 prefix routes, for scale.
+// 200 prefix routes only (a config from before issue 15), the request for the last one: the
+// linear scan this replaced tested all 200 prefixes.
 void BM_RouterMatchPrefixesOnly(benchmark::State& state) {
   static const config::Config cfg = [] {
     config::Config c;
