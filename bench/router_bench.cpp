@@ -86,4 +86,23 @@ void BM_RouterMatchPrefixesOnly(benchmark::State& state) {
 }
 BENCHMARK(BM_RouterMatchPrefixesOnly);
 
+// The common small config: one `path_prefix: /` route (what compare.sh runs).
+void BM_RouterMatchOneRoute(benchmark::State& state) {
+  static const config::Config cfg = [] {
+    config::Config c;
+    config::Route r;
+    r.name = "default";
+    r.upstream = "app";
+    c.routes.push_back(std::move(r));
+    return c;
+  }();
+  static const core::Router router(cfg);
+  std::string path = "/api/v1/items/7";
+  core::PathParams params;
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(router.match("GET", path, "example.com", params));
+  }
+}
+BENCHMARK(BM_RouterMatchOneRoute);
+
 }  // namespace

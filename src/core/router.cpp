@@ -187,6 +187,9 @@ void Router::walk(std::uint32_t index, std::string_view left, std::string_view m
     return;  // not a path (canonical ones start with '/'): only a prefix could match it
   }
   first_accepted(node.rest);
+  if (node.literals.empty() && node.param == kNone) {
+    return;  // a leaf, or the root of a prefix-only config like `path_prefix: /`
+  }
   auto [segment, after, hash] = split_first(left);
   if (!node.literals.empty()) {
     auto it = std::lower_bound(node.literals.begin(), node.literals.end(), hash,
