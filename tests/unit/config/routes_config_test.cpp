@@ -46,6 +46,26 @@ TEST(RoutesConfig, MatchPathIsStoredCanonical) {
   }
 }
 
+TEST(RoutesConfig, ShadowedTemplateGetsANote) {
+  auto c = load(kBase + R"(routes:
+  - {name: api, match: {path_prefix: /api/}, upstream: app}
+  - {name: revise, match: {path: "/api/stories/{id}/revise"}, upstream: app}
+  - {name: post-only, match: {path_prefix: /files/, methods: [POST]}, upstream: app}
+  - {name: files, match: {path: "/files/{rest...}"}, upstream: app}
+  - {name: health, match: {path: /health}, upstream: app}
+)");
+  // files is reached by GET: not shadowed; health is outside /api/.
+  EXPECT_EQ(c.notes, (std::vector<std::string>{
+                         "t.yaml:6:34: routes[1].match.path: never matches: routes[0] \"api\" "
+                         "(path_prefix \"/api/\") comes first and takes every request it would "
+                         "(the first match in file order wins: move this route above it)"}));
+  auto fine = load(kBase + R"(routes:
+  - {name: revise, match: {path: "/api/stories/{id}/revise"}, upstream: app}
+  - {name: api, match: {path_prefix: /api/}, upstream: app}
+)");
+  EXPECT_TRUE(fine.notes.empty());
+}
+
 TEST(RoutesConfig, MatchPathErrors) {
   auto route = [](const std::string& match) {
     return kBase + "routes:\n  - name: r\n    upstream: app\n    match: " + match + "\n";
