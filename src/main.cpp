@@ -125,6 +125,10 @@ int main(int argc, char** argv) {
     return 1;
   }
 
+  // Settings accepted but ignored (issue 15): on stderr, so check's stdout stays loadable YAML.
+  for (const auto& note : cfg.notes) {
+    std::cerr << "note: " << note << "\n";
+  }
   if (check->parsed()) {
     std::cout << gatehouse::config::to_yaml(cfg, gatehouse::filters::config_sections());
     return 0;

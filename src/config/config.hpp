@@ -179,6 +179,10 @@ struct Upstream {
 
 struct RouteMatch {
   std::string path_prefix = "/";
+  // --- issue 15, route matching (routes) ---
+  // An exact path or a template ("/api/stories/{id}/revise", config/path_template.hpp), canonical
+  // literals; when set it replaces path_prefix.
+  std::string path;
   std::vector<std::string> methods;  // upper-case; empty = any method
   std::string host;                  // exact Host (without port); empty = any
 };
@@ -318,6 +322,10 @@ struct Config {
   // The sections filters own (rate_limit, security_headers, cors): read through each filter's
   // accessor (filters::cors::settings(config)), which answers its defaults when unset.
   FilterSettings filters;
+  // --- issue 15, frictions (routes) ---
+  // Settings accepted but ignored ("FILE:LINE:COLUMN: KEY: ..."): `gatehouse check` prints them
+  // on stderr, `run` logs them at start-up.
+  std::vector<std::string> notes;
 };
 
 // Thrown by the loaders; what() is "FILE:LINE:COLUMN: KEY.PATH: message".

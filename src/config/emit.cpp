@@ -167,7 +167,11 @@ void write_routes(YamlWriter& w, const Config& c, const Sections& sections) {
     w.begin_map();
     w.key("name").str(r.name);
     w.key("match").begin_map();
-    w.key("path_prefix").str(r.match.path_prefix);
+    if (r.match.path.empty()) {
+      w.key("path_prefix").str(r.match.path_prefix);
+    } else {
+      w.key("path").str(r.match.path);  // issue 15 (routes): replaces path_prefix
+    }
     w.key("methods").list(r.match.methods);
     w.key("host").str(r.match.host);
     w.end_map();

@@ -13,12 +13,14 @@
 
 #include "config/health_checks.hpp"
 #include "config/interpolate.hpp"
+#include "config/path_template.hpp"
 #include "config/sections.hpp"
 #include "config/units.hpp"
 #include "config/value_readers.hpp"
 #include "config/yaml_reader.hpp"
 #include "http/canonical_path.hpp"
 #include "http/cidr.hpp"
+#include "http/fields.hpp"
 
 namespace gatehouse::config {
 namespace {
@@ -542,9 +544,19 @@ std::vector<Upstream> read_upstreams(const Value& v) {
 
 RouteMatch read_match(const Value& v) {
   RouteMatch out;
-  Map m(v, {"path_prefix", "methods", "host"});
+  Map m(v, {"path_prefix", "path", "methods", "host"});
   if (auto x = m.find("path_prefix")) {
     out.path_prefix = read_path(*x);
+  }
+  if (auto x = m.find("path")) {
+    if (m.find("path_prefix")) {
+      x->fail("set either path or path_prefix, not both");
+    }
+    auto parsed = parse_path_template(x->text());
+    if (!parsed.error.empty()) {
+      x->fail(parsed.error);
+    }
+    out.path = template_text(parsed);
   }
   if (auto x = m.find("methods")) {
     for (const auto& item : x->items()) {
@@ -604,7 +616,40 @@ Route read_route(const Map& m, const Config& config, const Sections& sections) {
   return out;
 }
 
-std::vector<Route> read_routes(const Map& root, const Config& config, const Sections& sections) {
+// A match.path route an earlier prefix route always takes first never matches: file order decides,
+// not specificity (docs/configuration.md, routes[]). Said in a note rather than refused, as the
+// same holds for prefix routes, which were never refused.
+void note_shadowed(const std::vector<Route>& earlier, const Route& route, const Map& m,
+                   std::vector<std::string>& notes) {
+  const auto& r = route.match;
+  if (r.path.empty()) {
+    return;
+  }
+  std::string_view lead = std::string_view(r.path).substr(0, r.path.find('{'));
+  for (std::size_t i = 0; i < earlier.size(); ++i) {
+    const auto& e = earlier[i].match;
+    bool methods = e.methods.empty() ||
+                   (!r.methods.empty() &&
+                    std::all_of(r.methods.begin(), r.methods.end(), [&](const std::string& x) {
+                      return std::find(e.methods.begin(), e.methods.end(), x) != e.methods.end();
+                    }));
+    bool host = e.host.empty() || (!r.host.empty() && http::iequals(e.host, r.host));
+    if (!e.path.empty() || !lead.starts_with(e.path_prefix) || !methods || !host) {
+      continue;
+    }
+    auto path = Map(*m.find("match"), {"path_prefix", "path", "methods", "host"}).find("path");
+    notes.push_back(detail::located(
+        path->source(), path->mark(), path->path(),
+        "never matches: routes[" + std::to_string(i) + "] " + quoted(earlier[i].name) +
+            " (path_prefix " + quoted(e.path_prefix) +
+            ") comes first and takes every request it would (the first match in file order "
+            "wins: move this route above it)"));
+    return;
+  }
+}
+
+std::vector<Route> read_routes(const Map& root, const Config& config, const Sections& sections,
+                               std::vector<std::string>& notes) {
   const auto& upstreams = config.upstreams;
   auto v = root.find("routes");
   if (!v) {
@@ -629,6 +674,7 @@ std::vector<Route> read_routes(const Map& root, const Config& config, const Sect
     keys.push_back("access");
     Map m(item, std::move(keys));
     auto route = read_route(m, config, sections);
+    note_shadowed(out, route, m, notes);
     for (std::size_t i = 0; i < out.size(); ++i) {
       if (out[i].name == route.name) {
         m.require("name").fail("duplicate route name " + quoted(route.name) + " (also routes[" +
@@ -678,6 +724,24 @@ unsigned read_security_sample(const Value& v) {
   return out;
 }
 
+// issue 15, frictions: any case (a .env's LOG_LEVEL=INFO), and Python's "warning" for warn.
+std::string read_log_level(const Value& v) {
+  static const std::vector<std::string_view> kLevels{"trace", "debug",    "info", "warn",
+                                                     "error", "critical", "off"};
+  std::string level = v.text();
+  std::transform(level.begin(), level.end(), level.begin(), [](char c) {
+    return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+  });
+  if (level == "warning") {
+    level = "warn";
+  }
+  if (std::find(kLevels.begin(), kLevels.end(), level) == kLevels.end()) {
+    v.fail("invalid value " + quoted(v.text()) + " (expected one of: " + join(kLevels) +
+           ", in any case; warning is warn)");
+  }
+  return level;
+}
+
 LogConfig read_log(const Value& v) {
   LogConfig out;
   Map m(v, {"format", "access", "error", "security", "level", "hash_client_ip", "security_events",
@@ -695,7 +759,7 @@ LogConfig read_log(const Value& v) {
     out.security = read_destination(*x);
   }
   if (auto x = m.find("level")) {
-    out.level = read_choice(*x, {"trace", "debug", "info", "warn", "error", "critical", "off"});
+    out.level = read_log_level(*x);
   }
   if (auto x = m.find("hash_client_ip")) {
     out.hash_client_ip = read_bool(*x);
@@ -872,7 +936,7 @@ Config read_config(const Value& root_value, const Sections& sections) {
   out.upstreams = read_upstreams(root.require("upstreams"));
   // Before the routes: their blocks inherit from these.
   read_sections(root, out, sections, Stage::before_routes);
-  out.routes = read_routes(root, out, sections);
+  out.routes = read_routes(root, out, sections, out.notes);
   if (auto x = root.find("log")) {
     out.log = read_log(*x);
   }

@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "config/config.hpp"
+#include "core/path_params.hpp"
 #include "http/canonical_path.hpp"
 #include "pipeline/client_identity.hpp"
 #include "pipeline/request.hpp"
@@ -70,6 +71,8 @@ struct Context {
   // The route (index into cfg.routes), once matched.
   std::size_t route = kNoRoute;
   const config::Route* route_config = nullptr;
+  // issue 15 (routes): what the route's match.path template captured (views into `path`).
+  core::PathParams path_params;
   LocalReply reply;  // valid when a filter returned Next::Reply
 
   // The outcome, for logs and metrics.

@@ -74,10 +74,23 @@ KeyPart read_key_part(const Value& v) {
     }
     return KeyPart{KeyPart::Kind::header, name};
   }
-  v.fail("invalid key " + quoted(text) + " (expected ip, route, global or header:NAME)");
+  constexpr std::string_view kPath = "path:";
+  if (text.starts_with(kPath)) {
+    std::string name = text.substr(kPath.size());
+    if (name.empty()) {
+      v.fail("invalid key " + quoted(text) +
+             " (expected path:NAME, NAME a variable of the route's "
+             "match.path)");
+    }
+    return KeyPart{KeyPart::Kind::path, name};
+  }
+  v.fail("invalid key " + quoted(text) + " (expected ip, route, global, header:NAME or path:NAME)");
 }
 
 bool same_part(const KeyPart& a, const KeyPart& b) {
+  if (a.kind == KeyPart::Kind::path) {
+    return b.kind == a.kind && a.header == b.header;  // variable names are case-sensitive
+  }
   return a.kind == b.kind && equals_ignoring_case(a.header, b.header);
 }
 
@@ -96,7 +109,7 @@ std::vector<KeyPart> read_key(const Value& v) {
     out.push_back(std::move(part));
   }
   if (out.empty()) {
-    v.fail("at least one key part is required (ip, route, global or header:NAME)");
+    v.fail("at least one key part is required (ip, route, global, header:NAME or path:NAME)");
   }
   if (out.size() > 1) {
     for (std::size_t i = 0; i < out.size(); ++i) {
@@ -241,7 +254,27 @@ void check_block(const Map& m, const Block& b) {
 }
 
 // A route's block: the defaults without their limits and max_in_flight, then its own fields.
-Block read_route_block(const Value& v, const Settings& settings) {
+// `path:NAME` parts must name a variable of the route's match.path: a request of the route then
+// always has a value for them.
+void check_path_parts(const Map& m, const Block& b, const std::vector<std::string>& variables) {
+  for (const auto& part : b.key) {
+    if (part.kind != KeyPart::Kind::path ||
+        std::find(variables.begin(), variables.end(), part.header) != variables.end()) {
+      continue;
+    }
+    std::string have;
+    for (const auto& name : variables) {
+      have += (have.empty() ? "" : ", ") + name;
+    }
+    at(m, "key").fail(
+        "key part " + quoted(part.text()) + ": the route's match.path has no " + "variable " +
+        quoted(part.header) +
+        (variables.empty() ? std::string(" (it has no variables)") : " (it has: " + have + ")"));
+  }
+}
+
+Block read_route_block(const Value& v, const Settings& settings,
+                       const std::vector<std::string>& variables) {
   if (!v.is_map()) {
     v.fail("expected a map, got " + std::string(v.kind()));
   }
@@ -264,6 +297,7 @@ Block read_route_block(const Value& v, const Settings& settings) {
     out.ban.reset();
   }
   check_block(m, out);
+  check_path_parts(m, out, variables);
   if (out.limits.empty() && out.max_in_flight == 0) {
     v.fail("nothing to limit: set limits or max_in_flight");
   }
@@ -282,6 +316,8 @@ std::string KeyPart::text() const {
       return "route";
     case Kind::global:
       return "global";
+    case Kind::path:
+      return "path:" + header;
   }
   return "?";
 }
@@ -311,12 +347,19 @@ void read_store(const Map& m, Settings& out) {
     }
     out.redis = std::move(redis);
   }
+  // With the memory store, `redis` and `on_store_failure` are read into these and dropped, so one
+  // file serves `store: "${REDIS_URL:-memory}"` in development and production.
+  RedisSettings ignored_redis;
+  auto note = [&](const Value& x, const char* what) {
+    out.notes.push_back(config::detail::located(
+        x.source(), x.mark(), x.path(), std::string(what) + " ignored: the store is memory"));
+  };
   if (auto x = m.find("redis")) {
     if (!out.redis) {
-      x->fail("needs store: redis://HOST:PORT (the store is memory)");
+      note(*x, "redis settings");
     }
     Map r(*x, {"timeout", "pool", "key_prefix", "cluster", "breaker_failures", "breaker_cooldown"});
-    auto& redis = *out.redis;
+    auto& redis = out.redis ? *out.redis : ignored_redis;
     if (auto t = r.find("timeout")) {
       redis.timeout = read_duration(*t, Zero::rejected);
       if (redis.timeout > Millis(60'000)) {
@@ -350,10 +393,11 @@ void read_store(const Map& m, Settings& out) {
     store->fail("Redis Cluster has only database 0");
   }
   if (auto x = m.find("on_store_failure")) {
-    if (!out.redis) {
-      x->fail("needs store: redis://HOST:PORT (the store is memory)");
-    }
     auto choice = read_choice(*x, {"local", "allow", "deny"});
+    if (!out.redis) {
+      note(*x, "on_store_failure");
+      return;
+    }
     out.on_store_failure = choice == "local"   ? OnStoreFailure::local
                            : choice == "allow" ? OnStoreFailure::allow
                                                : OnStoreFailure::deny;
@@ -377,6 +421,14 @@ Settings read_settings(const Value& v) {
   Map m(v, keys);
   Block block = read_block(m, Block{});
   check_block(m, block);
+  for (const auto& part : block.key) {
+    if (part.kind == KeyPart::Kind::path) {
+      // Routes inherit the top-level key; prefix routes have no variables to give it.
+      at(m, "key").fail("key part " + quoted(part.text()) +
+                        " is per route: set it in the rate_limit block of a route whose " +
+                        "match.path has {" + part.header + "}");
+    }
+  }
   if (auto x = m.find("max_keys")) {
     out.max_keys = read_integer(*x, 1, kMaxKeysLimit);
   }
@@ -389,7 +441,8 @@ Settings read_settings(const Value& v) {
   return out;
 }
 
-RouteLimits read_route_limits(const Value& v, const Settings& settings) {
+RouteLimits read_route_limits(const Value& v, const Settings& settings,
+                              const std::vector<std::string>& variables) {
   RouteLimits out;
   if (v.is_null()) {
     return out;
@@ -403,7 +456,7 @@ RouteLimits read_route_limits(const Value& v, const Settings& settings) {
   }
   out.mode = RouteLimits::Mode::own;
   if (v.is_map()) {
-    out.blocks.push_back(read_route_block(v, settings));
+    out.blocks.push_back(read_route_block(v, settings, variables));
     return out;
   }
   auto items = v.items();
@@ -415,7 +468,7 @@ RouteLimits read_route_limits(const Value& v, const Settings& settings) {
            std::to_string(kMaxBlocksPerRoute) + ")");
   }
   for (const auto& item : items) {
-    out.blocks.push_back(read_route_block(item, settings));
+    out.blocks.push_back(read_route_block(item, settings, variables));
   }
   return out;
 }

@@ -26,13 +26,14 @@ namespace gatehouse::filters::rate_limit {
 
 using Millis = std::chrono::milliseconds;
 
-// One part of a limiter key. `key: ip`, `key: header:X-API-Key`, `key: route`, `key: global`, or
-// a list combining them (`[ip, route]`).
+// One part of a limiter key. `key: ip`, `key: header:X-API-Key`, `key: route`, `key: global`,
+// `key: path:id` (a variable of the route's match.path template; issue 15, routes), or a list
+// combining them (`[ip, route]`, `[ip, "path:id"]`).
 struct KeyPart {
-  enum class Kind : std::uint8_t { ip, header, route, global };
+  enum class Kind : std::uint8_t { ip, header, route, global, path };
   Kind kind = Kind::ip;
-  std::string header;        // Kind::header: the header name as written
-  std::string text() const;  // "ip", "header:X-API-Key", "route", "global"
+  std::string header;        // Kind::header: the header name as written; Kind::path: the variable
+  std::string text() const;  // "ip", "header:X-API-Key", "route", "global", "path:id"
   bool operator==(const KeyPart&) const = default;
 };
 
@@ -93,6 +94,9 @@ struct Settings {
   bool applies = true;
   std::optional<RedisSettings> redis;  // `store: redis://...`; none: the in-memory store
   OnStoreFailure on_store_failure = OnStoreFailure::local;
+  // issue 15, frictions: `redis` / `on_store_failure` given with the memory store are read (typos
+  // still fail) and ignored; these notes say so (moved to config::Config::notes).
+  std::vector<std::string> notes;
 };
 
 // Per route: inherit the defaults (shared counters), its own blocks (each inheriting unset fields
@@ -113,7 +117,9 @@ inline constexpr std::uint32_t kMaxBanAfter = 1'000'000;
 // The top-level `rate_limit` value; null or `off` means no defaults.
 Settings read_settings(const config::detail::Value& v);
 // A route's `rate_limit` value: absent (not called), null, `off`/`false`, a map or a list of maps.
-RouteLimits read_route_limits(const config::detail::Value& v, const Settings& settings);
+// `variables`: the route's match.path variables, which `path:NAME` key parts must name.
+RouteLimits read_route_limits(const config::detail::Value& v, const Settings& settings,
+                              const std::vector<std::string>& variables = {});
 
 // The loaded settings (config_section.cpp); a config without a `rate_limit` key has Settings{}.
 const Settings& settings(const config::Config& config);

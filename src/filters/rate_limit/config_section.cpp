@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include "config/config.hpp"
+#include "config/path_template.hpp"
 #include "config/sections.hpp"
 #include "config/yaml_reader.hpp"
 #include "config/yaml_writer.hpp"
@@ -72,7 +73,12 @@ void write_block(config::YamlWriter& w, const Block& b) {
 
 void read(const config::detail::Value* v, config::Config& config) {
   if (v != nullptr) {
-    config.filters.set(read_settings(*v));
+    Settings s = read_settings(*v);
+    for (auto& note : s.notes) {
+      config.notes.push_back(std::move(note));
+    }
+    s.notes.clear();
+    config.filters.set(std::move(s));
   }
 }
 
@@ -106,7 +112,8 @@ void write(config::YamlWriter& w, const config::Config& config) {
 
 void read_route(const config::detail::Value& v, const config::Config& config,
                 config::Route& route) {
-  route.filters.set(read_route_limits(v, settings(config)));
+  route.filters.set(
+      read_route_limits(v, settings(config), config::path_variables(route.match.path)));
 }
 
 void write_route(config::YamlWriter& w, const config::Config&, const config::Route& route) {

@@ -31,7 +31,8 @@ class RateLimitFilter {
     if (!limiter_.route_limited(ctx.route)) {
       return pipeline::Next::Continue;
     }
-    info_ = RequestInfo{ctx.route, ctx.client_ip, ctx.path, &request_header, ctx.request};
+    info_ = RequestInfo{ctx.route,       ctx.client_ip, ctx.path,
+                        &request_header, ctx.request,   &ctx.path_params};
     if (store_ == nullptr) {
       limiter_.check(info_, worker_, verdict_);
       return verdict(ctx);

@@ -282,6 +282,19 @@ bool RateLimiter::route_limited(std::size_t route) const {
   return route < plans_.size() && !plans_[route].policies.empty();
 }
 
+namespace {
+
+// A `path:NAME` part's value: the load checked that every route a block applies to has the
+// variable, so a missing one (no params given) keys as empty.
+std::string_view path_value(const RequestInfo& r, std::string_view name) {
+  if (r.params == nullptr) {
+    return {};
+  }
+  return r.params->get(name).value_or(std::string_view());
+}
+
+}  // namespace
+
 std::string RateLimiter::identity(const Policy& p, const RequestInfo& r) const {
   return identity(p, r, http::parse_ip(r.client_ip));
 }
@@ -321,6 +334,11 @@ std::string RateLimiter::identity(const Policy& p, const RequestInfo& r,
         break;
       case KeyPart::Kind::global:
         out += "global";
+        break;
+      case KeyPart::Kind::path:
+        out += part.text();
+        out += '=';
+        out += path_value(r, part.header);
         break;
     }
   }
@@ -367,6 +385,13 @@ void append_key(const std::vector<KeyPart>& key, const RequestInfo& r,
       case KeyPart::Kind::global:
         out += 'g';
         break;
+      case KeyPart::Kind::path: {
+        auto v = path_value(r, part.header);
+        out += 'p';
+        append_u16(out, v.size());
+        out += v;
+        break;
+      }
     }
   }
 }

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "core/path_params.hpp"
 #include "filters/rate_limit/config.hpp"
 #include "observability/logging.hpp"
 #include "observability/metrics.hpp"
@@ -43,6 +44,7 @@ struct RequestInfo {
   // Header lookup: empty when absent.
   std::string_view (*header)(const void* ctx, std::string_view name) = nullptr;
   const void* header_ctx = nullptr;
+  const core::PathParams* params = nullptr;  // the route template's variables (`path:NAME` keys)
 };
 
 // One request's rate checks as a store sees them. The in-memory store decides them inside check();

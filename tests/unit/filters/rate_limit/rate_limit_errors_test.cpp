@@ -77,11 +77,13 @@ TEST(RateLimitConfigErrors, AlgorithmKeyAndBurst) {
        "t.yaml:4:44: rate_limit.algorithm: invalid value \"leaky_bucket\" (expected one of: "
        "sliding_window, fixed_window, token_bucket, gcra)"},
       {kBase + "rate_limit: {limits: 10/minute, key: cookie}\n",
-       "t.yaml:4:38: rate_limit.key: invalid key \"cookie\" (expected ip, route, global or "
-       "header:NAME)"},
+       "t.yaml:4:38: rate_limit.key: invalid key \"cookie\" (expected ip, route, global, "
+       "header:NAME or "
+       "path:NAME)"},
       {kBase + "rate_limit: {limits: 10/minute, key: IP}\n",
-       "t.yaml:4:38: rate_limit.key: invalid key \"IP\" (expected ip, route, global or "
-       "header:NAME)"},
+       "t.yaml:4:38: rate_limit.key: invalid key \"IP\" (expected ip, route, global, header:NAME "
+       "or "
+       "path:NAME)"},
       {kBase + "rate_limit: {limits: 10/minute, key: \"header:\"}\n",
        "t.yaml:4:38: rate_limit.key: invalid header name \"\" in \"header:\" (expected a token "
        "such as X-API-Key)"},
@@ -95,8 +97,9 @@ TEST(RateLimitConfigErrors, AlgorithmKeyAndBurst) {
       {kBase + "rate_limit: {limits: 10/minute, key: [ip, global]}\n",
        "t.yaml:4:43: rate_limit.key[1]: \"global\" cannot be combined with other key parts"},
       {kBase + "rate_limit: {limits: 10/minute, key: []}\n",
-       "t.yaml:4:38: rate_limit.key: at least one key part is required (ip, route, global or "
-       "header:NAME)"},
+       "t.yaml:4:38: rate_limit.key: at least one key part is required (ip, route, global, "
+       "header:NAME or "
+       "path:NAME)"},
       {kBase + "rate_limit: {limits: 10/minute, key: {ip: 1}}\n",
        "t.yaml:4:38: rate_limit.key: expected a list, got a map"},
       {kBase + "rate_limit: {limits: 10/minute, burst: 5}\n",

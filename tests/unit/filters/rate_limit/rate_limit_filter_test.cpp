@@ -682,3 +682,54 @@ TEST_F(RateLimiterTest, ReloadKeepsUnchangedLimits) {
 
 }  // namespace
 }  // namespace gatehouse::filters::rate_limit
+
+namespace gatehouse::filters::rate_limit {
+namespace {
+
+// issue 15 (routes): `path:NAME` keys on the value the route's template captured.
+TEST_F(RateLimiterTest, PathVariableKeysCountPerValue) {
+  load(R"(routes:
+  - name: revise
+    match: {path: "/api/stories/{id}/revise"}
+    upstream: app
+    rate_limit: {key: [ip, "path:id"], limits: 2/minute}
+  - name: story
+    match: {path: "/api/stories/{id}"}
+    upstream: app
+    rate_limit: {key: "path:id", limits: 3/minute}
+)");
+  auto request = [&](std::size_t route, std::string_view id, std::string ip) {
+    core::PathParams params;
+    params.names[0] = "id";
+    params.values[0] = id;
+    params.size = 1;
+    RequestInfo info;
+    info.route = route;
+    info.client_ip = ip;
+    info.path = "/api/stories";
+    info.params = &params;
+    Verdict v;
+    limiter_->check(info, 0, v);
+    limiter_->release(v);
+    return v.allowed();
+  };
+  auto admitted_of = [&](std::size_t route, std::string_view id, std::string ip, int n) {
+    int ok = 0;
+    for (int i = 0; i < n; ++i) {
+      ok += request(route, id, ip) ? 1 : 0;
+    }
+    return ok;
+  };
+  EXPECT_EQ(admitted_of(0, "1", "203.0.113.7", 5), 2);
+  EXPECT_EQ(admitted_of(0, "2", "203.0.113.7", 5), 2);   // another story: its own counter
+  EXPECT_EQ(admitted_of(0, "1", "203.0.113.8", 5), 2);   // another client: its own counter
+  EXPECT_EQ(admitted_of(0, "01", "203.0.113.7", 5), 2);  // the text is the key: "01" is not "1"
+  // Without ip, every client shares one story's counter.
+  EXPECT_EQ(admitted_of(1, "9", "203.0.113.7", 2), 2);
+  EXPECT_EQ(admitted_of(1, "9", "203.0.113.8", 5), 1);
+  clock_->advance(2 * kMin + kSec);  // the sliding window's previous minute has passed too
+  EXPECT_EQ(admitted_of(0, "1", "203.0.113.7", 5), 2);
+}
+
+}  // namespace
+}  // namespace gatehouse::filters::rate_limit

@@ -105,11 +105,17 @@ TEST(RateLimitStore, Errors) {
        "t.yaml:4:39: rate_limit.store: invalid database index \"x\" (expected a number)"},
       {kBase + "rate_limit: {limits: 1/second, store: \"redis://:6379\"}\n",
        "t.yaml:4:39: rate_limit.store: the host is missing"},
-      {kBase + "rate_limit: {limits: 1/second, redis: {pool: 2}}\n",
-       "t.yaml:4:39: rate_limit.redis: needs store: redis://HOST:PORT (the store is memory)"},
-      {kBase + "rate_limit: {limits: 1/second, on_store_failure: allow}\n",
-       "t.yaml:4:50: rate_limit.on_store_failure: needs store: redis://HOST:PORT (the store is "
-       "memory)"},
+      // With the memory store they are ignored, but still read: a typo fails.
+      {kBase + "rate_limit: {limits: 1/second, redis: {pool: 0}}\n",
+       "t.yaml:4:46: rate_limit.redis.pool: invalid value \"0\" (expected an integer from 1 to "
+       "64)"},
+      {kBase + "rate_limit: {limits: 1/second, redis: {pol: 2}}\n",
+       "t.yaml:4:40: rate_limit.redis.pol: unknown key \"pol\" (did you mean \"pool\"?); allowed "
+       "keys: "
+       "timeout, pool, key_prefix, cluster, breaker_failures, breaker_cooldown"},
+      {kBase + "rate_limit: {limits: 1/second, on_store_failure: maybe}\n",
+       "t.yaml:4:50: rate_limit.on_store_failure: invalid value \"maybe\" (expected one of: "
+       "local, allow, deny)"},
       {kBase + "rate_limit: {limits: 1/second, store: \"redis://h\", on_store_failure: maybe}\n",
        "t.yaml:4:70: rate_limit.on_store_failure: invalid value \"maybe\" (expected one of: "
        "local, allow, deny)"},
