@@ -141,6 +141,19 @@ def test_vary_keeps_a_copy_per_request_value(apps, gatehouses):
     assert upstream_hits(app, "/star") == 2
 
 
+def test_a_waiter_for_another_variant_goes_upstream_itself(apps, gatehouses):
+    app, gh = cached(apps, gatehouses)
+    target = "/vw?vary=Accept-Language&sleep=1"
+    with ThreadPoolExecutor(2) as pool:
+        en = pool.submit(get, gh, target, {"Accept-Language": "en"})
+        time.sleep(scaled(0.3))
+        fr = pool.submit(get, gh, target, {"Accept-Language": "fr"})
+        en, fr = en.result(), fr.result()
+    assert b"accept-language=en" in en[2].lower()
+    assert b"accept-language=fr" in fr[2].lower()  # not the English fill
+    assert fr[1]["x-cache"] == "BYPASS"
+
+
 def test_ttl_expires_in_real_time_and_max_age_shortens_it(apps, gatehouses):
     app, gh = cached(apps, gatehouses, route_cache={"ttl": "1500ms"})
     get(gh, "/t")

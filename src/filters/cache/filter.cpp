@@ -214,7 +214,13 @@ pipeline::Next CacheFilter::look_up_key(pipeline::Context& ctx) {
   const bool revalidate = rc->allow_client_bypass &&
                           request_no_cache(ctx.header("Cache-Control"), ctx.header("Pragma"));
 
-  std::string parts;
+  // Built in place: the canonical path, a separator, the parts.
+  Key key;
+  std::string& parts = key.text;
+  parts.reserve(ctx.path.size() + 64);
+  parts += ctx.path;
+  parts += '\0';
+  key.path_size = ctx.path.size();
   for (const auto& p : rc->key) {
     switch (p.kind) {
       case KeyPart::Kind::method:
@@ -235,7 +241,7 @@ pipeline::Next CacheFilter::look_up_key(pipeline::Context& ctx) {
         break;
     }
   }
-  Key key(ctx.path, parts);
+  key.seal();
   // The rendezvous is made only for a request that is to wait.
   auto make_waker = [&st]() -> Waker {
     st.wait = std::make_shared<Rendezvous>();
@@ -327,6 +333,13 @@ pipeline::net::awaitable<pipeline::Next> CacheFilter::resume(pipeline::Context& 
   {
     std::lock_guard lock(rendezvous->mu);
     entry = rendezvous->entry;
+  }
+  if (entry && !entry->vary.empty()) {
+    // The fill answered another variant (a different Accept-Language, say): not ours.
+    auto header = [&ctx](std::string_view name) { return ctx.header(name); };
+    if (vary_values(entry->vary, header) != entry->vary_values) {
+      entry.reset();
+    }
   }
   if (entry) {
     auto& counters = store_->counters(worker_);

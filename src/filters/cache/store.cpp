@@ -61,6 +61,10 @@ Key::Key(std::string_view canonical_path, std::string_view parts)
   hash = hash_text(text);
 }
 
+void Key::seal() {
+  hash = hash_text(text);
+}
+
 // ---------------------------------------------------------------------------------------------
 
 struct Store::Shard {

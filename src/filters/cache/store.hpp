@@ -67,6 +67,8 @@ struct Key {
   Key() = default;
   Key(std::string_view canonical_path, std::string_view parts);
   std::string_view path() const { return std::string_view(text).substr(0, path_size); }
+  // For a key built in place (text and path_size set): computes the hash.
+  void seal();
 };
 
 class Store;
