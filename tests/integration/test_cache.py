@@ -1,8 +1,9 @@
 """The response cache (issue 14) against a real uvicorn upstream that counts what it serves
 (apps/cache_app.py): hits answered without the upstream, 100 concurrent cold misses sent upstream
-once (across workers), what is never stored (Set-Cookie, private, no-store, Authorization,
-Set-Cookie, SSE, over max_object), Vary, TTL expiry in real time, stale-if-error with the upstream
-killed, memory bounded under a flood of keys, and POST bodies as keys."""
+once (across workers), what is never stored (Set-Cookie, private, no-store, no-cache, Authorization, SSE, over
+max_object), Vary, TTL expiry in real time, stale-while-revalidate with a slow upstream,
+stale-if-error with the upstream killed, memory bounded under a flood of keys, POST bodies as
+keys, rate limits before the cache, and a shutdown with waiters pending."""
 import json
 import threading
 import time
@@ -25,13 +26,13 @@ def upstream_hits(app, path):
     return json.loads(body)["count"]
 
 
-def cached(apps, gatehouses, cache=None, route_cache=None, workers=2, extra_routes=()):
+def cached(apps, gatehouses, cache=None, route_cache=None, workers=2, extra_routes=(), **over):
     app = cache_app(apps)
     routes = list(extra_routes) + [{
         "name": "cached", "match": {"path_prefix": "/"}, "upstream": "app",
         "cache": {"ttl": "60s", **(route_cache or {})},
     }]
-    over = {"workers": workers, "routes": routes}
+    over.update({"workers": workers, "routes": routes})
     if cache is not None:
         over["cache"] = cache
     return app, gatehouses(app, **over)
@@ -284,3 +285,21 @@ def test_health_detailed_reports_cache_usage(apps, gatehouses):
     status, _, body = http_request(gh.admin_port, "GET", "/health/detailed")
     cache = json.loads(body)["components"]["cache"]
     assert cache["entries"] == 1 and cache["bytes"] > 0
+
+
+def test_shutdown_with_a_fill_and_its_waiters_pending_exits_cleanly(apps, gatehouses):
+    import signal
+    app, gh = cached(apps, gatehouses, drain_timeout="300ms")
+    pool = ThreadPoolExecutor(8)
+    futures = [pool.submit(get, gh, "/slow?sleep=5") for _ in range(8)]
+    time.sleep(scaled(0.5))
+    gh.signal(signal.SIGTERM)
+    rc = gh.wait_exit(scaled(10))
+    assert rc is not None and rc >= 0  # not killed by a signal (a crash at teardown)
+    for f in futures:
+        try:
+            f.result()
+        except Exception:  # noqa: BLE001 - cut off by the shutdown, as it should be
+            pass
+    pool.shutdown()
+    assert "internal error" not in gh.stderr_text() + gh.error_log.read_text()

@@ -251,7 +251,11 @@ pipeline::Next CacheFilter::look_up_key(pipeline::Context& ctx) {
       rendezvous->entry = std::move(e);
       if (rendezvous->timer) {
         // The waiter sleeps on its own worker: wake it there.
-        net::post(rendezvous->timer->get_executor(), [rendezvous] { rendezvous->timer->cancel(); });
+        net::post(rendezvous->timer->get_executor(), [rendezvous] {
+          if (rendezvous->timer) {  // on the waiter's thread: the waiter may be gone already
+            rendezvous->timer->cancel();
+          }
+        });
       }
     };
   };
@@ -314,6 +318,15 @@ pipeline::net::awaitable<pipeline::Next> CacheFilter::resume(pipeline::Context& 
     co_return reply_from(ctx, std::move(st.served), "STALE");
   }
   auto rendezvous = st.wait;
+  // The timer belongs to this worker's io_context: it must not outlive this frame in the store's
+  // waiter list (a fill still pending at shutdown, or one that ends after the wait timed out).
+  struct ForgetTimer {
+    Rendezvous& r;
+    ~ForgetTimer() {
+      std::lock_guard lock(r.mu);
+      r.timer.reset();
+    }
+  } forget{*rendezvous};
   bool sleep = false;
   {
     std::lock_guard lock(rendezvous->mu);
