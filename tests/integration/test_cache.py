@@ -1,9 +1,9 @@
 """The response cache (issue 14) against a real uvicorn upstream that counts what it serves
 (apps/cache_app.py): hits answered without the upstream, 100 concurrent cold misses sent upstream
 once (across workers), what is never stored (Set-Cookie, private, no-store, no-cache,
-Authorization, SSE, over max_object), Vary, TTL expiry in real time, stale-while-revalidate with a slow upstream,
-stale-if-error with the upstream killed, memory bounded under a flood of keys, POST bodies as
-keys, rate limits before the cache, and a shutdown with waiters pending."""
+Authorization, SSE, over max_object), Vary, TTL expiry in real time, stale-while-revalidate with
+a slow upstream, stale-if-error with the upstream killed, memory bounded under a flood of keys,
+POST bodies as keys, rate limits before the cache, and a shutdown with waiters pending."""
 import json
 import threading
 import time
