@@ -50,6 +50,7 @@ struct FilterServices {
   const std::uint16_t& tls_port;                       // bound once the listeners are
   filters::cache::Store* cache;                        // issue 14; null when no route caches
   const std::vector<std::vector<io::tcp::endpoint>>& upstream_endpoints;  // cache refreshes
+  filters::cache::ProxyHooks cache_hooks;  // cache refreshes; set by the worker
 };
 
 using FilterChain = pipeline::Chain<

@@ -10,6 +10,7 @@
 
 #include "http/json.hpp"
 #include "io/spawn.hpp"
+#include "server/exchange.hpp"
 
 namespace gatehouse::server {
 namespace {
@@ -79,7 +80,20 @@ Worker::Worker(Gateway& g, unsigned i)
       .tls_port = gw.tls_port_ref(),
       .cache = gw.cache(),
       .upstream_endpoints = gw.upstream_endpoints(),
+      .cache_hooks = {},
   });
+  // A cache refresh's response is stripped like a proxied one's, by a chain of this worker's
+  // (strips() depends on the policies only, never on a request).
+  strip_chain = std::make_unique<FilterChain>(*services);
+  services->cache_hooks.strips = [chain = strip_chain.get()](std::string_view name) {
+    return chain->strips(name);
+  };
+  services->cache_hooks.upstream_head = [&cfg = cfg](const Context& x, std::string_view id,
+                                                     std::string& out) {
+    build_upstream_head(cfg, x.peer_ip, x.tls, x.identity, *x.parser, upstream_path(cfg, x), id,
+                        Framing::none, out);
+    out.replace(0, out.find(' '), "GET");  // a HEAD (the stale answer's request) refreshes a GET
+  };
 }
 
 Worker::~Worker() = default;

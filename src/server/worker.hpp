@@ -74,6 +74,7 @@ class Worker {
   observability::AccessBatch access_batch;  // flushed by the sweep
   // What this worker's filters are built from (one FilterChain per request).
   std::unique_ptr<FilterServices> services;
+  std::unique_ptr<FilterChain> strip_chain;  // services->cache_hooks.strips asks it
   DeadlineList deadlines;
   ClientList clients;
   BufferPool buffers;

@@ -163,6 +163,7 @@ struct FuzzGateway {
       .tls_port = tls_port,
       .cache = &cache,
       .upstream_endpoints = endpoints,
+      .cache_hooks = {},
   };
 };
 

@@ -197,6 +197,36 @@ def test_stale_while_revalidate_answers_at_once_and_refreshes_once_in_background
     assert upstream_hits(app, "/swr") == 2  # one refresh, however many stale answers
 
 
+def test_a_background_refresh_is_processed_and_forwarded_like_a_proxied_request(
+        apps, gatehouses):
+    # An app that leaks Server and X-Powered-By: the security headers policy strips them from
+    # proxied responses, so no cached answer may carry them, whichever way it was filled.
+    app, gh = cached(apps, gatehouses, route_cache={"ttl": "1s", "stale_while_revalidate": "30s"})
+    target = "/leak?leaky=1"
+    answers = [get(gh, target, headers={"X-Request-ID": "client-id-1"})]
+    assert answers[0][1]["x-cache"] == "MISS"
+    time.sleep(1.2)
+    answers.append(get(gh, target))
+    assert answers[-1][1]["x-cache"] == "STALE"
+    assert wait_until(lambda: upstream_hits(app, "/leak") == 2, scaled(5), 0.1)
+    assert wait_until(lambda: get(gh, target)[1]["x-cache"] == "HIT", scaled(5), 0.1)
+    answers.append(get(gh, target))
+    assert answers[-1][2] == b"c /leak #2"  # the refreshed entry
+    for status, headers, _ in answers:
+        assert status == 200
+        assert "x-powered-by" not in headers, headers
+        assert headers.get("server", "") != "leaky", headers
+        assert int(headers.get("age", "0")) < 30  # the refreshed entry's age counts from its store
+    # The refresh reached the app as a proxied request would: forwarding headers, and a request
+    # id of its own (not the one of the request that found the entry stale, nor a client's).
+    seen = json.loads(http_request(app.port, "GET", "/__seen?path=/leak")[2])
+    assert len(seen) == 2
+    refresh = seen[1]
+    assert refresh["x-forwarded-for"] == "127.0.0.1"
+    assert refresh["x-request-id"] and refresh["x-request-id"] != seen[0]["x-request-id"]
+    assert refresh["x-request-id"] != answers[1][1]["x-request-id"]
+
+
 def test_memory_stays_under_max_memory_under_a_flood_of_keys(apps, gatehouses):
     app, gh = cached(apps, gatehouses, cache={"max_memory": "1MiB", "max_object": "64KiB"})
     with ThreadPoolExecutor(8) as pool:

@@ -8,6 +8,7 @@
 #include "filters/cache/policy.hpp"
 #include "http/canonical_path.hpp"
 #include "http/fields.hpp"
+#include "http/request_id.hpp"
 #include "io/net.hpp"
 #include "io/spawn.hpp"
 
@@ -56,10 +57,14 @@ std::int64_t parse_age(std::string_view age) {
 // stale_while_revalidate: the refresh runs on the worker's executor, detached from the request
 // that triggered it (that client may be gone long before it ends). It sends the request's GET to
 // one of the route's upstream targets on a connection of its own, bounded by the upstream's
-// timeout, and stores the answer under the same storability rules as a fill.
+// timeout, and stores the answer under the same storability rules as a fill. The head sent and
+// the fields stored are the proxy path's (ProxyHooks): the app sees X-Forwarded-* and a request
+// id of the refresh's own, and a field the chain strips (Server, X-Powered-By) is never stored,
+// since a hit replays the stored fields as they are.
 struct Refresh {
   Fill fill;
   std::string head;  // the request sent upstream
+  const ProxyHooks* hooks = nullptr;
   io::tcp::endpoint target;
   std::chrono::milliseconds timeout{0};
   const RouteCache* route = nullptr;
@@ -115,10 +120,20 @@ net::awaitable<void> run_refresh(std::shared_ptr<Refresh> job) {
   auto e = std::make_shared<Entry>();
   auto now = Clock::now();
   e->status = facts.status;
+  e->stored = now;
+  // The fields build_client_head passes on: no framing, hop-by-hop, Connection-named or stripped.
+  std::vector<std::string_view> tokens;
+  auto connection = res.equal_range(io::http::field::connection);
+  for (auto it = connection.first; it != connection.second; ++it) {
+    for (auto t : ::gatehouse::http::split_tokens({it->value().data(), it->value().size()})) {
+      tokens.push_back(t);
+    }
+  }
   for (const auto& f : res) {
     auto name = std::string_view(f.name_string().data(), f.name_string().size());
-    if (::gatehouse::http::is_hop_by_hop(name) ||
-        ::gatehouse::http::iequals(name, "Content-Length")) {
+    if (f.name() == io::http::field::content_length || ::gatehouse::http::is_hop_by_hop(name) ||
+        (job->hooks->strips && job->hooks->strips(name)) ||
+        (!tokens.empty() && ::gatehouse::http::named_by_connection(name, tokens))) {
       continue;
     }
     e->lines += name;
@@ -370,7 +385,8 @@ pipeline::net::awaitable<pipeline::Next> CacheFilter::resume(pipeline::Context& 
 bool CacheFilter::start_refresh(pipeline::Context& ctx, Fill fill) {
   const auto& route = *ctx.route_config;
   const auto& targets = (*endpoints_)[route.upstream_index];
-  if (targets.empty()) {
+  // A refresh is a GET: an entry keyed on a POST's body is filled again by a POST once stale.
+  if (targets.empty() || !hooks_->upstream_head || ctx.method == "POST") {
     return false;
   }
   auto job = std::make_shared<Refresh>();
@@ -381,33 +397,17 @@ bool CacheFilter::start_refresh(pipeline::Context& ctx, Fill fill) {
   job->route = state_->route;
   job->max_object = settings(*cfg_).max_object;
   job->cache_header = settings(*cfg_).header;
-  // The request as the upstream would get it for a GET: its path (canonical or as received, as
-  // paths.forward says) and query, its fields but the hop-by-hop ones, and a connection of its own.
-  auto path = cfg_->paths.forward == config::PathForward::canonical ? ctx.path : ctx.raw_path;
-  auto query = ctx.target.substr(::gatehouse::http::target_path(ctx.target).size());
+  job->hooks = hooks_;
+  // The request as proxy_request would send it, as a GET, under a request id of its own (the
+  // refresh outlives the request that found the entry stale), on a connection of its own.
   std::string& head = job->head;
-  head = "GET ";
-  head += path;
-  head += query;
-  head += " HTTP/1.1\r\n";
+  hooks_->upstream_head(ctx, ::gatehouse::http::thread_id_generator().request_id(), head);
+  head.insert(head.size() - 2, "Connection: close\r\n");
   for (const auto& f : *ctx.request) {
-    auto name = std::string_view(f.name_string().data(), f.name_string().size());
-    auto value = std::string_view(f.value().data(), f.value().size());
-    if (::gatehouse::http::is_hop_by_hop(name) ||
-        ::gatehouse::http::iequals(name, "Content-Length") ||
-        ::gatehouse::http::iequals(name, "Expect")) {
-      continue;
-    }
-    head += name;
-    head += ": ";
-    head += value;
-    head += "\r\n";
-    job->request_headers.emplace_back(name, value);
+    job->request_headers.emplace_back(
+        std::string_view(f.name_string().data(), f.name_string().size()),
+        std::string_view(f.value().data(), f.value().size()));
   }
-  head += cfg_->request_id.header;
-  head += ": ";
-  head += ctx.request_id;
-  head += "\r\nConnection: close\r\n\r\n";
   state_->refresh = std::move(job);
   return true;
 }
