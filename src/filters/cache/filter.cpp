@@ -275,8 +275,8 @@ pipeline::Next CacheFilter::look_up_key(pipeline::Context& ctx) {
     };
   };
   auto header = [&ctx](std::string_view name) { return ctx.header(name); };
-  auto found =
-      store_->lookup(key, header, pipeline::Clock::now(), rc->max_waiters, make_waker, revalidate);
+  auto found = store_->lookup(std::move(key), header, pipeline::Clock::now(), rc->max_waiters,
+                              make_waker, revalidate);
   switch (found.outcome) {
     case Store::Outcome::hit:
       Counters::add(counters.hits);
