@@ -182,7 +182,7 @@ pipeline::Next CacheFilter::look_up(pipeline::Context& ctx) {
   if (rc == nullptr) {
     return pipeline::Next::Continue;
   }
-  state_ = std::make_unique<State>();
+  state_.emplace();
   State& st = *state_;
   st.route = rc;
   auto& counters = store_->counters(worker_);
@@ -232,7 +232,16 @@ pipeline::Next CacheFilter::look_up_key(pipeline::Context& ctx) {
   // Built in place: the canonical path, a separator, the parts.
   Key key;
   std::string& parts = key.text;
-  parts.reserve(ctx.path.size() + 64);
+  // Reserved from an upper bound of the parts' sizes: a key that fits in the string's inline
+  // buffer (a short path with method and query, say) allocates nothing.
+  std::size_t bound = ctx.path.size() + 1;
+  for (const auto& p : rc->key) {
+    bound += p.kind == KeyPart::Kind::method  ? 8
+             : p.kind == KeyPart::Kind::path  ? 0
+             : p.kind == KeyPart::Kind::query ? ctx.target.size() + 1
+                                              : kMaxInlinePart + 1;
+  }
+  parts.reserve(bound);
   parts += ctx.path;
   parts += '\0';
   key.path_size = ctx.path.size();

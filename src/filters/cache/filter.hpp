@@ -11,6 +11,7 @@
 // skips encode_data (wants_body) unless this request fills.
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -111,7 +112,8 @@ class CacheFilter {
   observability::Logs* logs_;
   const std::vector<std::vector<io::tcp::endpoint>>* endpoints_;  // per upstream, resolved
   const ProxyHooks* hooks_;
-  std::unique_ptr<State> state_;  // only on a caching route
+  // Only on a caching route; in place, so that a miss allocates no state of its own.
+  std::optional<State> state_;
 };
 
 }  // namespace gatehouse::filters::cache
