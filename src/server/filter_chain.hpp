@@ -54,6 +54,7 @@ struct FilterServices {
   filters::cache::Store* cache;                        // issue 14; null when no route caches
   const std::vector<std::vector<io::tcp::endpoint>>& upstream_endpoints;  // cache refreshes
   filters::cache_bus::Invalidator* invalidator;  // issue 14: routes[].invalidates
+  filters::cache::ProxyHooks cache_hooks;        // cache refreshes; set by the worker
 };
 
 using FilterChain = pipeline::Chain<

@@ -10,6 +10,7 @@
 
 #include "http/json.hpp"
 #include "io/spawn.hpp"
+#include "server/exchange.hpp"
 
 namespace gatehouse::server {
 namespace {
@@ -92,9 +93,29 @@ void Worker::install_now(std::shared_ptr<const Generation> g) {
       .cache = gw.cache(),
       .upstream_endpoints = gw.upstream_endpoints(),
       .invalidator = gw.invalidator(),
+      .cache_hooks = {},
   };
   generations.push_back(std::make_unique<WorkerGeneration>(std::move(g), services));
-  gen = generations.back().get();
+  WorkerGeneration& wg = *generations.back();
+  // A cache refresh's response is stripped like a proxied one's, by a chain of this generation's
+  // (strips() depends on the policies only, never on a request).
+  wg.strip_chain = std::make_unique<FilterChain>(wg.services);
+  wg.services.cache_hooks.strips = [chain = wg.strip_chain.get()](std::string_view name) {
+    return chain->strips(name);
+  };
+  wg.services.cache_hooks.upstream_head = [&cfg = wg.cfg()](const Context& x, std::string_view id,
+                                                            std::string& out) {
+    build_upstream_head(cfg, x.peer_ip, x.tls, x.identity, *x.parser, upstream_path(cfg, x), id,
+                        Framing::none, out);
+    out.replace(0, out.find(' '), "GET");  // a HEAD (the stale answer's request) refreshes a GET
+  };
+  // A refresh outlives its request and points into this generation (its route, the hooks): it
+  // pins the generation as a request does, until it is done (on this worker's thread).
+  wg.services.cache_hooks.pin = [this, &wg]() -> std::shared_ptr<void> {
+    ++wg.pins;
+    return {nullptr, [this, &wg](void*) { unpin(wg); }};
+  };
+  gen = &wg;
   retire();  // the previous one, if no request runs on it
 }
 

@@ -55,7 +55,10 @@ struct WorkerGeneration {
 
   std::shared_ptr<const Generation> gen;
   FilterServices services;
-  std::size_t pins = 0;  // requests being served on it
+  std::size_t pins = 0;  // requests (and cache refreshes) being served on it
+  // Answers services.cache_hooks.strips for a cache refresh's response; declared after
+  // `services`, which it points into.
+  std::unique_ptr<FilterChain> strip_chain;
 };
 
 class Worker {
@@ -96,7 +99,8 @@ class Worker {
   std::string failed_request_id;
   observability::AccessBatch access_batch;  // flushed by the sweep
   // What this worker's filters are built from (one FilterChain per request): the newest
-  // generation, and older ones while requests still run on them (current last).
+  // generation, and older ones while requests (or cache refreshes) still run on them (current
+  // last).
   WorkerGeneration* gen = nullptr;
   std::vector<std::unique_ptr<WorkerGeneration>> generations;
   DeadlineList deadlines;

@@ -169,6 +169,7 @@ struct FuzzGateway {
       .cache = &cache,
       .upstream_endpoints = endpoints,
       .invalidator = &invalidator,
+      .cache_hooks = {},
   };
 };
 

@@ -1,8 +1,9 @@
 """The response cache (issue 14) against a real uvicorn upstream that counts what it serves
 (apps/cache_app.py): hits answered without the upstream, 100 concurrent cold misses sent upstream
-once (across workers), what is never stored (Set-Cookie, private, no-store, Authorization,
-Set-Cookie, SSE, over max_object), Vary, TTL expiry in real time, stale-if-error with the upstream
-killed, memory bounded under a flood of keys, and POST bodies as keys."""
+once (across workers), what is never stored (Set-Cookie, private, no-store, no-cache,
+Authorization, SSE, over max_object), Vary, TTL expiry in real time, stale-while-revalidate with
+a slow upstream, stale-if-error with the upstream killed, memory bounded under a flood of keys,
+POST bodies as keys, rate limits before the cache, and a shutdown with waiters pending."""
 import json
 import threading
 import time
@@ -25,13 +26,13 @@ def upstream_hits(app, path):
     return json.loads(body)["count"]
 
 
-def cached(apps, gatehouses, cache=None, route_cache=None, workers=2, extra_routes=()):
+def cached(apps, gatehouses, cache=None, route_cache=None, workers=2, extra_routes=(), **over):
     app = cache_app(apps)
     routes = list(extra_routes) + [{
         "name": "cached", "match": {"path_prefix": "/"}, "upstream": "app",
         "cache": {"ttl": "60s", **(route_cache or {})},
     }]
-    over = {"workers": workers, "routes": routes}
+    over.update({"workers": workers, "routes": routes})
     if cache is not None:
         over["cache"] = cache
     return app, gatehouses(app, **over)
@@ -141,6 +142,19 @@ def test_vary_keeps_a_copy_per_request_value(apps, gatehouses):
     assert upstream_hits(app, "/star") == 2
 
 
+def test_a_waiter_for_another_variant_goes_upstream_itself(apps, gatehouses):
+    app, gh = cached(apps, gatehouses)
+    target = "/vw?vary=Accept-Language&sleep=1"
+    with ThreadPoolExecutor(2) as pool:
+        en = pool.submit(get, gh, target, {"Accept-Language": "en"})
+        time.sleep(scaled(0.3))
+        fr = pool.submit(get, gh, target, {"Accept-Language": "fr"})
+        en, fr = en.result(), fr.result()
+    assert b"accept-language=en" in en[2].lower()
+    assert b"accept-language=fr" in fr[2].lower()  # not the English fill
+    assert fr[1]["x-cache"] == "BYPASS"
+
+
 def test_ttl_expires_in_real_time_and_max_age_shortens_it(apps, gatehouses):
     app, gh = cached(apps, gatehouses, route_cache={"ttl": "1500ms"})
     get(gh, "/t")
@@ -181,6 +195,36 @@ def test_stale_while_revalidate_answers_at_once_and_refreshes_once_in_background
     assert wait_until(lambda: get(gh, target)[1]["x-cache"] == "HIT", scaled(5), 0.2)
     assert get(gh, target)[2] == b"c /swr #2"
     assert upstream_hits(app, "/swr") == 2  # one refresh, however many stale answers
+
+
+def test_a_background_refresh_is_processed_and_forwarded_like_a_proxied_request(
+        apps, gatehouses):
+    # An app that leaks Server and X-Powered-By: the security headers policy strips them from
+    # proxied responses, so no cached answer may carry them, whichever way it was filled.
+    app, gh = cached(apps, gatehouses, route_cache={"ttl": "1s", "stale_while_revalidate": "30s"})
+    target = "/leak?leaky=1"
+    answers = [get(gh, target, headers={"X-Request-ID": "client-id-1"})]
+    assert answers[0][1]["x-cache"] == "MISS"
+    time.sleep(1.2)
+    answers.append(get(gh, target))
+    assert answers[-1][1]["x-cache"] == "STALE"
+    assert wait_until(lambda: upstream_hits(app, "/leak") == 2, scaled(5), 0.1)
+    assert wait_until(lambda: get(gh, target)[1]["x-cache"] == "HIT", scaled(5), 0.1)
+    answers.append(get(gh, target))
+    assert answers[-1][2] == b"c /leak #2"  # the refreshed entry
+    for status, headers, _ in answers:
+        assert status == 200
+        assert "x-powered-by" not in headers, headers
+        assert headers.get("server", "") != "leaky", headers
+        assert int(headers.get("age", "0")) < 30  # the refreshed entry's age counts from its store
+    # The refresh reached the app as a proxied request would: forwarding headers, and a request
+    # id of its own (not the one of the request that found the entry stale, nor a client's).
+    seen = json.loads(http_request(app.port, "GET", "/__seen?path=/leak")[2])
+    assert len(seen) == 2
+    refresh = seen[1]
+    assert refresh["x-forwarded-for"] == "127.0.0.1"
+    assert refresh["x-request-id"] and refresh["x-request-id"] != seen[0]["x-request-id"]
+    assert refresh["x-request-id"] != answers[1][1]["x-request-id"]
 
 
 def test_memory_stays_under_max_memory_under_a_flood_of_keys(apps, gatehouses):
@@ -271,3 +315,21 @@ def test_health_detailed_reports_cache_usage(apps, gatehouses):
     status, _, body = http_request(gh.admin_port, "GET", "/health/detailed")
     cache = json.loads(body)["components"]["cache"]
     assert cache["entries"] == 1 and cache["bytes"] > 0
+
+
+def test_shutdown_with_a_fill_and_its_waiters_pending_exits_cleanly(apps, gatehouses):
+    import signal
+    app, gh = cached(apps, gatehouses, drain_timeout="300ms")
+    pool = ThreadPoolExecutor(8)
+    futures = [pool.submit(get, gh, "/slow?sleep=5") for _ in range(8)]
+    time.sleep(scaled(0.5))
+    gh.signal(signal.SIGTERM)
+    rc = gh.wait_exit(scaled(10))
+    assert rc is not None and rc >= 0  # not killed by a signal (a crash at teardown)
+    for f in futures:
+        try:
+            f.result()
+        except Exception:  # noqa: BLE001 - cut off by the shutdown, as it should be
+            pass
+    pool.shutdown()
+    assert "internal error" not in gh.stderr_text() + gh.error_log.read_text()

@@ -8,6 +8,7 @@
 #include "filters/cache/policy.hpp"
 #include "http/canonical_path.hpp"
 #include "http/fields.hpp"
+#include "http/request_id.hpp"
 #include "io/net.hpp"
 #include "io/spawn.hpp"
 
@@ -56,10 +57,15 @@ std::int64_t parse_age(std::string_view age) {
 // stale_while_revalidate: the refresh runs on the worker's executor, detached from the request
 // that triggered it (that client may be gone long before it ends). It sends the request's GET to
 // one of the route's upstream targets on a connection of its own, bounded by the upstream's
-// timeout, and stores the answer under the same storability rules as a fill.
+// timeout, and stores the answer under the same storability rules as a fill. The head sent and
+// the fields stored are the proxy path's (ProxyHooks): the app sees X-Forwarded-* and a request
+// id of the refresh's own, and a field the chain strips (Server, X-Powered-By) is never stored,
+// since a hit replays the stored fields as they are.
 struct Refresh {
+  std::shared_ptr<void> pin;  // first: released last, after everything pointing into it
   Fill fill;
   std::string head;  // the request sent upstream
+  const ProxyHooks* hooks = nullptr;
   io::tcp::endpoint target;
   std::chrono::milliseconds timeout{0};
   const RouteCache* route = nullptr;
@@ -115,10 +121,20 @@ net::awaitable<void> run_refresh(std::shared_ptr<Refresh> job) {
   auto e = std::make_shared<Entry>();
   auto now = Clock::now();
   e->status = facts.status;
+  e->stored = now;
+  // The fields build_client_head passes on: no framing, hop-by-hop, Connection-named or stripped.
+  std::vector<std::string_view> tokens;
+  auto connection = res.equal_range(io::http::field::connection);
+  for (auto it = connection.first; it != connection.second; ++it) {
+    for (auto t : ::gatehouse::http::split_tokens({it->value().data(), it->value().size()})) {
+      tokens.push_back(t);
+    }
+  }
   for (const auto& f : res) {
     auto name = std::string_view(f.name_string().data(), f.name_string().size());
-    if (::gatehouse::http::is_hop_by_hop(name) ||
-        ::gatehouse::http::iequals(name, "Content-Length")) {
+    if (f.name() == io::http::field::content_length || ::gatehouse::http::is_hop_by_hop(name) ||
+        (job->hooks->strips && job->hooks->strips(name)) ||
+        (!tokens.empty() && ::gatehouse::http::named_by_connection(name, tokens))) {
       continue;
     }
     e->lines += name;
@@ -167,7 +183,7 @@ pipeline::Next CacheFilter::look_up(pipeline::Context& ctx) {
   if (rc == nullptr) {
     return pipeline::Next::Continue;
   }
-  state_ = std::make_unique<State>();
+  state_.emplace();
   State& st = *state_;
   st.route = rc;
   auto& counters = store_->counters(worker_);
@@ -214,7 +230,22 @@ pipeline::Next CacheFilter::look_up_key(pipeline::Context& ctx) {
   const bool revalidate = rc->allow_client_bypass &&
                           request_no_cache(ctx.header("Cache-Control"), ctx.header("Pragma"));
 
-  std::string parts;
+  // Built in place: the canonical path, a separator, the parts.
+  Key key;
+  std::string& parts = key.text;
+  // Reserved from an upper bound of the parts' sizes: a key that fits in the string's inline
+  // buffer (a short path with method and query, say) allocates nothing.
+  std::size_t bound = ctx.path.size() + 1;
+  for (const auto& p : rc->key) {
+    bound += p.kind == KeyPart::Kind::method  ? 8
+             : p.kind == KeyPart::Kind::path  ? 0
+             : p.kind == KeyPart::Kind::query ? ctx.target.size() + 1
+                                              : kMaxInlinePart + 1;
+  }
+  parts.reserve(bound);
+  parts += ctx.path;
+  parts += '\0';
+  key.path_size = ctx.path.size();
   for (const auto& p : rc->key) {
     switch (p.kind) {
       case KeyPart::Kind::method:
@@ -235,7 +266,7 @@ pipeline::Next CacheFilter::look_up_key(pipeline::Context& ctx) {
         break;
     }
   }
-  Key key(ctx.path, parts);
+  key.seal();
   // The rendezvous is made only for a request that is to wait.
   auto make_waker = [&st]() -> Waker {
     st.wait = std::make_shared<Rendezvous>();
@@ -245,13 +276,17 @@ pipeline::Next CacheFilter::look_up_key(pipeline::Context& ctx) {
       rendezvous->entry = std::move(e);
       if (rendezvous->timer) {
         // The waiter sleeps on its own worker: wake it there.
-        net::post(rendezvous->timer->get_executor(), [rendezvous] { rendezvous->timer->cancel(); });
+        net::post(rendezvous->timer->get_executor(), [rendezvous] {
+          if (rendezvous->timer) {  // on the waiter's thread: the waiter may be gone already
+            rendezvous->timer->cancel();
+          }
+        });
       }
     };
   };
   auto header = [&ctx](std::string_view name) { return ctx.header(name); };
-  auto found =
-      store_->lookup(key, header, pipeline::Clock::now(), rc->max_waiters, make_waker, revalidate);
+  auto found = store_->lookup(std::move(key), header, pipeline::Clock::now(), rc->max_waiters,
+                              make_waker, revalidate);
   switch (found.outcome) {
     case Store::Outcome::hit:
       Counters::add(counters.hits);
@@ -308,6 +343,15 @@ pipeline::net::awaitable<pipeline::Next> CacheFilter::resume(pipeline::Context& 
     co_return reply_from(ctx, std::move(st.served), "STALE");
   }
   auto rendezvous = st.wait;
+  // The timer belongs to this worker's io_context: it must not outlive this frame in the store's
+  // waiter list (a fill still pending at shutdown, or one that ends after the wait timed out).
+  struct ForgetTimer {
+    Rendezvous& r;
+    ~ForgetTimer() {
+      std::lock_guard lock(r.mu);
+      r.timer.reset();
+    }
+  } forget{*rendezvous};
   bool sleep = false;
   {
     std::lock_guard lock(rendezvous->mu);
@@ -328,6 +372,13 @@ pipeline::net::awaitable<pipeline::Next> CacheFilter::resume(pipeline::Context& 
     std::lock_guard lock(rendezvous->mu);
     entry = rendezvous->entry;
   }
+  if (entry && !entry->vary.empty()) {
+    // The fill answered another variant (a different Accept-Language, say): not ours.
+    auto header = [&ctx](std::string_view name) { return ctx.header(name); };
+    if (vary_values(entry->vary, header) != entry->vary_values) {
+      entry.reset();
+    }
+  }
   if (entry) {
     auto& counters = store_->counters(worker_);
     Counters::add(counters.coalesced);
@@ -344,10 +395,14 @@ pipeline::net::awaitable<pipeline::Next> CacheFilter::resume(pipeline::Context& 
 bool CacheFilter::start_refresh(pipeline::Context& ctx, Fill fill) {
   const auto& route = *ctx.route_config;
   const auto& targets = (*endpoints_)[route.upstream_index];
-  if (targets.empty()) {
+  // A refresh is a GET: an entry keyed on a POST's body is filled again by a POST once stale.
+  if (targets.empty() || !hooks_->upstream_head || ctx.method == "POST") {
     return false;
   }
   auto job = std::make_shared<Refresh>();
+  if (hooks_->pin) {
+    job->pin = hooks_->pin();
+  }
   job->target = targets[fill.key().hash % targets.size()];
   job->fill = std::move(fill);
   const auto& up = cfg_->upstreams[route.upstream_index];
@@ -355,33 +410,17 @@ bool CacheFilter::start_refresh(pipeline::Context& ctx, Fill fill) {
   job->route = state_->route;
   job->max_object = settings(*cfg_).max_object;
   job->cache_header = settings(*cfg_).header;
-  // The request as the upstream would get it for a GET: its path (canonical or as received, as
-  // paths.forward says) and query, its fields but the hop-by-hop ones, and a connection of its own.
-  auto path = cfg_->paths.forward == config::PathForward::canonical ? ctx.path : ctx.raw_path;
-  auto query = ctx.target.substr(::gatehouse::http::target_path(ctx.target).size());
+  job->hooks = hooks_;
+  // The request as proxy_request would send it, as a GET, under a request id of its own (the
+  // refresh outlives the request that found the entry stale), on a connection of its own.
   std::string& head = job->head;
-  head = "GET ";
-  head += path;
-  head += query;
-  head += " HTTP/1.1\r\n";
+  hooks_->upstream_head(ctx, ::gatehouse::http::thread_id_generator().request_id(), head);
+  head.insert(head.size() - 2, "Connection: close\r\n");
   for (const auto& f : *ctx.request) {
-    auto name = std::string_view(f.name_string().data(), f.name_string().size());
-    auto value = std::string_view(f.value().data(), f.value().size());
-    if (::gatehouse::http::is_hop_by_hop(name) ||
-        ::gatehouse::http::iequals(name, "Content-Length") ||
-        ::gatehouse::http::iequals(name, "Expect")) {
-      continue;
-    }
-    head += name;
-    head += ": ";
-    head += value;
-    head += "\r\n";
-    job->request_headers.emplace_back(name, value);
+    job->request_headers.emplace_back(
+        std::string_view(f.name_string().data(), f.name_string().size()),
+        std::string_view(f.value().data(), f.value().size()));
   }
-  head += cfg_->request_id.header;
-  head += ": ";
-  head += ctx.request_id;
-  head += "\r\nConnection: close\r\n\r\n";
   state_->refresh = std::move(job);
   return true;
 }
@@ -512,10 +551,10 @@ void CacheFilter::on_head(pipeline::Context& ctx, pipeline::ResponseHead& head) 
     }
   }
   if (!name.empty() && st.verdict != nullptr) {
-    head.lines += name;
-    head.lines += ": ";
-    head.lines += st.verdict;
-    head.lines += "\r\n";
+    // Lengths known up front: one reservation, no strlen.
+    const std::string_view verdict(st.verdict);
+    head.lines.reserve(head.lines.size() + name.size() + verdict.size() + 4);
+    head.lines.append(name).append(": ", 2).append(verdict).append("\r\n", 2);
   }
 }
 

@@ -9,8 +9,12 @@
 //
 // A route without `cache` pays one null check per phase: no state is allocated, and the relay
 // skips encode_data (wants_body) unless this request fills.
+#include <functional>
 #include <memory>
+#include <optional>
 #include <span>
+#include <string>
+#include <string_view>
 
 #include "filters/cache/config.hpp"
 #include "filters/cache/store.hpp"
@@ -23,6 +27,21 @@ namespace gatehouse::filters::cache {
 struct Rendezvous;  // filter.cpp
 struct Refresh;     // filter.cpp
 
+// What a stale_while_revalidate refresh borrows from the proxy path, supplied by the server
+// (server/worker.cpp) so that a refreshed entry is what a fill would have stored and the app sees
+// the refresh as a proxied request.
+struct ProxyHooks {
+  // The filter chain's strips(): upstream response fields never passed on (Server, X-Powered-By).
+  std::function<bool(std::string_view)> strips;
+  // The upstream head proxy_request would send for `ctx`'s request, as a GET without a body
+  // (X-Forwarded-*, traceparent) carrying `request_id`.
+  std::function<void(const pipeline::Context& ctx, std::string_view request_id, std::string& out)>
+      upstream_head;
+  // Keeps what the hooks and the route point into (the configuration generation) alive until the
+  // token is released; called on the worker's thread, released there.
+  std::function<std::shared_ptr<void>()> pin;
+};
+
 class CacheFilter {
  public:
   template <class Services>
@@ -31,7 +50,8 @@ class CacheFilter {
         cfg_(&s.cfg),
         worker_(s.worker),
         logs_(&s.logs),
-        endpoints_(&s.upstream_endpoints) {}
+        endpoints_(&s.upstream_endpoints),
+        hooks_(&s.cache_hooks) {}
   CacheFilter(CacheFilter&&) noexcept;
   CacheFilter& operator=(CacheFilter&&) noexcept;
   ~CacheFilter();
@@ -94,7 +114,9 @@ class CacheFilter {
   unsigned worker_;
   observability::Logs* logs_;
   const std::vector<std::vector<io::tcp::endpoint>>* endpoints_;  // per upstream, resolved
-  std::unique_ptr<State> state_;                                  // only on a caching route
+  const ProxyHooks* hooks_;
+  // Only on a caching route; in place, so that a miss allocates no state of its own.
+  std::optional<State> state_;
 };
 
 }  // namespace gatehouse::filters::cache

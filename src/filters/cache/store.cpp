@@ -61,6 +61,10 @@ Key::Key(std::string_view canonical_path, std::string_view parts)
   hash = hash_text(text);
 }
 
+void Key::seal() {
+  hash = hash_text(text);
+}
+
 // ---------------------------------------------------------------------------------------------
 
 struct Store::Shard {
@@ -138,7 +142,7 @@ Store::Shard& Store::shard_for(const Key& key) const {
   return *shards_[(key.hash >> 7) % shards_.size()];
 }
 
-Store::Lookup Store::lookup(const Key& key, const HeaderLookup& header, Clock::time_point now,
+Store::Lookup Store::lookup(Key key, const HeaderLookup& header, Clock::time_point now,
                             std::size_t max_waiters, const std::function<Waker()>& make_waker,
                             bool revalidate) {
   Lookup out;
@@ -170,7 +174,7 @@ Store::Lookup Store::lookup(const Key& key, const HeaderLookup& header, Clock::t
       p.epoch = epoch_.load(std::memory_order_acquire);
       p.refresh = true;
       out.fill.store_ = this;
-      out.fill.key_ = key;
+      out.fill.key_ = std::move(key);
       out.fill.epoch_ = p.epoch;
     }
     return out;
@@ -191,7 +195,7 @@ Store::Lookup Store::lookup(const Key& key, const HeaderLookup& header, Clock::t
     out.outcome = Outcome::fill;
     pending->second.refresh = false;
     out.fill.store_ = this;
-    out.fill.key_ = key;
+    out.fill.key_ = std::move(key);
     out.fill.epoch_ = epoch_.load(std::memory_order_acquire);
     return out;
   }
@@ -199,7 +203,7 @@ Store::Lookup Store::lookup(const Key& key, const HeaderLookup& header, Clock::t
   p.epoch = epoch_.load(std::memory_order_acquire);
   out.outcome = Outcome::fill;
   out.fill.store_ = this;
-  out.fill.key_ = key;
+  out.fill.key_ = std::move(key);
   out.fill.epoch_ = p.epoch;
   return out;
 }
@@ -223,12 +227,15 @@ bool Store::purged_since(std::uint64_t epoch, std::string_view path) const {
 bool Store::finish_fill(Fill& fill, std::shared_ptr<const Entry> entry, Clock::time_point now) {
   Shard& s = shard_for(fill.key_);
   std::vector<Waker> waiters;
+  // The pending entry's key: reused as the node's map key, so storing copies no key.
+  std::string pending_key;
   bool stored = false;
   {
     std::lock_guard lock(s.mu);
     if (auto it = s.pending.find(fill.key_.text); it != s.pending.end()) {
-      waiters = std::move(it->second.waiters);
-      s.pending.erase(it);
+      auto handle = s.pending.extract(it);
+      waiters = std::move(handle.mapped().waiters);
+      pending_key = std::move(handle.key());
     }
     // Checked under the shard lock: a purge logs itself before it sweeps the shards, so either
     // it is seen here or its sweep (which takes this lock after) removes what is stored now.
@@ -239,13 +246,16 @@ bool Store::finish_fill(Fill& fill, std::shared_ptr<const Entry> entry, Clock::t
       auto it = s.nodes.find(fill.key_.text);
       if (it == s.nodes.end()) {
         auto node = std::make_unique<Shard::Node>();
-        node->key = fill.key_.text;
+        node->key = std::move(fill.key_.text);  // the fill ends here
         node->path_size = fill.key_.path_size;
         node->bytes = node->key.size() + kNodeOverhead;
         s.bytes += node->bytes;
         s.lru.push_front(node.get());
         node->lru = s.lru.begin();
-        it = s.nodes.emplace(node->key, std::move(node)).first;
+        if (pending_key.empty()) {
+          pending_key = node->key;
+        }
+        it = s.nodes.emplace(std::move(pending_key), std::move(node)).first;
       }
       Shard::Node& n = *it->second;
       // Replace the variant with the same Vary values (or every variant when Vary changed).

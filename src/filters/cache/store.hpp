@@ -67,6 +67,8 @@ struct Key {
   Key() = default;
   Key(std::string_view canonical_path, std::string_view parts);
   std::string_view path() const { return std::string_view(text).substr(0, path_size); }
+  // For a key built in place (text and path_size set): computes the hash.
+  void seal();
 };
 
 class Store;
@@ -152,10 +154,10 @@ class Store {
 
   // One atomic step under the key's shard lock: a usable entry, or the fill, or a place among the
   // waiters. `revalidate`: ignore a fresh entry (a client's `no-cache` on a route that allows it).
-  // `make_waker` is called (under the shard lock) only when the caller is to wait.
-  Lookup lookup(const Key& key, const HeaderLookup& header, Clock::time_point now,
-                std::size_t max_waiters, const std::function<Waker()>& make_waker,
-                bool revalidate = false);
+  // `make_waker` is called (under the shard lock) only when the caller is to wait. `key` is taken
+  // by value: a fill keeps it (moved, not copied, from a caller that passes it with std::move).
+  Lookup lookup(Key key, const HeaderLookup& header, Clock::time_point now, std::size_t max_waiters,
+                const std::function<Waker()>& make_waker, bool revalidate = false);
 
   // Removes every entry whose canonical path starts with `prefix`, and makes every fill in flight
   // for such a path store nothing (its waiters go upstream). Thread-safe, from any thread.

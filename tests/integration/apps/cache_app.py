@@ -9,6 +9,8 @@ usage: cache_app.py PORT [NAME]
       vary=V    Vary: V (body adds the Vary'd request headers)
       cookie=1  Set-Cookie                status=N respond with N
       size=N    body of N bytes           sse=1    text/event-stream, chunked, 3 events
+      leaky=1   Server and X-Powered-By, as apps leak them
+  GET /__seen?path=P        JSON list, per request of path P: its X-Forwarded-For, X-Request-ID
 """
 import asyncio
 import collections
@@ -21,15 +23,22 @@ from starlette.routing import Route
 
 NAME = sys.argv[2] if len(sys.argv) > 2 else "cache"
 HITS = collections.Counter()
+SEEN = collections.defaultdict(list)
 
 
 async def hits(request):
     return JSONResponse({"count": HITS[request.query_params.get("path", "")]})
 
 
+async def seen(request):
+    return JSONResponse(SEEN[request.query_params.get("path", "")])
+
+
 async def anything(request):
     path = request.url.path
     HITS[path] += 1
+    SEEN[path].append({"x-forwarded-for": request.headers.get("x-forwarded-for"),
+                       "x-request-id": request.headers.get("x-request-id")})
     n = HITS[path]
     q = request.query_params
     body = await request.body()
@@ -49,6 +58,9 @@ async def anything(request):
             text += f" {name.strip()}={request.headers.get(name.strip(), '')}"
     if "cc" in q:
         headers["Cache-Control"] = q["cc"]
+    if q.get("leaky") == "1":
+        headers["Server"] = "leaky"
+        headers["X-Powered-By"] = "x"
     if body:
         text += f" body={len(body)}"
     payload = text.encode()
@@ -63,6 +75,7 @@ async def anything(request):
 
 app = Starlette(routes=[
     Route("/__hits", hits),
+    Route("/__seen", seen),
     Route("/{rest:path}", anything, methods=["GET", "HEAD", "POST"]),
 ])
 

@@ -71,6 +71,15 @@ class BodyReader {
   std::vector<std::string>& log_;
 };
 
+// Reads bodies only when it says so (the response cache: only while it fills).
+class SometimesReader {
+ public:
+  explicit SometimesReader(Services&) {}
+  bool wants_body(const Context&) const { return wants; }
+  void encode_data(Context&, std::span<const char>, bool) {}
+  bool wants = false;
+};
+
 using Abc = Chain<Recorder<'a'>, Plain, Recorder<'b'>>;
 static_assert(!Abc::kObservesBody);
 static_assert(Chain<Plain, BodyReader>::kObservesBody);
@@ -163,6 +172,17 @@ TEST_F(ChainTest, EncodeDataReachesBodyReaders) {
   chain.encode_data(ctx, piece, false);
   chain.encode_data(ctx, {}, true);
   EXPECT_EQ(log, (std::vector<std::string>{"data hello", "data  last"}));
+}
+
+TEST_F(ChainTest, WantsBodyAsksTheFiltersThatSayAndAssumesTheOthersDo) {
+  Chain<Plain> none(services);
+  EXPECT_FALSE(none.wants_body(ctx));
+  Chain<Plain, SometimesReader> sometimes(services);
+  EXPECT_FALSE(sometimes.wants_body(ctx));  // the relay then skips encode_data
+  sometimes.get<SometimesReader>().wants = true;
+  EXPECT_TRUE(sometimes.wants_body(ctx));
+  Chain<SometimesReader, BodyReader> always(services);
+  EXPECT_TRUE(always.wants_body(ctx));  // a reader without wants_body reads every body
 }
 
 }  // namespace
