@@ -150,6 +150,10 @@ def test_restart_only_keys_are_refused_by_name(flask_app, gatehouses):
         ({"upstreams": {"app": {"targets": [flask_app.address], "timeout": "5s"}}},
          "upstreams: changing an upstream (app) needs a restart"),
         ({"routes": [route("api", "/api"), route("default", "/")]}, "routes: adding, removing"),
+        # The response cache's store and the Sentry reporter are built once, at start-up.
+        ({"cache": {"max_memory": "256MiB"}}, "cache (a route caches now): changing it needs"),
+        ({"errors": {"sentry": {"dsn": "http://key@127.0.0.1:9/1"}}},
+         "errors.sentry: changing it needs a restart"),
     ]
     original = dict(gh.config)
     for change, message in cases:

@@ -82,8 +82,12 @@ Settings read_settings(const cd::Value& v) {
   }
   if (out.max_object > out.max_memory / 16) {
     // A shard holds max_memory/16: a larger object could never be stored.
-    (m.find("max_object") ? *m.find("max_object") : m.self())
-        .fail("must be at most max_memory / 16 (the store is split into 16 shards)");
+    if (auto x = m.find("max_object")) {
+      x->fail("must be at most max_memory / 16 (the store is split into 16 shards)");
+    }
+    m.self().fail(
+        "max_object (default 8MiB) must be at most max_memory / 16 (the store is split "
+        "into 16 shards): set a smaller max_object or a larger max_memory");
   }
   if (auto x = m.find("header")) {
     out.header = x->is_null() ? std::string() : x->text();

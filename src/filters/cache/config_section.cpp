@@ -89,6 +89,30 @@ const RouteCache* route_cache(const config::Route& route) {
   return route.filters.get<RouteCache>();
 }
 
+// The store (its size) and the invalidation bus are built once, at start-up, and shared by every
+// generation; a route's own `cache` block (ttl, key, ...) reloads. The store exists only when the
+// file at start-up cached something, so turning the cache on needs a restart too.
+std::string restart_needed(const config::Config& running, const config::Config& next) {
+  const Settings& a = settings(running);
+  const Settings& b = settings(next);
+  const char* key = nullptr;
+  if (a.enabled != b.enabled) {
+    key = a.enabled ? "cache (no route caches any more)" : "cache (a route caches now)";
+  } else if (a.max_memory != b.max_memory) {
+    key = "cache.max_memory";
+  } else if (a.max_object != b.max_object) {
+    key = "cache.max_object";
+  } else if (a.header != b.header) {
+    key = "cache.header";
+  } else if (!(cache_bus::settings(running) == cache_bus::settings(next))) {
+    key = "cache.shared";
+  }
+  return key == nullptr ? std::string()
+                        : std::string(key) +
+                              ": changing it needs a restart; the running configuration stays in "
+                              "place";
+}
+
 void register_config(config::Sections& sections) {
   sections.add({.key = "cache",
                 .stage = config::Stage::last,
@@ -96,7 +120,8 @@ void register_config(config::Sections& sections) {
                 .write = write,
                 .read_route = read_route,
                 .write_route = write_route,
-                .finish = finish});
+                .finish = finish,
+                .restart_needed = restart_needed});
 }
 
 }  // namespace gatehouse::filters::cache

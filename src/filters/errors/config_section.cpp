@@ -43,8 +43,21 @@ const Settings& settings(const config::Config& config) {
   return s != nullptr ? *s : production;
 }
 
+// The Sentry reporter (its thread, queue and DSN) is built once, at start-up; intercept and
+// log_body reload.
+std::string restart_needed(const config::Config& running, const config::Config& next) {
+  if (settings(running).sentry == settings(next).sentry) {
+    return {};
+  }
+  return "errors.sentry: changing it needs a restart; the running configuration stays in place";
+}
+
 void register_config(config::Sections& sections) {
-  sections.add({.key = "errors", .stage = config::Stage::last, .read = read, .write = write});
+  sections.add({.key = "errors",
+                .stage = config::Stage::last,
+                .read = read,
+                .write = write,
+                .restart_needed = restart_needed});
 }
 
 }  // namespace gatehouse::filters::errors
