@@ -231,7 +231,7 @@ Gateway::Gateway(std::shared_ptr<const config::Config> cfg, std::string version)
                              {"max_keys", cap},
                              {"at_capacity", keys >= cap},
                              {"evictions", st.store.evictions()},
-                             {"bans_active", gen_->rate_limiter->bans_active()}};
+                             {"bans_active", rate_state_->bans.active(rate_clock_->now())}};
       auto status = observability::Status::ok;
       if (redis_) {
         bool up = redis_->up();

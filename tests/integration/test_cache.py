@@ -115,6 +115,36 @@ def test_what_is_never_stored(apps, gatehouses, query, headers):
     assert upstream_hits(app, "/n") == 2
 
 
+def test_the_host_is_part_of_every_key(apps, gatehouses):
+    # The app sees the client's Host (and may build absolute URLs from it): a page fetched with
+    # another Host must never be another host's answer (cache poisoning, or a tenant's page
+    # served to another tenant on one route).
+    app, gh = cached(apps, gatehouses)
+    s1, h1, b1 = get(gh, "/h?host=1", headers={"Host": "a.example"})
+    s2, h2, b2 = get(gh, "/h?host=1", headers={"Host": "evil.example"})
+    assert (h1["x-cache"], h2["x-cache"]) == ("MISS", "MISS")
+    assert b"host=a.example" in b1 and b"host=evil.example" in b2
+    s3, h3, b3 = get(gh, "/h?host=1", headers={"Host": "A.Example"})
+    assert (h3["x-cache"], b3) == ("HIT", b1)  # host names are case-insensitive
+    assert upstream_hits(app, "/h") == 2
+
+
+def test_every_cache_control_and_vary_line_counts(apps, gatehouses):
+    # A second Cache-Control line (a middleware's "private") forbids storing.
+    app, gh = cached(apps, gatehouses)
+    for _ in range(2):
+        s, h, _ = get(gh, "/cc2?cc=max-age%3D60&cc2=private")
+        assert (s, h["x-cache"]) == (200, "MISS")
+    assert upstream_hits(app, "/cc2") == 2
+    # A second Vary line: each X-User gets its own copy.
+    s, h, alice = get(gh, "/v2?vary=Accept-Language&vary2=X-User", headers={"X-User": "alice"})
+    assert h["x-cache"] == "MISS" and b"X-User=alice" in alice
+    s, h, bob = get(gh, "/v2?vary=Accept-Language&vary2=X-User", headers={"X-User": "bob"})
+    assert h["x-cache"] == "MISS" and b"X-User=bob" in bob
+    s, h, again = get(gh, "/v2?vary=Accept-Language&vary2=X-User", headers={"X-User": "alice"})
+    assert (h["x-cache"], again) == ("HIT", alice)
+
+
 def test_authorization_is_cached_per_value_when_the_key_names_it(apps, gatehouses):
     app, gh = cached(apps, gatehouses,
                      route_cache={"key": ["method", "path", "query", "header:Authorization"]})

@@ -21,8 +21,13 @@ namespace net = io::net;
 // request carries (a 10 MB prompt is a 33-byte key part).
 constexpr std::size_t kMaxInlinePart = 128;
 
+// Each part is tagged and, inline, length-prefixed, so no two different part lists make the same
+// key: a short body that looks like another body's digest, or a value holding a separator, cannot
+// reach another request's entry.
 void append_part(std::string& out, std::string_view v) {
   if (v.size() <= kMaxInlinePart) {
+    out += '=';
+    out += static_cast<char>(v.size());  // at most 128: one byte
     out += v;
   } else {
     unsigned char digest[EVP_MAX_MD_SIZE];
@@ -31,7 +36,34 @@ void append_part(std::string& out, std::string_view v) {
     out += '#';
     out.append(reinterpret_cast<const char*>(digest), n);
   }
-  out += '\x1f';
+}
+
+// The origin the answer came from: scheme, host (lower case; the upstream sees the client's Host
+// and may build absolute URLs from it) and route (routes may match by host and send the same path
+// to different upstreams). Always in the key, whatever `key` lists.
+void append_origin(std::string& out, bool tls, std::string_view host, std::size_t route) {
+  out += tls ? 's' : 'p';
+  out += static_cast<char>(std::min<std::size_t>(host.size(), 255));
+  for (char c : host.substr(0, 255)) {
+    out += c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+  }
+  out.append(reinterpret_cast<const char*>(&route), sizeof route);
+}
+
+// A list-valued field sent on several lines is one list (RFC 9110 5.3): every line counts, so a
+// second `Cache-Control: private` or `Vary: Cookie` cannot be missed. `joined` holds the text when
+// there is more than one line.
+void add_line(std::string_view& value, std::string& joined, std::string_view line) {
+  if (value.empty() && joined.empty()) {
+    value = line;
+    return;
+  }
+  if (joined.empty()) {
+    joined = value;
+  }
+  joined += ", ";
+  joined += line;
+  value = joined;
 }
 
 void set_windows(Entry& e, const RouteCache& route, std::chrono::milliseconds ttl,
@@ -76,12 +108,14 @@ struct Refresh {
 
 net::awaitable<void> run_refresh(std::shared_ptr<Refresh> job) {
   auto executor = co_await net::this_coro::executor;
-  io::tcp::socket socket(executor);
+  // Shared with the timer's handler, which may already be queued when the refresh ends.
+  auto socket_ptr = std::make_shared<io::tcp::socket>(executor);
+  io::tcp::socket& socket = *socket_ptr;
   net::steady_timer timer(executor, job->timeout);
-  timer.async_wait([&socket](io::error_code ec) {
+  timer.async_wait([socket_ptr](io::error_code ec) {
     if (!ec) {
       io::error_code ignore;
-      socket.close(ignore);  // the refresh took too long: its fill is dropped below
+      socket_ptr->close(ignore);  // the refresh took too long: its fill is dropped below
     }
   });
   auto [cec] = co_await socket.async_connect(job->target, io::nothrow);
@@ -107,9 +141,18 @@ net::awaitable<void> run_refresh(std::shared_ptr<Refresh> job) {
   };
   ResponseFacts facts;
   facts.status = res.result_int();
-  facts.cache_control = field("Cache-Control");
+  std::string cc_joined, vary_joined;
+  std::string_view vary;
+  for (const auto& f : res) {
+    const std::string_view value(f.value().data(), f.value().size());
+    if (f.name() == io::http::field::cache_control) {
+      add_line(facts.cache_control, cc_joined, value);
+    } else if (f.name() == io::http::field::vary) {
+      add_line(vary, vary_joined, value);
+    }
+  }
   facts.set_cookie = res.find("Set-Cookie") != res.end();
-  auto vary_names = parse_vary(field("Vary"), facts.vary_star);
+  auto vary_names = parse_vary(vary, facts.vary_star);
   if (!parser.chunked()) {
     facts.content_length = res.body().size();
   }
@@ -235,17 +278,18 @@ pipeline::Next CacheFilter::look_up_key(pipeline::Context& ctx) {
   std::string& parts = key.text;
   // Reserved from an upper bound of the parts' sizes: a key that fits in the string's inline
   // buffer (a short path with method and query, say) allocates nothing.
-  std::size_t bound = ctx.path.size() + 1;
+  std::size_t bound = ctx.path.size() + 1 + 2 + ctx.host.size() + sizeof(std::size_t);
   for (const auto& p : rc->key) {
-    bound += p.kind == KeyPart::Kind::method  ? 8
+    bound += p.kind == KeyPart::Kind::method  ? 10
              : p.kind == KeyPart::Kind::path  ? 0
-             : p.kind == KeyPart::Kind::query ? ctx.target.size() + 1
-                                              : kMaxInlinePart + 1;
+             : p.kind == KeyPart::Kind::query ? ctx.target.size() + 2
+                                              : kMaxInlinePart + 2;
   }
   parts.reserve(bound);
   parts += ctx.path;
   parts += '\0';
   key.path_size = ctx.path.size();
+  append_origin(parts, ctx.tls, ctx.host, ctx.route);
   for (const auto& p : rc->key) {
     switch (p.kind) {
       case KeyPart::Kind::method:
@@ -478,6 +522,7 @@ void CacheFilter::on_head(pipeline::Context& ctx, pipeline::ResponseHead& head) 
   } else if (st.fill) {
     // One pass over the upstream's fields for everything storability needs.
     std::string_view vary, length, age;
+    std::string cc_joined, vary_joined;
     ResponseFacts facts;
     facts.status = head.status;
     bool chunked = false;
@@ -485,13 +530,13 @@ void CacheFilter::on_head(pipeline::Context& ctx, pipeline::ResponseHead& head) 
       const std::string_view value(f.value().data(), f.value().size());
       switch (f.name()) {
         case io::http::field::cache_control:
-          facts.cache_control = facts.cache_control.empty() ? value : facts.cache_control;
+          add_line(facts.cache_control, cc_joined, value);
           break;
         case io::http::field::set_cookie:
           facts.set_cookie = true;
           break;
         case io::http::field::vary:
-          vary = vary.empty() ? value : vary;
+          add_line(vary, vary_joined, value);
           break;
         case io::http::field::content_length:
           length = value;

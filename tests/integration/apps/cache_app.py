@@ -10,6 +10,8 @@ usage: cache_app.py PORT [NAME]
       cookie=1  Set-Cookie                status=N respond with N
       size=N    body of N bytes           sse=1    text/event-stream, chunked, 3 events
       leaky=1   Server and X-Powered-By, as apps leak them
+      cc2=V / vary2=V   a second Cache-Control / Vary line (as a middleware adds one)
+      host=1    body adds the Host header the app received
   GET /__seen?path=P        JSON list, per request of path P: its X-Forwarded-For, X-Request-ID
 """
 import asyncio
@@ -61,6 +63,11 @@ async def anything(request):
     if q.get("leaky") == "1":
         headers["Server"] = "leaky"
         headers["X-Powered-By"] = "x"
+    if "vary2" in q:
+        for name in q["vary2"].split(","):
+            text += f" {name.strip()}={request.headers.get(name.strip(), '')}"
+    if q.get("host") == "1":
+        text += f" host={request.headers.get('host', '')}"
     if body:
         text += f" body={len(body)}"
     payload = text.encode()
@@ -68,6 +75,9 @@ async def anything(request):
         payload = (payload + b" " + b"x" * int(q["size"]))[: int(q["size"])]
     resp = Response(payload, status_code=int(q.get("status", "200")), headers=headers,
                     media_type="text/plain")
+    for param, field in (("cc2", b"cache-control"), ("vary2", b"vary")):
+        if param in q:
+            resp.raw_headers.append((field, q[param].encode()))
     if q.get("cookie") == "1":
         resp.set_cookie("session", "secret")
     return resp
