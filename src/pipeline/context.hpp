@@ -12,6 +12,7 @@
 #include "config/config.hpp"
 #include "core/path_params.hpp"
 #include "http/canonical_path.hpp"
+#include "http/fields.hpp"
 #include "pipeline/client_identity.hpp"
 #include "pipeline/request.hpp"
 
@@ -121,11 +122,32 @@ struct ResponseHead {
   std::size_t fields_begin = 0;
   std::size_t fields_end = 0;
 
+  // A response the cache answers: the upstream's fields as stored ("Name: value\r\n" lines).
+  // Such a reply is local (no upstream now) but carries the app's fields, which filters treat as
+  // they treated them on the miss.
+  std::string_view stored_lines;
+
   bool local() const { return upstream == nullptr; }
-  // Whether the upstream response has this field (case-insensitive); false for local replies.
+  bool stored() const { return !stored_lines.empty(); }
+  // Whether the upstream response (or the stored one) has this field (case-insensitive); false
+  // for gatehouse's own replies.
   bool upstream_has(std::string_view name) const {
-    return upstream != nullptr &&
-           upstream->find(beast::string_view(name.data(), name.size())) != upstream->end();
+    if (upstream != nullptr) {
+      return upstream->find(beast::string_view(name.data(), name.size())) != upstream->end();
+    }
+    for (std::string_view rest = stored_lines; !rest.empty();) {
+      const auto eol = rest.find("\r\n");
+      const auto line = rest.substr(0, eol);
+      const auto colon = line.find(':');
+      if (colon == name.size() && ghttp::iequals(line.substr(0, colon), name)) {
+        return true;
+      }
+      if (eol == std::string_view::npos) {
+        break;
+      }
+      rest.remove_prefix(eol + 2);
+    }
+    return false;
   }
 };
 

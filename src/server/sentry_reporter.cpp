@@ -355,8 +355,10 @@ void report_upstream_failure(Worker& w, const pipeline::Context& x, sentry::Fail
       std::string_view name(f.name_string().data(), f.name_string().size());
       std::string_view value(f.value().data(), f.value().size());
       bool hide = ghttp::is_secret_header(name) || (!development && is_address_header(name));
-      e.headers.emplace_back(std::string(name),
-                             hide ? std::string("[Filtered]") : std::string(value.substr(0, 1024)));
+      // Other values go through the free-text redaction: a Referer (or X-Original-URL) can carry
+      // a reset link's ?token=...
+      e.headers.emplace_back(std::string(name), hide ? std::string("[Filtered]")
+                                                     : ghttp::redact_text(value.substr(0, 1024)));
       if (e.headers.size() >= 64) {
         break;
       }

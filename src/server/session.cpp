@@ -79,6 +79,9 @@ void build_reply_head(FilterChain& chain, Context& ctx, std::string& head) {
   append_date_header(head);
   head += r.headers;
   pipeline::ResponseHead response{r.status, nullptr, head};
+  if (r.stored_owner) {
+    response.stored_lines = r.stored_lines;
+  }
   chain.encode_headers(ctx, response);
   head += ctx.client_keep_alive ? "\r\n" : "Connection: close\r\n\r\n";
 }

@@ -5,6 +5,7 @@ Authorization, SSE, over max_object), Vary, TTL expiry in real time, stale-while
 a slow upstream, stale-if-error with the upstream killed, memory bounded under a flood of keys,
 POST bodies as keys, rate limits before the cache, and a shutdown with waiters pending."""
 import json
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -143,6 +144,30 @@ def test_every_cache_control_and_vary_line_counts(apps, gatehouses):
     assert h["x-cache"] == "MISS" and b"X-User=bob" in bob
     s, h, again = get(gh, "/v2?vary=Accept-Language&vary2=X-User", headers={"X-User": "alice"})
     assert (h["x-cache"], again) == ("HIT", alice)
+
+
+def raw_head(port, target):
+    with socket.create_connection(("127.0.0.1", port), timeout=scaled(5)) as s:
+        s.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    return data.split(b"\r\n\r\n", 1)[0].decode("latin-1").lower()
+
+
+def test_a_hit_carries_the_same_security_headers_as_its_miss(apps, gatehouses):
+    # The app's own X-Frame-Options wins on the miss; the hit must not add gatehouse's beside it
+    # (SAMEORIGIN plus DENY blocks framing the miss allowed).
+    app, gh = cached(apps, gatehouses)
+    miss = raw_head(gh.port, "/xfo?xfo=1")
+    hit = raw_head(gh.port, "/xfo?xfo=1")
+    assert "x-cache: miss" in miss and "x-cache: hit" in hit
+    assert miss.count("x-frame-options:") == 1 and "x-frame-options: sameorigin" in miss
+    assert hit.count("x-frame-options:") == 1 and "x-frame-options: sameorigin" in hit
+    assert hit.count("x-content-type-options:") == miss.count("x-content-type-options:") == 1
 
 
 def test_authorization_is_cached_per_value_when_the_key_names_it(apps, gatehouses):

@@ -178,9 +178,17 @@ def test_traceback_secrets_redacted(gatehouses, crash_app, ingest):
     sink = ingest()
     gh = gatehouses(crash_app, env=ENV, **sentry_config(sink.dsn))
     with RawConn(gh.port) as c:
-        resp = c.request("GET", "/crash", [("X-Request-ID", "sentry-req-2")])
+        resp = c.request("GET", "/crash", [
+            ("X-Request-ID", "sentry-req-2"),
+            ("Referer", "https://app.example/reset?token=reset-secret-9&step=2")])
     assert resp.status == 500
     ev = sink.wait(1)[0]["event"]
+    # A URL-valued header's secrets are redacted like the query's.
+    assert "reset-secret-9" not in json.dumps(ev)
+    referer = {k.lower(): v for k, v in ev["request"]["headers"].items()} \
+        if isinstance(ev["request"]["headers"], dict) else \
+        {k.lower(): v for k, v in ev["request"]["headers"]}
+    assert referer["referer"].startswith("https://app.example/reset?token=REDACTED")
     body = ev["extra"]["upstream_body"]
     assert "KeyError" in body
     assert "hunter2-db-password" not in body and "password=REDACTED" in body

@@ -15,7 +15,8 @@ class SecurityHeadersFilter {
   bool strips(std::string_view name) const { return headers_.strips(name); }
 
   void encode_headers(pipeline::Context& ctx, pipeline::ResponseHead& head) const {
-    if (head.local()) {
+    // A cached answer gets what its miss got: the app's own lines win (stored ones count).
+    if (head.local() && !head.stored()) {
       headers_.append_local(head.lines, ctx.tls);
       return;
     }

@@ -12,6 +12,7 @@ usage: cache_app.py PORT [NAME]
       leaky=1   Server and X-Powered-By, as apps leak them
       cc2=V / vary2=V   a second Cache-Control / Vary line (as a middleware adds one)
       host=1    body adds the Host header the app received
+      xfo=1     X-Frame-Options: SAMEORIGIN (the app's own security header)
   GET /__seen?path=P        JSON list, per request of path P: its X-Forwarded-For, X-Request-ID
 """
 import asyncio
@@ -60,6 +61,8 @@ async def anything(request):
             text += f" {name.strip()}={request.headers.get(name.strip(), '')}"
     if "cc" in q:
         headers["Cache-Control"] = q["cc"]
+    if q.get("xfo") == "1":
+        headers["X-Frame-Options"] = "SAMEORIGIN"
     if q.get("leaky") == "1":
         headers["Server"] = "leaky"
         headers["X-Powered-By"] = "x"
