@@ -20,7 +20,9 @@ TEST(CacheBusMessage, RoundTrips) {
   ASSERT_TRUE(m);
   EXPECT_EQ(m->instance, kId);
   EXPECT_EQ(m->prefix, "/api/slugs/");
-  auto root = decode(encode(kId, "/"));
+  // A Message views the payload it was decoded from: keep the text alive while it is read.
+  const auto root_text = encode(kId, "/");
+  auto root = decode(root_text);
   ASSERT_TRUE(root);
   EXPECT_EQ(root->prefix, "/");
 }
