@@ -87,6 +87,9 @@ class CacheFilter {
 
  private:
   struct State {
+    // Declared, so optional<State> can ask whether State is constructible while CacheFilter is
+    // incomplete (clang cannot use the member initializers before then).
+    State() noexcept {}  // NOLINT(modernize-use-equals-default)
     const RouteCache* route = nullptr;
     const char* verdict = nullptr;         // for X-Cache and the access log
     std::shared_ptr<const Entry> served;   // the entry answered (hit, stale, coalesced)
