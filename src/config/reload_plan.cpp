@@ -193,7 +193,7 @@ std::string restart_needed(const Config& running, const Config& next, const Sect
       return "upstreams: changing an upstream (" + which +
              ") needs a restart; the running configuration stays in place";
     }
-    return key + ": changing it needs a restart; the running configuration stays in place";
+    return restart_message(key);
   }
   for (const auto& s : sections.all()) {
     if (s.restart_needed != nullptr) {

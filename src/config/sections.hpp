@@ -43,6 +43,12 @@ struct Section {
   std::string (*restart_needed)(const Config& running, const Config& next) = nullptr;
 };
 
+// What a refused reload says of a restart-only key: "KEY: changing it needs a restart; ...".
+inline std::string restart_message(std::string_view key) {
+  return std::string(key) +
+         ": changing it needs a restart; the running configuration stays in place";
+}
+
 class Sections {
  public:
   // Throws std::logic_error for a key registered twice: a programming error, found by every test.

@@ -107,10 +107,7 @@ std::string restart_needed(const config::Config& running, const config::Config& 
   } else if (!(cache_bus::settings(running) == cache_bus::settings(next))) {
     key = "cache.shared";
   }
-  return key == nullptr ? std::string()
-                        : std::string(key) +
-                              ": changing it needs a restart; the running configuration stays in "
-                              "place";
+  return key == nullptr ? std::string() : config::restart_message(key);
 }
 
 void register_config(config::Sections& sections) {

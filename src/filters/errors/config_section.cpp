@@ -49,7 +49,7 @@ std::string restart_needed(const config::Config& running, const config::Config& 
   if (settings(running).sentry == settings(next).sentry) {
     return {};
   }
-  return "errors.sentry: changing it needs a restart; the running configuration stays in place";
+  return config::restart_message("errors.sentry");
 }
 
 void register_config(config::Sections& sections) {

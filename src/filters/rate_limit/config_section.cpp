@@ -197,10 +197,7 @@ std::string restart_needed(const config::Config& running, const config::Config& 
   } else if (a.redis && a.on_store_failure != b.on_store_failure) {
     key = "rate_limit.on_store_failure";
   }
-  return key == nullptr ? std::string()
-                        : std::string(key) +
-                              ": changing it needs a restart; the running configuration stays in "
-                              "place";
+  return key == nullptr ? std::string() : config::restart_message(key);
 }
 
 void register_config(config::Sections& sections) {
