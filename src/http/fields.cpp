@@ -10,7 +10,9 @@ char lower(char c) {
   return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
 }
 
-std::string_view trim(std::string_view s) {
+}  // namespace
+
+std::string_view trim_ows(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
     s.remove_prefix(1);
   }
@@ -19,8 +21,6 @@ std::string_view trim(std::string_view s) {
   }
   return s;
 }
-
-}  // namespace
 
 bool iequals(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) {
@@ -47,7 +47,7 @@ std::vector<std::string_view> split_tokens(std::string_view value) {
   std::vector<std::string_view> out;
   while (!value.empty()) {
     auto comma = value.find(',');
-    auto token = trim(value.substr(0, comma));
+    auto token = trim_ows(value.substr(0, comma));
     if (!token.empty()) {
       out.push_back(token);
     }

@@ -9,6 +9,9 @@ namespace gatehouse::http {
 
 bool iequals(std::string_view a, std::string_view b);
 
+// `s` without the optional whitespace (RFC 9110 5.6.3: spaces and tabs) around it.
+std::string_view trim_ows(std::string_view s);
+
 // Connection, Keep-Alive, TE, Trailer, Transfer-Encoding, Upgrade, Proxy-Connection,
 // Proxy-Authenticate, Proxy-Authorization. Transfer-Encoding is re-framed by the proxy itself.
 bool is_hop_by_hop(std::string_view name);

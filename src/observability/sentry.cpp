@@ -47,16 +47,6 @@ void field(std::string& out, std::string_view name, std::string_view value) {
   http::append_json_string(out, value);
 }
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
-    s.remove_prefix(1);
-  }
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
-    s.remove_suffix(1);
-  }
-  return s;
-}
-
 std::string_view exception_type(Failure f) {
   switch (f) {
     case Failure::status_5xx:
@@ -333,7 +323,7 @@ std::optional<std::chrono::seconds> rate_limit_delay(unsigned status, std::strin
   // "60:error;default:organization, 2700::project" (seconds:categories:scope[:reason...])
   while (!limits.empty()) {
     auto comma = limits.find(',');
-    auto item = trim(limits.substr(0, comma));
+    auto item = http::trim_ows(limits.substr(0, comma));
     limits = comma == std::string_view::npos ? std::string_view{} : limits.substr(comma + 1);
     auto colon = item.find(':');
     auto secs_text = item.substr(0, colon);
@@ -348,7 +338,7 @@ std::optional<std::chrono::seconds> rate_limit_delay(unsigned status, std::strin
     bool covers = cats.empty();
     while (!covers && !cats.empty()) {
       auto semi = cats.find(';');
-      auto cat = trim(cats.substr(0, semi));
+      auto cat = http::trim_ows(cats.substr(0, semi));
       covers = cat == "error" || cat == "default";
       cats = semi == std::string_view::npos ? std::string_view{} : cats.substr(semi + 1);
     }
@@ -360,7 +350,7 @@ std::optional<std::chrono::seconds> rate_limit_delay(unsigned status, std::strin
   if (best || status != 429) {
     return best;
   }
-  retry_after = trim(retry_after);
+  retry_after = http::trim_ows(retry_after);
   unsigned secs = 0;
   auto [end, ec] =
       std::from_chars(retry_after.data(), retry_after.data() + retry_after.size(), secs);

@@ -194,16 +194,6 @@ bool RetryBudget::try_spend(RetryClock::time_point now) {
 
 namespace {
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
-    s.remove_prefix(1);
-  }
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
-    s.remove_suffix(1);
-  }
-  return s;
-}
-
 bool parse_digits(std::string_view s, int& out) {
   if (s.empty() || s.size() > 9) {
     return false;
@@ -315,7 +305,7 @@ std::optional<std::int64_t> parse_http_date(std::string_view s) {
 
 std::optional<std::chrono::seconds> parse_retry_after(std::string_view v,
                                                       std::chrono::system_clock::time_point now) {
-  v = trim(v);
+  v = gatehouse::http::trim_ows(v);
   if (v.empty()) {
     return std::nullopt;
   }
@@ -340,7 +330,7 @@ std::optional<std::chrono::seconds> parse_retry_after(std::string_view v,
 
 bool is_json_content_type(std::string_view v) {
   auto semi = v.find(';');
-  auto type = trim(v.substr(0, semi));
+  auto type = gatehouse::http::trim_ows(v.substr(0, semi));
   if (gatehouse::http::iequals(type, "application/json")) {
     return true;
   }

@@ -8,18 +8,8 @@
 namespace gatehouse::filters::cache {
 namespace {
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
-    s.remove_prefix(1);
-  }
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
-    s.remove_suffix(1);
-  }
-  return s;
-}
-
 std::optional<std::int64_t> seconds_of(std::string_view v) {
-  v = trim(v);
+  v = http::trim_ows(v);
   if (v.size() >= 2 && v.front() == '"' && v.back() == '"') {
     v = v.substr(1, v.size() - 2);
   }
@@ -38,7 +28,7 @@ template <class F>
 void for_each_item(std::string_view value, F&& f) {
   while (!value.empty()) {
     auto comma = value.find(',');
-    f(trim(value.substr(0, comma)));
+    f(http::trim_ows(value.substr(0, comma)));
     if (comma == std::string_view::npos) {
       break;
     }
@@ -52,7 +42,7 @@ CacheControl parse_cache_control(std::string_view value) {
   CacheControl cc;
   for_each_item(value, [&](std::string_view item) {
     auto eq = item.find('=');
-    auto name = trim(item.substr(0, eq));
+    auto name = http::trim_ows(item.substr(0, eq));
     auto arg = eq == std::string_view::npos ? std::string_view() : item.substr(eq + 1);
     if (http::iequals(name, "no-store")) {
       cc.no_store = true;
@@ -95,7 +85,7 @@ bool request_no_cache(std::string_view cache_control, std::string_view pragma) {
   if (cc.no_cache || cc.no_store || (cc.max_age && *cc.max_age == 0)) {
     return true;
   }
-  return cache_control.empty() && http::iequals(trim(pragma), "no-cache");
+  return cache_control.empty() && http::iequals(http::trim_ows(pragma), "no-cache");
 }
 
 const char* refusal_name(Refusal r) {
@@ -139,7 +129,7 @@ Decision decide(const RouteCache& route, std::size_t max_object, const ResponseF
     return refuse(Refusal::vary_star);
   }
   auto type = r.content_type.substr(0, r.content_type.find(';'));
-  if (http::iequals(trim(type), "text/event-stream") ||
+  if (http::iequals(http::trim_ows(type), "text/event-stream") ||
       (!r.content_length && r.status != 204 && r.status != 304)) {
     return refuse(Refusal::streamed);
   }

@@ -114,23 +114,13 @@ bool matches(const OriginPattern& p, std::string_view text, const RequestOrigin&
   return false;
 }
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
-    s.remove_prefix(1);
-  }
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
-    s.remove_suffix(1);
-  }
-  return s;
-}
-
 // Calls `f(name)` for each non-empty element of a comma-separated list; stops and returns false
 // when `f` does.
 template <class F>
 bool for_each_element(std::string_view list, F&& f) {
   while (!list.empty()) {
     auto comma = list.find(',');
-    std::string_view item = trim(list.substr(0, comma));
+    std::string_view item = http::trim_ows(list.substr(0, comma));
     if (!item.empty() && !f(item)) {
       return false;
     }
