@@ -965,3 +965,44 @@ def module_gatehouses(tmp_path_factory):
     factory = GatehouseFactory(tmp_path_factory.mktemp("gatehouse"))
     yield factory
     factory.close()
+
+
+class KeepAliveLoad:
+    """Client threads sending GETs on keep-alive connections until stopped (`pause` seconds
+    between requests); `statuses` collects the answers."""
+
+    def __init__(self, port, path, threads=3, xff=None, pause=0.0):
+        self.port, self.path, self.xff, self.pause = port, path, xff, pause
+        self.stop_flag = threading.Event()
+        self.statuses = []
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+
+    def _run(self):
+        conn = http.client.HTTPConnection(HOST, self.port, timeout=scaled(5))
+        headers = {"X-Forwarded-For": self.xff} if self.xff else {}
+        while not self.stop_flag.is_set():
+            try:
+                conn.request("GET", self.path, headers=headers)
+                resp = conn.getresponse()
+                resp.read()
+                with self.lock:
+                    self.statuses.append(resp.status)
+                if resp.getheader("connection", "").lower() == "close":
+                    conn.close()
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                time.sleep(0.01)
+            if self.pause:
+                time.sleep(self.pause)
+        conn.close()
+
+    def __enter__(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop_flag.set()
+        for t in self.threads:
+            t.join(scaled(10))

@@ -6,15 +6,13 @@ an unreachable target. The page itself in headless Chromium is test_dashboard_br
 import base64
 import hashlib
 import hmac
-import http.client
 import json
 import re
-import threading
 import time
 
 import pytest
 
-from conftest import HOST, free_port, http_request, scaled, wait_until
+from conftest import HOST, KeepAliveLoad as Load, free_port, http_request, scaled, wait_until
 
 TRUST = ["127.0.0.1"]
 LOG_KEY = "dashboard-integration-log-key"
@@ -36,44 +34,6 @@ def route_of(d, name):
     rows = [r for r in d["routes"] if r["name"] == name]
     assert rows, f"no route {name!r} in {d['routes']}"
     return rows[0]
-
-
-class Load:
-    """Client threads sending GETs on keep-alive connections until stopped."""
-
-    def __init__(self, port, path, threads=3, xff=None):
-        self.port, self.path, self.xff = port, path, xff
-        self.stop_flag = threading.Event()
-        self.statuses = []
-        self.lock = threading.Lock()
-        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
-
-    def _run(self):
-        conn = http.client.HTTPConnection(HOST, self.port, timeout=scaled(5))
-        headers = {"X-Forwarded-For": self.xff} if self.xff else {}
-        while not self.stop_flag.is_set():
-            try:
-                conn.request("GET", self.path, headers=headers)
-                resp = conn.getresponse()
-                resp.read()
-                with self.lock:
-                    self.statuses.append(resp.status)
-                if resp.getheader("connection", "").lower() == "close":
-                    conn.close()
-            except (OSError, http.client.HTTPException):
-                conn.close()
-                time.sleep(0.01)
-        conn.close()
-
-    def __enter__(self):
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop_flag.set()
-        for t in self.threads:
-            t.join(scaled(10))
 
 
 @pytest.fixture

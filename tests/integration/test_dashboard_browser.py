@@ -8,19 +8,17 @@ A screenshot is taken each run; with GATEHOUSE_DASHBOARD_SCREENSHOT=PATH it is a
 """
 import asyncio
 import base64
-import http.client
 import itertools
 import json
 import os
 import pathlib
 import shutil
 import subprocess
-import threading
 import time
 
 import pytest
 
-from conftest import HOST, free_port, http_request, scaled
+from conftest import HOST, KeepAliveLoad as Load, free_port, http_request, scaled
 
 CHROMIUM = shutil.which("chromium")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed "
@@ -30,39 +28,6 @@ websockets = pytest.importorskip("websockets")
 TRUST = ["127.0.0.1"]
 # A client's "address" that would run script if the page built HTML from what it shows.
 MARKUP = "<img src=x onerror=\"document.title='pwned'\">"
-
-
-class Load:
-    """Client threads sending GETs until stopped (statuses are not checked here)."""
-
-    def __init__(self, port, path, threads=2, xff=None, pause=0.0):
-        self.port, self.path, self.xff, self.pause = port, path, xff, pause
-        self.stop_flag = threading.Event()
-        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
-
-    def _run(self):
-        conn = http.client.HTTPConnection(HOST, self.port, timeout=scaled(5))
-        headers = {"X-Forwarded-For": self.xff} if self.xff else {}
-        while not self.stop_flag.is_set():
-            try:
-                conn.request("GET", self.path, headers=headers)
-                conn.getresponse().read()
-            except (OSError, http.client.HTTPException):
-                conn.close()
-                time.sleep(0.05)
-            if self.pause:
-                time.sleep(self.pause)
-        conn.close()
-
-    def __enter__(self):
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop_flag.set()
-        for t in self.threads:
-            t.join(scaled(10))
 
 
 class Browser:
