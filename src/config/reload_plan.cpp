@@ -202,20 +202,6 @@ std::string restart_needed(const Config& running, const Config& next, const Sect
       }
     }
   }
-  // Route metrics (gatehouse_requests_total{route=...}) are laid out at start, one series per
-  // route in file order.
-  std::vector<std::string> old_names, new_names;
-  for (const auto& r : running.routes) {
-    old_names.push_back(r.name);
-  }
-  for (const auto& r : next.routes) {
-    new_names.push_back(r.name);
-  }
-  if (old_names != new_names) {
-    return "routes: adding, removing, renaming or reordering routes needs a restart (running: [" +
-           joined(old_names) + "], new file: [" + joined(new_names) +
-           "]); a route's definition may change";
-  }
   return {};
 }
 

@@ -41,7 +41,8 @@ const std::vector<std::string>& restart_only_keys();
 
 // Empty when `next` may replace `running`; otherwise why not, naming the key: "listen: changing
 // it needs a restart; the running configuration stays in place". Checks restart_only_keys(),
-// then each section's restart_needed, then that the route names are the same, in order.
+// then each section's restart_needed. Routes may be added, removed, renamed and reordered (their
+// metrics are keyed by name; the gateway checks it has room for new names).
 std::string restart_needed(const Config& running, const Config& next, const Sections& sections);
 
 // A ConfigError's text ("file:line:col: key.path: why") in parts, for the admin answer; fields

@@ -8,6 +8,7 @@
 // to each new generation, keyed by definition.
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "config/config.hpp"
 #include "core/router.hpp"
@@ -21,9 +22,10 @@ struct Generation {
   Generation(std::shared_ptr<const config::Config> config, std::uint64_t number, unsigned workers,
              std::shared_ptr<filters::rate_limit::SharedState> rate_state,
              std::shared_ptr<const ratelimit::Clock> clock,
-             const observability::ClientIpHasher* hasher)
+             const observability::ClientIpHasher* hasher, std::vector<std::size_t> route_slots)
       : cfg(std::move(config)),
         number(number),
+        route_slots(std::move(route_slots)),
         router(*cfg),
         security_headers(filters::security_headers::settings(*cfg), cfg->environment),
         cors(filters::cors::settings(*cfg)),
@@ -32,6 +34,9 @@ struct Generation {
 
   std::shared_ptr<const config::Config> cfg;
   std::uint64_t number;  // 1 at start-up, +1 per successful reload
+  // Route index -> metrics slot (Metrics::route_slots): route series are keyed by name, so a
+  // reload may add, remove, rename and reorder routes; the request path reads one entry.
+  std::vector<std::size_t> route_slots;
   core::Router router;
   filters::security_headers::SecurityHeaders security_headers;
   filters::cors::Cors cors;

@@ -80,6 +80,7 @@ void Worker::install_now(std::shared_ptr<const Generation> g) {
       .hasher = gw.hasher(),
       .metrics = metrics,
       .none_route = gw.metrics().none_route(),
+      .route_slots = n.route_slots.data(),
       .access_batch = access_batch,
       .health = gw.health(),
       .draining = draining,

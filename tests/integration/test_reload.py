@@ -149,7 +149,6 @@ def test_restart_only_keys_are_refused_by_name(flask_app, gatehouses):
         ({"workers": 3}, "workers: changing it needs a restart"),
         ({"upstreams": {"app": {"targets": [flask_app.address], "timeout": "5s"}}},
          "upstreams: changing an upstream (app) needs a restart"),
-        ({"routes": [route("api", "/api"), route("default", "/")]}, "routes: adding, removing"),
         # The response cache's store and the Sentry reporter are built once, at start-up.
         ({"cache": {"max_memory": "256MiB"}}, "cache (a route caches now): changing it needs"),
         ({"errors": {"sentry": {"dsn": "http://key@127.0.0.1:9/1"}}},
@@ -164,6 +163,69 @@ def test_restart_only_keys_are_refused_by_name(flask_app, gatehouses):
         assert answer["error"].startswith(message), answer
     assert gh.metrics().value("gatehouse_config_generation") == 1
     assert get(gh.port, "/api/x")[0] == 200
+
+
+def settled(gh, check):
+    """The metrics once `check(metrics)` holds (a request is counted just after its reply)."""
+    seen = {}
+
+    def ok():
+        seen["m"] = gh.metrics()
+        return check(seen["m"])
+
+    assert wait_until(ok, scaled(5)), seen["m"].samples
+    return seen["m"]
+
+
+def route_requests(m, name):
+    return m.value("gatehouse_requests_total", route=name, status_class="2xx")
+
+
+def test_routes_added_renamed_reordered_and_removed(flask_app, gatehouses):
+    gh = gatehouses(flask_app, **limited_config())
+    client = "198.51.100.20"
+    assert statuses(gh.port, "/api/x", 90, client) == [200] * 90
+    assert statuses(gh.port, "/other", 2, client) == [200] * 2
+    assert gh.metrics().get("gatehouse_requests_total", route="fresh", status_class="2xx") is None
+
+    # One reload adds "fresh" in front, moves "api" down, renames "other" to "misc".
+    rewrite(gh, routes=[route("fresh", "/fresh"), route("api", "/api", {"limits": "100/hour"}),
+                        route("misc", "/other", {"limits": "5/hour"}), route("default", "/")])
+    status, answer = post_reload(gh)
+    assert status == 200, answer
+    routes = answer["changes"]["routes"]
+    assert routes["added"] == ["fresh", "misc"] and routes["removed"] == ["other"]
+    assert routes["kept"] == ["api", "default"]
+    # The unchanged rule kept its 90 through the reordering; the renamed one starts fresh.
+    assert statuses(gh.port, "/api/x", 11, client) == [200] * 10 + [429]
+    assert statuses(gh.port, "/other", 5, client) == [200] * 5
+    assert get(gh.port, "/fresh/page", client)[0] == 200
+    # A request is counted as it completes, just after its last byte is sent.
+    m = settled(gh, lambda m: route_requests(m, "fresh") == 1)
+    assert route_requests(m, "misc") == 5
+    assert route_requests(m, "api") == 100  # the same series across the reload
+    assert route_requests(m, "other") == 2  # removed: stays exported, never goes back
+    assert m.value("gatehouse_requests_total", route="api", status_class="4xx") == 1
+
+    # "fresh" removed: its path falls to the catch-all; its series stays where it was.
+    rewrite(gh, routes=[route("api", "/api", {"limits": "100/hour"}),
+                        route("misc", "/other", {"limits": "5/hour"}), route("default", "/")])
+    status, answer = post_reload(gh)
+    assert status == 200 and answer["changes"]["routes"]["removed"] == ["fresh"], answer
+    before = route_requests(gh.metrics(), "default")
+    assert get(gh.port, "/fresh/page", client)[0] == 200
+    m = settled(gh, lambda m: route_requests(m, "default") == before + 1)
+    assert route_requests(m, "fresh") == 1
+    # A name that comes back finds its series again.
+    rewrite(gh, routes=[route("api", "/api", {"limits": "100/hour"}), route("fresh", "/fresh"),
+                        route("default", "/")])
+    assert post_reload(gh)[0] == 200
+    assert get(gh.port, "/fresh/page", client)[0] == 200
+    settled(gh, lambda m: route_requests(m, "fresh") == 2)
+    # The dashboard lists the running routes, in file order.
+    _, _, body = http_request(gh.admin_port, "GET", "/dashboard.json", timeout=5)
+    names = [r["name"] for r in json.loads(body)["routes"]]
+    assert [n for n in names if n != "(no route)"] == ["api", "fresh", "default"]  # /health
 
 
 def test_ban_survives_a_reload_and_sighup_reloads(flask_app, gatehouses):
