@@ -73,11 +73,14 @@ std::string Gateway::dashboard_json() {
   const auto now = Clock::now();
   // Rows are metric slots (one per route name served since start, then "none").
   const auto& names = metrics_->route_names();
+  // Refusals by route name, of every rule the route has had (the counters outlive reloads).
   std::vector<std::int64_t> rejected(names.size() + 1, 0);
   {
-    auto by_route = gen_->rate_limiter->rejected_by_route();
-    for (std::size_t i = 0; i < by_route.size() && i < gen_->route_slots.size(); ++i) {
-      rejected[gen_->route_slots[i]] += by_route[i];
+    auto by_route = rate_state_->decisions.rejected_by_route();
+    for (std::size_t slot = 0; slot < names.size(); ++slot) {
+      if (auto it = by_route.find(names[slot]); it != by_route.end()) {
+        rejected[slot] = it->second;
+      }
     }
   }
   auto cur = observability::take_snapshot(*metrics_, now, rejected);

@@ -207,7 +207,7 @@ Gateway::Gateway(std::shared_ptr<const config::Config> cfg, std::string version)
         filters::cache::Store::Options{.max_memory = cache.max_memory, .workers = workers_count_});
   }
   rate_state_ = std::make_shared<filters::rate_limit::SharedState>(
-      filters::rate_limit::settings(*cfg_).max_keys);
+      filters::rate_limit::settings(*cfg_).max_keys, workers_count_);
   rate_clock_ = std::make_shared<ratelimit::SteadyClock>();
   gen_ = std::make_shared<const Generation>(cfg_, 1, workers_count_, rate_state_, rate_clock_,
                                             cfg_->log.hash_client_ip ? &hasher_ : nullptr,

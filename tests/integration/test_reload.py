@@ -228,6 +228,37 @@ def test_routes_added_renamed_reordered_and_removed(flask_app, gatehouses):
     assert [n for n in names if n != "(no route)"] == ["api", "fresh", "default"]  # /health
 
 
+def dashboard(gh):
+    _, _, body = http_request(gh.admin_port, "GET", "/dashboard.json", timeout=5)
+    return json.loads(body)
+
+
+def test_dashboard_refusals_and_top_keys_survive_a_reload(flask_app, gatehouses):
+    gh = gatehouses(flask_app, **limited_config())
+    client = "198.51.100.30"
+    assert statuses(gh.port, "/other", 8, client) == [200] * 5 + [429] * 3
+
+    def seen():
+        d = dashboard(gh)
+        other = next(r for r in d["routes"] if r["name"] == "other")
+        keys = {k["key"]: k["count"] for k in d["rate_limit"]["top_keys"]}
+        return other["rejected_total"], keys.get(f"ip={client}"), d["rate_limit"]["rejected_total"]
+
+    assert seen() == (3, 3, 3)
+    # "api" changes, "other" does not (and moves): its refusals and the top keys stay.
+    rewrite(gh, routes=[route("default2", "/zzz"), route("other", "/other", {"limits": "5/hour"}),
+                        route("api", "/api", {"limits": "50/hour"}), route("default", "/")])
+    status, answer = post_reload(gh)
+    assert status == 200, answer
+    assert answer["changes"]["rate_limit_rules"]["kept"] == ["route:other#0"]
+    assert seen() == (3, 3, 3)
+    m = gh.metrics()
+    assert m.value("gatehouse_ratelimit_decisions_total", route="other", limit="5/hour", key="ip",
+                   result="rejected") == 3
+    assert get(gh.port, "/other", client)[0] == 429
+    assert seen() == (4, 4, 4)
+
+
 def test_ban_survives_a_reload_and_sighup_reloads(flask_app, gatehouses):
     gh = gatehouses(flask_app, trusted_proxies=TRUST,
                     rate_limit={"algorithm": "fixed_window", "limits": "2/minute",
