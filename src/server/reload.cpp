@@ -106,6 +106,16 @@ Gateway::ReloadResult Gateway::reload(const char* trigger) {
   } catch (const std::exception& e) {
     return fail(500, std::string("building the new configuration: ") + e.what(), nullptr);
   }
+  // The Redis store (and each worker's client) is started only when rate limiting is on at
+  // start-up; without it a limiter would count in memory, per instance, while the file says the
+  // counts are shared.
+  if (gen->rate_limiter->enabled() && filters::rate_limit::settings(*next).redis && !redis_) {
+    return fail(409,
+                "rate_limit.store: rate limiting was off at start-up, so the Redis store was not "
+                "started; turning limits on with it needs a restart; the running configuration "
+                "stays in place",
+                nullptr);
+  }
   // Certificates are read again on every reload; a bad pair fails the whole reload.
   if (cfg_->listen_tls) {
     std::string why;

@@ -277,6 +277,22 @@ def test_ban_survives_a_reload_and_sighup_reloads(flask_app, gatehouses):
     assert statuses(gh.port, "/api/x", 4, "198.51.100.13") == [200, 200, 200, 429]
 
 
+def test_turning_limits_on_with_an_unstarted_redis_store_is_refused(flask_app, gatehouses):
+    # No route is limited at start, so the Redis store is never started (nothing listens there).
+    gh = gatehouses(flask_app, trusted_proxies=TRUST,
+                    rate_limit={"store": "redis://127.0.0.1:1", "limits": "2/minute"},
+                    routes=[route("api", "/api", "off"), route("default", "/", "off")])
+    client = "198.51.100.40"
+    assert statuses(gh.port, "/api/x", 3, client) == [200] * 3
+    rewrite(gh, routes=[route("api", "/api"), route("default", "/", "off")])
+    status, answer = post_reload(gh)
+    assert status == 409, answer
+    assert answer["error"].startswith("rate_limit.store: rate limiting was off at start-up"), answer
+    # Nothing changed: no limit, and certainly none counted in memory.
+    assert statuses(gh.port, "/api/x", 3, client) == [200] * 3
+    assert gh.metrics().value("gatehouse_config_generation") == 1
+
+
 def upstream_connections(upstream_port):
     """Local ports of the established connections to the upstream (gatehouse's pool)."""
     out = subprocess.run(["ss", "-Htn", "state", "established", "dst", f"{HOST}:{upstream_port}"],
