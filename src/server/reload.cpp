@@ -141,6 +141,9 @@ Gateway::ReloadResult Gateway::reload(const char* trigger) {
                   cfg_->listen_tls ? "true" : "false");
 
   metrics_->add_route_names(names);
+  if (gen->rate_limiter->enabled() && !rate_limit_component_) {
+    add_rate_limit_component();
+  }
   gen_ = gen;
   generation_number_.store(gen->number, std::memory_order_relaxed);
   for (auto& w : workers_) {

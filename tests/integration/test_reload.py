@@ -293,6 +293,19 @@ def test_turning_limits_on_with_an_unstarted_redis_store_is_refused(flask_app, g
     assert gh.metrics().value("gatehouse_config_generation") == 1
 
 
+def test_turning_limits_on_by_reload_counts_and_reports_the_store(flask_app, gatehouses):
+    gh = gatehouses(flask_app, trusted_proxies=TRUST, rate_limit={"limits": "2/minute"},
+                    routes=[route("api", "/api", "off"), route("default", "/", "off")])
+    components = lambda: json.loads(  # noqa: E731
+        http_request(gh.admin_port, "GET", "/health/detailed", timeout=5)[2])["components"]
+    assert "rate_limit" not in components()
+    rewrite(gh, routes=[route("api", "/api"), route("default", "/", "off")])
+    assert post_reload(gh)[0] == 200
+    assert statuses(gh.port, "/api/x", 3, "198.51.100.41") == [200, 200, 429]
+    report = components()["rate_limit"]
+    assert report["store"] == "memory" and report["keys"] >= 1, report
+
+
 def upstream_connections(upstream_port):
     """Local ports of the established connections to the upstream (gatehouse's pool)."""
     out = subprocess.run(["ss", "-Htn", "state", "established", "dst", f"{HOST}:{upstream_port}"],
