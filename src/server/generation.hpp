@@ -11,9 +11,11 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "config/reload_plan.hpp"
 #include "core/router.hpp"
 #include "filters/cors/cors_filter.hpp"
 #include "filters/rate_limit/rate_limit_filter.hpp"
+#include "filters/registry.hpp"
 #include "filters/security_headers/security_headers_filter.hpp"
 
 namespace gatehouse::server {
@@ -30,7 +32,11 @@ struct Generation {
         security_headers(filters::security_headers::settings(*cfg), cfg->environment),
         cors(filters::cors::settings(*cfg)),
         rate_limiter(std::make_unique<filters::rate_limit::RateLimiter>(
-            *cfg, workers, std::move(rate_state), std::move(clock), hasher)) {}
+            *cfg, workers, std::move(rate_state), std::move(clock), hasher)) {
+    for (auto& [name, text] : config::upstream_definitions(*cfg, filters::config_sections())) {
+      upstream_definitions.push_back(std::move(text));
+    }
+  }
 
   std::shared_ptr<const config::Config> cfg;
   std::uint64_t number;  // 1 at start-up, +1 per successful reload
@@ -41,6 +47,10 @@ struct Generation {
   filters::security_headers::SecurityHeaders security_headers;
   filters::cors::Cors cors;
   std::unique_ptr<filters::rate_limit::RateLimiter> rate_limiter;
+  // Per upstream (index as in cfg->upstreams): its emitted block. A worker keeps an upstream's
+  // cluster (pool, balancer, queue, retry budget) while this text stays the same, and builds a
+  // new one for a generation that changes it (Worker::install_now).
+  std::vector<std::string> upstream_definitions;
 };
 
 }  // namespace gatehouse::server

@@ -147,8 +147,11 @@ def test_restart_only_keys_are_refused_by_name(flask_app, gatehouses):
     cases = [
         ({"listen": f"{HOST}:1"}, "listen: changing it needs a restart"),
         ({"workers": 3}, "workers: changing it needs a restart"),
-        ({"upstreams": {"app": {"targets": [flask_app.address], "timeout": "5s"}}},
-         "upstreams: changing an upstream (app) needs a restart"),
+        ({"upstreams": {"app": {"targets": [flask_app.address], "connect_timeout": "5s"}}},
+         "upstreams.app.connect_timeout: changing it needs a restart"),
+        ({"upstreams": {"app": {"targets": [flask_app.address]},
+                        "more": {"targets": [flask_app.address]}}},
+         "upstreams: adding, removing, renaming or reordering upstreams needs a restart"),
         # The response cache's store and the Sentry reporter are built once, at start-up.
         ({"cache": {"max_memory": "256MiB"}}, "cache (a route caches now): changing it needs"),
         ({"errors": {"sentry": {"dsn": "http://key@127.0.0.1:9/1"}}},
@@ -325,6 +328,51 @@ def test_unchanged_upstream_keeps_its_pooled_connections(apps, gatehouses):
     assert answer["changes"]["upstreams"]["kept"] == ["app"]
     assert statuses(gh.port, "/echo", 5, None) == [200] * 5
     assert upstream_connections(app.port) == before
+
+
+def test_changed_upstream_gets_a_new_cluster_unchanged_one_keeps_its_pool(flask_app, apps,
+                                                                          gatehouses):
+    other = apps.uvicorn()
+    gh = gatehouses(flask_app, workers=1,
+                    upstreams={"app": {"timeout": "5s"},
+                               "other": {"targets": [other.address]}},
+                    routes=[route("other", "/other", upstream="other"), route("default", "/")])
+    assert statuses(gh.port, "/other/echo", 3, None) == [200] * 3
+    kept = upstream_connections(other.port)
+    assert kept, "no pooled connection to the other upstream"
+    result = {}
+
+    def slow():  # in flight across the reload: keeps its 5 s and its cluster
+        result["status"] = get(gh.port, "/slow?s=1")[0]
+
+    t = threading.Thread(target=slow)
+    t.start()
+    time.sleep(0.3)
+    rewrite(gh, upstreams={"app": {"timeout": "300ms", "retry": {"attempts": 1}}})
+    status, answer = post_reload(gh)
+    assert status == 200, answer
+    assert answer["changes"]["upstreams"]["changed"] == ["app"], answer
+    assert answer["changes"]["upstreams"]["kept"] == ["other"], answer
+    assert get(gh.port, "/slow?s=1")[0] == 504  # the new timeout
+    t.join(scaled(10))
+    assert result["status"] == 200
+    assert statuses(gh.port, "/other/echo", 3, None) == [200] * 3
+    assert upstream_connections(other.port) == kept
+
+    # "other" changes: its new cluster opens new connections, the old one's idle connections are
+    # closed with it, and the pool gauge counts only those really open.
+    rewrite(gh, upstreams={"other": {"keepalive_timeout": "20s"}})
+    status, answer = post_reload(gh)
+    assert status == 200 and answer["changes"]["upstreams"]["changed"] == ["other"], answer
+    assert statuses(gh.port, "/other/echo", 3, None) == [200] * 3
+    assert wait_until(lambda: upstream_connections(other.port).isdisjoint(kept), scaled(5))
+    settled(gh, lambda m: m.value("gatehouse_upstream_pool_idle_connections", upstream="other")
+            == len(upstream_connections(other.port)) > 0)
+
+    # Targets are what the process-wide parts are built from: still a restart.
+    rewrite(gh, upstreams={"app": {"targets": [other.address]}})
+    status, answer = post_reload(gh)
+    assert status == 409 and answer["error"].startswith("upstreams.app.targets: changing it")
 
 
 def test_reload_under_load_fails_no_request_and_closes_no_connection(apps, gatehouses):

@@ -100,10 +100,47 @@ TEST(RestartNeeded, NamesTheKey) {
             "rate_limit.max_keys: changing it needs a restart; the running configuration stays "
             "in place");
   EXPECT_EQ(refused("upstreams:\n  app:\n    targets: [\"127.0.0.1:8001\"]\n" + kRoutes),
-            "upstreams: changing an upstream (app) needs a restart; the running configuration "
+            "upstreams.app.targets: changing it needs a restart; the running configuration "
             "stays in place");
   EXPECT_EQ(refused(kBase + "log: {access: off}\n" + kRoutes),
             "log: changing it needs a restart; the running configuration stays in place");
+}
+
+// An upstream's cluster (timeouts, pool, balancing, queue, retries) is rebuilt by a reload; what
+// the process-wide parts are built from (targets, health settings, resolution) and the list of
+// upstreams are not.
+TEST(RestartNeeded, UpstreamClusterKeysReloadOthersNeedARestart) {
+  const std::string two =
+      "upstreams:\n"
+      "  app: {targets: [\"127.0.0.1:8000\"]}\n"
+      "  other: {targets: [\"127.0.0.1:8002\"]}\n";
+  auto running = load(two + kRoutes);
+  auto check = [&](const std::string& upstreams) {
+    return restart_needed(running, load(upstreams + kRoutes), filters::config_sections());
+  };
+  EXPECT_EQ(check("upstreams:\n"
+                  "  app: {targets: [\"127.0.0.1:8000\"], timeout: 5s, per_try_timeout: 1s,\n"
+                  "        max_connections: 10, queue_timeout: 1s, max_queued: 5,\n"
+                  "        balance: least_request, keepalive_timeout: 5s, max_idle_per_target: 2,\n"
+                  "        retry: {attempts: 3}}\n"
+                  "  other: {targets: [\"127.0.0.1:8002\"]}\n"),
+            "");
+  auto key_of = [&](const std::string& change) {
+    auto why = check("upstreams:\n  app: {targets: [\"127.0.0.1:8000\"]}\n  other: {targets: "
+                     "[\"127.0.0.1:8002\"], " +
+                     change + "}\n");
+    return why.substr(0, why.find(':'));
+  };
+  EXPECT_EQ(key_of("connect_timeout: 1s"), "upstreams.other.connect_timeout");
+  EXPECT_EQ(key_of("health_check: {path: /healthz}"), "upstreams.other.health_check");
+  EXPECT_EQ(key_of("outlier: {consecutive_5xx: 3}"), "upstreams.other.outlier");
+  EXPECT_EQ(key_of("circuit_breaker: {failure_ratio: 0.5}"), "upstreams.other.circuit_breaker");
+  EXPECT_EQ(check("upstreams:\n  app: {targets: [\"127.0.0.1:8000\"]}\n" + std::string()),
+            "upstreams: adding, removing, renaming or reordering upstreams needs a restart "
+            "(running: [app, other], new file: [app]); the running configuration stays in place");
+  EXPECT_NE(check("upstreams:\n  other: {targets: [\"127.0.0.1:8002\"]}\n"
+                  "  app: {targets: [\"127.0.0.1:8000\"]}\n"),
+            "");
 }
 
 // Route metrics are keyed by name (the gateway's slots), so the route list itself is reloadable.
