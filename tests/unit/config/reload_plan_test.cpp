@@ -126,9 +126,10 @@ TEST(RestartNeeded, UpstreamClusterKeysReloadOthersNeedARestart) {
                   "  other: {targets: [\"127.0.0.1:8002\"]}\n"),
             "");
   auto key_of = [&](const std::string& change) {
-    auto why = check("upstreams:\n  app: {targets: [\"127.0.0.1:8000\"]}\n  other: {targets: "
-                     "[\"127.0.0.1:8002\"], " +
-                     change + "}\n");
+    auto why = check(
+        "upstreams:\n  app: {targets: [\"127.0.0.1:8000\"]}\n  other: {targets: "
+        "[\"127.0.0.1:8002\"], " +
+        change + "}\n");
     return why.substr(0, why.find(':'));
   };
   EXPECT_EQ(key_of("connect_timeout: 1s"), "upstreams.other.connect_timeout");
