@@ -91,9 +91,10 @@ class Gateway {
   int run(RunOptions options);
   int run() { return run(RunOptions{}); }
 
-  // The configuration the process started with: what restart-only keys say (listen, upstreams,
-  // log, ...; config/reload_plan.hpp). Reloadable keys are read from generation()->cfg (admin
-  // thread) or the request's Context::cfg (workers).
+  // The configuration the process started with: what restart-only keys say (listen, the upstream
+  // list and targets, log, ...; config/reload_plan.hpp). Reloadable keys are read from
+  // generation()->cfg (admin thread) or the request's Context::cfg (workers); an upstream's
+  // timeouts, pool and retries from its worker cluster (Worker::cluster).
   const config::Config& cfg() const { return *cfg_; }
   observability::Logs& logs() { return *logs_; }
   observability::Metrics& metrics() { return *metrics_; }
