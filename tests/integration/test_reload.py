@@ -410,10 +410,13 @@ def test_reload_under_load_fails_no_request_and_closes_no_connection(apps, gateh
     limits = ["100000/hour", "90000/hour"]
     for k in range(6):
         time.sleep(0.15)
+        # Each reload also changes the upstream: its pools are replaced under load.
         rewrite(gh, routes=[route("api", "/api", {"limits": limits[k % 2]}),
-                            route("default", "/")])
+                            route("default", "/")],
+                upstreams={"app": {"timeout": f"{59 - k}s"}})
         status, answer = post_reload(gh)
         assert status == 200, answer
+        assert answer["changes"]["upstreams"]["changed"] == ["app"], answer
     stop.set()
     for t in threads:
         t.join(scaled(30))
