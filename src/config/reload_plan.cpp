@@ -146,11 +146,57 @@ Definitions upstream_definitions(const Config& c, const Sections& sections) {
   return blocks;
 }
 
+const std::vector<std::string>& upstream_restart_only_keys() {
+  // What the process-wide parts of an upstream are built from: the target health table and the
+  // metrics' target series (targets, resolve_interval, max_addresses), UpstreamHealth (outlier,
+  // circuit_breaker), the health checker (health_check, and connect_timeout for its probes) and
+  // the resolver. The rest (timeouts, pool, balancing, queue, retries) is the worker's cluster,
+  // which a reload rebuilds for a changed upstream.
+  static const std::vector<std::string> keys = {
+      "targets",         "connect_timeout",  "health_check",  "outlier",
+      "circuit_breaker", "resolve_interval", "max_addresses",
+  };
+  return keys;
+}
+
+std::string upstream_restart_needed(const Config& running, const Config& next,
+                                    const Sections& sections) {
+  const auto before = upstream_definitions(running, sections);
+  const auto after = upstream_definitions(next, sections);
+  std::vector<std::string> old_names, new_names;
+  for (const auto& [name, text] : before) {
+    old_names.push_back(name);
+  }
+  for (const auto& [name, text] : after) {
+    new_names.push_back(name);
+  }
+  // Routes name upstreams by index into tables laid out at start-up (clusters, health, metrics).
+  if (old_names != new_names) {
+    return "upstreams: adding, removing, renaming or reordering upstreams needs a restart "
+           "(running: [" +
+           joined(old_names) + "], new file: [" + joined(new_names) +
+           "]); the running configuration stays in place";
+  }
+  for (std::size_t u = 0; u < before.size(); ++u) {
+    if (before[u].second == after[u].second) {
+      continue;
+    }
+    const auto a = yaml_blocks(before[u].second, 4);
+    const auto b = yaml_blocks(after[u].second, 4);
+    for (const auto& key : upstream_restart_only_keys()) {
+      if (block_text(a, key) != block_text(b, key)) {
+        return restart_message("upstreams." + before[u].first + "." + key);
+      }
+    }
+  }
+  return {};
+}
+
 const std::vector<std::string>& restart_only_keys() {
   // Each is read once at start-up: by the listeners and threads (listen, listen_tls, workers,
   // admin_listen, proxy_protocol), by objects that live as long as the process (log streams,
-  // upstream clusters with their pools and health, the dependency checks and health checker, the
-  // rate limiter's store and its capacity), or on both sides of a counter (the connection caps,
+  // the dependency checks and health checker, the rate limiter's store and its capacity; for
+  // upstreams, upstream_restart_only_keys), or on both sides of a counter (the connection caps,
   // whose slots are taken with one value and released with the other). Filters' sections add
   // theirs through Section::restart_needed (rate_limit: its store and max_keys).
   static const std::vector<std::string> keys = {
@@ -161,7 +207,6 @@ const std::vector<std::string>& restart_only_keys() {
       "proxy_protocol",
       "limits.max_connections",
       "limits.max_connections_per_ip",
-      "upstreams",
       "log",
       "health",
   };
@@ -182,18 +227,10 @@ std::string restart_needed(const Config& running, const Config& next, const Sect
     if (a == b) {
       continue;
     }
-    if (key == "upstreams") {
-      auto d = diff_definitions(upstream_definitions(running, sections),
-                                upstream_definitions(next, sections));
-      std::string which;
-      for (const auto* part : {&d.changed, &d.added, &d.removed}) {
-        which += which.empty() || part->empty() ? "" : ", ";
-        which += joined(*part);
-      }
-      return "upstreams: changing an upstream (" + which +
-             ") needs a restart; the running configuration stays in place";
-    }
     return restart_message(key);
+  }
+  if (auto why = upstream_restart_needed(running, next, sections); !why.empty()) {
+    return why;
   }
   for (const auto& s : sections.all()) {
     if (s.restart_needed != nullptr) {
@@ -201,20 +238,6 @@ std::string restart_needed(const Config& running, const Config& next, const Sect
         return why;
       }
     }
-  }
-  // Route metrics (gatehouse_requests_total{route=...}) are laid out at start, one series per
-  // route in file order.
-  std::vector<std::string> old_names, new_names;
-  for (const auto& r : running.routes) {
-    old_names.push_back(r.name);
-  }
-  for (const auto& r : next.routes) {
-    new_names.push_back(r.name);
-  }
-  if (old_names != new_names) {
-    return "routes: adding, removing, renaming or reordering routes needs a restart (running: [" +
-           joined(old_names) + "], new file: [" + joined(new_names) +
-           "]); a route's definition may change";
   }
   return {};
 }

@@ -35,13 +35,23 @@ Definitions route_definitions(const Config& c, const Sections& sections);
 // Per upstream: (name, its block).
 Definitions upstream_definitions(const Config& c, const Sections& sections);
 
+// The keys of one upstream a reload cannot change (the others rebuild its clusters).
+const std::vector<std::string>& upstream_restart_only_keys();
+// Empty when `next`'s upstreams may replace `running`'s: the same names in the same order, and
+// upstream_restart_only_keys() unchanged; otherwise why not ("upstreams.app.targets: changing it
+// needs a restart; ...").
+std::string upstream_restart_needed(const Config& running, const Config& next,
+                                    const Sections& sections);
+
 // The shared keys a reload cannot change, as "key" or "key.subkey" of the emitted file; filters
 // add theirs with Section::restart_needed.
 const std::vector<std::string>& restart_only_keys();
 
 // Empty when `next` may replace `running`; otherwise why not, naming the key: "listen: changing
 // it needs a restart; the running configuration stays in place". Checks restart_only_keys(),
-// then each section's restart_needed, then that the route names are the same, in order.
+// then upstream_restart_needed, then each section's restart_needed. Routes may be added, removed,
+// renamed and reordered (their metrics are keyed by name; the gateway checks it has room for new
+// names).
 std::string restart_needed(const Config& running, const Config& next, const Sections& sections);
 
 // A ConfigError's text ("file:line:col: key.path: why") in parts, for the admin answer; fields

@@ -46,8 +46,13 @@ void WorkerMetrics::record_local_reply(unsigned status) {
 
 Metrics::Metrics(unsigned workers, std::vector<std::string> route_names,
                  std::vector<std::string> upstream_names,
-                 std::vector<std::vector<std::string>> target_names)
+                 std::vector<std::vector<std::string>> target_names, std::size_t route_capacity)
     : route_names_(std::move(route_names)),
+      route_capacity_(route_capacity != 0
+                          ? std::max(route_capacity, route_names_.size())
+                          : route_names_.size() +
+                                std::max<std::size_t>(
+                                    64, std::min<std::size_t>(3 * route_names_.size(), 1024))),
       upstream_names_(std::move(upstream_names)),
       target_names_(std::move(target_names)) {
   target_names_.resize(upstream_names_.size());
@@ -56,12 +61,41 @@ Metrics::Metrics(unsigned workers, std::vector<std::string> route_names,
   }
   for (unsigned i = 0; i < workers; ++i) {
     auto w = std::make_unique<WorkerMetrics>();
-    w->routes = std::vector<RouteStats>(route_names_.size() + 1);
+    w->routes = std::vector<RouteStats>(route_capacity_ + 1);
     w->upstreams = std::vector<UpstreamStats>(upstream_names_.size());
     for (std::size_t u = 0; u < upstream_names_.size(); ++u) {
       w->upstreams[u].size_targets(target_names_[u].size());
     }
     shards_.push_back(std::move(w));
+  }
+}
+
+std::optional<std::vector<std::size_t>> Metrics::route_slots(
+    const std::vector<std::string>& names) const {
+  std::vector<std::size_t> out;
+  out.reserve(names.size());
+  std::size_t next = route_names_.size();
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    auto it = std::find(route_names_.begin(), route_names_.end(), names[i]);
+    if (it != route_names_.end()) {
+      out.push_back(static_cast<std::size_t>(it - route_names_.begin()));
+      continue;
+    }
+    // Route names are unique in a file (the loader checks), so a new name is new once.
+    if (next == route_capacity_) {
+      return std::nullopt;
+    }
+    out.push_back(next++);
+  }
+  return out;
+}
+
+void Metrics::add_route_names(const std::vector<std::string>& names) {
+  for (const auto& n : names) {
+    if (route_names_.size() < route_capacity_ &&
+        std::find(route_names_.begin(), route_names_.end(), n) == route_names_.end()) {
+      route_names_.push_back(n);
+    }
   }
 }
 
@@ -81,27 +115,31 @@ std::int64_t sum(const std::vector<std::unique_ptr<WorkerMetrics>>& shards, F&& 
 std::string Metrics::render(const std::function<void(std::string&)>& extra) const {
   std::string out;
   out.reserve(8192);
+  // Rows: every name's slot, then "none" (slot route_capacity_).
   auto route_label = [&](std::size_t i) {
     return i < route_names_.size() ? route_names_[i] : std::string("none");
   };
+  auto slot_of = [&](std::size_t i) { return i < route_names_.size() ? i : route_capacity_; };
   static constexpr const char* kClass[] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
 
   out += "# HELP gatehouse_requests_total Requests answered, by route and status class.\n";
   out += "# TYPE gatehouse_requests_total counter\n";
-  for (std::size_t r = 0; r <= route_names_.size(); ++r) {
+  for (std::size_t i = 0; i <= route_names_.size(); ++i) {
+    const auto r = slot_of(i);
     for (std::size_t c = 0; c < 5; ++c) {
       auto v = sum(shards_,
                    [&](const WorkerMetrics& w) -> const Cell& { return w.routes[r].by_class[c]; });
       fmt::format_to(std::back_inserter(out),
                      "gatehouse_requests_total{{route=\"{}\",status_class=\"{}\"}} {}\n",
-                     route_label(r), kClass[c], v);
+                     route_label(i), kClass[c], v);
     }
   }
 
   out +=
       "# HELP gatehouse_request_duration_seconds Time from request head to last response byte.\n";
   out += "# TYPE gatehouse_request_duration_seconds histogram\n";
-  for (std::size_t r = 0; r <= route_names_.size(); ++r) {
+  for (std::size_t i = 0; i <= route_names_.size(); ++i) {
+    const auto r = slot_of(i);
     std::int64_t cumulative = 0;
     for (std::size_t b = 0; b <= kDurationBuckets.size(); ++b) {
       cumulative += sum(
@@ -109,11 +147,11 @@ std::string Metrics::render(const std::function<void(std::string&)>& extra) cons
       if (b < kDurationBuckets.size()) {
         fmt::format_to(std::back_inserter(out),
                        "gatehouse_request_duration_seconds_bucket{{route=\"{}\",le=\"{}\"}} {}\n",
-                       route_label(r), kDurationBuckets[b], cumulative);
+                       route_label(i), kDurationBuckets[b], cumulative);
       } else {
         fmt::format_to(std::back_inserter(out),
                        "gatehouse_request_duration_seconds_bucket{{route=\"{}\",le=\"+Inf\"}} {}\n",
-                       route_label(r), cumulative);
+                       route_label(i), cumulative);
       }
     }
     auto us = sum(shards_, [&](const WorkerMetrics& w) -> const Cell& {
@@ -122,7 +160,7 @@ std::string Metrics::render(const std::function<void(std::string&)>& extra) cons
     fmt::format_to(std::back_inserter(out),
                    "gatehouse_request_duration_seconds_sum{{route=\"{}\"}} {}\n"
                    "gatehouse_request_duration_seconds_count{{route=\"{}\"}} {}\n",
-                   route_label(r), static_cast<double>(us) / 1e6, route_label(r), cumulative);
+                   route_label(i), static_cast<double>(us) / 1e6, route_label(i), cumulative);
   }
 
   auto gauge = [&](const char* name, const char* type, const char* help, std::int64_t v) {

@@ -1,12 +1,15 @@
 #pragma once
 // Metrics sharded per worker: each worker thread is the only writer of its shard (relaxed atomic
 // stores, no lock, no contended cache line); the admin thread sums the shards when /metrics is
-// scraped. Label sets are fixed at start-up (routes, upstreams), so memory is bounded.
+// scraped. Label sets are bounded: upstreams are fixed at start-up, and route series are keyed by
+// route name in slots laid out at start-up for every name the process may serve (a reload adds
+// names, up to route_capacity()), so memory is bounded.
 #include <array>
 #include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -69,7 +72,9 @@ struct UpstreamStats {
 };
 
 struct alignas(64) WorkerMetrics {
-  std::vector<RouteStats> routes;  // index = route index; last = "none" (local replies)
+  // index = route slot (Metrics::route_slots: one per route name, kept for the process's life);
+  // last = "none" (no route matched)
+  std::vector<RouteStats> routes;
   std::vector<UpstreamStats> upstreams;
   std::array<Cell, kLocalReplyStatuses.size() + 1> local_replies;  // last = other
   Cell in_flight, connections_active, connections_total, tls_handshake_errors;
@@ -86,15 +91,28 @@ struct alignas(64) WorkerMetrics {
 class Metrics {
  public:
   // `target_names[u]`: upstream u's targets as written in the config (metric labels).
+  // `route_capacity`: how many route names the process may ever serve (0: the start-up count
+  // plus max(64, min(3 x the start-up count, 1024))).
   Metrics(unsigned workers, std::vector<std::string> route_names,
           std::vector<std::string> upstream_names,
-          std::vector<std::vector<std::string>> target_names = {});
+          std::vector<std::vector<std::string>> target_names = {}, std::size_t route_capacity = 0);
   WorkerMetrics& worker(unsigned index) { return *shards_[index]; }
   // Read side for snapshots (observability/stats.*): relaxed loads of the shards' cells.
   const WorkerMetrics& worker(unsigned index) const { return *shards_[index]; }
   unsigned worker_count() const { return static_cast<unsigned>(shards_.size()); }
+  // Every route name served since start, in the order they got their slot (slot = index).
+  // Admin thread.
   const std::vector<std::string>& route_names() const { return route_names_; }
-  std::size_t none_route() const { return route_names_.size(); }
+  std::size_t route_capacity() const { return route_capacity_; }
+  // The slot of requests no route matched: after every name slot, fixed for the process's life.
+  std::size_t none_route() const { return route_capacity_; }
+  // Reload: the slot of each of `names` (route index -> slot), a new name taking the next free
+  // slot; empty when the new names would not fit in route_capacity(). Nothing is registered
+  // until add_route_names(names). A removed route's slot stays (its counters stay exported: a
+  // Prometheus counter must not go backwards) and a name that comes back finds it again.
+  // Admin thread only.
+  std::optional<std::vector<std::size_t>> route_slots(const std::vector<std::string>& names) const;
+  void add_route_names(const std::vector<std::string>& names);
 
   // Prometheus text exposition (format 0.0.4). `extra` appends gauges owned elsewhere.
   std::string render(const std::function<void(std::string&)>& extra = {}) const;
@@ -107,6 +125,7 @@ class Metrics {
   void render_targets(std::string& out) const;
 
   std::vector<std::string> route_names_;
+  std::size_t route_capacity_;
   std::vector<std::string> upstream_names_;
   std::vector<std::vector<std::string>> target_names_;
   // i12-resolve: per upstream and slot, the shards' sums when the slot took its current address

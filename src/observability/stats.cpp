@@ -35,12 +35,18 @@ StatsSnapshot take_snapshot(const Metrics& metrics, std::chrono::steady_clock::t
                             std::span<const std::int64_t> rejected) {
   StatsSnapshot s;
   s.at = at;
-  s.routes.resize(metrics.route_names().size() + 1);
+  const std::size_t names = metrics.route_names().size();
+  s.routes.resize(names + 1);
   for (unsigned w = 0; w < metrics.worker_count(); ++w) {
     const auto& shard = metrics.worker(w);
-    for (std::size_t r = 0; r < s.routes.size() && r < shard.routes.size(); ++r) {
+    for (std::size_t r = 0; r < s.routes.size(); ++r) {
+      // Row r is name slot r; the last row is the "none" slot, after every name slot.
+      const std::size_t slot = r < names ? r : metrics.none_route();
+      if (slot >= shard.routes.size()) {
+        continue;
+      }
       auto& out = s.routes[r];
-      const auto& in = shard.routes[r];
+      const auto& in = shard.routes[slot];
       for (std::size_t c = 0; c < out.by_class.size(); ++c) {
         out.by_class[c] += in.by_class[c].get();
       }
@@ -95,12 +101,23 @@ RouteRates rates_of(const RouteCounters* prev, const RouteCounters& cur, double 
 }
 
 std::vector<RouteRates> compute_rates(const StatsSnapshot& prev, const StatsSnapshot& cur) {
-  const bool usable = !prev.empty() && prev.routes.size() == cur.routes.size() && prev.at < cur.at;
+  // A reload may have added route names since `prev` (never removed: a name keeps its row): rows
+  // both have are compared, the "none" rows (last) with each other, new rows have no rates yet.
+  const bool usable = !prev.empty() && !prev.routes.empty() &&
+                      prev.routes.size() <= cur.routes.size() && prev.at < cur.at;
   const double seconds = usable ? std::chrono::duration<double>(cur.at - prev.at).count() : 0.0;
   std::vector<RouteRates> out;
   out.reserve(cur.routes.size());
   for (std::size_t r = 0; r < cur.routes.size(); ++r) {
-    out.push_back(rates_of(usable ? &prev.routes[r] : nullptr, cur.routes[r], seconds));
+    const RouteCounters* before = nullptr;
+    if (usable) {
+      if (r + 1 == cur.routes.size()) {
+        before = &prev.routes.back();
+      } else if (r + 1 < prev.routes.size()) {
+        before = &prev.routes[r];
+      }
+    }
+    out.push_back(rates_of(before, cur.routes[r], seconds));
   }
   return out;
 }

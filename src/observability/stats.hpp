@@ -23,7 +23,8 @@ struct RouteCounters {
 
 struct StatsSnapshot {
   std::chrono::steady_clock::time_point at{};
-  std::vector<RouteCounters> routes;  // index = route; last = "none" (no route matched)
+  // index = route slot (Metrics::route_names order); last = "none" (no route matched)
+  std::vector<RouteCounters> routes;
   bool empty() const { return at == std::chrono::steady_clock::time_point{}; }
 };
 
@@ -45,8 +46,9 @@ struct RouteRates {
 std::optional<double> histogram_quantile(std::span<const double> bounds,
                                          std::span<const std::int64_t> counts, double q);
 
-// The routes' counters, summed over the workers' shards at `at`. `rejected` (may be empty):
-// rate-limit refusals per route, from the limiter's own cells.
+// The routes' counters, summed over the workers' shards at `at`: one row per route name served
+// since start (Metrics::route_names), then "none". `rejected` (may be empty): rate-limit
+// refusals per row.
 StatsSnapshot take_snapshot(const Metrics& metrics, std::chrono::steady_clock::time_point at,
                             std::span<const std::int64_t> rejected = {});
 
@@ -54,8 +56,8 @@ StatsSnapshot take_snapshot(const Metrics& metrics, std::chrono::steady_clock::t
 RouteCounters total(const std::vector<RouteCounters>& routes);
 
 // Rates of `cur` since `prev`, one per route of `cur`. Without a usable `prev` (none yet, no time
-// passed, another set of routes) the rates are 0 and the quantiles empty; a counter that went
-// back (it cannot, short of a restart) counts as 0.
+// passed, more routes than `cur`) the rates are 0 and the quantiles empty, as they are for a row
+// `prev` does not have (a route name a reload added); a counter that went back counts as 0.
 std::vector<RouteRates> compute_rates(const StatsSnapshot& prev, const StatsSnapshot& cur);
 RouteRates rates_of(const RouteCounters* prev, const RouteCounters& cur, double seconds);
 

@@ -71,12 +71,24 @@ nlohmann::json upstream_json(const std::string& name, const nlohmann::json& c) {
 std::string Gateway::dashboard_json() {
   using Clock = std::chrono::steady_clock;
   const auto now = Clock::now();
-  auto rejected = gen_->rate_limiter->rejected_by_route();
+  // Rows are metric slots (one per route name served since start, then "none").
+  const auto& names = metrics_->route_names();
+  // Refusals by route name, of every rule the route has had (the counters outlive reloads).
+  std::vector<std::int64_t> rejected(names.size() + 1, 0);
+  {
+    auto by_route = rate_state_->decisions.rejected_by_route();
+    for (std::size_t slot = 0; slot < names.size(); ++slot) {
+      if (auto it = by_route.find(names[slot]); it != by_route.end()) {
+        rejected[slot] = it->second;
+      }
+    }
+  }
   auto cur = observability::take_snapshot(*metrics_, now, rejected);
   const observability::StatsSnapshot* base = dashboard_window_.base_for(now);
   const observability::StatsSnapshot none;
   auto rates = observability::compute_rates(base ? *base : none, cur);
-  const bool usable = base != nullptr && base->routes.size() == cur.routes.size() && base->at < now;
+  // A reload may have added rows since `base` (never removed any): the totals are sums anyway.
+  const bool usable = base != nullptr && base->routes.size() <= cur.routes.size() && base->at < now;
   const double seconds = usable ? std::chrono::duration<double>(now - base->at).count() : 0.0;
   const auto all_cur = observability::total(cur.routes);
   const auto all_base =
@@ -97,15 +109,17 @@ std::string Gateway::dashboard_json() {
   j["config"] = {{"generation", config_generation()}, {"last_reload", std::move(last)}};
   j["total"] = rates_json(all);
   nlohmann::json routes = nlohmann::json::array();
-  const auto& names = metrics_->route_names();
-  for (std::size_t r = 0; r < rates.size(); ++r) {
-    auto route = rates_json(rates[r]);
-    // The last row holds requests no route matched; shown only once it has some.
-    if (r >= names.size() && route["requests_total"] == 0) {
-      continue;
-    }
-    route["name"] = r < names.size() ? names[r] : std::string("(no route)");
+  // The routes of the running configuration, in file order (a route a reload removed still
+  // counts in the totals, as its series stay in /metrics, but has no row).
+  for (std::size_t slot : gen_->route_slots) {
+    auto route = rates_json(rates[slot]);
+    route["name"] = names[slot];
     routes.push_back(std::move(route));
+  }
+  // The last row holds requests no route matched; shown only once it has some.
+  if (auto none = rates_json(rates.back()); none["requests_total"] != 0) {
+    none["name"] = "(no route)";
+    routes.push_back(std::move(none));
   }
   j["routes"] = std::move(routes);
   dashboard_window_.add(std::move(cur));

@@ -40,7 +40,8 @@ struct FilterServices {
   observability::Logs& logs;
   const observability::ClientIpHasher& hasher;
   observability::WorkerMetrics& metrics;
-  std::size_t none_route;  // the metrics slot of requests without a route
+  std::size_t none_route;          // the metrics slot of requests without a route
+  const std::size_t* route_slots;  // route index -> metrics slot (the generation's table)
   observability::AccessBatch& access_batch;
   observability::Health& health;
   const bool& draining;

@@ -207,10 +207,11 @@ Gateway::Gateway(std::shared_ptr<const config::Config> cfg, std::string version)
         filters::cache::Store::Options{.max_memory = cache.max_memory, .workers = workers_count_});
   }
   rate_state_ = std::make_shared<filters::rate_limit::SharedState>(
-      filters::rate_limit::settings(*cfg_).max_keys);
+      filters::rate_limit::settings(*cfg_).max_keys, workers_count_);
   rate_clock_ = std::make_shared<ratelimit::SteadyClock>();
   gen_ = std::make_shared<const Generation>(cfg_, 1, workers_count_, rate_state_, rate_clock_,
-                                            cfg_->log.hash_client_ip ? &hasher_ : nullptr);
+                                            cfg_->log.hash_client_ip ? &hasher_ : nullptr,
+                                            *metrics_->route_slots(route_names(*cfg_)));
   if (gen_->rate_limiter->enabled() && filters::rate_limit::settings(*cfg_).redis) {
     redis_ = std::make_unique<filters::rate_limit::store::RedisStore>(
         *filters::rate_limit::settings(*cfg_).redis,
@@ -220,32 +221,7 @@ Gateway::Gateway(std::shared_ptr<const config::Config> cfg, std::string version)
     redis_->start_up();  // throws on a wrong password; an unreachable server starts degraded
   }
   if (gen_->rate_limiter->enabled()) {
-    health_->add_component("rate_limit", [this] {
-      auto& st = *rate_state_;
-      auto keys = st.store.keys();
-      auto cap = st.store.capacity();
-      // At the cap the least recently used keys are evicted: limits still hold for active
-      // clients, but operators should know (an IP spray, or max_keys too small).
-      nlohmann::json details{{"store", redis_ ? "redis" : "memory"},
-                             {"keys", keys},
-                             {"max_keys", cap},
-                             {"at_capacity", keys >= cap},
-                             {"evictions", st.store.evictions()},
-                             {"bans_active", rate_state_->bans.active(rate_clock_->now())}};
-      auto status = observability::Status::ok;
-      if (redis_) {
-        bool up = redis_->up();
-        details["redis"] = up ? "ok" : "degraded";
-        details["redis_url"] = filters::rate_limit::settings(*cfg_).redis->url.redacted();
-        details["on_store_failure"] = filters::rate_limit::on_store_failure_name(
-            filters::rate_limit::settings(*cfg_).on_store_failure);
-        if (!up) {
-          status = observability::Status::degraded;
-          details["last_error"] = redis_->last_error();
-        }
-      }
-      return observability::ComponentReport{status, std::move(details)};
-    });
+    add_rate_limit_component();
   }
   if (const auto& s = filters::errors::settings(*cfg_).sentry; s.enabled()) {
     sentry_ = std::make_unique<SentryReporter>(s, version_, *logs_);
@@ -261,6 +237,38 @@ Gateway::Gateway(std::shared_ptr<const config::Config> cfg, std::string version)
 }
 
 Gateway::~Gateway() = default;
+
+// The rate limiter's store in /health/detailed: from start-up when some route is limited, else
+// from the reload that limits one.
+void Gateway::add_rate_limit_component() {
+  rate_limit_component_ = true;
+  health_->add_component("rate_limit", [this] {
+    auto& st = *rate_state_;
+    auto keys = st.store.keys();
+    auto cap = st.store.capacity();
+    // At the cap the least recently used keys are evicted: limits still hold for active
+    // clients, but operators should know (an IP spray, or max_keys too small).
+    nlohmann::json details{{"store", redis_ ? "redis" : "memory"},
+                           {"keys", keys},
+                           {"max_keys", cap},
+                           {"at_capacity", keys >= cap},
+                           {"evictions", st.store.evictions()},
+                           {"bans_active", rate_state_->bans.active(rate_clock_->now())}};
+    auto status = observability::Status::ok;
+    if (redis_) {
+      bool up = redis_->up();
+      details["redis"] = up ? "ok" : "degraded";
+      details["redis_url"] = filters::rate_limit::settings(*cfg_).redis->url.redacted();
+      details["on_store_failure"] = filters::rate_limit::on_store_failure_name(
+          filters::rate_limit::settings(*cfg_).on_store_failure);
+      if (!up) {
+        status = observability::Status::degraded;
+        details["last_error"] = redis_->last_error();
+      }
+    }
+    return observability::ComponentReport{status, std::move(details)};
+  });
+}
 
 void Gateway::begin_drain(const char* why) {
   if (draining_) {

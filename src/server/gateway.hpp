@@ -91,9 +91,10 @@ class Gateway {
   int run(RunOptions options);
   int run() { return run(RunOptions{}); }
 
-  // The configuration the process started with: what restart-only keys say (listen, upstreams,
-  // log, ...; config/reload_plan.hpp). Reloadable keys are read from generation()->cfg (admin
-  // thread) or the request's Context::cfg (workers).
+  // The configuration the process started with: what restart-only keys say (listen, the upstream
+  // list and targets, log, ...; config/reload_plan.hpp). Reloadable keys are read from
+  // generation()->cfg (admin thread) or the request's Context::cfg (workers); an upstream's
+  // timeouts, pool and retries from its worker cluster (Worker::cluster).
   const config::Config& cfg() const { return *cfg_; }
   observability::Logs& logs() { return *logs_; }
   observability::Metrics& metrics() { return *metrics_; }
@@ -154,6 +155,7 @@ class Gateway {
   void on_worker_done();
   bool reload_tls(std::string& error);
   void render_reload_metrics(std::string& out) const;
+  void add_rate_limit_component();
   nlohmann::json reload_details() const;
 
   std::shared_ptr<const config::Config> cfg_;
@@ -175,6 +177,7 @@ class Gateway {
   mutable std::mutex reload_mu_;
   std::optional<ReloadRecord> last_reload_;
   std::uint64_t reloads_ok_ = 0, reloads_failed_ = 0;  // admin thread
+  bool rate_limit_component_ = false;                  // in /health/detailed yet
   std::unique_ptr<filters::rate_limit::store::RedisStore> redis_;
   std::vector<std::vector<tcp::endpoint>> endpoints_;
   std::vector<std::unique_ptr<upstream::UpstreamHealth>> upstream_health_;

@@ -8,11 +8,14 @@
 // to each new generation, keyed by definition.
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "config/config.hpp"
+#include "config/reload_plan.hpp"
 #include "core/router.hpp"
 #include "filters/cors/cors_filter.hpp"
 #include "filters/rate_limit/rate_limit_filter.hpp"
+#include "filters/registry.hpp"
 #include "filters/security_headers/security_headers_filter.hpp"
 
 namespace gatehouse::server {
@@ -21,21 +24,33 @@ struct Generation {
   Generation(std::shared_ptr<const config::Config> config, std::uint64_t number, unsigned workers,
              std::shared_ptr<filters::rate_limit::SharedState> rate_state,
              std::shared_ptr<const ratelimit::Clock> clock,
-             const observability::ClientIpHasher* hasher)
+             const observability::ClientIpHasher* hasher, std::vector<std::size_t> route_slots)
       : cfg(std::move(config)),
         number(number),
+        route_slots(std::move(route_slots)),
         router(*cfg),
         security_headers(filters::security_headers::settings(*cfg), cfg->environment),
         cors(filters::cors::settings(*cfg)),
         rate_limiter(std::make_unique<filters::rate_limit::RateLimiter>(
-            *cfg, workers, std::move(rate_state), std::move(clock), hasher)) {}
+            *cfg, workers, std::move(rate_state), std::move(clock), hasher)) {
+    for (auto& [name, text] : config::upstream_definitions(*cfg, filters::config_sections())) {
+      upstream_definitions.push_back(std::move(text));
+    }
+  }
 
   std::shared_ptr<const config::Config> cfg;
   std::uint64_t number;  // 1 at start-up, +1 per successful reload
+  // Route index -> metrics slot (Metrics::route_slots): route series are keyed by name, so a
+  // reload may add, remove, rename and reorder routes; the request path reads one entry.
+  std::vector<std::size_t> route_slots;
   core::Router router;
   filters::security_headers::SecurityHeaders security_headers;
   filters::cors::Cors cors;
   std::unique_ptr<filters::rate_limit::RateLimiter> rate_limiter;
+  // Per upstream (index as in cfg->upstreams): its emitted block. A worker keeps an upstream's
+  // cluster (pool, balancer, queue, retry budget) while this text stays the same, and builds a
+  // new one for a generation that changes it (Worker::install_now).
+  std::vector<std::string> upstream_definitions;
 };
 
 }  // namespace gatehouse::server

@@ -336,7 +336,7 @@ void log_no_retry(Worker& w, const Context& x, int tries, upstream::NoRetry why)
 net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain, RequestParser& p,
                                    Context& x) {
   const auto& route = x.cfg.routes[x.route];
-  auto& cluster = *w.clusters[route.upstream_index];
+  auto& cluster = w.cluster(x.cfg, route.upstream_index);
   const auto& ucfg = cluster.config();
   auto& stats = w.metrics.upstreams[route.upstream_index];
   const Plan plan = make_plan(p);

@@ -1,6 +1,7 @@
 // Configuration reload (SIGHUP, POST /admin/reload): read and check the file on the admin thread,
 // build the next generation beside the running one, then hand it to the workers. See
 // docs/architecture.md, "Configuration reload".
+#include <algorithm>
 #include <ctime>
 
 #include "config/reload_plan.hpp"
@@ -19,6 +20,13 @@ std::string iso_time(std::chrono::system_clock::time_point t) {
   char buf[32];
   std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
   return buf;
+}
+
+// How many of `names` the metrics have no slot for yet.
+std::size_t slots_needed(const observability::Metrics& m, const std::vector<std::string>& names) {
+  return static_cast<std::size_t>(std::count_if(names.begin(), names.end(), [&](const auto& n) {
+    return std::find(m.route_names().begin(), m.route_names().end(), n) == m.route_names().end();
+  }));
 }
 
 }  // namespace
@@ -76,13 +84,37 @@ Gateway::ReloadResult Gateway::reload(const char* trigger) {
   if (auto why = config::restart_needed(running, *next, sections); !why.empty()) {
     return fail(409, why, nullptr);
   }
+  // Route series are keyed by name, in slots laid out at start-up: a new name takes a free one.
+  std::vector<std::string> names;
+  for (const auto& r : next->routes) {
+    names.push_back(r.name);
+  }
+  auto slots = metrics_->route_slots(names);
+  if (!slots) {
+    return fail(409,
+                fmt::format("routes: this process has room for the metrics of {} route names and "
+                            "has served {} ({} more in the new file); restart to add more names",
+                            metrics_->route_capacity(), metrics_->route_names().size(),
+                            slots_needed(*metrics_, names)),
+                nullptr);
+  }
   std::shared_ptr<const Generation> gen;
   try {
-    gen = std::make_shared<const Generation>(next, config_generation() + 1, workers_count_,
-                                             rate_state_, rate_clock_,
-                                             next->log.hash_client_ip ? &hasher_ : nullptr);
+    gen = std::make_shared<const Generation>(
+        next, config_generation() + 1, workers_count_, rate_state_, rate_clock_,
+        next->log.hash_client_ip ? &hasher_ : nullptr, std::move(*slots));
   } catch (const std::exception& e) {
     return fail(500, std::string("building the new configuration: ") + e.what(), nullptr);
+  }
+  // The Redis store (and each worker's client) is started only when rate limiting is on at
+  // start-up; without it a limiter would count in memory, per instance, while the file says the
+  // counts are shared.
+  if (gen->rate_limiter->enabled() && filters::rate_limit::settings(*next).redis && !redis_) {
+    return fail(409,
+                "rate_limit.store: rate limiting was off at start-up, so the Redis store was not "
+                "started; turning limits on with it needs a restart; the running configuration "
+                "stays in place",
+                nullptr);
   }
   // Certificates are read again on every reload; a bad pair fails the whole reload.
   if (cfg_->listen_tls) {
@@ -108,6 +140,10 @@ Gateway::ReloadResult Gateway::reload(const char* trigger) {
                   config::diff_json(routes), config::diff_json(upstreams), config::diff_json(rules),
                   cfg_->listen_tls ? "true" : "false");
 
+  metrics_->add_route_names(names);
+  if (gen->rate_limiter->enabled() && !rate_limit_component_) {
+    add_rate_limit_component();
+  }
   gen_ = gen;
   generation_number_.store(gen->number, std::memory_order_relaxed);
   for (auto& w : workers_) {

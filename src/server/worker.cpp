@@ -51,16 +51,6 @@ Worker::Worker(Gateway& g, unsigned i)
       metrics(g.metrics().worker(i)),
       acceptor_(ioc),
       tls_acceptor_(ioc) {
-  // Upstreams are restart-only: the clusters (pools, balancer, health) keep the start-up
-  // definitions across reloads.
-  const auto& cfg = gw.cfg();
-  for (std::size_t u = 0; u < cfg.upstreams.size(); ++u) {
-    clusters.push_back(std::make_unique<upstream::Cluster>(
-        ioc.get_executor(), deadlines, u, cfg.upstreams[u], gw.upstream_endpoints()[u],
-        metrics.upstreams[u], gw.health(), gw.logs()));
-    clusters.back()->attach(&gw.upstream_health(u), index);
-    clusters.back()->follow(gw.target_slots(u));
-  }
   if (auto* shared = gw.redis_store()) {
     store_client = std::make_unique<filters::rate_limit::store::RedisStoreClient>(*shared, ioc);
   }
@@ -80,6 +70,7 @@ void Worker::install_now(std::shared_ptr<const Generation> g) {
       .hasher = gw.hasher(),
       .metrics = metrics,
       .none_route = gw.metrics().none_route(),
+      .route_slots = n.route_slots.data(),
       .access_batch = access_batch,
       .health = gw.health(),
       .draining = draining,
@@ -95,8 +86,33 @@ void Worker::install_now(std::shared_ptr<const Generation> g) {
       .invalidator = gw.invalidator(),
       .cache_hooks = {},
   };
+  // Clusters: the previous generation's for every upstream whose definition is unchanged, a new
+  // one for the others. The upstream list itself, its targets and health settings do not change
+  // on reload (config::upstream_restart_needed): endpoints, target health and the shared
+  // UpstreamHealth are the same for both.
+  std::vector<WorkerCluster*> upstreams;
+  for (std::size_t u = 0; u < n.cfg->upstreams.size(); ++u) {
+    WorkerCluster* c = nullptr;
+    if (gen != nullptr && u < gen->clusters.size() &&
+        gen->clusters[u]->definition == n.upstream_definitions[u]) {
+      c = gen->clusters[u];
+    } else {
+      auto fresh = std::make_unique<WorkerCluster>();
+      fresh->cfg = n.cfg;
+      fresh->definition = n.upstream_definitions[u];
+      fresh->cluster = std::make_unique<upstream::Cluster>(
+          ioc.get_executor(), deadlines, u, n.cfg->upstreams[u], gw.upstream_endpoints()[u],
+          metrics.upstreams[u], gw.health(), gw.logs());
+      fresh->cluster->attach(&gw.upstream_health(u), index);
+      fresh->cluster->follow(gw.target_slots(u));
+      c = clusters.emplace_back(std::move(fresh)).get();
+    }
+    ++c->users;
+    upstreams.push_back(c);
+  }
   generations.push_back(std::make_unique<WorkerGeneration>(std::move(g), services));
   WorkerGeneration& wg = *generations.back();
+  wg.clusters = std::move(upstreams);
   // A cache refresh's response is stripped like a proxied one's, by a chain of this generation's
   // (strips() depends on the policies only, never on a request).
   wg.strip_chain = std::make_unique<FilterChain>(wg.services);
@@ -121,8 +137,16 @@ void Worker::install_now(std::shared_ptr<const Generation> g) {
 
 void Worker::retire() {
   std::erase_if(generations, [this](const std::unique_ptr<WorkerGeneration>& g) {
-    return g.get() != gen && g->pins == 0;
+    if (g.get() == gen || g->pins != 0) {
+      return false;
+    }
+    for (auto* c : g->clusters) {
+      --c->users;
+    }
+    return true;
   });
+  // A replaced cluster goes with the last request on it (its idle connections are closed).
+  std::erase_if(clusters, [](const std::unique_ptr<WorkerCluster>& c) { return c->users == 0; });
 }
 
 Worker::~Worker() = default;
@@ -201,13 +225,13 @@ net::awaitable<void> Worker::sweep_loop() {
     if (now - last_prune > std::chrono::seconds(1)) {
       last_prune = now;
       for (auto& p : clusters) {
-        p->prune(now);
+        p->cluster->prune(now);
       }
     }
     if (draining && !listening_ && sessions_ == 0) {
       access_batch.flush();
       for (auto& p : clusters) {
-        p->close_all();
+        p->cluster->close_all();
       }
       if (store_client) {
         store_client->close();  // its socket waits would keep the io_context running
@@ -232,7 +256,7 @@ void Worker::begin_drain() {
       }
     }
     for (auto& p : clusters) {
-      p->close_all();
+      p->cluster->close_all();
     }
   });
 }

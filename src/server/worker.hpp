@@ -46,6 +46,26 @@ struct ClientConn : public AutoUnlinkHook {
 };
 using ClientList = boost::intrusive::list<ClientConn, boost::intrusive::constant_time_size<false>>;
 
+// One upstream's cluster on one worker (pool, balancer, queue, retry budget), shared by the
+// generations whose definition of the upstream is the same, so a reload that leaves the upstream
+// alone keeps its pooled connections; a generation that changes it gets a new one. Owned by the
+// Worker (destroyed before its io_context, like every socket), counted by the generations using
+// it, and freed with the last of them.
+struct WorkerCluster {
+  WorkerCluster() = default;
+  WorkerCluster(const WorkerCluster&) = delete;
+  WorkerCluster& operator=(const WorkerCluster&) = delete;
+  ~WorkerCluster() {
+    if (cluster) {
+      cluster->close_all();  // its idle connections leave the pool gauge
+    }
+  }
+  std::shared_ptr<const config::Config> cfg;  // holds the config::Upstream the cluster reads
+  std::string definition;                     // Generation::upstream_definitions
+  std::unique_ptr<upstream::Cluster> cluster;
+  std::size_t users = 0;  // WorkerGenerations using it
+};
+
 // A configuration generation as one worker serves it: the filters' services point into it.
 // Touched by the worker's thread only, so pinning it for a request is a plain increment.
 struct WorkerGeneration {
@@ -59,6 +79,7 @@ struct WorkerGeneration {
   // Answers services.cache_hooks.strips for a cache refresh's response; declared after
   // `services`, which it points into.
   std::unique_ptr<FilterChain> strip_chain;
+  std::vector<WorkerCluster*> clusters;  // index = upstream index (owned by Worker::clusters)
 };
 
 class Worker {
@@ -81,6 +102,20 @@ class Worker {
   // The current generation's configuration (reloadable keys; what the worker's thread reads
   // outside a request, e.g. idle timeouts). A request reads its own: Context::cfg.
   const config::Config& cfg() const { return gen->cfg(); }
+  // The cluster of upstream `u` in the generation whose configuration is `cfg` (a request's
+  // Context::cfg): the current one, or an older one for a request that started before a reload.
+  upstream::Cluster& cluster(const config::Config& cfg, std::size_t u) {
+    const WorkerGeneration* g = gen;
+    if (&g->cfg() != &cfg) [[unlikely]] {
+      for (const auto& o : generations) {
+        if (&o->cfg() == &cfg) {
+          g = o.get();
+          break;
+        }
+      }
+    }
+    return *g->clusters[u]->cluster;
+  }
   // A request ends on `g` (serve_one pins it: ++g.pins).
   void unpin(WorkerGeneration& g) {
     if (--g.pins == 0 && &g != gen) {
@@ -111,7 +146,8 @@ class Worker {
   // With a Redis store; destroyed before ioc.
   std::unique_ptr<filters::rate_limit::store::RedisStoreClient> store_client;
   observability::WorkerMetrics& metrics;
-  std::vector<std::unique_ptr<upstream::Cluster>> clusters;  // index = upstream index
+  // Every live cluster: the current generation's, and older ones' while requests run on them.
+  std::vector<std::unique_ptr<WorkerCluster>> clusters;
 
  private:
   net::awaitable<void> accept_loop(tcp::acceptor& acceptor, bool tls);

@@ -134,6 +134,7 @@ struct FuzzGateway {
   const config::Config& cfg;
   gatehouse::observability::ClientIpHasher hasher{false, ""};
   gatehouse::observability::Metrics metrics;
+  std::vector<std::size_t> route_slots = *metrics.route_slots(route_names(cfg));
   gatehouse::observability::AccessBatch batch{logs()};
   gatehouse::observability::Health health;
   bool draining = false;
@@ -156,6 +157,7 @@ struct FuzzGateway {
       .hasher = hasher,
       .metrics = metrics.worker(0),
       .none_route = metrics.none_route(),
+      .route_slots = route_slots.data(),
       .access_batch = batch,
       .health = health,
       .draining = draining,

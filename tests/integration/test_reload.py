@@ -147,9 +147,11 @@ def test_restart_only_keys_are_refused_by_name(flask_app, gatehouses):
     cases = [
         ({"listen": f"{HOST}:1"}, "listen: changing it needs a restart"),
         ({"workers": 3}, "workers: changing it needs a restart"),
-        ({"upstreams": {"app": {"targets": [flask_app.address], "timeout": "5s"}}},
-         "upstreams: changing an upstream (app) needs a restart"),
-        ({"routes": [route("api", "/api"), route("default", "/")]}, "routes: adding, removing"),
+        ({"upstreams": {"app": {"targets": [flask_app.address], "connect_timeout": "5s"}}},
+         "upstreams.app.connect_timeout: changing it needs a restart"),
+        ({"upstreams": {"app": {"targets": [flask_app.address]},
+                        "more": {"targets": [flask_app.address]}}},
+         "upstreams: adding, removing, renaming or reordering upstreams needs a restart"),
         # The response cache's store and the Sentry reporter are built once, at start-up.
         ({"cache": {"max_memory": "256MiB"}}, "cache (a route caches now): changing it needs"),
         ({"errors": {"sentry": {"dsn": "http://key@127.0.0.1:9/1"}}},
@@ -164,6 +166,100 @@ def test_restart_only_keys_are_refused_by_name(flask_app, gatehouses):
         assert answer["error"].startswith(message), answer
     assert gh.metrics().value("gatehouse_config_generation") == 1
     assert get(gh.port, "/api/x")[0] == 200
+
+
+def settled(gh, check):
+    """The metrics once `check(metrics)` holds (a request is counted just after its reply)."""
+    seen = {}
+
+    def ok():
+        seen["m"] = gh.metrics()
+        return check(seen["m"])
+
+    assert wait_until(ok, scaled(5)), seen["m"].samples
+    return seen["m"]
+
+
+def route_requests(m, name):
+    return m.value("gatehouse_requests_total", route=name, status_class="2xx")
+
+
+def test_routes_added_renamed_reordered_and_removed(flask_app, gatehouses):
+    gh = gatehouses(flask_app, **limited_config())
+    client = "198.51.100.20"
+    assert statuses(gh.port, "/api/x", 90, client) == [200] * 90
+    assert statuses(gh.port, "/other", 2, client) == [200] * 2
+    assert gh.metrics().get("gatehouse_requests_total", route="fresh", status_class="2xx") is None
+
+    # One reload adds "fresh" in front, moves "api" down, renames "other" to "misc".
+    rewrite(gh, routes=[route("fresh", "/fresh"), route("api", "/api", {"limits": "100/hour"}),
+                        route("misc", "/other", {"limits": "5/hour"}), route("default", "/")])
+    status, answer = post_reload(gh)
+    assert status == 200, answer
+    routes = answer["changes"]["routes"]
+    assert routes["added"] == ["fresh", "misc"] and routes["removed"] == ["other"]
+    assert routes["kept"] == ["api", "default"]
+    # The unchanged rule kept its 90 through the reordering; the renamed one starts fresh.
+    assert statuses(gh.port, "/api/x", 11, client) == [200] * 10 + [429]
+    assert statuses(gh.port, "/other", 5, client) == [200] * 5
+    assert get(gh.port, "/fresh/page", client)[0] == 200
+    # A request is counted as it completes, just after its last byte is sent.
+    m = settled(gh, lambda m: route_requests(m, "fresh") == 1)
+    assert route_requests(m, "misc") == 5
+    assert route_requests(m, "api") == 100  # the same series across the reload
+    assert route_requests(m, "other") == 2  # removed: stays exported, never goes back
+    assert m.value("gatehouse_requests_total", route="api", status_class="4xx") == 1
+
+    # "fresh" removed: its path falls to the catch-all; its series stays where it was.
+    rewrite(gh, routes=[route("api", "/api", {"limits": "100/hour"}),
+                        route("misc", "/other", {"limits": "5/hour"}), route("default", "/")])
+    status, answer = post_reload(gh)
+    assert status == 200 and answer["changes"]["routes"]["removed"] == ["fresh"], answer
+    before = route_requests(gh.metrics(), "default")
+    assert get(gh.port, "/fresh/page", client)[0] == 200
+    m = settled(gh, lambda m: route_requests(m, "default") == before + 1)
+    assert route_requests(m, "fresh") == 1
+    # A name that comes back finds its series again.
+    rewrite(gh, routes=[route("api", "/api", {"limits": "100/hour"}), route("fresh", "/fresh"),
+                        route("default", "/")])
+    assert post_reload(gh)[0] == 200
+    assert get(gh.port, "/fresh/page", client)[0] == 200
+    settled(gh, lambda m: route_requests(m, "fresh") == 2)
+    # The dashboard lists the running routes, in file order.
+    _, _, body = http_request(gh.admin_port, "GET", "/dashboard.json", timeout=5)
+    names = [r["name"] for r in json.loads(body)["routes"]]
+    assert [n for n in names if n != "(no route)"] == ["api", "fresh", "default"]  # /health
+
+
+def dashboard(gh):
+    _, _, body = http_request(gh.admin_port, "GET", "/dashboard.json", timeout=5)
+    return json.loads(body)
+
+
+def test_dashboard_refusals_and_top_keys_survive_a_reload(flask_app, gatehouses):
+    gh = gatehouses(flask_app, **limited_config())
+    client = "198.51.100.30"
+    assert statuses(gh.port, "/other", 8, client) == [200] * 5 + [429] * 3
+
+    def seen():
+        d = dashboard(gh)
+        other = next(r for r in d["routes"] if r["name"] == "other")
+        keys = {k["key"]: k["count"] for k in d["rate_limit"]["top_keys"]}
+        return other["rejected_total"], keys.get(f"ip={client}"), d["rate_limit"]["rejected_total"]
+
+    assert seen() == (3, 3, 3)
+    # "api" changes, "other" does not (and moves): its refusals and the top keys stay.
+    rewrite(gh, routes=[route("default2", "/zzz"), route("other", "/other", {"limits": "5/hour"}),
+                        route("api", "/api", {"limits": "50/hour"}), route("default", "/")])
+    status, answer = post_reload(gh)
+    assert status == 200, answer
+    assert answer["changes"]["rate_limit_rules"]["kept"] == ["route:other#0"]
+    assert seen() == (3, 3, 3)
+    m = gh.metrics()
+    assert m.value("gatehouse_ratelimit_decisions_total", route="other", limit="5/hour", key="ip",
+                   result="rejected") == 3
+    assert get(gh.port, "/other", client)[0] == 429
+    assert seen() == (4, 4, 4)
 
 
 def test_ban_survives_a_reload_and_sighup_reloads(flask_app, gatehouses):
@@ -182,6 +278,35 @@ def test_ban_survives_a_reload_and_sighup_reloads(flask_app, gatehouses):
     assert get(gh.port, "/api/x", client)[0] == 403
     # Another client sees the new rule.
     assert statuses(gh.port, "/api/x", 4, "198.51.100.13") == [200, 200, 200, 429]
+
+
+def test_turning_limits_on_with_an_unstarted_redis_store_is_refused(flask_app, gatehouses):
+    # No route is limited at start, so the Redis store is never started (nothing listens there).
+    gh = gatehouses(flask_app, trusted_proxies=TRUST,
+                    rate_limit={"store": "redis://127.0.0.1:1", "limits": "2/minute"},
+                    routes=[route("api", "/api", "off"), route("default", "/", "off")])
+    client = "198.51.100.40"
+    assert statuses(gh.port, "/api/x", 3, client) == [200] * 3
+    rewrite(gh, routes=[route("api", "/api"), route("default", "/", "off")])
+    status, answer = post_reload(gh)
+    assert status == 409, answer
+    assert answer["error"].startswith("rate_limit.store: rate limiting was off at start-up"), answer
+    # Nothing changed: no limit, and certainly none counted in memory.
+    assert statuses(gh.port, "/api/x", 3, client) == [200] * 3
+    assert gh.metrics().value("gatehouse_config_generation") == 1
+
+
+def test_turning_limits_on_by_reload_counts_and_reports_the_store(flask_app, gatehouses):
+    gh = gatehouses(flask_app, trusted_proxies=TRUST, rate_limit={"limits": "2/minute"},
+                    routes=[route("api", "/api", "off"), route("default", "/", "off")])
+    components = lambda: json.loads(  # noqa: E731
+        http_request(gh.admin_port, "GET", "/health/detailed", timeout=5)[2])["components"]
+    assert "rate_limit" not in components()
+    rewrite(gh, routes=[route("api", "/api"), route("default", "/", "off")])
+    assert post_reload(gh)[0] == 200
+    assert statuses(gh.port, "/api/x", 3, "198.51.100.41") == [200, 200, 429]
+    report = components()["rate_limit"]
+    assert report["store"] == "memory" and report["keys"] >= 1, report
 
 
 def upstream_connections(upstream_port):
@@ -203,6 +328,51 @@ def test_unchanged_upstream_keeps_its_pooled_connections(apps, gatehouses):
     assert answer["changes"]["upstreams"]["kept"] == ["app"]
     assert statuses(gh.port, "/echo", 5, None) == [200] * 5
     assert upstream_connections(app.port) == before
+
+
+def test_changed_upstream_gets_a_new_cluster_unchanged_one_keeps_its_pool(flask_app, apps,
+                                                                          gatehouses):
+    other = apps.uvicorn()
+    gh = gatehouses(flask_app, workers=1,
+                    upstreams={"app": {"timeout": "5s"},
+                               "other": {"targets": [other.address]}},
+                    routes=[route("other", "/other", upstream="other"), route("default", "/")])
+    assert statuses(gh.port, "/other/echo", 3, None) == [200] * 3
+    kept = upstream_connections(other.port)
+    assert kept, "no pooled connection to the other upstream"
+    result = {}
+
+    def slow():  # in flight across the reload: keeps its 5 s and its cluster
+        result["status"] = get(gh.port, "/slow?s=1")[0]
+
+    t = threading.Thread(target=slow)
+    t.start()
+    time.sleep(0.3)
+    rewrite(gh, upstreams={"app": {"timeout": "300ms", "retry": {"attempts": 1}}})
+    status, answer = post_reload(gh)
+    assert status == 200, answer
+    assert answer["changes"]["upstreams"]["changed"] == ["app"], answer
+    assert answer["changes"]["upstreams"]["kept"] == ["other"], answer
+    assert get(gh.port, "/slow?s=1")[0] == 504  # the new timeout
+    t.join(scaled(10))
+    assert result["status"] == 200
+    assert statuses(gh.port, "/other/echo", 3, None) == [200] * 3
+    assert upstream_connections(other.port) == kept
+
+    # "other" changes: its new cluster opens new connections, the old one's idle connections are
+    # closed with it, and the pool gauge counts only those really open.
+    rewrite(gh, upstreams={"other": {"keepalive_timeout": "20s"}})
+    status, answer = post_reload(gh)
+    assert status == 200 and answer["changes"]["upstreams"]["changed"] == ["other"], answer
+    assert statuses(gh.port, "/other/echo", 3, None) == [200] * 3
+    assert wait_until(lambda: upstream_connections(other.port).isdisjoint(kept), scaled(5))
+    settled(gh, lambda m: m.value("gatehouse_upstream_pool_idle_connections", upstream="other")
+            == len(upstream_connections(other.port)) > 0)
+
+    # Targets are what the process-wide parts are built from: still a restart.
+    rewrite(gh, upstreams={"app": {"targets": [other.address]}})
+    status, answer = post_reload(gh)
+    assert status == 409 and answer["error"].startswith("upstreams.app.targets: changing it")
 
 
 def test_reload_under_load_fails_no_request_and_closes_no_connection(apps, gatehouses):
@@ -240,10 +410,13 @@ def test_reload_under_load_fails_no_request_and_closes_no_connection(apps, gateh
     limits = ["100000/hour", "90000/hour"]
     for k in range(6):
         time.sleep(0.15)
+        # Each reload also changes the upstream: its pools are replaced under load.
         rewrite(gh, routes=[route("api", "/api", {"limits": limits[k % 2]}),
-                            route("default", "/")])
+                            route("default", "/")],
+                upstreams={"app": {"timeout": f"{59 - k}s"}})
         status, answer = post_reload(gh)
         assert status == 200, answer
+        assert answer["changes"]["upstreams"]["changed"] == ["app"], answer
     stop.set()
     for t in threads:
         t.join(scaled(30))

@@ -18,13 +18,17 @@ class AccessLogFilter {
  public:
   template <class Services>
   explicit AccessLogFilter(Services& s)
-      : metrics_(s.metrics), none_route_(s.none_route), batch_(s.access_batch), hasher_(s.hasher) {}
+      : metrics_(s.metrics),
+        none_route_(s.none_route),
+        route_slots_(s.route_slots),
+        batch_(s.access_batch),
+        hasher_(s.hasher) {}
 
   void on_complete(pipeline::Context& ctx) {
     auto us =
         std::chrono::duration_cast<std::chrono::microseconds>(pipeline::Clock::now() - ctx.start)
             .count();
-    metrics_.record_request(ctx.routed() ? ctx.route : none_route_, ctx.status, us);
+    metrics_.record_request(ctx.routed() ? route_slots_[ctx.route] : none_route_, ctx.status, us);
     if (!batch_.enabled()) {
       return;
     }
@@ -37,6 +41,7 @@ class AccessLogFilter {
  private:
   observability::WorkerMetrics& metrics_;
   std::size_t none_route_;
+  const std::size_t* route_slots_;  // route index -> metrics slot (series are keyed by name)
   observability::AccessBatch& batch_;
   const observability::ClientIpHasher& hasher_;
 };

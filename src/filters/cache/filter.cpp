@@ -40,14 +40,18 @@ void append_part(std::string& out, std::string_view v) {
 
 // The origin the answer came from: scheme, host (lower case; the upstream sees the client's Host
 // and may build absolute URLs from it) and route (routes may match by host and send the same path
-// to different upstreams). Always in the key, whatever `key` lists.
-void append_origin(std::string& out, bool tls, std::string_view host, std::size_t route) {
+// to different upstreams). Always in the key, whatever `key` lists. The route by name, not by
+// position: a reload may reorder routes, and an entry must never answer for another route.
+void append_origin(std::string& out, bool tls, std::string_view host, std::string_view route) {
   out += tls ? 's' : 'p';
   out += static_cast<char>(std::min<std::size_t>(host.size(), 255));
   for (char c : host.substr(0, 255)) {
     out += c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
   }
-  out.append(reinterpret_cast<const char*>(&route), sizeof route);
+  const auto n = static_cast<std::uint16_t>(std::min<std::size_t>(route.size(), 0xffff));
+  out += static_cast<char>(n >> 8);
+  out += static_cast<char>(n & 0xff);
+  out.append(route.substr(0, n));
 }
 
 // A list-valued field sent on several lines is one list (RFC 9110 5.3): every line counts, so a
@@ -278,7 +282,7 @@ pipeline::Next CacheFilter::look_up_key(pipeline::Context& ctx) {
   std::string& parts = key.text;
   // Reserved from an upper bound of the parts' sizes: a key that fits in the string's inline
   // buffer (a short path with method and query, say) allocates nothing.
-  std::size_t bound = ctx.path.size() + 1 + 2 + ctx.host.size() + sizeof(std::size_t);
+  std::size_t bound = ctx.path.size() + 1 + 2 + ctx.host.size() + 2 + ctx.route_config->name.size();
   for (const auto& p : rc->key) {
     bound += p.kind == KeyPart::Kind::method  ? 10
              : p.kind == KeyPart::Kind::path  ? 0
@@ -289,7 +293,7 @@ pipeline::Next CacheFilter::look_up_key(pipeline::Context& ctx) {
   parts += ctx.path;
   parts += '\0';
   key.path_size = ctx.path.size();
-  append_origin(parts, ctx.tls, ctx.host, ctx.route);
+  append_origin(parts, ctx.tls, ctx.host, ctx.route_config->name);
   for (const auto& p : rc->key) {
     switch (p.kind) {
       case KeyPart::Kind::method:

@@ -92,10 +92,6 @@ void append_u16(std::string& out, std::size_t n) {
   out += static_cast<char>(n & 0xff);
 }
 
-// Refused keys each worker remembers for the dashboard (space-saving: a key refused more than
-// 1/64 of the time is always among them).
-constexpr std::size_t kTopKeysPerWorker = 64;
-
 }  // namespace
 
 const char* Verdict::code() const {
@@ -118,8 +114,10 @@ struct RateLimiter::Policy {
   std::string key_text;
   bool per_route = false;  // the key has a `route` part
   std::vector<ratelimit::Params> params;
-  std::vector<std::string> prefixes;       // per rate: 4 bytes derived from the definition
-  std::vector<std::uint32_t> definitions;  // the same 4 bytes as a number (Redis key names)
+  std::vector<std::string> rate_definitions;  // per rate: what its counters are keyed by
+  std::vector<std::string> prefixes;          // per rate: 4 bytes derived from the definition
+  std::vector<std::uint32_t> definitions;     // the same 4 bytes as a number (Redis key names)
+  std::string owner;                          // "defaults" or "route:NAME#i"
   std::string in_flight_prefix;
   std::optional<ratelimit::BanRule> ban;
 
@@ -145,9 +143,9 @@ struct RateLimiter::RoutePlan {
   std::string policy_header;  // RateLimit-Policy line when every policy applies
 };
 
+// One worker's decision cells, per slot: pointers into the process-wide DecisionCounters.
 struct RateLimiter::WorkerCells {
-  explicit WorkerCells(std::size_t n) : cells(n) {}
-  std::vector<observability::Cell> cells;
+  std::vector<DecisionCounters::Cells*> cells;
 };
 
 RateLimiter::RateLimiter(const config::Config& cfg, unsigned workers,
@@ -157,7 +155,6 @@ RateLimiter::RateLimiter(const config::Config& cfg, unsigned workers,
     : state_(std::move(state)),
       clock_(std::move(clock)),
       hasher_(hasher),
-      rejected_keys_(workers, kTopKeysPerWorker),
       ipv6_prefix_(settings(cfg).ipv6_prefix) {
   std::set<std::string> used_prefixes;
   auto make_policy = [&](const Block& block, const std::string& owner) {
@@ -191,8 +188,10 @@ RateLimiter::RateLimiter(const config::Config& cfg, unsigned workers,
           fmt::format("{}|{}|{}|{}|{}", owner, ratelimit::algorithm_name(block.algorithm),
                       block.burst, rate.text(), p->key_text);
       p->prefixes.push_back(prefix_for(definition));
+      p->rate_definitions.push_back(definition);
       rule_definitions_.emplace_back(owner, std::move(definition));
     }
+    p->owner = owner;
     p->in_flight_prefix = prefix_for(owner + "|in_flight|" + p->key_text);
     if (block.max_in_flight != 0) {
       rule_definitions_.emplace_back(owner, owner + "|in_flight|" + p->key_text);
@@ -209,6 +208,9 @@ RateLimiter::RateLimiter(const config::Config& cfg, unsigned workers,
     defaults = make_policy(*top.defaults, "defaults");
   }
   std::size_t slots = 0;
+  // Per slot: its process-wide decision counter, named by route and definition (an unchanged
+  // rule finds its counts after a reload; a changed one starts a new counter).
+  auto& counters = counters_;
   for (const auto& route : cfg.routes) {
     RoutePlan plan;
     plan.name = route.name;
@@ -255,7 +257,12 @@ RateLimiter::RateLimiter(const config::Config& cfg, unsigned workers,
             MetricSlot{fmt::format("route=\"{}\",limit=\"{}\",key=\"{}\"", route.name,
                                    p->block.limits[ri].text(), p->key_text),
                        true, false});
+        counters.push_back(state_->decisions.find_or_add(route.name, p->rate_definitions[ri]));
       }
+      counters.push_back(
+          state_->decisions.find_or_add(route.name, p->owner + "|in_flight|" + p->key_text));
+      counters.push_back(
+          state_->decisions.find_or_add(route.name, p->owner + "|ban|" + p->key_text));
       metric_labels_.push_back(MetricSlot{
           fmt::format("route=\"{}\",limit=\"max_in_flight\",key=\"{}\"", route.name, p->key_text),
           p->block.max_in_flight > 0, false});
@@ -272,7 +279,10 @@ RateLimiter::RateLimiter(const config::Config& cfg, unsigned workers,
   }
   wall_offset_ = clock_->wall_offset();
   for (unsigned i = 0; i < std::max(workers, 1u); ++i) {
-    cells_.push_back(std::make_unique<WorkerCells>(slots * kResults));
+    auto& w = *cells_.emplace_back(std::make_unique<WorkerCells>());
+    for (auto c : counters) {
+      w.cells.push_back(state_->decisions.cells(i, c));
+    }
   }
 }
 
@@ -455,7 +465,7 @@ bool RateLimiter::begin(const RequestInfo& r, unsigned worker, Verdict& out, boo
     return false;
   }
   auto& cells = cells_[std::min<std::size_t>(worker, cells_.size() - 1)]->cells;
-  auto count = [&](std::size_t slot, Result result) { cells[slot * kResults + result].add(1); };
+  auto count = [&](std::size_t slot, Result result) { (*cells[slot])[result].add(1); };
   // Exemptions look at the address itself; counters and in-flight slots at the client's network
   // (an IPv6 address cut to rate_limit.ipv6_prefix).
   const auto ip = http::parse_ip(r.client_ip);
@@ -492,7 +502,7 @@ bool RateLimiter::begin(const RequestInfo& r, unsigned worker, Verdict& out, boo
     std::size_t slot = plan.first_slot[st.applied_index[i]] + p.block.limits.size();
     if (!state_->in_flight.acquire(key, p.block.max_in_flight)) {
       count(slot, kRejected);
-      rejected_keys_.add(worker, identity(p, r, ip));
+      state_->rejected_keys.add(worker, identity(p, r, ip));
       release(out);
       out.kind = Verdict::Kind::too_many_in_flight;
       out.retry_after_s = 1;
@@ -576,10 +586,8 @@ bool RateLimiter::refused_by_local_ban(const RequestInfo& r, unsigned worker, Ve
     }
     auto who = identity(p, r, ip);
     if (auto left = state_->bans.banned(who, probe, clock_->now())) {
-      rejected_keys_.add(worker, who);
-      cells[(plan.first_slot[st.applied_index[i]] + p.block.limits.size() + 1) * kResults +
-            kRejected]
-          .add(1);
+      state_->rejected_keys.add(worker, who);
+      (*cells[plan.first_slot[st.applied_index[i]] + p.block.limits.size() + 1])[kRejected].add(1);
       release(out);
       out.kind = Verdict::Kind::banned;
       out.retry_after_s = std::max<std::int64_t>(1, ceil_seconds(*left));
@@ -616,7 +624,7 @@ void RateLimiter::finish(const RequestInfo& r, unsigned worker, Verdict& out, bo
   auto& st = out.store;
   const RoutePlan& plan = plans_[r.route];
   auto& cells = cells_[std::min<std::size_t>(worker, cells_.size() - 1)]->cells;
-  auto count = [&](std::size_t slot, Result result) { cells[slot * kResults + result].add(1); };
+  auto count = [&](std::size_t slot, Result result) { (*cells[slot])[result].add(1); };
   auto applied = [&](std::size_t i) -> const Policy& {
     return *plan.policies[st.applied_index[i]];
   };
@@ -633,7 +641,7 @@ void RateLimiter::finish(const RequestInfo& r, unsigned worker, Verdict& out, bo
     std::size_t i = st.check_policy[g.first];
     const Policy& p = applied(i);
     count(plan.first_slot[st.applied_index[i]] + p.block.limits.size() + 1, kRejected);
-    rejected_keys_.add(worker, g.identity);
+    state_->rejected_keys.add(worker, g.identity);
     state_->bans.impose(g.identity, ban_probe(p, r, network()),
                         g.ban_reason.empty() ? std::string_view("shared ban") : g.ban_reason,
                         now + std::max<Nanos>(st.ban_left, 1));
@@ -676,7 +684,7 @@ void RateLimiter::finish(const RequestInfo& r, unsigned worker, Verdict& out, bo
     out.retry_after_s = std::max<std::int64_t>(1, ceil_seconds(d.retry_after));
     const Policy& dp = applied(st.check_policy[deciding]);
     out.message = "Rate limit exceeded: " + dp.block.limits[st.check_rate[deciding]].message();
-    rejected_keys_.add(worker, identity(dp, r));
+    state_->rejected_keys.add(worker, identity(dp, r));
     if (remote) {
       // The store counted the rejections and started any ban; mirror new bans locally.
       for (std::size_t g = 0; g < st.groups.size() && g < 32; ++g) {
@@ -820,10 +828,8 @@ std::vector<std::int64_t> RateLimiter::rejected_by_route() const {
     // A route's slots are contiguous: each policy's rates, then its in-flight and ban slots.
     const std::size_t begin = plan.first_slot.front();
     const std::size_t end = plan.first_slot.back() + plan.policies.back()->block.limits.size() + 2;
-    for (const auto& w : cells_) {
-      for (std::size_t slot = begin; slot < end; ++slot) {
-        out[route] += w->cells[slot * kResults + kRejected].get();
-      }
+    for (std::size_t slot = begin; slot < end; ++slot) {
+      out[route] += state_->decisions.total(counters_[slot], kRejected);
     }
   }
   return out;
@@ -856,10 +862,7 @@ void RateLimiter::render_metrics(std::string& out) const {
       if (m.ban && res == kAllowed) {
         continue;  // a ban only ever refuses
       }
-      std::int64_t total = 0;
-      for (const auto& w : cells_) {
-        total += w->cells[slot * kResults + res].get();
-      }
+      const std::int64_t total = state_->decisions.total(counters_[slot], res);
       fmt::format_to(it, "gatehouse_ratelimit_decisions_total{{{},result=\"{}\"}} {}\n", m.labels,
                      m.ban ? "banned" : kResultNames[res], total);
     }

@@ -17,6 +17,7 @@
 #include "config/config.hpp"
 #include "core/path_params.hpp"
 #include "filters/rate_limit/config.hpp"
+#include "filters/rate_limit/decision_counters.hpp"
 #include "observability/logging.hpp"
 #include "observability/metrics.hpp"
 #include "observability/top_k.hpp"
@@ -29,12 +30,21 @@ namespace gatehouse::filters::rate_limit {
 
 // The state that outlives one limiter (a reload builds a new limiter on the same state, and
 // counters of limits whose definition did not change carry over: keys are derived from the
-// definition, not from positions in the file).
+// definition, not from positions in the file). `workers`: how many workers write the decision
+// counters and top keys (each its own cells; limiters built for more share the last one's).
 struct SharedState {
-  explicit SharedState(std::size_t max_keys) : store(max_keys) {}
+  explicit SharedState(std::size_t max_keys, unsigned workers = 1)
+      : store(max_keys), decisions(workers), rejected_keys(workers, kTopKeysPerWorker) {}
+  // Refused keys each worker remembers for the dashboard (space-saving: a key refused more than
+  // 1/64 of the time is always among them).
+  static constexpr std::size_t kTopKeysPerWorker = 64;
   ratelimit::MemoryStore store;
   ratelimit::BanList bans;
   ratelimit::InFlight in_flight;
+  // Decisions and refusals by rule (gatehouse_ratelimit_decisions_total, the dashboard), and the
+  // keys refused most often: process-wide, so a reload keeps them.
+  DecisionCounters decisions;
+  observability::ShardedTopK rejected_keys;
 };
 
 struct RequestInfo {
@@ -163,12 +173,14 @@ class RateLimiter {
   // Prometheus text for the limiter's metrics.
   void render_metrics(std::string& out) const;
 
-  // Dashboard (admin thread): refusals per route since start (index = route; rate limits, bans,
-  // in-flight caps), and the keys refused most often (as bans name them: client IPs hashed when
-  // log.hash_client_ip is on, header values as fingerprints).
+  // Dashboard (admin thread): refusals per route of this limiter since start (index = route;
+  // rate limits, bans, in-flight caps; of the rules it runs now), and the keys refused most often
+  // (as bans name them: client IPs hashed when log.hash_client_ip is on, header values as
+  // fingerprints), kept across reloads in the SharedState. SharedState::decisions has the
+  // refusals of every rule a route ever had, by route name.
   std::vector<std::int64_t> rejected_by_route() const;
   std::vector<observability::TopEntry> top_rejected(std::size_t n) const {
-    return rejected_keys_.top(n);
+    return state_->rejected_keys.top(n);
   }
 
   SharedState& state() { return *state_; }
@@ -208,6 +220,7 @@ class RateLimiter {
   std::vector<RoutePlan> plans_;
   std::vector<std::pair<std::string, std::string>> rule_definitions_;
   std::vector<std::unique_ptr<WorkerCells>> cells_;
+  std::vector<std::size_t> counters_;  // per slot: its DecisionCounters counter
   struct MetricSlot {
     std::string labels;  // route="...",limit="...",key="..."
     bool shown;          // max_in_flight slots only when configured
@@ -215,8 +228,6 @@ class RateLimiter {
   };
   std::vector<MetricSlot> metric_labels_;
   std::atomic<std::uint64_t> bans_total_{0};
-  // Refused keys, per worker: written on the refusal path only, never on an allowed request.
-  observability::ShardedTopK rejected_keys_;
   bool enabled_ = false;
   bool has_ban_rules_ = false;
   ratelimit::Nanos wall_offset_ = 0;  // clock_->wall_offset(), taken once

@@ -100,14 +100,77 @@ TEST(RestartNeeded, NamesTheKey) {
             "rate_limit.max_keys: changing it needs a restart; the running configuration stays "
             "in place");
   EXPECT_EQ(refused("upstreams:\n  app:\n    targets: [\"127.0.0.1:8001\"]\n" + kRoutes),
-            "upstreams: changing an upstream (app) needs a restart; the running configuration "
+            "upstreams.app.targets: changing it needs a restart; the running configuration "
             "stays in place");
   EXPECT_EQ(refused(kBase + "log: {access: off}\n" + kRoutes),
             "log: changing it needs a restart; the running configuration stays in place");
-  auto two = kRoutes.substr(0, kRoutes.find("  - name: default"));
-  EXPECT_EQ(refused(kBase + two),
-            "routes: adding, removing, renaming or reordering routes needs a restart (running: "
-            "[api, default], new file: [api]); a route's definition may change");
+}
+
+// An upstream's cluster (timeouts, pool, balancing, queue, retries) is rebuilt by a reload; what
+// the process-wide parts are built from (targets, health settings, resolution) and the list of
+// upstreams are not.
+TEST(RestartNeeded, UpstreamClusterKeysReloadOthersNeedARestart) {
+  const std::string two =
+      "upstreams:\n"
+      "  app: {targets: [\"127.0.0.1:8000\"]}\n"
+      "  other: {targets: [\"127.0.0.1:8002\"]}\n";
+  auto running = load(two + kRoutes);
+  auto check = [&](const std::string& upstreams) {
+    return restart_needed(running, load(upstreams + kRoutes), filters::config_sections());
+  };
+  EXPECT_EQ(check("upstreams:\n"
+                  "  app: {targets: [\"127.0.0.1:8000\"], timeout: 5s, per_try_timeout: 1s,\n"
+                  "        max_connections: 10, queue_timeout: 1s, max_queued: 5,\n"
+                  "        balance: least_request, keepalive_timeout: 5s, max_idle_per_target: 2,\n"
+                  "        retry: {attempts: 3}}\n"
+                  "  other: {targets: [\"127.0.0.1:8002\"]}\n"),
+            "");
+  auto key_of = [&](const std::string& change) {
+    auto why = check(
+        "upstreams:\n  app: {targets: [\"127.0.0.1:8000\"]}\n  other: {targets: "
+        "[\"127.0.0.1:8002\"], " +
+        change + "}\n");
+    return why.substr(0, why.find(':'));
+  };
+  EXPECT_EQ(key_of("connect_timeout: 1s"), "upstreams.other.connect_timeout");
+  EXPECT_EQ(key_of("health_check: {path: /healthz}"), "upstreams.other.health_check");
+  EXPECT_EQ(key_of("outlier: {consecutive_5xx: 3}"), "upstreams.other.outlier");
+  EXPECT_EQ(key_of("circuit_breaker: {failure_ratio: 0.5}"), "upstreams.other.circuit_breaker");
+  EXPECT_EQ(check("upstreams:\n  app: {targets: [\"127.0.0.1:8000\"]}\n" + std::string()),
+            "upstreams: adding, removing, renaming or reordering upstreams needs a restart "
+            "(running: [app, other], new file: [app]); the running configuration stays in place");
+  EXPECT_NE(check("upstreams:\n  other: {targets: [\"127.0.0.1:8002\"]}\n"
+                  "  app: {targets: [\"127.0.0.1:8000\"]}\n"),
+            "");
+}
+
+// Route metrics are keyed by name (the gateway's slots), so the route list itself is reloadable.
+TEST(RestartNeeded, RoutesMayBeAddedRemovedRenamedReordered) {
+  auto running = load(kBase + kRoutes);
+  auto passes = [&](const std::string& yaml) {
+    return restart_needed(running, load(yaml), filters::config_sections());
+  };
+  auto api = kRoutes.substr(0, kRoutes.find("  - name: default"));
+  auto fallback = kRoutes.substr(kRoutes.find("  - name: default"));
+  EXPECT_EQ(passes(kBase + api), "");  // removed
+  auto renamed = kRoutes;
+  renamed.replace(renamed.find("name: api"), 9, "name: v2");
+  EXPECT_EQ(passes(kBase + renamed), "");
+  auto more = kRoutes;
+  more.insert(more.find("  - name: default"),
+              "  - name: extra\n    match: {path_prefix: /extra}\n    upstream: app\n");
+  EXPECT_EQ(passes(kBase + more), "");
+  auto d = diff_definitions(route_definitions(running, filters::config_sections()),
+                            route_definitions(load(kBase + more), filters::config_sections()));
+  EXPECT_EQ(d.added, std::vector<std::string>{"extra"});
+  EXPECT_EQ(d.kept, (std::vector<std::string>{"api", "default"}));
+  // Reordered: both definitions are kept (a route's block does not depend on its position).
+  auto reordered = "routes:\n" + fallback + api.substr(std::string("routes:\n").size());
+  EXPECT_EQ(passes(kBase + reordered), "");
+  d = diff_definitions(route_definitions(running, filters::config_sections()),
+                       route_definitions(load(kBase + reordered), filters::config_sections()));
+  EXPECT_EQ(d.kept, (std::vector<std::string>{"default", "api"}));
+  EXPECT_TRUE(d.same());
 }
 
 TEST(RouteDefinitions, OneBlockPerRoute) {

@@ -188,7 +188,7 @@ TEST(Metrics, ShardsAreSummed) {
 }
 
 TEST(Metrics, NoneRouteLabel) {
-  Metrics m(1, {"default"}, {});
+  Metrics m(1, {"default"}, {}, {}, 1);
   EXPECT_EQ(m.none_route(), 1u);
   m.worker(0).record_request(m.none_route(), 404, 100);
   // Indexes past the end are clamped to "none" rather than overflowing.
@@ -462,6 +462,60 @@ TEST(Metrics, ExactRenderingForASmallCase) {
       "gatehouse_local_replies_total{status=\"504\"} 0\n"
       "gatehouse_local_replies_total{status=\"other\"} 0\n";
   EXPECT_EQ(m.render(), expected);
+}
+
+}  // namespace
+}  // namespace gatehouse::observability
+
+namespace gatehouse::observability {
+namespace {
+
+std::string route_requests(const std::string& text, const std::string& route) {
+  auto key = "gatehouse_requests_total{route=\"" + route + "\",status_class=\"2xx\"} ";
+  auto at = text.find(key);
+  if (at == std::string::npos) {
+    return "absent";
+  }
+  at += key.size();
+  return text.substr(at, text.find('\n', at) - at);
+}
+
+// Route series are keyed by name: a reload that reorders, renames, adds or removes routes maps
+// each route index to its name's slot; a removed name's series stay (counters never go back).
+TEST(MetricsRouteSlots, FollowNamesAcrossReloads) {
+  Metrics m(1, {"api", "web"}, {}, {}, 3);
+  EXPECT_EQ(m.route_capacity(), 3u);
+  EXPECT_EQ(m.none_route(), 3u);
+  EXPECT_EQ(*m.route_slots({"api", "web"}), (std::vector<std::size_t>{0, 1}));
+  m.worker(0).record_request(0, 200, 10);  // api
+  // Reordered, "web" renamed to "site": api keeps slot 0, site takes the next free one.
+  auto slots = m.route_slots({"site", "api"});
+  ASSERT_TRUE(slots);
+  EXPECT_EQ(*slots, (std::vector<std::size_t>{2, 0}));
+  // Nothing is registered before add_route_names.
+  EXPECT_EQ(m.route_names().size(), 2u);
+  m.add_route_names({"site", "api"});
+  EXPECT_EQ(m.route_names(), (std::vector<std::string>{"api", "web", "site"}));
+  m.worker(0).record_request((*slots)[1], 200, 10);  // api through its new position
+  m.worker(0).record_request((*slots)[0], 200, 10);  // site
+  auto text = m.render();
+  EXPECT_EQ(route_requests(text, "api"), "2");
+  EXPECT_EQ(route_requests(text, "site"), "1");
+  EXPECT_EQ(route_requests(text, "web"), "0");  // removed, still exported
+  EXPECT_EQ(route_requests(text, "none"), "0");
+  // A name that comes back finds its slot; a new one past the capacity is refused whole.
+  EXPECT_EQ(*m.route_slots({"web"}), (std::vector<std::size_t>{1}));
+  EXPECT_FALSE(m.route_slots({"api", "more"}));
+  m.add_route_names({"more"});  // ignored past the capacity
+  EXPECT_EQ(m.route_names().size(), 3u);
+}
+
+TEST(MetricsRouteSlots, DefaultCapacityLeavesRoomToGrow) {
+  EXPECT_EQ(Metrics(1, {"a"}, {}).route_capacity(), 65u);
+  std::vector<std::string> many(100, "r");
+  EXPECT_EQ(Metrics(1, many, {}).route_capacity(), 400u);
+  std::vector<std::string> lots(1000, "r");
+  EXPECT_EQ(Metrics(1, lots, {}).route_capacity(), 2024u);
 }
 
 }  // namespace

@@ -130,7 +130,7 @@ TEST(TakeSnapshot, SumsTheWorkersShards) {
   m.worker(0).record_request(0, 200, 300);
   m.worker(1).record_request(0, 503, 2'000'000);
   m.worker(1).record_request(1, 304, 100);
-  m.worker(0).record_request(7, 404, 100);  // past the routes: "none"
+  m.worker(0).record_request(m.none_route(), 404, 100);
   const auto at = Clock::time_point{} + seconds(5);
   std::vector<std::int64_t> rejected = {4, 0};
   auto s = take_snapshot(m, at, rejected);
@@ -143,6 +143,41 @@ TEST(TakeSnapshot, SumsTheWorkersShards) {
   EXPECT_EQ(s.routes[0].rejected, 4);
   EXPECT_EQ(s.routes[1].by_class[2], 1);
   EXPECT_EQ(s.routes[2].by_class[3], 1);
+}
+
+// A reload added a route name: the rows both snapshots have keep their rates, "none" (last in
+// each) is compared with "none", and the new row starts without rates.
+TEST(ComputeRates, ARowAddedByAReload) {
+  auto c = [](std::int64_t ok) {
+    RouteCounters r;
+    r.by_class[1] = ok;
+    return r;
+  };
+  const auto t0 = Clock::time_point{} + seconds(10);
+  auto prev = snapshot(t0, {c(10), c(3)});                    // api, none
+  auto cur = snapshot(t0 + seconds(1), {c(20), c(7), c(5)});  // api, new, none
+  auto rates = compute_rates(prev, cur);
+  ASSERT_EQ(rates.size(), 3u);
+  EXPECT_DOUBLE_EQ(rates[0].rps, 10.0);
+  EXPECT_DOUBLE_EQ(rates[1].rps, 0.0);
+  EXPECT_EQ(rates[1].class_totals[1], 7);
+  EXPECT_DOUBLE_EQ(rates[2].rps, 2.0);
+  // Fewer rows than before cannot happen (a name keeps its row); it measures nothing.
+  EXPECT_DOUBLE_EQ(compute_rates(cur, snapshot(t0 + seconds(2), {c(30), c(9)}))[0].rps, 0.0);
+}
+
+// Route series by name: the snapshot's rows follow Metrics::route_names, wherever a generation
+// puts the route in its file.
+TEST(TakeSnapshot, RowsAreNameSlots) {
+  Metrics m(1, {"a", "b"}, {});
+  auto slots = m.route_slots({"c", "b"});
+  ASSERT_TRUE(slots);
+  m.add_route_names({"c", "b"});
+  m.worker(0).record_request((*slots)[0], 200, 100);  // "c", first in the new file
+  auto s = take_snapshot(m, Clock::time_point{} + seconds(1));
+  ASSERT_EQ(s.routes.size(), 4u);  // a, b, c, none
+  EXPECT_EQ(s.routes[2].by_class[1], 1);
+  EXPECT_EQ(s.routes[0].by_class[1], 0);
 }
 
 TEST(RateWindow, MeasuresAgainstASnapshotAtLeastTheWindowOld) {

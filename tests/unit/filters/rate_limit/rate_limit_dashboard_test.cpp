@@ -5,6 +5,8 @@
 #include <memory>
 #include <string>
 
+#include <gmock/gmock.h>
+
 #include "config/config.hpp"
 #include "filters/rate_limit/config.hpp"
 #include "filters/rate_limit/rate_limit_filter.hpp"
@@ -21,13 +23,23 @@ class RateLimiterDashboardTest : public ::testing::Test {
   std::shared_ptr<ratelimit::ManualClock> clock_ =
       std::make_shared<ratelimit::ManualClock>(kSec, 1'700'000'000);
   std::unique_ptr<RateLimiter> limiter_;
+  std::shared_ptr<SharedState> state_;
 
-  void load(const std::string& yaml, const observability::ClientIpHasher* hasher = nullptr) {
+  // A new limiter from `yaml`; `reload`: on the state of the one before (a configuration reload).
+  void load(const std::string& yaml, const observability::ClientIpHasher* hasher = nullptr,
+            bool reload = false) {
     auto cfg =
         config::load_config_string("upstreams:\n  app: {targets: [\"127.0.0.1:8000\"]}\n" + yaml,
                                    "test.yaml", filters::config_sections());
-    auto state = std::make_shared<SharedState>(settings(cfg).max_keys);
-    limiter_ = std::make_unique<RateLimiter>(cfg, 2, state, clock_, hasher);
+    if (!reload) {
+      state_ = std::make_shared<SharedState>(settings(cfg).max_keys, 2);
+    }
+    limiter_ = std::make_unique<RateLimiter>(cfg, 2, state_, clock_, hasher);
+  }
+  std::string metrics() const {
+    std::string out;
+    limiter_->render_metrics(out);
+    return out;
   }
   Verdict check(std::size_t route, const std::string& ip, unsigned worker = 0) {
     RequestInfo info;
@@ -98,6 +110,52 @@ TEST_F(RateLimiterDashboardTest, KeysAreHashedLikeTheLogs) {
   ASSERT_EQ(top.size(), 1u);
   EXPECT_EQ(top[0].key, "ip=" + hasher("203.0.113.7"));
   EXPECT_EQ(top[0].key.find("203.0.113.7"), std::string::npos);
+}
+
+// A reload builds a new limiter on the same SharedState: the refusal counts and decision series
+// of unchanged rules, and the top refused keys, carry over; a changed rule's counters start
+// fresh, while its route's refusal total (by name, every rule it had) never goes back.
+TEST_F(RateLimiterDashboardTest, CountsAndTopKeysSurviveAReload) {
+  const std::string api =
+      "  - {name: api, upstream: app, match: {path_prefix: /api}, rate_limit: "
+      "{limits: 2/minute}}\n";
+  load("routes:\n" + api +
+       "  - {name: web, upstream: app, match: {path_prefix: /web}, rate_limit: {limits: "
+       "1/minute}}\n");
+  for (int i = 0; i < 4; ++i) {
+    check(0, "203.0.113.7", i % 2);  // api: 2 refused
+    check(1, "203.0.113.8");         // web: 3 refused
+  }
+  // Reordered, "web" changed, a route added in front: api is now route 2.
+  load(
+      "routes:\n"
+      "  - {name: new, upstream: app, match: {path_prefix: /new}, rate_limit: off}\n"
+      "  - {name: web, upstream: app, match: {path_prefix: /web}, rate_limit: {limits: "
+      "5/minute}}\n" +
+          api,
+      nullptr, true);
+  auto rejected = limiter_->rejected_by_route();
+  ASSERT_EQ(rejected.size(), 3u);
+  EXPECT_EQ(rejected[2], 2);  // api's rule is unchanged: its count carried over
+  EXPECT_EQ(rejected[1], 0);  // web's rule changed: a fresh counter
+  EXPECT_THAT(metrics(),
+              ::testing::HasSubstr("gatehouse_ratelimit_decisions_total{route=\"api\","
+                                   "limit=\"2/minute\",key=\"ip\",result=\"rejected\"} 2"));
+  auto by_name = state_->decisions.rejected_by_route();
+  EXPECT_EQ(by_name["api"], 2);
+  EXPECT_EQ(by_name["web"], 3);  // the old rule's refusals still count for the route
+  auto top = limiter_->top_rejected(10);
+  ASSERT_EQ(top.size(), 2u);
+  EXPECT_EQ(top[0].key, "ip=203.0.113.8");
+  EXPECT_EQ(top[0].count, 3u);
+  // The counter keeps counting through the new limiter.
+  check(2, "203.0.113.7");
+  EXPECT_EQ(limiter_->rejected_by_route()[2], 3);
+  EXPECT_EQ(limiter_->top_rejected(10)[0].count, 3u);
+  // Reloading the same file again adds no counter.
+  const auto counters = state_->decisions.size();
+  load("routes:\n" + api, nullptr, true);
+  EXPECT_EQ(state_->decisions.size(), counters);
 }
 
 }  // namespace
