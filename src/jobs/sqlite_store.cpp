@@ -554,7 +554,18 @@ struct SqliteStore::Impl {
     try {
       exec("BEGIN IMMEDIATE");
       for (auto& op : ops) {
-        op.run(b);
+        try {
+          op.run(b);
+        } catch (const SqlError&) {
+          if (sqlite3_get_autocommit(db.get())) {
+            throw;  // SQLite rolled the transaction back (I/O error, disk full): the batch fails
+          }
+          // Only this statement was undone (a constraint, a value too big): only this call fails.
+          if (op.fail) {
+            op.fail();
+            op.fail = nullptr;
+          }
+        }
       }
       if (housekeeping_due) {
         housekeeping(b);
