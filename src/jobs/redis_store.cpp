@@ -27,9 +27,10 @@ using std::chrono::milliseconds;
 
 constexpr const char* kPrefix = "gatehouse:{jobs}:";
 constexpr const char* kGroup = "gatehouse";
-constexpr Millis kPollMs = 100;       // claims waiting for other instances' work
-constexpr Millis kReconnectMs = 500;  // at most one connection attempt per interval
-constexpr Millis kCountsMs = 1000;    // counts refreshed at least this often
+constexpr Millis kPollMs = 100;             // claims waiting for other instances' work
+constexpr Millis kReconnectMs = 500;        // at most one connection attempt per interval
+constexpr Millis kCountsMs = 1000;          // counts refreshed at least this often
+constexpr Millis kCountsAfterWriteMs = 50;  // and this soon after a write (not per batch)
 constexpr std::size_t kMaxBatch = 4096;
 
 Millis now_ms() {
@@ -441,6 +442,7 @@ struct RedisStore::Impl {
     };
     c.on_fail = [] {};
     b.calls.push_back(std::move(c));
+    last_counts = b.now;
     next_counts = b.now + kCountsMs;
   }
 
@@ -451,7 +453,10 @@ struct RedisStore::Impl {
       op(b);
     }
     serve_waiters(b, false);
-    if (b.wrote || b.now >= next_counts) {
+    if (b.wrote) {
+      next_counts = std::min(next_counts, last_counts + kCountsAfterWriteMs);
+    }
+    if (b.now >= next_counts) {
       refresh_counts(b);
     }
     execute(b.calls, b.now);
@@ -519,6 +524,7 @@ struct RedisStore::Impl {
   std::deque<Waiter> waiters;
   Millis next_poll = 0;
   Millis next_counts = 0;
+  Millis last_counts = 0;
   Millis next_connect = 0;
   bool health_ok = true;
 
