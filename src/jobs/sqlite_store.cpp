@@ -552,6 +552,7 @@ struct SqliteStore::Impl {
 
   void run_batch(std::vector<Op>& ops) {
     Batch b;
+    std::string op_error;
     b.now = now_ms();
     std::deque<Waiter> candidates;
     std::vector<std::pair<Waiter, std::vector<Job>>> served;
@@ -562,11 +563,17 @@ struct SqliteStore::Impl {
       for (auto& op : ops) {
         try {
           op.run(b);
-        } catch (const SqlError&) {
+        } catch (const SqlError& e) {
           if (sqlite3_get_autocommit(db.get())) {
             throw;  // SQLite rolled the transaction back (I/O error, disk full): the batch fails
           }
-          // Only this statement was undone (a constraint, a value too big): only this call fails.
+          // Only this statement was undone (a constraint, a value too big, a full disk that
+          // SQLite chose to roll back by statement): only this call fails. Anything but a
+          // constraint (a duplicate id) is the store's health.
+          int code = sqlite3_extended_errcode(db.get()) & 0xff;
+          if (code != SQLITE_CONSTRAINT) {
+            op_error = e.what();
+          }
           if (op.fail) {
             op.fail();
             op.fail = nullptr;
@@ -652,7 +659,9 @@ struct SqliteStore::Impl {
       if (!waiters.empty()) {
         next_due = std::min(first_run_at(State::queued), first_run_at(State::running));
       }
-      if (b.wrote || !health_ok) {
+      if (!op_error.empty()) {
+        publish(false, "sqlite: " + op_error, oldest_queued());
+      } else if (b.wrote || !health_ok) {
         publish(true, "", oldest_queued());
       }
     } catch (const SqlError& e) {
