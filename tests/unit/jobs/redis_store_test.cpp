@@ -230,6 +230,28 @@ TEST(RedisStore, UnavailableRedisIsNeverAnAccept) {
   EXPECT_TRUE(eventually([&] { return s.health().ok; }));
 }
 
+TEST(RedisStore, TheUrlsDatabaseIsUsed) {
+  flush(shared_server().port());
+  StoreOptions o;
+  o.url = "redis://127.0.0.1:" + std::to_string(shared_server().port()) + "/3";
+  RedisStore s(o);
+  Job j = make_job();
+  ASSERT_EQ(enqueue(s, j).status, StoreStatus::ok);
+  redisContext* c = redisConnect("127.0.0.1", shared_server().port());
+  ASSERT_TRUE(c != nullptr && c->err == 0);
+  auto exists = [&](int db) {
+    freeReplyObject(redisCommand(c, "SELECT %d", db));
+    auto* r =
+        static_cast<redisReply*>(redisCommand(c, "EXISTS gatehouse:{jobs}:job:%s", j.id.c_str()));
+    long long n = r != nullptr && r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+    freeReplyObject(r);
+    return n;
+  };
+  EXPECT_EQ(exists(3), 1);
+  EXPECT_EQ(exists(0), 0);
+  redisFree(c);
+}
+
 TEST(RedisStore, OpenErrorsNameTheUrl) {
   for (std::string url : {"redis://127.0.0.1:" + std::to_string(free_port()) + "/0",
                           std::string("redis://127.0.0.1:notaport/0")}) {
