@@ -23,9 +23,18 @@ fs::path temp_dir() {
   return fs::path(tmpl);
 }
 
+// The contract's file databases, removed when the binary exits (each test's store is gone by then).
+struct TempDir {
+  fs::path path = temp_dir();
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
 std::unique_ptr<Store> open_file_store(StoreOptions o) {
-  static fs::path dir = temp_dir();
-  o.url = "sqlite://" + (dir / (random_id() + ".db")).string();
+  static TempDir dir;
+  o.url = "sqlite://" + (dir.path / (random_id() + ".db")).string();
   return std::make_unique<SqliteStore>(o);
 }
 
