@@ -20,6 +20,8 @@
 
 namespace gatehouse::server {
 
+class JobsRunner;  // issue 13 (server/jobs.hpp)
+
 // The I/O primitives (src/io) are this layer's vocabulary.
 using namespace ::gatehouse::io;  // NOLINT(google-build-using-namespace)
 namespace net = io::net;
@@ -112,6 +114,8 @@ class Worker {
   std::unique_ptr<filters::rate_limit::store::RedisStoreClient> store_client;
   observability::WorkerMetrics& metrics;
   std::vector<std::unique_ptr<upstream::Cluster>> clusters;  // index = upstream index
+  // issue 13: claims and runs jobs through `clusters`; null without a `jobs` section.
+  std::unique_ptr<JobsRunner> jobs;
 
  private:
   net::awaitable<void> accept_loop(tcp::acceptor& acceptor, bool tls);
