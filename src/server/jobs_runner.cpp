@@ -175,9 +175,16 @@ net::awaitable<void> JobsRunner::loop() {
     for (const auto& u : cfg.upstreams) {
       lease = std::max(lease, job_lease(u));
     }
+    const auto asked = Clock::now();
     auto jobs = co_await gjobs::await_store<std::vector<gjobs::Job>>([&](auto cb) {
       service_.store().claim(slots - running_, lease, kClaimWait, std::move(cb));
     });
+    if (jobs.empty() && Clock::now() - asked < std::chrono::milliseconds(50)) {
+      // Nothing, and at once: the long poll did not wait (a store that cannot be reached
+      // answers at once). Do not spin on it.
+      slot_free_.expires_after(std::chrono::milliseconds(250));
+      co_await slot_free_.async_wait(nothrow);
+    }
     for (auto& job : jobs) {
       run(std::move(job), nullptr);
     }
