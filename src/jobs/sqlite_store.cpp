@@ -59,6 +59,7 @@ CREATE TABLE IF NOT EXISTS jobs (
   last_error TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS jobs_due ON jobs (state, run_at);
+CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished_at) WHERE state >= 2;
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_idempotency ON jobs (owner, idempotency_key)
   WHERE idempotency_key != '';
 PRAGMA user_version = 1;
@@ -317,12 +318,10 @@ struct SqliteStore::Impl {
                                              "DESC, id LIMIT ?2");
     release = std::make_unique<Stmt>(
         d, "UPDATE jobs SET state = 0, run_at = ?1, updated_at = ?1 WHERE state = 1");
-    expired_counts = std::make_unique<Stmt>(
-        d,
-        "SELECT state, count(*) FROM jobs WHERE state IN (2, 3, 4) AND finished_at <= ?1 "
-        "GROUP BY state");
-    expire = std::make_unique<Stmt>(
-        d, "DELETE FROM jobs WHERE state IN (2, 3, 4) AND finished_at <= ?1");
+    expired_ids =
+        std::make_unique<Stmt>(d,
+                               "SELECT id, state FROM jobs INDEXED BY jobs_finished WHERE "
+                               "state >= 2 AND finished_at <= ?1 LIMIT ?2");
     first_due = std::make_unique<Stmt>(
         d, "SELECT run_at FROM jobs WHERE state = ?1 ORDER BY run_at LIMIT 1");
     all_counts = std::make_unique<Stmt>(d, "SELECT state, count(*) FROM jobs GROUP BY state");
@@ -515,27 +514,25 @@ struct SqliteStore::Impl {
     }
   }
 
+  // Final jobs past result_ttl go, with their idempotency keys (in the row). Bounded per batch so a
+  // backlog (after a long stop) never holds the accepts up; the rest go in the next rounds.
+  static constexpr std::int64_t kExpireBatch = 5000;
   void housekeeping(Batch& b) {
-    Millis cutoff = b.now - ttl_ms();
-    std::int64_t n = 0;
+    std::vector<std::pair<std::string, int>> gone;
     {
-      Stmt::Run r(*expired_counts);
-      r.integer(1, cutoff);
+      Stmt::Run r(*expired_ids);
+      r.integer(1, b.now - ttl_ms()).integer(2, kExpireBatch);
       while (r.step()) {
-        int s = sqlite3_column_int(r.row(), 0);
-        std::int64_t c = sqlite3_column_int64(r.row(), 1);
-        if (s >= 0 && s < 5) {
-          b.delta[static_cast<std::size_t>(s)] -= c;
-          n += c;
-        }
+        gone.emplace_back(column_text(r.row(), 0), sqlite3_column_int(r.row(), 1));
       }
     }
-    if (n > 0) {
-      Stmt::Run r(*expire);
-      r.integer(1, cutoff);
-      r.step();
-      b.wrote = true;
+    for (auto& [id, state] : gone) {
+      Job j;
+      j.id = id;
+      j.state = static_cast<State>(std::clamp(state, 0, 4));
+      drop(b, j);
     }
+    expire_backlog = gone.size() == static_cast<std::size_t>(kExpireBatch);
   }
 
   Millis first_run_at(State s) {
@@ -554,7 +551,18 @@ struct SqliteStore::Impl {
     try {
       exec("BEGIN IMMEDIATE");
       for (auto& op : ops) {
-        op.run(b);
+        try {
+          op.run(b);
+        } catch (const SqlError&) {
+          if (sqlite3_get_autocommit(db.get())) {
+            throw;  // SQLite rolled the transaction back (I/O error, disk full): the batch fails
+          }
+          // Only this statement was undone (a constraint, a value too big): only this call fails.
+          if (op.fail) {
+            op.fail();
+            op.fail = nullptr;
+          }
+        }
       }
       if (housekeeping_due) {
         housekeeping(b);
@@ -629,7 +637,7 @@ struct SqliteStore::Impl {
       w.fresh = false;
     }
     if (housekeeping_due) {
-      next_housekeeping = b.now + housekeeping_interval();
+      next_housekeeping = b.now + (expire_backlog ? 100 : housekeeping_interval());
     }
     try {
       if (!waiters.empty()) {
@@ -707,8 +715,7 @@ struct SqliteStore::Impl {
   std::unique_ptr<sqlite3, DbClose> db;
   // Prepared once; finalized before the connection closes (declared after it).
   std::unique_ptr<Stmt> insert, by_id, by_key, state_of, due, mark_running, renew_lease, set_final,
-      set_queued, reset_queued, erase, by_state, release, expired_counts, expire, first_due,
-      all_counts;
+      set_queued, reset_queued, erase, by_state, release, expired_ids, first_due, all_counts;
 
   std::mutex mutex;
   std::condition_variable cv;
@@ -721,6 +728,7 @@ struct SqliteStore::Impl {
   Millis next_housekeeping = 0;
   std::array<std::int64_t, 5> counts{};
   bool health_ok = true;
+  bool expire_backlog = false;
 
   mutable std::mutex snapshot_mutex;
   Counts counts_snapshot;

@@ -382,3 +382,37 @@ TEST_P(StoreContract, ManyConcurrentEnqueuesAreAllStored) {
 
 }  // namespace
 }  // namespace gatehouse::jobs::test
+
+namespace gatehouse::jobs::test {
+namespace {
+
+// One bad call (an id that exists already) fails alone, not the calls batched with it.
+TEST_P(StoreContract, ABadCallDoesNotFailItsBatch) {
+  auto s = open();
+  Job first = make_job();
+  ASSERT_EQ(enqueue(*s, first).status, StoreStatus::ok);
+  std::promise<void> release;
+  auto released = release.get_future().share();
+  auto held = std::make_shared<std::promise<bool>>();
+  s->get(random_id(), [released, held](StoreStatus, std::optional<Job>) {
+    held->set_value(true);
+    released.wait();
+  });
+  ASSERT_TRUE(await(held));
+  Job dup = make_job("another body");
+  dup.id = first.id;
+  Job good = make_job();
+  auto pd = std::make_shared<std::promise<EnqueueResult>>();
+  auto pg = std::make_shared<std::promise<EnqueueResult>>();
+  s->enqueue(dup, false, 30s, [pd](EnqueueResult r) { pd->set_value(std::move(r)); });
+  s->enqueue(good, false, 30s, [pg](EnqueueResult r) { pg->set_value(std::move(r)); });
+  release.set_value();
+  EXPECT_EQ(await(pd).status, StoreStatus::unavailable);
+  EXPECT_EQ(await(pg).status, StoreStatus::ok);
+  EXPECT_EQ(get(*s, first.id).job->request.body, first.request.body);
+  EXPECT_EQ(get(*s, good.id).status, StoreStatus::ok);
+  EXPECT_TRUE(s->health().ok);
+}
+
+}  // namespace
+}  // namespace gatehouse::jobs::test

@@ -36,7 +36,7 @@ T await(std::shared_ptr<std::promise<T>> p, std::chrono::milliseconds limit = 10
 }
 
 inline std::string random_id() {
-  static std::mt19937_64 rng{std::random_device{}()};
+  thread_local std::mt19937_64 rng{std::random_device{}()};
   static const char* hex = "0123456789abcdef";
   std::string id;
   for (int i = 0; i < 32; ++i) {
