@@ -44,7 +44,7 @@ gjobs::Millis now_ms() {
 
 std::chrono::milliseconds job_lease(const config::Upstream& u) {
   auto t = u.per_try_timeout.count() > 0 ? u.per_try_timeout : u.timeout;
-  return std::max<std::chrono::milliseconds>(std::chrono::seconds(30), t * 2);
+  return std::max<std::chrono::milliseconds>(std::chrono::seconds(10), t * 2);
 }
 
 JobsService::JobsService(const config::Config& cfg, observability::Logs& logs, unsigned workers)
@@ -171,7 +171,7 @@ net::awaitable<void> JobsRunner::loop() {
     }
     const auto& cfg = w_.cfg();
     // The longest lease any upstream needs: a claimed job may go to any route.
-    std::chrono::milliseconds lease{30'000};
+    std::chrono::milliseconds lease{10'000};
     for (const auto& u : cfg.upstreams) {
       lease = std::max(lease, job_lease(u));
     }

@@ -309,3 +309,45 @@ def test_kill_9_during_a_run_loses_no_accepted_job(gatehouses, jobs_app, tmp_pat
         s = state(job_id)
         assert s["status"] == "succeeded", s
         assert 1 <= calls.get(job_id, 0) <= s["attempts"], (job_id, calls.get(job_id), s)
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/bin/redis-server"), reason="redis-server missing")
+def test_two_instances_share_a_redis_queue_and_one_dies(gatehouses, jobs_app, tmp_path):
+    from redis_servers import RedisServer
+
+    server = RedisServer(tmp_path / "redis")
+    try:
+        cfg = jobs_config(tmp_path, store=server.url(), concurrency=4)
+        # A 3 s upstream timeout makes the lease 10 s: a dead instance's jobs are taken over then.
+        upstreams = {"app": {"targets": [jobs_app.address], "timeout": "3s"}}
+        a = gatehouses(jobs_app, jobs=cfg, routes=ROUTES, upstreams=upstreams)
+        b = gatehouses(jobs_app, jobs=cfg, routes=ROUTES, upstreams=upstreams)
+        accepted = []
+        for i in range(40):
+            g = a if i % 2 == 0 else b
+            doc, _ = accept(g, "POST", "/gen?sleep=0.2", b"r%d" % i)
+            accepted.append(doc["job_id"])
+        # Jobs accepted by one instance are readable through the other (one shared store).
+        status, _, _ = http_request(b.port, "GET", f"/jobs/{accepted[0]}")
+        assert status == 200
+        time.sleep(0.5)  # a has attempts under way
+        a.proc.send_signal(signal.SIGKILL)
+        a.proc.wait(timeout=5)
+
+        def final(job_id):
+            status, _, data = http_request(b.admin_port, "GET", f"/admin/jobs/{job_id}")
+            return status == 200 and json.loads(data)["status"] == "succeeded"
+
+        pending = set(accepted)
+
+        def all_done():
+            for job_id in list(pending):
+                if final(job_id):
+                    pending.discard(job_id)
+            return not pending
+
+        assert wait_until(all_done, scaled(40), 0.25), f"{len(pending)} jobs never finished"
+        calls = seen(jobs_app)
+        assert all(calls.get(j, 0) >= 1 for j in accepted)
+    finally:
+        server.stop()
