@@ -351,3 +351,36 @@ def test_two_instances_share_a_redis_queue_and_one_dies(gatehouses, jobs_app, tm
         assert all(calls.get(j, 0) >= 1 for j in accepted)
     finally:
         server.stop()
+
+
+def test_drain_finishes_the_running_attempt(gatehouses, jobs_app, tmp_path):
+    g = gatehouses(jobs_app, jobs=jobs_config(tmp_path), routes=ROUTES)
+    doc, _ = accept(g, "POST", "/gen?sleep=1.5", b"d")
+    job_id = doc["job_id"]
+    assert wait_until(lambda: json.loads(http_request(g.port, "GET", f"/jobs/{job_id}")[2])
+                      ["status"] == "running", scaled(5), 0.05)
+    g.signal(signal.SIGTERM)
+    assert g.wait_exit(scaled(10)) == 0
+    g.start()
+    final = json.loads(http_request(g.admin_port, "GET", f"/admin/jobs/{job_id}")[2])
+    assert final["status"] == "succeeded" and final["attempts"] == 1, final
+    assert seen(jobs_app)[job_id] == 1
+
+
+def test_reload_switches_a_route_mode_but_not_the_store(gatehouses, jobs_app, tmp_path):
+    from conftest import to_yaml
+
+    g = gatehouses(jobs_app, jobs=jobs_config(tmp_path), routes=ROUTES)
+    accept(g, "POST", "/gen", b"x")
+    cfg = json.loads(json.dumps(g.config))
+    cfg["routes"][0]["mode"] = "sync"
+    del cfg["routes"][0]["mode"]
+    g.config_path.write_text(to_yaml(cfg) + "\n")
+    status, _, data = http_request(g.admin_port, "POST", "/admin/reload")
+    assert status == 200, data
+    status, _, data = http_request(g.port, "POST", "/gen", body=b"x")
+    assert status == 201, data  # proxied now
+    cfg["jobs"]["store"] = f"sqlite://{tmp_path}/other.db"
+    g.config_path.write_text(to_yaml(cfg) + "\n")
+    status, _, data = http_request(g.admin_port, "POST", "/admin/reload")
+    assert status != 200 and b"jobs.store" in data, data
