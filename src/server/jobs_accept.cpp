@@ -196,7 +196,8 @@ net::awaitable<bool> serve_job_request(Worker& w, ClientConn& c, FilterChain& ch
   w.jobs->run(copy, waiter);
   co_await waiter->timer.async_wait(nothrow);
   if (waiter->done && gjobs::final_state(waiter->job.state) && waiter->job.response) {
-    fj::stored_reply(x, *waiter->job.response, "Location: " + s.path + "/" + copy.id + "\r\n");
+    // The upstream's response as it came (its own Location, if any, is the app's to give).
+    fj::stored_reply(x, *waiter->job.response);
     co_return co_await reply(w, c, chain, x);
   }
   accepted_reply(x, waiter->done ? waiter->job : copy, s, how.preference_applied);

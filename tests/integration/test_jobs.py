@@ -124,7 +124,7 @@ def test_hybrid_answers_within_the_wait_else_202(gh, jobs_app):
     status, hdrs, data = http_request(gh.port, "PUT", "/gen?sleep=0.1", body=b"quick")
     assert status == 201, data
     assert json.loads(data)["body_len"] == 5
-    assert re.fullmatch(r"/jobs/[0-9a-f]{32}", hdrs["location"])  # it is a job all the same
+    assert hdrs["x-job-app"] == "yes" and "location" not in hdrs  # the app's response, as is
     started = time.monotonic()
     status, hdrs, data = http_request(gh.port, "PUT", "/gen?sleep=2.5", body=b"slow")
     assert status == 202, data
@@ -384,3 +384,29 @@ def test_reload_switches_a_route_mode_but_not_the_store(gatehouses, jobs_app, tm
     g.config_path.write_text(to_yaml(cfg) + "\n")
     status, _, data = http_request(g.admin_port, "POST", "/admin/reload")
     assert status != 200 and b"jobs.store" in data, data
+
+
+def test_expect_100_continue(gh):
+    import socket
+
+    def exchange(length, send_body):
+        s = socket.create_connection(("127.0.0.1", gh.port), timeout=scaled(5))
+        try:
+            s.sendall(b"POST /gen HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n"
+                      b"Content-Length: %d\r\n\r\n" % length)
+            first = s.recv(65536)
+            if send_body and first.startswith(b"HTTP/1.1 100"):
+                s.sendall(b"y" * length)
+                rest = b""
+                while b"\r\n\r\n" not in rest:
+                    rest += s.recv(65536)
+                return first, rest
+            return first, b""
+        finally:
+            s.close()
+
+    first, _ = exchange(64 * 1024 + 1, False)
+    assert first.startswith(b"HTTP/1.1 413"), first  # refused before the body, no 100
+    first, rest = exchange(100, True)
+    assert first.startswith(b"HTTP/1.1 100 Continue"), first
+    assert rest.startswith(b"HTTP/1.1 202"), rest
