@@ -410,3 +410,37 @@ def test_expect_100_continue(gh):
     first, rest = exchange(100, True)
     assert first.startswith(b"HTTP/1.1 100 Continue"), first
     assert rest.startswith(b"HTTP/1.1 202"), rest
+
+
+def test_a_full_queue_is_503_with_retry_after(gatehouses, jobs_app, tmp_path):
+    # One slot busy for 5 s, room for two queued jobs: the fourth request is refused, not queued.
+    g = gatehouses(jobs_app, jobs=jobs_config(tmp_path, concurrency=1, max_queued=2),
+                   routes=ROUTES, workers=1)
+    accept(g, "POST", "/gen?sleep=5", b"1")
+    assert wait_until(lambda: g.metrics().value("gatehouse_jobs", state="running") == 1,
+                      scaled(5), 0.05)
+    accept(g, "POST", "/gen?sleep=5", b"2")
+    accept(g, "POST", "/gen?sleep=5", b"3")
+    status, hdrs, data = http_request(g.port, "POST", "/gen?sleep=5", body=b"4")
+    assert status == 503, data
+    assert json.loads(data)["error"] == "job_queue_full" and int(hdrs["retry-after"]) >= 1
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/bin/redis-server"), reason="redis-server missing")
+def test_an_unreachable_store_is_503_never_202(gatehouses, jobs_app, tmp_path):
+    from redis_servers import RedisServer
+
+    server = RedisServer(tmp_path / "redis")
+    try:
+        g = gatehouses(jobs_app, jobs=jobs_config(tmp_path, store=server.url()), routes=ROUTES)
+        doc, _ = accept(g, "POST", "/gen", b"before")
+        server.stop()
+        status, hdrs, data = http_request(g.port, "POST", "/gen", body=b"during")
+        assert status == 503, data
+        assert json.loads(data)["error"] == "job_store_unavailable" and "retry-after" in hdrs
+        status, _, _ = http_request(g.port, "GET", f"/jobs/{doc['job_id']}")
+        assert status == 503
+        _, _, health = http_request(g.admin_port, "GET", "/health/detailed")
+        assert json.loads(health)["components"]["jobs"]["status"] != "ok"
+    finally:
+        server.stop()
