@@ -17,6 +17,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <filesystem>
+#include <future>
 #include <mutex>
 #include <random>
 #include <string>
@@ -95,7 +96,51 @@ void run(benchmark::State& state, Store& store) {
   }
 }
 
-void BM_SqliteAccept(benchmark::State& state) {
+// A job's whole life in the store with 64 accepts in flight: enqueue, claimed in batches of 64
+// (as a runner does), finished with a 1 KiB response. Items: jobs.
+void lifecycle(benchmark::State& state, Store& store) {
+  constexpr std::size_t kJobs = 1024, kWindow = 64;
+  std::size_t failed = 0;
+  for (auto _ : state) {
+    accept_jobs(store, kJobs, kWindow, failed);
+    std::size_t finished = 0;
+    while (finished < kJobs) {
+      std::promise<std::vector<Job>> p;
+      auto f = p.get_future();
+      store.claim(kWindow, 60s, 0ms, [&p](std::vector<Job> j) { p.set_value(std::move(j)); });
+      auto jobs = f.get();
+      if (jobs.empty()) {
+        state.SkipWithError("nothing to claim");
+        return;
+      }
+      std::mutex m;
+      std::condition_variable cv;
+      std::size_t left = jobs.size();
+      for (auto& j : jobs) {
+        store.finish(
+            j.id, State::succeeded,
+            StoredResponse{200, {{"Content-Type", "application/json"}}, std::string(1024, 'r')}, {},
+            [&](StoreStatus st) {
+              std::lock_guard lock(m);
+              failed += st == StoreStatus::ok ? 0 : 1;
+              --left;
+              cv.notify_one();
+            });
+      }
+      std::unique_lock lock(m);
+      cv.wait(lock, [&] { return left == 0; });
+      finished += jobs.size();
+    }
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * kJobs));
+  if (failed != 0) {
+    state.SkipWithError("some calls failed");
+  }
+}
+
+using Body = void (*)(benchmark::State&, Store&);
+
+void with_sqlite(benchmark::State& state, Body body) {
   namespace fs = std::filesystem;
   fs::path dir = fs::temp_directory_path() / ("gh-jobs-bench-" + random_id().substr(0, 8));
   fs::create_directories(dir);
@@ -104,11 +149,18 @@ void BM_SqliteAccept(benchmark::State& state) {
     o.url = "sqlite://" + (dir / "jobs.db").string();
     o.max_queued = 100'000'000;
     auto store = open_store(o);
-    run(state, *store);
+    body(state, *store);
   }
   fs::remove_all(dir);
 }
+void BM_SqliteAccept(benchmark::State& state) {
+  with_sqlite(state, run);
+}
+void BM_SqliteLifecycle(benchmark::State& state) {
+  with_sqlite(state, lifecycle);
+}
 BENCHMARK(BM_SqliteAccept)->Arg(1)->Arg(64)->Arg(1024)->UseRealTime();
+BENCHMARK(BM_SqliteLifecycle)->UseRealTime();
 
 int free_port() {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -122,7 +174,7 @@ int free_port() {
   return ntohs(a.sin_port);
 }
 
-void BM_RedisAccept(benchmark::State& state) {
+void with_redis(benchmark::State& state, Body body) {
   int port = free_port();
   pid_t pid = ::fork();
   if (pid == 0) {
@@ -148,11 +200,18 @@ void BM_RedisAccept(benchmark::State& state) {
     o.instance = "bench";
     o.max_queued = 100'000'000;
     auto store = open_store(o);
-    run(state, *store);
+    body(state, *store);
   }
   ::kill(pid, SIGTERM);
   ::waitpid(pid, nullptr, 0);
 }
+void BM_RedisAccept(benchmark::State& state) {
+  with_redis(state, run);
+}
+void BM_RedisLifecycle(benchmark::State& state) {
+  with_redis(state, lifecycle);
+}
 BENCHMARK(BM_RedisAccept)->Arg(1)->Arg(64)->Arg(1024)->UseRealTime();
+BENCHMARK(BM_RedisLifecycle)->UseRealTime();
 
 }  // namespace

@@ -59,6 +59,7 @@ CREATE TABLE IF NOT EXISTS jobs (
   last_error TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS jobs_due ON jobs (state, run_at);
+CREATE INDEX IF NOT EXISTS jobs_queued_since ON jobs (created_at) WHERE state = 0;
 CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished_at) WHERE state >= 2;
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_idempotency ON jobs (owner, idempotency_key)
   WHERE idempotency_key != '';
@@ -252,8 +253,7 @@ struct SqliteStore::Impl {
       exec(kSchema);
       prepare();
       load_counts();
-      Millis now = now_ms();
-      publish(true, "", counts[0] > 0 ? std::min(first_run_at(State::queued), now) : 0);
+      publish(true, "", oldest_queued());
     } catch (const SqlError& e) {
       throw fail(e.what());
     }
@@ -322,6 +322,10 @@ struct SqliteStore::Impl {
         std::make_unique<Stmt>(d,
                                "SELECT id, state FROM jobs INDEXED BY jobs_finished WHERE "
                                "state >= 2 AND finished_at <= ?1 LIMIT ?2");
+    queued_since = std::make_unique<Stmt>(
+        d,
+        "SELECT created_at FROM jobs INDEXED BY jobs_queued_since WHERE state = 0 ORDER BY "
+        "created_at LIMIT 1");
     first_due = std::make_unique<Stmt>(
         d, "SELECT run_at FROM jobs WHERE state = ?1 ORDER BY run_at LIMIT 1");
     all_counts = std::make_unique<Stmt>(d, "SELECT state, count(*) FROM jobs GROUP BY state");
@@ -535,6 +539,11 @@ struct SqliteStore::Impl {
     expire_backlog = gone.size() == static_cast<std::size_t>(kExpireBatch);
   }
 
+  Millis oldest_queued() {
+    Stmt::Run r(*queued_since);
+    return r.step() ? sqlite3_column_int64(r.row(), 0) : 0;
+  }
+
   Millis first_run_at(State s) {
     Stmt::Run r(*first_due);
     r.integer(1, state_index(s));
@@ -543,6 +552,7 @@ struct SqliteStore::Impl {
 
   void run_batch(std::vector<Op>& ops) {
     Batch b;
+    std::string op_error;
     b.now = now_ms();
     std::deque<Waiter> candidates;
     std::vector<std::pair<Waiter, std::vector<Job>>> served;
@@ -553,11 +563,17 @@ struct SqliteStore::Impl {
       for (auto& op : ops) {
         try {
           op.run(b);
-        } catch (const SqlError&) {
+        } catch (const SqlError& e) {
           if (sqlite3_get_autocommit(db.get())) {
             throw;  // SQLite rolled the transaction back (I/O error, disk full): the batch fails
           }
-          // Only this statement was undone (a constraint, a value too big): only this call fails.
+          // Only this statement was undone (a constraint, a value too big, a full disk that
+          // SQLite chose to roll back by statement): only this call fails. Anything but a
+          // constraint (a duplicate id) is the store's health.
+          int code = sqlite3_extended_errcode(db.get()) & 0xff;
+          if (code != SQLITE_CONSTRAINT) {
+            op_error = e.what();
+          }
           if (op.fail) {
             op.fail();
             op.fail = nullptr;
@@ -643,9 +659,10 @@ struct SqliteStore::Impl {
       if (!waiters.empty()) {
         next_due = std::min(first_run_at(State::queued), first_run_at(State::running));
       }
-      if (b.wrote || !health_ok) {
-        Millis oldest = counts[0] > 0 ? std::min(first_run_at(State::queued), b.now) : 0;
-        publish(true, "", oldest);
+      if (!op_error.empty()) {
+        publish(false, "sqlite: " + op_error, oldest_queued());
+      } else if (b.wrote || !health_ok) {
+        publish(true, "", oldest_queued());
       }
     } catch (const SqlError& e) {
       publish(false, std::string("sqlite: ") + e.what());
@@ -715,7 +732,8 @@ struct SqliteStore::Impl {
   std::unique_ptr<sqlite3, DbClose> db;
   // Prepared once; finalized before the connection closes (declared after it).
   std::unique_ptr<Stmt> insert, by_id, by_key, state_of, due, mark_running, renew_lease, set_final,
-      set_queued, reset_queued, erase, by_state, release, expired_ids, first_due, all_counts;
+      set_queued, reset_queued, erase, by_state, release, expired_ids, queued_since, first_due,
+      all_counts;
 
   std::mutex mutex;
   std::condition_variable cv;

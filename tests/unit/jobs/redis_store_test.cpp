@@ -172,6 +172,43 @@ TEST(RedisStore, ReleaseRunningReleasesOnlyThisInstancesJobs) {
   EXPECT_EQ(again[0].id, ja.id);
 }
 
+// Once enqueue's callback has fired the job is in Redis: the process killed right then loses
+// nothing, and another instance runs it.
+TEST(RedisStore, AnAcceptedJobSurvivesKill9OfItsInstance) {
+  flush(shared_server().port());
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  Job j = make_job("durable body");
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::close(fds[0]);
+    StoreOptions o;
+    o.url = shared_server().url();
+    o.instance = "doomed";
+    RedisStore s(o);
+    s.enqueue(j, false, 30s, [fd = fds[1]](EnqueueResult r) {
+      char c = r.status == StoreStatus::ok ? 'y' : 'n';
+      (void)!::write(fd, &c, 1);
+      ::pause();
+    });
+    ::pause();
+    ::_exit(0);
+  }
+  ::close(fds[1]);
+  char c = 0;
+  ASSERT_EQ(::read(fds[0], &c, 1), 1);
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, nullptr, 0);
+  ::close(fds[0]);
+  ASSERT_EQ(c, 'y');
+  auto other = instance("survivor");
+  auto got = claim(*other, 1, 30s);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].id, j.id);
+  EXPECT_EQ(got[0].request.body, "durable body");
+}
+
 TEST(RedisStore, UnavailableRedisIsNeverAnAccept) {
   RedisProcess own(free_port());
   StoreOptions o;
@@ -191,6 +228,28 @@ TEST(RedisStore, UnavailableRedisIsNeverAnAccept) {
   RedisProcess again(own.port());
   EXPECT_TRUE(eventually([&] { return enqueue(s, make_job()).status == StoreStatus::ok; }));
   EXPECT_TRUE(eventually([&] { return s.health().ok; }));
+}
+
+TEST(RedisStore, TheUrlsDatabaseIsUsed) {
+  flush(shared_server().port());
+  StoreOptions o;
+  o.url = "redis://127.0.0.1:" + std::to_string(shared_server().port()) + "/3";
+  RedisStore s(o);
+  Job j = make_job();
+  ASSERT_EQ(enqueue(s, j).status, StoreStatus::ok);
+  redisContext* c = redisConnect("127.0.0.1", shared_server().port());
+  ASSERT_TRUE(c != nullptr && c->err == 0);
+  auto exists = [&](int db) {
+    freeReplyObject(redisCommand(c, "SELECT %d", db));
+    auto* r =
+        static_cast<redisReply*>(redisCommand(c, "EXISTS gatehouse:{jobs}:job:%s", j.id.c_str()));
+    long long n = r != nullptr && r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+    freeReplyObject(r);
+    return n;
+  };
+  EXPECT_EQ(exists(3), 1);
+  EXPECT_EQ(exists(0), 0);
+  redisFree(c);
 }
 
 TEST(RedisStore, OpenErrorsNameTheUrl) {

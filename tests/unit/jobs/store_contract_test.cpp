@@ -416,3 +416,26 @@ TEST_P(StoreContract, ABadCallDoesNotFailItsBatch) {
 
 }  // namespace
 }  // namespace gatehouse::jobs::test
+
+namespace gatehouse::jobs::test {
+namespace {
+
+TEST_P(StoreContract, CountsTellTheOldestQueuedJob) {
+  auto s = open();
+  EXPECT_EQ(s->counts().oldest_queued_at, 0);
+  auto a = enqueue(*s, make_job());
+  std::this_thread::sleep_for(5ms);
+  auto b = enqueue(*s, make_job());
+  ASSERT_TRUE(a.job && b.job);
+  EXPECT_TRUE(eventually([&] { return s->counts().oldest_queued_at == a.job->created_at; }))
+      << s->counts().oldest_queued_at << " vs " << a.job->created_at;
+  auto got = claim(*s, 1, 30s);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].id, a.job->id);  // oldest first
+  EXPECT_TRUE(eventually([&] { return s->counts().oldest_queued_at == b.job->created_at; }));
+  ASSERT_EQ(claim(*s, 1, 30s).size(), 1u);
+  EXPECT_TRUE(eventually([&] { return s->counts().oldest_queued_at == 0; }));
+}
+
+}  // namespace
+}  // namespace gatehouse::jobs::test
