@@ -78,7 +78,7 @@ class JobsRunner {
   JobsRunner(Worker& w, JobsService& service);
   void start();  // the claim loop
   // No attempt is running and the claim loop has ended (drain).
-  bool idle() const { return running_ == 0 && !looping_; }
+  bool idle() const { return state_->running == 0 && !state_->looping; }
   // Runs one attempt of a job this instance holds (claimed, or enqueued with run_here) and
   // records its outcome; `waiter` (may be null) is told when it is recorded.
   void run(gjobs::Job job, std::shared_ptr<AttemptWaiter> waiter);
@@ -88,13 +88,19 @@ class JobsRunner {
   net::awaitable<void> attempt(gjobs::Job job, std::shared_ptr<AttemptWaiter> waiter);
   net::awaitable<void> keep_lease(std::string id, std::shared_ptr<net::steady_timer> timer,
                                   std::shared_ptr<bool> done, std::chrono::milliseconds lease);
-  void attempt_ended();
 
   Worker& w_;
   JobsService& service_;
-  std::size_t running_ = 0;
-  bool looping_ = false;
-  net::steady_timer slot_free_;  // the claim loop waits on it while every slot is busy
+  // What the runner's coroutines touch as they end, shared with their frames: after a forced
+  // stop those frames are destroyed with the io_context, after the runner (a Worker member
+  // declared after `ioc`) is gone.
+  struct State {
+    explicit State(net::io_context& ioc) : slot_free(ioc) {}
+    std::size_t running = 0;
+    bool looping = false;
+    net::steady_timer slot_free;  // the claim loop waits on it while every slot is busy
+  };
+  std::shared_ptr<State> state_;
 };
 
 // The lease a claim (or a run_here enqueue) takes for a job: long enough for the upstream's

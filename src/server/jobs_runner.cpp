@@ -150,23 +150,24 @@ nlohmann::json JobsService::health_component() const {
 }
 
 JobsRunner::JobsRunner(Worker& w, JobsService& service)
-    : w_(w), service_(service), slot_free_(w.ioc) {}
+    : w_(w), service_(service), state_(std::make_shared<State>(w.ioc)) {}
 
 void JobsRunner::start() {
-  looping_ = true;
+  state_->looping = true;
   spawn(w_.ioc, loop(), w_.gw.logs(), "jobs claim loop");
 }
 
 net::awaitable<void> JobsRunner::loop() {
   struct Done {
-    bool& looping;
-    ~Done() { looping = false; }
-  } done{looping_};
+    std::shared_ptr<State> s;
+    ~Done() { s->looping = false; }
+  } done{state_};
+  State& st = *state_;
   const std::size_t slots = service_.slots_per_worker();
   while (!w_.draining) {
-    if (running_ >= slots) {
-      slot_free_.expires_after(kClaimWait);
-      co_await slot_free_.async_wait(nothrow);
+    if (st.running >= slots) {
+      st.slot_free.expires_after(kClaimWait);
+      co_await st.slot_free.async_wait(nothrow);
       continue;
     }
     const auto& cfg = w_.cfg();
@@ -177,13 +178,13 @@ net::awaitable<void> JobsRunner::loop() {
     }
     const auto asked = Clock::now();
     auto jobs = co_await gjobs::await_store<std::vector<gjobs::Job>>([&](auto cb) {
-      service_.store().claim(slots - running_, lease, kClaimWait, std::move(cb));
+      service_.store().claim(slots - st.running, lease, kClaimWait, std::move(cb));
     });
     if (jobs.empty() && Clock::now() - asked < std::chrono::milliseconds(50)) {
       // Nothing, and at once: the long poll did not wait (a store that cannot be reached
       // answers at once). Do not spin on it.
-      slot_free_.expires_after(std::chrono::milliseconds(250));
-      co_await slot_free_.async_wait(nothrow);
+      st.slot_free.expires_after(std::chrono::milliseconds(250));
+      co_await st.slot_free.async_wait(nothrow);
     }
     for (auto& job : jobs) {
       run(std::move(job), nullptr);
@@ -192,13 +193,8 @@ net::awaitable<void> JobsRunner::loop() {
 }
 
 void JobsRunner::run(gjobs::Job job, std::shared_ptr<AttemptWaiter> waiter) {
-  ++running_;
+  ++state_->running;
   spawn(w_.ioc, attempt(std::move(job), std::move(waiter)), w_.gw.logs(), "job attempt");
-}
-
-void JobsRunner::attempt_ended() {
-  --running_;
-  slot_free_.cancel();
 }
 
 net::awaitable<void> JobsRunner::keep_lease(std::string id,
@@ -275,9 +271,12 @@ std::string job_head(const gjobs::Job& job, const config::Config& cfg) {
 
 net::awaitable<void> JobsRunner::attempt(gjobs::Job job, std::shared_ptr<AttemptWaiter> waiter) {
   struct Ended {
-    JobsRunner& r;
-    ~Ended() { r.attempt_ended(); }
-  } ended{*this};
+    std::shared_ptr<State> s;
+    ~Ended() {
+      --s->running;
+      s->slot_free.cancel();
+    }
+  } ended{state_};
   // The configuration at the time of the attempt: the route may have been changed by a reload
   // (its upstream is looked up by the route's name).
   const auto gen = w_.gen->gen;  // keeps the generation alive for the attempt

@@ -444,3 +444,16 @@ def test_an_unreachable_store_is_503_never_202(gatehouses, jobs_app, tmp_path):
         assert json.loads(health)["components"]["jobs"]["status"] != "ok"
     finally:
         server.stop()
+
+
+def test_drain_timeout_requeues_the_attempt_and_exits_cleanly(gatehouses, jobs_app, tmp_path):
+    g = gatehouses(jobs_app, jobs=jobs_config(tmp_path), routes=ROUTES, drain_timeout="1s")
+    doc, _ = accept(g, "POST", "/gen?sleep=4", b"t")
+    job_id = doc["job_id"]
+    assert wait_until(lambda: json.loads(http_request(g.port, "GET", f"/jobs/{job_id}")[2])
+                      ["status"] == "running", scaled(5), 0.05)
+    g.signal(signal.SIGTERM)
+    assert g.wait_exit(scaled(10)) == 0  # the cut-off attempt's frame goes without a crash
+    g.start()
+    final = poll(g, job_id, timeout=20)
+    assert final["status"] == "succeeded" and final["attempts"] == 2, final
