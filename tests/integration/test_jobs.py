@@ -48,7 +48,8 @@ ROUTES = [
 
 @pytest.fixture
 def gh(gatehouses, jobs_app, tmp_path):
-    return gatehouses(jobs_app, jobs=jobs_config(tmp_path), routes=ROUTES)
+    # A short drain: teardown does not wait for the slow jobs some tests leave running.
+    return gatehouses(jobs_app, jobs=jobs_config(tmp_path), routes=ROUTES, drain_timeout="1s")
 
 
 def seen(app):
@@ -415,7 +416,7 @@ def test_expect_100_continue(gh):
 def test_a_full_queue_is_503_with_retry_after(gatehouses, jobs_app, tmp_path):
     # One slot busy for 5 s, room for two queued jobs: the fourth request is refused, not queued.
     g = gatehouses(jobs_app, jobs=jobs_config(tmp_path, concurrency=1, max_queued=2),
-                   routes=ROUTES, workers=1)
+                   routes=ROUTES, workers=1, drain_timeout="1s")
     accept(g, "POST", "/gen?sleep=5", b"1")
     assert wait_until(lambda: g.metrics().value("gatehouse_jobs", state="running") == 1,
                       scaled(5), 0.05)
