@@ -134,6 +134,18 @@ net::awaitable<bool> serve_job_request(Worker& w, ClientConn& c, FilterChain& ch
       job.request.headers.emplace_back(std::string(name), std::string(sv(f.value())));
     }
   }
+  // What build_upstream_head would say of the scheme and host; X-Forwarded-For (from client_ip),
+  // the request id and Idempotency-Key are added when the job is sent.
+  job.request.headers.emplace_back("X-Forwarded-Proto", !x.identity.forwarding.proto.empty()
+                                                            ? x.identity.forwarding.proto
+                                                        : c.stream.tls() ? "https"
+                                                                         : "http");
+  const std::string_view host = !x.identity.forwarding.host.empty()
+                                    ? std::string_view(x.identity.forwarding.host)
+                                    : sv(req[http::field::host]);
+  if (!host.empty()) {
+    job.request.headers.emplace_back("X-Forwarded-Host", std::string(host));
+  }
   job.request_digest = fj::request_digest(job.request.method, job.request.target, body);
   job.request.body = std::move(body);
   job.max_attempts = static_cast<int>(s.retry.attempts);

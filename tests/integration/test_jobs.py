@@ -107,6 +107,8 @@ def test_async_202_then_poll_to_the_stored_result(gh, jobs_app):
     assert got["query"] == "sleep=0.3&x=1"
     assert got["request_id"] == hdrs["x-request-id"]  # the accepting request's id goes up
     assert got["content_type"] == "application/octet-stream"
+    assert got["forwarded_for"] == "127.0.0.1" and got["forwarded_proto"] == "http"
+    assert got["forwarded_host"]  # the client's Host, as a proxied request would carry
     again = http_request(gh.port, "GET", f"/jobs/{job_id}/result")
     assert again[2] == data  # the same bytes every time
     assert seen(jobs_app)[job_id] == 1

@@ -50,6 +50,8 @@ def gen():
         "query": request.query_string.decode("latin-1"),
         "request_id": request.headers.get("X-Request-ID"),
         "forwarded_for": request.headers.get("X-Forwarded-For"),
+        "forwarded_proto": request.headers.get("X-Forwarded-Proto"),
+        "forwarded_host": request.headers.get("X-Forwarded-Host"),
         "authorization": request.headers.get("Authorization"),
         "content_type": request.headers.get("Content-Type"),
     }
