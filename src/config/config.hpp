@@ -203,6 +203,14 @@ struct Route {
   std::vector<std::string> invalidates;
   static constexpr std::size_t kMaxInvalidates = 32;        // prefixes per route
   static constexpr std::size_t kMaxInvalidatePrefix = 512;  // bytes per prefix (canonical)
+  // --- async jobs (issue 13, jobs-gw) ---
+  // sync: proxied as always; async: every request becomes a job (202 at once); hybrid: the first
+  // attempt runs at once and its response is answered when it comes within hybrid_wait, else
+  // 202. On async and hybrid routes a client may ask with `Prefer: respond-async[, wait=N]`.
+  // Anything but sync needs the top-level `jobs` section (filters/jobs/config.hpp).
+  enum class Mode : std::uint8_t { sync, async, hybrid };
+  Mode mode = Mode::sync;
+  Millis hybrid_wait{5'000};
 };
 
 enum class LogFormat { json, text };

@@ -181,6 +181,10 @@ void write_routes(YamlWriter& w, const Config& c, const Sections& sections) {
     if (!r.invalidates.empty()) {
       w.key("invalidates").list(r.invalidates);  // cache invalidation (issue 14)
     }
+    if (r.mode != Route::Mode::sync) {  // async jobs (issue 13)
+      w.key("mode").str(r.mode == Route::Mode::async ? "async" : "hybrid");
+      w.key("hybrid_wait").duration(r.hybrid_wait);
+    }
     for (const auto& s : sections.all()) {
       if (s.write_route != nullptr) {
         s.write_route(w, c, r);

@@ -581,7 +581,28 @@ std::string known_upstreams(const std::vector<Upstream>& upstreams) {
   return join(names);
 }
 
-Route read_route(const Map& m, const Config& config, const Sections& sections) {
+// async jobs (issue 13, jobs-gw): routes[].mode and hybrid_wait. A job route needs the `jobs`
+// section (the store it is kept in), which is read after the routes: `jobs` tells whether the
+// file has one.
+void read_route_jobs(const Map& m, bool jobs, Route& out) {
+  if (auto x = m.find("mode")) {
+    auto mode = read_choice(*x, {"sync", "async", "hybrid"});
+    out.mode = mode == "async"    ? Route::Mode::async
+               : mode == "hybrid" ? Route::Mode::hybrid
+                                  : Route::Mode::sync;
+    if (out.mode != Route::Mode::sync && !jobs) {
+      x->fail(mode + " needs a top-level `jobs` section (where jobs are stored)");
+    }
+  }
+  if (auto x = m.find("hybrid_wait")) {
+    out.hybrid_wait = read_duration(*x, Zero::allowed);
+    if (out.hybrid_wait > std::chrono::minutes(10)) {
+      x->fail("at most 10m (a client waits that long; longer calls belong in a job)");
+    }
+  }
+}
+
+Route read_route(const Map& m, const Config& config, const Sections& sections, bool jobs) {
   const auto& upstreams = config.upstreams;
   Route out;
   if (auto x = m.find("access")) {
@@ -605,6 +626,7 @@ Route read_route(const Map& m, const Config& config, const Sections& sections) {
   if (auto x = m.find("invalidates")) {
     out.invalidates = read_invalidates(*x);
   }
+  read_route_jobs(m, jobs, out);
   for (const auto& s : sections.all()) {
     if (s.read_route == nullptr) {
       continue;
@@ -658,14 +680,16 @@ std::vector<Route> read_routes(const Map& root, const Config& config, const Sect
     }
     return {Route{"default", RouteMatch{}, upstreams[0].name, 0}};
   }
+  const auto jobs_section = root.find("jobs");
+  const bool jobs = jobs_section && !jobs_section->is_null();
   std::vector<Route> out;
   for (const auto& item : v->items()) {
     if (!item.is_map()) {
       item.fail("expected a map, got " + std::string(item.kind()));
     }
     // The filters' keys between `upstream` and `access`, as `gatehouse check` writes them.
-    std::vector<std::string_view> keys{"name",    "match",          "upstream",
-                                       "timeout", "buffer_request", "invalidates"};
+    std::vector<std::string_view> keys{"name",           "match",       "upstream", "timeout",
+                                       "buffer_request", "invalidates", "mode",     "hybrid_wait"};
     for (const auto& s : sections.all()) {
       if (s.read_route != nullptr) {
         keys.push_back(s.key);
@@ -673,7 +697,7 @@ std::vector<Route> read_routes(const Map& root, const Config& config, const Sect
     }
     keys.push_back("access");
     Map m(item, std::move(keys));
-    auto route = read_route(m, config, sections);
+    auto route = read_route(m, config, sections, jobs);
     note_shadowed(out, route, m, notes);
     for (std::size_t i = 0; i < out.size(); ++i) {
       if (out[i].name == route.name) {

@@ -3,6 +3,7 @@
 #include "filters/cache/config.hpp"
 #include "filters/cors/config.hpp"
 #include "filters/errors/config.hpp"
+#include "filters/jobs/config.hpp"
 #include "filters/rate_limit/config.hpp"
 #include "filters/response_headers/config.hpp"
 #include "filters/security_headers/config.hpp"
@@ -18,6 +19,7 @@ const config::Sections& config_sections() {
     response_headers::register_config(s);
     errors::register_config(s);
     cache::register_config(s);
+    jobs::register_config(s);  // issue 13
     return s;
   }();
   return sections;

@@ -10,6 +10,7 @@
 #include "server/dashboard.hpp"
 #include "server/dependency_checks.hpp"
 #include "server/gateway.hpp"
+#include "server/jobs.hpp"
 #include "server/sentry_reporter.hpp"
 
 namespace gatehouse::server {
@@ -104,6 +105,13 @@ net::awaitable<void> Gateway::admin_session(tcp::socket socket) {
       admin_cache({req.method_string().data(), req.method_string().size()}, target, status, body);
       res.result(static_cast<http::status>(status));
       res.body() = std::move(body);
+    } else if (path == "/admin/jobs" || path.starts_with("/admin/jobs/")) {
+      unsigned status = 200;
+      std::string body;
+      co_await admin_jobs({req.method_string().data(), req.method_string().size()}, target, status,
+                          body);
+      res.result(static_cast<http::status>(status));
+      res.body() = std::move(body);
     } else if (path == "/admin/reload") {
       if (req.method() != http::verb::post) {
         res.result(http::status::method_not_allowed);
@@ -163,6 +171,9 @@ net::awaitable<void> Gateway::admin_session(tcp::socket socket) {
           cache_->render_metrics(out);
         }
         invalidator_->render_metrics(out);  // issue 14
+        if (jobs_) {
+          jobs_->render_metrics(out);  // issue 13
+        }
         if (cache_bus_) {
           cache_bus_->render_metrics(out);
         }
@@ -221,7 +232,7 @@ net::awaitable<void> Gateway::admin_session(tcp::socket socket) {
     } else {
       res.result(http::status::not_found);
       res.body() =
-          R"({"error":"not_found","message":"Admin endpoints: /metrics, /health/detailed, /health, /health/live, /health/ready, /admin/bans, /admin/cache, /admin/reload (POST), /dashboard, /dashboard.json."})";
+          R"({"error":"not_found","message":"Admin endpoints: /metrics, /health/detailed, /health, /health/live, /health/ready, /admin/bans, /admin/cache, /admin/reload (POST), /admin/jobs, /dashboard, /dashboard.json."})";
     }
     res.prepare_payload();
     if (req.method() == http::verb::head) {

@@ -3,7 +3,8 @@
 // The order is the request's way through the gateway (docs/architecture.md, "One request"):
 //
 //   request_id → request_checks (head rules, canonical path) → health → access → cors (preflight)
-//   → route (404) → route access → tls_redirect → rate_limit → cache → [upstream] ;
+//   → jobs (status endpoints, issue 13) → route (404) → route access → tls_redirect → rate_limit
+//   → cache → [upstream, or on async/hybrid routes the job branch, server/jobs_accept.cpp] ;
 //   invalidate (routes[].invalidates), security_headers, response_headers (X-Process-Time) and
 //   access_log act only on the way out.
 //
@@ -17,6 +18,7 @@
 #include "filters/cache_bus/filter.hpp"
 #include "filters/cors/filter.hpp"
 #include "filters/health/filter.hpp"
+#include "filters/jobs/filter.hpp"
 #include "filters/rate_limit/filter.hpp"
 #include "filters/request_checks/filter.hpp"
 #include "filters/request_id/filter.hpp"
@@ -56,12 +58,15 @@ struct FilterServices {
   const std::vector<std::vector<io::tcp::endpoint>>& upstream_endpoints;  // cache refreshes
   filters::cache_bus::Invalidator* invalidator;  // issue 14: routes[].invalidates
   filters::cache::ProxyHooks cache_hooks;        // cache refreshes; set by the worker
+  // issue 13: the job store and the owner hasher (status endpoints); null without `jobs`.
+  ::gatehouse::jobs::Store* job_store = nullptr;
+  const observability::ClientIpHasher* job_owner_hasher = nullptr;
 };
 
 using FilterChain = pipeline::Chain<
     filters::request_id::RequestIdFilter, filters::request_checks::RequestChecksFilter,
     filters::health::HealthFilter, filters::access::AccessFilter, filters::cors::CorsFilter,
-    filters::route::RouteFilter, filters::access::RouteAccessFilter,
+    filters::jobs::JobsFilter, filters::route::RouteFilter, filters::access::RouteAccessFilter,
     filters::tls_redirect::TlsRedirectFilter, filters::rate_limit::RateLimitFilter,
     filters::cache::CacheFilter, filters::cache_bus::InvalidateFilter,
     filters::security_headers::SecurityHeadersFilter,

@@ -3,6 +3,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
+#include <future>
 #include <stdexcept>
 #include <thread>
 
@@ -12,6 +13,7 @@
 #include "http/json.hpp"
 #include "io/spawn.hpp"
 #include "server/dependency_checks.hpp"
+#include "server/jobs.hpp"
 #include "server/sentry_reporter.hpp"
 #include "server/worker.hpp"
 
@@ -228,6 +230,16 @@ Gateway::Gateway(std::shared_ptr<const config::Config> cfg, std::string version)
     health_->add_component("sentry", [this] { return sentry_->health(); });
   }
   set_up_invalidation();
+  if (filters::jobs::settings(*cfg_).enabled) {
+    // issue 13: the store opens (SQLite: file, schema, WAL, its thread) before any worker exists.
+    jobs_ = std::make_unique<JobsService>(*cfg_, *logs_, workers_count_);
+    health_->add_component("jobs", [this] {
+      auto j = jobs_->health_component();
+      const bool ok = j["status"] == "ok";
+      return observability::ComponentReport{
+          ok ? observability::Status::ok : observability::Status::degraded, std::move(j)};
+    });
+  }
   health_->add_component("log", [this] {
     auto dropped = logs_->dropped();
     return observability::ComponentReport{
@@ -481,6 +493,15 @@ tcp::endpoint Gateway::claim_address(const tcp::endpoint& ep, const std::string&
 int Gateway::run(RunOptions options) {
   std::signal(SIGPIPE, SIG_IGN);
   takeover_ = options.takeover;
+  if (jobs_ && std::string_view(jobs_->store().kind()) == "sqlite" && !takeover_) {
+    // issue 13: an embedded store is this process's alone, so a job still marked running was
+    // cut off by a crash (kill -9) of the previous one: queued again now, not after its lease.
+    // Not in a takeover, where the old process still runs its attempts.
+    auto released = std::make_shared<std::promise<void>>();
+    auto done = released->get_future();
+    jobs_->store().release_running([released] { released->set_value(); });
+    done.wait_for(std::chrono::seconds(5));
+  }
   config_path_ = options.config_path;
   auto listen_ep = claim_address(resolve_one(admin_ioc_, cfg_->listen, "listen"),
                                  "listen " + cfg_->listen.to_string());
@@ -583,6 +604,14 @@ int Gateway::run(RunOptions options) {
   admin_ioc_.run();
   for (auto& t : threads) {
     t.join();
+  }
+  if (jobs_) {
+    // Attempts cut off by the drain timeout go back to the queue now rather than after their
+    // lease (the next start, or another instance, runs them again with the same Idempotency-Key).
+    auto released = std::make_shared<std::promise<void>>();
+    auto done = released->get_future();
+    jobs_->store().release_running([released] { released->set_value(); });
+    done.wait_for(std::chrono::seconds(5));
   }
   security_events_->summarize(std::chrono::steady_clock::now(), true);
   if (sentry_) {

@@ -43,6 +43,7 @@ namespace ghttp = io::ghttp;
 class Worker;
 class DependencyChecks;
 class SentryReporter;
+class JobsService;  // issue 13 (server/jobs.hpp)
 
 class Gateway {
  public:
@@ -117,6 +118,9 @@ class Gateway {
   // issue 14: cache invalidation (routes[].invalidates, DELETE /admin/cache, the bus); always
   // set, it purges nothing here without a cache.
   filters::cache_bus::Invalidator* invalidator() { return invalidator_.get(); }
+  // issue 13: async jobs (the store and its counters); null without a `jobs` section.
+  JobsService* jobs() { return jobs_.get(); }
+  JobsService& jobs_service() { return *jobs_; }
   const std::string& version() const { return version_; }
   bool development() const { return cfg_->environment == config::Environment::development; }
   unsigned worker_count() const { return workers_count_; }
@@ -144,6 +148,9 @@ class Gateway {
   net::awaitable<void> admin_bans(std::string_view method, std::string_view target,
                                   unsigned& status, std::string& body);
   net::awaitable<void> store_probe_loop();
+  // issue 13: /admin/jobs (jobs_admin.cpp).
+  net::awaitable<void> admin_jobs(std::string_view method, std::string_view target,
+                                  unsigned& status, std::string& body);
   void admin_cache(std::string_view method, std::string_view target, unsigned& status,
                    std::string& body);
   void set_up_invalidation();
@@ -190,6 +197,9 @@ class Gateway {
   // issue 14: before workers_, which point to it.
   std::unique_ptr<filters::cache_bus::Invalidator> invalidator_;
   std::vector<std::unique_ptr<Worker>> workers_;
+  // issue 13: after workers_, so destroyed before them: the store's thread is joined while the
+  // workers' io_contexts its callbacks post to still exist.
+  std::unique_ptr<JobsService> jobs_;
   // Declared before admin_ioc_, so destroyed after it: checks still pending refer to it.
   std::unique_ptr<upstream::HealthChecker> health_checker_;
   net::io_context admin_ioc_{1};

@@ -13,6 +13,7 @@
 #include "pipeline/request_checks.hpp"
 #include "pipeline/security_log.hpp"
 #include "server/exchange.hpp"
+#include "server/jobs.hpp"
 #include "server/proxy_header.hpp"
 
 namespace gatehouse::server {
@@ -237,6 +238,8 @@ net::awaitable<bool> serve_one(Worker& w, ClientConn& c) {
     if (ctx.reply.stored_owner && !ctx.buffered_body.empty() && !ctx.reply.close) {
       c.buffer.consume(ctx.buffered_body.size());  // a cached answer to a keyed body
     }
+  } else if (ctx.cfg.routes[ctx.route].mode != config::Route::Mode::sync) {
+    keep = co_await serve_job_request(w, c, chain, parser, ctx);  // issue 13: async, hybrid
   } else {
     keep = co_await proxy_request(w, c, chain, parser, ctx);
   }

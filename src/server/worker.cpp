@@ -11,6 +11,7 @@
 #include "http/json.hpp"
 #include "io/spawn.hpp"
 #include "server/exchange.hpp"
+#include "server/jobs.hpp"
 
 namespace gatehouse::server {
 namespace {
@@ -54,6 +55,9 @@ Worker::Worker(Gateway& g, unsigned i)
   if (auto* shared = gw.redis_store()) {
     store_client = std::make_unique<filters::rate_limit::store::RedisStoreClient>(*shared, ioc);
   }
+  if (auto* j = gw.jobs()) {
+    jobs = std::make_unique<JobsRunner>(*this, *j);
+  }
   install_now(gw.generation());
 }
 
@@ -85,6 +89,8 @@ void Worker::install_now(std::shared_ptr<const Generation> g) {
       .upstream_endpoints = gw.upstream_endpoints(),
       .invalidator = gw.invalidator(),
       .cache_hooks = {},
+      .job_store = gw.jobs() != nullptr ? &gw.jobs()->store() : nullptr,
+      .job_owner_hasher = gw.jobs() != nullptr ? &gw.jobs()->owner_hasher() : nullptr,
   };
   // Clusters: the previous generation's for every upstream whose definition is unchanged, a new
   // one for the others. The upstream list itself, its targets and health settings do not change
@@ -167,6 +173,9 @@ void Worker::run() {
     spawn(ioc, accept_loop(tls_acceptor_, true), gw.logs(), "tls accept loop");
   }
   spawn(ioc, sweep_loop(), gw.logs(), "sweeper");
+  if (jobs) {
+    jobs->start();
+  }
   ioc.run();
 }
 
@@ -228,7 +237,8 @@ net::awaitable<void> Worker::sweep_loop() {
         p->cluster->prune(now);
       }
     }
-    if (draining && !listening_ && sessions_ == 0) {
+    // Job attempts under way finish too (issue 13), up to drain_timeout.
+    if (draining && !listening_ && sessions_ == 0 && (!jobs || jobs->idle())) {
       access_batch.flush();
       for (auto& p : clusters) {
         p->cluster->close_all();

@@ -20,6 +20,8 @@
 
 namespace gatehouse::server {
 
+class JobsRunner;  // issue 13 (server/jobs.hpp)
+
 // The I/O primitives (src/io) are this layer's vocabulary.
 using namespace ::gatehouse::io;  // NOLINT(google-build-using-namespace)
 namespace net = io::net;
@@ -148,6 +150,8 @@ class Worker {
   observability::WorkerMetrics& metrics;
   // Every live cluster: the current generation's, and older ones' while requests run on them.
   std::vector<std::unique_ptr<WorkerCluster>> clusters;
+  // issue 13: claims and runs jobs through `clusters`; null without a `jobs` section.
+  std::unique_ptr<JobsRunner> jobs;
 
  private:
   net::awaitable<void> accept_loop(tcp::acceptor& acceptor, bool tls);

@@ -37,13 +37,13 @@ TEST(ConfigErrors, TopLevel) {
        "t.yaml:4:1: bogus_key: unknown key \"bogus_key\"; allowed keys: environment, listen, "
        "listen_tls, admin_listen, workers, trusted_proxies, forwarded_headers, proxy_protocol, "
        "access, limits, drain_delay, drain_timeout, upstreams, routes, log, health, paths, "
-       "request_id, rate_limit, security_headers, cors, response_headers, errors, cache"},
+       "request_id, rate_limit, security_headers, cors, response_headers, errors, cache, jobs"},
       {kBase + "listn: :80\n",
        "t.yaml:4:1: listn: unknown key \"listn\" (did you mean \"listen\"?); allowed keys: "
        "environment, listen, listen_tls, admin_listen, workers, trusted_proxies, "
        "forwarded_headers, proxy_protocol, access, limits, drain_delay, drain_timeout, upstreams, "
        "routes, log, health, paths, request_id, rate_limit, security_headers, cors, "
-       "response_headers, errors, cache"},
+       "response_headers, errors, cache, jobs"},
       {kBase + "upstreams: {}\n", "t.yaml:4:1: upstreams: duplicate key (first defined at line 1)"},
       {kBase + "environment: staging\n",
        "t.yaml:4:14: environment: invalid value \"staging\" (expected one of: development, "
@@ -298,7 +298,8 @@ TEST(ConfigErrors, Routes) {
        "'-')"},
       {kBase + "routes:\n  - name: x\n    upstream: app\n    priority: 1\n",
        "t.yaml:7:5: routes[0].priority: unknown key \"priority\"; allowed keys: name, match, "
-       "upstream, timeout, buffer_request, invalidates, rate_limit, cache, access"},
+       "upstream, timeout, buffer_request, invalidates, mode, hybrid_wait, rate_limit, cache, "
+       "access"},
       {kBase + "routes:\n  - name: x\n    upstream: app\n  - name: y\n    upstream: app\n  - name: "
                "x\n    upstream: app\n",
        "t.yaml:9:11: routes[2].name: duplicate route name \"x\" (also routes[0])"},

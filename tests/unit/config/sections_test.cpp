@@ -137,7 +137,8 @@ TEST(Sections, KeysJoinTheAllowedListsAndErrorsKeepTheirPosition) {
             "upstreams, routes, log, health, paths, request_id, early, late");
   EXPECT_EQ(error_of(kBase + "routes:\n  - {name: a, upstream: app, late: 1}\n"),
             "t.yaml:5:30: routes[0].late: unknown key \"late\" (did you mean \"name\"?); allowed "
-            "keys: name, match, upstream, timeout, buffer_request, invalidates, early, access");
+            "keys: name, match, upstream, timeout, buffer_request, invalidates, mode, hybrid_wait, "
+            "early, access");
   // Without the sections, their keys are unknown: a filter left out of the list cannot go
   // unnoticed.
   EXPECT_NE(testing::error_of(kBase + "early: 1\n").find("unknown key \"early\""),
