@@ -2,6 +2,7 @@
 
 #include <openssl/evp.h>
 
+#include <cstring>
 #include <mutex>
 #include <optional>
 
@@ -21,34 +22,65 @@ namespace net = io::net;
 // request carries (a 10 MB prompt is a 33-byte key part).
 constexpr std::size_t kMaxInlinePart = 128;
 
-// Each part is tagged and, inline, length-prefixed, so no two different part lists make the same
-// key: a short body that looks like another body's digest, or a value holding a separator, cannot
-// reach another request's entry.
-void append_part(std::string& out, std::string_view v) {
-  if (v.size() <= kMaxInlinePart) {
-    out += '=';
-    out += static_cast<char>(v.size());  // at most 128: one byte
-    out += v;
-  } else {
-    unsigned char digest[EVP_MAX_MD_SIZE];
-    unsigned int n = 0;
-    EVP_Digest(v.data(), v.size(), digest, &n, EVP_sha256(), nullptr);
-    out += '#';
-    out.append(reinterpret_cast<const char*>(digest), n);
-  }
-}
+// Writes a key into a buffer sized beforehand (bound()): plain stores, no capacity check per
+// character. A miss builds one per request, so this is on the hot path of every caching route.
+struct KeyWriter {
+  char* at;
 
-// The origin the answer came from: scheme, host (lower case; the upstream sees the client's Host
-// and may build absolute URLs from it) and route (routes may match by host and send the same path
-// to different upstreams). Always in the key, whatever `key` lists.
-void append_origin(std::string& out, bool tls, std::string_view host, std::size_t route) {
-  out += tls ? 's' : 'p';
-  out += static_cast<char>(std::min<std::size_t>(host.size(), 255));
-  for (char c : host.substr(0, 255)) {
-    out += c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+  static constexpr std::size_t kPart = 2 + kMaxInlinePart;  // the most a part takes
+  static constexpr std::size_t kOrigin = 2 + 255 + sizeof(std::size_t);
+
+  void put(char c) { *at++ = c; }
+  void put(std::string_view v) {
+    std::memcpy(at, v.data(), v.size());
+    at += v.size();
   }
-  out.append(reinterpret_cast<const char*>(&route), sizeof route);
-}
+
+  // Each part is tagged and, inline, length-prefixed, so no two different part lists make the
+  // same key: a short body that looks like another body's digest, or a value holding a
+  // separator, cannot reach another request's entry.
+  void part(std::string_view v) {
+    if (v.size() <= kMaxInlinePart) {
+      put('=');
+      put(static_cast<char>(v.size()));  // at most 128: one byte
+      put(v);
+    } else {
+      unsigned char digest[EVP_MAX_MD_SIZE];
+      unsigned int n = 0;
+      EVP_Digest(v.data(), v.size(), digest, &n, EVP_sha256(), nullptr);
+      put('#');
+      put(std::string_view(reinterpret_cast<const char*>(digest), n));
+    }
+  }
+
+  // The origin the answer came from: scheme, host (lower case; the upstream sees the client's
+  // Host and may build absolute URLs from it) and route (routes may match by host and send the
+  // same path to different upstreams). Always in the key, whatever `key` lists.
+  void origin(bool tls, std::string_view host, std::size_t route) {
+    host = host.substr(0, 255);
+    put(tls ? 's' : 'p');
+    put(static_cast<char>(host.size()));
+    std::size_t i = 0;
+    for (; i + 8 <= host.size(); i += 8, at += 8) {
+      // Eight at a time: 0x20 added to each byte in 'A'..'Z' (high-bit bytes left alone).
+      constexpr std::uint64_t ones = 0x0101010101010101ULL;
+      std::uint64_t w;
+      std::memcpy(&w, host.data() + i, 8);
+      const std::uint64_t low7 = w & (0x7f * ones);
+      const std::uint64_t over_z = low7 + (0x7f - 'Z') * ones;  // high bit: byte > 'Z'
+      const std::uint64_t from_a = low7 + (0x80 - 'A') * ones;  // high bit: byte >= 'A'
+      const std::uint64_t upper = (from_a & ~over_z & ~w) & (0x80 * ones);
+      w |= upper >> 2;
+      std::memcpy(at, &w, 8);
+    }
+    for (; i < host.size(); ++i) {
+      const char c = host[i];
+      *at++ = c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+    }
+    std::memcpy(at, &route, sizeof route);
+    at += sizeof route;
+  }
+};
 
 // A list-valued field sent on several lines is one list (RFC 9110 5.3): every line counts, so a
 // second `Cache-Control: private` or `Vary: Cookie` cannot be missed. `joined` holds the text when
@@ -237,8 +269,7 @@ pipeline::Next CacheFilter::look_up(pipeline::Context& ctx) {
     return pipeline::Next::Continue;
   };
   const bool get = ctx.method == "GET" || ctx.head_request;
-  const bool keyed_body = rc->keys_body();
-  if (!get && !(keyed_body && ctx.method == "POST")) {
+  if (!get && !(ctx.method == "POST" && rc->keys_body())) {
     return bypass();
   }
   // Another user's answer must never be served to a request that authenticates, unless the key
@@ -246,7 +277,7 @@ pipeline::Next CacheFilter::look_up(pipeline::Context& ctx) {
   if (!ctx.header("Authorization").empty() && !rc->keys_header("Authorization")) {
     return bypass();
   }
-  if (keyed_body && ctx.body_pending && ctx.buffered_body.empty()) {
+  if (ctx.body_pending && ctx.buffered_body.empty() && rc->keys_body()) {
     // The body did not come with the head: the session reads it first (bounded by max_object),
     // then resume() looks the key up.
     const auto length = ctx.parser->content_length();
@@ -273,44 +304,40 @@ pipeline::Next CacheFilter::look_up_key(pipeline::Context& ctx) {
   const bool revalidate = rc->allow_client_bypass &&
                           request_no_cache(ctx.header("Cache-Control"), ctx.header("Pragma"));
 
-  // Built in place: the canonical path, a separator, the parts.
-  Key key;
-  std::string& parts = key.text;
-  // Reserved from an upper bound of the parts' sizes: a key that fits in the string's inline
-  // buffer (a short path with method and query, say) allocates nothing.
-  std::size_t bound = ctx.path.size() + 1 + 2 + ctx.host.size() + sizeof(std::size_t);
-  for (const auto& p : rc->key) {
-    bound += p.kind == KeyPart::Kind::method  ? 10
-             : p.kind == KeyPart::Kind::path  ? 0
-             : p.kind == KeyPart::Kind::query ? ctx.target.size() + 2
-                                              : kMaxInlinePart + 2;
+  // Built in a buffer of this thread's that only grows: the canonical path, a separator, the
+  // origin, the parts. Only a fill copies it (into the store's pending entry).
+  thread_local std::string key_text;
+  const std::size_t bound = ctx.path.size() + 1 + KeyWriter::kOrigin +
+                            rc->key.size() * std::max<std::size_t>(KeyWriter::kPart, 1 + 64);
+  if (key_text.size() < bound) {
+    key_text.resize(std::max(bound, 2 * key_text.size()));
   }
-  parts.reserve(bound);
-  parts += ctx.path;
-  parts += '\0';
-  key.path_size = ctx.path.size();
-  append_origin(parts, ctx.tls, ctx.host, ctx.route);
+  KeyWriter out{key_text.data()};
+  out.put(ctx.path);
+  out.put('\0');
+  out.origin(ctx.tls, ctx.host, ctx.route);
   for (const auto& p : rc->key) {
     switch (p.kind) {
       case KeyPart::Kind::method:
-        append_part(parts, ctx.head_request ? std::string_view("GET") : ctx.method);
+        out.part(ctx.head_request ? std::string_view("GET") : ctx.method);
         break;
       case KeyPart::Kind::path:
         break;  // the canonical path leads every key
       case KeyPart::Kind::query: {
         auto path = ::gatehouse::http::target_path(ctx.target);
-        append_part(parts, ctx.target.substr(path.size()));
+        out.part(ctx.target.substr(path.size()));
         break;
       }
       case KeyPart::Kind::body:
-        append_part(parts, ctx.buffered_body);
+        out.part(ctx.buffered_body);
         break;
       case KeyPart::Kind::header:
-        append_part(parts, ctx.header(p.header));
+        out.part(ctx.header(p.header));
         break;
     }
   }
-  key.seal();
+  const std::string_view text(key_text.data(), static_cast<std::size_t>(out.at - key_text.data()));
+  const KeyView key{text, ctx.path.size(), hash_key(text)};
   // The rendezvous is made only for a request that is to wait.
   auto make_waker = [&st]() -> Waker {
     st.wait = std::make_shared<Rendezvous>();
@@ -329,8 +356,10 @@ pipeline::Next CacheFilter::look_up_key(pipeline::Context& ctx) {
     };
   };
   auto header = [&ctx](std::string_view name) { return ctx.header(name); };
-  auto found = store_->lookup(std::move(key), header, pipeline::Clock::now(), rc->max_waiters,
-                              make_waker, revalidate);
+  // A HEAD's response has no body to store: it never takes the fill, so a GET arriving meanwhile
+  // still fills (and the HEAD waits for a GET's fill in progress like any miss).
+  auto found = store_->lookup(key, header, pipeline::Clock::now(), rc->max_waiters, make_waker,
+                              revalidate, !ctx.head_request);
   switch (found.outcome) {
     case Store::Outcome::hit:
       Counters::add(counters.hits);
@@ -447,7 +476,7 @@ bool CacheFilter::start_refresh(pipeline::Context& ctx, Fill fill) {
   if (hooks_->pin) {
     job->pin = hooks_->pin();
   }
-  job->target = targets[fill.key().hash % targets.size()];
+  job->target = targets[fill.hash() % targets.size()];
   job->fill = std::move(fill);
   const auto& up = cfg_->upstreams[route.upstream_index];
   job->timeout = route.timeout.count() > 0 ? route.timeout : up.timeout;
@@ -511,7 +540,8 @@ bool CacheFilter::stale_on_error(pipeline::Context& ctx) {
 
 void CacheFilter::on_head(pipeline::Context& ctx, pipeline::ResponseHead& head) {
   State& st = *state_;
-  const auto& name = settings(*cfg_).header;
+  const Settings& cs = settings(*cfg_);
+  const auto& name = cs.header;
   if (head.local()) {
     if (st.served) {
       head.lines += "Age: ";
@@ -567,7 +597,7 @@ void CacheFilter::on_head(pipeline::Context& ctx, pipeline::ResponseHead& head) 
       }
     }
     facts.head_request = ctx.head_request;
-    auto decision = decide(*st.route, settings(*cfg_).max_object, facts);
+    auto decision = decide(*st.route, cs.max_object, facts);
     if (decision.refusal != Refusal::none) {
       Counters::add(store_->counters(worker_).not_stored);
       st.fill.abandon();  // released at once: they go upstream themselves
