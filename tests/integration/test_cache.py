@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from conftest import APPS, AppProcess, http_request, read_json_lines, scaled, wait_until
+from conftest import APPS, AppProcess, RawConn, http_request, read_json_lines, scaled, wait_until
 
 
 def cache_app(apps, name="c"):
@@ -232,6 +232,26 @@ def test_stale_if_error_serves_the_old_copy_when_the_upstream_is_dead(apps, gate
     # Never stored: the failure is the client's answer.
     assert get(gh, "/other")[0] == 502
     assert gh.metrics().value("gatehouse_cache_requests_total", result="stale") == 1
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+def test_stale_if_error_covers_the_apps_own_5xx(apps, gatehouses, status):
+    # RFC 5861: the app answers, but with an error. The client gets the expired copy, not the
+    # app's error page, and the connection goes on (the error body was read off upstream).
+    app, gh = cached(apps, gatehouses, route_cache={"ttl": "1s", "stale_if_error": "1m"})
+    target = f"/e5?status={status}&status_from=2"
+    s1, h1, b1 = get(gh, target)
+    assert (s1, h1["x-cache"]) == (200, "MISS")
+    time.sleep(1.2)
+    conn = RawConn(gh.port, timeout=scaled(5))
+    for _ in range(2):  # one keep-alive connection: the stale answer is a whole response
+        r = conn.request("GET", target, headers=[("Host", f"127.0.0.1:{gh.port}")])
+        assert (r.status, r.header("x-cache"), r.body) == (200, "STALE", b1)
+    conn.close()
+    assert upstream_hits(app, "/e5") == 3  # the app was asked each time
+    # Without a copy the app's error is the client's answer.
+    assert get(gh, f"/e5-new?status={status}")[0] == status
+    assert gh.metrics().value("gatehouse_cache_requests_total", result="stale") == 2
 
 
 def test_stale_while_revalidate_answers_at_once_and_refreshes_once_in_background(

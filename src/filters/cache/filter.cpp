@@ -520,11 +520,28 @@ pipeline::Next CacheFilter::reply_from(pipeline::Context& ctx, std::shared_ptr<c
 }
 
 bool CacheFilter::stale_on_error(pipeline::Context& ctx) {
-  if (!state_ || !state_->expired || state_->route->stale_if_error.count() <= 0) {
-    return false;
-  }
   const auto status = ctx.reply.status;
   if (status != 502 && status != 503 && status != 504) {
+    return false;
+  }
+  const bool close = ctx.reply.close;
+  if (!serve_stale(ctx, status)) {
+    return false;
+  }
+  ctx.reply.close = close;
+  return true;
+}
+
+bool CacheFilter::stale_for_status(pipeline::Context& ctx, unsigned upstream_status) {
+  if (upstream_status != 500 && upstream_status != 502 && upstream_status != 503 &&
+      upstream_status != 504) {
+    return false;
+  }
+  return serve_stale(ctx, upstream_status);
+}
+
+bool CacheFilter::serve_stale(pipeline::Context& ctx, unsigned) {
+  if (!state_ || !state_->expired || state_->route->stale_if_error.count() <= 0) {
     return false;
   }
   const auto& e = state_->expired;
@@ -532,9 +549,9 @@ bool CacheFilter::stale_on_error(pipeline::Context& ctx) {
     return false;
   }
   Counters::add(store_->counters(worker_).stale);
-  const bool close = ctx.reply.close;
+  // The failed response stores nothing; whoever waits for this fill goes upstream itself.
+  state_->fill.abandon();
   reply_from(ctx, e, "STALE");
-  ctx.reply.close = close;
   return true;
 }
 

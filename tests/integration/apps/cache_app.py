@@ -7,7 +7,8 @@ usage: cache_app.py PORT [NAME]
       sleep=S   wait S seconds first (from the sleep_from-th request of the path on)
       cc=V      Cache-Control: V
       vary=V    Vary: V (body adds the Vary'd request headers)
-      cookie=1  Set-Cookie                status=N respond with N
+      cookie=1  Set-Cookie                status=N respond with N (from the
+      status_from-th request of the path on)
       size=N    body of N bytes           sse=1    text/event-stream, chunked, 3 events
       leaky=1   Server and X-Powered-By, as apps leak them
       cc2=V / vary2=V   a second Cache-Control / Vary line (as a middleware adds one)
@@ -76,8 +77,10 @@ async def anything(request):
     payload = text.encode()
     if "size" in q:
         payload = (payload + b" " + b"x" * int(q["size"]))[: int(q["size"])]
-    resp = Response(payload, status_code=int(q.get("status", "200")), headers=headers,
-                    media_type="text/plain")
+    status = int(q.get("status", "200")) if n >= int(q.get("status_from", "1")) else 200
+    if status >= 500:
+        payload = b"app error " + payload
+    resp = Response(payload, status_code=status, headers=headers, media_type="text/plain")
     for param, field in (("cc2", b"cache-control"), ("vary2", b"vary")):
         if param in q:
             resp.raw_headers.append((field, q[param].encode()))
