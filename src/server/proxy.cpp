@@ -367,7 +367,9 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
   auto& stats = w.metrics.upstreams[route.upstream_index];
   const Plan plan = make_plan(p);
   const bool has_body = plan.framing != Framing::none;
-  bool expect_continue = plan.expect_continue;
+  // A body already here (sent with the head, or read for the cache key after the session's own
+  // 100 Continue) needs no 100 Continue.
+  bool expect_continue = plan.expect_continue && x.buffered_body.empty();
   const upstream::ClientSide client{c.stream, c.deadline, c.buffer};
   const upstream::RetryPolicy& retry_policy = cluster.retry_policy();
   const bool retries = retry_policy.configured();
@@ -455,7 +457,9 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
   // gatehouse buffers it.
   std::optional<Clock::time_point> deadline;
   if (route.timeout.count() > 0) {
-    deadline = Clock::now() + route.timeout;
+    // A request that waited for another's cache fill (issue 14) has spent part of it already.
+    const auto waited = chain.get<filters::cache::CacheFilter>().waited_since();
+    deadline = (waited != Clock::time_point() ? waited : Clock::now()) + route.timeout;
   }
   auto bounded = [&](Clock::duration d) -> Clock::duration {
     if (!deadline) {

@@ -98,22 +98,12 @@ void add_line(std::string_view& value, std::string& joined, std::string_view lin
   value = joined;
 }
 
-void set_windows(Entry& e, const RouteCache& route, std::chrono::milliseconds ttl,
+void set_windows(Entry& e, const RouteCache& route, std::chrono::milliseconds ttl, std::int64_t age,
                  Clock::time_point now) {
-  e.fresh_until = now + ttl;
-  e.swr_until = e.fresh_until + route.stale_while_revalidate;
-  e.stale_until = e.fresh_until + std::max(route.stale_while_revalidate, route.stale_if_error);
-}
-
-std::int64_t parse_age(std::string_view age) {
-  std::int64_t a = 0;
-  for (char c : age) {
-    if (c < '0' || c > '9' || a > 1'000'000'000) {
-      return 0;
-    }
-    a = a * 10 + (c - '0');
-  }
-  return a;
+  const auto w = windows(route, ttl, age, now);
+  e.fresh_until = w.fresh_until;
+  e.swr_until = w.swr_until;
+  e.stale_until = w.stale_until;
 }
 
 }  // namespace
@@ -135,6 +125,7 @@ struct Refresh {
   const RouteCache* route = nullptr;
   std::size_t max_object = 0;
   std::string cache_header;
+  std::string request_id_header;
   std::vector<std::pair<std::string, std::string>> request_headers;  // for Vary
 };
 
@@ -217,12 +208,12 @@ net::awaitable<void> run_refresh(std::shared_ptr<Refresh> job) {
     e->lines += std::string_view(f.value().data(), f.value().size());
     e->lines += "\r\n";
   }
-  e->lines = stored_lines(e->lines, job->cache_header);
+  e->lines = stored_lines(e->lines, job->cache_header, job->request_id_header);
   e->body = std::move(parser.get().body());
-  set_windows(*e, *job->route, decision.ttl, now);
   if (!job->route->ignore_cache_control) {
     e->initial_age = parse_age(field("Age"));
   }
+  set_windows(*e, *job->route, decision.ttl, e->initial_age, now);
   auto header = [&](std::string_view n) -> std::string_view {
     for (const auto& [k, v] : job->request_headers) {
       if (::gatehouse::http::iequals(k, n)) {
@@ -434,6 +425,7 @@ pipeline::net::awaitable<pipeline::Next> CacheFilter::resume(pipeline::Context& 
                        ? ctx.route_config->timeout
                        : cfg_->upstreams[ctx.route_config->upstream_index].timeout;
       rendezvous->timer.emplace(executor, bound);
+      st.wait_began = pipeline::Clock::now();
       sleep = true;
     }
   }
@@ -483,11 +475,14 @@ bool CacheFilter::start_refresh(pipeline::Context& ctx, Fill fill) {
   job->route = state_->route;
   job->max_object = settings(*cfg_).max_object;
   job->cache_header = settings(*cfg_).header;
+  job->request_id_header = cfg_->request_id.header;
   job->hooks = hooks_;
   // The request as proxy_request would send it, as a GET, under a request id of its own (the
   // refresh outlives the request that found the entry stale), on a connection of its own.
   std::string& head = job->head;
   hooks_->upstream_head(ctx, ::gatehouse::http::thread_id_generator().request_id(), head);
+  // The client's validators and ranges are its own: the refresh fetches the whole representation.
+  strip_conditional_fields(head);
   head.insert(head.size() - 2, "Connection: close\r\n");
   for (const auto& f : *ctx.request) {
     job->request_headers.emplace_back(
@@ -624,21 +619,27 @@ void CacheFilter::on_head(pipeline::Context& ctx, pipeline::ResponseHead& head) 
       e->status = head.status;
       e->lines = stored_lines(std::string_view(head.lines)
                                   .substr(head.fields_begin, head.fields_end - head.fields_begin),
-                              name);
+                              name, cfg_->request_id.header);
       e->stored = now;
       if (!st.route->ignore_cache_control) {
         e->initial_age = parse_age(age);
       }
-      set_windows(*e, *st.route, decision.ttl, now);
+      set_windows(*e, *st.route, decision.ttl, e->initial_age, now);
       auto header = [&ctx](std::string_view n) { return ctx.header(n); };
       e->vary_values = vary_values(vary_names, header);
       e->vary = std::move(vary_names);
       st.expected = facts.content_length.value_or(0);
-      e->body.reserve(st.expected);
-      st.building = std::move(e);
-      st.capturing = st.expected > 0;
-      if (!st.capturing) {
-        st.fill.complete(std::move(st.building), now);  // 204 or an empty body: whole already
+      if (st.expected == 0) {
+        st.fill.complete(std::move(e), now);  // 204 or an empty body: whole already
+      } else if (!store_->reserve(st.fill, e->bytes() + st.expected)) {
+        // The body being read counts against max_memory from its first byte: concurrent large
+        // misses that do not fit beside what is stored and what others are reading are relayed.
+        Counters::add(store_->counters(worker_).not_stored);
+        st.fill.abandon();
+      } else {
+        e->body.reserve(st.expected);
+        st.building = std::move(e);
+        st.capturing = true;
       }
     }
   }

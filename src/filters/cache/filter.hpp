@@ -88,6 +88,11 @@ class CacheFilter {
   // allows, ctx.reply becomes the expired copy (the proxy then discards the upstream's response
   // and sends ctx.reply). Called by the proxy once the upstream's head is in.
   bool stale_for_status(pipeline::Context& ctx, unsigned upstream_status);
+  // When this request began to wait for another request's fill (epoch when it did not wait): a
+  // waiter released without an answer goes upstream within what is left of the route's timeout.
+  pipeline::Clock::time_point waited_since() const {
+    return state_ ? state_->wait_began : pipeline::Clock::time_point();
+  }
 
  private:
   struct State {
@@ -106,6 +111,7 @@ class CacheFilter {
     bool capturing = false;
     bool need_body = false;            // suspended for the session to read the body (key)
     std::shared_ptr<Refresh> refresh;  // stale_while_revalidate: started by resume()
+    pipeline::Clock::time_point wait_began{};
   };
   pipeline::Next look_up(pipeline::Context& ctx);
   pipeline::Next look_up_key(pipeline::Context& ctx);

@@ -153,7 +153,8 @@ Decision decide(const RouteCache& route, std::size_t max_object, const ResponseF
   return d;
 }
 
-std::string stored_lines(std::string_view forwarded, std::string_view cache_header) {
+std::string stored_lines(std::string_view forwarded, std::string_view cache_header,
+                         std::string_view request_id_header) {
   std::string out;
   out.reserve(forwarded.size());
   while (!forwarded.empty()) {
@@ -163,12 +164,63 @@ std::string stored_lines(std::string_view forwarded, std::string_view cache_head
     auto name = line.substr(0, line.find(':'));
     if (http::iequals(name, "Date") || http::iequals(name, "Age") ||
         http::iequals(name, "Set-Cookie") ||
-        (!cache_header.empty() && http::iequals(name, cache_header))) {
+        (!cache_header.empty() && http::iequals(name, cache_header)) ||
+        (!request_id_header.empty() && http::iequals(name, request_id_header))) {
       continue;
     }
     out += line;
   }
   return out;
+}
+
+Windows windows(const RouteCache& route, std::chrono::milliseconds ttl, std::int64_t age_seconds,
+                std::chrono::steady_clock::time_point now) {
+  const auto age = std::chrono::milliseconds(std::clamp<std::int64_t>(age_seconds, 0, INT32_MAX) *
+                                             std::int64_t{1000});
+  Windows w;
+  w.fresh_until = now + std::max(std::chrono::milliseconds(0), ttl - age);
+  w.swr_until = w.fresh_until + route.stale_while_revalidate;
+  w.stale_until = w.fresh_until + std::max(route.stale_while_revalidate, route.stale_if_error);
+  return w;
+}
+
+std::int64_t parse_age(std::string_view age) {
+  age = http::trim_ows(age);
+  std::int64_t a = 0;
+  if (age.empty()) {
+    return 0;
+  }
+  for (char c : age) {
+    if (c < '0' || c > '9') {
+      return 0;
+    }
+    a = std::min<std::int64_t>(a * 10 + (c - '0'), INT32_MAX);
+  }
+  return a;
+}
+
+void strip_conditional_fields(std::string& head) {
+  static constexpr std::string_view kDropped[] = {
+      "If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since", "If-Range", "Range"};
+  std::size_t at = head.find("\r\n");  // after the request line
+  while (at != std::string::npos && at + 2 < head.size()) {
+    const std::size_t begin = at + 2;
+    const std::size_t end = head.find("\r\n", begin);
+    if (end == std::string::npos || end == begin) {
+      break;  // the blank line ending the head
+    }
+    const std::string_view line(head.data() + begin, end - begin);
+    const auto name = line.substr(0, line.find(':'));
+    bool drop = false;
+    for (auto d : kDropped) {
+      drop = drop || http::iequals(name, d);
+    }
+    if (drop) {
+      head.erase(begin, end + 2 - begin);
+    } else {
+      at = end;
+    }
+  }
 }
 
 }  // namespace gatehouse::filters::cache

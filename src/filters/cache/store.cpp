@@ -324,7 +324,8 @@ bool Store::reserve(Fill& fill, std::size_t bytes) {
   std::lock_guard lock(s.mu);
   s.reserved -= fill.reserved_;
   fill.reserved_ = 0;
-  if (!s.evict_to_budget(nullptr, bytes)) {
+  // What other fills are reading is not evictable: when it leaves no room, fail without evicting.
+  if (s.reserved + bytes > s.budget || !s.evict_to_budget(nullptr, bytes)) {
     return false;
   }
   s.reserved += bytes;

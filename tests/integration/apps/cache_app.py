@@ -14,7 +14,10 @@ usage: cache_app.py PORT [NAME]
       cc2=V / vary2=V   a second Cache-Control / Vary line (as a middleware adds one)
       host=1    body adds the Host header the app received
       xfo=1     X-Frame-Options: SAMEORIGIN (the app's own security header)
-  GET /__seen?path=P        JSON list, per request of path P: its X-Forwarded-For, X-Request-ID
+      age=N     Age: N (the response was N seconds old, as from a cache in front of the app)
+      echo_id=1 X-Request-ID: the request's (as apps echo it)
+  GET /__seen?path=P        JSON list, per request of path P: its method, X-Forwarded-For,
+                            X-Request-ID, If-None-Match, If-Modified-Since, Range
 """
 import asyncio
 import collections
@@ -41,8 +44,12 @@ async def seen(request):
 async def anything(request):
     path = request.url.path
     HITS[path] += 1
-    SEEN[path].append({"x-forwarded-for": request.headers.get("x-forwarded-for"),
-                       "x-request-id": request.headers.get("x-request-id")})
+    SEEN[path].append({"method": request.method,
+                       "x-forwarded-for": request.headers.get("x-forwarded-for"),
+                       "x-request-id": request.headers.get("x-request-id"),
+                       "if-none-match": request.headers.get("if-none-match"),
+                       "if-modified-since": request.headers.get("if-modified-since"),
+                       "range": request.headers.get("range")})
     n = HITS[path]
     q = request.query_params
     body = await request.body()
@@ -62,6 +69,10 @@ async def anything(request):
             text += f" {name.strip()}={request.headers.get(name.strip(), '')}"
     if "cc" in q:
         headers["Cache-Control"] = q["cc"]
+    if "age" in q:
+        headers["Age"] = q["age"]
+    if q.get("echo_id") == "1":
+        headers["X-Request-ID"] = request.headers.get("x-request-id", "")
     if q.get("xfo") == "1":
         headers["X-Frame-Options"] = "SAMEORIGIN"
     if q.get("leaky") == "1":

@@ -207,6 +207,25 @@ TEST(CacheStore, PurgeRemovesByCanonicalPathPrefix) {
   EXPECT_EQ(s.usage().purged, 2u);
 }
 
+TEST(CacheStore, PurgeWalksOnlyThePrefixRangeOfTheIndex) {
+  // Paths sorting just before, inside and just after the prefix's range; several keys per path.
+  Store s({.max_memory = 1 << 22, .shards = 4});
+  const char* paths[] = {"/api/slug",      "/api/slugs",  "/api/slugs/", "/api/slugs/a",
+                         "/api/slugs/a/b", "/api/slugs0", "/api/slugt",  "/api/slugs/\xff"};
+  for (const char* p : paths) {
+    put(s, Key(p, "GET"), entry(p, t0, 60s), t0);
+    put(s, Key(p, "HEAD"), entry(p, t0, 60s), t0);
+  }
+  EXPECT_EQ(s.purge_prefix("/api/slugs/"), 8u);  // "/api/slugs/", "/a", "/a/b", "/\xff", x2
+  for (const char* p : paths) {
+    const bool gone = std::string_view(p).starts_with("/api/slugs/");
+    EXPECT_EQ(look(s, Key(p, "GET"), t0).outcome, gone ? Store::Outcome::fill : Store::Outcome::hit)
+        << p;
+  }
+  EXPECT_EQ(s.purge_prefix(""), 8u);  // everything left
+  EXPECT_EQ(s.usage().entries, 0u);
+}
+
 TEST(CacheStore, AFillThatBeganBeforeAPurgeOfItsPathStoresNothing) {
   Store s({.max_memory = 1 << 20});
   Key k("/api/slugs/a", "GET");
@@ -320,6 +339,36 @@ TEST(CacheStore, AWaiterRacingALockFreeReleaseIsNeverStranded) {
   filler.join();
   look(s, k, t0).fill.abandon();
   EXPECT_EQ(woken.load(), joined);
+}
+
+TEST(CacheStore, BodiesBeingReadCountAgainstMaxMemory) {
+  // A flood of concurrent large misses: what they are reading is held against max_memory, so
+  // together with what is stored it never exceeds it.
+  const std::size_t max = 64 * 1024;
+  Store s({.max_memory = max, .shards = 1});
+  for (int i = 0; i < 20; ++i) {
+    put(s, Key("/small/" + std::to_string(i), "GET"), entry(std::string(1000, 's'), t0, 60s), t0);
+  }
+  std::vector<Store::Lookup> fills;
+  int admitted = 0;
+  for (int i = 0; i < 10; ++i) {
+    fills.push_back(look(s, Key("/big/" + std::to_string(i), "GET"), t0));
+    ASSERT_TRUE(fills.back().fill);
+    if (s.reserve(fills.back().fill, 20 * 1024)) {
+      ++admitted;
+    }
+    auto u = s.usage();
+    ASSERT_LE(u.bytes + u.reserved, max);
+  }
+  EXPECT_EQ(admitted, 3);              // 3 x 20 KiB fit in 64 KiB, stored entries evicted
+  EXPECT_GT(s.usage().evictions, 0u);  // the LRU made room for them
+  EXPECT_FALSE(s.reserve(fills[9].fill, 70 * 1024));  // never more than the whole budget
+  for (auto& f : fills) {
+    f.fill.complete(entry(std::string(20 * 1024 - 400, 'b'), t0, 60s), t0);
+    auto u = s.usage();
+    ASSERT_LE(u.bytes + u.reserved, max);
+  }
+  EXPECT_EQ(s.usage().reserved, 0u);  // every reservation given back
 }
 
 TEST(CacheStore, AHeadMissDoesNotTakeTheFill) {
