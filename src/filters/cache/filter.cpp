@@ -98,6 +98,70 @@ void add_line(std::string_view& value, std::string& joined, std::string_view lin
   value = joined;
 }
 
+// One pass over an upstream response's fields for everything storability and freshness need:
+// the fill's head (proxied) and the background refresh's response read the same way. Holds views
+// into itself (a list on several lines is joined here): used in place, never moved.
+struct ScannedFields {
+  ResponseFacts facts;
+  std::string_view vary;
+  std::string_view length;
+  std::string_view age;
+  bool chunked = false;
+  std::string cc_joined;
+  std::string vary_joined;
+
+  ScannedFields() = default;
+  ScannedFields(const ScannedFields&) = delete;
+  ScannedFields& operator=(const ScannedFields&) = delete;
+
+  template <class Fields>
+  void scan(const Fields& fields) {
+    for (const auto& f : fields) {
+      const std::string_view value(f.value().data(), f.value().size());
+      switch (f.name()) {
+        case io::http::field::cache_control:
+          add_line(facts.cache_control, cc_joined, value);
+          break;
+        case io::http::field::set_cookie:
+          facts.set_cookie = true;
+          break;
+        case io::http::field::vary:
+          add_line(vary, vary_joined, value);
+          break;
+        case io::http::field::content_length:
+          length = value;
+          break;
+        case io::http::field::transfer_encoding:
+          chunked = true;
+          break;
+        case io::http::field::content_type:
+          facts.content_type = value;
+          break;
+        case io::http::field::age:
+          age = value;
+          break;
+        default:
+          break;
+      }
+    }
+  }
+
+  // Content-Length as announced, when it is one plain number and the body is not chunked.
+  void take_length() {
+    if (length.empty() || chunked || length.size() >= 19) {
+      return;
+    }
+    std::uint64_t n = 0;
+    for (char c : length) {
+      if (c < '0' || c > '9') {
+        return;
+      }
+      n = n * 10 + static_cast<std::uint64_t>(c - '0');
+    }
+    facts.content_length = n;
+  }
+};
+
 void set_windows(Entry& e, const RouteCache& route, std::chrono::milliseconds ttl, std::int64_t age,
                  Clock::time_point now) {
   const auto w = windows(route, ttl, age, now);
@@ -158,28 +222,14 @@ net::awaitable<void> run_refresh(std::shared_ptr<Refresh> job) {
     co_return;
   }
   const auto& res = parser.get();
-  auto field = [&](std::string_view n) {
-    auto v = res[io::beast::string_view(n.data(), n.size())];
-    return std::string_view(v.data(), v.size());
-  };
-  ResponseFacts facts;
+  ScannedFields scanned;
+  ResponseFacts& facts = scanned.facts;
   facts.status = res.result_int();
-  std::string cc_joined, vary_joined;
-  std::string_view vary;
-  for (const auto& f : res) {
-    const std::string_view value(f.value().data(), f.value().size());
-    if (f.name() == io::http::field::cache_control) {
-      add_line(facts.cache_control, cc_joined, value);
-    } else if (f.name() == io::http::field::vary) {
-      add_line(vary, vary_joined, value);
-    }
-  }
-  facts.set_cookie = res.find("Set-Cookie") != res.end();
-  auto vary_names = parse_vary(vary, facts.vary_star);
+  scanned.scan(res);
+  auto vary_names = parse_vary(scanned.vary, facts.vary_star);
   if (!parser.chunked()) {
-    facts.content_length = res.body().size();
+    facts.content_length = res.body().size();  // read whole, within max_object
   }
-  facts.content_type = field("Content-Type");
   auto decision = decide(*job->route, job->max_object, facts);
   if (decision.refusal != Refusal::none) {
     co_return;
@@ -211,7 +261,7 @@ net::awaitable<void> run_refresh(std::shared_ptr<Refresh> job) {
   e->lines = stored_lines(e->lines, job->cache_header, job->request_id_header);
   e->body = std::move(parser.get().body());
   if (!job->route->ignore_cache_control) {
-    e->initial_age = parse_age(field("Age"));
+    e->initial_age = parse_age(scanned.age);
   }
   set_windows(*e, *job->route, decision.ttl, e->initial_age, now);
   auto header = [&](std::string_view n) -> std::string_view {
@@ -562,52 +612,12 @@ void CacheFilter::on_head(pipeline::Context& ctx, pipeline::ResponseHead& head) 
     }
     st.fill.abandon();  // an error of ours: nothing to store, the waiters go upstream
   } else if (st.fill) {
-    // One pass over the upstream's fields for everything storability needs.
-    std::string_view vary, length, age;
-    std::string cc_joined, vary_joined;
-    ResponseFacts facts;
+    ScannedFields scanned;
+    ResponseFacts& facts = scanned.facts;
     facts.status = head.status;
-    bool chunked = false;
-    for (const auto& f : *head.upstream) {
-      const std::string_view value(f.value().data(), f.value().size());
-      switch (f.name()) {
-        case io::http::field::cache_control:
-          add_line(facts.cache_control, cc_joined, value);
-          break;
-        case io::http::field::set_cookie:
-          facts.set_cookie = true;
-          break;
-        case io::http::field::vary:
-          add_line(vary, vary_joined, value);
-          break;
-        case io::http::field::content_length:
-          length = value;
-          break;
-        case io::http::field::transfer_encoding:
-          chunked = true;
-          break;
-        case io::http::field::content_type:
-          facts.content_type = value;
-          break;
-        case io::http::field::age:
-          age = value;
-          break;
-        default:
-          break;
-      }
-    }
-    auto vary_names = parse_vary(vary, facts.vary_star);
-    if (!length.empty() && !chunked && length.size() < 19) {
-      std::uint64_t n = 0;
-      bool ok = true;
-      for (char c : length) {
-        ok = ok && c >= '0' && c <= '9';
-        n = n * 10 + static_cast<std::uint64_t>(c - '0');
-      }
-      if (ok) {
-        facts.content_length = n;
-      }
-    }
+    scanned.scan(*head.upstream);
+    auto vary_names = parse_vary(scanned.vary, facts.vary_star);
+    scanned.take_length();
     facts.head_request = ctx.head_request;
     auto decision = decide(*st.route, cs.max_object, facts);
     if (decision.refusal != Refusal::none) {
@@ -622,7 +632,7 @@ void CacheFilter::on_head(pipeline::Context& ctx, pipeline::ResponseHead& head) 
                               name, cfg_->request_id.header);
       e->stored = now;
       if (!st.route->ignore_cache_control) {
-        e->initial_age = parse_age(age);
+        e->initial_age = parse_age(scanned.age);
       }
       set_windows(*e, *st.route, decision.ttl, e->initial_age, now);
       auto header = [&ctx](std::string_view n) { return ctx.header(n); };

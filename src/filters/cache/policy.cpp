@@ -24,23 +24,11 @@ std::optional<std::int64_t> seconds_of(std::string_view v) {
   return n;
 }
 
-template <class F>
-void for_each_item(std::string_view value, F&& f) {
-  while (!value.empty()) {
-    auto comma = value.find(',');
-    f(http::trim_ows(value.substr(0, comma)));
-    if (comma == std::string_view::npos) {
-      break;
-    }
-    value.remove_prefix(comma + 1);
-  }
-}
-
 }  // namespace
 
 CacheControl parse_cache_control(std::string_view value) {
   CacheControl cc;
-  for_each_item(value, [&](std::string_view item) {
+  http::for_each_token(value, [&](std::string_view item) {
     auto eq = item.find('=');
     auto name = http::trim_ows(item.substr(0, eq));
     auto arg = eq == std::string_view::npos ? std::string_view() : item.substr(eq + 1);
@@ -65,7 +53,7 @@ CacheControl parse_cache_control(std::string_view value) {
 
 std::vector<std::string> parse_vary(std::string_view value, bool& star) {
   std::vector<std::string> names;
-  for_each_item(value, [&](std::string_view item) {
+  http::for_each_token(value, [&](std::string_view item) {
     if (item == "*") {
       star = true;
     } else if (!item.empty()) {
