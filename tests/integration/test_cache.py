@@ -128,6 +128,12 @@ def test_the_host_is_part_of_every_key(apps, gatehouses):
     s3, h3, b3 = get(gh, "/h?host=1", headers={"Host": "A.Example"})
     assert (h3["x-cache"], b3) == ("HIT", b1)  # host names are case-insensitive
     assert upstream_hits(app, "/h") == 2
+    # Short, 8-byte and long hosts (the key lowers them eight bytes at a time).
+    for lower, upper in (("ab", "aB"), ("abcdefgh", "ABCDEFGH"),
+                         ("tenant-one.example.com", "Tenant-One.EXAMPLE.com")):
+        assert get(gh, "/h2", headers={"Host": lower})[1]["x-cache"] == "MISS"
+        assert get(gh, "/h2", headers={"Host": upper})[1]["x-cache"] == "HIT"
+        assert get(gh, "/h2", headers={"Host": lower + "x"})[1]["x-cache"] == "MISS"
 
 
 def test_every_cache_control_and_vary_line_counts(apps, gatehouses):

@@ -60,22 +60,31 @@ struct KeyWriter {
     host = host.substr(0, 255);
     put(tls ? 's' : 'p');
     put(static_cast<char>(host.size()));
-    std::size_t i = 0;
-    for (; i + 8 <= host.size(); i += 8, at += 8) {
-      // Eight at a time: 0x20 added to each byte in 'A'..'Z' (high-bit bytes left alone).
+    // Eight at a time: 0x20 added to each byte in 'A'..'Z' (high-bit bytes left alone). A host
+    // that is not a multiple of 8 ends with its last 8 bytes again (lowering twice is harmless).
+    auto lower8 = [](const char* from, char* to) {
       constexpr std::uint64_t ones = 0x0101010101010101ULL;
       std::uint64_t w;
-      std::memcpy(&w, host.data() + i, 8);
+      std::memcpy(&w, from, 8);
       const std::uint64_t low7 = w & (0x7f * ones);
       const std::uint64_t over_z = low7 + (0x7f - 'Z') * ones;  // high bit: byte > 'Z'
       const std::uint64_t from_a = low7 + (0x80 - 'A') * ones;  // high bit: byte >= 'A'
-      const std::uint64_t upper = (from_a & ~over_z & ~w) & (0x80 * ones);
-      w |= upper >> 2;
-      std::memcpy(at, &w, 8);
-    }
-    for (; i < host.size(); ++i) {
-      const char c = host[i];
-      *at++ = c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+      w |= ((from_a & ~over_z & ~w) & (0x80 * ones)) >> 2;
+      std::memcpy(to, &w, 8);
+    };
+    const std::size_t n = host.size();
+    if (n >= 8) {
+      for (std::size_t i = 0; i + 8 <= n; i += 8) {
+        lower8(host.data() + i, at + i);
+      }
+      if (n % 8 != 0) {
+        lower8(host.data() + n - 8, at + n - 8);
+      }
+      at += n;
+    } else {
+      for (char c : host) {
+        *at++ = c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+      }
     }
     std::memcpy(at, &route, sizeof route);
     at += sizeof route;

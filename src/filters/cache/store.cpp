@@ -70,7 +70,7 @@ std::int64_t Entry::age(Clock::time_point now) const {
   return initial_age + std::max<std::int64_t>(0, held);
 }
 
-std::string vary_values(const std::vector<std::string>& names, const HeaderLookup& header) {
+std::string vary_values(const std::vector<std::string>& names, HeaderRef header) {
   std::string out;
   for (const auto& name : names) {
     out += header(name);
@@ -195,7 +195,7 @@ struct Store::Shard {
   }
 
   // The variant of `n` whose Vary values are the request's, if any.
-  static std::shared_ptr<const Entry> match(const Node& n, const HeaderLookup& header) {
+  static std::shared_ptr<const Entry> match(const Node& n, HeaderRef header) {
     for (const auto& e : n.variants) {
       if (e->vary.empty() || e->vary_values == vary_values(e->vary, header)) {
         return e;
@@ -220,8 +220,8 @@ Store::Shard& Store::shard_for(std::uint64_t hash) const {
   return *shards_[(hash >> 7) % shards_.size()];
 }
 
-Store::Lookup Store::lookup(const KeyView& key, const HeaderLookup& header, Clock::time_point now,
-                            std::size_t max_waiters, const std::function<Waker()>& make_waker,
+Store::Lookup Store::lookup(const KeyView& key, HeaderRef header, Clock::time_point now,
+                            std::size_t max_waiters, FunctionRef<Waker()> make_waker,
                             bool revalidate, bool may_fill) {
   Lookup out;
   Shard& s = shard_for(key.hash);

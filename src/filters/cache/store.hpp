@@ -25,6 +25,8 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace gatehouse::filters::cache {
@@ -54,11 +56,34 @@ struct Entry {
   std::int64_t age(Clock::time_point now) const;
 };
 
+// A callable borrowed for the duration of one call (no allocation, no copy of the callable):
+// how the look-up, on every request of a caching route, takes its callbacks.
+template <class Sig>
+class FunctionRef;
+template <class R, class... A>
+class FunctionRef<R(A...)> {
+ public:
+  template <class F>
+  requires(!std::is_same_v<std::remove_cvref_t<F>, FunctionRef> &&
+           std::is_invocable_r_v<R, F&, A...>) FunctionRef(F&& f)
+  noexcept  // NOLINT(google-explicit-constructor)
+      : obj_(const_cast<void*>(static_cast<const void*>(std::addressof(f)))),
+        call_([](void* o, A... a) -> R {
+          return (*static_cast<std::remove_reference_t<F>*>(o))(std::forward<A>(a)...);
+        }) {}
+  R operator()(A... a) const { return call_(obj_, std::forward<A>(a)...); }
+
+ private:
+  void* obj_;
+  R (*call_)(void*, A...);
+};
+
 // A request's value of a header field (empty when absent): how the store reads Vary'd fields.
 using HeaderLookup = std::function<std::string_view(std::string_view name)>;
+using HeaderRef = FunctionRef<std::string_view(std::string_view name)>;
 
 // The values of `names` in the request, in the form Entry::vary_values holds.
-std::string vary_values(const std::vector<std::string>& names, const HeaderLookup& header);
+std::string vary_values(const std::vector<std::string>& names, HeaderRef header);
 
 // A key as the store looks it up: its text (canonical path '\0' parts), where the path ends, and
 // its hash (hash_key(text)), computed once by whoever built the text.
@@ -178,12 +203,11 @@ class Store {
   // false (a HEAD: its response has no body to store): a miss is answered `fill` without a fill,
   // so the key stays free for a GET whose response can be stored; the request still waits for a
   // fill in progress. The key's text is copied only when a fill starts.
-  Lookup lookup(const KeyView& key, const HeaderLookup& header, Clock::time_point now,
-                std::size_t max_waiters, const std::function<Waker()>& make_waker,
-                bool revalidate = false, bool may_fill = true);
-  Lookup lookup(const Key& key, const HeaderLookup& header, Clock::time_point now,
-                std::size_t max_waiters, const std::function<Waker()>& make_waker,
-                bool revalidate = false, bool may_fill = true) {
+  Lookup lookup(const KeyView& key, HeaderRef header, Clock::time_point now,
+                std::size_t max_waiters, FunctionRef<Waker()> make_waker, bool revalidate = false,
+                bool may_fill = true);
+  Lookup lookup(const Key& key, HeaderRef header, Clock::time_point now, std::size_t max_waiters,
+                FunctionRef<Waker()> make_waker, bool revalidate = false, bool may_fill = true) {
     return lookup(key.view(), header, now, max_waiters, make_waker, revalidate, may_fill);
   }
 
