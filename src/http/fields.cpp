@@ -45,17 +45,7 @@ bool is_hop_by_hop(std::string_view name) {
 
 std::vector<std::string_view> split_tokens(std::string_view value) {
   std::vector<std::string_view> out;
-  while (!value.empty()) {
-    auto comma = value.find(',');
-    auto token = trim_ows(value.substr(0, comma));
-    if (!token.empty()) {
-      out.push_back(token);
-    }
-    if (comma == std::string_view::npos) {
-      break;
-    }
-    value.remove_prefix(comma + 1);
-  }
+  for_each_token(value, [&](std::string_view token) { out.push_back(token); });
   return out;
 }
 

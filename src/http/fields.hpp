@@ -16,6 +16,23 @@ std::string_view trim_ows(std::string_view s);
 // Proxy-Authenticate, Proxy-Authorization. Transfer-Encoding is re-framed by the proxy itself.
 bool is_hop_by_hop(std::string_view name);
 
+// Calls f(token) for each element of a comma-separated list value, trimmed of optional
+// whitespace, empty elements skipped (RFC 9110 5.6.1). Allocates nothing: for hot paths.
+template <class F>
+void for_each_token(std::string_view value, F&& f) {
+  while (!value.empty()) {
+    auto comma = value.find(',');
+    auto token = trim_ows(value.substr(0, comma));
+    if (!token.empty()) {
+      f(token);
+    }
+    if (comma == std::string_view::npos) {
+      break;
+    }
+    value.remove_prefix(comma + 1);
+  }
+}
+
 // The field names listed in a Connection header value ("close, X-Foo" -> {"close", "X-Foo"}).
 std::vector<std::string_view> split_tokens(std::string_view value);
 

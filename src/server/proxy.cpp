@@ -331,6 +331,32 @@ void log_no_retry(Worker& w, const Context& x, int tries, upstream::NoRetry why)
   w.gw.logs().error(spdlog::level::debug, "upstream not retried", extra);
 }
 
+// A response the client will not see (a stale copy answers instead): its body is read off when
+// it is small and comes at once, so that the connection goes back to the pool; otherwise the
+// connection is closed (dropped with `u`).
+net::awaitable<void> discard_response(Worker& w, upstream::Cluster& cluster,
+                                      std::unique_ptr<upstream::Connection> u,
+                                      const ResponseParser& rp, bool head_request,
+                                      Clock::duration timeout) {
+  if (w.draining || !rp.keep_alive()) {
+    co_return;
+  }
+  const unsigned status = rp.get().result_int();
+  if (head_request || status == 204 || status == 304) {
+    cluster.release(std::move(u));  // no body follows the head
+    co_return;
+  }
+  if (rp.chunked() || !rp.content_length() || *rp.content_length() > io::BufferPool::kSize) {
+    co_return;
+  }
+  auto length = static_cast<std::size_t>(*rp.content_length());
+  auto ec = co_await upstream::hold_response_body(*u, length, timeout);
+  if (!ec) {
+    u->buffer.consume(length);
+    cluster.release(std::move(u));
+  }
+}
+
 }  // namespace
 
 net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain, RequestParser& p,
@@ -341,7 +367,9 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
   auto& stats = w.metrics.upstreams[route.upstream_index];
   const Plan plan = make_plan(p);
   const bool has_body = plan.framing != Framing::none;
-  bool expect_continue = plan.expect_continue;
+  // A body already here (sent with the head, or read for the cache key after the session's own
+  // 100 Continue) needs no 100 Continue.
+  bool expect_continue = plan.expect_continue && x.buffered_body.empty();
   const upstream::ClientSide client{c.stream, c.deadline, c.buffer};
   const upstream::RetryPolicy& retry_policy = cluster.retry_policy();
   const bool retries = retry_policy.configured();
@@ -429,7 +457,9 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
   // gatehouse buffers it.
   std::optional<Clock::time_point> deadline;
   if (route.timeout.count() > 0) {
-    deadline = Clock::now() + route.timeout;
+    // A request that waited for another's cache fill (issue 14) has spent part of it already.
+    const auto waited = chain.get<filters::cache::CacheFilter>().waited_since();
+    deadline = (waited != Clock::time_point() ? waited : Clock::now()) + route.timeout;
   }
   auto bounded = [&](Clock::duration d) -> Clock::duration {
     if (!deadline) {
@@ -708,6 +738,19 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
   // Relay the response. No try follows: the kept body's buffer goes back to the pool now rather
   // than after a long stream.
   replay.reset();
+  if (rp->get().result_int() >= 500 &&
+      chain.get<filters::cache::CacheFilter>().stale_for_status(x, rp->get().result_int())) {
+    // stale_if_error (issue 14): the app failed and an expired copy is still within the window.
+    // The client gets the copy; the upstream's error body is read off (a small one that comes at
+    // once: the connection serves again) or its connection closed.
+    co_await discard_response(
+        w, cluster, std::move(u), *rp, plan.head_request,
+        bounded(std::min<Clock::duration>(ucfg.timeout, std::chrono::seconds(1))));
+    x.upstream_ms =
+        std::chrono::duration<double, std::milli>(Clock::now() - upstream_start).count();
+    co_await send_reply(w, c, chain, x);
+    co_return x.client_keep_alive;
+  }
   auto framing = upstream::response_framing(*rp, plan.head_request, plan.client_http10);
   if (rp->get().result_int() >= 400) {
     // errors.intercept: an error page becomes gatehouse's JSON error (server/error_intercept.cpp).

@@ -118,6 +118,19 @@ net::awaitable<void> send_local_reply(Worker& w, ClientConn& c, FilterChain& cha
 // proxy), for a filter that keys on it (the cache). Bounded by the filter's size and idle_timeout.
 net::awaitable<bool> buffer_request_body(ClientConn& c, Context& ctx) {
   const std::size_t length = std::exchange(ctx.buffer_body, 0);
+  const auto& req = *ctx.request;
+  if (c.buffer.size() < length && req.version() >= 11 &&
+      ghttp::iequals(
+          std::string_view(req[http::field::expect].data(), req[http::field::expect].size()),
+          "100-continue")) {
+    // The client waits for this before it sends the body the cache keys on (RFC 9110 10.1.1).
+    static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+    auto wrote = co_await write_all(c.stream, c.deadline, ctx.cfg.limits.idle_timeout,
+                                    net::buffer(kContinue));
+    if (wrote.ec) {
+      co_return false;
+    }
+  }
   while (c.buffer.size() < length) {
     c.deadline.arm(ctx.cfg.limits.idle_timeout);
     auto [ec, n] =

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from conftest import APPS, AppProcess, http_request, read_json_lines, scaled, wait_until
+from conftest import APPS, AppProcess, RawConn, http_request, read_json_lines, scaled, wait_until
 
 
 def cache_app(apps, name="c"):
@@ -128,6 +128,12 @@ def test_the_host_is_part_of_every_key(apps, gatehouses):
     s3, h3, b3 = get(gh, "/h?host=1", headers={"Host": "A.Example"})
     assert (h3["x-cache"], b3) == ("HIT", b1)  # host names are case-insensitive
     assert upstream_hits(app, "/h") == 2
+    # Short, 8-byte and long hosts (the key lowers them eight bytes at a time).
+    for lower, upper in (("ab", "aB"), ("abcdefgh", "ABCDEFGH"),
+                         ("tenant-one.example.com", "Tenant-One.EXAMPLE.com")):
+        assert get(gh, "/h2", headers={"Host": lower})[1]["x-cache"] == "MISS"
+        assert get(gh, "/h2", headers={"Host": upper})[1]["x-cache"] == "HIT"
+        assert get(gh, "/h2", headers={"Host": lower + "x"})[1]["x-cache"] == "MISS"
 
 
 def test_every_cache_control_and_vary_line_counts(apps, gatehouses):
@@ -232,6 +238,26 @@ def test_stale_if_error_serves_the_old_copy_when_the_upstream_is_dead(apps, gate
     # Never stored: the failure is the client's answer.
     assert get(gh, "/other")[0] == 502
     assert gh.metrics().value("gatehouse_cache_requests_total", result="stale") == 1
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+def test_stale_if_error_covers_the_apps_own_5xx(apps, gatehouses, status):
+    # RFC 5861: the app answers, but with an error. The client gets the expired copy, not the
+    # app's error page, and the connection goes on (the error body was read off upstream).
+    app, gh = cached(apps, gatehouses, route_cache={"ttl": "1s", "stale_if_error": "1m"})
+    target = f"/e5?status={status}&status_from=2"
+    s1, h1, b1 = get(gh, target)
+    assert (s1, h1["x-cache"]) == (200, "MISS")
+    time.sleep(1.2)
+    conn = RawConn(gh.port, timeout=scaled(5))
+    for _ in range(2):  # one keep-alive connection: the stale answer is a whole response
+        r = conn.request("GET", target, headers=[("Host", f"127.0.0.1:{gh.port}")])
+        assert (r.status, r.header("x-cache"), r.body) == (200, "STALE", b1)
+    conn.close()
+    assert upstream_hits(app, "/e5") == 3  # the app was asked each time
+    # Without a copy the app's error is the client's answer.
+    assert get(gh, f"/e5-new?status={status}")[0] == status
+    assert gh.metrics().value("gatehouse_cache_requests_total", result="stale") == 2
 
 
 def test_stale_while_revalidate_answers_at_once_and_refreshes_once_in_background(
@@ -388,3 +414,115 @@ def test_shutdown_with_a_fill_and_its_waiters_pending_exits_cleanly(apps, gateho
             pass
     pool.shutdown()
     assert "internal error" not in gh.stderr_text() + gh.error_log.read_text()
+
+
+def test_the_upstreams_age_counts_against_freshness(apps, gatehouses):
+    # RFC 9111 4.2.3: max-age=3 with Age: 2 arrives with one second of freshness left.
+    app, gh = cached(apps, gatehouses)
+    target = "/aged?cc=max-age%3D3&age=2"
+    assert get(gh, target)[1]["x-cache"] == "MISS"
+    hit = get(gh, target)
+    assert hit[1]["x-cache"] == "HIT" and int(hit[1]["age"]) >= 2
+    time.sleep(1.3)
+    assert get(gh, target)[1]["x-cache"] == "MISS"  # not fresh for 3 s from its arrival
+    assert upstream_hits(app, "/aged") == 2
+
+
+def test_a_hit_never_carries_the_fillers_request_id(apps, gatehouses):
+    app, gh = cached(apps, gatehouses)
+    conn = RawConn(gh.port, timeout=scaled(5))
+    answers = []
+    for rid in ("filler-id-1", "hit-id-2"):
+        answers.append(conn.request("GET", "/rid?echo_id=1",
+                                    headers=[("Host", "h"), ("X-Request-ID", rid)]))
+    conn.close()
+    assert [r.header("x-cache") for r in answers] == ["MISS", "HIT"]
+    ids = [r.header_all("x-request-id") for r in answers]
+    assert len(ids[1]) == 1, ids  # one id: its own
+    assert "filler-id-1" not in ids[1][0]
+    assert ids[1] != ids[0]
+
+
+def test_a_refresh_does_not_send_the_clients_validators_or_range(apps, gatehouses):
+    app, gh = cached(apps, gatehouses, route_cache={"ttl": "1s", "stale_while_revalidate": "30s"})
+    assert get(gh, "/cond")[1]["x-cache"] == "MISS"
+    time.sleep(1.2)
+    stale = get(gh, "/cond", headers={"If-None-Match": '"v1"', "Range": "bytes=0-1",
+                                      "If-Modified-Since": "Tue, 01 Dec 2026 00:00:00 GMT"})
+    assert stale[1]["x-cache"] == "STALE"
+    assert wait_until(lambda: upstream_hits(app, "/cond") == 2, scaled(5), 0.1)
+    refresh = json.loads(http_request(app.port, "GET", "/__seen?path=/cond")[2])[1]
+    assert (refresh["if-none-match"], refresh["if-modified-since"], refresh["range"]) == \
+        (None, None, None)
+    assert wait_until(lambda: get(gh, "/cond")[1]["x-cache"] == "HIT", scaled(5), 0.1)
+    s, _, body = get(gh, "/cond")
+    assert (s, body) == (200, b"c /cond #2")  # the whole representation was stored
+
+
+def test_expect_100_continue_on_a_post_keyed_on_its_body(apps, gatehouses):
+    # The client sends its head and waits for 100 Continue before the body the key needs.
+    app, gh = cached(apps, gatehouses, route_cache={"key": ["method", "path", "body"]})
+    body = b'{"prompt": "hello"}'
+    verdicts = []
+    for _ in range(2):
+        conn = RawConn(gh.port, timeout=scaled(5))
+        conn.send((f"POST /exp HTTP/1.1\r\nHost: h\r\nContent-Length: {len(body)}\r\n"
+                   "Content-Type: application/json\r\nExpect: 100-continue\r\n\r\n").encode())
+        interim = conn.read_head()
+        assert interim.status == 100
+        conn.send(body)
+        r = conn.read_response("POST")
+        assert r.status == 200 and r.interim == []  # one 100 Continue, not two
+        verdicts.append(r.header("x-cache"))
+        conn.close()
+    assert verdicts == ["MISS", "HIT"]
+    assert upstream_hits(app, "/exp") == 1
+
+
+def test_a_waiter_waits_at_most_the_route_timeout_in_total(apps, gatehouses):
+    # The fill times out (the app sleeps past the route's 2 s): its waiter, released then with
+    # nothing, gets what is left of its own 2 s, not 2 s more upstream.
+    app, gh = cached(apps, gatehouses, workers=1)
+    routes = [{"name": "cached", "match": {"path_prefix": "/"}, "upstream": "app",
+               "timeout": "2s", "cache": {"ttl": "60s"}}]
+    gh2 = gatehouses(app, workers=1, routes=routes)
+    target = "/slowfill?sleep=6"
+    results = {}
+
+    def filler():
+        results["filler"] = get(gh2, target)[0]
+
+    t = threading.Thread(target=filler)
+    t.start()
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    status = get(gh2, target)[0]
+    waited = time.monotonic() - t0
+    t.join()
+    assert results["filler"] == 504
+    assert status == 504
+    assert waited < 3.0, waited  # not 2 s waiting plus 2 s upstream
+
+
+def test_a_head_miss_does_not_defeat_coalescing(apps, gatehouses):
+    # A HEAD first, then GETs, all at once: one GET upstream fills for the GETs; the HEAD never
+    # took the fill (it goes upstream as a HEAD, or waits and is answered from the GET).
+    app, gh = cached(apps, gatehouses)
+    target = "/hc?sleep=1"
+    results = []
+
+    def one(method):
+        results.append((method, get(gh, target, method=method)))
+
+    threads = [threading.Thread(target=one, args=("HEAD",))]
+    threads[0].start()
+    time.sleep(0.2)
+    for _ in range(5):
+        threads.append(threading.Thread(target=one, args=("GET",)))
+        threads[-1].start()
+    for t in threads:
+        t.join()
+    assert all(r[0] == 200 for _, r in results)
+    seen = json.loads(http_request(app.port, "GET", "/__seen?path=/hc")[2])
+    assert sorted(x["method"] for x in seen) == ["GET", "HEAD"]
+    assert get(gh, target)[1]["x-cache"] == "HIT"

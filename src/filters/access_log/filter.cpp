@@ -59,9 +59,9 @@ void append_access_line(std::string& line, const pipeline::Context& ctx,
     line += ",\"upstream_ms\":null,\"upstream\":null";
   }
   if (ctx.cache != nullptr) {
-    line += ",\"cache\":\"";  // issue 14: HIT, MISS, STALE, BYPASS
-    line += ctx.cache;
-    line += '"';
+    // issue 14: HIT, MISS, STALE, BYPASS
+    const std::string_view verdict(ctx.cache);
+    line.append(",\"cache\":\"", 10).append(verdict).append(1, '"');
   }
   if (!ctx.upstream_error.empty()) {
     line += ",\"upstream_error\":";

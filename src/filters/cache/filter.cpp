@@ -2,6 +2,7 @@
 
 #include <openssl/evp.h>
 
+#include <cstring>
 #include <mutex>
 #include <optional>
 
@@ -21,38 +22,78 @@ namespace net = io::net;
 // request carries (a 10 MB prompt is a 33-byte key part).
 constexpr std::size_t kMaxInlinePart = 128;
 
-// Each part is tagged and, inline, length-prefixed, so no two different part lists make the same
-// key: a short body that looks like another body's digest, or a value holding a separator, cannot
-// reach another request's entry.
-void append_part(std::string& out, std::string_view v) {
-  if (v.size() <= kMaxInlinePart) {
-    out += '=';
-    out += static_cast<char>(v.size());  // at most 128: one byte
-    out += v;
-  } else {
-    unsigned char digest[EVP_MAX_MD_SIZE];
-    unsigned int n = 0;
-    EVP_Digest(v.data(), v.size(), digest, &n, EVP_sha256(), nullptr);
-    out += '#';
-    out.append(reinterpret_cast<const char*>(digest), n);
-  }
-}
+// Writes a key into a buffer sized beforehand (bound()): plain stores, no capacity check per
+// character. A miss builds one per request, so this is on the hot path of every caching route.
+struct KeyWriter {
+  char* at;
 
-// The origin the answer came from: scheme, host (lower case; the upstream sees the client's Host
-// and may build absolute URLs from it) and route (routes may match by host and send the same path
-// to different upstreams). Always in the key, whatever `key` lists. The route by name, not by
-// position: a reload may reorder routes, and an entry must never answer for another route.
-void append_origin(std::string& out, bool tls, std::string_view host, std::string_view route) {
-  out += tls ? 's' : 'p';
-  out += static_cast<char>(std::min<std::size_t>(host.size(), 255));
-  for (char c : host.substr(0, 255)) {
-    out += c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+  static constexpr std::size_t kPart = 2 + kMaxInlinePart;  // the most a part takes
+  static constexpr std::size_t kOrigin = 2 + 255 + 2;       // and the route's name
+
+  void put(char c) { *at++ = c; }
+  void put(std::string_view v) {
+    std::memcpy(at, v.data(), v.size());
+    at += v.size();
   }
-  const auto n = static_cast<std::uint16_t>(std::min<std::size_t>(route.size(), 0xffff));
-  out += static_cast<char>(n >> 8);
-  out += static_cast<char>(n & 0xff);
-  out.append(route.substr(0, n));
-}
+
+  // Each part is tagged and, inline, length-prefixed, so no two different part lists make the
+  // same key: a short body that looks like another body's digest, or a value holding a
+  // separator, cannot reach another request's entry.
+  void part(std::string_view v) {
+    if (v.size() <= kMaxInlinePart) {
+      put('=');
+      put(static_cast<char>(v.size()));  // at most 128: one byte
+      put(v);
+    } else {
+      unsigned char digest[EVP_MAX_MD_SIZE];
+      unsigned int n = 0;
+      EVP_Digest(v.data(), v.size(), digest, &n, EVP_sha256(), nullptr);
+      put('#');
+      put(std::string_view(reinterpret_cast<const char*>(digest), n));
+    }
+  }
+
+  // The origin the answer came from: scheme, host (lower case; the upstream sees the client's
+  // Host and may build absolute URLs from it) and route (routes may match by host and send the
+  // same path to different upstreams). Always in the key, whatever `key` lists. The route by
+  // name, not by position: a reload may reorder routes, and an entry must never answer for
+  // another route.
+  void origin(bool tls, std::string_view host, std::string_view route) {
+    host = host.substr(0, 255);
+    put(tls ? 's' : 'p');
+    put(static_cast<char>(host.size()));
+    // Eight at a time: 0x20 added to each byte in 'A'..'Z' (high-bit bytes left alone). A host
+    // that is not a multiple of 8 ends with its last 8 bytes again (lowering twice is harmless).
+    auto lower8 = [](const char* from, char* to) {
+      constexpr std::uint64_t ones = 0x0101010101010101ULL;
+      std::uint64_t w;
+      std::memcpy(&w, from, 8);
+      const std::uint64_t low7 = w & (0x7f * ones);
+      const std::uint64_t over_z = low7 + (0x7f - 'Z') * ones;  // high bit: byte > 'Z'
+      const std::uint64_t from_a = low7 + (0x80 - 'A') * ones;  // high bit: byte >= 'A'
+      w |= ((from_a & ~over_z & ~w) & (0x80 * ones)) >> 2;
+      std::memcpy(to, &w, 8);
+    };
+    const std::size_t n = host.size();
+    if (n >= 8) {
+      for (std::size_t i = 0; i + 8 <= n; i += 8) {
+        lower8(host.data() + i, at + i);
+      }
+      if (n % 8 != 0) {
+        lower8(host.data() + n - 8, at + n - 8);
+      }
+      at += n;
+    } else {
+      for (char c : host) {
+        *at++ = c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+      }
+    }
+    route = route.substr(0, 0xffff);
+    put(static_cast<char>(route.size() >> 8));
+    put(static_cast<char>(route.size() & 0xff));
+    put(route);
+  }
+};
 
 // A list-valued field sent on several lines is one list (RFC 9110 5.3): every line counts, so a
 // second `Cache-Control: private` or `Vary: Cookie` cannot be missed. `joined` holds the text when
@@ -70,22 +111,76 @@ void add_line(std::string_view& value, std::string& joined, std::string_view lin
   value = joined;
 }
 
-void set_windows(Entry& e, const RouteCache& route, std::chrono::milliseconds ttl,
-                 Clock::time_point now) {
-  e.fresh_until = now + ttl;
-  e.swr_until = e.fresh_until + route.stale_while_revalidate;
-  e.stale_until = e.fresh_until + std::max(route.stale_while_revalidate, route.stale_if_error);
-}
+// One pass over an upstream response's fields for everything storability and freshness need:
+// the fill's head (proxied) and the background refresh's response read the same way. Holds views
+// into itself (a list on several lines is joined here): used in place, never moved.
+struct ScannedFields {
+  ResponseFacts facts;
+  std::string_view vary;
+  std::string_view length;
+  std::string_view age;
+  bool chunked = false;
+  std::string cc_joined;
+  std::string vary_joined;
 
-std::int64_t parse_age(std::string_view age) {
-  std::int64_t a = 0;
-  for (char c : age) {
-    if (c < '0' || c > '9' || a > 1'000'000'000) {
-      return 0;
+  ScannedFields() = default;
+  ScannedFields(const ScannedFields&) = delete;
+  ScannedFields& operator=(const ScannedFields&) = delete;
+
+  template <class Fields>
+  void scan(const Fields& fields) {
+    for (const auto& f : fields) {
+      const std::string_view value(f.value().data(), f.value().size());
+      switch (f.name()) {
+        case io::http::field::cache_control:
+          add_line(facts.cache_control, cc_joined, value);
+          break;
+        case io::http::field::set_cookie:
+          facts.set_cookie = true;
+          break;
+        case io::http::field::vary:
+          add_line(vary, vary_joined, value);
+          break;
+        case io::http::field::content_length:
+          length = value;
+          break;
+        case io::http::field::transfer_encoding:
+          chunked = true;
+          break;
+        case io::http::field::content_type:
+          facts.content_type = value;
+          break;
+        case io::http::field::age:
+          age = value;
+          break;
+        default:
+          break;
+      }
     }
-    a = a * 10 + (c - '0');
   }
-  return a;
+
+  // Content-Length as announced, when it is one plain number and the body is not chunked.
+  void take_length() {
+    if (length.empty() || chunked || length.size() >= 19) {
+      return;
+    }
+    std::uint64_t n = 0;
+    for (char c : length) {
+      if (c < '0' || c > '9') {
+        return;
+      }
+      n = n * 10 + static_cast<std::uint64_t>(c - '0');
+    }
+    facts.content_length = n;
+  }
+};
+
+void set_windows(Entry& e, const RouteCache& route, std::chrono::milliseconds ttl, std::int64_t age,
+                 Clock::time_point now) {
+  const auto w = windows(route, ttl, age, now);
+  e.fresh_until = w.fresh_until;
+  e.swr_until = w.swr_until;
+  e.stale_until = w.stale_until;
 }
 
 }  // namespace
@@ -107,6 +202,7 @@ struct Refresh {
   const RouteCache* route = nullptr;
   std::size_t max_object = 0;
   std::string cache_header;
+  std::string request_id_header;
   std::vector<std::pair<std::string, std::string>> request_headers;  // for Vary
 };
 
@@ -139,28 +235,14 @@ net::awaitable<void> run_refresh(std::shared_ptr<Refresh> job) {
     co_return;
   }
   const auto& res = parser.get();
-  auto field = [&](std::string_view n) {
-    auto v = res[io::beast::string_view(n.data(), n.size())];
-    return std::string_view(v.data(), v.size());
-  };
-  ResponseFacts facts;
+  ScannedFields scanned;
+  ResponseFacts& facts = scanned.facts;
   facts.status = res.result_int();
-  std::string cc_joined, vary_joined;
-  std::string_view vary;
-  for (const auto& f : res) {
-    const std::string_view value(f.value().data(), f.value().size());
-    if (f.name() == io::http::field::cache_control) {
-      add_line(facts.cache_control, cc_joined, value);
-    } else if (f.name() == io::http::field::vary) {
-      add_line(vary, vary_joined, value);
-    }
-  }
-  facts.set_cookie = res.find("Set-Cookie") != res.end();
-  auto vary_names = parse_vary(vary, facts.vary_star);
+  scanned.scan(res);
+  auto vary_names = parse_vary(scanned.vary, facts.vary_star);
   if (!parser.chunked()) {
-    facts.content_length = res.body().size();
+    facts.content_length = res.body().size();  // read whole, within max_object
   }
-  facts.content_type = field("Content-Type");
   auto decision = decide(*job->route, job->max_object, facts);
   if (decision.refusal != Refusal::none) {
     co_return;
@@ -189,12 +271,12 @@ net::awaitable<void> run_refresh(std::shared_ptr<Refresh> job) {
     e->lines += std::string_view(f.value().data(), f.value().size());
     e->lines += "\r\n";
   }
-  e->lines = stored_lines(e->lines, job->cache_header);
+  e->lines = stored_lines(e->lines, job->cache_header, job->request_id_header);
   e->body = std::move(parser.get().body());
-  set_windows(*e, *job->route, decision.ttl, now);
   if (!job->route->ignore_cache_control) {
-    e->initial_age = parse_age(field("Age"));
+    e->initial_age = parse_age(scanned.age);
   }
+  set_windows(*e, *job->route, decision.ttl, e->initial_age, now);
   auto header = [&](std::string_view n) -> std::string_view {
     for (const auto& [k, v] : job->request_headers) {
       if (::gatehouse::http::iequals(k, n)) {
@@ -241,8 +323,7 @@ pipeline::Next CacheFilter::look_up(pipeline::Context& ctx) {
     return pipeline::Next::Continue;
   };
   const bool get = ctx.method == "GET" || ctx.head_request;
-  const bool keyed_body = rc->keys_body();
-  if (!get && !(keyed_body && ctx.method == "POST")) {
+  if (!get && !(ctx.method == "POST" && rc->keys_body())) {
     return bypass();
   }
   // Another user's answer must never be served to a request that authenticates, unless the key
@@ -250,7 +331,7 @@ pipeline::Next CacheFilter::look_up(pipeline::Context& ctx) {
   if (!ctx.header("Authorization").empty() && !rc->keys_header("Authorization")) {
     return bypass();
   }
-  if (keyed_body && ctx.body_pending && ctx.buffered_body.empty()) {
+  if (ctx.body_pending && ctx.buffered_body.empty() && rc->keys_body()) {
     // The body did not come with the head: the session reads it first (bounded by max_object),
     // then resume() looks the key up.
     const auto length = ctx.parser->content_length();
@@ -277,44 +358,41 @@ pipeline::Next CacheFilter::look_up_key(pipeline::Context& ctx) {
   const bool revalidate = rc->allow_client_bypass &&
                           request_no_cache(ctx.header("Cache-Control"), ctx.header("Pragma"));
 
-  // Built in place: the canonical path, a separator, the parts.
-  Key key;
-  std::string& parts = key.text;
-  // Reserved from an upper bound of the parts' sizes: a key that fits in the string's inline
-  // buffer (a short path with method and query, say) allocates nothing.
-  std::size_t bound = ctx.path.size() + 1 + 2 + ctx.host.size() + 2 + ctx.route_config->name.size();
-  for (const auto& p : rc->key) {
-    bound += p.kind == KeyPart::Kind::method  ? 10
-             : p.kind == KeyPart::Kind::path  ? 0
-             : p.kind == KeyPart::Kind::query ? ctx.target.size() + 2
-                                              : kMaxInlinePart + 2;
+  // Built in a buffer of this thread's that only grows: the canonical path, a separator, the
+  // origin, the parts. Only a fill copies it (into the store's pending entry).
+  thread_local std::string key_text;
+  const std::size_t bound = ctx.path.size() + 1 + KeyWriter::kOrigin +
+                            ctx.route_config->name.size() +
+                            rc->key.size() * std::max<std::size_t>(KeyWriter::kPart, 1 + 64);
+  if (key_text.size() < bound) {
+    key_text.resize(std::max(bound, 2 * key_text.size()));
   }
-  parts.reserve(bound);
-  parts += ctx.path;
-  parts += '\0';
-  key.path_size = ctx.path.size();
-  append_origin(parts, ctx.tls, ctx.host, ctx.route_config->name);
+  KeyWriter out{key_text.data()};
+  out.put(ctx.path);
+  out.put('\0');
+  out.origin(ctx.tls, ctx.host, ctx.route_config->name);
   for (const auto& p : rc->key) {
     switch (p.kind) {
       case KeyPart::Kind::method:
-        append_part(parts, ctx.head_request ? std::string_view("GET") : ctx.method);
+        out.part(ctx.head_request ? std::string_view("GET") : ctx.method);
         break;
       case KeyPart::Kind::path:
         break;  // the canonical path leads every key
       case KeyPart::Kind::query: {
         auto path = ::gatehouse::http::target_path(ctx.target);
-        append_part(parts, ctx.target.substr(path.size()));
+        out.part(ctx.target.substr(path.size()));
         break;
       }
       case KeyPart::Kind::body:
-        append_part(parts, ctx.buffered_body);
+        out.part(ctx.buffered_body);
         break;
       case KeyPart::Kind::header:
-        append_part(parts, ctx.header(p.header));
+        out.part(ctx.header(p.header));
         break;
     }
   }
-  key.seal();
+  const std::string_view text(key_text.data(), static_cast<std::size_t>(out.at - key_text.data()));
+  const KeyView key{text, ctx.path.size(), hash_key(text)};
   // The rendezvous is made only for a request that is to wait.
   auto make_waker = [&st]() -> Waker {
     st.wait = std::make_shared<Rendezvous>();
@@ -333,8 +411,10 @@ pipeline::Next CacheFilter::look_up_key(pipeline::Context& ctx) {
     };
   };
   auto header = [&ctx](std::string_view name) { return ctx.header(name); };
-  auto found = store_->lookup(std::move(key), header, pipeline::Clock::now(), rc->max_waiters,
-                              make_waker, revalidate);
+  // A HEAD's response has no body to store: it never takes the fill, so a GET arriving meanwhile
+  // still fills (and the HEAD waits for a GET's fill in progress like any miss).
+  auto found = store_->lookup(key, header, pipeline::Clock::now(), rc->max_waiters, make_waker,
+                              revalidate, !ctx.head_request);
   switch (found.outcome) {
     case Store::Outcome::hit:
       Counters::add(counters.hits);
@@ -409,6 +489,7 @@ pipeline::net::awaitable<pipeline::Next> CacheFilter::resume(pipeline::Context& 
                        ? ctx.route_config->timeout
                        : cfg_->upstreams[ctx.route_config->upstream_index].timeout;
       rendezvous->timer.emplace(executor, bound);
+      st.wait_began = pipeline::Clock::now();
       sleep = true;
     }
   }
@@ -451,18 +532,21 @@ bool CacheFilter::start_refresh(pipeline::Context& ctx, Fill fill) {
   if (hooks_->pin) {
     job->pin = hooks_->pin();
   }
-  job->target = targets[fill.key().hash % targets.size()];
+  job->target = targets[fill.hash() % targets.size()];
   job->fill = std::move(fill);
   const auto& up = cfg_->upstreams[route.upstream_index];
   job->timeout = route.timeout.count() > 0 ? route.timeout : up.timeout;
   job->route = state_->route;
   job->max_object = settings(*cfg_).max_object;
   job->cache_header = settings(*cfg_).header;
+  job->request_id_header = cfg_->request_id.header;
   job->hooks = hooks_;
   // The request as proxy_request would send it, as a GET, under a request id of its own (the
   // refresh outlives the request that found the entry stale), on a connection of its own.
   std::string& head = job->head;
   hooks_->upstream_head(ctx, ::gatehouse::http::thread_id_generator().request_id(), head);
+  // The client's validators and ranges are its own: the refresh fetches the whole representation.
+  strip_conditional_fields(head);
   head.insert(head.size() - 2, "Connection: close\r\n");
   for (const auto& f : *ctx.request) {
     job->request_headers.emplace_back(
@@ -495,11 +579,28 @@ pipeline::Next CacheFilter::reply_from(pipeline::Context& ctx, std::shared_ptr<c
 }
 
 bool CacheFilter::stale_on_error(pipeline::Context& ctx) {
-  if (!state_ || !state_->expired || state_->route->stale_if_error.count() <= 0) {
-    return false;
-  }
   const auto status = ctx.reply.status;
   if (status != 502 && status != 503 && status != 504) {
+    return false;
+  }
+  const bool close = ctx.reply.close;
+  if (!serve_stale(ctx, status)) {
+    return false;
+  }
+  ctx.reply.close = close;
+  return true;
+}
+
+bool CacheFilter::stale_for_status(pipeline::Context& ctx, unsigned upstream_status) {
+  if (upstream_status != 500 && upstream_status != 502 && upstream_status != 503 &&
+      upstream_status != 504) {
+    return false;
+  }
+  return serve_stale(ctx, upstream_status);
+}
+
+bool CacheFilter::serve_stale(pipeline::Context& ctx, unsigned) {
+  if (!state_ || !state_->expired || state_->route->stale_if_error.count() <= 0) {
     return false;
   }
   const auto& e = state_->expired;
@@ -507,15 +608,16 @@ bool CacheFilter::stale_on_error(pipeline::Context& ctx) {
     return false;
   }
   Counters::add(store_->counters(worker_).stale);
-  const bool close = ctx.reply.close;
+  // The failed response stores nothing; whoever waits for this fill goes upstream itself.
+  state_->fill.abandon();
   reply_from(ctx, e, "STALE");
-  ctx.reply.close = close;
   return true;
 }
 
 void CacheFilter::on_head(pipeline::Context& ctx, pipeline::ResponseHead& head) {
   State& st = *state_;
-  const auto& name = settings(*cfg_).header;
+  const Settings& cs = settings(*cfg_);
+  const auto& name = cs.header;
   if (head.local()) {
     if (st.served) {
       head.lines += "Age: ";
@@ -524,54 +626,14 @@ void CacheFilter::on_head(pipeline::Context& ctx, pipeline::ResponseHead& head) 
     }
     st.fill.abandon();  // an error of ours: nothing to store, the waiters go upstream
   } else if (st.fill) {
-    // One pass over the upstream's fields for everything storability needs.
-    std::string_view vary, length, age;
-    std::string cc_joined, vary_joined;
-    ResponseFacts facts;
+    ScannedFields scanned;
+    ResponseFacts& facts = scanned.facts;
     facts.status = head.status;
-    bool chunked = false;
-    for (const auto& f : *head.upstream) {
-      const std::string_view value(f.value().data(), f.value().size());
-      switch (f.name()) {
-        case io::http::field::cache_control:
-          add_line(facts.cache_control, cc_joined, value);
-          break;
-        case io::http::field::set_cookie:
-          facts.set_cookie = true;
-          break;
-        case io::http::field::vary:
-          add_line(vary, vary_joined, value);
-          break;
-        case io::http::field::content_length:
-          length = value;
-          break;
-        case io::http::field::transfer_encoding:
-          chunked = true;
-          break;
-        case io::http::field::content_type:
-          facts.content_type = value;
-          break;
-        case io::http::field::age:
-          age = value;
-          break;
-        default:
-          break;
-      }
-    }
-    auto vary_names = parse_vary(vary, facts.vary_star);
-    if (!length.empty() && !chunked && length.size() < 19) {
-      std::uint64_t n = 0;
-      bool ok = true;
-      for (char c : length) {
-        ok = ok && c >= '0' && c <= '9';
-        n = n * 10 + static_cast<std::uint64_t>(c - '0');
-      }
-      if (ok) {
-        facts.content_length = n;
-      }
-    }
+    scanned.scan(*head.upstream);
+    auto vary_names = parse_vary(scanned.vary, facts.vary_star);
+    scanned.take_length();
     facts.head_request = ctx.head_request;
-    auto decision = decide(*st.route, settings(*cfg_).max_object, facts);
+    auto decision = decide(*st.route, cs.max_object, facts);
     if (decision.refusal != Refusal::none) {
       Counters::add(store_->counters(worker_).not_stored);
       st.fill.abandon();  // released at once: they go upstream themselves
@@ -581,21 +643,27 @@ void CacheFilter::on_head(pipeline::Context& ctx, pipeline::ResponseHead& head) 
       e->status = head.status;
       e->lines = stored_lines(std::string_view(head.lines)
                                   .substr(head.fields_begin, head.fields_end - head.fields_begin),
-                              name);
+                              name, cfg_->request_id.header);
       e->stored = now;
       if (!st.route->ignore_cache_control) {
-        e->initial_age = parse_age(age);
+        e->initial_age = parse_age(scanned.age);
       }
-      set_windows(*e, *st.route, decision.ttl, now);
+      set_windows(*e, *st.route, decision.ttl, e->initial_age, now);
       auto header = [&ctx](std::string_view n) { return ctx.header(n); };
       e->vary_values = vary_values(vary_names, header);
       e->vary = std::move(vary_names);
       st.expected = facts.content_length.value_or(0);
-      e->body.reserve(st.expected);
-      st.building = std::move(e);
-      st.capturing = st.expected > 0;
-      if (!st.capturing) {
-        st.fill.complete(std::move(st.building), now);  // 204 or an empty body: whole already
+      if (st.expected == 0) {
+        st.fill.complete(std::move(e), now);  // 204 or an empty body: whole already
+      } else if (!store_->reserve(st.fill, e->bytes() + st.expected)) {
+        // The body being read counts against max_memory from its first byte: concurrent large
+        // misses that do not fit beside what is stored and what others are reading are relayed.
+        Counters::add(store_->counters(worker_).not_stored);
+        st.fill.abandon();
+      } else {
+        e->body.reserve(st.expected);
+        st.building = std::move(e);
+        st.capturing = true;
       }
     }
   }

@@ -84,6 +84,15 @@ class CacheFilter {
   // stale_if_error: replaces the upstream-failure reply in ctx.reply (502, 503, 504) with the
   // expired copy when the route's window allows. Called by the session before it sends an error.
   bool stale_on_error(pipeline::Context& ctx);
+  // stale_if_error for the app's own 500, 502, 503 or 504 (RFC 5861 section 4): when the window
+  // allows, ctx.reply becomes the expired copy (the proxy then discards the upstream's response
+  // and sends ctx.reply). Called by the proxy once the upstream's head is in.
+  bool stale_for_status(pipeline::Context& ctx, unsigned upstream_status);
+  // When this request began to wait for another request's fill (epoch when it did not wait): a
+  // waiter released without an answer goes upstream within what is left of the route's timeout.
+  pipeline::Clock::time_point waited_since() const {
+    return state_ ? state_->wait_began : pipeline::Clock::time_point();
+  }
 
  private:
   struct State {
@@ -102,12 +111,14 @@ class CacheFilter {
     bool capturing = false;
     bool need_body = false;            // suspended for the session to read the body (key)
     std::shared_ptr<Refresh> refresh;  // stale_while_revalidate: started by resume()
+    pipeline::Clock::time_point wait_began{};
   };
   pipeline::Next look_up(pipeline::Context& ctx);
   pipeline::Next look_up_key(pipeline::Context& ctx);
   bool start_refresh(pipeline::Context& ctx, Fill fill);
   pipeline::Next reply_from(pipeline::Context& ctx, std::shared_ptr<const Entry> entry,
                             const char* verdict);
+  bool serve_stale(pipeline::Context& ctx, unsigned status);
   void on_head(pipeline::Context& ctx, pipeline::ResponseHead& head);
   void on_data(pipeline::Context& ctx, std::span<const char> data, bool last);
   void finish(pipeline::Context& ctx);

@@ -24,23 +24,11 @@ std::optional<std::int64_t> seconds_of(std::string_view v) {
   return n;
 }
 
-template <class F>
-void for_each_item(std::string_view value, F&& f) {
-  while (!value.empty()) {
-    auto comma = value.find(',');
-    f(http::trim_ows(value.substr(0, comma)));
-    if (comma == std::string_view::npos) {
-      break;
-    }
-    value.remove_prefix(comma + 1);
-  }
-}
-
 }  // namespace
 
 CacheControl parse_cache_control(std::string_view value) {
   CacheControl cc;
-  for_each_item(value, [&](std::string_view item) {
+  http::for_each_token(value, [&](std::string_view item) {
     auto eq = item.find('=');
     auto name = http::trim_ows(item.substr(0, eq));
     auto arg = eq == std::string_view::npos ? std::string_view() : item.substr(eq + 1);
@@ -65,7 +53,7 @@ CacheControl parse_cache_control(std::string_view value) {
 
 std::vector<std::string> parse_vary(std::string_view value, bool& star) {
   std::vector<std::string> names;
-  for_each_item(value, [&](std::string_view item) {
+  http::for_each_token(value, [&](std::string_view item) {
     if (item == "*") {
       star = true;
     } else if (!item.empty()) {
@@ -153,7 +141,8 @@ Decision decide(const RouteCache& route, std::size_t max_object, const ResponseF
   return d;
 }
 
-std::string stored_lines(std::string_view forwarded, std::string_view cache_header) {
+std::string stored_lines(std::string_view forwarded, std::string_view cache_header,
+                         std::string_view request_id_header) {
   std::string out;
   out.reserve(forwarded.size());
   while (!forwarded.empty()) {
@@ -163,12 +152,63 @@ std::string stored_lines(std::string_view forwarded, std::string_view cache_head
     auto name = line.substr(0, line.find(':'));
     if (http::iequals(name, "Date") || http::iequals(name, "Age") ||
         http::iequals(name, "Set-Cookie") ||
-        (!cache_header.empty() && http::iequals(name, cache_header))) {
+        (!cache_header.empty() && http::iequals(name, cache_header)) ||
+        (!request_id_header.empty() && http::iequals(name, request_id_header))) {
       continue;
     }
     out += line;
   }
   return out;
+}
+
+Windows windows(const RouteCache& route, std::chrono::milliseconds ttl, std::int64_t age_seconds,
+                std::chrono::steady_clock::time_point now) {
+  const auto age = std::chrono::milliseconds(std::clamp<std::int64_t>(age_seconds, 0, INT32_MAX) *
+                                             std::int64_t{1000});
+  Windows w;
+  w.fresh_until = now + std::max(std::chrono::milliseconds(0), ttl - age);
+  w.swr_until = w.fresh_until + route.stale_while_revalidate;
+  w.stale_until = w.fresh_until + std::max(route.stale_while_revalidate, route.stale_if_error);
+  return w;
+}
+
+std::int64_t parse_age(std::string_view age) {
+  age = http::trim_ows(age);
+  std::int64_t a = 0;
+  if (age.empty()) {
+    return 0;
+  }
+  for (char c : age) {
+    if (c < '0' || c > '9') {
+      return 0;
+    }
+    a = std::min<std::int64_t>(a * 10 + (c - '0'), INT32_MAX);
+  }
+  return a;
+}
+
+void strip_conditional_fields(std::string& head) {
+  static constexpr std::string_view kDropped[] = {
+      "If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since", "If-Range", "Range"};
+  std::size_t at = head.find("\r\n");  // after the request line
+  while (at != std::string::npos && at + 2 < head.size()) {
+    const std::size_t begin = at + 2;
+    const std::size_t end = head.find("\r\n", begin);
+    if (end == std::string::npos || end == begin) {
+      break;  // the blank line ending the head
+    }
+    const std::string_view line(head.data() + begin, end - begin);
+    const auto name = line.substr(0, line.find(':'));
+    bool drop = false;
+    for (auto d : kDropped) {
+      drop = drop || http::iequals(name, d);
+    }
+    if (drop) {
+      head.erase(begin, end + 2 - begin);
+    } else {
+      at = end;
+    }
+  }
 }
 
 }  // namespace gatehouse::filters::cache

@@ -58,8 +58,30 @@ struct Decision {
 };
 Decision decide(const RouteCache& route, std::size_t max_object, const ResponseFacts& r);
 
-// The header lines a stored entry keeps out of the forwarded ones: Date, Age, Set-Cookie and
-// the cache's own header are dropped (they are per response).
-std::string stored_lines(std::string_view forwarded, std::string_view cache_header);
+// The header lines a stored entry keeps out of the forwarded ones: Date, Age, Set-Cookie, the
+// cache's own header and the request id header (an app that echoes the filler's id must not hand
+// it to every later hit, each of which carries its own) are dropped: they are per response.
+std::string stored_lines(std::string_view forwarded, std::string_view cache_header,
+                         std::string_view request_id_header = {});
+
+// When a stored response stops being fresh and its stale windows end. `age_seconds` is the
+// upstream's Age (RFC 9111 4.2.3): the response was already that old when it arrived, so it is
+// fresh for `ttl` minus its age (never less than 0); the stale windows follow freshness.
+struct Windows {
+  std::chrono::steady_clock::time_point fresh_until;
+  std::chrono::steady_clock::time_point swr_until;
+  std::chrono::steady_clock::time_point stale_until;
+};
+Windows windows(const RouteCache& route, std::chrono::milliseconds ttl, std::int64_t age_seconds,
+                std::chrono::steady_clock::time_point now);
+
+// The upstream's Age value in seconds; 0 when absent or malformed (RFC 9111 5.1).
+std::int64_t parse_age(std::string_view age);
+
+// Removes from a request head (as proxy_request builds it) the fields that make a request
+// conditional or partial: If-None-Match, If-Modified-Since, If-Match, If-Unmodified-Since,
+// If-Range, Range. A background refresh must fetch the whole representation: a client's 304 or
+// 206 is not something to store.
+void strip_conditional_fields(std::string& head);
 
 }  // namespace gatehouse::filters::cache

@@ -3,32 +3,59 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstring>
 #include <iterator>
 #include <list>
+#include <map>
+#include <random>
 #include <unordered_map>
 #include <utility>
 
 namespace gatehouse::filters::cache {
 namespace {
 
-// FNV-1a, then a murmur finaliser: shards and buckets from one hash of the key text.
-std::uint64_t hash_text(std::string_view s) {
-  std::uint64_t h = 1469598103934665603ULL;
-  for (unsigned char c : s) {
-    h = (h ^ c) * 1099511628211ULL;
+// Bookkeeping bytes per primary key and per entry (nodes, map slot, index, control blocks):
+// counted so that a flood of tiny entries cannot hold far more memory than max_memory says.
+constexpr std::size_t kNodeOverhead = 200;
+constexpr std::size_t kEntryOverhead = sizeof(Entry) + 48;
+
+// A fill's pending entry: its waiters count and whether it ended, in one word, so that a fill
+// nobody waits for ends without the shard lock (a waiter joins only while kEnded is clear).
+constexpr std::uint32_t kEnded = 1u << 31;
+// Ended pending entries are reused by the next miss on their key; this many per shard are left
+// for that before a sweep drops them (bounded, whatever the number of distinct keys).
+constexpr int kLingering = 64;
+
+}  // namespace
+
+// Eight bytes a step (a key is hashed on every request of a caching route), seeded per process
+// so that the buckets a key lands in cannot be known in advance, then a murmur finaliser.
+std::uint64_t hash_key(std::string_view text) {
+  static const std::uint64_t seed = std::random_device{}() | 1;
+  constexpr std::uint64_t k = 0x9e3779b97f4a7c15ULL;
+  std::uint64_t h = seed ^ (text.size() * k);
+  const char* p = text.data();
+  std::size_t n = text.size();
+  for (; n >= 8; p += 8, n -= 8) {
+    std::uint64_t w;
+    std::memcpy(&w, p, 8);
+    h = (h ^ w) * k;
+    h ^= h >> 29;
   }
+  std::uint64_t tail = 0;
+  if (n > 0 && text.size() >= 8) {
+    std::memcpy(&tail, text.data() + text.size() - 8, 8);  // the last 8 bytes, overlapping
+  } else {
+    for (std::size_t i = 0; i < n; ++i) {
+      tail |= static_cast<std::uint64_t>(static_cast<unsigned char>(p[i])) << (8 * i);
+    }
+  }
+  h = (h ^ tail) * k;
   h ^= h >> 33;
   h *= 0xff51afd7ed558ccdULL;
   h ^= h >> 33;
   return h;
 }
-
-// Bookkeeping bytes per primary key and per entry (nodes, map slot, control blocks): counted so
-// that a flood of tiny entries cannot hold far more memory than max_memory says.
-constexpr std::size_t kNodeOverhead = 160;
-constexpr std::size_t kEntryOverhead = sizeof(Entry) + 48;
-
-}  // namespace
 
 std::size_t Entry::bytes() const {
   std::size_t n = kEntryOverhead + lines.size() + body.size() + vary_values.size();
@@ -43,7 +70,7 @@ std::int64_t Entry::age(Clock::time_point now) const {
   return initial_age + std::max<std::int64_t>(0, held);
 }
 
-std::string vary_values(const std::vector<std::string>& names, const HeaderLookup& header) {
+std::string vary_values(const std::vector<std::string>& names, HeaderRef header) {
   std::string out;
   for (const auto& name : names) {
     out += header(name);
@@ -58,39 +85,69 @@ Key::Key(std::string_view canonical_path, std::string_view parts)
   text += canonical_path;
   text += '\0';
   text += parts;
-  hash = hash_text(text);
+  hash = hash_key(text);
 }
 
 void Key::seal() {
-  hash = hash_text(text);
+  hash = hash_key(text);
 }
 
 // ---------------------------------------------------------------------------------------------
 
 struct Store::Shard {
+  // A map key that carries its hash: looked up by KeyView (transparent), never hashed again.
+  struct MapKey {
+    std::string text;
+    std::uint64_t hash = 0;
+    std::size_t path_size = 0;
+    KeyView view() const { return {text, path_size, hash}; }
+  };
+  struct Hash {
+    using is_transparent = void;
+    std::size_t operator()(const MapKey& k) const noexcept { return k.hash; }
+    std::size_t operator()(const KeyView& k) const noexcept { return k.hash; }
+  };
+  struct Eq {
+    using is_transparent = void;
+    static std::string_view text(const MapKey& k) { return k.text; }
+    static std::string_view text(const KeyView& k) { return k.text; }
+    template <class A, class B>
+    bool operator()(const A& a, const B& b) const noexcept {
+      return text(a) == text(b);
+    }
+  };
+
   struct Node;
   using Lru = std::list<Node*>;  // most recently used first
+  // Canonical path -> node (several keys share a path: query, method): purges walk a prefix's
+  // range only. The views point into the node map's keys, which do not move.
+  using PathIndex = std::multimap<std::string_view, Node*>;
   struct Node {
-    std::string key;
-    std::size_t path_size = 0;
+    const MapKey* key = nullptr;                         // the node map's key
     std::vector<std::shared_ptr<const Entry>> variants;  // most recently stored first
     std::size_t bytes = 0;
     Lru::iterator lru;
+    PathIndex::iterator indexed;
   };
   struct Pending {
     std::uint64_t epoch = 0;
     std::vector<Waker> waiters;
-    bool refresh = false;  // a stale entry is being refreshed (nobody waits on it)
+    std::atomic<std::uint32_t> state{0};  // waiters joined | kEnded
   };
+  using Nodes = std::unordered_map<MapKey, std::unique_ptr<Node>, Hash, Eq>;
+  using PendingMap = std::unordered_map<MapKey, Pending, Hash, Eq>;
 
   mutable std::mutex mu;
-  std::unordered_map<std::string, std::unique_ptr<Node>> nodes;
-  std::unordered_map<std::string, Pending> pending;
+  Nodes nodes;
+  PendingMap pending;
+  PathIndex by_path;
   Lru lru;
   std::size_t bytes = 0;
+  std::size_t reserved = 0;  // fills' responses being read
   std::size_t entries = 0;
   std::size_t budget = 0;
   std::uint64_t evictions = 0;
+  std::atomic<int> lingering{0};  // ended pending entries left in `pending`
 
   void touch(Node& n) { lru.splice(lru.begin(), lru, n.lru); }
 
@@ -98,11 +155,14 @@ struct Store::Shard {
     bytes -= n.bytes;
     entries -= n.variants.size();
     lru.erase(n.lru);
-    nodes.erase(n.key);  // n is gone
+    by_path.erase(n.indexed);
+    nodes.erase(nodes.find(n.key->view()));  // n is gone
   }
 
-  void evict_to_budget(const Node* keep) {
-    while (bytes > budget && !lru.empty()) {
+  // Evicts from the LRU end until `extra` more bytes fit in the budget. `keep` is never evicted.
+  // Returns whether they fit.
+  bool evict_to_budget(const Node* keep, std::size_t extra = 0) {
+    while (bytes + reserved + extra > budget && !lru.empty()) {
       Node* victim = lru.back();
       if (victim == keep && lru.size() == 1) {
         break;
@@ -114,10 +174,28 @@ struct Store::Shard {
       evictions += victim->variants.size();
       erase(*victim);
     }
+    return bytes + reserved + extra <= budget;
+  }
+
+  // Drops ended pending entries (under mu) once enough have piled up.
+  void sweep_pending() {
+    if (lingering.load(std::memory_order_relaxed) < kLingering) {
+      return;
+    }
+    int dropped = 0;
+    for (auto it = pending.begin(); it != pending.end();) {
+      if (it->second.state.load(std::memory_order_acquire) == kEnded) {
+        it = pending.erase(it);
+        ++dropped;
+      } else {
+        ++it;
+      }
+    }
+    lingering.fetch_sub(dropped, std::memory_order_relaxed);
   }
 
   // The variant of `n` whose Vary values are the request's, if any.
-  static std::shared_ptr<const Entry> match(const Node& n, const HeaderLookup& header) {
+  static std::shared_ptr<const Entry> match(const Node& n, HeaderRef header) {
     for (const auto& e : n.variants) {
       if (e->vary.empty() || e->vary_values == vary_values(e->vary, header)) {
         return e;
@@ -138,18 +216,18 @@ Store::Store(Options options)
 
 Store::~Store() = default;
 
-Store::Shard& Store::shard_for(const Key& key) const {
-  return *shards_[(key.hash >> 7) % shards_.size()];
+Store::Shard& Store::shard_for(std::uint64_t hash) const {
+  return *shards_[(hash >> 7) % shards_.size()];
 }
 
-Store::Lookup Store::lookup(Key key, const HeaderLookup& header, Clock::time_point now,
-                            std::size_t max_waiters, const std::function<Waker()>& make_waker,
-                            bool revalidate) {
+Store::Lookup Store::lookup(const KeyView& key, HeaderRef header, Clock::time_point now,
+                            std::size_t max_waiters, FunctionRef<Waker()> make_waker,
+                            bool revalidate, bool may_fill) {
   Lookup out;
-  Shard& s = shard_for(key);
+  Shard& s = shard_for(key.hash);
   std::lock_guard lock(s.mu);
   std::shared_ptr<const Entry> entry;
-  if (auto it = s.nodes.find(key.text); it != s.nodes.end()) {
+  if (auto it = s.nodes.find(key); it != s.nodes.end()) {
     Shard::Node& n = *it->second;
     entry = Shard::match(n, header);
     if (entry && now >= entry->stale_until) {
@@ -159,7 +237,30 @@ Store::Lookup Store::lookup(Key key, const HeaderLookup& header, Clock::time_poi
       s.touch(n);
     }
   }
-  auto pending = s.pending.find(key.text);
+  auto pending = s.pending.find(key);
+  const bool running =
+      pending != s.pending.end() && pending->second.state.load(std::memory_order_acquire) != kEnded;
+  // Makes `out.fill` the key's fill: its pending entry reused when an ended one is left.
+  auto start_fill = [&] {
+    if (pending == s.pending.end()) {
+      s.sweep_pending();
+      pending = s.pending
+                    .emplace(std::piecewise_construct,
+                             std::forward_as_tuple(
+                                 Shard::MapKey{std::string(key.text), key.hash, key.path_size}),
+                             std::forward_as_tuple())
+                    .first;
+    } else {
+      s.lingering.fetch_sub(1, std::memory_order_relaxed);
+    }
+    auto& p = pending->second;
+    p.state.store(0, std::memory_order_relaxed);
+    p.epoch = epoch_.load(std::memory_order_acquire);
+    out.fill.store_ = this;
+    out.fill.shard_ = &s;
+    out.fill.pending_ = &*pending;
+    out.fill.epoch_ = p.epoch;
+  };
   if (entry && !revalidate && now < entry->fresh_until) {
     out.outcome = Outcome::hit;
     out.entry = std::move(entry);
@@ -168,43 +269,34 @@ Store::Lookup Store::lookup(Key key, const HeaderLookup& header, Clock::time_poi
   if (entry && !revalidate && now < entry->swr_until) {
     out.outcome = Outcome::stale;
     out.entry = std::move(entry);
-    if (pending == s.pending.end()) {
-      // One background refresh per key.
-      auto& p = s.pending[key.text];
-      p.epoch = epoch_.load(std::memory_order_acquire);
-      p.refresh = true;
-      out.fill.store_ = this;
-      out.fill.key_ = std::move(key);
-      out.fill.epoch_ = p.epoch;
+    if (!running && may_fill) {
+      start_fill();  // one background refresh per key
     }
     return out;
   }
   out.entry = std::move(entry);  // stale_if_error may still use it
-  if (pending != s.pending.end() && !pending->second.refresh) {
-    if (pending->second.waiters.size() >= max_waiters) {
+  if (running) {
+    // A fill (or a background refresh) is under way: its answer serves this request too.
+    auto& p = pending->second;
+    if (p.waiters.size() >= max_waiters) {
       out.outcome = Outcome::bypass;
       return out;
     }
-    pending->second.waiters.push_back(make_waker());
-    out.outcome = Outcome::waiting;
-    return out;
+    // Joins unless the fill has just ended without the lock; then this request fills.
+    auto state = p.state.load(std::memory_order_acquire);
+    while ((state & kEnded) == 0 &&
+           !p.state.compare_exchange_weak(state, state + 1, std::memory_order_acq_rel)) {
+    }
+    if ((state & kEnded) == 0) {
+      p.waiters.push_back(make_waker());
+      out.outcome = Outcome::waiting;
+      return out;
+    }
   }
-  if (pending != s.pending.end()) {
-    // A background refresh is running but the entry is no longer servable: this request fills;
-    // whichever ends last stores (both are fresh copies).
-    out.outcome = Outcome::fill;
-    pending->second.refresh = false;
-    out.fill.store_ = this;
-    out.fill.key_ = std::move(key);
-    out.fill.epoch_ = epoch_.load(std::memory_order_acquire);
-    return out;
-  }
-  auto& p = s.pending[key.text];
-  p.epoch = epoch_.load(std::memory_order_acquire);
   out.outcome = Outcome::fill;
-  out.fill.store_ = this;
-  out.fill.key_ = std::move(key);
-  out.fill.epoch_ = p.epoch;
+  if (may_fill) {
+    start_fill();
+  }
   return out;
 }
 
@@ -224,38 +316,67 @@ bool Store::purged_since(std::uint64_t epoch, std::string_view path) const {
   return false;
 }
 
+bool Store::reserve(Fill& fill, std::size_t bytes) {
+  if (!fill) {
+    return false;
+  }
+  auto& s = *static_cast<Shard*>(fill.shard_);
+  std::lock_guard lock(s.mu);
+  s.reserved -= fill.reserved_;
+  fill.reserved_ = 0;
+  // What other fills are reading is not evictable: when it leaves no room, fail without evicting.
+  if (s.reserved + bytes > s.budget || !s.evict_to_budget(nullptr, bytes)) {
+    return false;
+  }
+  s.reserved += bytes;
+  fill.reserved_ = bytes;
+  return true;
+}
+
 bool Store::finish_fill(Fill& fill, std::shared_ptr<const Entry> entry, Clock::time_point now) {
-  Shard& s = shard_for(fill.key_);
+  Shard& s = *static_cast<Shard*>(fill.shard_);
+  auto* slot = static_cast<Shard::PendingMap::value_type*>(fill.pending_);
+  auto& pending = slot->second;
+  if (!entry && fill.reserved_ == 0) {
+    // Nothing to store: when nobody waits, ending the pending entry is all there is to do, and
+    // needs no lock (a waiter joins under the lock only while kEnded is clear).
+    std::uint32_t none = 0;
+    if (pending.state.compare_exchange_strong(none, kEnded, std::memory_order_acq_rel)) {
+      s.lingering.fetch_add(1, std::memory_order_relaxed);
+      return false;
+    }
+  }
   std::vector<Waker> waiters;
-  // The pending entry's key: reused as the node's map key, so storing copies no key.
-  std::string pending_key;
   bool stored = false;
   {
     std::lock_guard lock(s.mu);
-    if (auto it = s.pending.find(fill.key_.text); it != s.pending.end()) {
-      auto handle = s.pending.extract(it);
-      waiters = std::move(handle.mapped().waiters);
-      pending_key = std::move(handle.key());
-    }
+    s.reserved -= fill.reserved_;
+    fill.reserved_ = 0;
+    waiters = std::move(pending.waiters);
+    pending.waiters.clear();
+    const KeyView key = slot->first.view();
     // Checked under the shard lock: a purge logs itself before it sweeps the shards, so either
     // it is seen here or its sweep (which takes this lock after) removes what is stored now.
-    if (entry && purged_since(fill.epoch_, fill.key_.path())) {
+    if (entry && purged_since(fill.epoch_, key.path())) {
       entry.reset();
     }
-    if (entry && entry->bytes() + fill.key_.text.size() + kNodeOverhead <= s.budget) {
-      auto it = s.nodes.find(fill.key_.text);
+    bool keep_pending = true;  // ended, left for the key's next miss
+    if (entry && entry->bytes() + key.text.size() + kNodeOverhead <= s.budget) {
+      auto it = s.nodes.find(key);
       if (it == s.nodes.end()) {
+        // The pending entry's key becomes the node's: storing copies no key.
+        auto handle = s.pending.extract(s.pending.find(key));
+        keep_pending = false;
         auto node = std::make_unique<Shard::Node>();
-        node->key = std::move(fill.key_.text);  // the fill ends here
-        node->path_size = fill.key_.path_size;
-        node->bytes = node->key.size() + kNodeOverhead;
+        node->bytes = key.text.size() + kNodeOverhead;
         s.bytes += node->bytes;
         s.lru.push_front(node.get());
         node->lru = s.lru.begin();
-        if (pending_key.empty()) {
-          pending_key = node->key;
-        }
-        it = s.nodes.emplace(std::move(pending_key), std::move(node)).first;
+        Shard::Node* raw = node.get();
+        it = s.nodes.emplace(std::move(handle.key()), std::move(node)).first;
+        raw->key = &it->first;
+        raw->indexed = s.by_path.emplace(it->first.view().path(), raw);
+        slot = nullptr;  // extracted: gone with the handle
       }
       Shard::Node& n = *it->second;
       // Replace the variant with the same Vary values (or every variant when Vary changed).
@@ -287,6 +408,10 @@ bool Store::finish_fill(Fill& fill, std::shared_ptr<const Entry> entry, Clock::t
       s.evict_to_budget(&n);
       stored = true;
     }
+    if (keep_pending) {
+      pending.state.store(kEnded, std::memory_order_release);
+      s.lingering.fetch_add(1, std::memory_order_relaxed);
+    }
   }
   // Waiters get what was filled even when it was not stored for size; a purged or unstorable
   // fill sends them upstream (null).
@@ -309,13 +434,12 @@ std::size_t Store::purge_prefix(std::string_view prefix) {
   for (auto& sp : shards_) {
     Shard& s = *sp;
     std::lock_guard lock(s.mu);
-    for (auto it = s.nodes.begin(); it != s.nodes.end();) {
+    auto it = s.by_path.lower_bound(prefix);
+    while (it != s.by_path.end() && it->first.starts_with(prefix)) {
       Shard::Node& n = *it->second;
-      ++it;  // erase() removes n from the map
-      if (std::string_view(n.key).substr(0, n.path_size).starts_with(prefix)) {
-        removed += n.variants.size();
-        s.erase(n);
-      }
+      ++it;  // erase() removes n's index entry
+      removed += n.variants.size();
+      s.erase(n);
     }
   }
   purged_.fetch_add(removed, std::memory_order_relaxed);
@@ -328,6 +452,8 @@ Usage Store::usage() const {
   for (const auto& sp : shards_) {
     std::lock_guard lock(sp->mu);
     u.bytes += sp->bytes;
+    u.reserved += sp->reserved;
+    u.pending += sp->pending.size();
     u.entries += sp->entries;
     u.evictions += sp->evictions;
   }
@@ -380,16 +506,30 @@ void Store::render_metrics(std::string& out) const {
 // ---------------------------------------------------------------------------------------------
 
 Fill::Fill(Fill&& o) noexcept
-    : store_(std::exchange(o.store_, nullptr)), key_(std::move(o.key_)), epoch_(o.epoch_) {}
+    : store_(std::exchange(o.store_, nullptr)),
+      shard_(o.shard_),
+      pending_(o.pending_),
+      epoch_(o.epoch_),
+      reserved_(std::exchange(o.reserved_, 0)) {}
 
 Fill& Fill::operator=(Fill&& o) noexcept {
   if (this != &o) {
     abandon();
     store_ = std::exchange(o.store_, nullptr);
-    key_ = std::move(o.key_);
+    shard_ = o.shard_;
+    pending_ = o.pending_;
     epoch_ = o.epoch_;
+    reserved_ = std::exchange(o.reserved_, 0);
   }
   return *this;
+}
+
+std::uint64_t Fill::hash() const {
+  return static_cast<const Store::Shard::PendingMap::value_type*>(pending_)->first.hash;
+}
+
+std::string_view Fill::path() const {
+  return static_cast<const Store::Shard::PendingMap::value_type*>(pending_)->first.view().path();
 }
 
 bool Fill::complete(std::shared_ptr<const Entry> entry, Clock::time_point now) {

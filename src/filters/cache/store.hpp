@@ -5,7 +5,10 @@
 // caller makes post to its own executor.
 //
 // Sharded by key hash, a mutex per shard; LRU by bytes within each shard's share of max_memory
-// (the key and the head count, not only the body). Entries are immutable and shared
+// (the key and the head count, not only the body, and so do the bodies of fills in progress).
+// The key is hashed once, by the caller: the shard and both maps use that hash. A fill that ends
+// without storing and without waiters is released without the shard lock, so a miss on a route
+// whose responses are not storable takes the lock once. Entries are immutable and shared
 // (std::shared_ptr<const Entry>): a hit copies a pointer under the shard lock and writes the
 // response outside it.
 //
@@ -22,6 +25,8 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace gatehouse::filters::cache {
@@ -51,11 +56,45 @@ struct Entry {
   std::int64_t age(Clock::time_point now) const;
 };
 
+// A callable borrowed for the duration of one call (no allocation, no copy of the callable):
+// how the look-up, on every request of a caching route, takes its callbacks.
+template <class Sig>
+class FunctionRef;
+template <class R, class... A>
+class FunctionRef<R(A...)> {
+ public:
+  template <class F>
+  requires(!std::is_same_v<std::remove_cvref_t<F>, FunctionRef> &&
+           std::is_invocable_r_v<R, F&, A...>) FunctionRef(F&& f)
+  noexcept  // NOLINT(google-explicit-constructor)
+      : obj_(const_cast<void*>(static_cast<const void*>(std::addressof(f)))),
+        call_([](void* o, A... a) -> R {
+          return (*static_cast<std::remove_reference_t<F>*>(o))(std::forward<A>(a)...);
+        }) {}
+  R operator()(A... a) const { return call_(obj_, std::forward<A>(a)...); }
+
+ private:
+  void* obj_;
+  R (*call_)(void*, A...);
+};
+
 // A request's value of a header field (empty when absent): how the store reads Vary'd fields.
 using HeaderLookup = std::function<std::string_view(std::string_view name)>;
+using HeaderRef = FunctionRef<std::string_view(std::string_view name)>;
 
 // The values of `names` in the request, in the form Entry::vary_values holds.
-std::string vary_values(const std::vector<std::string>& names, const HeaderLookup& header);
+std::string vary_values(const std::vector<std::string>& names, HeaderRef header);
+
+// A key as the store looks it up: its text (canonical path '\0' parts), where the path ends, and
+// its hash (hash_key(text)), computed once by whoever built the text.
+struct KeyView {
+  std::string_view text;
+  std::size_t path_size = 0;
+  std::uint64_t hash = 0;
+  std::string_view path() const { return text.substr(0, path_size); }
+};
+
+std::uint64_t hash_key(std::string_view text);
 
 // A bounded key: the canonical path (kept whole: purges match on it) and the route's other key
 // parts (long ones, such as a body, already hashed by the caller).
@@ -69,6 +108,7 @@ struct Key {
   std::string_view path() const { return std::string_view(text).substr(0, path_size); }
   // For a key built in place (text and path_size set): computes the hash.
   void seal();
+  KeyView view() const { return {text, path_size, hash}; }
 };
 
 class Store;
@@ -86,7 +126,8 @@ class Fill {
   ~Fill() { abandon(); }
 
   explicit operator bool() const { return store_ != nullptr; }
-  const Key& key() const { return key_; }
+  std::uint64_t hash() const;
+  std::string_view path() const;
   // Stores `entry` (null: not storable) and hands it to the waiters. Returns whether it was stored.
   bool complete(std::shared_ptr<const Entry> entry, Clock::time_point now);
   // Releases the waiters without an entry (they go upstream at once).
@@ -95,8 +136,10 @@ class Fill {
  private:
   friend class Store;
   Store* store_ = nullptr;
-  Key key_;
-  std::uint64_t epoch_ = 0;  // the store's purge epoch when the fill began
+  void* shard_ = nullptr;     // Store::Shard
+  void* pending_ = nullptr;   // the shard's pending entry this fill owns (stable until it ends)
+  std::uint64_t epoch_ = 0;   // the store's purge epoch when the fill began
+  std::size_t reserved_ = 0;  // bytes held against max_memory for the response being read
 };
 
 // A waiter's wake-up: the filled entry, or null when the fill stored nothing (go upstream). Called
@@ -118,6 +161,8 @@ struct alignas(64) Counters {
 struct Usage {
   std::size_t bytes = 0;
   std::size_t entries = 0;
+  std::size_t reserved = 0;  // held by fills whose response is being read
+  std::size_t pending = 0;   // fills in progress, and ended ones kept for their key's next miss
   std::size_t max_bytes = 0;
   std::uint64_t evictions = 0;
   std::uint64_t purged = 0;
@@ -154,14 +199,27 @@ class Store {
 
   // One atomic step under the key's shard lock: a usable entry, or the fill, or a place among the
   // waiters. `revalidate`: ignore a fresh entry (a client's `no-cache` on a route that allows it).
-  // `make_waker` is called (under the shard lock) only when the caller is to wait. `key` is taken
-  // by value: a fill keeps it (moved, not copied, from a caller that passes it with std::move).
-  Lookup lookup(Key key, const HeaderLookup& header, Clock::time_point now, std::size_t max_waiters,
-                const std::function<Waker()>& make_waker, bool revalidate = false);
+  // `make_waker` is called (under the shard lock) only when the caller is to wait. `may_fill`
+  // false (a HEAD: its response has no body to store): a miss is answered `fill` without a fill,
+  // so the key stays free for a GET whose response can be stored; the request still waits for a
+  // fill in progress. The key's text is copied only when a fill starts.
+  Lookup lookup(const KeyView& key, HeaderRef header, Clock::time_point now,
+                std::size_t max_waiters, FunctionRef<Waker()> make_waker, bool revalidate = false,
+                bool may_fill = true);
+  Lookup lookup(const Key& key, HeaderRef header, Clock::time_point now, std::size_t max_waiters,
+                FunctionRef<Waker()> make_waker, bool revalidate = false, bool may_fill = true) {
+    return lookup(key.view(), header, now, max_waiters, make_waker, revalidate, may_fill);
+  }
+
+  // Holds `bytes` of max_memory for `fill`'s response while it is read (LRU entries of the fill's
+  // shard are evicted to make room), so that concurrent large misses cannot together exceed
+  // max_memory. False when they cannot fit: the response is relayed, not stored. Given back when
+  // the fill ends.
+  bool reserve(Fill& fill, std::size_t bytes);
 
   // Removes every entry whose canonical path starts with `prefix`, and makes every fill in flight
-  // for such a path store nothing (its waiters go upstream). Thread-safe, from any thread.
-  // Returns the number of entries removed.
+  // for such a path store nothing (its waiters go upstream). Thread-safe, from any thread. Touches
+  // only the matching entries (an ordered index by path per shard). Returns the number removed.
   std::size_t purge_prefix(std::string_view canonical_path_prefix);
 
   Usage usage() const;
@@ -178,7 +236,7 @@ class Store {
     std::string prefix;
   };
 
-  Shard& shard_for(const Key& key) const;
+  Shard& shard_for(std::uint64_t hash) const;
   bool finish_fill(Fill& fill, std::shared_ptr<const Entry> entry, Clock::time_point now);
   // Whether a purge after `epoch` covers `path` (or the log no longer reaches back that far).
   bool purged_since(std::uint64_t epoch, std::string_view path) const;

@@ -7,13 +7,17 @@ usage: cache_app.py PORT [NAME]
       sleep=S   wait S seconds first (from the sleep_from-th request of the path on)
       cc=V      Cache-Control: V
       vary=V    Vary: V (body adds the Vary'd request headers)
-      cookie=1  Set-Cookie                status=N respond with N
+      cookie=1  Set-Cookie                status=N respond with N (from the
+      status_from-th request of the path on)
       size=N    body of N bytes           sse=1    text/event-stream, chunked, 3 events
       leaky=1   Server and X-Powered-By, as apps leak them
       cc2=V / vary2=V   a second Cache-Control / Vary line (as a middleware adds one)
       host=1    body adds the Host header the app received
       xfo=1     X-Frame-Options: SAMEORIGIN (the app's own security header)
-  GET /__seen?path=P        JSON list, per request of path P: its X-Forwarded-For, X-Request-ID
+      age=N     Age: N (the response was N seconds old, as from a cache in front of the app)
+      echo_id=1 X-Request-ID: the request's (as apps echo it)
+  GET /__seen?path=P        JSON list, per request of path P: its method, X-Forwarded-For,
+                            X-Request-ID, If-None-Match, If-Modified-Since, Range
 """
 import asyncio
 import collections
@@ -40,8 +44,12 @@ async def seen(request):
 async def anything(request):
     path = request.url.path
     HITS[path] += 1
-    SEEN[path].append({"x-forwarded-for": request.headers.get("x-forwarded-for"),
-                       "x-request-id": request.headers.get("x-request-id")})
+    SEEN[path].append({"method": request.method,
+                       "x-forwarded-for": request.headers.get("x-forwarded-for"),
+                       "x-request-id": request.headers.get("x-request-id"),
+                       "if-none-match": request.headers.get("if-none-match"),
+                       "if-modified-since": request.headers.get("if-modified-since"),
+                       "range": request.headers.get("range")})
     n = HITS[path]
     q = request.query_params
     body = await request.body()
@@ -61,6 +69,10 @@ async def anything(request):
             text += f" {name.strip()}={request.headers.get(name.strip(), '')}"
     if "cc" in q:
         headers["Cache-Control"] = q["cc"]
+    if "age" in q:
+        headers["Age"] = q["age"]
+    if q.get("echo_id") == "1":
+        headers["X-Request-ID"] = request.headers.get("x-request-id", "")
     if q.get("xfo") == "1":
         headers["X-Frame-Options"] = "SAMEORIGIN"
     if q.get("leaky") == "1":
@@ -76,8 +88,10 @@ async def anything(request):
     payload = text.encode()
     if "size" in q:
         payload = (payload + b" " + b"x" * int(q["size"]))[: int(q["size"])]
-    resp = Response(payload, status_code=int(q.get("status", "200")), headers=headers,
-                    media_type="text/plain")
+    status = int(q.get("status", "200")) if n >= int(q.get("status_from", "1")) else 200
+    if status >= 500:
+        payload = b"app error " + payload
+    resp = Response(payload, status_code=status, headers=headers, media_type="text/plain")
     for param, field in (("cc2", b"cache-control"), ("vary2", b"vary")):
         if param in q:
             resp.raw_headers.append((field, q[param].encode()))

@@ -81,5 +81,17 @@ TEST(WebSocketHandshake, AnswerMustNameWebsocketAndUpgrade) {
   EXPECT_FALSE(accepts_websocket({}, "websocket"));
 }
 
+TEST(ForEachToken, TrimsSkipsEmptiesAndAgreesWithSplitTokens) {
+  const std::string_view value = " no-cache ,max-age=5,\t private\t,, ,";
+  std::vector<std::string_view> seen;
+  for_each_token(value, [&](std::string_view t) { seen.push_back(t); });
+  EXPECT_EQ(seen, (std::vector<std::string_view>{"no-cache", "max-age=5", "private"}));
+  EXPECT_EQ(seen, split_tokens(value));
+  int calls = 0;
+  for_each_token("", [&](std::string_view) { ++calls; });
+  for_each_token(" , ,", [&](std::string_view) { ++calls; });
+  EXPECT_EQ(calls, 0);
+}
+
 }  // namespace
 }  // namespace gatehouse::http

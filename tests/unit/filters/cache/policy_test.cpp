@@ -110,5 +110,43 @@ TEST(StoredLines, DropsPerResponseFields) {
             "Content-Type: text/plain\r\nETag: \"1\"\r\n");
 }
 
+TEST(StoredLines, DropsTheFillersRequestId) {
+  // An app that echoes X-Request-ID: every hit carries its own id, never the filler's.
+  EXPECT_EQ(stored_lines("Content-Type: text/plain\r\nx-request-id: filler-1\r\n", "X-Cache",
+                         "X-Request-ID"),
+            "Content-Type: text/plain\r\n");
+}
+
+TEST(Freshness, TheUpstreamsAgeCountsAgainstTheTtl) {
+  RouteCache route;
+  route.stale_while_revalidate = 30s;
+  route.stale_if_error = 60s;
+  const auto now = std::chrono::steady_clock::time_point() + 1000h;
+  auto w = windows(route, 60s, 50, now);  // max-age=60 and Age: 50: ten seconds left
+  EXPECT_EQ(w.fresh_until, now + 10s);
+  EXPECT_EQ(w.swr_until, now + 40s);
+  EXPECT_EQ(w.stale_until, now + 70s);
+  EXPECT_EQ(windows(route, 60s, 0, now).fresh_until, now + 60s);
+  EXPECT_EQ(windows(route, 60s, 500, now).fresh_until, now);  // stale on arrival
+}
+
+TEST(Freshness, AgeParsing) {
+  EXPECT_EQ(parse_age("50"), 50);
+  EXPECT_EQ(parse_age(" 7 "), 7);
+  EXPECT_EQ(parse_age(""), 0);
+  EXPECT_EQ(parse_age("-3"), 0);
+  EXPECT_EQ(parse_age("1e3"), 0);
+  EXPECT_EQ(parse_age("99999999999999999999999"), INT32_MAX);
+}
+
+TEST(Refresh, ConditionalAndRangeFieldsAreNotSent) {
+  std::string head =
+      "GET /a HTTP/1.1\r\nHost: x\r\nIf-None-Match: \"v1\"\r\nAccept: */*\r\n"
+      "if-modified-since: Tue, 01 Dec 2026 00:00:00 GMT\r\nRange: bytes=0-1\r\n"
+      "If-Range: \"v1\"\r\nIf-Match: *\r\nIf-Unmodified-Since: x\r\nX-Range-Note: keep\r\n\r\n";
+  strip_conditional_fields(head);
+  EXPECT_EQ(head, "GET /a HTTP/1.1\r\nHost: x\r\nAccept: */*\r\nX-Range-Note: keep\r\n\r\n");
+}
+
 }  // namespace
 }  // namespace gatehouse::filters::cache

@@ -4,10 +4,38 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <cstdlib>
 #include <map>
+#include <new>
 #include <string>
 #include <thread>
 #include <vector>
+
+// Allocations made by this thread while counting (the store's miss path must make none once a
+// key's pending entry exists).
+namespace {
+thread_local bool counting = false;
+thread_local std::size_t allocations = 0;
+}  // namespace
+
+// The replacements pair malloc with free; GCC sees through the inlined pair and warns wrongly.
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+void* operator new(std::size_t n) {
+  if (counting) {
+    ++allocations;
+  }
+  if (void* p = std::malloc(n == 0 ? 1 : n)) {
+    return p;
+  }
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept {
+  std::free(p);
+}
+void operator delete(void* p, std::size_t) noexcept {
+  std::free(p);
+}
 
 namespace gatehouse::filters::cache {
 namespace {
@@ -179,6 +207,25 @@ TEST(CacheStore, PurgeRemovesByCanonicalPathPrefix) {
   EXPECT_EQ(s.usage().purged, 2u);
 }
 
+TEST(CacheStore, PurgeWalksOnlyThePrefixRangeOfTheIndex) {
+  // Paths sorting just before, inside and just after the prefix's range; several keys per path.
+  Store s({.max_memory = 1 << 22, .shards = 4});
+  const char* paths[] = {"/api/slug",      "/api/slugs",  "/api/slugs/", "/api/slugs/a",
+                         "/api/slugs/a/b", "/api/slugs0", "/api/slugt",  "/api/slugs/\xff"};
+  for (const char* p : paths) {
+    put(s, Key(p, "GET"), entry(p, t0, 60s), t0);
+    put(s, Key(p, "HEAD"), entry(p, t0, 60s), t0);
+  }
+  EXPECT_EQ(s.purge_prefix("/api/slugs/"), 8u);  // "/api/slugs/", "/a", "/a/b", "/\xff", x2
+  for (const char* p : paths) {
+    const bool gone = std::string_view(p).starts_with("/api/slugs/");
+    EXPECT_EQ(look(s, Key(p, "GET"), t0).outcome, gone ? Store::Outcome::fill : Store::Outcome::hit)
+        << p;
+  }
+  EXPECT_EQ(s.purge_prefix(""), 8u);  // everything left
+  EXPECT_EQ(s.usage().entries, 0u);
+}
+
 TEST(CacheStore, AFillThatBeganBeforeAPurgeOfItsPathStoresNothing) {
   Store s({.max_memory = 1 << 20});
   Key k("/api/slugs/a", "GET");
@@ -232,6 +279,115 @@ TEST(CacheStore, PurgesRacingFillsNeverLeaveAnEntryFilledBeforeThePurge) {
   purger.join();
   s.purge_prefix("/p/");
   EXPECT_EQ(s.usage().entries, 0u);
+}
+
+// A miss whose response is not storable (the compare-cache-miss benchmark): after the key's first
+// miss, looking up, taking the fill and releasing it allocate nothing (no key copy, no pending
+// entry), and the release takes no lock when nobody waits.
+TEST(CacheStore, RepeatedUnstorableMissesOnOneKeyAllocateNothing) {
+  Store s({.max_memory = 1 << 20});
+  Key k("/a/long/enough/path/not/in/any/small/string/buffer", "GET");
+  const KeyView v = k.view();
+  const HeaderLookup none = kNone.lookup();
+  const std::function<Waker()> no_waker = [] { return kNoWake; };
+  look(s, k, t0).fill.abandon();  // the first miss makes the pending entry
+  counting = true;
+  allocations = 0;
+  for (int i = 0; i < 100; ++i) {
+    auto l = s.lookup(v, none, t0, 0, no_waker);
+    ASSERT_EQ(l.outcome, Store::Outcome::fill);
+    l.fill.abandon();
+  }
+  counting = false;
+  EXPECT_EQ(allocations, 0u);
+}
+
+TEST(CacheStore, EndedFillsOfDistinctKeysDoNotPileUp) {
+  Store s({.max_memory = 1 << 20, .shards = 1});
+  for (int i = 0; i < 5000; ++i) {
+    look(s, Key("/k/" + std::to_string(i), "GET"), t0).fill.abandon();
+  }
+  EXPECT_LE(s.usage().pending, 100u);
+}
+
+TEST(CacheStore, AWaiterRacingALockFreeReleaseIsNeverStranded) {
+  // One thread fills and releases (nothing stored, often nobody waiting: the lock-free path);
+  // another joins as a waiter. Every join must end in a wake-up or in a fill of its own.
+  Store s({.max_memory = 1 << 20});
+  Key k("/race", "GET");
+  std::atomic<int> woken{0};
+  std::atomic<bool> stop{false};
+  int joined = 0;
+  std::thread filler([&] {
+    while (!stop.load()) {
+      auto l = look(s, k, t0);
+      if (l.outcome == Store::Outcome::fill) {
+        l.fill.abandon();
+      }
+    }
+  });
+  Waker w = [&](std::shared_ptr<const Entry>) { woken.fetch_add(1); };
+  for (int i = 0; i < 20000; ++i) {
+    auto l = look(s, k, t0, kNone, 10, w);
+    if (l.outcome == Store::Outcome::waiting) {
+      ++joined;
+    } else if (l.outcome == Store::Outcome::fill) {
+      l.fill.abandon();
+    }
+  }
+  stop = true;
+  filler.join();
+  look(s, k, t0).fill.abandon();
+  EXPECT_EQ(woken.load(), joined);
+}
+
+TEST(CacheStore, BodiesBeingReadCountAgainstMaxMemory) {
+  // A flood of concurrent large misses: what they are reading is held against max_memory, so
+  // together with what is stored it never exceeds it.
+  const std::size_t max = 64 * 1024;
+  Store s({.max_memory = max, .shards = 1});
+  for (int i = 0; i < 20; ++i) {
+    put(s, Key("/small/" + std::to_string(i), "GET"), entry(std::string(1000, 's'), t0, 60s), t0);
+  }
+  std::vector<Store::Lookup> fills;
+  int admitted = 0;
+  for (int i = 0; i < 10; ++i) {
+    fills.push_back(look(s, Key("/big/" + std::to_string(i), "GET"), t0));
+    ASSERT_TRUE(fills.back().fill);
+    if (s.reserve(fills.back().fill, 20 * 1024)) {
+      ++admitted;
+    }
+    auto u = s.usage();
+    ASSERT_LE(u.bytes + u.reserved, max);
+  }
+  EXPECT_EQ(admitted, 3);              // 3 x 20 KiB fit in 64 KiB, stored entries evicted
+  EXPECT_GT(s.usage().evictions, 0u);  // the LRU made room for them
+  EXPECT_FALSE(s.reserve(fills[9].fill, 70 * 1024));  // never more than the whole budget
+  for (auto& f : fills) {
+    f.fill.complete(entry(std::string(20 * 1024 - 400, 'b'), t0, 60s), t0);
+    auto u = s.usage();
+    ASSERT_LE(u.bytes + u.reserved, max);
+  }
+  EXPECT_EQ(s.usage().reserved, 0u);  // every reservation given back
+}
+
+TEST(CacheStore, AHeadMissDoesNotTakeTheFill) {
+  Store s({.max_memory = 1 << 20});
+  Key k("/h", "GET");
+  const std::function<Waker()> no_waker = [] { return kNoWake; };
+  auto head = s.lookup(k, kNone.lookup(), t0, 10, no_waker, false, /*may_fill=*/false);
+  EXPECT_EQ(head.outcome, Store::Outcome::fill);
+  EXPECT_FALSE(head.fill);  // goes upstream as a HEAD, storing nothing
+  auto get = look(s, k, t0);
+  ASSERT_EQ(get.outcome, Store::Outcome::fill);
+  EXPECT_TRUE(get.fill);  // so a GET still fills, and a HEAD arriving now waits for it
+  std::string got;
+  Waker w = [&](std::shared_ptr<const Entry> e) { got = e ? e->body : "(none)"; };
+  auto waiting = s.lookup(
+      k, kNone.lookup(), t0, 10, [&] { return w; }, false, false);
+  EXPECT_EQ(waiting.outcome, Store::Outcome::waiting);
+  get.fill.complete(entry("body", t0, 60s), t0);
+  EXPECT_EQ(got, "body");
 }
 
 }  // namespace
