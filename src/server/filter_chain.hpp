@@ -55,9 +55,8 @@ struct FilterServices {
   const std::uint16_t& tls_port;                       // bound once the listeners are
   observability::SecurityEvents& security_events;      // issue 15, sentry-seclog
   filters::cache::Store* cache;                        // issue 14; null when no route caches
-  const std::vector<std::vector<io::tcp::endpoint>>& upstream_endpoints;  // cache refreshes
-  filters::cache_bus::Invalidator* invalidator;  // issue 14: routes[].invalidates
-  filters::cache::ProxyHooks cache_hooks;        // cache refreshes; set by the worker
+  filters::cache_bus::Invalidator* invalidator;        // issue 14: routes[].invalidates
+  filters::cache::ProxyHooks cache_hooks;              // cache refreshes; set by the worker
   // issue 13: the job store and the owner hasher (status endpoints); null without `jobs`.
   ::gatehouse::jobs::Store* job_store = nullptr;
   const observability::ClientIpHasher* job_owner_hasher = nullptr;

@@ -1,5 +1,6 @@
 #include "server/worker.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -12,6 +13,7 @@
 #include "io/spawn.hpp"
 #include "server/exchange.hpp"
 #include "server/jobs.hpp"
+#include "upstream/fetch.hpp"
 
 namespace gatehouse::server {
 namespace {
@@ -41,6 +43,57 @@ bool refuse_new_handshakes(tcp::acceptor& acceptor) {
   sock_fprog prog{static_cast<unsigned short>(std::size(code)), code};
   return setsockopt(acceptor.native_handle(), SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog) ==
          0;
+}
+
+// A cache refresh (stale_while_revalidate) through `cluster`: fetch retries a stale keep-alive
+// connection itself; the upstream's configured retries (`retry`) apply as to a proxied GET without
+// a body (attempts, `on`, methods, budget, backoff). The refresh has no route deadline beyond its
+// per-read timeout, and an open breaker (fetch: unavailable) ends it: nothing is retried then.
+net::awaitable<upstream::FetchResult> refresh_fetch(upstream::Cluster& cluster,
+                                                    upstream::FetchRequest request) {
+  const auto& retry = cluster.config().retry;
+  const auto& policy = cluster.retry_policy();
+  cluster.retry_budget().on_request();
+  for (int tries = 1;; ++tries) {
+    auto result = co_await upstream::fetch(cluster, request);
+    upstream::RetryInput in;
+    in.tries = tries;
+    switch (result.failure) {
+      case upstream::FetchFailure::none:
+        if (!policy.retries_status(result.status)) {
+          co_return result;
+        }
+        in.failure = upstream::TryFailure::status;
+        in.status = result.status;
+        break;
+      case upstream::FetchFailure::connect_failed:
+        in.failure = upstream::TryFailure::connect_failed;
+        break;
+      case upstream::FetchFailure::timed_out:
+        in.failure = upstream::TryFailure::timed_out;
+        break;
+      case upstream::FetchFailure::reset:
+        in.failure = upstream::TryFailure::closed;
+        break;
+      default:  // too large, busy, unavailable: trying again would not change that
+        co_return result;
+    }
+    in.stale_retried = true;  // fetch had it
+    in.wrote_any = result.failure != upstream::FetchFailure::connect_failed;
+    in.idempotent = true;
+    in.method_listed =
+        std::find(retry.methods.begin(), retry.methods.end(), "GET") != retry.methods.end();
+    in.other_target = cluster.has_other_target(0);
+    in.random = cluster.next_random();
+    const auto d = policy.decide(in);
+    if (!d.retry || !cluster.retry_budget().try_spend(upstream::RetryClock::now())) {
+      co_return result;
+    }
+    if (d.wait.count() > 0) {
+      net::steady_timer pause(co_await net::this_coro::executor, d.wait);
+      co_await pause.async_wait(io::nothrow);
+    }
+  }
 }
 
 }  // namespace
@@ -86,7 +139,6 @@ void Worker::install_now(std::shared_ptr<const Generation> g) {
       .tls_port = gw.tls_port_ref(),
       .security_events = gw.security_events(),
       .cache = gw.cache(),
-      .upstream_endpoints = gw.upstream_endpoints(),
       .invalidator = gw.invalidator(),
       .cache_hooks = {},
       .job_store = gw.jobs() != nullptr ? &gw.jobs()->store() : nullptr,
@@ -130,6 +182,9 @@ void Worker::install_now(std::shared_ptr<const Generation> g) {
     build_upstream_head(cfg, x.peer_ip, x.tls, x.identity, *x.parser, upstream_path(cfg, x), id,
                         Framing::none, out);
     out.replace(0, out.find(' '), "GET");  // a HEAD (the stale answer's request) refreshes a GET
+  };
+  wg.services.cache_hooks.fetch = [&wg](std::size_t u, const upstream::FetchRequest& r) {
+    return refresh_fetch(*wg.clusters[u]->cluster, r);
   };
   // A refresh outlives its request and points into this generation (its route, the hooks): it
   // pins the generation as a request does, until it is done (on this worker's thread).

@@ -146,7 +146,6 @@ struct FuzzGateway {
   gatehouse::observability::SecurityEvents security_events{&logs(), cfg.log};
   // Nothing is ever stored (no upstream answers here): every run of an input sees a cold cache.
   gatehouse::filters::cache::Store cache{{.max_memory = 1 << 20}};
-  std::vector<std::vector<tcp::endpoint>> endpoints{{}};
   // routes[].invalidates purges only after a 2xx from the upstream, which never answers here.
   gatehouse::filters::cache_bus::Invalidator invalidator{
       [this](std::string_view prefix) { return cache.purge_prefix(prefix); }};
@@ -169,7 +168,6 @@ struct FuzzGateway {
       .tls_port = tls_port,
       .security_events = security_events,
       .cache = &cache,
-      .upstream_endpoints = endpoints,
       .invalidator = &invalidator,
       .cache_hooks = {},
   };

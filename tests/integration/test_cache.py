@@ -308,6 +308,43 @@ def test_a_background_refresh_is_processed_and_forwarded_like_a_proxied_request(
     assert refresh["x-request-id"] != answers[1][1]["x-request-id"]
 
 
+def test_a_background_refresh_reuses_the_upstreams_pooled_connection(apps, gatehouses):
+    # The refresh is one of the upstream's exchanges (its cluster): it takes the keep-alive
+    # connection the miss left in the worker's pool instead of opening one of its own.
+    app, gh = cached(apps, gatehouses, workers=1,
+                     route_cache={"ttl": "1s", "stale_while_revalidate": "30s"})
+    assert get(gh, "/pooled")[1]["x-cache"] == "MISS"
+    time.sleep(1.2)
+    assert get(gh, "/pooled")[1]["x-cache"] == "STALE"
+    assert wait_until(lambda: get(gh, "/pooled")[1]["x-cache"] == "HIT", scaled(5), 0.1)
+    assert get(gh, "/pooled")[2] == b"c /pooled #2"
+    seen = json.loads(http_request(app.port, "GET", "/__seen?path=/pooled")[2])
+    assert len(seen) == 2
+    assert seen[0]["port"] and seen[1]["port"] == seen[0]["port"], seen  # the same connection
+
+
+def test_an_open_circuit_breaker_stops_background_refreshes(apps, gatehouses):
+    # While the upstream's breaker is open nothing goes to the app, refreshes included: the
+    # stale copy keeps being served (stale_while_revalidate) and no refresh reaches the app.
+    app, gh = cached(apps, gatehouses, workers=1,
+                     route_cache={"ttl": "1s", "stale_while_revalidate": "30s"},
+                     upstreams={"app": {"circuit_breaker": {
+                         "failure_ratio": 0.5, "min_requests": 3, "window": "10s",
+                         "open_for": "30s"}}})
+    assert get(gh, "/page")[1]["x-cache"] == "MISS"
+    # 1 success and 2 failures in 3 tries: open.
+    assert [get(gh, "/fail?status=500")[0] for _ in range(2)] == [500, 500]
+    assert get(gh, "/other")[0] == 503  # open: answered by gatehouse
+    time.sleep(1.2)
+    for _ in range(3):
+        status, headers, body = get(gh, "/page")
+        assert (status, headers["x-cache"], body) == (200, "STALE", b"c /page #1")
+        time.sleep(0.2)
+    time.sleep(0.5)
+    assert upstream_hits(app, "/page") == 1
+    assert upstream_hits(app, "/other") == 0
+
+
 def test_memory_stays_under_max_memory_under_a_flood_of_keys(apps, gatehouses):
     app, gh = cached(apps, gatehouses, cache={"max_memory": "1MiB", "max_object": "64KiB"})
     with ThreadPoolExecutor(8) as pool:

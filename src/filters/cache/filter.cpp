@@ -130,32 +130,41 @@ struct ScannedFields {
   template <class Fields>
   void scan(const Fields& fields) {
     for (const auto& f : fields) {
-      const std::string_view value(f.value().data(), f.value().size());
-      switch (f.name()) {
-        case io::http::field::cache_control:
-          add_line(facts.cache_control, cc_joined, value);
-          break;
-        case io::http::field::set_cookie:
-          facts.set_cookie = true;
-          break;
-        case io::http::field::vary:
-          add_line(vary, vary_joined, value);
-          break;
-        case io::http::field::content_length:
-          length = value;
-          break;
-        case io::http::field::transfer_encoding:
-          chunked = true;
-          break;
-        case io::http::field::content_type:
-          facts.content_type = value;
-          break;
-        case io::http::field::age:
-          age = value;
-          break;
-        default:
-          break;
-      }
+      add(f.name(), std::string_view(f.value().data(), f.value().size()));
+    }
+  }
+  // A fetched response's fields (upstream::FetchResult), as received.
+  void scan(const std::vector<std::pair<std::string, std::string>>& fields) {
+    for (const auto& [name, value] : fields) {
+      add(io::http::string_to_field(name), value);
+    }
+  }
+
+  void add(io::http::field name, std::string_view value) {
+    switch (name) {
+      case io::http::field::cache_control:
+        add_line(facts.cache_control, cc_joined, value);
+        break;
+      case io::http::field::set_cookie:
+        facts.set_cookie = true;
+        break;
+      case io::http::field::vary:
+        add_line(vary, vary_joined, value);
+        break;
+      case io::http::field::content_length:
+        length = value;
+        break;
+      case io::http::field::transfer_encoding:
+        chunked = true;
+        break;
+      case io::http::field::content_type:
+        facts.content_type = value;
+        break;
+      case io::http::field::age:
+        age = value;
+        break;
+      default:
+        break;
     }
   }
 
@@ -186,18 +195,22 @@ void set_windows(Entry& e, const RouteCache& route, std::chrono::milliseconds tt
 }  // namespace
 
 // stale_while_revalidate: the refresh runs on the worker's executor, detached from the request
-// that triggered it (that client may be gone long before it ends). It sends the request's GET to
-// one of the route's upstream targets on a connection of its own, bounded by the upstream's
-// timeout, and stores the answer under the same storability rules as a fill. The head sent and
-// the fields stored are the proxy path's (ProxyHooks): the app sees X-Forwarded-* and a request
-// id of the refresh's own, and a field the chain strips (Server, X-Powered-By) is never stored,
-// since a hit replays the stored fields as they are.
+// that triggered it (that client may be gone long before it ends). It sends the request's GET
+// through the route's upstream cluster (ProxyHooks::fetch, upstream/fetch.hpp) like any other
+// exchange: a pooled keep-alive connection, the max_connections queue, the balancer's target, the
+// circuit breaker (open: no refresh, the stale copy is served until its windows end), passive
+// health and outlier reports, the upstream's retries. Each read is bounded by the route's timeout
+// (else the upstream's), and the answer is stored under the same storability rules as a fill.
+// The head sent and the fields stored are the proxy path's (ProxyHooks): the app sees
+// X-Forwarded-* and a request id of the refresh's own, and a field the chain strips (Server,
+// X-Powered-By) is never stored, since a hit replays the stored fields as they are.
 struct Refresh {
   std::shared_ptr<void> pin;  // first: released last, after everything pointing into it
   Fill fill;
   std::string head;  // the request sent upstream
+  std::string request_id;
   const ProxyHooks* hooks = nullptr;
-  io::tcp::endpoint target;
+  std::size_t upstream = 0;
   std::chrono::milliseconds timeout{0};
   const RouteCache* route = nullptr;
   std::size_t max_object = 0;
@@ -207,41 +220,22 @@ struct Refresh {
 };
 
 net::awaitable<void> run_refresh(std::shared_ptr<Refresh> job) {
-  auto executor = co_await net::this_coro::executor;
-  // Shared with the timer's handler, which may already be queued when the refresh ends.
-  auto socket_ptr = std::make_shared<io::tcp::socket>(executor);
-  io::tcp::socket& socket = *socket_ptr;
-  net::steady_timer timer(executor, job->timeout);
-  timer.async_wait([socket_ptr](io::error_code ec) {
-    if (!ec) {
-      io::error_code ignore;
-      socket_ptr->close(ignore);  // the refresh took too long: its fill is dropped below
-    }
-  });
-  auto [cec] = co_await socket.async_connect(job->target, io::nothrow);
-  if (cec) {
+  auto res = co_await job->hooks->fetch(job->upstream, {.head = job->head,
+                                                        .body = {},
+                                                        .request_id = job->request_id,
+                                                        .timeout = job->timeout,
+                                                        .max_response = job->max_object,
+                                                        .head_request = false});
+  if (res.failure != upstream::FetchFailure::none) {
     co_return;  // job->fill is abandoned with the job: the stale copy stays until stale_until
   }
-  auto [wec, written] = co_await net::async_write(socket, net::buffer(job->head), io::nothrow);
-  if (wec) {
-    co_return;
-  }
-  io::beast::flat_buffer buffer;
-  io::http::response_parser<io::http::string_body> parser;
-  parser.body_limit(job->max_object);
-  auto [rec, read] = co_await io::http::async_read(socket, buffer, parser, io::nothrow);
-  timer.cancel();
-  if (rec) {
-    co_return;
-  }
-  const auto& res = parser.get();
   ScannedFields scanned;
   ResponseFacts& facts = scanned.facts;
-  facts.status = res.result_int();
-  scanned.scan(res);
+  facts.status = res.status;
+  scanned.scan(res.fields);
   auto vary_names = parse_vary(scanned.vary, facts.vary_star);
-  if (!parser.chunked()) {
-    facts.content_length = res.body().size();  // read whole, within max_object
+  if (!scanned.chunked) {
+    facts.content_length = res.body.size();  // read whole, within max_object
   }
   auto decision = decide(*job->route, job->max_object, facts);
   if (decision.refusal != Refusal::none) {
@@ -253,26 +247,27 @@ net::awaitable<void> run_refresh(std::shared_ptr<Refresh> job) {
   e->stored = now;
   // The fields build_client_head passes on: no framing, hop-by-hop, Connection-named or stripped.
   std::vector<std::string_view> tokens;
-  auto connection = res.equal_range(io::http::field::connection);
-  for (auto it = connection.first; it != connection.second; ++it) {
-    for (auto t : ::gatehouse::http::split_tokens({it->value().data(), it->value().size()})) {
-      tokens.push_back(t);
+  for (const auto& [name, value] : res.fields) {
+    if (::gatehouse::http::iequals(name, "Connection")) {
+      for (auto t : ::gatehouse::http::split_tokens(value)) {
+        tokens.push_back(t);
+      }
     }
   }
-  for (const auto& f : res) {
-    auto name = std::string_view(f.name_string().data(), f.name_string().size());
-    if (f.name() == io::http::field::content_length || ::gatehouse::http::is_hop_by_hop(name) ||
+  for (const auto& [name, value] : res.fields) {
+    if (::gatehouse::http::iequals(name, "Content-Length") ||
+        ::gatehouse::http::is_hop_by_hop(name) ||
         (job->hooks->strips && job->hooks->strips(name)) ||
         (!tokens.empty() && ::gatehouse::http::named_by_connection(name, tokens))) {
       continue;
     }
     e->lines += name;
     e->lines += ": ";
-    e->lines += std::string_view(f.value().data(), f.value().size());
+    e->lines += value;
     e->lines += "\r\n";
   }
   e->lines = stored_lines(e->lines, job->cache_header, job->request_id_header);
-  e->body = std::move(parser.get().body());
+  e->body = std::move(res.body);
   if (!job->route->ignore_cache_control) {
     e->initial_age = parse_age(scanned.age);
   }
@@ -523,17 +518,16 @@ pipeline::net::awaitable<pipeline::Next> CacheFilter::resume(pipeline::Context& 
 
 bool CacheFilter::start_refresh(pipeline::Context& ctx, Fill fill) {
   const auto& route = *ctx.route_config;
-  const auto& targets = (*endpoints_)[route.upstream_index];
   // A refresh is a GET: an entry keyed on a POST's body is filled again by a POST once stale.
-  if (targets.empty() || !hooks_->upstream_head || ctx.method == "POST") {
+  if (!hooks_->fetch || !hooks_->upstream_head || ctx.method == "POST") {
     return false;
   }
   auto job = std::make_shared<Refresh>();
   if (hooks_->pin) {
     job->pin = hooks_->pin();
   }
-  job->target = targets[fill.hash() % targets.size()];
   job->fill = std::move(fill);
+  job->upstream = route.upstream_index;
   const auto& up = cfg_->upstreams[route.upstream_index];
   job->timeout = route.timeout.count() > 0 ? route.timeout : up.timeout;
   job->route = state_->route;
@@ -542,12 +536,12 @@ bool CacheFilter::start_refresh(pipeline::Context& ctx, Fill fill) {
   job->request_id_header = cfg_->request_id.header;
   job->hooks = hooks_;
   // The request as proxy_request would send it, as a GET, under a request id of its own (the
-  // refresh outlives the request that found the entry stale), on a connection of its own.
+  // refresh outlives the request that found the entry stale).
+  job->request_id = ::gatehouse::http::thread_id_generator().request_id();
   std::string& head = job->head;
-  hooks_->upstream_head(ctx, ::gatehouse::http::thread_id_generator().request_id(), head);
+  hooks_->upstream_head(ctx, job->request_id, head);
   // The client's validators and ranges are its own: the refresh fetches the whole representation.
   strip_conditional_fields(head);
-  head.insert(head.size() - 2, "Connection: close\r\n");
   for (const auto& f : *ctx.request) {
     job->request_headers.emplace_back(
         std::string_view(f.name_string().data(), f.name_string().size()),

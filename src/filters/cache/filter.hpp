@@ -21,6 +21,7 @@
 #include "io/net.hpp"
 #include "observability/logging.hpp"
 #include "pipeline/context.hpp"
+#include "upstream/fetch.hpp"
 
 namespace gatehouse::filters::cache {
 
@@ -28,8 +29,9 @@ struct Rendezvous;  // filter.cpp
 struct Refresh;     // filter.cpp
 
 // What a stale_while_revalidate refresh borrows from the proxy path, supplied by the server
-// (server/worker.cpp) so that a refreshed entry is what a fill would have stored and the app sees
-// the refresh as a proxied request.
+// (server/worker.cpp) so that a refreshed entry is what a fill would have stored, the app sees
+// the refresh as a proxied request, and the refresh is one of the upstream's exchanges (its pool,
+// queue, breaker and target health).
 struct ProxyHooks {
   // The filter chain's strips(): upstream response fields never passed on (Server, X-Powered-By).
   std::function<bool(std::string_view)> strips;
@@ -37,6 +39,12 @@ struct ProxyHooks {
   // (X-Forwarded-*, traceparent) carrying `request_id`.
   std::function<void(const pipeline::Context& ctx, std::string_view request_id, std::string& out)>
       upstream_head;
+  // Runs the refresh's exchange through the pinned generation's cluster of upstream `upstream`
+  // (upstream::fetch: a stale keep-alive connection is retried once), with the upstream's
+  // configured retries. An open circuit breaker answers FetchFailure::unavailable: no refresh.
+  std::function<io::net::awaitable<upstream::FetchResult>(std::size_t upstream,
+                                                          const upstream::FetchRequest&)>
+      fetch;
   // Keeps what the hooks and the route point into (the configuration generation) alive until the
   // token is released; called on the worker's thread, released there.
   std::function<std::shared_ptr<void>()> pin;
@@ -46,12 +54,7 @@ class CacheFilter {
  public:
   template <class Services>
   explicit CacheFilter(Services& s)
-      : store_(s.cache),
-        cfg_(&s.cfg),
-        worker_(s.worker),
-        logs_(&s.logs),
-        endpoints_(&s.upstream_endpoints),
-        hooks_(&s.cache_hooks) {}
+      : store_(s.cache), cfg_(&s.cfg), worker_(s.worker), logs_(&s.logs), hooks_(&s.cache_hooks) {}
   CacheFilter(CacheFilter&&) noexcept;
   CacheFilter& operator=(CacheFilter&&) noexcept;
   ~CacheFilter();
@@ -127,7 +130,6 @@ class CacheFilter {
   const config::Config* cfg_;
   unsigned worker_;
   observability::Logs* logs_;
-  const std::vector<std::vector<io::tcp::endpoint>>* endpoints_;  // per upstream, resolved
   const ProxyHooks* hooks_;
   // Only on a caching route; in place, so that a miss allocates no state of its own.
   std::optional<State> state_;

@@ -17,7 +17,8 @@ usage: cache_app.py PORT [NAME]
       age=N     Age: N (the response was N seconds old, as from a cache in front of the app)
       echo_id=1 X-Request-ID: the request's (as apps echo it)
   GET /__seen?path=P        JSON list, per request of path P: its method, X-Forwarded-For,
-                            X-Request-ID, If-None-Match, If-Modified-Since, Range
+                            X-Request-ID, If-None-Match, If-Modified-Since, Range, and the
+                            client port of its connection (which connection carried it)
 """
 import asyncio
 import collections
@@ -49,7 +50,8 @@ async def anything(request):
                        "x-request-id": request.headers.get("x-request-id"),
                        "if-none-match": request.headers.get("if-none-match"),
                        "if-modified-since": request.headers.get("if-modified-since"),
-                       "range": request.headers.get("range")})
+                       "range": request.headers.get("range"),
+                       "port": request.client.port if request.client else None})
     n = HITS[path]
     q = request.query_params
     body = await request.body()
@@ -108,4 +110,5 @@ app = Starlette(routes=[
 
 if __name__ == "__main__":
     uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning",
-                timeout_keep_alive=30, access_log=False)
+                timeout_keep_alive=30, access_log=False,
+                proxy_headers=False)  # request.client: the peer itself, with its port
