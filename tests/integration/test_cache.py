@@ -323,6 +323,23 @@ def test_a_background_refresh_reuses_the_upstreams_pooled_connection(apps, gateh
     assert seen[0]["port"] and seen[1]["port"] == seen[0]["port"], seen  # the same connection
 
 
+def test_a_background_refresh_follows_the_upstreams_retry_policy(apps, gatehouses):
+    # The refresh's first try gets a 503 (in retry.on by default): it is tried again, as a
+    # proxied GET would be, and the second try's answer is stored.
+    app, gh = cached(apps, gatehouses, workers=1,
+                     route_cache={"ttl": "1s", "stale_while_revalidate": "30s"},
+                     upstreams={"app": {"retry": {"attempts": 2,
+                                                  "backoff": {"base": "10ms", "max": "50ms"}}}})
+    target = "/retried?status=503&status_from=2&status_to=2"
+    assert get(gh, target)[1]["x-cache"] == "MISS"
+    time.sleep(1.2)
+    assert get(gh, target)[1]["x-cache"] == "STALE"
+    # No client request meanwhile (a later stale hit would start a refresh of its own).
+    assert wait_until(lambda: upstream_hits(app, "/retried") == 3, scaled(5), 0.05)
+    status, headers, body = get(gh, target)
+    assert (status, headers["x-cache"], body) == (200, "HIT", b"c /retried #3")
+
+
 def test_an_open_circuit_breaker_stops_background_refreshes(apps, gatehouses):
     # While the upstream's breaker is open nothing goes to the app, refreshes included: the
     # stale copy keeps being served (stale_while_revalidate) and no refresh reaches the app.

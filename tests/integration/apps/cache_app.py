@@ -90,7 +90,8 @@ async def anything(request):
     payload = text.encode()
     if "size" in q:
         payload = (payload + b" " + b"x" * int(q["size"]))[: int(q["size"])]
-    status = int(q.get("status", "200")) if n >= int(q.get("status_from", "1")) else 200
+    status_window = int(q.get("status_from", "1")) <= n <= int(q.get("status_to", "1000000"))
+    status = int(q.get("status", "200")) if status_window else 200
     if status >= 500:
         payload = b"app error " + payload
     resp = Response(payload, status_code=status, headers=headers, media_type="text/plain")
