@@ -152,6 +152,30 @@ def test_prefer_respond_async_and_wait(gh):
     assert status == 201 and "preference-applied" not in hdrs
 
 
+def test_a_client_that_leaves_during_the_wait_is_let_go_and_the_job_goes_on(gh, jobs_app):
+    """Prefer wait=20 with a 3 s upstream: the client closes after 0.3 s. Its connection is
+    released at once (not held until the attempt ends), and the attempt finishes as the job."""
+    import socket
+    key = f"leave-{time.monotonic_ns()}"
+    body = b"left"
+    s = socket.create_connection(("127.0.0.1", gh.port))
+    s.sendall(b"PUT /gen?sleep=3 HTTP/1.1\r\nHost: t\r\nPrefer: respond-async, wait=20\r\n"
+              b"Idempotency-Key: " + key.encode() + b"\r\nContent-Length: 4\r\n\r\n" + body)
+    assert wait_until(lambda: gh.metrics().value("gatehouse_connections_active") == 1, scaled(2), 0.02)
+    time.sleep(0.3)
+    s.close()
+    left = time.monotonic()
+    assert wait_until(lambda: gh.metrics().value("gatehouse_connections_active") == 0,
+                      scaled(1.5), 0.02), "the connection was held after the client left"
+    assert time.monotonic() - left < 2.5  # well before the upstream's 3 s answer
+    # The same request again finds the job (stored before the wait), which finishes once.
+    doc, _ = accept(gh, "PUT", "/gen?sleep=3", body,
+                    {"Prefer": "respond-async", "Idempotency-Key": key})
+    final = poll(gh, doc["job_id"])
+    assert final["status"] == "succeeded" and final["attempts"] == 1
+    assert seen(jobs_app)[doc["job_id"]] == 1
+
+
 def test_idempotency_key_same_different_and_concurrent(gh, jobs_app):
     key = {"Idempotency-Key": "order-1", "Authorization": "Bearer u1"}
     doc, _ = accept(gh, "POST", "/gen?sleep=0.5", b"A", key)
