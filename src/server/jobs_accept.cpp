@@ -138,8 +138,12 @@ net::awaitable<bool> serve_job_request(Worker& w, ClientConn& c, FilterChain& ch
       job.request.headers.emplace_back(std::string(name), std::string(sv(f.value())));
     }
   }
-  // What build_upstream_head would say of the scheme and host; X-Forwarded-For (from client_ip),
-  // the request id and Idempotency-Key are added when the job is sent.
+  // What build_upstream_head would send as X-Forwarded-*: the same chain for a job as for the
+  // request proxied (a trusted proxy's list, then the peer), whatever attempt sends it. The
+  // request id and Idempotency-Key are added when the job is sent.
+  std::string forwarded_for;
+  append_forwarded_for(x.cfg, c.peer_ip, x.identity, forwarded_for);
+  job.request.headers.emplace_back("X-Forwarded-For", std::move(forwarded_for));
   job.request.headers.emplace_back("X-Forwarded-Proto", !x.identity.forwarding.proto.empty()
                                                             ? x.identity.forwarding.proto
                                                         : c.stream.tls() ? "https"

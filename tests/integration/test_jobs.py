@@ -114,6 +114,25 @@ def test_async_202_then_poll_to_the_stored_result(gh, jobs_app):
     assert seen(jobs_app)[job_id] == 1
 
 
+def test_a_job_carries_the_forwarded_chain_a_proxied_request_would(gatehouses, jobs_app, tmp_path):
+    """Behind a trusted proxy (127.0.0.1): the app sees the same X-Forwarded-* for the request
+    proxied at once and for the same request run as a job (the chain, not the client alone)."""
+    g = gatehouses(jobs_app, jobs=jobs_config(tmp_path), routes=ROUTES, drain_timeout="1s",
+                   trusted_proxies=["127.0.0.1"])
+    headers = {"X-Forwarded-For": "203.0.113.7, 198.51.100.2", "X-Forwarded-Proto": "https",
+               "X-Forwarded-Host": "public.example", "Host": "inner.example"}
+    status, _, data = http_request(g.port, "GET", "/gen", headers=headers)
+    assert status == 201, data
+    proxied = json.loads(data)
+    assert proxied["forwarded_for"].startswith("203.0.113.7, 198.51.100.2")  # the chain went up
+    doc, _ = accept(g, "POST", "/gen", b"x", headers)
+    assert poll(g, doc["job_id"])["status"] == "succeeded"
+    status, _, data = http_request(g.port, "GET", f"/jobs/{doc['job_id']}/result")
+    job = json.loads(data)
+    for field in ("forwarded_for", "forwarded_proto", "forwarded_host"):
+        assert job[field] == proxied[field], field
+
+
 def test_unknown_and_malformed_ids_are_404(gh):
     for path in ("/jobs/0123456789abcdef0123456789abcdef", "/jobs/nope", "/jobs/0123456789ABCDEF0123456789ABCDEF",
                  "/jobs/0123456789abcdef0123456789abcdef/result"):
