@@ -277,6 +277,33 @@ def test_body_over_max_body_is_413_and_no_job(gh, jobs_app):
     doc, _ = accept(gh, "POST", "/gen", b"x" * (64 * 1024))  # at the limit: accepted
 
 
+def test_polling_in_a_tight_loop_is_limited_with_429(gatehouses, jobs_app, tmp_path):
+    """jobs.poll_rate bounds status requests per client and credential, before the store is read:
+    a tight loop gets 429 with Retry-After; another credential keeps its own budget; the limited
+    client polls again once the window has passed."""
+    g = gatehouses(jobs_app, jobs=jobs_config(tmp_path, poll_rate="5/second"), routes=ROUTES,
+                   drain_timeout="1s")
+    mine = {"Authorization": "Bearer poller"}
+    doc, _ = accept(g, "POST", "/gen?sleep=1", b"x", mine)
+    url = f"/jobs/{doc['job_id']}"
+    got = [http_request(g.port, "GET", url, headers=mine) for _ in range(40)]
+    statuses = [s for s, _, _ in got]
+    assert statuses.count(429) >= 20, statuses
+    assert 1 <= statuses.count(200) <= 5 * 4, statuses  # a few windows at most, on a slow machine
+    status, hdrs, body = next(r for r in got if r[0] == 429)
+    assert int(hdrs["retry-after"]) >= 1
+    assert json.loads(body)["error"] == "job_poll_rate_limited"
+    # Not counted against anyone else: another credential (not the owner: 404, but not 429).
+    status, _, _ = http_request(g.port, "GET", url, headers={"Authorization": "Bearer other"})
+    assert status == 404
+    # Retry-After is honest: once it has passed, the poller is served again.
+    status, hdrs, _ = http_request(g.port, "GET", url, headers=mine)
+    if status == 429:
+        time.sleep(int(hdrs["retry-after"]) + 0.1)
+        status, _, _ = http_request(g.port, "GET", url, headers=mine)
+    assert status == 200
+
+
 def test_only_the_owner_reads_a_job(gh):
     doc, _ = accept(gh, "POST", "/gen", b"o", {"Authorization": "Bearer alice"})
     job_id = doc["job_id"]
@@ -421,9 +448,14 @@ def test_reload_switches_a_route_mode_but_not_the_store(gatehouses, jobs_app, tm
     cfg = json.loads(json.dumps(g.config))
     cfg["routes"][0]["mode"] = "sync"
     del cfg["routes"][0]["mode"]
+    cfg["jobs"]["max_body"] = "32KiB"
     g.config_path.write_text(to_yaml(cfg) + "\n")
     status, _, data = http_request(g.admin_port, "POST", "/admin/reload")
     assert status == 200, data
+    # The summary (answer and log line) names the jobs keys that changed.
+    assert json.loads(data)["changes"]["jobs"] == ["max_body"], data
+    line = g.wait_log("error", lambda l: l.get("message") == "configuration reloaded")
+    assert line["changes"]["jobs"] == ["max_body"]
     status, _, data = http_request(g.port, "POST", "/gen", body=b"x")
     assert status == 201, data  # proxied now
     cfg["jobs"]["store"] = f"sqlite://{tmp_path}/other.db"
