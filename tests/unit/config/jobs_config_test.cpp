@@ -122,6 +122,27 @@ TEST(JobsConfig, Rejections) {
   });
 }
 
+// `gatehouse check` notes job routes that would make jobs of reads, and an unused hybrid_wait.
+TEST(JobsConfig, NotesJobRoutesThatTakeReads) {
+  auto c = load(R"(jobs: {}
+routes:
+  - {name: a, match: {path_prefix: /a}, upstream: app, mode: async, hybrid_wait: 2s}
+  - {name: b, match: {path_prefix: /b, methods: [GET, POST]}, upstream: app, mode: hybrid}
+  - {name: c, match: {path_prefix: /c, methods: [POST]}, upstream: app, mode: async}
+  - {name: d, match: {path_prefix: /d}, upstream: app}
+)");
+  ASSERT_EQ(c.notes.size(), 3U) << ::testing::PrintToString(c.notes);
+  EXPECT_NE(c.notes[0].find("routes[0].mode: async makes a job of every request the route takes, "
+                            "and it takes every method"),
+            std::string::npos)
+      << c.notes[0];
+  EXPECT_NE(c.notes[1].find("routes[0].hybrid_wait: ignored"), std::string::npos) << c.notes[1];
+  EXPECT_NE(c.notes[2].find("routes[1].mode: hybrid makes a job of every request the route takes, "
+                            "and it takes GET:"),
+            std::string::npos)
+      << c.notes[2];
+}
+
 TEST(JobsConfig, ReloadRefusesStoreAndConcurrencyButNotModes) {
   auto a = load("jobs: {}\nroutes:\n  - {name: r, upstream: app, mode: async}\n");
   auto b = load("jobs: {}\nroutes:\n  - {name: r, upstream: app, mode: hybrid}\n");
