@@ -602,6 +602,39 @@ void read_route_jobs(const Map& m, bool jobs, Route& out) {
   }
 }
 
+// A job route that also takes reads (GET, HEAD, OPTIONS, or every method) turns each into a job:
+// a 202 where a client expected the resource, a CORS preflight queued. And an async route's
+// hybrid_wait is never used. Both load, with a note.
+void note_route_jobs(const Route& route, const Map& m, std::vector<std::string>& notes) {
+  if (route.mode == Route::Mode::sync) {
+    return;
+  }
+  auto mode = m.find("mode");
+  const char* mode_name = route.mode == Route::Mode::async ? "async" : "hybrid";
+  const auto& methods = route.match.methods;
+  std::vector<std::string_view> reads;
+  for (const char* safe : {"GET", "HEAD", "OPTIONS"}) {
+    if (std::find(methods.begin(), methods.end(), safe) != methods.end()) {
+      reads.emplace_back(safe);
+    }
+  }
+  if (methods.empty() || !reads.empty()) {
+    notes.push_back(detail::located(
+        mode->source(), mode->mark(), mode->path(),
+        std::string(mode_name) + " makes a job of every request the route takes, " +
+            (methods.empty() ? std::string("and it takes every method (GET, HEAD and OPTIONS too)")
+                             : "and it takes " + join(reads)) +
+            ": reads and CORS preflights would be answered 202; list the methods that start work "
+            "(match.methods: [POST])"));
+  }
+  if (route.mode == Route::Mode::async) {
+    if (auto wait = m.find("hybrid_wait")) {
+      notes.push_back(detail::located(wait->source(), wait->mark(), wait->path(),
+                                      "ignored: only a hybrid route waits (this one is async)"));
+    }
+  }
+}
+
 Route read_route(const Map& m, const Config& config, const Sections& sections, bool jobs) {
   const auto& upstreams = config.upstreams;
   Route out;
@@ -699,6 +732,7 @@ std::vector<Route> read_routes(const Map& root, const Config& config, const Sect
     Map m(item, std::move(keys));
     auto route = read_route(m, config, sections, jobs);
     note_shadowed(out, route, m, notes);
+    note_route_jobs(route, m, notes);
     for (std::size_t i = 0; i < out.size(); ++i) {
       if (out[i].name == route.name) {
         m.require("name").fail("duplicate route name " + quoted(route.name) + " (also routes[" +

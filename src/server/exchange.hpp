@@ -41,6 +41,11 @@ void build_upstream_head(const config::Config& cfg, std::string_view peer_ip, bo
                          const ClientIdentity& id, const RequestParser& p, std::string_view path,
                          std::string_view request_id, Framing framing, std::string& out);
 
+// The X-Forwarded-For value build_upstream_head sends, appended to `out`: a trusted peer's chain
+// (forwarded_headers) then `peer_ip`, else `peer_ip` alone. Jobs store it when they accept.
+void append_forwarded_for(const config::Config& cfg, std::string_view peer_ip,
+                          const ClientIdentity& id, std::string& out);
+
 // The path the upstream is sent (`paths.forward`): the canonical one or the one received.
 inline std::string_view upstream_path(const config::Config& cfg, const Context& x) {
   return cfg.paths.forward == config::PathForward::canonical ? x.path : x.raw_path;

@@ -60,6 +60,7 @@ struct FilterServices {
   // issue 13: the job store and the owner hasher (status endpoints); null without `jobs`.
   ::gatehouse::jobs::Store* job_store = nullptr;
   const observability::ClientIpHasher* job_owner_hasher = nullptr;
+  ratelimit::MemoryStore* job_poll_limits = nullptr;  // jobs.poll_rate's counts
 };
 
 using FilterChain = pipeline::Chain<

@@ -22,6 +22,7 @@
 #include "filters/jobs/policy.hpp"
 #include "jobs/store.hpp"
 #include "observability/logging.hpp"
+#include "ratelimit/memory_store.hpp"
 #include "server/exchange.hpp"
 
 namespace gatehouse::server {
@@ -37,6 +38,8 @@ class JobsService {
   gjobs::Store& store() { return *store_; }
   const observability::ClientIpHasher& owner_hasher() const { return owner_hasher_; }
   unsigned slots_per_worker() const { return slots_; }
+  // jobs.poll_rate's counts, shared by the workers (sharded locks; status requests only).
+  ratelimit::MemoryStore& poll_limits() { return poll_limits_; }
   observability::Logs& logs() { return logs_; }
 
   // Counters (relaxed; any thread).
@@ -59,6 +62,9 @@ class JobsService {
   std::unique_ptr<gjobs::Store> store_;
   observability::ClientIpHasher owner_hasher_;
   unsigned slots_;
+  // Keys are (client address, credential): bounded, the least recently seen evicted.
+  static constexpr std::size_t kPollKeys = 65536;
+  ratelimit::MemoryStore poll_limits_{kPollKeys};
   std::atomic<std::uint64_t> accepted_{0}, refused_large_{0}, refused_store_{0}, attempts_{0},
       retries_{0}, succeeded_{0}, failed_{0}, dead_{0};
   std::array<std::atomic<std::uint64_t>, kLatencyBounds.size() + 1> latency_buckets_{};

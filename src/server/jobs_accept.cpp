@@ -2,6 +2,10 @@
 // is read whole (jobs.max_body), the request is stored durably, and only then is 202 sent; in
 // hybrid mode (or with `Prefer: respond-async, wait=N`) the first attempt runs at once on this
 // worker and its response is answered when it comes in time.
+#include <sys/socket.h>
+
+#include <cerrno>
+
 #include "filters/jobs/filter.hpp"
 #include "http/canonical_path.hpp"
 #include "http/fields.hpp"
@@ -134,8 +138,12 @@ net::awaitable<bool> serve_job_request(Worker& w, ClientConn& c, FilterChain& ch
       job.request.headers.emplace_back(std::string(name), std::string(sv(f.value())));
     }
   }
-  // What build_upstream_head would say of the scheme and host; X-Forwarded-For (from client_ip),
-  // the request id and Idempotency-Key are added when the job is sent.
+  // What build_upstream_head would send as X-Forwarded-*: the same chain for a job as for the
+  // request proxied (a trusted proxy's list, then the peer), whatever attempt sends it. The
+  // request id and Idempotency-Key are added when the job is sent.
+  std::string forwarded_for;
+  append_forwarded_for(x.cfg, c.peer_ip, x.identity, forwarded_for);
+  job.request.headers.emplace_back("X-Forwarded-For", std::move(forwarded_for));
   job.request.headers.emplace_back("X-Forwarded-Proto", !x.identity.forwarding.proto.empty()
                                                             ? x.identity.forwarding.proto
                                                         : c.stream.tls() ? "https"
@@ -206,7 +214,31 @@ net::awaitable<bool> serve_job_request(Worker& w, ClientConn& c, FilterChain& ch
   auto waiter = std::make_shared<AttemptWaiter>(w.ioc.get_executor());
   waiter->timer.expires_after(how.wait);
   w.jobs->run(copy, waiter);
+  // A client that leaves while it waits ends the wait (and its connection) at once; the attempt
+  // goes on as the job it already is. Readable with nothing to read is EOF or a reset; bytes (a
+  // pipelined request, a TLS alert) say nothing and end the watch, so such a client is noticed
+  // only when the reply is written.
+  auto gone = std::make_shared<bool>(false);
+  tcp::socket& client = c.socket();
+  client.async_wait(tcp::socket::wait_read, [gone, waiter, &client](error_code ec) {
+    if (ec || waiter->done || *gone) {
+      return;
+    }
+    char probe;
+    const ssize_t n = ::recv(client.native_handle(), &probe, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+      *gone = true;
+      waiter->timer.cancel();
+    }
+  });
   co_await waiter->timer.async_wait(nothrow);
+  if (!*gone) {
+    *gone = true;  // the watch, if it still runs, finds the wait over
+    error_code ignore;
+    client.cancel(ignore);
+  } else {
+    co_return false;  // nothing to answer: the job is the client's to poll, if it comes back
+  }
   if (waiter->done && gjobs::final_state(waiter->job.state) && waiter->job.response) {
     // The upstream's response as it came (its own Location, if any, is the app's to give).
     fj::stored_reply(x, *waiter->job.response);

@@ -249,13 +249,16 @@ void log_attempt(observability::Logs& logs, const gjobs::Job& job, const upstrea
 // The head a job is sent with: its stored lines, then gatehouse's own.
 std::string job_head(const gjobs::Job& job, const config::Config& cfg) {
   std::string head = job.request.method + " " + job.request.target + " HTTP/1.1\r\n";
+  bool forwarded_for = false;
   for (const auto& [name, value] : job.request.headers) {
     head += name;
     head += ": ";
     head += value;
     head += "\r\n";
+    forwarded_for = forwarded_for || ghttp::iequals(name, "X-Forwarded-For");
   }
-  if (!job.client_ip.empty()) {
+  if (!forwarded_for && !job.client_ip.empty()) {
+    // A job stored before accept kept the chain: the client's address alone, as it did then.
     head += "X-Forwarded-For: " + job.client_ip + "\r\n";
   }
   head += cfg.request_id.header + ": " + job.request_id + "\r\n";

@@ -64,6 +64,18 @@ bool skip_forwarded_field(const std::string_view name, http::field f,
 
 }  // namespace
 
+void append_forwarded_for(const config::Config& cfg, std::string_view peer_ip,
+                          const ClientIdentity& id, std::string& out) {
+  if (id.forwarding.trusted_peer) {
+    auto chain = ghttp::upstream_forwarded_for(id.lines, cfg.forwarded_headers);
+    if (!chain.empty()) {
+      out += chain;
+      out += ", ";
+    }
+  }
+  out += peer_ip;
+}
+
 void build_upstream_head(const config::Config& cfg, std::string_view peer_ip, bool tls,
                          const ClientIdentity& id, const RequestParser& p, std::string_view path,
                          std::string_view request_id, Framing framing, std::string& out) {
@@ -89,14 +101,7 @@ void build_upstream_head(const config::Config& cfg, std::string_view peer_ip, bo
   // From a trusted peer: its whole chain (every line, or Forwarded's for= nodes) plus the peer,
   // and the nearest proxy's scheme and host; from anyone else only what this hop saw.
   out += "X-Forwarded-For: ";
-  if (id.forwarding.trusted_peer) {
-    auto chain = ghttp::upstream_forwarded_for(id.lines, cfg.forwarded_headers);
-    if (!chain.empty()) {
-      out += chain;
-      out += ", ";
-    }
-  }
-  out += peer_ip;
+  append_forwarded_for(cfg, peer_ip, id, out);
   out += kCrlf;
   out += "X-Forwarded-Proto: ";
   out += !id.forwarding.proto.empty() ? std::string_view(id.forwarding.proto)

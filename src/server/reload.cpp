@@ -5,6 +5,7 @@
 #include <ctime>
 
 #include "config/reload_plan.hpp"
+#include "filters/jobs/config.hpp"
 #include "filters/registry.hpp"
 #include "http/json.hpp"
 #include "server/gateway.hpp"
@@ -135,10 +136,19 @@ Gateway::ReloadResult Gateway::reload(const char* trigger) {
                                             config::upstream_definitions(*next, sections));
   auto rules = config::diff_definitions(gen_->rate_limiter->rule_definitions(),
                                         gen->rate_limiter->rule_definitions());
-  const std::string summary =
-      fmt::format(R"({{"routes":{},"upstreams":{},"rate_limit_rules":{},"tls_reloaded":{}}})",
-                  config::diff_json(routes), config::diff_json(upstreams), config::diff_json(rules),
-                  cfg_->listen_tls ? "true" : "false");
+  // issue 13: the `jobs` keys that changed (a route's mode shows in its route's diff).
+  std::string jobs = "[";
+  for (const auto& key : filters::jobs::reload_changes(running, *next)) {
+    if (jobs.size() > 1) {
+      jobs += ',';
+    }
+    ghttp::append_json_string(jobs, key);
+  }
+  jobs += ']';
+  const std::string summary = fmt::format(
+      R"({{"routes":{},"upstreams":{},"rate_limit_rules":{},"jobs":{},"tls_reloaded":{}}})",
+      config::diff_json(routes), config::diff_json(upstreams), config::diff_json(rules), jobs,
+      cfg_->listen_tls ? "true" : "false");
 
   metrics_->add_route_names(names);
   if (gen->rate_limiter->enabled() && !rate_limit_component_) {

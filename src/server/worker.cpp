@@ -143,6 +143,7 @@ void Worker::install_now(std::shared_ptr<const Generation> g) {
       .cache_hooks = {},
       .job_store = gw.jobs() != nullptr ? &gw.jobs()->store() : nullptr,
       .job_owner_hasher = gw.jobs() != nullptr ? &gw.jobs()->owner_hasher() : nullptr,
+      .job_poll_limits = gw.jobs() != nullptr ? &gw.jobs()->poll_limits() : nullptr,
   };
   // Clusters: the previous generation's for every upstream whose definition is unchanged, a new
   // one for the others. The upstream list itself, its targets and health settings do not change

@@ -114,6 +114,25 @@ def test_async_202_then_poll_to_the_stored_result(gh, jobs_app):
     assert seen(jobs_app)[job_id] == 1
 
 
+def test_a_job_carries_the_forwarded_chain_a_proxied_request_would(gatehouses, jobs_app, tmp_path):
+    """Behind a trusted proxy (127.0.0.1): the app sees the same X-Forwarded-* for the request
+    proxied at once and for the same request run as a job (the chain, not the client alone)."""
+    g = gatehouses(jobs_app, jobs=jobs_config(tmp_path), routes=ROUTES, drain_timeout="1s",
+                   trusted_proxies=["127.0.0.1"])
+    headers = {"X-Forwarded-For": "203.0.113.7, 198.51.100.2", "X-Forwarded-Proto": "https",
+               "X-Forwarded-Host": "public.example", "Host": "inner.example"}
+    status, _, data = http_request(g.port, "GET", "/gen", headers=headers)
+    assert status == 201, data
+    proxied = json.loads(data)
+    assert proxied["forwarded_for"].startswith("203.0.113.7, 198.51.100.2")  # the chain went up
+    doc, _ = accept(g, "POST", "/gen", b"x", headers)
+    assert poll(g, doc["job_id"])["status"] == "succeeded"
+    status, _, data = http_request(g.port, "GET", f"/jobs/{doc['job_id']}/result")
+    job = json.loads(data)
+    for field in ("forwarded_for", "forwarded_proto", "forwarded_host"):
+        assert job[field] == proxied[field], field
+
+
 def test_unknown_and_malformed_ids_are_404(gh):
     for path in ("/jobs/0123456789abcdef0123456789abcdef", "/jobs/nope", "/jobs/0123456789ABCDEF0123456789ABCDEF",
                  "/jobs/0123456789abcdef0123456789abcdef/result"):
@@ -150,6 +169,30 @@ def test_prefer_respond_async_and_wait(gh):
     # A sync route ignores the preference: proxied as always.
     status, hdrs, data = http_request(gh.port, "GET", "/gen", headers={"Prefer": "respond-async"})
     assert status == 201 and "preference-applied" not in hdrs
+
+
+def test_a_client_that_leaves_during_the_wait_is_let_go_and_the_job_goes_on(gh, jobs_app):
+    """Prefer wait=20 with a 3 s upstream: the client closes after 0.3 s. Its connection is
+    released at once (not held until the attempt ends), and the attempt finishes as the job."""
+    import socket
+    key = f"leave-{time.monotonic_ns()}"
+    body = b"left"
+    s = socket.create_connection(("127.0.0.1", gh.port))
+    s.sendall(b"PUT /gen?sleep=3 HTTP/1.1\r\nHost: t\r\nPrefer: respond-async, wait=20\r\n"
+              b"Idempotency-Key: " + key.encode() + b"\r\nContent-Length: 4\r\n\r\n" + body)
+    assert wait_until(lambda: gh.metrics().value("gatehouse_connections_active") == 1, scaled(2), 0.02)
+    time.sleep(0.3)
+    s.close()
+    left = time.monotonic()
+    assert wait_until(lambda: gh.metrics().value("gatehouse_connections_active") == 0,
+                      scaled(1.5), 0.02), "the connection was held after the client left"
+    assert time.monotonic() - left < 2.5  # well before the upstream's 3 s answer
+    # The same request again finds the job (stored before the wait), which finishes once.
+    doc, _ = accept(gh, "PUT", "/gen?sleep=3", body,
+                    {"Prefer": "respond-async", "Idempotency-Key": key})
+    final = poll(gh, doc["job_id"])
+    assert final["status"] == "succeeded" and final["attempts"] == 1
+    assert seen(jobs_app)[doc["job_id"]] == 1
 
 
 def test_idempotency_key_same_different_and_concurrent(gh, jobs_app):
@@ -232,6 +275,33 @@ def test_body_over_max_body_is_413_and_no_job(gh, jobs_app):
     assert status == 413
     assert gh.metrics().value("gatehouse_jobs_accepted_total") == before
     doc, _ = accept(gh, "POST", "/gen", b"x" * (64 * 1024))  # at the limit: accepted
+
+
+def test_polling_in_a_tight_loop_is_limited_with_429(gatehouses, jobs_app, tmp_path):
+    """jobs.poll_rate bounds status requests per client and credential, before the store is read:
+    a tight loop gets 429 with Retry-After; another credential keeps its own budget; the limited
+    client polls again once the window has passed."""
+    g = gatehouses(jobs_app, jobs=jobs_config(tmp_path, poll_rate="5/second"), routes=ROUTES,
+                   drain_timeout="1s")
+    mine = {"Authorization": "Bearer poller"}
+    doc, _ = accept(g, "POST", "/gen?sleep=1", b"x", mine)
+    url = f"/jobs/{doc['job_id']}"
+    got = [http_request(g.port, "GET", url, headers=mine) for _ in range(40)]
+    statuses = [s for s, _, _ in got]
+    assert statuses.count(429) >= 20, statuses
+    assert 1 <= statuses.count(200) <= 5 * 4, statuses  # a few windows at most, on a slow machine
+    status, hdrs, body = next(r for r in got if r[0] == 429)
+    assert int(hdrs["retry-after"]) >= 1
+    assert json.loads(body)["error"] == "job_poll_rate_limited"
+    # Not counted against anyone else: another credential (not the owner: 404, but not 429).
+    status, _, _ = http_request(g.port, "GET", url, headers={"Authorization": "Bearer other"})
+    assert status == 404
+    # Retry-After is honest: once it has passed, the poller is served again.
+    status, hdrs, _ = http_request(g.port, "GET", url, headers=mine)
+    if status == 429:
+        time.sleep(int(hdrs["retry-after"]) + 0.1)
+        status, _, _ = http_request(g.port, "GET", url, headers=mine)
+    assert status == 200
 
 
 def test_only_the_owner_reads_a_job(gh):
@@ -378,9 +448,14 @@ def test_reload_switches_a_route_mode_but_not_the_store(gatehouses, jobs_app, tm
     cfg = json.loads(json.dumps(g.config))
     cfg["routes"][0]["mode"] = "sync"
     del cfg["routes"][0]["mode"]
+    cfg["jobs"]["max_body"] = "32KiB"
     g.config_path.write_text(to_yaml(cfg) + "\n")
     status, _, data = http_request(g.admin_port, "POST", "/admin/reload")
     assert status == 200, data
+    # The summary (answer and log line) names the jobs keys that changed.
+    assert json.loads(data)["changes"]["jobs"] == ["max_body"], data
+    line = g.wait_log("error", lambda l: l.get("message") == "configuration reloaded")
+    assert line["changes"]["jobs"] == ["max_body"]
     status, _, data = http_request(g.port, "POST", "/gen", body=b"x")
     assert status == 201, data  # proxied now
     cfg["jobs"]["store"] = f"sqlite://{tmp_path}/other.db"

@@ -5,8 +5,10 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "config/config.hpp"
+#include "ratelimit/rate.hpp"
 
 namespace gatehouse::config {
 class Sections;
@@ -30,6 +32,10 @@ struct Settings {
   std::string path = "/jobs";                  // GET PATH/<id>, GET PATH/<id>/result
   std::uint64_t max_queued = 100000;           // queued beyond this: 503 + Retry-After
   std::string owner_header = "Authorization";  // whose job it is (a keyed hash of its value)
+  // Status requests (GET PATH/<id>[/result]) per client address and credential, a sliding
+  // window checked before the store is read: the status path comes before routing, so no
+  // route's rate limit applies to polling. count 0: off.
+  ratelimit::Rate poll_rate{50, 1, "second", 1};
 
   static config::RetryConfig default_retry() {
     config::RetryConfig r;
@@ -48,6 +54,10 @@ const Settings& settings(const config::Config& config);
 // Why `next` cannot replace `running` without a restart (the store and the runner's slots are
 // built once), or empty.
 std::string restart_needed(const config::Config& running, const config::Config& next);
+
+// The `jobs` keys a reload changed (of those that reload: retry, max_body, max_response, path,
+// owner_header, poll_rate), in that order, for the reload's summary line.
+std::vector<std::string> reload_changes(const config::Config& running, const config::Config& next);
 
 void register_config(config::Sections& sections);
 

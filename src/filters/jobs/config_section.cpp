@@ -10,6 +10,7 @@
 #include "config/yaml_reader.hpp"
 #include "config/yaml_writer.hpp"
 #include "filters/jobs/config.hpp"
+#include "ratelimit/rate.hpp"
 
 namespace gatehouse::filters::jobs {
 namespace {
@@ -109,6 +110,21 @@ std::string read_store(const Value& v) {
          " (expected sqlite://PATH, sqlite:///ABSOLUTE/PATH or redis://HOST:PORT/DB)");
 }
 
+// `poll_rate`: one rate ("20/second", "100 per minute") or `off`.
+ratelimit::Rate read_poll_rate(const Value& v) {
+  if (v.text() == "off") {
+    return ratelimit::Rate{0, 1, "second", 1};
+  }
+  auto parsed = ratelimit::parse_rates(v.text());
+  if (!parsed.error.empty()) {
+    v.fail(parsed.error + " (or off)");
+  }
+  if (parsed.rates.size() != 1) {
+    v.fail("expected one rate (\"20/second\") or off");
+  }
+  return parsed.rates.front();
+}
+
 void read(const Value* v, config::Config& config) {
   if (v == nullptr || v->is_null()) {
     return;
@@ -116,7 +132,7 @@ void read(const Value* v, config::Config& config) {
   Settings s;
   s.enabled = true;
   Map m(*v, {"store", "concurrency", "retry", "max_body", "max_response", "result_ttl", "path",
-             "max_queued", "owner_header"});
+             "max_queued", "owner_header", "poll_rate"});
   if (auto x = m.find("store")) {
     s.store = read_store(*x);
   }
@@ -149,6 +165,9 @@ void read(const Value* v, config::Config& config) {
   }
   if (auto x = m.find("owner_header")) {
     s.owner_header = config::detail::read_header_name(*x);
+  }
+  if (auto x = m.find("poll_rate")) {
+    s.poll_rate = read_poll_rate(*x);
   }
   config.filters.set(std::move(s));
 }
@@ -195,6 +214,7 @@ void write(config::YamlWriter& w, const config::Config& config) {
   w.key("path").str(s.path);
   w.key("max_queued").number(s.max_queued);
   w.key("owner_header").str(s.owner_header);
+  w.key("poll_rate").str(s.poll_rate.count == 0 ? std::string("off") : s.poll_rate.text());
   w.end_map();
 }
 
@@ -207,7 +227,7 @@ const Settings& settings(const config::Config& config) {
 }
 
 // The store (its url, queue bound and expiry) and the runner's slots are built once at start-up;
-// retry, max_body, max_response, path and owner_header are read per job and reload.
+// retry, max_body, max_response, path, owner_header and poll_rate are read per request and reload.
 std::string restart_needed(const config::Config& running, const config::Config& next) {
   const Settings& a = settings(running);
   const Settings& b = settings(next);
@@ -224,6 +244,35 @@ std::string restart_needed(const config::Config& running, const config::Config& 
     key = "jobs.result_ttl";
   }
   return key == nullptr ? std::string() : config::restart_message(key);
+}
+
+std::vector<std::string> reload_changes(const config::Config& running, const config::Config& next) {
+  const Settings& a = settings(running);
+  const Settings& b = settings(next);
+  std::vector<std::string> out;
+  const auto& ra = a.retry;
+  const auto& rb = b.retry;
+  if (ra.attempts != rb.attempts || ra.backoff_base != rb.backoff_base ||
+      ra.backoff_max != rb.backoff_max || ra.jitter != rb.jitter || ra.on != rb.on ||
+      ra.on_status != rb.on_status) {
+    out.emplace_back("retry");
+  }
+  if (a.max_body != b.max_body) {
+    out.emplace_back("max_body");
+  }
+  if (a.max_response != b.max_response) {
+    out.emplace_back("max_response");
+  }
+  if (a.path != b.path) {
+    out.emplace_back("path");
+  }
+  if (a.owner_header != b.owner_header) {
+    out.emplace_back("owner_header");
+  }
+  if (a.poll_rate != b.poll_rate) {
+    out.emplace_back("poll_rate");
+  }
+  return out;
 }
 
 void register_config(config::Sections& sections) {

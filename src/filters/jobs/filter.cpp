@@ -1,6 +1,9 @@
 #include "filters/jobs/filter.hpp"
 
+#include <algorithm>
+#include <chrono>
 #include <optional>
+#include <span>
 #include <utility>
 
 #include "filters/jobs/config.hpp"
@@ -80,6 +83,29 @@ pipeline::Next JobsFilter::decode_headers(pipeline::Context& ctx) {
     ctx.reply.headers = "Allow: GET, HEAD\r\n";
     return pipeline::error_reply(ctx, 405, ctx.body_pending);
   }
+  owner_ = owner_of(ctx, *hasher_);
+  const auto& rate = settings(ctx.cfg).poll_rate;
+  if (rate.count != 0 && poll_limits_ != nullptr) {
+    // Per client address and credential: one client polling in a loop is slowed, and neither
+    // other clients of the same credential nor other credentials behind one address pay for it.
+    std::string key = "jobs-poll\n" + ctx.client_ip + "\n" + owner_;
+    ratelimit::Check check{key,
+                           ratelimit::Algorithm::sliding_window,
+                           ratelimit::Params{rate.count, rate.period_ns(), 0},
+                           {}};
+    const auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                         std::chrono::steady_clock::now().time_since_epoch())
+                         .count();
+    if (!poll_limits_->decide(std::span(&check, 1), now)) {
+      constexpr ratelimit::Nanos kSecond = 1'000'000'000;
+      const std::int64_t after =
+          std::max<std::int64_t>(1, (check.outcome.retry_after + kSecond - 1) / kSecond);
+      return pipeline::retry_later_reply(
+          ctx, 429, "job_poll_rate_limited",
+          "Job status requests are limited to " + rate.message() + "; poll after Retry-After.",
+          after, ctx.body_pending);
+    }
+  }
   if (!valid_job_id(rest)) {
     return not_found(ctx);
   }
@@ -100,8 +126,7 @@ pipeline::net::awaitable<pipeline::Next> JobsFilter::resume(pipeline::Context& c
                                           ctx.body_pending);
   }
   // Another credential's job is answered as one that does not exist: ids are not confirmed.
-  const std::string owner = owner_of(ctx, *hasher_);
-  if (got.first != gj::StoreStatus::ok || !got.second || got.second->owner != owner) {
+  if (got.first != gj::StoreStatus::ok || !got.second || got.second->owner != owner_) {
     co_return not_found(ctx);
   }
   const gj::Job& job = *got.second;

@@ -11,6 +11,7 @@
 #include "jobs/store.hpp"
 #include "observability/logging.hpp"
 #include "pipeline/reply.hpp"
+#include "ratelimit/memory_store.hpp"
 
 namespace gatehouse::filters::jobs {
 
@@ -25,7 +26,8 @@ std::string owner_of(const pipeline::Context& ctx, const observability::ClientIp
 class JobsFilter {
  public:
   template <class Services>
-  explicit JobsFilter(Services& s) : store_(s.job_store), hasher_(s.job_owner_hasher) {}
+  explicit JobsFilter(Services& s)
+      : store_(s.job_store), hasher_(s.job_owner_hasher), poll_limits_(s.job_poll_limits) {}
 
   pipeline::Next decode_headers(pipeline::Context& ctx);
   pipeline::net::awaitable<pipeline::Next> resume(pipeline::Context& ctx);
@@ -33,7 +35,9 @@ class JobsFilter {
  private:
   gatehouse::jobs::Store* store_;
   const observability::ClientIpHasher* hasher_;
+  ratelimit::MemoryStore* poll_limits_;
   std::string id_;
+  std::string owner_;    // the request's owner hash (owner_of)
   bool result_ = false;  // GET .../result
 };
 

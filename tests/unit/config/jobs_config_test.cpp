@@ -41,6 +41,7 @@ routes:
   EXPECT_EQ(s.retry.on_status, (std::vector<unsigned>{429, 502, 503, 504}));
   EXPECT_EQ(s.path, "/jobs");
   EXPECT_EQ(s.owner_header, "Authorization");
+  EXPECT_EQ(s.poll_rate.text(), "50/second");
   EXPECT_EQ(c.routes[0].mode, Route::Mode::async);
 
   auto d = load(R"(jobs:
@@ -53,6 +54,7 @@ routes:
   path: /tasks/
   max_queued: 500
   owner_header: X-API-Key
+  poll_rate: 100 per 5 minutes
 routes:
   - {name: g, upstream: app, mode: hybrid, hybrid_wait: 3s}
 )");
@@ -71,6 +73,8 @@ routes:
   EXPECT_EQ(t.path, "/tasks");
   EXPECT_EQ(t.max_queued, 500U);
   EXPECT_EQ(t.owner_header, "X-API-Key");
+  EXPECT_EQ(t.poll_rate.count, 100U);
+  EXPECT_EQ(t.poll_rate.period_s, 300);
   EXPECT_EQ(d.routes[0].mode, Route::Mode::hybrid);
   EXPECT_EQ(d.routes[0].hybrid_wait, std::chrono::seconds(3));
 
@@ -80,6 +84,10 @@ routes:
   auto again = load_config_string(emitted, "check.yaml", filters::config_sections());
   EXPECT_EQ(jobs::settings(again).retry.on_status, t.retry.on_status);
   EXPECT_EQ(jobs::settings(again).owner_header, t.owner_header);
+  EXPECT_EQ(jobs::settings(again).poll_rate, t.poll_rate);
+  EXPECT_EQ(jobs::settings(load("jobs: {poll_rate: off}\n")).poll_rate.count, 0U);
+  auto off = to_yaml(load("jobs: {poll_rate: off}\n"), filters::config_sections());
+  EXPECT_NE(off.find("poll_rate: off"), std::string::npos) << off;
   EXPECT_EQ(again.routes[0].mode, Route::Mode::hybrid);
   EXPECT_EQ(again.routes[0].hybrid_wait, std::chrono::seconds(3));
   EXPECT_EQ(to_yaml(again, filters::config_sections()), emitted);
@@ -103,10 +111,36 @@ TEST(JobsConfig, Rejections) {
        "timeout, 5xx, 429 or a status from 500 to 563)"},
       {kBase + "jobs: {path: /}\n",
        "t.yaml:4:14: jobs.path: must not be / (every request would be a status request)"},
+      {kBase + "jobs: {poll_rate: 10/fortnight}\n",
+       "t.yaml:4:19: jobs.poll_rate: invalid rate \"10/fortnight\": unknown unit \"fortnight\" "
+       "(expected second, minute, hour or day) (or off)"},
+      {kBase + "jobs: {poll_rate: 10/second; 100/minute}\n",
+       "t.yaml:4:19: jobs.poll_rate: expected one rate (\"20/second\") or off"},
       {kBase + "jobs: {retry: {methods: [POST]}}\n",
        "t.yaml:4:16: jobs.retry.methods: unknown key \"methods\"; allowed keys: attempts, backoff, "
        "on"},
   });
+}
+
+// `gatehouse check` notes job routes that would make jobs of reads, and an unused hybrid_wait.
+TEST(JobsConfig, NotesJobRoutesThatTakeReads) {
+  auto c = load(R"(jobs: {}
+routes:
+  - {name: a, match: {path_prefix: /a}, upstream: app, mode: async, hybrid_wait: 2s}
+  - {name: b, match: {path_prefix: /b, methods: [GET, POST]}, upstream: app, mode: hybrid}
+  - {name: c, match: {path_prefix: /c, methods: [POST]}, upstream: app, mode: async}
+  - {name: d, match: {path_prefix: /d}, upstream: app}
+)");
+  ASSERT_EQ(c.notes.size(), 3U) << ::testing::PrintToString(c.notes);
+  EXPECT_NE(c.notes[0].find("routes[0].mode: async makes a job of every request the route takes, "
+                            "and it takes every method"),
+            std::string::npos)
+      << c.notes[0];
+  EXPECT_NE(c.notes[1].find("routes[0].hybrid_wait: ignored"), std::string::npos) << c.notes[1];
+  EXPECT_NE(c.notes[2].find("routes[1].mode: hybrid makes a job of every request the route takes, "
+                            "and it takes GET:"),
+            std::string::npos)
+      << c.notes[2];
 }
 
 TEST(JobsConfig, ReloadRefusesStoreAndConcurrencyButNotModes) {

@@ -91,6 +91,7 @@ class JobsFilterTest : public ::testing::Test {
   struct Services {
     gj::Store* job_store;
     const observability::ClientIpHasher* job_owner_hasher;
+    ratelimit::MemoryStore* job_poll_limits;
   };
 
   // Runs the filter on `method target` with an Authorization value (none when empty): the reply,
@@ -111,7 +112,7 @@ class JobsFilterTest : public ::testing::Test {
     ctx.target = target;
     ctx.path = std::string_view(target).substr(0, target.find('?'));
     ctx.head_request = method == "HEAD";
-    Services s{with_store ? &store_ : nullptr, &hasher_};
+    Services s{with_store ? &store_ : nullptr, &hasher_, &poll_limits_};
     JobsFilter f(s);
     auto next = f.decode_headers(ctx);
     if (next == pipeline::Next::Suspend) {
@@ -136,6 +137,7 @@ class JobsFilterTest : public ::testing::Test {
   config::Config cfg_;
   observability::ClientIpHasher hasher_;
   FakeStore store_;
+  ratelimit::MemoryStore poll_limits_{1024};
   std::optional<pipeline::RequestParser> parser_;
   std::string lines_, body_;
 };
@@ -196,6 +198,35 @@ TEST_F(JobsFilterTest, MethodsIdsAndAnUnavailableStore) {
   auto r = ask("GET", "/tasks/" + std::string(kId), "Bearer alice");
   EXPECT_EQ(r.status, 503U);
   EXPECT_NE(r.headers.find("Retry-After: "), std::string::npos);
+}
+
+}  // namespace
+}  // namespace gatehouse::filters::jobs
+
+namespace gatehouse::filters::jobs {
+namespace {
+
+// jobs.poll_rate: the status path is served before routing, so this is the only limit polling
+// meets. Counted per client address and credential, before the store is read (unknown ids too).
+TEST_F(JobsFilterTest, PollingBeyondPollRateIs429WithRetryAfter) {
+  cfg_ = config::load_config_string(
+      "upstreams: {app: {targets: ['127.0.0.1:1']}}\njobs: {path: /tasks, poll_rate: 2/hour}\n",
+      "t.yaml", filters::config_sections());
+  const std::string status = std::string("/tasks/") + kId;
+  EXPECT_EQ(ask("GET", status, "Bearer alice").status, 200U);
+  EXPECT_EQ(ask("GET", "/tasks/nope", "Bearer alice").status, 404U);
+  auto refused = ask("GET", status, "Bearer alice");
+  EXPECT_EQ(refused.status, 429U);
+  EXPECT_NE(refused.headers.find("Retry-After: "), std::string::npos) << refused.headers;
+  EXPECT_EQ(refused.headers.find("Retry-After: 0"), std::string::npos) << refused.headers;
+  EXPECT_NE(refused.body.find("job_poll_rate_limited"), std::string::npos);
+  // Another credential has its own count.
+  EXPECT_EQ(ask("GET", status, "Bearer bob").status, 404U);
+  // Off: never counted.
+  cfg_ = config::load_config_string(
+      "upstreams: {app: {targets: ['127.0.0.1:1']}}\njobs: {path: /tasks, poll_rate: off}\n",
+      "t.yaml", filters::config_sections());
+  EXPECT_EQ(ask("GET", status, "Bearer alice").status, 200U);
 }
 
 }  // namespace
