@@ -159,37 +159,55 @@ const std::vector<std::string>& upstream_restart_only_keys() {
   return keys;
 }
 
-std::string upstream_restart_needed(const Config& running, const Config& next,
+std::string upstream_restart_needed(const Config& startup, const Config& next,
                                     const Sections& sections) {
-  const auto before = upstream_definitions(running, sections);
+  const auto before = upstream_definitions(startup, sections);
   const auto after = upstream_definitions(next, sections);
-  std::vector<std::string> old_names, new_names;
-  for (const auto& [name, text] : before) {
-    old_names.push_back(name);
-  }
+  // Each upstream of the new file must be one the process started with (its target health,
+  // breaker, metrics series, health checks and resolver are laid out at start-up, one unit per
+  // start-up upstream), with the same restart-only keys; it may sit at another position, and
+  // start-up upstreams may be left out (and put back later).
   for (const auto& [name, text] : after) {
-    new_names.push_back(name);
-  }
-  // Routes name upstreams by index into tables laid out at start-up (clusters, health, metrics).
-  if (old_names != new_names) {
-    return "upstreams: adding, removing, renaming or reordering upstreams needs a restart "
-           "(running: [" +
-           joined(old_names) + "], new file: [" + joined(new_names) +
-           "]); the running configuration stays in place";
-  }
-  for (std::size_t u = 0; u < before.size(); ++u) {
-    if (before[u].second == after[u].second) {
+    auto it = std::find_if(before.begin(), before.end(),
+                           [&n = name](const auto& b) { return b.first == n; });
+    if (it == before.end()) {
+      return "upstreams." + name +
+             ": adding an upstream needs a restart (target health, breakers, metrics series and "
+             "health checks exist for the upstreams of start-up only: [" +
+             joined([&] {
+               std::vector<std::string> names;
+               for (const auto& b : before) {
+                 names.push_back(b.first);
+               }
+               return names;
+             }()) +
+             "]; removing, reordering and putting back those reloads); the running configuration "
+             "stays in place";
+    }
+    if (it->second == text) {
       continue;
     }
-    const auto a = yaml_blocks(before[u].second, 4);
-    const auto b = yaml_blocks(after[u].second, 4);
+    const auto a = yaml_blocks(it->second, 4);
+    const auto b = yaml_blocks(text, 4);
     for (const auto& key : upstream_restart_only_keys()) {
       if (block_text(a, key) != block_text(b, key)) {
-        return restart_message("upstreams." + before[u].first + "." + key);
+        return restart_message("upstreams." + name + "." + key);
       }
     }
   }
   return {};
+}
+
+std::vector<std::size_t> upstream_units(const Config& startup, const Config& next) {
+  std::vector<std::size_t> units;
+  for (const auto& u : next.upstreams) {
+    std::size_t i = 0;
+    while (i < startup.upstreams.size() && startup.upstreams[i].name != u.name) {
+      ++i;
+    }
+    units.push_back(i);
+  }
+  return units;
 }
 
 const std::vector<std::string>& restart_only_keys() {
@@ -213,7 +231,8 @@ const std::vector<std::string>& restart_only_keys() {
   return keys;
 }
 
-std::string restart_needed(const Config& running, const Config& next, const Sections& sections) {
+std::string restart_needed(const Config& running, const Config& next, const Sections& sections,
+                           const Config* startup) {
   const auto before = yaml_blocks(to_yaml(running, sections), 0);
   const auto after = yaml_blocks(to_yaml(next, sections), 0);
   for (const auto& key : restart_only_keys()) {
@@ -229,7 +248,8 @@ std::string restart_needed(const Config& running, const Config& next, const Sect
     }
     return restart_message(key);
   }
-  if (auto why = upstream_restart_needed(running, next, sections); !why.empty()) {
+  if (auto why = upstream_restart_needed(startup != nullptr ? *startup : running, next, sections);
+      !why.empty()) {
     return why;
   }
   for (const auto& s : sections.all()) {

@@ -37,11 +37,16 @@ Definitions upstream_definitions(const Config& c, const Sections& sections);
 
 // The keys of one upstream a reload cannot change (the others rebuild its clusters).
 const std::vector<std::string>& upstream_restart_only_keys();
-// Empty when `next`'s upstreams may replace `running`'s: the same names in the same order, and
-// upstream_restart_only_keys() unchanged; otherwise why not ("upstreams.app.targets: changing it
-// needs a restart; ...").
-std::string upstream_restart_needed(const Config& running, const Config& next,
+// Empty when `next`'s upstreams may be served by this process: each names an upstream of the
+// start-up file (`startup`) with the same upstream_restart_only_keys(), at any position; start-up
+// upstreams may be left out. Otherwise why not ("upstreams.app.targets: changing it needs a
+// restart; ...", "upstreams.new: adding an upstream needs a restart ...").
+std::string upstream_restart_needed(const Config& startup, const Config& next,
                                     const Sections& sections);
+// Per upstream of `next`: the index of the start-up upstream of that name (its unit: target
+// health, breaker, metrics series, endpoints, checks); startup.upstreams.size() when there is none
+// (upstream_restart_needed refuses that file).
+std::vector<std::size_t> upstream_units(const Config& startup, const Config& next);
 
 // The shared keys a reload cannot change, as "key" or "key.subkey" of the emitted file; filters
 // add theirs with Section::restart_needed.
@@ -52,7 +57,10 @@ const std::vector<std::string>& restart_only_keys();
 // then upstream_restart_needed, then each section's restart_needed. Routes may be added, removed,
 // renamed and reordered (their metrics are keyed by name; the gateway checks it has room for new
 // names).
-std::string restart_needed(const Config& running, const Config& next, const Sections& sections);
+// `startup` (default: `running`) is the file the process started with, which the upstreams are
+// checked against (upstream_restart_needed).
+std::string restart_needed(const Config& running, const Config& next, const Sections& sections,
+                           const Config* startup = nullptr);
 
 // A ConfigError's text ("file:line:col: key.path: why") in parts, for the admin answer; fields
 // that are not there stay empty (line 0).

@@ -132,6 +132,18 @@ Health::Health(const config::Config& cfg, unsigned workers, std::string version)
     }
     upstreams_.push_back(std::move(e));
   }
+  active_ = std::make_unique<std::atomic<bool>[]>(upstreams_.size());
+  for (std::size_t u = 0; u < upstreams_.size(); ++u) {
+    active_[u].store(true);
+  }
+}
+
+void Health::set_active(const std::vector<bool>& active) {
+  std::lock_guard lock(cache_mu_);
+  for (std::size_t u = 0; u < upstreams_.size(); ++u) {
+    active_[u].store(u < active.size() && active[u], std::memory_order_relaxed);
+  }
+  cached_at_ = {};
 }
 
 void Health::set_upstream_probe(std::size_t upstream, std::function<ComponentReport()> probe) {
@@ -150,8 +162,11 @@ bool Health::ready() const {
   if (draining()) {
     return false;
   }
-  for (const auto& u : upstreams_) {
-    for (const auto& t : u.targets) {
+  for (std::size_t i = 0; i < upstreams_.size(); ++i) {
+    if (!active(i)) {
+      continue;
+    }
+    for (const auto& t : upstreams_[i].targets) {
       if (t->reachable()) {
         return true;
       }
@@ -179,7 +194,11 @@ nlohmann::json Health::compute() {
   const auto now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
                           std::chrono::steady_clock::now().time_since_epoch())
                           .count();
-  for (const auto& u : upstreams_) {
+  for (std::size_t k = 0; k < upstreams_.size(); ++k) {
+    if (!active(k)) {
+      continue;  // left out by a reload
+    }
+    const auto& u = upstreams_[k];
     json targets = json::array();
     std::size_t up = 0;
     std::size_t live = 0;

@@ -116,6 +116,12 @@ class Health {
   // Adds to the `upstream:<name>` component what the upstream module knows beyond its targets
   // (the circuit breaker); may make its status worse, never better.
   void set_upstream_probe(std::size_t upstream, std::function<ComponentReport()> probe);
+  // Which upstreams the running configuration serves (a reload may leave start-up upstreams
+  // out): readiness and the report look at those only. Admin thread; all are served at start.
+  void set_active(const std::vector<bool>& active);
+  bool active(std::size_t upstream) const {
+    return active_[upstream].load(std::memory_order_relaxed);
+  }
   void set_draining() { draining_.store(true); }
   bool draining() const { return draining_.load(); }
 
@@ -141,6 +147,7 @@ class Health {
   nlohmann::json compute();
 
   std::vector<UpstreamEntry> upstreams_;
+  std::unique_ptr<std::atomic<bool>[]> active_;  // per upstream (atomics: not in a vector)
   std::vector<std::pair<std::string, std::function<ComponentReport()>>> components_;
   std::atomic<bool> draining_{false};
   Clock::time_point started_ = Clock::now();

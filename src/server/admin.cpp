@@ -143,6 +143,9 @@ net::awaitable<void> Gateway::admin_session(tcp::socket socket) {
             "# TYPE gatehouse_upstream_target_up gauge\n",
             logs_->dropped(), logs_->internal_errors(), health_->draining() ? 1 : 0);
         for (std::size_t u = 0; u < health_->upstream_count(); ++u) {
+          if (!health_->active(u)) {
+            continue;  // left out by a reload: not probed, so no current state
+          }
           for (std::size_t t = 0; t < health_->target_count(u); ++t) {
             auto& th = health_->target(u, t);
             if (th.retired()) {

@@ -128,7 +128,7 @@ std::string Gateway::dashboard_json() {
   j["status"] = report.value("status", "");
   const auto& comps = report["components"];
   nlohmann::json upstreams = nlohmann::json::array();
-  for (const auto& up : cfg_->upstreams) {
+  for (const auto& up : gen_->cfg->upstreams) {
     auto it = comps.find("upstream:" + up.name);
     if (it != comps.end()) {
       upstreams.push_back(upstream_json(up.name, *it));

@@ -213,7 +213,8 @@ Gateway::Gateway(std::shared_ptr<const config::Config> cfg, std::string version)
   rate_clock_ = std::make_shared<ratelimit::SteadyClock>();
   gen_ = std::make_shared<const Generation>(cfg_, 1, workers_count_, rate_state_, rate_clock_,
                                             cfg_->log.hash_client_ip ? &hasher_ : nullptr,
-                                            *metrics_->route_slots(route_names(*cfg_)));
+                                            *metrics_->route_slots(route_names(*cfg_)),
+                                            config::upstream_units(*cfg_, *cfg_));
   if (gen_->rate_limiter->enabled() && filters::rate_limit::settings(*cfg_).redis) {
     redis_ = std::make_unique<filters::rate_limit::store::RedisStore>(
         *filters::rate_limit::settings(*cfg_).redis,

@@ -110,10 +110,11 @@ class Gateway {
   filters::rate_limit::RateLimiter& rate_limiter() { return *gen_->rate_limiter; }
   // The shared Redis store of the rate limiter; null with the in-memory store.
   filters::rate_limit::store::RedisStore* redis_store() { return redis_.get(); }
+  // By unit (start-up upstream index; a generation's own order: Generation::upstream_units).
   const std::vector<std::vector<tcp::endpoint>>& upstream_endpoints() const { return endpoints_; }
-  // Upstream u's process-wide target health (outlier detection, circuit breaker).
+  // Unit u's process-wide target health (outlier detection, circuit breaker).
   upstream::UpstreamHealth& upstream_health(std::size_t u) { return *upstream_health_[u]; }
-  // i12-resolve: upstream u's re-resolved target slots; null when its targets never change.
+  // i12-resolve: unit u's re-resolved target slots; null when its targets never change.
   const upstream::TargetSlots* target_slots(std::size_t u) const { return resolver_->slots(u); }
   // issue 14: cache invalidation (routes[].invalidates, DELETE /admin/cache, the bus); always
   // set, it purges nothing here without a cache.

@@ -17,6 +17,7 @@
 #include "filters/rate_limit/rate_limit_filter.hpp"
 #include "filters/registry.hpp"
 #include "filters/security_headers/security_headers_filter.hpp"
+#include "io/net.hpp"
 
 namespace gatehouse::server {
 
@@ -24,10 +25,12 @@ struct Generation {
   Generation(std::shared_ptr<const config::Config> config, std::uint64_t number, unsigned workers,
              std::shared_ptr<filters::rate_limit::SharedState> rate_state,
              std::shared_ptr<const ratelimit::Clock> clock,
-             const observability::ClientIpHasher* hasher, std::vector<std::size_t> route_slots)
+             const observability::ClientIpHasher* hasher, std::vector<std::size_t> route_slots,
+             std::vector<std::size_t> upstream_units)
       : cfg(std::move(config)),
         number(number),
         route_slots(std::move(route_slots)),
+        upstream_units(std::move(upstream_units)),
         router(*cfg),
         security_headers(filters::security_headers::settings(*cfg), cfg->environment),
         cors(filters::cors::settings(*cfg)),
@@ -43,6 +46,11 @@ struct Generation {
   // Route index -> metrics slot (Metrics::route_slots): route series are keyed by name, so a
   // reload may add, remove, rename and reorder routes; the request path reads one entry.
   std::vector<std::size_t> route_slots;
+  // Upstream index -> its unit, the start-up upstream of that name (config::upstream_units): the
+  // process-wide tables (target health, breaker, metrics series, endpoints, checks) are laid out
+  // by start-up index, while this generation's routes and clusters use its own indices, so a
+  // reload may remove and reorder upstreams.
+  std::vector<std::size_t> upstream_units;
   core::Router router;
   filters::security_headers::SecurityHeaders security_headers;
   filters::cors::Cors cors;

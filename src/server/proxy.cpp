@@ -369,7 +369,7 @@ net::awaitable<bool> proxy_request(Worker& w, ClientConn& c, FilterChain& chain,
   const auto& route = x.cfg.routes[x.route];
   auto& cluster = w.cluster(x.cfg, route.upstream_index);
   const auto& ucfg = cluster.config();
-  auto& stats = w.metrics.upstreams[route.upstream_index];
+  auto& stats = w.metrics.upstreams[cluster.index()];  // by unit (start-up index)
   const Plan plan = make_plan(p);
   const bool has_body = plan.framing != Framing::none;
   // A body already here (sent with the head, or read for the cache key after the session's own

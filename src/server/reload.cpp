@@ -82,7 +82,7 @@ Gateway::ReloadResult Gateway::reload(const char* trigger) {
     return fail(422, e.what(), &where);
   }
   const auto& running = *gen_->cfg;
-  if (auto why = config::restart_needed(running, *next, sections); !why.empty()) {
+  if (auto why = config::restart_needed(running, *next, sections, cfg_.get()); !why.empty()) {
     return fail(409, why, nullptr);
   }
   // Route series are keyed by name, in slots laid out at start-up: a new name takes a free one.
@@ -99,11 +99,13 @@ Gateway::ReloadResult Gateway::reload(const char* trigger) {
                             slots_needed(*metrics_, names)),
                 nullptr);
   }
+  // Upstreams are the start-up ones (upstream_restart_needed), maybe fewer and reordered.
+  auto units = config::upstream_units(*cfg_, *next);
   std::shared_ptr<const Generation> gen;
   try {
     gen = std::make_shared<const Generation>(
         next, config_generation() + 1, workers_count_, rate_state_, rate_clock_,
-        next->log.hash_client_ip ? &hasher_ : nullptr, std::move(*slots));
+        next->log.hash_client_ip ? &hasher_ : nullptr, std::move(*slots), std::move(units));
   } catch (const std::exception& e) {
     return fail(500, std::string("building the new configuration: ") + e.what(), nullptr);
   }
@@ -151,6 +153,13 @@ Gateway::ReloadResult Gateway::reload(const char* trigger) {
       cfg_->listen_tls ? "true" : "false");
 
   metrics_->add_route_names(names);
+  // Readiness, /health/detailed and the health checks follow the upstreams being served; a left
+  // out one keeps its state (and its metrics series) for when it is put back.
+  std::vector<bool> active(cfg_->upstreams.size(), false);
+  for (auto unit : units) {
+    active[unit] = true;
+  }
+  health_->set_active(active);
   if (gen->rate_limiter->enabled() && !rate_limit_component_) {
     add_rate_limit_component();
   }

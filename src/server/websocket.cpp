@@ -167,7 +167,8 @@ net::awaitable<bool> relay_upgrade(Worker& w, ClientConn& c, FilterChain& chain,
     extra += ",\"upstream\":";
     ghttp::append_json_string(extra, x.upstream_address);
     w.gw.logs().error(spdlog::level::warn, "upstream switched protocols unasked; refused", extra);
-    w.metrics.upstreams[x.cfg.routes[x.route].upstream_index].failures.add();
+    w.metrics.upstreams[w.cluster(x.cfg, x.cfg.routes[x.route].upstream_index).index()]
+        .failures.add();
     co_await send_local_reply(w, c, chain, x, 502, false, "unexpected 101 from the upstream");
     co_return x.client_keep_alive;  // the upstream connection is dropped (closed)
   }

@@ -145,25 +145,31 @@ void Worker::install_now(std::shared_ptr<const Generation> g) {
       .job_owner_hasher = gw.jobs() != nullptr ? &gw.jobs()->owner_hasher() : nullptr,
       .job_poll_limits = gw.jobs() != nullptr ? &gw.jobs()->poll_limits() : nullptr,
   };
-  // Clusters: the previous generation's for every upstream whose definition is unchanged, a new
-  // one for the others. The upstream list itself, its targets and health settings do not change
-  // on reload (config::upstream_restart_needed): endpoints, target health and the shared
-  // UpstreamHealth are the same for both.
+  // Clusters: the previous generation's for every upstream whose definition is unchanged (found
+  // by its text, which names it: a reload may reorder upstreams), a new one for the others. An
+  // upstream's targets and health settings are those of start-up (config::upstream_restart_needed),
+  // so its unit's endpoints, target health and UpstreamHealth serve every cluster of it.
   std::vector<WorkerCluster*> upstreams;
   for (std::size_t u = 0; u < n.cfg->upstreams.size(); ++u) {
+    const std::size_t unit = n.upstream_units[u];
     WorkerCluster* c = nullptr;
-    if (gen != nullptr && u < gen->clusters.size() &&
-        gen->clusters[u]->definition == n.upstream_definitions[u]) {
-      c = gen->clusters[u];
-    } else {
+    if (gen != nullptr) {
+      for (auto* old : gen->clusters) {
+        if (old->definition == n.upstream_definitions[u]) {
+          c = old;
+          break;
+        }
+      }
+    }
+    if (c == nullptr) {
       auto fresh = std::make_unique<WorkerCluster>();
       fresh->cfg = n.cfg;
       fresh->definition = n.upstream_definitions[u];
       fresh->cluster = std::make_unique<upstream::Cluster>(
-          ioc.get_executor(), deadlines, u, n.cfg->upstreams[u], gw.upstream_endpoints()[u],
-          metrics.upstreams[u], gw.health(), gw.logs());
-      fresh->cluster->attach(&gw.upstream_health(u), index);
-      fresh->cluster->follow(gw.target_slots(u));
+          ioc.get_executor(), deadlines, unit, n.cfg->upstreams[u], gw.upstream_endpoints()[unit],
+          metrics.upstreams[unit], gw.health(), gw.logs());
+      fresh->cluster->attach(&gw.upstream_health(unit), index);
+      fresh->cluster->follow(gw.target_slots(unit));
       c = clusters.emplace_back(std::move(fresh)).get();
     }
     ++c->users;

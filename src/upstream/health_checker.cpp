@@ -190,7 +190,10 @@ net::awaitable<void> HealthChecker::run_upstream(std::size_t u) {
     if (slots_[u] != nullptr) {
       view = slots_[u]->view();
     }
-    for (std::size_t t = 0; t < endpoints_[u].size(); ++t) {
+    // An upstream a reload left out is not probed (its targets keep their last state); the loop
+    // goes on, so a reload that puts it back finds it checked again.
+    const std::size_t targets = health_.active(u) ? endpoints_[u].size() : 0;
+    for (std::size_t t = 0; t < targets; ++t) {
       auto ep = endpoints_[u][t];
       std::uint32_t generation = 0;
       if (view) {

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import APPS, AppProcess, http_request, scaled, wait_until
+from conftest import APPS, AppProcess, http_request, scaled, to_yaml, wait_until
 
 
 class HealthApp(AppProcess):
@@ -364,6 +364,35 @@ def test_circuit_breaker_opens_probes_and_closes(health_apps, gatehouses):
     assert ev["reason"] == "probe_succeeded"
     assert [get(gh)[0] for _ in range(10)] == [200] * 10
     assert metric(gh, "gatehouse_upstream_circuit_breaker_state", upstream="app") == 0
+
+
+def test_open_breaker_survives_a_reload(health_apps, gatehouses):
+    """A reload that changes the upstream's pool settings keeps its process-wide state: an open
+    breaker stays open (no request reaches the failing target). Adding an upstream is refused."""
+    (a,) = health_apps("a")
+    gh = start(gatehouses, [a], circuit_breaker={
+        "failure_ratio": 0.5, "min_requests": 5, "window": "10s", "open_for": "30s"})
+    a.control(status=500)
+    assert [s for s, _, _ in (get(gh) for _ in range(5))] == [500] * 5
+    assert get(gh)[0] == 503
+    seen = a.stats()["requests"]
+    cfg = json.loads(json.dumps(gh.config))
+    cfg["upstreams"] = {"spare": {"targets": [a.address]}, **cfg["upstreams"]}
+    gh.config = cfg
+    gh.config_path.write_text(to_yaml(cfg) + "\n")
+    status, _, body = http_request(gh.admin_port, "POST", "/admin/reload", timeout=10)
+    assert status == 409 and b"upstreams.spare: adding an upstream" in body, body
+    del cfg["upstreams"]["spare"]
+    cfg["upstreams"]["app"]["timeout"] = "7s"
+    gh.config_path.write_text(to_yaml(cfg) + "\n")
+    status, _, body = http_request(gh.admin_port, "POST", "/admin/reload", timeout=10)
+    assert status == 200 and json.loads(body)["changes"]["upstreams"]["changed"] == ["app"], body
+    status, _, j = get(gh)
+    assert status == 503 and j["error"] == "circuit_open", (status, j)
+    assert a.stats()["requests"] == seen
+    m = gh.metrics()
+    assert m.value("gatehouse_upstream_circuit_breaker_state", upstream="app") == 1
+    assert m.value("gatehouse_upstream_circuit_breaker_opened_total", upstream="app") == 1
 
 
 def test_breaker_counts_connect_failures(health_apps, gatehouses):

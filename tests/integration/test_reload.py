@@ -149,9 +149,10 @@ def test_restart_only_keys_are_refused_by_name(flask_app, gatehouses):
         ({"workers": 3}, "workers: changing it needs a restart"),
         ({"upstreams": {"app": {"targets": [flask_app.address], "connect_timeout": "5s"}}},
          "upstreams.app.connect_timeout: changing it needs a restart"),
+        # Only the start-up upstreams have target health, breakers, series and checks.
         ({"upstreams": {"app": {"targets": [flask_app.address]},
                         "more": {"targets": [flask_app.address]}}},
-         "upstreams: adding, removing, renaming or reordering upstreams needs a restart"),
+         "upstreams.more: adding an upstream needs a restart"),
         # The response cache's store and the Sentry reporter are built once, at start-up.
         ({"cache": {"max_memory": "256MiB"}}, "cache (a route caches now): changing it needs"),
         ({"errors": {"sentry": {"dsn": "http://key@127.0.0.1:9/1"}}},
@@ -373,6 +374,62 @@ def test_changed_upstream_gets_a_new_cluster_unchanged_one_keeps_its_pool(flask_
     rewrite(gh, upstreams={"app": {"targets": [other.address]}})
     status, answer = post_reload(gh)
     assert status == 409 and answer["error"].startswith("upstreams.app.targets: changing it")
+
+
+def upstream_tries(m, upstream):
+    """Tries sent to `upstream`'s targets (every target label summed)."""
+    return sum(v for (name, labels), v in m.with_name("gatehouse_upstream_target_requests_total")
+               .items() if dict(labels).get("upstream") == upstream)
+
+
+def health_components(gh):
+    status, _, body = http_request(gh.admin_port, "GET", "/health/detailed", timeout=5)
+    assert status in (200, 503), body
+    return json.loads(body)["components"]
+
+
+def test_upstream_removed_reordered_and_put_back(apps, gatehouses):
+    app, other = apps.uvicorn(), apps.uvicorn()
+    gh = gatehouses(app, workers=1,
+                    upstreams={"other": {"targets": [other.address]}},
+                    routes=[route("other", "/other", upstream="other"), route("default", "/")])
+    startup = json.loads(json.dumps(gh.config))
+    assert statuses(gh.port, "/other/echo", 3, None) == [200] * 3
+    assert statuses(gh.port, "/echo", 3, None) == [200] * 3
+    kept = upstream_connections(app.port)
+    assert kept, "no pooled connection to app"
+    served = upstream_tries(settled(gh, lambda m: upstream_tries(m, "other") >= 3), "other")
+    assert "upstream:other" in health_components(gh)
+
+    # Left out with its route: no longer in the health report or probed, its series stay.
+    gh.config = json.loads(json.dumps(startup))
+    del gh.config["upstreams"]["other"]
+    gh.config["routes"] = [route("default", "/")]
+    gh.config_path.write_text(to_yaml(gh.config) + "\n")
+    status, answer = post_reload(gh)
+    assert status == 200, answer
+    assert answer["changes"]["upstreams"]["removed"] == ["other"], answer
+    assert "upstream:other" not in health_components(gh)
+    assert "upstream:app" in health_components(gh)
+    assert statuses(gh.port, "/echo", 3, None) == [200] * 3
+    assert upstream_tries(gh.metrics(), "other") == served
+    assert upstream_connections(app.port) == kept  # app is unchanged: its pool stays
+
+    # Put back, before app this time (routes index upstreams by the new order): it serves, its
+    # series continue, and app still keeps its pool.
+    gh.config = json.loads(json.dumps(startup))
+    gh.config["upstreams"] = {"other": startup["upstreams"]["other"],
+                              "app": startup["upstreams"]["app"]}
+    gh.config_path.write_text(to_yaml(gh.config) + "\n")
+    status, answer = post_reload(gh)
+    assert status == 200, answer
+    assert answer["changes"]["upstreams"]["added"] == ["other"], answer
+    assert statuses(gh.port, "/other/echo", 3, None) == [200] * 3
+    assert statuses(gh.port, "/echo", 3, None) == [200] * 3
+    assert "upstream:other" in health_components(gh)
+    settled(gh, lambda m: upstream_tries(m, "other") == served + 3
+            and upstream_tries(m, "app") >= 9)
+    assert upstream_connections(app.port) == kept
 
 
 def test_reload_under_load_fails_no_request_and_closes_no_connection(apps, gatehouses):

@@ -136,12 +136,55 @@ TEST(RestartNeeded, UpstreamClusterKeysReloadOthersNeedARestart) {
   EXPECT_EQ(key_of("health_check: {path: /healthz}"), "upstreams.other.health_check");
   EXPECT_EQ(key_of("outlier: {consecutive_5xx: 3}"), "upstreams.other.outlier");
   EXPECT_EQ(key_of("circuit_breaker: {failure_ratio: 0.5}"), "upstreams.other.circuit_breaker");
-  EXPECT_EQ(check("upstreams:\n  app: {targets: [\"127.0.0.1:8000\"]}\n" + std::string()),
-            "upstreams: adding, removing, renaming or reordering upstreams needs a restart "
-            "(running: [app, other], new file: [app]); the running configuration stays in place");
-  EXPECT_NE(check("upstreams:\n  other: {targets: [\"127.0.0.1:8002\"]}\n"
+  // Start-up upstreams may be left out and reordered (each keeps its unit, found by name).
+  EXPECT_EQ(check("upstreams:\n  app: {targets: [\"127.0.0.1:8000\"]}\n" + std::string()), "");
+  EXPECT_EQ(check("upstreams:\n  other: {targets: [\"127.0.0.1:8002\"]}\n"
                   "  app: {targets: [\"127.0.0.1:8000\"]}\n"),
             "");
+  // A new name (an added or renamed upstream) has no unit.
+  EXPECT_EQ(check(two + "  extra: {targets: [\"127.0.0.1:8003\"]}\n"),
+            "upstreams.extra: adding an upstream needs a restart (target health, breakers, metrics "
+            "series and health checks exist for the upstreams of start-up only: [app, other]; "
+            "removing, reordering and putting back those reloads); the running configuration "
+            "stays in place");
+  EXPECT_EQ(check("upstreams:\n  app: {targets: [\"127.0.0.1:8000\"]}\n"
+                  "  renamed: {targets: [\"127.0.0.1:8002\"]}\n")
+                .substr(0, 17),
+            "upstreams.renamed");
+}
+
+// Upstreams are checked against the start-up file, not the running one: an upstream left out by
+// one reload may be put back by the next (its unit is still there), and its restart-only keys are
+// those of start-up.
+TEST(RestartNeeded, UpstreamsAreCheckedAgainstStartUp) {
+  const std::string two =
+      "upstreams:\n"
+      "  app: {targets: [\"127.0.0.1:8000\"]}\n"
+      "  other: {targets: [\"127.0.0.1:8002\"]}\n";
+  auto startup = load(two + kRoutes);
+  auto running = load("upstreams:\n  app: {targets: [\"127.0.0.1:8000\"]}\n" + kRoutes);
+  EXPECT_EQ(restart_needed(running, startup, filters::config_sections(), &startup), "");
+  EXPECT_EQ(restart_needed(running, startup, filters::config_sections()).substr(0, 15),
+            "upstreams.other");
+  auto moved = load(
+      "upstreams:\n  app: {targets: [\"127.0.0.1:8000\"]}\n  other: {targets: "
+      "[\"127.0.0.1:8009\"]}\n" +
+      kRoutes);
+  EXPECT_EQ(restart_needed(running, moved, filters::config_sections(), &startup),
+            "upstreams.other.targets: changing it needs a restart; the running configuration "
+            "stays in place");
+}
+
+TEST(UpstreamUnits, StartUpIndexByName) {
+  auto startup = load(
+      "upstreams:\n  a: {targets: [\"127.0.0.1:8000\"]}\n  b: {targets: [\"127.0.0.1:8001\"]}\n"
+      "  c: {targets: [\"127.0.0.1:8002\"]}\n"
+      "routes:\n  - {name: r, match: {path_prefix: /}, upstream: a}\n");
+  auto next = load(
+      "upstreams:\n  c: {targets: [\"127.0.0.1:8002\"]}\n  a: {targets: [\"127.0.0.1:8000\"]}\n"
+      "routes:\n  - {name: r, match: {path_prefix: /}, upstream: a}\n");
+  EXPECT_EQ(upstream_units(startup, next), (std::vector<std::size_t>{2, 0}));
+  EXPECT_EQ(upstream_units(startup, startup), (std::vector<std::size_t>{0, 1, 2}));
 }
 
 // Route metrics are keyed by name (the gateway's slots), so the route list itself is reloadable.

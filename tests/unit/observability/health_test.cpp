@@ -69,6 +69,26 @@ TEST(Health, NotReadyWhenAllTargetsUnreachable) {
   EXPECT_TRUE(h.ready());
 }
 
+// A reload may leave an upstream out: it no longer counts for readiness nor shows in the report,
+// and its targets keep their state for when it is put back.
+TEST(Health, UpstreamsLeftOutByAReloadAreNotReportedNorCounted) {
+  auto cfg = config_with({upstream("app", {8000}), upstream("db", {9000})});
+  Health h(cfg, 1, "0.1.0");
+  h.target(0, 0).report(false, "refused");
+  EXPECT_TRUE(h.ready());  // db
+  h.set_active({true, false});
+  EXPECT_TRUE(h.active(0));
+  EXPECT_FALSE(h.active(1));
+  EXPECT_FALSE(h.ready());
+  auto d = h.detailed();
+  EXPECT_TRUE(d["components"].contains("upstream:app"));
+  EXPECT_FALSE(d["components"].contains("upstream:db"));
+  h.set_active({true, true});
+  EXPECT_TRUE(h.ready());
+  EXPECT_TRUE(h.detailed()["components"].contains("upstream:db"));
+  EXPECT_FALSE(h.target(0, 0).reachable());  // kept throughout
+}
+
 TEST(Health, NotReadyWhenDraining) {
   auto cfg = config_with({upstream("app", {8000})});
   Health h(cfg, 1, "0.1.0");
