@@ -156,7 +156,7 @@ Gateway::ReloadResult Gateway::reload(const char* trigger) {
   // Readiness, /health/detailed and the health checks follow the upstreams being served; a left
   // out one keeps its state (and its metrics series) for when it is put back.
   std::vector<bool> active(cfg_->upstreams.size(), false);
-  for (auto unit : units) {
+  for (auto unit : gen->upstream_units) {
     active[unit] = true;
   }
   health_->set_active(active);
