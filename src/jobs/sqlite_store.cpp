@@ -11,6 +11,7 @@
 #include <set>
 #include <stdexcept>
 #include <thread>
+#include <unordered_set>
 #include <utility>
 
 #include "jobs/codec.hpp"
@@ -317,7 +318,7 @@ struct SqliteStore::Impl {
                                              " FROM jobs WHERE state = ?1 ORDER BY created_at "
                                              "DESC, id LIMIT ?2");
     release = std::make_unique<Stmt>(
-        d, "UPDATE jobs SET state = 0, run_at = ?1, updated_at = ?1 WHERE state = 1");
+        d, "UPDATE jobs SET state = 0, run_at = ?1, updated_at = ?1 WHERE id = ?2 AND state = 1");
     expired_ids =
         std::make_unique<Stmt>(d,
                                "SELECT id, state FROM jobs INDEXED BY jobs_finished WHERE "
@@ -424,6 +425,7 @@ struct SqliteStore::Impl {
     job.finished_at = 0;
     job.response.reset();
     if (run_here) {
+      held.insert(job.id);
       job.state = State::running;
       job.attempts += 1;
       job.run_at = b.now + lease;
@@ -493,6 +495,7 @@ struct SqliteStore::Impl {
         r.text(1, id).integer(2, b.now + lease).integer(3, b.now);
         r.step();
       }
+      held.insert(id);
       if (auto j = find(*by_id, id)) {
         jobs.push_back(std::move(*j));
       }
@@ -594,9 +597,11 @@ struct SqliteStore::Impl {
         }
         b.new_waiters.clear();
         while (!candidates.empty()) {
+          // Popped only once its claim ran: a claim that throws (an I/O error) stays with the
+          // waiters, to be answered by the failed batch's handling or the next batch.
+          auto jobs = take_due(b, candidates.front().max, candidates.front().lease);
           Waiter w = std::move(candidates.front());
           candidates.pop_front();
-          auto jobs = take_due(b, w.max, w.lease);
           if (!jobs.empty() || w.deadline <= b.now) {
             served.emplace_back(std::move(w), std::move(jobs));
           } else {
@@ -742,6 +747,9 @@ struct SqliteStore::Impl {
 
   // Store thread only.
   std::deque<Waiter> waiters;
+  // Jobs this process marked running (claims, run_here) and has not finished or re-queued:
+  // release_running gives back only these, never a successor's (a `--takeover` shares the file).
+  std::unordered_set<std::string> held;
   Millis next_due = std::numeric_limits<Millis>::max();
   Millis next_housekeeping = 0;
   std::array<std::int64_t, 5> counts{};
@@ -820,6 +828,7 @@ void SqliteStore::finish(std::string id, State state, std::optional<StoredRespon
                 impl->change(
                     b, id, *shared, [state](State) { return final_state(state); },
                     [&] {
+                      impl->held.erase(id);
                       Stmt::Run r(*impl->set_final);
                       r.text(1, id).integer(2, state_index(state)).integer(3, b.now);
                       if (response) {
@@ -845,6 +854,7 @@ void SqliteStore::retry_later(std::string id, Millis run_at, std::string error,
                 impl->change(
                     b, id, *shared, [](State) { return true; },
                     [&] {
+                      impl->held.erase(id);
                       Stmt::Run r(*impl->set_queued);
                       r.text(1, id).integer(2, run_at).integer(3, b.now).text(4, error);
                       r.step();
@@ -913,10 +923,14 @@ void SqliteStore::release_running(std::function<void()> done) {
   auto* impl = impl_.get();
   auto shared = std::make_shared<decltype(done)>(std::move(done));
   impl->post({[impl, shared](Impl::Batch& b) {
-                Stmt::Run r(*impl->release);
-                r.integer(1, b.now);
-                r.step();
-                auto n = r.changes();
+                std::int64_t n = 0;
+                for (const auto& id : impl->held) {
+                  Stmt::Run r(*impl->release);
+                  r.integer(1, b.now).text(2, id);
+                  r.step();
+                  n += r.changes();
+                }
+                impl->held.clear();
                 if (n > 0) {
                   b.delta[1] -= n;
                   b.delta[0] += n;

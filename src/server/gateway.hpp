@@ -198,14 +198,14 @@ class Gateway {
   // issue 14: before workers_, which point to it.
   std::unique_ptr<filters::cache_bus::Invalidator> invalidator_;
   std::vector<std::unique_ptr<Worker>> workers_;
-  // issue 13: after workers_, so destroyed before them: the store's thread is joined while the
-  // workers' io_contexts its callbacks post to still exist.
-  std::unique_ptr<JobsService> jobs_;
   // Declared before admin_ioc_, so destroyed after it: checks still pending refer to it.
   std::unique_ptr<upstream::HealthChecker> health_checker_;
   net::io_context admin_ioc_{1};
   net::signal_set signals_{admin_ioc_};
   net::steady_timer drain_timer_{admin_ioc_};
+  // issue 13: after workers_ and admin_ioc_, so destroyed before both: the store's thread is
+  // joined while the io_contexts its callbacks post to (workers', the admin thread's) still exist.
+  std::unique_ptr<JobsService> jobs_;
   // The breaker's probe; before admin_ioc_ dies.
   std::unique_ptr<filters::rate_limit::store::RedisStoreClient> admin_redis_;
   // health.checks (i12-edge): probed on admin_ioc_ by /health/detailed; before admin_ioc_ dies.

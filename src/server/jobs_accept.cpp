@@ -219,6 +219,7 @@ net::awaitable<bool> serve_job_request(Worker& w, ClientConn& c, FilterChain& ch
   // pipelined request, a TLS alert) say nothing and end the watch, so such a client is noticed
   // only when the reply is written.
   auto gone = std::make_shared<bool>(false);
+  c.deadline.disarm();  // the read's deadline would cancel the watch (the wait is bounded itself)
   tcp::socket& client = c.socket();
   client.async_wait(tcp::socket::wait_read, [gone, waiter, &client](error_code ec) {
     if (ec || waiter->done || *gone) {

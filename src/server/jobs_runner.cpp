@@ -313,6 +313,16 @@ net::awaitable<void> JobsRunner::attempt(gjobs::Job job, std::shared_ptr<Attempt
     auto done = std::make_shared<bool>(false);
     auto lease_timer = std::make_shared<net::steady_timer>(w_.ioc);
     spawn(w_.ioc, keep_lease(job.id, lease_timer, done, lease), w_.gw.logs(), "job lease");
+    // However the attempt ends (an exception included), the lease stops being renewed: a job
+    // renewed forever would never be taken over.
+    struct StopLease {
+      std::shared_ptr<bool> done;
+      std::shared_ptr<net::steady_timer> timer;
+      ~StopLease() {
+        *done = true;
+        timer->cancel();
+      }
+    } stop_lease{done, lease_timer};
     const std::string head = job_head(job, cfg);
     service_.count_attempt();
     result =
@@ -324,7 +334,7 @@ net::awaitable<void> JobsRunner::attempt(gjobs::Job job, std::shared_ptr<Attempt
                                                           : Clock::duration(ucfg.timeout),
                                            .max_response = settings.max_response,
                                            .head_request = job.request.method == "HEAD"});
-    *done = true;
+    *done = true;  // the finishing below must not race a renewal
     lease_timer->cancel();
     filters::jobs::Attempt a;
     switch (result.failure) {

@@ -217,7 +217,9 @@ void Worker::retire() {
   std::erase_if(clusters, [](const std::unique_ptr<WorkerCluster>& c) { return c->users == 0; });
 }
 
-Worker::~Worker() = default;
+Worker::~Worker() {
+  destroying = true;
+}
 
 tcp::endpoint Worker::listen(const tcp::endpoint& endpoint, bool tls) {
   auto& acceptor = tls ? tls_acceptor_ : acceptor_;

@@ -120,7 +120,7 @@ class Worker {
   }
   // A request ends on `g` (serve_one pins it: ++g.pins).
   void unpin(WorkerGeneration& g) {
-    if (--g.pins == 0 && &g != gen) {
+    if (--g.pins == 0 && &g != gen && !destroying) {
       retire();
     }
   }
@@ -131,6 +131,9 @@ class Worker {
   // unlink from the lists, and a request's frame runs its filters' on_complete (access log,
   // in-flight slots) as it is destroyed.
   bool draining = false;
+  // Set by ~Worker: frames destroyed with ioc unpin their generations after `clusters` is gone,
+  // so nothing may be retired (and no cluster released) from then on.
+  bool destroying = false;
   // Set while an exception unwinds a request (session.cpp), read by the session's completion
   // handler right after: the request id for the "internal error" line.
   std::string failed_request_id;

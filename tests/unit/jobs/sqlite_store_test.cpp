@@ -160,5 +160,25 @@ TEST(SqliteStore, AnAcceptedJobSurvivesKill9) {
   fs::remove_all(dir);
 }
 
+// A `--takeover` runs two processes on one file for a while: the one leaving gives back only the
+// attempts it ran, never those its successor is running.
+TEST(SqliteStore, ReleaseRunningGivesBackOnlyThisStoresJobs) {
+  fs::path dir = temp_dir();
+  StoreOptions o;
+  o.url = "sqlite://" + (dir / "jobs.db").string();
+  {
+    SqliteStore old_process(o);
+    SqliteStore successor(o);
+    auto mine = make_job();
+    auto theirs = make_job();
+    ASSERT_EQ(enqueue(old_process, mine, true).status, StoreStatus::ok);
+    ASSERT_EQ(enqueue(successor, theirs, true).status, StoreStatus::ok);
+    ASSERT_TRUE(release_running(old_process));
+    EXPECT_EQ(get(successor, mine.id).job->state, State::queued);
+    EXPECT_EQ(get(successor, theirs.id).job->state, State::running);
+  }
+  fs::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace gatehouse::jobs::test
