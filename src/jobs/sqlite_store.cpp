@@ -319,6 +319,8 @@ struct SqliteStore::Impl {
                                              "DESC, id LIMIT ?2");
     release = std::make_unique<Stmt>(
         d, "UPDATE jobs SET state = 0, run_at = ?1, updated_at = ?1 WHERE id = ?2 AND state = 1");
+    release_all = std::make_unique<Stmt>(
+        d, "UPDATE jobs SET state = 0, run_at = ?1, updated_at = ?1 WHERE state = 1");
     expired_ids =
         std::make_unique<Stmt>(d,
                                "SELECT id, state FROM jobs INDEXED BY jobs_finished WHERE "
@@ -737,8 +739,8 @@ struct SqliteStore::Impl {
   std::unique_ptr<sqlite3, DbClose> db;
   // Prepared once; finalized before the connection closes (declared after it).
   std::unique_ptr<Stmt> insert, by_id, by_key, state_of, due, mark_running, renew_lease, set_final,
-      set_queued, reset_queued, erase, by_state, release, expired_ids, queued_since, first_due,
-      all_counts;
+      set_queued, reset_queued, erase, by_state, release, release_all, expired_ids, queued_since,
+      first_due, all_counts;
 
   std::mutex mutex;
   std::condition_variable cv;
@@ -931,6 +933,25 @@ void SqliteStore::release_running(std::function<void()> done) {
                   n += r.changes();
                 }
                 impl->held.clear();
+                if (n > 0) {
+                  b.delta[1] -= n;
+                  b.delta[0] += n;
+                  b.wake = true;
+                  b.wrote = true;
+                }
+                b.on_commit.push_back([shared] { (*shared)(); });
+              },
+              [shared] { (*shared)(); }});
+}
+
+void SqliteStore::recover_running(std::function<void()> done) {
+  auto* impl = impl_.get();
+  auto shared = std::make_shared<decltype(done)>(std::move(done));
+  impl->post({[impl, shared](Impl::Batch& b) {
+                Stmt::Run r(*impl->release_all);
+                r.integer(1, b.now);
+                r.step();
+                auto n = r.changes();
                 if (n > 0) {
                   b.delta[1] -= n;
                   b.delta[0] += n;

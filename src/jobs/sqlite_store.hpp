@@ -41,6 +41,7 @@ class SqliteStore final : public Store {
   void requeue(std::string id, std::function<void(StoreStatus)> done) override;
   void remove(std::string id, std::function<void(StoreStatus)> done) override;
   void release_running(std::function<void()> done) override;
+  void recover_running(std::function<void()> done) override;
   Counts counts() const override;
   StoreHealth health() const override;
   const char* kind() const override { return "sqlite"; }

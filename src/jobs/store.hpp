@@ -110,6 +110,11 @@ class Store {
   // instance (or the next start) runs them.
   virtual void release_running(std::function<void()> done) = 0;
 
+  // Start-up of the only process using the store (SQLite without `--takeover`): every job still
+  // marked running was cut off by the previous process (kill -9, a crash) and is queued again now
+  // rather than after its lease. A store shared by live instances (Redis) leaves it to the leases.
+  virtual void recover_running(std::function<void()> done) { done(); }
+
   // Thread-safe snapshots, refreshed by the store (cheap: metrics and /health/detailed read them).
   virtual Counts counts() const = 0;
   virtual StoreHealth health() const = 0;

@@ -500,7 +500,7 @@ int Gateway::run(RunOptions options) {
     // Not in a takeover, where the old process still runs its attempts.
     auto released = std::make_shared<std::promise<void>>();
     auto done = released->get_future();
-    jobs_->store().release_running([released] { released->set_value(); });
+    jobs_->store().recover_running([released] { released->set_value(); });
     done.wait_for(std::chrono::seconds(5));
   }
   config_path_ = options.config_path;

@@ -162,20 +162,29 @@ TEST(SqliteStore, AnAcceptedJobSurvivesKill9) {
 
 // A `--takeover` runs two processes on one file for a while: the one leaving gives back only the
 // attempts it ran, never those its successor is running.
-TEST(SqliteStore, ReleaseRunningGivesBackOnlyThisStoresJobs) {
+TEST(SqliteStore, ReleaseGivesBackThisStoresJobsRecoverEveryone) {
   fs::path dir = temp_dir();
   StoreOptions o;
   o.url = "sqlite://" + (dir / "jobs.db").string();
+  auto mine = make_job();
+  auto theirs = make_job();
   {
     SqliteStore old_process(o);
     SqliteStore successor(o);
-    auto mine = make_job();
-    auto theirs = make_job();
     ASSERT_EQ(enqueue(old_process, mine, true).status, StoreStatus::ok);
     ASSERT_EQ(enqueue(successor, theirs, true).status, StoreStatus::ok);
     ASSERT_TRUE(release_running(old_process));
     EXPECT_EQ(get(successor, mine.id).job->state, State::queued);
     EXPECT_EQ(get(successor, theirs.id).job->state, State::running);
+  }
+  {
+    // The next start without a takeover: whatever is still running was cut off.
+    SqliteStore restarted(o);
+    auto p = std::make_shared<std::promise<bool>>();
+    restarted.recover_running([p] { p->set_value(true); });
+    ASSERT_TRUE(await(p));
+    EXPECT_EQ(get(restarted, mine.id).job->state, State::queued);
+    EXPECT_EQ(get(restarted, theirs.id).job->state, State::queued);
   }
   fs::remove_all(dir);
 }
