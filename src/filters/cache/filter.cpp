@@ -32,6 +32,9 @@ struct KeyWriter {
 
   void put(char c) { *at++ = c; }
   void put(std::string_view v) {
+    if (v.empty()) {
+      return;  // an empty view may have a null data(): memcpy from null is undefined
+    }
     std::memcpy(at, v.data(), v.size());
     at += v.size();
   }
