@@ -29,15 +29,6 @@ void append_list(std::string& out, const std::vector<std::string>& names) {
   out += ']';
 }
 
-std::string joined(const std::vector<std::string>& names) {
-  std::string out;
-  for (const auto& n : names) {
-    out += out.empty() ? "" : ", ";
-    out += n;
-  }
-  return out;
-}
-
 }  // namespace
 
 DefinitionDiff diff_definitions(const Definitions& before, const Definitions& after) {
@@ -146,7 +137,7 @@ Definitions upstream_definitions(const Config& c, const Sections& sections) {
   return blocks;
 }
 
-const std::vector<std::string>& upstream_restart_only_keys() {
+const std::vector<std::string>& upstream_unit_fields() {
   // What the process-wide parts of an upstream are built from: the target health table and the
   // metrics' target series (targets, resolve_interval, max_addresses), UpstreamHealth (outlier,
   // circuit_breaker), the health checker (health_check, and connect_timeout for its probes) and
@@ -159,62 +150,28 @@ const std::vector<std::string>& upstream_restart_only_keys() {
   return keys;
 }
 
-std::string upstream_restart_needed(const Config& startup, const Config& next,
-                                    const Sections& sections) {
-  const auto before = upstream_definitions(startup, sections);
-  const auto after = upstream_definitions(next, sections);
-  // Each upstream of the new file must be one the process started with (its target health,
-  // breaker, metrics series, health checks and resolver are laid out at start-up, one unit per
-  // start-up upstream), with the same restart-only keys; it may sit at another position, and
-  // start-up upstreams may be left out (and put back later).
-  for (const auto& [name, text] : after) {
-    auto it = std::find_if(before.begin(), before.end(),
-                           [&n = name](const auto& b) { return b.first == n; });
-    if (it == before.end()) {
-      return "upstreams." + name +
-             ": adding an upstream needs a restart (target health, breakers, metrics series and "
-             "health checks exist for the upstreams of start-up only: [" +
-             joined([&] {
-               std::vector<std::string> names;
-               for (const auto& b : before) {
-                 names.push_back(b.first);
-               }
-               return names;
-             }()) +
-             "]; removing, reordering and putting back those reloads); the running configuration "
-             "stays in place";
+std::vector<std::string> upstream_unit_keys(const Config& c, const Sections& sections) {
+  const auto defs = upstream_definitions(c, sections);
+  std::vector<std::string> keys;
+  for (const auto& u : c.upstreams) {
+    auto it =
+        std::find_if(defs.begin(), defs.end(), [&](const auto& d) { return d.first == u.name; });
+    std::string key = u.name;
+    const auto blocks = yaml_blocks(it != defs.end() ? it->second : std::string(), 4);
+    for (const auto& field : upstream_unit_fields()) {
+      key += '\n';
+      key += block_text(blocks, field);
     }
-    if (it->second == text) {
-      continue;
-    }
-    const auto a = yaml_blocks(it->second, 4);
-    const auto b = yaml_blocks(text, 4);
-    for (const auto& key : upstream_restart_only_keys()) {
-      if (block_text(a, key) != block_text(b, key)) {
-        return restart_message("upstreams." + name + "." + key);
-      }
-    }
+    keys.push_back(std::move(key));
   }
-  return {};
-}
-
-std::vector<std::size_t> upstream_units(const Config& startup, const Config& next) {
-  std::vector<std::size_t> units;
-  for (const auto& u : next.upstreams) {
-    std::size_t i = 0;
-    while (i < startup.upstreams.size() && startup.upstreams[i].name != u.name) {
-      ++i;
-    }
-    units.push_back(i);
-  }
-  return units;
+  return keys;
 }
 
 const std::vector<std::string>& restart_only_keys() {
   // Each is read once at start-up: by the listeners and threads (listen, listen_tls, workers,
   // admin_listen, proxy_protocol), by objects that live as long as the process (log streams,
-  // the dependency checks and health checker, the rate limiter's store and its capacity; for
-  // upstreams, upstream_restart_only_keys), or on both sides of a counter (the connection caps,
+  // the dependency checks and the health checker's interval, the rate limiter's store and its
+  // capacity), or on both sides of a counter (the connection caps,
   // whose slots are taken with one value and released with the other). Filters' sections add
   // theirs through Section::restart_needed (rate_limit: its store and max_keys).
   static const std::vector<std::string> keys = {
@@ -231,8 +188,7 @@ const std::vector<std::string>& restart_only_keys() {
   return keys;
 }
 
-std::string restart_needed(const Config& running, const Config& next, const Sections& sections,
-                           const Config* startup) {
+std::string restart_needed(const Config& running, const Config& next, const Sections& sections) {
   const auto before = yaml_blocks(to_yaml(running, sections), 0);
   const auto after = yaml_blocks(to_yaml(next, sections), 0);
   for (const auto& key : restart_only_keys()) {
@@ -247,10 +203,6 @@ std::string restart_needed(const Config& running, const Config& next, const Sect
       continue;
     }
     return restart_message(key);
-  }
-  if (auto why = upstream_restart_needed(startup != nullptr ? *startup : running, next, sections);
-      !why.empty()) {
-    return why;
   }
   for (const auto& s : sections.all()) {
     if (s.restart_needed != nullptr) {

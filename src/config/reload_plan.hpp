@@ -35,18 +35,16 @@ Definitions route_definitions(const Config& c, const Sections& sections);
 // Per upstream: (name, its block).
 Definitions upstream_definitions(const Config& c, const Sections& sections);
 
-// The keys of one upstream a reload cannot change (the others rebuild its clusters).
-const std::vector<std::string>& upstream_restart_only_keys();
-// Empty when `next`'s upstreams may be served by this process: each names an upstream of the
-// start-up file (`startup`) with the same upstream_restart_only_keys(), at any position; start-up
-// upstreams may be left out. Otherwise why not ("upstreams.app.targets: changing it needs a
-// restart; ...", "upstreams.new: adding an upstream needs a restart ...").
-std::string upstream_restart_needed(const Config& startup, const Config& next,
-                                    const Sections& sections);
-// Per upstream of `next`: the index of the start-up upstream of that name (its unit: target
-// health, breaker, metrics series, endpoints, checks); startup.upstreams.size() when there is none
-// (upstream_restart_needed refuses that file).
-std::vector<std::size_t> upstream_units(const Config& startup, const Config& next);
+// The fields of one upstream its process-wide unit is built from (target health, breaker and
+// outlier detector, metrics target series, health checks, resolver): targets, connect_timeout,
+// health_check, outlier, circuit_breaker, resolve_interval, max_addresses. The others (timeouts,
+// pool, balancing, queue, retries) are the workers' clusters.
+const std::vector<std::string>& upstream_unit_fields();
+// Per upstream of `c`, in its order: the upstream's name and the text of its unit fields. Two
+// upstreams with the same key are served by one unit; a reload maps each upstream to the unit of
+// its key, building one for a key the process has not served yet (an added or re-targeted
+// upstream).
+std::vector<std::string> upstream_unit_keys(const Config& c, const Sections& sections);
 
 // The shared keys a reload cannot change, as "key" or "key.subkey" of the emitted file; filters
 // add theirs with Section::restart_needed.
@@ -54,13 +52,10 @@ const std::vector<std::string>& restart_only_keys();
 
 // Empty when `next` may replace `running`; otherwise why not, naming the key: "listen: changing
 // it needs a restart; the running configuration stays in place". Checks restart_only_keys(),
-// then upstream_restart_needed, then each section's restart_needed. Routes may be added, removed,
-// renamed and reordered (their metrics are keyed by name; the gateway checks it has room for new
-// names).
-// `startup` (default: `running`) is the file the process started with, which the upstreams are
-// checked against (upstream_restart_needed).
-std::string restart_needed(const Config& running, const Config& next, const Sections& sections,
-                           const Config* startup = nullptr);
+// then each section's restart_needed. Routes and upstreams may be added, removed, renamed,
+// reordered and changed (route metrics are keyed by name, upstream units by upstream_unit_keys;
+// the gateway checks it has room for new ones).
+std::string restart_needed(const Config& running, const Config& next, const Sections& sections);
 
 // A ConfigError's text ("file:line:col: key.path: why") in parts, for the admin answer; fields
 // that are not there stay empty (line 0).

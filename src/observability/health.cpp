@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <ctime>
+#include <stdexcept>
 
 #include "http/cidr.hpp"
 #include "observability/logging.hpp"
@@ -117,30 +118,66 @@ nlohmann::json target_report(const TargetHealth& t, const std::string& name, std
 
 }  // namespace
 
-Health::Health(const config::Config& cfg, unsigned workers, std::string version)
-    : workers_(workers), version_(std::move(version)), cache_ttl_(cfg.health.cache_ttl) {
-  for (const auto& u : cfg.upstreams) {
-    UpstreamEntry e{u.name, {}, {}};
-    for (std::size_t i = 0; i < u.targets.size(); ++i) {
-      // A re-resolved host name's slots start without an address (filled when resolved).
-      const bool name = u.resolve_interval.count() != 0 && !http::parse_ip(u.targets[i].host);
-      for (std::size_t k = 0; k < u.slots_of(i); ++k) {
-        e.targets.push_back(
-            std::make_unique<TargetHealth>(name ? std::string() : u.targets[i].to_string(), name));
-        e.names.push_back(name ? u.targets[i].to_string() : std::string());
-      }
+Health::UpstreamEntry Health::entry(const config::Upstream& u) const {
+  UpstreamEntry e{u.name, {}, {}, {}};
+  for (std::size_t i = 0; i < u.targets.size(); ++i) {
+    // A re-resolved host name's slots start without an address (filled when resolved).
+    const bool name = u.resolve_interval.count() != 0 && !http::parse_ip(u.targets[i].host);
+    for (std::size_t k = 0; k < u.slots_of(i); ++k) {
+      e.targets.push_back(
+          std::make_unique<TargetHealth>(name ? std::string() : u.targets[i].to_string(), name));
+      e.names.push_back(name ? u.targets[i].to_string() : std::string());
     }
-    upstreams_.push_back(std::move(e));
   }
-  active_ = std::make_unique<std::atomic<bool>[]>(upstreams_.size());
+  return e;
+}
+
+Health::Health(const config::Config& cfg, unsigned workers, std::string version,
+               std::size_t unit_capacity)
+    : capacity_(unit_capacity != 0 ? std::max(unit_capacity, cfg.upstreams.size())
+                                   : upstream_unit_capacity(cfg.upstreams.size())),
+      workers_(workers),
+      version_(std::move(version)),
+      cache_ttl_(cfg.health.cache_ttl) {
+  upstreams_.reserve(capacity_);
+  for (const auto& u : cfg.upstreams) {
+    upstreams_.push_back(entry(u));
+  }
+  active_ = std::make_unique<std::atomic<bool>[]>(capacity_);
   for (std::size_t u = 0; u < upstreams_.size(); ++u) {
     active_[u].store(true);
   }
+  count_.store(upstreams_.size(), std::memory_order_release);
+}
+
+std::size_t Health::add_upstream(const config::Upstream& u) {
+  std::lock_guard lock(cache_mu_);
+  if (upstreams_.size() >= capacity_) {
+    throw std::length_error("no room for another upstream unit");
+  }
+  upstreams_.push_back(entry(u));  // within the reserved capacity: nothing moves
+  active_[upstreams_.size() - 1].store(false, std::memory_order_relaxed);
+  count_.store(upstreams_.size(), std::memory_order_release);
+  return upstreams_.size() - 1;
+}
+
+bool Health::exported(std::size_t upstream) const {
+  if (active(upstream)) {
+    return true;
+  }
+  const std::size_t n = upstream_count();
+  for (std::size_t k = 0; k < n; ++k) {
+    if (k != upstream && upstreams_[k].name == upstreams_[upstream].name &&
+        (active(k) || k > upstream)) {
+      return false;
+    }
+  }
+  return true;
 }
 
 void Health::set_active(const std::vector<bool>& active) {
   std::lock_guard lock(cache_mu_);
-  for (std::size_t u = 0; u < upstreams_.size(); ++u) {
+  for (std::size_t u = 0; u < upstream_count(); ++u) {
     active_[u].store(u < active.size() && active[u], std::memory_order_relaxed);
   }
   cached_at_ = {};
@@ -162,7 +199,7 @@ bool Health::ready() const {
   if (draining()) {
     return false;
   }
-  for (std::size_t i = 0; i < upstreams_.size(); ++i) {
+  for (std::size_t i = 0, n = upstream_count(); i < n; ++i) {
     if (!active(i)) {
       continue;
     }
@@ -194,7 +231,7 @@ nlohmann::json Health::compute() {
   const auto now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
                           std::chrono::steady_clock::now().time_since_epoch())
                           .count();
-  for (std::size_t k = 0; k < upstreams_.size(); ++k) {
+  for (std::size_t k = 0, n = upstream_count(); k < n; ++k) {
     if (!active(k)) {
       continue;  // left out by a reload
     }

@@ -94,15 +94,36 @@ struct ComponentReport {
   nlohmann::json detail = nlohmann::json::object();  // merged into the component's JSON
 };
 
+// How many upstream units a process may have: one per start-up upstream, plus this many built by
+// reloads that add or re-target an upstream (a unit is kept, and found again, for each definition
+// served since start).
+inline std::size_t upstream_unit_capacity(std::size_t startup) {
+  return startup + 64;
+}
+
 class Health {
  public:
   using Clock = std::chrono::steady_clock;
-  Health(const config::Config& cfg, unsigned workers, std::string version);
+  // One unit per upstream of `cfg` (served from the start), with room for `unit_capacity` units in
+  // all (0: upstream_unit_capacity(cfg.upstreams.size())).
+  Health(const config::Config& cfg, unsigned workers, std::string version,
+         std::size_t unit_capacity = 0);
 
+  // Unit `upstream`'s target slots. Any thread: a unit's entry never moves once added.
   TargetHealth& target(std::size_t upstream, std::size_t target) {
     return *upstreams_[upstream].targets[target];
   }
-  std::size_t upstream_count() const { return upstreams_.size(); }
+  // Units added so far (start-up upstreams, then units built by reloads).
+  std::size_t upstream_count() const { return count_.load(std::memory_order_acquire); }
+  std::size_t unit_capacity() const { return capacity_; }
+  // Reload, admin thread: a unit for `u` (an upstream added or re-targeted after start-up), not
+  // served until set_active says so; its index. Throws std::length_error past unit_capacity().
+  std::size_t add_upstream(const config::Upstream& u);
+  const std::string& upstream_name(std::size_t upstream) const { return upstreams_[upstream].name; }
+  // Whether this unit's series are the ones exported for its name: the served unit of that name,
+  // else (none served) the newest. A re-targeted upstream's other units keep their state but
+  // export nothing, so each name has one series per label set. Admin thread.
+  bool exported(std::size_t upstream) const;
   std::size_t target_count(std::size_t upstream) const {
     return upstreams_[upstream].targets.size();
   }
@@ -146,8 +167,14 @@ class Health {
   };
   nlohmann::json compute();
 
+  UpstreamEntry entry(const config::Upstream& u) const;
+
+  // Reserved to capacity_ at construction and never reallocated, so workers index it without a
+  // lock while the admin thread appends (count_ published with release after the entry is built).
   std::vector<UpstreamEntry> upstreams_;
-  std::unique_ptr<std::atomic<bool>[]> active_;  // per upstream (atomics: not in a vector)
+  std::size_t capacity_;
+  std::atomic<std::size_t> count_{0};
+  std::unique_ptr<std::atomic<bool>[]> active_;  // per unit, capacity_ of them
   std::vector<std::pair<std::string, std::function<ComponentReport()>>> components_;
   std::atomic<bool> draining_{false};
   Clock::time_point started_ = Clock::now();

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <stdexcept>
 
 namespace gatehouse::observability {
 namespace {
@@ -46,13 +47,15 @@ void WorkerMetrics::record_local_reply(unsigned status) {
 
 Metrics::Metrics(unsigned workers, std::vector<std::string> route_names,
                  std::vector<std::string> upstream_names,
-                 std::vector<std::vector<std::string>> target_names, std::size_t route_capacity)
+                 std::vector<std::vector<std::string>> target_names, std::size_t route_capacity,
+                 std::size_t upstream_capacity)
     : route_names_(std::move(route_names)),
       route_capacity_(route_capacity != 0
                           ? std::max(route_capacity, route_names_.size())
                           : route_names_.size() +
                                 std::max<std::size_t>(
                                     64, std::min<std::size_t>(3 * route_names_.size(), 1024))),
+      upstream_capacity_(std::max(upstream_capacity, upstream_names.size())),
       upstream_names_(std::move(upstream_names)),
       target_names_(std::move(target_names)) {
   target_names_.resize(upstream_names_.size());
@@ -62,12 +65,43 @@ Metrics::Metrics(unsigned workers, std::vector<std::string> route_names,
   for (unsigned i = 0; i < workers; ++i) {
     auto w = std::make_unique<WorkerMetrics>();
     w->routes = std::vector<RouteStats>(route_capacity_ + 1);
-    w->upstreams = std::vector<UpstreamStats>(upstream_names_.size());
+    w->upstreams = std::make_unique<UpstreamStats[]>(upstream_capacity_);
     for (std::size_t u = 0; u < upstream_names_.size(); ++u) {
       w->upstreams[u].size_targets(target_names_[u].size());
     }
     shards_.push_back(std::move(w));
   }
+}
+
+std::size_t Metrics::add_upstream(std::string name, std::vector<std::string> target_names) {
+  if (upstream_names_.size() >= upstream_capacity_) {
+    throw std::length_error("no room for another upstream unit's metrics");
+  }
+  const std::size_t u = upstream_names_.size();
+  for (auto& shard : shards_) {
+    shard->upstreams[u].size_targets(target_names.size());
+  }
+  baselines_.push_back(std::make_unique<TargetStats[]>(target_names.size()));
+  upstream_names_.push_back(std::move(name));
+  target_names_.push_back(std::move(target_names));
+  return u;
+}
+
+std::vector<std::vector<std::size_t>> Metrics::upstream_groups() const {
+  std::vector<std::vector<std::size_t>> groups;
+  std::vector<const std::string*> names;
+  for (std::size_t u = 0; u < upstream_names_.size(); ++u) {
+    std::size_t g = 0;
+    while (g < names.size() && *names[g] != upstream_names_[u]) {
+      ++g;
+    }
+    if (g == names.size()) {
+      names.push_back(&upstream_names_[u]);
+      groups.emplace_back();
+    }
+    groups[g].push_back(u);
+  }
+  return groups;
 }
 
 std::optional<std::vector<std::size_t>> Metrics::route_slots(
@@ -215,14 +249,23 @@ std::string Metrics::render(const std::function<void(std::string&)>& extra) cons
        "Retries not made because the upstream's retry budget was spent.",
        &UpstreamStats::retry_budget_exhausted},
   };
+  // Units of one name (a re-targeted upstream) are one series: their cells summed.
+  const auto groups = upstream_groups();
+  auto group_sum = [&](const std::vector<std::size_t>& units, auto&& pick) {
+    std::int64_t v = 0;
+    for (auto u : units) {
+      v +=
+          sum(shards_, [&](const WorkerMetrics& w) -> const Cell& { return pick(w.upstreams[u]); });
+    }
+    return v;
+  };
   for (const auto& m : kUp) {
     fmt::format_to(std::back_inserter(out), "# HELP {} {}\n# TYPE {} {}\n", m.name, m.help, m.name,
                    m.type);
-    for (std::size_t u = 0; u < upstream_names_.size(); ++u) {
-      auto v = sum(shards_,
-                   [&](const WorkerMetrics& w) -> const Cell& { return w.upstreams[u].*m.cell; });
+    for (const auto& g : groups) {
+      auto v = group_sum(g, [&](const UpstreamStats& us) -> const Cell& { return us.*m.cell; });
       fmt::format_to(std::back_inserter(out), "{}{{upstream=\"{}\"}} {}\n", m.name,
-                     upstream_names_[u], v);
+                     upstream_names_[g.front()], v);
     }
   }
 
@@ -236,15 +279,14 @@ std::string Metrics::render(const std::function<void(std::string&)>& extra) cons
       "# HELP gatehouse_upstream_retries_by_reason_total Requests sent again, by why the try "
       "before failed.\n";
   out += "# TYPE gatehouse_upstream_retries_by_reason_total counter\n";
-  for (std::size_t u = 0; u < upstream_names_.size(); ++u) {
+  for (const auto& g : groups) {
     for (std::size_t r = 0; r < kRetryReasons.size(); ++r) {
-      auto v = sum(shards_, [&](const WorkerMetrics& w) -> const Cell& {
-        return w.upstreams[u].retry_reasons[r];
-      });
+      auto v =
+          group_sum(g, [&](const UpstreamStats& us) -> const Cell& { return us.retry_reasons[r]; });
       fmt::format_to(std::back_inserter(out),
                      "gatehouse_upstream_retries_by_reason_total{{upstream=\"{}\",reason=\"{}\"}} "
                      "{}\n",
-                     upstream_names_[u], kRetryReasons[r], v);
+                     upstream_names_[g.front()], kRetryReasons[r], v);
     }
   }
 
@@ -294,14 +336,18 @@ void Metrics::set_target_name(std::size_t u, std::size_t t, std::string name) {
 // Per upstream: the queue gauge and busy replies; per target (labels upstream, target): tries,
 // errors and the time to response head.
 void Metrics::render_targets(std::string& out) const {
+  const auto groups = upstream_groups();
   auto per_upstream = [&](const char* name, const char* type, const char* help,
                           const Cell UpstreamStats::*cell) {
     fmt::format_to(std::back_inserter(out), "# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
-    for (std::size_t u = 0; u < upstream_names_.size(); ++u) {
-      auto v =
-          sum(shards_, [&](const WorkerMetrics& w) -> const Cell& { return w.upstreams[u].*cell; });
+    for (const auto& g : groups) {
+      std::int64_t v = 0;
+      for (auto u : g) {
+        v += sum(shards_,
+                 [&](const WorkerMetrics& w) -> const Cell& { return w.upstreams[u].*cell; });
+      }
       fmt::format_to(std::back_inserter(out), "{}{{upstream=\"{}\"}} {}\n", name,
-                     upstream_names_[u], v);
+                     upstream_names_[g.front()], v);
     }
   };
   per_upstream("gatehouse_upstream_queue_length", "gauge",
@@ -311,7 +357,7 @@ void Metrics::render_targets(std::string& out) const {
                "Requests answered 503 upstream_busy: queue full or queue_timeout passed.",
                &UpstreamStats::busy);
 
-  auto target_cell = [&](std::size_t u, std::size_t t, auto&& pick) {
+  auto slot_cell = [&](std::size_t u, std::size_t t, auto&& pick) {
     std::int64_t total = -pick(baselines_[u][t]).get();
     for (const auto& s : shards_) {
       const auto& us = s->upstreams[u];
@@ -321,21 +367,50 @@ void Metrics::render_targets(std::string& out) const {
     }
     return total;
   };
-  auto each_target = [&](auto&& f) {
-    for (std::size_t u = 0; u < upstream_names_.size(); ++u) {
+  // One series per (upstream name, target label): the slots of every unit of that name holding
+  // that address, summed (a target kept by a re-targeted upstream continues its counts).
+  struct Series {
+    std::size_t upstream;  // a unit of the name, for the label
+    const std::string* target;
+    std::vector<std::pair<std::size_t, std::size_t>> slots;
+  };
+  std::vector<Series> series;
+  for (const auto& g : groups) {
+    const std::size_t first = series.size();
+    for (auto u : g) {
       for (std::size_t t = 0; t < target_names_[u].size(); ++t) {
-        if (!target_names_[u][t].empty()) {  // a re-resolved name's slot without an address
-          f(u, t);
+        const auto& tn = target_names_[u][t];
+        if (tn.empty()) {
+          continue;  // a re-resolved name's slot without an address
         }
+        auto it = std::find_if(series.begin() + static_cast<std::ptrdiff_t>(first), series.end(),
+                               [&](const Series& x) { return *x.target == tn; });
+        if (it == series.end()) {
+          series.push_back(Series{u, &tn, {}});
+          it = series.end() - 1;
+        }
+        it->slots.emplace_back(u, t);
       }
+    }
+  }
+  auto target_cell = [&](const Series& x, auto&& pick) {
+    std::int64_t total = 0;
+    for (const auto& [u, t] : x.slots) {
+      total += slot_cell(u, t, pick);
+    }
+    return total;
+  };
+  auto each_target = [&](auto&& f) {
+    for (const auto& x : series) {
+      f(x);
     }
   };
   auto counter = [&](const char* name, const char* help, Cell TargetStats::*cell) {
     fmt::format_to(std::back_inserter(out), "# HELP {} {}\n# TYPE {} counter\n", name, help, name);
-    each_target([&](std::size_t u, std::size_t t) {
-      auto v = target_cell(u, t, [&](const TargetStats& ts) -> const Cell& { return ts.*cell; });
+    each_target([&](const Series& x) {
+      auto v = target_cell(x, [&](const TargetStats& ts) -> const Cell& { return ts.*cell; });
       fmt::format_to(std::back_inserter(out), "{}{{upstream=\"{}\",target=\"{}\"}} {}\n", name,
-                     upstream_names_[u], target_names_[u][t], v);
+                     upstream_names_[x.upstream], *x.target, v);
     });
   };
   counter("gatehouse_upstream_target_requests_total",
@@ -351,13 +426,13 @@ void Metrics::render_targets(std::string& out) const {
                  "# HELP {} Time from sending the request to the upstream target to its response "
                  "head.\n# TYPE {} histogram\n",
                  h, h);
-  each_target([&](std::size_t u, std::size_t t) {
-    const auto& un = upstream_names_[u];
-    const auto& tn = target_names_[u][t];
+  each_target([&](const Series& x) {
+    const auto& un = upstream_names_[x.upstream];
+    const auto& tn = *x.target;
     std::int64_t cumulative = 0;
     for (std::size_t b = 0; b <= kDurationBuckets.size(); ++b) {
-      cumulative += target_cell(
-          u, t, [&](const TargetStats& ts) -> const Cell& { return ts.head_buckets[b]; });
+      cumulative +=
+          target_cell(x, [&](const TargetStats& ts) -> const Cell& { return ts.head_buckets[b]; });
       if (b < kDurationBuckets.size()) {
         fmt::format_to(std::back_inserter(out),
                        "{}_bucket{{upstream=\"{}\",target=\"{}\",le=\"{}\"}} {}\n", h, un, tn,
@@ -368,8 +443,7 @@ void Metrics::render_targets(std::string& out) const {
                        cumulative);
       }
     }
-    auto us =
-        target_cell(u, t, [](const TargetStats& ts) -> const Cell& { return ts.head_us_sum; });
+    auto us = target_cell(x, [](const TargetStats& ts) -> const Cell& { return ts.head_us_sum; });
     fmt::format_to(std::back_inserter(out),
                    "{}_sum{{upstream=\"{}\",target=\"{}\"}} {}\n"
                    "{}_count{{upstream=\"{}\",target=\"{}\"}} {}\n",

@@ -1,7 +1,8 @@
 #pragma once
 // Metrics sharded per worker: each worker thread is the only writer of its shard (relaxed atomic
 // stores, no lock, no contended cache line); the admin thread sums the shards when /metrics is
-// scraped. Label sets are bounded: upstreams are fixed at start-up, and route series are keyed by
+// scraped. Label sets are bounded: upstream units are laid out at start-up (a reload that adds or
+// re-targets an upstream takes a spare one), and route series are keyed by
 // route name in slots laid out at start-up for every name the process may serve (a reload adds
 // names, up to route_capacity()), so memory is bounded.
 #include <array>
@@ -75,7 +76,9 @@ struct alignas(64) WorkerMetrics {
   // index = route slot (Metrics::route_slots: one per route name, kept for the process's life);
   // last = "none" (no route matched)
   std::vector<RouteStats> routes;
-  std::vector<UpstreamStats> upstreams;
+  // index = upstream unit (Metrics::upstream_capacity() of them, laid out at start-up: a unit a
+  // reload adds gets its targets sized by Metrics::add_upstream before any worker uses it).
+  std::unique_ptr<UpstreamStats[]> upstreams;
   std::array<Cell, kLocalReplyStatuses.size() + 1> local_replies;  // last = other
   Cell in_flight, connections_active, connections_total, tls_handshake_errors;
   Cell connections_rejected;   // over max_connections / max_connections_per_ip
@@ -92,10 +95,12 @@ class Metrics {
  public:
   // `target_names[u]`: upstream u's targets as written in the config (metric labels).
   // `route_capacity`: how many route names the process may ever serve (0: the start-up count
-  // plus max(64, min(3 x the start-up count, 1024))).
+  // plus max(64, min(3 x the start-up count, 1024))). `upstream_capacity`: how many upstream
+  // units (0: the start-up count).
   Metrics(unsigned workers, std::vector<std::string> route_names,
           std::vector<std::string> upstream_names,
-          std::vector<std::vector<std::string>> target_names = {}, std::size_t route_capacity = 0);
+          std::vector<std::vector<std::string>> target_names = {}, std::size_t route_capacity = 0,
+          std::size_t upstream_capacity = 0);
   WorkerMetrics& worker(unsigned index) { return *shards_[index]; }
   // Read side for snapshots (observability/stats.*): relaxed loads of the shards' cells.
   const WorkerMetrics& worker(unsigned index) const { return *shards_[index]; }
@@ -114,6 +119,13 @@ class Metrics {
   std::optional<std::vector<std::size_t>> route_slots(const std::vector<std::string>& names) const;
   void add_route_names(const std::vector<std::string>& names);
 
+  // Reload, admin thread: series for a unit built after start-up (an upstream added or
+  // re-targeted), index = the next unit. Units of one name are exported as one series per label
+  // set, their counts summed: a re-targeted upstream's counters continue. Throws
+  // std::length_error past upstream_capacity().
+  std::size_t add_upstream(std::string name, std::vector<std::string> target_names);
+  std::size_t upstream_capacity() const { return upstream_capacity_; }
+
   // Prometheus text exposition (format 0.0.4). `extra` appends gauges owned elsewhere.
   std::string render(const std::function<void(std::string&)>& extra = {}) const;
   // i12-resolve: the `target` label of upstream u's slot t (empty: the slot has no address and
@@ -123,9 +135,12 @@ class Metrics {
 
  private:
   void render_targets(std::string& out) const;
+  // Units by name, in order of first appearance (render).
+  std::vector<std::vector<std::size_t>> upstream_groups() const;
 
   std::vector<std::string> route_names_;
   std::size_t route_capacity_;
+  std::size_t upstream_capacity_;
   std::vector<std::string> upstream_names_;
   std::vector<std::vector<std::string>> target_names_;
   // i12-resolve: per upstream and slot, the shards' sums when the slot took its current address

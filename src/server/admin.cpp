@@ -153,12 +153,15 @@ net::awaitable<void> Gateway::admin_session(tcp::socket socket) {
             }
             fmt::format_to(std::back_inserter(out),
                            "gatehouse_upstream_target_up{{upstream=\"{}\",target=\"{}\"}} {}\n",
-                           cfg_->upstreams[u].name, th.address(), th.reachable() ? 1 : 0);
+                           health_->upstream_name(u), th.address(), th.reachable() ? 1 : 0);
           }
         }
         upstream::UpstreamHealth::render_metric_help(out);
-        for (auto& s : upstream_health_) {
-          s->render_metrics(out, upstream::UpstreamHealth::Clock::now());
+        for (std::size_t u = 0; u < upstream_health_.size(); ++u) {
+          // One series per name (Health::exported): a re-targeted upstream's other units are not.
+          if (health_->exported(u)) {
+            upstream_health_[u]->render_metrics(out, upstream::UpstreamHealth::Clock::now());
+          }
         }
         resolver_->render_metrics(out);
         gen_->rate_limiter->render_metrics(out);

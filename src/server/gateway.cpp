@@ -4,11 +4,14 @@
 #include <cstdlib>
 #include <cstring>
 #include <future>
+#include <numeric>
 #include <stdexcept>
 #include <thread>
 
+#include "config/reload_plan.hpp"
 #include "filters/cache/config.hpp"
 #include "filters/errors/config.hpp"
+#include "filters/registry.hpp"
 #include "http/cidr.hpp"
 #include "http/json.hpp"
 #include "io/spawn.hpp"
@@ -56,17 +59,22 @@ std::vector<std::string> upstream_names(const config::Config& cfg) {
 }
 
 // Per target slot; a re-resolved host name's slots are named when they get an address.
+std::vector<std::string> slot_names(const config::Upstream& u) {
+  std::vector<std::string> names;
+  for (std::size_t i = 0; i < u.targets.size(); ++i) {
+    const auto& t = u.targets[i];
+    const bool name = upstream::Resolver::resolves(u) && !ghttp::parse_ip(t.host);
+    for (std::size_t k = 0; k < u.slots_of(i); ++k) {
+      names.push_back(name ? std::string() : t.to_string());
+    }
+  }
+  return names;
+}
+
 std::vector<std::vector<std::string>> target_names(const config::Config& cfg) {
   std::vector<std::vector<std::string>> out;
   for (const auto& u : cfg.upstreams) {
-    auto& names = out.emplace_back();
-    for (std::size_t i = 0; i < u.targets.size(); ++i) {
-      const auto& t = u.targets[i];
-      const bool name = upstream::Resolver::resolves(u) && !ghttp::parse_ip(t.host);
-      for (std::size_t k = 0; k < u.slots_of(i); ++k) {
-        names.push_back(name ? std::string() : t.to_string());
-      }
-    }
+    out.push_back(slot_names(u));
   }
   return out;
 }
@@ -166,8 +174,11 @@ Gateway::Gateway(std::shared_ptr<const config::Config> cfg, std::string version)
       workers_count_(resolve_workers(cfg_->workers)),
       logs_(std::make_unique<observability::Logs>(cfg_->log)),
       metrics_(std::make_unique<observability::Metrics>(
-          workers_count_, route_names(*cfg_), upstream_names(*cfg_), target_names(*cfg_))),
-      health_(std::make_unique<observability::Health>(*cfg_, workers_count_, version_)),
+          workers_count_, route_names(*cfg_), upstream_names(*cfg_), target_names(*cfg_), 0,
+          observability::upstream_unit_capacity(cfg_->upstreams.size()))),
+      health_(std::make_unique<observability::Health>(
+          *cfg_, workers_count_, version_,
+          observability::upstream_unit_capacity(cfg_->upstreams.size()))),
       hasher_(cfg_->log.hash_client_ip, getenv_or("GATEHOUSE_LOG_KEY", "")) {
   security_events_ = std::make_unique<observability::SecurityEvents>(logs_.get(), cfg_->log);
   if (cfg_->log.hash_client_ip && std::string(getenv_or("GATEHOUSE_LOG_KEY", "")).size() < 16) {
@@ -175,8 +186,15 @@ Gateway::Gateway(std::shared_ptr<const config::Config> cfg, std::string version)
     throw std::runtime_error(
         "log.hash_client_ip needs GATEHOUSE_LOG_KEY set to a secret of at least 16 characters");
   }
+  // Upstream units: one per start-up upstream; a reload adds one for an upstream added or
+  // re-targeted (map_units). Every table a worker reads by unit is reserved now and never moves.
+  unit_capacity_ = health_->unit_capacity();
+  unit_keys_ = config::upstream_unit_keys(*cfg_, filters::config_sections());
+  unit_owners_.assign(cfg_->upstreams.size(), cfg_);
+  endpoints_.reserve(unit_capacity_);
+  upstream_health_.reserve(unit_capacity_);
   resolver_ = std::make_unique<upstream::Resolver>(admin_ioc_, *cfg_, *health_, metrics_.get(),
-                                                   logs_.get());
+                                                   logs_.get(), unit_capacity_);
   for (std::size_t u = 0; u < cfg_->upstreams.size(); ++u) {
     upstream_health_.push_back(std::make_unique<upstream::UpstreamHealth>(
         cfg_->upstreams[u], u, *health_, workers_count_, logs_.get()));
@@ -214,7 +232,11 @@ Gateway::Gateway(std::shared_ptr<const config::Config> cfg, std::string version)
   gen_ = std::make_shared<const Generation>(cfg_, 1, workers_count_, rate_state_, rate_clock_,
                                             cfg_->log.hash_client_ip ? &hasher_ : nullptr,
                                             *metrics_->route_slots(route_names(*cfg_)),
-                                            config::upstream_units(*cfg_, *cfg_));
+                                            [n = cfg_->upstreams.size()] {
+                                              std::vector<std::size_t> units(n);
+                                              std::iota(units.begin(), units.end(), 0);
+                                              return units;
+                                            }());
   if (gen_->rate_limiter->enabled() && filters::rate_limit::settings(*cfg_).redis) {
     redis_ = std::make_unique<filters::rate_limit::store::RedisStore>(
         *filters::rate_limit::settings(*cfg_).redis,
@@ -250,6 +272,78 @@ Gateway::Gateway(std::shared_ptr<const config::Config> cfg, std::string version)
 }
 
 Gateway::~Gateway() = default;
+
+std::string Gateway::map_units(const std::shared_ptr<const config::Config>& next,
+                               std::vector<std::size_t>& units) {
+  const auto keys = config::upstream_unit_keys(*next, filters::config_sections());
+  units.assign(keys.size(), 0);
+  std::vector<std::size_t> fresh;  // upstreams of `next` that need a unit
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    auto it = std::find(unit_keys_.begin(), unit_keys_.end(), keys[i]);
+    if (it != unit_keys_.end()) {
+      units[i] = static_cast<std::size_t>(it - unit_keys_.begin());
+    } else {
+      units[i] = unit_keys_.size() + fresh.size();
+      fresh.push_back(i);
+    }
+  }
+  if (unit_keys_.size() + fresh.size() > unit_capacity_) {
+    return fmt::format(
+        "upstreams: this process has room for {} upstream definitions (each start-up upstream, "
+        "then one per upstream added or re-targeted by a reload) and has built {} ({} more in the "
+        "new file); restart to add more; the running configuration stays in place",
+        unit_capacity_, unit_keys_.size(), fresh.size());
+  }
+  // Names first, for every new unit: a name that does not resolve adds none of them.
+  std::vector<std::vector<std::vector<tcp::endpoint>>> resolved;
+  std::vector<std::vector<tcp::endpoint>> endpoints;
+  try {
+    for (auto i : fresh) {
+      const auto& up = next->upstreams[i];
+      resolved.push_back(resolver_->lookup(up));
+      auto& eps = endpoints.emplace_back();
+      if (!upstream::Resolver::resolves(up)) {
+        for (const auto& t : up.targets) {
+          eps.push_back(resolve_one(admin_ioc_, t, "upstreams." + up.name));
+        }
+      }
+    }
+  } catch (const std::exception& e) {
+    return std::string(e.what()) + "; the running configuration stays in place";
+  }
+  for (std::size_t k = 0; k < fresh.size(); ++k) {
+    add_unit(next, fresh[k], keys[fresh[k]], resolved[k], std::move(endpoints[k]));
+  }
+  return {};
+}
+
+void Gateway::add_unit(const std::shared_ptr<const config::Config>& owner, std::size_t index,
+                       std::string key, const std::vector<std::vector<tcp::endpoint>>& resolved,
+                       std::vector<tcp::endpoint> endpoints) {
+  const auto& up = owner->upstreams[index];
+  // Every table gets the unit at the same index, before any worker can map to it (the
+  // generation that does is installed after this returns).
+  const std::size_t u = health_->add_upstream(up);
+  metrics_->add_upstream(up.name, slot_names(up));
+  upstream_health_.push_back(
+      std::make_unique<upstream::UpstreamHealth>(up, u, *health_, workers_count_, logs_.get()));
+  auto* shared = upstream_health_.back().get();
+  resolver_->add_upstream(u, up, resolved, shared);
+  if (const auto* slots = resolver_->slots(u)) {
+    endpoints = slots->view()->endpoints;
+  }
+  endpoints_.push_back(std::move(endpoints));
+  health_->set_upstream_probe(u, [s = shared, r = resolver_.get(), u] {
+    auto report = s->health_report(upstream::UpstreamHealth::Clock::now());
+    r->report(u, report);
+    return report;
+  });
+  if (health_checker_) {
+    health_checker_->add_upstream(u, up, shared, resolver_->slots(u));
+  }
+  unit_keys_.push_back(std::move(key));
+  unit_owners_.push_back(owner);
+}
 
 // The rate limiter's store in /health/detailed: from start-up when some route is limited, else
 // from the reload that limits one.

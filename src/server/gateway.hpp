@@ -110,7 +110,8 @@ class Gateway {
   filters::rate_limit::RateLimiter& rate_limiter() { return *gen_->rate_limiter; }
   // The shared Redis store of the rate limiter; null with the in-memory store.
   filters::rate_limit::store::RedisStore* redis_store() { return redis_.get(); }
-  // By unit (start-up upstream index; a generation's own order: Generation::upstream_units).
+  // By unit (start-up upstreams first, then units built by reloads; a generation's own order:
+  // Generation::upstream_units). Never reallocated: workers read it while a reload appends.
   const std::vector<std::vector<tcp::endpoint>>& upstream_endpoints() const { return endpoints_; }
   // Unit u's process-wide target health (outlier detection, circuit breaker).
   upstream::UpstreamHealth& upstream_health(std::size_t u) { return *upstream_health_[u]; }
@@ -163,6 +164,13 @@ class Gateway {
   void on_worker_done();
   bool reload_tls(std::string& error);
   void render_reload_metrics(std::string& out) const;
+  // Reload: each upstream of `next` -> its unit (upstream_unit_keys), building units for keys not
+  // served yet (resolving their names first: a failure adds nothing). Empty on success, else why.
+  std::string map_units(const std::shared_ptr<const config::Config>& next,
+                        std::vector<std::size_t>& units);
+  void add_unit(const std::shared_ptr<const config::Config>& owner, std::size_t index,
+                std::string key, const std::vector<std::vector<tcp::endpoint>>& resolved,
+                std::vector<tcp::endpoint> endpoints);
   void add_rate_limit_component();
   nlohmann::json reload_details() const;
 
@@ -187,8 +195,14 @@ class Gateway {
   std::uint64_t reloads_ok_ = 0, reloads_failed_ = 0;  // admin thread
   bool rate_limit_component_ = false;                  // in /health/detailed yet
   std::unique_ptr<filters::rate_limit::store::RedisStore> redis_;
-  std::vector<std::vector<tcp::endpoint>> endpoints_;
-  std::vector<std::unique_ptr<upstream::UpstreamHealth>> upstream_health_;
+  // --- upstream units (docs/architecture.md, "State carried over by definition key") ---
+  std::size_t unit_capacity_;
+  std::vector<std::string> unit_keys_;  // admin thread; config::upstream_unit_keys
+  // The configuration each unit built after start-up was read from (its parts hold references
+  // into it).
+  std::vector<std::shared_ptr<const config::Config>> unit_owners_;
+  std::vector<std::vector<tcp::endpoint>> endpoints_;  // reserved to unit_capacity_
+  std::vector<std::unique_ptr<upstream::UpstreamHealth>> upstream_health_;  // likewise
   std::unique_ptr<upstream::Resolver> resolver_;  // i12-resolve: admin thread
   std::atomic<std::size_t> open_connections_{0};
   ratelimit::InFlight connections_per_ip_;

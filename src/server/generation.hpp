@@ -46,10 +46,10 @@ struct Generation {
   // Route index -> metrics slot (Metrics::route_slots): route series are keyed by name, so a
   // reload may add, remove, rename and reorder routes; the request path reads one entry.
   std::vector<std::size_t> route_slots;
-  // Upstream index -> its unit, the start-up upstream of that name (config::upstream_units): the
-  // process-wide tables (target health, breaker, metrics series, endpoints, checks) are laid out
-  // by start-up index, while this generation's routes and clusters use its own indices, so a
-  // reload may remove and reorder upstreams.
+  // Upstream index -> its unit, the one built for its definition (config::upstream_unit_keys,
+  // Gateway::map_units): the process-wide tables (target health, breaker, metrics series,
+  // endpoints, checks) are indexed by unit, while this generation's routes and clusters use its
+  // own indices, so a reload may add, remove, reorder and re-target upstreams.
   std::vector<std::size_t> upstream_units;
   core::Router router;
   filters::security_headers::SecurityHeaders security_headers;

@@ -82,7 +82,7 @@ Gateway::ReloadResult Gateway::reload(const char* trigger) {
     return fail(422, e.what(), &where);
   }
   const auto& running = *gen_->cfg;
-  if (auto why = config::restart_needed(running, *next, sections, cfg_.get()); !why.empty()) {
+  if (auto why = config::restart_needed(running, *next, sections); !why.empty()) {
     return fail(409, why, nullptr);
   }
   // Route series are keyed by name, in slots laid out at start-up: a new name takes a free one.
@@ -99,8 +99,14 @@ Gateway::ReloadResult Gateway::reload(const char* trigger) {
                             slots_needed(*metrics_, names)),
                 nullptr);
   }
-  // Upstreams are the start-up ones (upstream_restart_needed), maybe fewer and reordered.
-  auto units = config::upstream_units(*cfg_, *next);
+  // Each upstream is served by the unit of its definition (upstream_unit_keys): an unchanged one
+  // keeps its target health, breaker, checks and series; an added or re-targeted one gets a new
+  // unit, built here (its names resolved first) and kept for the process's life, so putting a
+  // definition back finds its state again.
+  std::vector<std::size_t> units;
+  if (auto why = map_units(next, units); !why.empty()) {
+    return fail(409, why, nullptr);
+  }
   std::shared_ptr<const Generation> gen;
   try {
     gen = std::make_shared<const Generation>(
@@ -155,7 +161,7 @@ Gateway::ReloadResult Gateway::reload(const char* trigger) {
   metrics_->add_route_names(names);
   // Readiness, /health/detailed and the health checks follow the upstreams being served; a left
   // out one keeps its state (and its metrics series) for when it is put back.
-  std::vector<bool> active(cfg_->upstreams.size(), false);
+  std::vector<bool> active(health_->upstream_count(), false);
   for (auto unit : gen->upstream_units) {
     active[unit] = true;
   }

@@ -146,9 +146,9 @@ void Worker::install_now(std::shared_ptr<const Generation> g) {
       .job_poll_limits = gw.jobs() != nullptr ? &gw.jobs()->poll_limits() : nullptr,
   };
   // Clusters: the previous generation's for every upstream whose definition is unchanged (found
-  // by its text, which names it: a reload may reorder upstreams), a new one for the others. An
-  // upstream's targets and health settings are those of start-up (config::upstream_restart_needed),
-  // so its unit's endpoints, target health and UpstreamHealth serve every cluster of it.
+  // by its text, which names it: a reload may reorder upstreams), a new one for the others. A
+  // unit is built for one set of targets and health settings (config::upstream_unit_keys), so its
+  // endpoints, target health and UpstreamHealth serve every cluster mapped to it.
   std::vector<WorkerCluster*> upstreams;
   for (std::size_t u = 0; u < n.cfg->upstreams.size(); ++u) {
     const std::size_t unit = n.upstream_units[u];

@@ -2,6 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <stdexcept>
+
 #include "http/json.hpp"
 #include "io/spawn.hpp"
 
@@ -25,20 +28,52 @@ HealthChecker::HealthChecker(net::io_context& ioc, const config::Config& cfg,
       shared_(std::move(shared)),
       version_(std::move(version)),
       slots_(std::move(slots)) {
-  slots_.resize(endpoints_.size());
-  for (std::size_t u = 0; u < endpoints_.size(); ++u) {
-    const auto& hc = cfg_.upstreams[u].health_check;
-    verdicts_.emplace_back();
-    requests_.emplace_back();
-    checked_.emplace_back(endpoints_[u].size(), 0);
-    if (!hc) {
-      continue;
-    }
-    for (std::size_t t = 0; t < endpoints_[u].size(); ++t) {
-      verdicts_[u].emplace_back(hc->healthy_after, hc->unhealthy_after);
-      requests_[u].push_back(check_request(*hc, health_.target(u, t).address(), version_));
-    }
+  slots_.resize(cfg_.upstreams.size());
+  shared_.resize(cfg_.upstreams.size());
+  for (const auto& uc : cfg_.upstreams) {
+    add_unit(uc);
   }
+}
+
+void HealthChecker::add_unit(const config::Upstream& uc) {
+  const std::size_t u = configs_.size();
+  configs_.push_back(&uc);
+  const auto& hc = uc.health_check;
+  verdicts_.emplace_back();
+  requests_.emplace_back();
+  checked_.emplace_back(endpoints_[u].size(), 0);
+  if (!hc) {
+    return;
+  }
+  for (std::size_t t = 0; t < endpoints_[u].size(); ++t) {
+    verdicts_[u].emplace_back(hc->healthy_after, hc->unhealthy_after);
+    requests_[u].push_back(check_request(*hc, health_.target(u, t).address(), version_));
+  }
+}
+
+void HealthChecker::add_upstream(std::size_t u, const config::Upstream& uc, UpstreamHealth* shared,
+                                 const TargetSlots* slots) {
+  if (u != configs_.size()) {
+    throw std::logic_error("health checker: units are added in order");
+  }
+  shared_.push_back(shared);
+  slots_.push_back(slots);
+  add_unit(uc);
+  if (!running_ || stopped_) {
+    return;
+  }
+  spawn(ioc_, run_upstream(u), logs_, "health check loop");
+  if (!sweeping_ && needs_sweep()) {
+    sweeping_ = true;
+    spawn(ioc_, sweep_loop(), logs_, "health sweep loop");
+  }
+}
+
+bool HealthChecker::needs_sweep() const {
+  // Only ejections and breakers need the sweep.
+  return std::any_of(shared_.begin(), shared_.end(), [](UpstreamHealth* s) {
+    return s != nullptr && (s->outlier() != nullptr || s->breaker() != nullptr);
+  });
 }
 
 bool HealthChecker::same_slot(std::size_t u, std::size_t t, std::uint32_t generation) const {
@@ -53,7 +88,7 @@ void HealthChecker::log_reachability(std::size_t u, TargetHealth& th, bool was, 
   std::string extra = "\"event\":";
   ghttp::append_json_string(extra, now_reachable ? "target_reachable" : "target_unreachable");
   extra += ",\"upstream\":";
-  ghttp::append_json_string(extra, cfg_.upstreams[u].name);
+  ghttp::append_json_string(extra, configs_[u]->name);
   extra += ",\"target\":";
   ghttp::append_json_string(extra, th.address());
   extra += ",\"reason\":";
@@ -70,7 +105,7 @@ void HealthChecker::log_reachability(std::size_t u, TargetHealth& th, bool was, 
 net::awaitable<void> HealthChecker::check(std::size_t u, std::size_t t, tcp::endpoint ep,
                                           std::uint32_t generation) {
   beast::tcp_stream stream(ioc_);
-  stream.expires_after(cfg_.upstreams[u].connect_timeout);
+  stream.expires_after(configs_[u]->connect_timeout);
   const auto start = Clock::now();
   auto [ec] = co_await stream.async_connect(ep, nothrow);
   if (!same_slot(u, t, generation)) {
@@ -92,7 +127,7 @@ net::awaitable<void> HealthChecker::check(std::size_t u, std::size_t t, tcp::end
 
 net::awaitable<void> HealthChecker::http_check(std::size_t u, std::size_t t, tcp::endpoint ep,
                                                std::uint32_t generation) {
-  const auto& hc = *cfg_.upstreams[u].health_check;
+  const auto& hc = *configs_[u]->health_check;
   auto& th = health_.target(u, t);
   beast::tcp_stream stream(ioc_);
   stream.expires_after(hc.timeout);
@@ -167,7 +202,7 @@ net::awaitable<void> HealthChecker::http_check(std::size_t u, std::size_t t, tcp
   std::string extra = "\"event\":";
   ghttp::append_json_string(extra, healthy ? "target_healthy" : "target_unhealthy");
   extra += ",\"upstream\":";
-  ghttp::append_json_string(extra, cfg_.upstreams[u].name);
+  ghttp::append_json_string(extra, configs_[u]->name);
   extra += ",\"target\":";
   ghttp::append_json_string(extra, th.address());
   extra += ",\"reason\":";
@@ -182,7 +217,7 @@ net::awaitable<void> HealthChecker::http_check(std::size_t u, std::size_t t, tcp
 }
 
 net::awaitable<void> HealthChecker::run_upstream(std::size_t u) {
-  const auto& hc = cfg_.upstreams[u].health_check;
+  const auto& hc = configs_[u]->health_check;
   net::steady_timer timer(ioc_);
   for (;;) {
     // i12-resolve: a re-resolved upstream's checks follow its slots' current addresses.
@@ -244,15 +279,12 @@ net::awaitable<void> HealthChecker::sweep_loop() {
 }
 
 net::awaitable<void> HealthChecker::run() {
-  for (std::size_t u = 0; u < endpoints_.size(); ++u) {
+  running_ = true;
+  for (std::size_t u = 0; u < configs_.size(); ++u) {
     spawn(ioc_, run_upstream(u), logs_, "health check loop");
   }
-  // Only ejections and breakers need the sweep.
-  bool sweep = false;
-  for (auto* s : shared_) {
-    sweep = sweep || (s != nullptr && (s->outlier() != nullptr || s->breaker() != nullptr));
-  }
-  if (sweep) {
+  if (needs_sweep()) {
+    sweeping_ = true;
     co_await sweep_loop();
   }
 }

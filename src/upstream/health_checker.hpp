@@ -32,6 +32,10 @@ class HealthChecker {
 
   // Checks every target now and then every interval, until stop().
   io::net::awaitable<void> run();
+  // Reload, admin thread: unit `u` (the next one; `endpoints[u]` filled) for upstream `cfg`, which
+  // must outlive the checker; checked like the others from now on while it is active.
+  void add_upstream(std::size_t u, const config::Upstream& cfg, UpstreamHealth* shared,
+                    const TargetSlots* slots);
   // The loops end at their next wake-up (checks under way finish).
   void stop() { stopped_ = true; }
 
@@ -40,6 +44,8 @@ class HealthChecker {
 
  private:
   io::net::awaitable<void> run_upstream(std::size_t upstream);
+  void add_unit(const config::Upstream& cfg);
+  bool needs_sweep() const;
   io::net::awaitable<void> sweep_loop();
   io::net::awaitable<void> check(std::size_t upstream, std::size_t target, io::tcp::endpoint ep,
                                  std::uint32_t generation);
@@ -51,7 +57,8 @@ class HealthChecker {
                         bool now_reachable, const std::string& what);
 
   io::net::io_context& ioc_;
-  const config::Config& cfg_;
+  const config::Config& cfg_;                     // health.* (restart-only)
+  std::vector<const config::Upstream*> configs_;  // per unit
   const std::vector<std::vector<io::tcp::endpoint>>& endpoints_;
   observability::Health& health_;
   observability::Logs& logs_;
@@ -63,6 +70,8 @@ class HealthChecker {
   // verdicts_ and requests_ were made for.
   std::vector<const TargetSlots*> slots_;
   std::vector<std::vector<std::uint32_t>> checked_;
+  bool running_ = false;
+  bool sweeping_ = false;
   bool stopped_ = false;
 };
 

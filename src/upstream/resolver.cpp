@@ -45,58 +45,92 @@ bool Resolver::resolves(const config::Upstream& u) {
          std::any_of(u.targets.begin(), u.targets.end(), needs_resolving);
 }
 
+Resolver::UpstreamState Resolver::state_for(const config::Upstream& uc) const {
+  UpstreamState st;
+  if (!resolves(uc)) {
+    return st;
+  }
+  const std::size_t n = uc.slot_count();
+  st.view.endpoints.resize(n);
+  st.view.addresses.resize(n);
+  st.view.generations.assign(n, 0);
+  std::size_t slot = 0;
+  for (std::size_t i = 0; i < uc.targets.size(); ++i) {
+    const auto& t = uc.targets[i];
+    if (needs_resolving(t)) {
+      st.names.push_back(Name{t, t.to_string(), slot, uc.slots_of(i), {}, 0});
+    } else {
+      error_code ec;
+      auto address = net::ip::make_address(t.host, ec);
+      if (ec) {
+        throw std::runtime_error("upstreams." + uc.name + ": invalid address " + t.host);
+      }
+      st.view.endpoints[slot] = tcp::endpoint(address, t.port);
+      st.view.addresses[slot] = t.to_string();
+      st.view.generations[slot] = 1;
+    }
+    slot += uc.slots_of(i);
+  }
+  st.slots = std::make_unique<TargetSlots>(st.view);
+  return st;
+}
+
 Resolver::Resolver(net::io_context& ioc, const config::Config& cfg, observability::Health& health,
-                   observability::Metrics* metrics, observability::Logs* logs)
-    : ioc_(ioc), cfg_(cfg), health_(health), metrics_(metrics), logs_(logs) {
-  upstreams_.resize(cfg_.upstreams.size());
-  for (std::size_t u = 0; u < cfg_.upstreams.size(); ++u) {
-    const auto& uc = cfg_.upstreams[u];
-    if (!resolves(uc)) {
+                   observability::Metrics* metrics, observability::Logs* logs,
+                   std::size_t unit_capacity)
+    : ioc_(ioc), health_(health), metrics_(metrics), logs_(logs) {
+  // Workers read slots(u) while the admin thread may add units: never reallocated.
+  upstreams_.reserve(std::max(unit_capacity, cfg.upstreams.size()));
+  for (const auto& uc : cfg.upstreams) {
+    upstreams_.push_back(state_for(uc));
+    configs_.push_back(&uc);
+  }
+}
+
+std::vector<std::vector<tcp::endpoint>> Resolver::lookup(const config::Upstream& uc) {
+  std::vector<std::vector<tcp::endpoint>> found;
+  if (!resolves(uc)) {
+    return found;
+  }
+  for (const auto& t : uc.targets) {
+    if (!needs_resolving(t)) {
       continue;
     }
-    auto& st = upstreams_[u];
-    const std::size_t n = uc.slot_count();
-    st.view.endpoints.resize(n);
-    st.view.addresses.resize(n);
-    st.view.generations.assign(n, 0);
-    std::size_t slot = 0;
-    for (std::size_t i = 0; i < uc.targets.size(); ++i) {
-      const auto& t = uc.targets[i];
-      if (needs_resolving(t)) {
-        st.names.push_back(Name{t, t.to_string(), slot, uc.slots_of(i), {}, 0});
-      } else {
-        error_code ec;
-        auto address = net::ip::make_address(t.host, ec);
-        if (ec) {
-          throw std::runtime_error("upstreams." + uc.name + ": invalid address " + t.host);
-        }
-        st.view.endpoints[slot] = tcp::endpoint(address, t.port);
-        st.view.addresses[slot] = t.to_string();
-        st.view.generations[slot] = 1;
-      }
-      slot += uc.slots_of(i);
+    tcp::resolver resolver(ioc_);
+    error_code ec;
+    auto results = resolver.resolve(t.host, std::to_string(t.port), ec);
+    if (ec || results.empty()) {
+      throw std::runtime_error("upstreams." + uc.name + ": cannot resolve " + t.host + ": " +
+                               (ec ? ec.message() : "no address"));
     }
-    st.slots = std::make_unique<TargetSlots>(st.view);
+    found.push_back(endpoints_of(results));
   }
+  return found;
 }
 
 void Resolver::start_up() {
   for (std::size_t u = 0; u < upstreams_.size(); ++u) {
-    auto& st = upstreams_[u];
-    if (st.names.empty()) {
-      continue;
+    auto found = lookup(*configs_[u]);
+    for (std::size_t k = 0; k < found.size(); ++k) {
+      apply(u, k, found[k]);
     }
-    for (std::size_t k = 0; k < st.names.size(); ++k) {
-      const auto& n = st.names[k];
-      tcp::resolver resolver(ioc_);
-      error_code ec;
-      auto results = resolver.resolve(n.endpoint.host, std::to_string(n.endpoint.port), ec);
-      if (ec || results.empty()) {
-        throw std::runtime_error("upstreams." + cfg_.upstreams[u].name + ": cannot resolve " +
-                                 n.endpoint.host + ": " + (ec ? ec.message() : "no address"));
-      }
-      apply(u, k, endpoints_of(results));
-    }
+  }
+}
+
+void Resolver::add_upstream(std::size_t u, const config::Upstream& uc,
+                            const std::vector<std::vector<tcp::endpoint>>& found,
+                            UpstreamHealth* shared) {
+  if (u != upstreams_.size() || u >= upstreams_.capacity()) {
+    throw std::length_error("no room for another upstream unit in the resolver");
+  }
+  upstreams_.push_back(state_for(uc));  // within the reserved capacity: nothing moves
+  configs_.push_back(&uc);
+  upstreams_[u].shared = shared;
+  for (std::size_t k = 0; k < found.size() && k < upstreams_[u].names.size(); ++k) {
+    apply(u, k, found[k]);
+  }
+  if (running_ && !stopped_ && !upstreams_[u].names.empty() && logs_ != nullptr) {
+    spawn(ioc_, run_upstream(u), *logs_, "resolve loop");
   }
 }
 
@@ -109,7 +143,7 @@ void Resolver::log(spdlog::level::level_enum level, std::string_view message,
   std::string line = "\"event\":";
   ghttp::append_json_string(line, event);
   line += ",\"upstream\":";
-  ghttp::append_json_string(line, cfg_.upstreams[u].name);
+  ghttp::append_json_string(line, configs_[u]->name);
   line += ",\"name\":";
   ghttp::append_json_string(line, n.text);
   if (!address.empty()) {
@@ -226,7 +260,7 @@ net::awaitable<void> Resolver::run_upstream(std::size_t u) {
   net::steady_timer timer(ioc_);
   tcp::resolver resolver(ioc_);
   for (;;) {
-    timer.expires_after(cfg_.upstreams[u].resolve_interval);
+    timer.expires_after(configs_[u]->resolve_interval);
     auto [tec] = co_await timer.async_wait(nothrow);
     if (tec || stopped_) {
       co_return;
@@ -249,6 +283,7 @@ net::awaitable<void> Resolver::run_upstream(std::size_t u) {
 }
 
 net::awaitable<void> Resolver::run() {
+  running_ = true;
   for (std::size_t u = 0; u < upstreams_.size(); ++u) {
     if (!upstreams_[u].names.empty() && logs_ != nullptr) {
       spawn(ioc_, run_upstream(u), *logs_, "resolve loop");
@@ -281,7 +316,7 @@ void Resolver::report(std::size_t u, observability::ComponentReport& r) const {
   }
   const auto& c = *st.counts;
   r.detail["resolve"] = {
-      {"interval_s", std::chrono::duration<double>(cfg_.upstreams[u].resolve_interval).count()},
+      {"interval_s", std::chrono::duration<double>(configs_[u]->resolve_interval).count()},
       {"names", std::move(names)},
       {"targets_added", c.added.load(std::memory_order_relaxed)},
       {"targets_removed", c.removed.load(std::memory_order_relaxed)},
@@ -304,11 +339,12 @@ void Resolver::render_metrics(std::string& out) const {
       "# TYPE gatehouse_upstream_resolve_overflow_total counter\n";
   auto it = std::back_inserter(out);
   for (std::size_t u = 0; u < upstreams_.size(); ++u) {
-    if (upstreams_[u].names.empty()) {
+    // A re-targeted upstream's other units keep resolving; one of them is exported per name.
+    if (upstreams_[u].names.empty() || !health_.exported(u)) {
       continue;
     }
     const auto& c = *upstreams_[u].counts;
-    const auto& name = cfg_.upstreams[u].name;
+    const auto& name = configs_[u]->name;
     fmt::format_to(
         it,
         "gatehouse_upstream_target_changes_total{{upstream=\"{0}\",change=\"added\"}} "

@@ -29,15 +29,26 @@ namespace gatehouse::upstream {
 
 class Resolver {
  public:
-  // `logs` may be null (tests). References must outlive the resolver.
+  // `logs` may be null (tests). References must outlive the resolver. One unit per upstream of
+  // `cfg`, with room for `unit_capacity` (0: as many as cfg has).
   Resolver(io::net::io_context& ioc, const config::Config& cfg, observability::Health& health,
-           observability::Metrics* metrics, observability::Logs* logs);
+           observability::Metrics* metrics, observability::Logs* logs,
+           std::size_t unit_capacity = 0);
 
   // Whether upstream u re-resolves host names (resolve_interval set and a host-name target).
   static bool resolves(const config::Upstream& u);
   // Start-up: resolves every name now (blocking) and fills the slots; throws std::runtime_error
   // naming the upstream and host when one does not resolve. Address targets take their slot.
   void start_up();
+  // Reload, admin thread: resolves the names `cfg` re-resolves (blocking, like start-up); throws
+  // as start_up does. Empty when it re-resolves none.
+  std::vector<std::vector<io::tcp::endpoint>> lookup(const config::Upstream& cfg);
+  // Reload, admin thread: unit `u` (the next one; Health::add_upstream and Metrics::add_upstream
+  // made its slots) for upstream `cfg`, which must outlive the resolver, filled with what
+  // lookup(cfg) found, and re-resolved every interval once run() has started.
+  void add_upstream(std::size_t u, const config::Upstream& cfg,
+                    const std::vector<std::vector<io::tcp::endpoint>>& found,
+                    UpstreamHealth* shared);
   // Null when upstream u's targets never change.
   const TargetSlots* slots(std::size_t u) const { return upstreams_[u].slots.get(); }
   // Each upstream's outlier detector learns of replaced slots (call before run()).
@@ -83,16 +94,18 @@ class Resolver {
   };
 
   io::net::awaitable<void> run_upstream(std::size_t u);
+  UpstreamState state_for(const config::Upstream& uc) const;
   void log(spdlog::level::level_enum level, std::string_view message, std::string_view event,
            std::size_t u, const Name& n, std::string_view address, std::string_view extra) const;
 
   io::net::io_context& ioc_;
-  const config::Config& cfg_;
+  std::vector<const config::Upstream*> configs_;  // per unit
   observability::Health& health_;
   observability::Metrics* metrics_;
   observability::Logs* logs_;
   std::vector<UpstreamState> upstreams_;
   mutable std::mutex mu_;
+  bool running_ = false;
   bool stopped_ = false;
 };
 

@@ -920,6 +920,8 @@ def parse_metrics(text):
         assert m, f"unparsable metrics line {line!r}"
         labels = frozenset(_LABEL.findall(m.group(2) or ""))
         value = m.group(3)
+        # A series twice in one scrape is invalid exposition (Prometheus rejects the scrape).
+        assert (m.group(1), labels) not in samples, f"duplicate metrics series {line!r}"
         samples[(m.group(1), labels)] = float(value.replace("Inf", "inf"))
     return Metrics(samples, types, text)
 

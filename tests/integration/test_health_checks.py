@@ -367,8 +367,10 @@ def test_circuit_breaker_opens_probes_and_closes(health_apps, gatehouses):
 
 
 def test_open_breaker_survives_a_reload(health_apps, gatehouses):
-    """A reload that changes the upstream's pool settings keeps its process-wide state: an open
-    breaker stays open (no request reaches the failing target). Adding an upstream is refused."""
+    """A reload that keeps the upstream's definition (targets and health settings) keeps its
+    process-wide state: an open breaker stays open (no request reaches the failing target), with
+    another upstream added before it and its pool settings changed. A changed breaker starts
+    fresh; putting the first definition back finds the open breaker again."""
     (a,) = health_apps("a")
     gh = start(gatehouses, [a], circuit_breaker={
         "failure_ratio": 0.5, "min_requests": 5, "window": "10s", "open_for": "30s"})
@@ -381,7 +383,9 @@ def test_open_breaker_survives_a_reload(health_apps, gatehouses):
     gh.config = cfg
     gh.config_path.write_text(to_yaml(cfg) + "\n")
     status, _, body = http_request(gh.admin_port, "POST", "/admin/reload", timeout=10)
-    assert status == 409 and b"upstreams.spare: adding an upstream" in body, body
+    assert status == 200 and json.loads(body)["changes"]["upstreams"]["added"] == ["spare"], body
+    status, _, j = get(gh)
+    assert status == 503 and j["error"] == "circuit_open", (status, j)
     del cfg["upstreams"]["spare"]
     cfg["upstreams"]["app"]["timeout"] = "7s"
     gh.config_path.write_text(to_yaml(cfg) + "\n")
@@ -393,6 +397,24 @@ def test_open_breaker_survives_a_reload(health_apps, gatehouses):
     m = gh.metrics()
     assert m.value("gatehouse_upstream_circuit_breaker_state", upstream="app") == 1
     assert m.value("gatehouse_upstream_circuit_breaker_opened_total", upstream="app") == 1
+
+    # Another breaker is another definition: fresh state, the (failing) app is reached again.
+    original = json.loads(json.dumps(cfg))
+    cfg["upstreams"]["app"]["circuit_breaker"]["min_requests"] = 50
+    gh.config_path.write_text(to_yaml(cfg) + "\n")
+    status, _, body = http_request(gh.admin_port, "POST", "/admin/reload", timeout=10)
+    assert status == 200, body
+    assert get(gh)[0] == 500
+    assert a.stats()["requests"] == seen + 1
+    assert gh.metrics().value("gatehouse_upstream_circuit_breaker_state", upstream="app") == 0
+    # The first definition back: its breaker is still open.
+    gh.config_path.write_text(to_yaml(original) + "\n")
+    status, _, body = http_request(gh.admin_port, "POST", "/admin/reload", timeout=10)
+    assert status == 200, body
+    status, _, j = get(gh)
+    assert status == 503 and j["error"] == "circuit_open", (status, j)
+    assert a.stats()["requests"] == seen + 1
+    assert gh.metrics().value("gatehouse_upstream_circuit_breaker_state", upstream="app") == 1
 
 
 def test_breaker_counts_connect_failures(health_apps, gatehouses):

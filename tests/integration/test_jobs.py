@@ -335,7 +335,7 @@ def test_kill_9_during_a_run_loses_no_accepted_job(gatehouses, jobs_app, tmp_pat
     stop = threading.Event()
 
     def client():
-        while not stop.is_set() and len(accepted) < 600:
+        while not stop.is_set() and len(accepted) < 1000:
             try:
                 status, _, data = http_request(g.port, "POST", "/gen?sleep=0.02", body=b"k",
                                                timeout=2)
@@ -351,17 +351,17 @@ def test_kill_9_during_a_run_loses_no_accepted_job(gatehouses, jobs_app, tmp_pat
         t.start()
     try:
         for _ in range(3):
-            wait_until(lambda n=len(accepted): len(accepted) >= n + 150, scaled(10), 0.02)
+            wait_until(lambda n=len(accepted): len(accepted) >= n + 250, scaled(10), 0.02)
             g.proc.send_signal(signal.SIGKILL)
             g.proc.wait(timeout=5)
             g.stop()
             g.start()
-        wait_until(lambda: len(accepted) >= 600, scaled(30), 0.05)
+        wait_until(lambda: len(accepted) >= 1000, scaled(30), 0.05)
     finally:
         stop.set()
         for t in threads:
             t.join()
-    assert len(accepted) >= 600
+    assert len(accepted) >= 1000
 
     def state(job_id):
         status, _, data = http_request(g.admin_port, "GET", f"/admin/jobs/{job_id}")

@@ -147,12 +147,6 @@ def test_restart_only_keys_are_refused_by_name(flask_app, gatehouses):
     cases = [
         ({"listen": f"{HOST}:1"}, "listen: changing it needs a restart"),
         ({"workers": 3}, "workers: changing it needs a restart"),
-        ({"upstreams": {"app": {"targets": [flask_app.address], "connect_timeout": "5s"}}},
-         "upstreams.app.connect_timeout: changing it needs a restart"),
-        # Only the start-up upstreams have target health, breakers, series and checks.
-        ({"upstreams": {"app": {"targets": [flask_app.address]},
-                        "more": {"targets": [flask_app.address]}}},
-         "upstreams.more: adding an upstream needs a restart"),
         # The response cache's store and the Sentry reporter are built once, at start-up.
         ({"cache": {"max_memory": "256MiB"}}, "cache (a route caches now): changing it needs"),
         ({"errors": {"sentry": {"dsn": "http://key@127.0.0.1:9/1"}}},
@@ -370,10 +364,11 @@ def test_changed_upstream_gets_a_new_cluster_unchanged_one_keeps_its_pool(flask_
     settled(gh, lambda m: m.value("gatehouse_upstream_pool_idle_connections", upstream="other")
             == len(upstream_connections(other.port)) > 0)
 
-    # Targets are what the process-wide parts are built from: still a restart.
+    # New targets: a unit of its own (target health, checks, series); requests go there.
     rewrite(gh, upstreams={"app": {"targets": [other.address]}})
     status, answer = post_reload(gh)
-    assert status == 409 and answer["error"].startswith("upstreams.app.targets: changing it")
+    assert status == 200 and answer["changes"]["upstreams"]["changed"] == ["app"], answer
+    assert json.loads(http_request(gh.port, "GET", "/echo")[2])["server"] == "asgi"
 
 
 def upstream_tries(m, upstream):
@@ -430,6 +425,118 @@ def test_upstream_removed_reordered_and_put_back(apps, gatehouses):
     settled(gh, lambda m: upstream_tries(m, "other") == served + 3
             and upstream_tries(m, "app") >= 9)
     assert upstream_connections(app.port) == kept
+
+
+def upstream_targets(gh, name):
+    """The targets of `name` in /health/detailed, by address."""
+    return {t["address"]: t for t in health_components(gh)[f"upstream:{name}"]["targets"]}
+
+
+def test_upstreams_added_and_retargeted_under_load_keep_state_by_definition(apps, gatehouses):
+    a, b = apps.flask("a"), apps.uvicorn("b")
+    # An ejection is counted on its target for good: state to see survive.
+    outlier = {"consecutive_5xx": 2, "eject_for": "1s", "max_ejected": "100%"}
+    gh = gatehouses(a, workers=1, upstreams={"app": {"outlier": outlier}},
+                    routes=[route("default", "/")])
+    startup = json.loads(json.dumps(gh.config))
+    assert [get(gh.port, "/status/500")[0] for _ in range(2)] == [500, 500]
+    assert upstream_targets(gh, "app")[a.address]["ejections"] == 1
+    assert wait_until(lambda: upstream_targets(gh, "app")[a.address]["state"] == "healthy",
+                      scaled(5))
+
+    stop = threading.Event()
+    results = []
+    lock = threading.Lock()
+
+    def client():
+        conn = http.client.HTTPConnection(HOST, gh.port, timeout=scaled(10))
+        ports, servers, errors = set(), [], []
+        n = 0
+        while not stop.is_set() and n < 3000:
+            try:
+                conn.request("GET", "/echo")
+                resp = conn.getresponse()
+                body = resp.read()
+                servers.append(json.loads(body)["server"] if resp.status == 200 else resp.status)
+                ports.add(conn.sock.getsockname()[1])
+            except Exception as e:  # noqa: BLE001
+                errors.append(repr(e))
+            n += 1
+        conn.close()
+        with lock:
+            results.append((ports, servers, errors))
+
+    threads = [threading.Thread(target=client) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(0.3)
+        # Added: an upstream the process did not start with, health-checked from now on.
+        gh.config = json.loads(json.dumps(startup))
+        gh.config["upstreams"]["more"] = {
+            "targets": [b.address],
+            "health_check": {"path": "/echo", "interval": "200ms", "timeout": "200ms"}}
+        gh.config["routes"] = [route("more", "/more", upstream="more"), route("default", "/")]
+        gh.config_path.write_text(to_yaml(gh.config) + "\n")
+        status, answer = post_reload(gh)
+        assert status == 200, answer
+        assert answer["changes"]["upstreams"]["added"] == ["more"], answer
+        assert json.loads(http_request(gh.port, "GET", "/more/x")[2])["server"] == "b"
+        assert wait_until(lambda: upstream_targets(gh, "more")[b.address]["last_check"],
+                          scaled(5)), "the added upstream is never health-checked"
+
+        # Re-targeted: app's new definition gets a unit of its own; traffic moves to b.
+        gh.config["upstreams"]["app"] = {"targets": [b.address], "outlier": outlier}
+        gh.config_path.write_text(to_yaml(gh.config) + "\n")
+        status, answer = post_reload(gh)
+        assert status == 200 and answer["changes"]["upstreams"]["changed"] == ["app"], answer
+        assert json.loads(http_request(gh.port, "GET", "/echo")[2])["server"] == "b"
+        assert list(upstream_targets(gh, "app")) == [b.address]
+        assert upstream_targets(gh, "app")[b.address]["ejections"] == 0
+        time.sleep(0.3)
+
+        # Put back: the first definition finds its unit, with the state it had.
+        gh.config["upstreams"]["app"] = startup["upstreams"]["app"]
+        gh.config_path.write_text(to_yaml(gh.config) + "\n")
+        status, answer = post_reload(gh)
+        assert status == 200, answer
+        assert json.loads(http_request(gh.port, "GET", "/echo")[2])["server"] == "a"
+        assert list(upstream_targets(gh, "app")) == [a.address]
+        assert upstream_targets(gh, "app")[a.address]["ejections"] == 1
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(scaled(30))
+    assert len(results) == 3
+    seen = set()
+    for ports, servers, errors in results:
+        assert errors == []
+        assert len(ports) == 1, "a client connection was closed and reopened"
+        assert set(servers) <= {"a", "b"}, set(servers)
+        seen |= set(servers)
+    assert seen == {"a", "b"}
+
+    # One series per name and label set (Metrics would refuse a duplicate), with the tries of
+    # both definitions of app under its name, and only the served unit's target gauges.
+    m = gh.metrics()
+    targets = {dict(labels)["target"] for (_, labels), _ in
+               m.with_name("gatehouse_upstream_target_requests_total").items()
+               if dict(labels)["upstream"] == "app"}
+    assert targets == {a.address, b.address}
+    up = {(dict(labels)["upstream"], dict(labels)["target"]) for (_, labels), _ in
+          m.with_name("gatehouse_upstream_target_up").items()}
+    assert up == {("app", a.address), ("more", b.address)}
+    assert m.value("gatehouse_config_generation") == 4
+
+    # A new definition whose name does not resolve changes nothing.
+    gh.config["upstreams"]["ghost"] = {"targets": ["no-such-host.invalid:80"]}
+    gh.config_path.write_text(to_yaml(gh.config) + "\n")
+    status, answer = post_reload(gh)
+    assert status == 409, answer
+    assert answer["error"].startswith("upstreams.ghost"), answer
+    assert gh.metrics().value("gatehouse_config_generation") == 4
+    assert json.loads(http_request(gh.port, "GET", "/echo")[2])["server"] == "a"
 
 
 def test_reload_under_load_fails_no_request_and_closes_no_connection(apps, gatehouses):

@@ -99,17 +99,15 @@ TEST(RestartNeeded, NamesTheKey) {
   EXPECT_EQ(refused(kBase + "rate_limit: {limits: \"1/second\", max_keys: 10}\n" + kRoutes),
             "rate_limit.max_keys: changing it needs a restart; the running configuration stays "
             "in place");
-  EXPECT_EQ(refused("upstreams:\n  app:\n    targets: [\"127.0.0.1:8001\"]\n" + kRoutes),
-            "upstreams.app.targets: changing it needs a restart; the running configuration "
-            "stays in place");
+  // Upstreams' targets are not among them (a reload builds a unit for a new definition).
+  EXPECT_EQ(refused("upstreams:\n  app:\n    targets: [\"127.0.0.1:8001\"]\n" + kRoutes), "");
   EXPECT_EQ(refused(kBase + "log: {access: off}\n" + kRoutes),
             "log: changing it needs a restart; the running configuration stays in place");
 }
 
-// An upstream's cluster (timeouts, pool, balancing, queue, retries) is rebuilt by a reload; what
-// the process-wide parts are built from (targets, health settings, resolution) and the list of
-// upstreams are not.
-TEST(RestartNeeded, UpstreamClusterKeysReloadOthersNeedARestart) {
+// Upstreams reload whole: the cluster keys rebuild the workers' clusters, the unit fields pick
+// (or build) another unit, and upstreams may be added, renamed, removed and reordered.
+TEST(RestartNeeded, UpstreamsReload) {
   const std::string two =
       "upstreams:\n"
       "  app: {targets: [\"127.0.0.1:8000\"]}\n"
@@ -125,66 +123,56 @@ TEST(RestartNeeded, UpstreamClusterKeysReloadOthersNeedARestart) {
                   "        retry: {attempts: 3}}\n"
                   "  other: {targets: [\"127.0.0.1:8002\"]}\n"),
             "");
-  auto key_of = [&](const std::string& change) {
-    auto why = check(
-        "upstreams:\n  app: {targets: [\"127.0.0.1:8000\"]}\n  other: {targets: "
-        "[\"127.0.0.1:8002\"], " +
-        change + "}\n");
-    return why.substr(0, why.find(':'));
+  for (const std::string change :
+       {"connect_timeout: 1s", "health_check: {path: /healthz}", "outlier: {consecutive_5xx: 3}",
+        "circuit_breaker: {failure_ratio: 0.5}", "targets: [\"127.0.0.1:8009\"]"}) {
+    EXPECT_EQ(
+        check("upstreams:\n  app: {targets: [\"127.0.0.1:8000\"]}\n  other: {" + change +
+              (change.starts_with("targets") ? "" : ", targets: [\"127.0.0.1:8002\"]") + "}\n"),
+        "")
+        << change;
+  }
+  EXPECT_EQ(check("upstreams:\n  app: {targets: [\"127.0.0.1:8000\"]}\n"), "");
+  EXPECT_EQ(check(two + "  extra: {targets: [\"127.0.0.1:8003\"]}\n"), "");
+}
+
+// A unit key is the name and the unit fields: what the cluster reads does not change it, each of
+// the unit fields does, and the position in the file does not matter.
+TEST(UpstreamUnitKeys, NameAndUnitFields) {
+  auto keys = [](const std::string& upstreams) {
+    return upstream_unit_keys(load(upstreams + kRoutes), filters::config_sections());
   };
-  EXPECT_EQ(key_of("connect_timeout: 1s"), "upstreams.other.connect_timeout");
-  EXPECT_EQ(key_of("health_check: {path: /healthz}"), "upstreams.other.health_check");
-  EXPECT_EQ(key_of("outlier: {consecutive_5xx: 3}"), "upstreams.other.outlier");
-  EXPECT_EQ(key_of("circuit_breaker: {failure_ratio: 0.5}"), "upstreams.other.circuit_breaker");
-  // Start-up upstreams may be left out and reordered (each keeps its unit, found by name).
-  EXPECT_EQ(check("upstreams:\n  app: {targets: [\"127.0.0.1:8000\"]}\n" + std::string()), "");
-  EXPECT_EQ(check("upstreams:\n  other: {targets: [\"127.0.0.1:8002\"]}\n"
-                  "  app: {targets: [\"127.0.0.1:8000\"]}\n"),
-            "");
-  // A new name (an added or renamed upstream) has no unit.
-  EXPECT_EQ(check(two + "  extra: {targets: [\"127.0.0.1:8003\"]}\n"),
-            "upstreams.extra: adding an upstream needs a restart (target health, breakers, metrics "
-            "series and health checks exist for the upstreams of start-up only: [app, other]; "
-            "removing, reordering and putting back those reloads); the running configuration "
-            "stays in place");
-  EXPECT_EQ(check("upstreams:\n  app: {targets: [\"127.0.0.1:8000\"]}\n"
-                  "  renamed: {targets: [\"127.0.0.1:8002\"]}\n")
-                .substr(0, 17),
-            "upstreams.renamed");
-}
-
-// Upstreams are checked against the start-up file, not the running one: an upstream left out by
-// one reload may be put back by the next (its unit is still there), and its restart-only keys are
-// those of start-up.
-TEST(RestartNeeded, UpstreamsAreCheckedAgainstStartUp) {
-  const std::string two =
-      "upstreams:\n"
-      "  app: {targets: [\"127.0.0.1:8000\"]}\n"
-      "  other: {targets: [\"127.0.0.1:8002\"]}\n";
-  auto startup = load(two + kRoutes);
-  auto running = load("upstreams:\n  app: {targets: [\"127.0.0.1:8000\"]}\n" + kRoutes);
-  EXPECT_EQ(restart_needed(running, startup, filters::config_sections(), &startup), "");
-  EXPECT_EQ(restart_needed(running, startup, filters::config_sections()).substr(0, 15),
-            "upstreams.other");
-  auto moved = load(
-      "upstreams:\n  app: {targets: [\"127.0.0.1:8000\"]}\n  other: {targets: "
-      "[\"127.0.0.1:8009\"]}\n" +
-      kRoutes);
-  EXPECT_EQ(restart_needed(running, moved, filters::config_sections(), &startup),
-            "upstreams.other.targets: changing it needs a restart; the running configuration "
-            "stays in place");
-}
-
-TEST(UpstreamUnits, StartUpIndexByName) {
-  auto startup = load(
-      "upstreams:\n  a: {targets: [\"127.0.0.1:8000\"]}\n  b: {targets: [\"127.0.0.1:8001\"]}\n"
-      "  c: {targets: [\"127.0.0.1:8002\"]}\n"
-      "routes:\n  - {name: r, match: {path_prefix: /}, upstream: a}\n");
-  auto next = load(
-      "upstreams:\n  c: {targets: [\"127.0.0.1:8002\"]}\n  a: {targets: [\"127.0.0.1:8000\"]}\n"
-      "routes:\n  - {name: r, match: {path_prefix: /}, upstream: a}\n");
-  EXPECT_EQ(upstream_units(startup, next), (std::vector<std::size_t>{2, 0}));
-  EXPECT_EQ(upstream_units(startup, startup), (std::vector<std::size_t>{0, 1, 2}));
+  const auto base = keys(
+      "upstreams:\n  app: {targets: [\"127.0.0.1:8000\"]}\n"
+      "  other: {targets: [\"127.0.0.1:8002\"]}\n");
+  ASSERT_EQ(base.size(), 2u);
+  EXPECT_TRUE(base[0].starts_with("app\n"));
+  EXPECT_TRUE(base[1].starts_with("other\n"));
+  EXPECT_NE(base[0].find("127.0.0.1:8000"), std::string::npos);
+  // Reordered, and cluster keys changed: the same keys.
+  const auto moved = keys(
+      "upstreams:\n  other: {targets: [\"127.0.0.1:8002\"], timeout: 3s, retry: {attempts: 2}}\n"
+      "  app: {targets: [\"127.0.0.1:8000\"], balance: least_request}\n");
+  EXPECT_EQ(moved, (std::vector<std::string>{base[1], base[0]}));
+  // Each unit field makes another key.
+  std::vector<std::string> seen{base[1]};
+  for (const std::string change :
+       {"connect_timeout: 1s", "health_check: {path: /healthz}", "outlier: {consecutive_5xx: 3}",
+        "circuit_breaker: {failure_ratio: 0.5}", "resolve_interval: 5s", "max_addresses: 4"}) {
+    auto k = keys("upstreams:\n  app: {targets: [\"127.0.0.1:8000\"]}\n  other: {" + change +
+                  ", targets: [\"127.0.0.1:8002\"]}\n");
+    ASSERT_EQ(k.size(), 2u);
+    EXPECT_EQ(k[0], base[0]) << change;
+    EXPECT_EQ(std::find(seen.begin(), seen.end(), k[1]), seen.end()) << change;
+    seen.push_back(k[1]);
+  }
+  EXPECT_NE(keys("upstreams:\n  app: {targets: [\"127.0.0.1:8001\"]}\n"
+                 "  other: {targets: [\"127.0.0.1:8002\"]}\n")[0],
+            base[0]);
+  // A renamed upstream with the same fields is another unit (its series carry its name).
+  EXPECT_NE(keys("upstreams:\n  app: {targets: [\"127.0.0.1:8000\"]}\n"
+                 "  other2: {targets: [\"127.0.0.1:8002\"]}\n")[1],
+            base[1]);
 }
 
 // Route metrics are keyed by name (the gateway's slots), so the route list itself is reloadable.

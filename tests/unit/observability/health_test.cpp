@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -391,6 +392,50 @@ TEST(HealthStatus, Names) {
   EXPECT_STREQ(to_string(Status::ok), "ok");
   EXPECT_STREQ(to_string(Status::degraded), "degraded");
   EXPECT_STREQ(to_string(Status::down), "down");
+}
+
+// A reload that adds or re-targets an upstream adds a unit: not served until set_active, never
+// moving the units workers already hold references into, and one unit exported per name.
+TEST(Health, UnitsAddedAfterStartUp) {
+  auto cfg = config_with({upstream("app", {8000})});
+  Health h(cfg, 1, "0.1.0", 3);
+  EXPECT_EQ(h.unit_capacity(), 3u);
+  TargetHealth* first = &h.target(0, 0);
+  auto retargeted = upstream("app", {8001, 8002});
+  auto extra = upstream("extra", {9000});
+  EXPECT_EQ(h.add_upstream(retargeted), 1u);
+  EXPECT_EQ(h.add_upstream(extra), 2u);
+  EXPECT_THROW(h.add_upstream(extra), std::length_error);
+  EXPECT_EQ(&h.target(0, 0), first);
+  EXPECT_EQ(h.upstream_count(), 3u);
+  EXPECT_EQ(h.target_count(1), 2u);
+  EXPECT_EQ(h.target(1, 1).address(), "127.0.0.1:8002");
+  EXPECT_EQ(h.upstream_name(2), "extra");
+  // Start-up unit served, the new ones not yet.
+  EXPECT_TRUE(h.active(0));
+  EXPECT_FALSE(h.active(1));
+  EXPECT_TRUE(h.exported(0));
+  EXPECT_FALSE(h.exported(1));
+  EXPECT_TRUE(h.exported(2));  // alone with its name
+  auto report = h.detailed();
+  EXPECT_TRUE(report["components"].contains("upstream:app"));
+  EXPECT_FALSE(report["components"].contains("upstream:extra"));
+  // The reload swaps app to its new unit and adds extra.
+  h.set_active({false, true, true});
+  EXPECT_FALSE(h.exported(0));
+  EXPECT_TRUE(h.exported(1));
+  report = h.detailed();
+  EXPECT_EQ(report["components"]["upstream:app"]["targets"].size(), 2u);
+  EXPECT_TRUE(report["components"].contains("upstream:extra"));
+  // Nothing served under a name: the newest unit is the exported one.
+  h.set_active({false, false, true});
+  EXPECT_FALSE(h.exported(0));
+  EXPECT_TRUE(h.exported(1));
+  // Readiness looks at served units only.
+  h.target(2, 0).report(false, "refused");
+  EXPECT_FALSE(h.ready());
+  h.set_active({true, false, true});
+  EXPECT_TRUE(h.ready());
 }
 
 }  // namespace

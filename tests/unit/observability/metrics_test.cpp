@@ -4,6 +4,7 @@
 
 #include <map>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -462,6 +463,50 @@ TEST(Metrics, ExactRenderingForASmallCase) {
       "gatehouse_local_replies_total{status=\"504\"} 0\n"
       "gatehouse_local_replies_total{status=\"other\"} 0\n";
   EXPECT_EQ(m.render(), expected);
+}
+
+// Units a reload adds: their target arrays sized on add, units of one name exported as one
+// series per label set (a re-targeted upstream's counters continue; a target both units have is
+// one series).
+TEST(Metrics, UpstreamUnitsAddedByReloadShareTheirNamesSeries) {
+  Metrics m(2, {"api"}, {"app"}, {{"127.0.0.1:8000", "127.0.0.1:8001"}}, 0, 3);
+  EXPECT_EQ(m.upstream_capacity(), 3u);
+  m.worker(0).upstreams[0].opened.add(5);
+  m.worker(1).upstreams[0].target(1)->requests.add(7);
+  EXPECT_EQ(m.add_upstream("app", {"127.0.0.1:8001", "127.0.0.1:8002"}), 1u);
+  EXPECT_EQ(m.add_upstream("extra", {"127.0.0.1:9000"}), 2u);
+  EXPECT_THROW(m.add_upstream("more", {}), std::length_error);
+  ASSERT_NE(m.worker(1).upstreams[1].target(1), nullptr);
+  EXPECT_EQ(m.worker(1).upstreams[1].target(2), nullptr);
+  m.worker(1).upstreams[1].opened.add(2);
+  m.worker(0).upstreams[1].target(0)->requests.add(3);  // 127.0.0.1:8001 on the new unit
+  m.worker(0).upstreams[1].target(1)->requests.add(1);  // 127.0.0.1:8002
+  m.worker(0).upstreams[2].opened.add(1);
+  const auto out = m.render();
+  auto count = [&](const std::string& needle) {
+    std::size_t n = 0;
+    for (auto p = out.find(needle); p != std::string::npos; p = out.find(needle, p + 1)) {
+      ++n;
+    }
+    return n;
+  };
+  EXPECT_EQ(count("gatehouse_upstream_connections_opened_total{upstream=\"app\"} 7\n"), 1u);
+  EXPECT_EQ(count("gatehouse_upstream_connections_opened_total{upstream=\"app\"}"), 1u);
+  EXPECT_EQ(count("gatehouse_upstream_connections_opened_total{upstream=\"extra\"} 1\n"), 1u);
+  EXPECT_EQ(count("gatehouse_upstream_target_requests_total{upstream=\"app\",target=\"127.0.0.1:"
+                  "8000\"} 0\n"),
+            1u);
+  EXPECT_EQ(count("gatehouse_upstream_target_requests_total{upstream=\"app\",target=\"127.0.0.1:"
+                  "8001\"} 10\n"),
+            1u);
+  EXPECT_EQ(count("gatehouse_upstream_target_requests_total{upstream=\"app\",target=\"127.0.0.1:"
+                  "8002\"} 1\n"),
+            1u);
+  EXPECT_EQ(count("gatehouse_upstream_target_response_head_seconds_count{upstream=\"app\","
+                  "target=\"127.0.0.1:8001\"}"),
+            1u);
+  EXPECT_EQ(count("gatehouse_upstream_retries_by_reason_total{upstream=\"app\",reason=\"reset\"}"),
+            1u);
 }
 
 }  // namespace
