@@ -158,10 +158,17 @@ net::awaitable<void> Gateway::admin_session(tcp::socket socket) {
         }
         upstream::UpstreamHealth::render_metric_help(out);
         for (std::size_t u = 0; u < upstream_health_.size(); ++u) {
-          // One series per name (Health::exported): a re-targeted upstream's other units are not.
-          if (health_->exported(u)) {
-            upstream_health_[u]->render_metrics(out, upstream::UpstreamHealth::Clock::now());
+          // One series per name (Health::exported), counting the name's other units too.
+          if (!health_->exported(u)) {
+            continue;
           }
+          std::vector<const upstream::UpstreamHealth*> others;
+          for (std::size_t k = 0; k < upstream_health_.size(); ++k) {
+            if (k != u && health_->upstream_name(k) == health_->upstream_name(u)) {
+              others.push_back(upstream_health_[k].get());
+            }
+          }
+          upstream_health_[u]->render_metrics(out, upstream::UpstreamHealth::Clock::now(), others);
         }
         resolver_->render_metrics(out);
         gen_->rate_limiter->render_metrics(out);

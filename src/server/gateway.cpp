@@ -187,7 +187,8 @@ Gateway::Gateway(std::shared_ptr<const config::Config> cfg, std::string version)
         "log.hash_client_ip needs GATEHOUSE_LOG_KEY set to a secret of at least 16 characters");
   }
   // Upstream units: one per start-up upstream; a reload adds one for an upstream added or
-  // re-targeted (map_units). Every table a worker reads by unit is reserved now and never moves.
+  // re-targeted (plan_units, add_units). Every table a worker reads by unit is reserved now and
+  // never moves.
   unit_capacity_ = health_->unit_capacity();
   unit_keys_ = config::upstream_unit_keys(*cfg_, filters::config_sections());
   unit_owners_.assign(cfg_->upstreams.size(), cfg_);
@@ -273,66 +274,68 @@ Gateway::Gateway(std::shared_ptr<const config::Config> cfg, std::string version)
 
 Gateway::~Gateway() = default;
 
-std::string Gateway::map_units(const std::shared_ptr<const config::Config>& next,
-                               std::vector<std::size_t>& units) {
-  const auto keys = config::upstream_unit_keys(*next, filters::config_sections());
-  units.assign(keys.size(), 0);
-  std::vector<std::size_t> fresh;  // upstreams of `next` that need a unit
+std::string Gateway::plan_units(const config::Config& next, UnitPlan& plan) {
+  const auto keys = config::upstream_unit_keys(next, filters::config_sections());
+  plan.units.assign(keys.size(), 0);
+  plan.fresh.clear();
   for (std::size_t i = 0; i < keys.size(); ++i) {
     auto it = std::find(unit_keys_.begin(), unit_keys_.end(), keys[i]);
     if (it != unit_keys_.end()) {
-      units[i] = static_cast<std::size_t>(it - unit_keys_.begin());
+      plan.units[i] = static_cast<std::size_t>(it - unit_keys_.begin());
     } else {
-      units[i] = unit_keys_.size() + fresh.size();
-      fresh.push_back(i);
+      plan.units[i] = unit_keys_.size() + plan.fresh.size();
+      plan.fresh.push_back(UnitPlan::Fresh{i, keys[i], {}, {}});
     }
   }
-  if (unit_keys_.size() + fresh.size() > unit_capacity_) {
+  if (unit_keys_.size() + plan.fresh.size() > unit_capacity_) {
     return fmt::format(
         "upstreams: this process has room for {} upstream definitions (each start-up upstream, "
         "then one per upstream added or re-targeted by a reload) and has built {} ({} more in the "
         "new file); restart to add more; the running configuration stays in place",
-        unit_capacity_, unit_keys_.size(), fresh.size());
+        unit_capacity_, unit_keys_.size(), plan.fresh.size());
   }
-  // Names first, for every new unit: a name that does not resolve adds none of them.
-  std::vector<std::vector<std::vector<tcp::endpoint>>> resolved;
-  std::vector<std::vector<tcp::endpoint>> endpoints;
+  // Names now, while the reload can still be refused: a name that does not resolve refuses it.
   try {
-    for (auto i : fresh) {
-      const auto& up = next->upstreams[i];
-      resolved.push_back(resolver_->lookup(up));
-      auto& eps = endpoints.emplace_back();
+    for (auto& f : plan.fresh) {
+      const auto& up = next.upstreams[f.upstream];
+      f.resolved = resolver_->lookup(up);
       if (!upstream::Resolver::resolves(up)) {
         for (const auto& t : up.targets) {
-          eps.push_back(resolve_one(admin_ioc_, t, "upstreams." + up.name));
+          f.endpoints.push_back(resolve_one(admin_ioc_, t, "upstreams." + up.name));
         }
       }
     }
   } catch (const std::exception& e) {
     return std::string(e.what()) + "; the running configuration stays in place";
   }
-  for (std::size_t k = 0; k < fresh.size(); ++k) {
-    add_unit(next, fresh[k], keys[fresh[k]], resolved[k], std::move(endpoints[k]));
-  }
   return {};
 }
 
-void Gateway::add_unit(const std::shared_ptr<const config::Config>& owner, std::size_t index,
-                       std::string key, const std::vector<std::vector<tcp::endpoint>>& resolved,
-                       std::vector<tcp::endpoint> endpoints) {
-  const auto& up = owner->upstreams[index];
+void Gateway::add_units(const std::shared_ptr<const config::Config>& next, UnitPlan& plan) {
+  for (auto& f : plan.fresh) {
+    if (plan.units[f.upstream] != unit_keys_.size()) {
+      throw std::logic_error("upstream units out of step with the reload's plan");
+    }
+    add_unit(next, f);
+  }
+}
+
+void Gateway::add_unit(const std::shared_ptr<const config::Config>& owner, UnitPlan::Fresh& f) {
+  const auto& up = owner->upstreams[f.upstream];
   // Every table gets the unit at the same index, before any worker can map to it (the
   // generation that does is installed after this returns).
   const std::size_t u = health_->add_upstream(up);
-  metrics_->add_upstream(up.name, slot_names(up));
+  if (u != unit_keys_.size() || metrics_->add_upstream(up.name, slot_names(up)) != u) {
+    throw std::logic_error("upstream unit tables out of step");
+  }
   upstream_health_.push_back(
       std::make_unique<upstream::UpstreamHealth>(up, u, *health_, workers_count_, logs_.get()));
   auto* shared = upstream_health_.back().get();
-  resolver_->add_upstream(u, up, resolved, shared);
+  resolver_->add_upstream(u, up, f.resolved, shared);
   if (const auto* slots = resolver_->slots(u)) {
-    endpoints = slots->view()->endpoints;
+    f.endpoints = slots->view()->endpoints;
   }
-  endpoints_.push_back(std::move(endpoints));
+  endpoints_.push_back(std::move(f.endpoints));
   health_->set_upstream_probe(u, [s = shared, r = resolver_.get(), u] {
     auto report = s->health_report(upstream::UpstreamHealth::Clock::now());
     r->report(u, report);
@@ -341,7 +344,7 @@ void Gateway::add_unit(const std::shared_ptr<const config::Config>& owner, std::
   if (health_checker_) {
     health_checker_->add_upstream(u, up, shared, resolver_->slots(u));
   }
-  unit_keys_.push_back(std::move(key));
+  unit_keys_.push_back(std::move(f.key));
   unit_owners_.push_back(owner);
 }
 

@@ -164,13 +164,23 @@ class Gateway {
   void on_worker_done();
   bool reload_tls(std::string& error);
   void render_reload_metrics(std::string& out) const;
-  // Reload: each upstream of `next` -> its unit (upstream_unit_keys), building units for keys not
-  // served yet (resolving their names first: a failure adds nothing). Empty on success, else why.
-  std::string map_units(const std::shared_ptr<const config::Config>& next,
-                        std::vector<std::size_t>& units);
-  void add_unit(const std::shared_ptr<const config::Config>& owner, std::size_t index,
-                std::string key, const std::vector<std::vector<tcp::endpoint>>& resolved,
-                std::vector<tcp::endpoint> endpoints);
+  // Reload, in two steps. plan_units: each upstream of `next` -> its unit (upstream_unit_keys),
+  // the next indices for keys not served yet, whose names it resolves (blocking); changes
+  // nothing. Empty on success, else why. add_units, once nothing can refuse the reload any more:
+  // builds the planned units, at the planned indices in every table.
+  struct UnitPlan {
+    std::vector<std::size_t> units;  // per upstream of the new file
+    struct Fresh {
+      std::size_t upstream;  // index in the new file
+      std::string key;
+      std::vector<std::vector<tcp::endpoint>> resolved;  // Resolver::lookup
+      std::vector<tcp::endpoint> endpoints;              // targets resolved once
+    };
+    std::vector<Fresh> fresh;
+  };
+  std::string plan_units(const config::Config& next, UnitPlan& plan);
+  void add_units(const std::shared_ptr<const config::Config>& next, UnitPlan& plan);
+  void add_unit(const std::shared_ptr<const config::Config>& owner, UnitPlan::Fresh& f);
   void add_rate_limit_component();
   nlohmann::json reload_details() const;
 

@@ -47,7 +47,7 @@ struct Generation {
   // reload may add, remove, rename and reorder routes; the request path reads one entry.
   std::vector<std::size_t> route_slots;
   // Upstream index -> its unit, the one built for its definition (config::upstream_unit_keys,
-  // Gateway::map_units): the process-wide tables (target health, breaker, metrics series,
+  // Gateway::plan_units): the process-wide tables (target health, breaker, metrics series,
   // endpoints, checks) are indexed by unit, while this generation's routes and clusters use its
   // own indices, so a reload may add, remove, reorder and re-target upstreams.
   std::vector<std::size_t> upstream_units;

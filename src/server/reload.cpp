@@ -101,17 +101,17 @@ Gateway::ReloadResult Gateway::reload(const char* trigger) {
   }
   // Each upstream is served by the unit of its definition (upstream_unit_keys): an unchanged one
   // keeps its target health, breaker, checks and series; an added or re-targeted one gets a new
-  // unit, built here (its names resolved first) and kept for the process's life, so putting a
-  // definition back finds its state again.
-  std::vector<std::size_t> units;
-  if (auto why = map_units(next, units); !why.empty()) {
+  // unit (its names resolved now, built below once nothing can refuse the reload) kept for the
+  // process's life, so putting a definition back finds its state again.
+  UnitPlan plan;
+  if (auto why = plan_units(*next, plan); !why.empty()) {
     return fail(409, why, nullptr);
   }
   std::shared_ptr<const Generation> gen;
   try {
     gen = std::make_shared<const Generation>(
         next, config_generation() + 1, workers_count_, rate_state_, rate_clock_,
-        next->log.hash_client_ip ? &hasher_ : nullptr, std::move(*slots), std::move(units));
+        next->log.hash_client_ip ? &hasher_ : nullptr, std::move(*slots), plan.units);
   } catch (const std::exception& e) {
     return fail(500, std::string("building the new configuration: ") + e.what(), nullptr);
   }
@@ -158,6 +158,13 @@ Gateway::ReloadResult Gateway::reload(const char* trigger) {
       config::diff_json(routes), config::diff_json(upstreams), config::diff_json(rules), jobs,
       cfg_->listen_tls ? "true" : "false");
 
+  // Nothing refuses the reload from here on: the planned units are built (after the checks, so
+  // a refused reload leaves no unit, series or loop behind).
+  try {
+    add_units(next, plan);
+  } catch (const std::exception& e) {
+    return fail(500, std::string("building upstream units: ") + e.what(), nullptr);
+  }
   metrics_->add_route_names(names);
   // Readiness, /health/detailed and the health checks follow the upstreams being served; a left
   // out one keeps its state (and its metrics series) for when it is put back.

@@ -62,7 +62,13 @@ void HealthChecker::add_upstream(std::size_t u, const config::Upstream& uc, Upst
   if (!running_ || stopped_) {
     return;
   }
-  spawn(ioc_, run_upstream(u), logs_, "health check loop");
+  // Posted: the loop's first round runs after the reload that added the unit has marked it
+  // active (co_spawn would run it inline now, find it inactive, and wait a whole interval).
+  net::post(ioc_, [this, u] {
+    if (!stopped_) {
+      spawn(ioc_, run_upstream(u), logs_, "health check loop");
+    }
+  });
   if (!sweeping_ && needs_sweep()) {
     sweeping_ = true;
     spawn(ioc_, sweep_loop(), logs_, "health sweep loop");

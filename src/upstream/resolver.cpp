@@ -47,6 +47,7 @@ bool Resolver::resolves(const config::Upstream& u) {
 
 Resolver::UpstreamState Resolver::state_for(const config::Upstream& uc) const {
   UpstreamState st;
+  st.cfg = &uc;
   if (!resolves(uc)) {
     return st;
   }
@@ -83,7 +84,6 @@ Resolver::Resolver(net::io_context& ioc, const config::Config& cfg, observabilit
   upstreams_.reserve(std::max(unit_capacity, cfg.upstreams.size()));
   for (const auto& uc : cfg.upstreams) {
     upstreams_.push_back(state_for(uc));
-    configs_.push_back(&uc);
   }
 }
 
@@ -110,7 +110,7 @@ std::vector<std::vector<tcp::endpoint>> Resolver::lookup(const config::Upstream&
 
 void Resolver::start_up() {
   for (std::size_t u = 0; u < upstreams_.size(); ++u) {
-    auto found = lookup(*configs_[u]);
+    auto found = lookup(*upstreams_[u].cfg);
     for (std::size_t k = 0; k < found.size(); ++k) {
       apply(u, k, found[k]);
     }
@@ -124,7 +124,6 @@ void Resolver::add_upstream(std::size_t u, const config::Upstream& uc,
     throw std::length_error("no room for another upstream unit in the resolver");
   }
   upstreams_.push_back(state_for(uc));  // within the reserved capacity: nothing moves
-  configs_.push_back(&uc);
   upstreams_[u].shared = shared;
   for (std::size_t k = 0; k < found.size() && k < upstreams_[u].names.size(); ++k) {
     apply(u, k, found[k]);
@@ -143,7 +142,7 @@ void Resolver::log(spdlog::level::level_enum level, std::string_view message,
   std::string line = "\"event\":";
   ghttp::append_json_string(line, event);
   line += ",\"upstream\":";
-  ghttp::append_json_string(line, configs_[u]->name);
+  ghttp::append_json_string(line, upstreams_[u].cfg->name);
   line += ",\"name\":";
   ghttp::append_json_string(line, n.text);
   if (!address.empty()) {
@@ -260,12 +259,15 @@ net::awaitable<void> Resolver::run_upstream(std::size_t u) {
   net::steady_timer timer(ioc_);
   tcp::resolver resolver(ioc_);
   for (;;) {
-    timer.expires_after(configs_[u]->resolve_interval);
+    timer.expires_after(st.cfg->resolve_interval);
     auto [tec] = co_await timer.async_wait(nothrow);
     if (tec || stopped_) {
       co_return;
     }
-    for (std::size_t k = 0; k < st.names.size(); ++k) {
+    // A unit no generation serves (an upstream left out or re-targeted by a reload) is not
+    // re-resolved; put back, it is at its next interval.
+    const std::size_t names = health_.active(u) ? st.names.size() : 0;
+    for (std::size_t k = 0; k < names; ++k) {
       const auto host = st.names[k].endpoint.host;
       const auto port = std::to_string(st.names[k].endpoint.port);
       // getaddrinfo on Asio's internal resolver thread: the admin loop is never blocked.
@@ -316,7 +318,7 @@ void Resolver::report(std::size_t u, observability::ComponentReport& r) const {
   }
   const auto& c = *st.counts;
   r.detail["resolve"] = {
-      {"interval_s", std::chrono::duration<double>(configs_[u]->resolve_interval).count()},
+      {"interval_s", std::chrono::duration<double>(upstreams_[u].cfg->resolve_interval).count()},
       {"names", std::move(names)},
       {"targets_added", c.added.load(std::memory_order_relaxed)},
       {"targets_removed", c.removed.load(std::memory_order_relaxed)},
@@ -339,12 +341,20 @@ void Resolver::render_metrics(std::string& out) const {
       "# TYPE gatehouse_upstream_resolve_overflow_total counter\n";
   auto it = std::back_inserter(out);
   for (std::size_t u = 0; u < upstreams_.size(); ++u) {
-    // A re-targeted upstream's other units keep resolving; one of them is exported per name.
+    // One unit per name is exported, with the counts of the name's other units added in.
     if (upstreams_[u].names.empty() || !health_.exported(u)) {
       continue;
     }
-    const auto& c = *upstreams_[u].counts;
-    const auto& name = configs_[u]->name;
+    const auto& name = upstreams_[u].cfg->name;
+    Counts c;
+    for (const auto& st : upstreams_) {
+      if (st.cfg->name == name) {
+        c.added += st.counts->added.load(std::memory_order_relaxed);
+        c.removed += st.counts->removed.load(std::memory_order_relaxed);
+        c.failures += st.counts->failures.load(std::memory_order_relaxed);
+        c.overflow += st.counts->overflow.load(std::memory_order_relaxed);
+      }
+    }
     fmt::format_to(
         it,
         "gatehouse_upstream_target_changes_total{{upstream=\"{0}\",change=\"added\"}} "

@@ -91,6 +91,7 @@ class Resolver {
     std::vector<Name> names;
     UpstreamHealth* shared = nullptr;
     std::unique_ptr<Counts> counts = std::make_unique<Counts>();
+    const config::Upstream* cfg = nullptr;  // the definition (outlives the resolver)
   };
 
   io::net::awaitable<void> run_upstream(std::size_t u);
@@ -99,7 +100,6 @@ class Resolver {
            std::size_t u, const Name& n, std::string_view address, std::string_view extra) const;
 
   io::net::io_context& ioc_;
-  std::vector<const config::Upstream*> configs_;  // per unit
   observability::Health& health_;
   observability::Metrics* metrics_;
   observability::Logs* logs_;

@@ -240,39 +240,57 @@ void UpstreamHealth::render_metric_help(std::string& out) {
       "(every target out).\n# TYPE gatehouse_upstream_unavailable_total counter\n";
 }
 
-void UpstreamHealth::render_metrics(std::string& out, Clock::time_point) const {
+void UpstreamHealth::render_metrics(std::string& out, Clock::time_point,
+                                    const std::vector<const UpstreamHealth*>& others) const {
   auto it = std::back_inserter(out);
   for (const auto* t : targets_) {
     if (t->retired()) {
       continue;  // a re-resolved name's slot without an address
     }
     const auto f = t->flags();
+    const auto address = t->address();
+    std::uint64_t ejections = t->passive.ejections.load(std::memory_order_relaxed);
+    std::uint64_t transitions = t->active.state_changes.load(std::memory_order_relaxed);
+    for (const auto* o : others) {
+      for (const auto* ot : o->targets_) {
+        if (ot->address() == address) {
+          ejections += ot->passive.ejections.load(std::memory_order_relaxed);
+          transitions += ot->active.state_changes.load(std::memory_order_relaxed);
+        }
+      }
+    }
     fmt::format_to(it,
                    "gatehouse_upstream_target_healthy{{upstream=\"{0}\",target=\"{1}\"}} {2}\n"
                    "gatehouse_upstream_target_ejected{{upstream=\"{0}\",target=\"{1}\"}} {3}\n"
                    "gatehouse_upstream_ejections_total{{upstream=\"{0}\",target=\"{1}\"}} {4}\n"
                    "gatehouse_upstream_health_transitions_total{{upstream=\"{0}\",target=\"{1}\"}} "
                    "{5}\n",
-                   cfg_.name, t->address(), (f & TargetHealth::kUnhealthy) != 0 ? 0 : 1,
-                   (f & TargetHealth::kEjected) != 0 ? 1 : 0,
-                   t->passive.ejections.load(std::memory_order_relaxed),
-                   t->active.state_changes.load(std::memory_order_relaxed));
+                   cfg_.name, address, (f & TargetHealth::kUnhealthy) != 0 ? 0 : 1,
+                   (f & TargetHealth::kEjected) != 0 ? 1 : 0, ejections, transitions);
     auto latency = t->active.last_latency_us.load(std::memory_order_relaxed);
     if (latency >= 0) {
       fmt::format_to(
           it,
           "gatehouse_upstream_health_check_latency_seconds{{upstream=\"{}\",target=\"{}\"}} {}\n",
-          cfg_.name, t->address(), static_cast<double>(latency) / 1e6);
+          cfg_.name, address, static_cast<double>(latency) / 1e6);
     }
+  }
+  std::uint64_t opened = breaker_ ? breaker_->opened_total() : 0;
+  std::uint64_t rejected = circuit_rejected.load(std::memory_order_relaxed);
+  std::uint64_t none = unavailable.load(std::memory_order_relaxed);
+  for (const auto* o : others) {
+    opened += o->breaker_ ? o->breaker_->opened_total() : 0;
+    rejected += o->circuit_rejected.load(std::memory_order_relaxed);
+    none += o->unavailable.load(std::memory_order_relaxed);
   }
   fmt::format_to(it, "gatehouse_upstream_circuit_breaker_state{{upstream=\"{}\"}} {}\n", cfg_.name,
                  breaker_ ? static_cast<int>(breaker_->state()) : 0);
   fmt::format_to(it, "gatehouse_upstream_circuit_breaker_opened_total{{upstream=\"{}\"}} {}\n",
-                 cfg_.name, breaker_ ? breaker_->opened_total() : 0);
+                 cfg_.name, opened);
   fmt::format_to(it, "gatehouse_upstream_circuit_open_rejections_total{{upstream=\"{}\"}} {}\n",
-                 cfg_.name, circuit_rejected.load(std::memory_order_relaxed));
+                 cfg_.name, rejected);
   fmt::format_to(it, "gatehouse_upstream_unavailable_total{{upstream=\"{}\"}} {}\n", cfg_.name,
-                 unavailable.load(std::memory_order_relaxed));
+                 none);
 }
 
 }  // namespace gatehouse::upstream

@@ -63,7 +63,11 @@ class UpstreamHealth {
   // The `upstream:<name>` additions to /health/detailed (breaker state; status down while open).
   observability::ComponentReport health_report(Clock::time_point now) const;
   // Prometheus lines for this upstream's targets and breaker (gauges and counters, no HELP).
-  void render_metrics(std::string& out, Clock::time_point now) const;
+  // `others`: the other units of the same upstream name (earlier or later definitions of it, by
+  // reloads): their counters are added in (per target by address), so a name's counters never go
+  // backwards when the definition served changes; gauges are this unit's.
+  void render_metrics(std::string& out, Clock::time_point now,
+                      const std::vector<const UpstreamHealth*>& others = {}) const;
   static void render_metric_help(std::string& out);
 
  private:

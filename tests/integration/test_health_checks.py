@@ -406,7 +406,11 @@ def test_open_breaker_survives_a_reload(health_apps, gatehouses):
     assert status == 200, body
     assert get(gh)[0] == 500
     assert a.stats()["requests"] == seen + 1
-    assert gh.metrics().value("gatehouse_upstream_circuit_breaker_state", upstream="app") == 0
+    m = gh.metrics()
+    assert m.value("gatehouse_upstream_circuit_breaker_state", upstream="app") == 0
+    # Counters are the name's, over every definition: the opening is still counted.
+    assert m.value("gatehouse_upstream_circuit_breaker_opened_total", upstream="app") == 1
+    assert m.value("gatehouse_upstream_circuit_open_rejections_total", upstream="app") >= 2
     # The first definition back: its breaker is still open.
     gh.config_path.write_text(to_yaml(original) + "\n")
     status, _, body = http_request(gh.admin_port, "POST", "/admin/reload", timeout=10)

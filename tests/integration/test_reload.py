@@ -527,6 +527,7 @@ def test_upstreams_added_and_retargeted_under_load_keep_state_by_definition(apps
     up = {(dict(labels)["upstream"], dict(labels)["target"]) for (_, labels), _ in
           m.with_name("gatehouse_upstream_target_up").items()}
     assert up == {("app", a.address), ("more", b.address)}
+    assert m.value("gatehouse_upstream_ejections_total", upstream="app", target=a.address) == 1
     assert m.value("gatehouse_config_generation") == 4
 
     # A new definition whose name does not resolve changes nothing.
