@@ -285,12 +285,7 @@ net::awaitable<void> JobsRunner::attempt(gjobs::Job job, std::shared_ptr<Attempt
   // (its upstream is looked up by the route's name).
   // Pinned like a request: the generation's clusters (shared with later generations only while
   // the upstream's definition is unchanged) must outlive the attempt's fetch.
-  struct Pin {
-    Worker& w;
-    WorkerGeneration& g;
-    ~Pin() { w.unpin(g); }
-  } pin{w_, *w_.gen};
-  ++pin.g.pins;
+  GenerationPin pin(w_, *w_.gen);
   const config::Config& cfg = pin.g.cfg();
   const auto& settings = filters::jobs::settings(cfg);
   const config::Route* route = nullptr;

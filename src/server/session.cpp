@@ -149,12 +149,7 @@ net::awaitable<bool> buffer_request_body(ClientConn& c, Context& ctx) {
 net::awaitable<bool> serve_one(Worker& w, ClientConn& c) {
   // The request runs on the generation current now to its end, even if a reload installs another
   // meanwhile. Declared first, so released after everything below that points into it.
-  struct Pin {
-    Worker& w;
-    WorkerGeneration& g;
-    ~Pin() { w.unpin(g); }
-  } pin{w, *w.gen};
-  ++pin.g.pins;
+  GenerationPin pin(w, *w.gen);
   const auto& limits = pin.g.cfg().limits;
   Context ctx(pin.g.cfg(), Clock::now());
   struct NoteFailure {  // an exception leaving this request: its id for the error line

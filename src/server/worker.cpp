@@ -196,8 +196,7 @@ void Worker::install_now(std::shared_ptr<const Generation> g) {
   // A refresh outlives its request and points into this generation (its route, the hooks): it
   // pins the generation as a request does, until it is done (on this worker's thread).
   wg.services.cache_hooks.pin = [this, &wg]() -> std::shared_ptr<void> {
-    ++wg.pins;
-    return {nullptr, [this, &wg](void*) { unpin(wg); }};
+    return std::make_shared<GenerationPin>(*this, wg);
   };
   gen = &wg;
   retire();  // the previous one, if no request runs on it

@@ -118,7 +118,7 @@ class Worker {
     }
     return *g->clusters[u]->cluster;
   }
-  // A request ends on `g` (serve_one pins it: ++g.pins).
+  // A request ends on `g` (serve_one pins it: GenerationPin).
   void unpin(WorkerGeneration& g) {
     if (--g.pins == 0 && &g != gen && !destroying) {
       retire();
@@ -173,5 +173,18 @@ class Worker {
 
 // The client side of a connection: reads requests until close, timeout or drain.
 net::awaitable<void> run_session(Worker& w, tcp::socket socket, bool tls);
+
+// Holds a generation while something runs on it (a request, a job attempt, a cache refresh):
+// its clusters and everything its filters point into stay until the last holder lets go.
+struct GenerationPin {
+  GenerationPin(Worker& worker, WorkerGeneration& generation) : w(worker), g(generation) {
+    ++g.pins;
+  }
+  GenerationPin(const GenerationPin&) = delete;
+  GenerationPin& operator=(const GenerationPin&) = delete;
+  ~GenerationPin() { w.unpin(g); }
+  Worker& w;
+  WorkerGeneration& g;
+};
 
 }  // namespace gatehouse::server
