@@ -229,6 +229,16 @@ struct SqliteStore::Impl {
     std::array<std::int64_t, 5> delta{};
     bool wake = false;  // a job became claimable
     bool wrote = false;
+
+    // `n` running jobs went back to the queue (a drain's release, start-up recovery).
+    void requeued(std::int64_t n) {
+      if (n > 0) {
+        delta[1] -= n;
+        delta[0] += n;
+        wake = true;
+        wrote = true;
+      }
+    }
   };
 
   explicit Impl(const StoreOptions& o) : options(o) {
@@ -933,12 +943,7 @@ void SqliteStore::release_running(std::function<void()> done) {
                   n += r.changes();
                 }
                 impl->held.clear();
-                if (n > 0) {
-                  b.delta[1] -= n;
-                  b.delta[0] += n;
-                  b.wake = true;
-                  b.wrote = true;
-                }
+                b.requeued(n);
                 b.on_commit.push_back([shared] { (*shared)(); });
               },
               [shared] { (*shared)(); }});
@@ -951,13 +956,7 @@ void SqliteStore::recover_running(std::function<void()> done) {
                 Stmt::Run r(*impl->release_all);
                 r.integer(1, b.now);
                 r.step();
-                auto n = r.changes();
-                if (n > 0) {
-                  b.delta[1] -= n;
-                  b.delta[0] += n;
-                  b.wake = true;
-                  b.wrote = true;
-                }
+                b.requeued(r.changes());
                 b.on_commit.push_back([shared] { (*shared)(); });
               },
               [shared] { (*shared)(); }});
