@@ -45,6 +45,17 @@ void build_upstream_head(const config::Config& cfg, std::string_view peer_ip, bo
 // (forwarded_headers) then `peer_ip`, else `peer_ip` alone. Jobs store it when they accept.
 void append_forwarded_for(const config::Config& cfg, std::string_view peer_ip,
                           const ClientIdentity& id, std::string& out);
+// The X-Forwarded-Proto value build_upstream_head sends: a trusted proxy's scheme, else this
+// hop's.
+inline std::string_view forwarded_proto(const ClientIdentity& id, bool tls) {
+  return !id.forwarding.proto.empty() ? std::string_view(id.forwarding.proto)
+                                      : std::string_view(tls ? "https" : "http");
+}
+// The X-Forwarded-Host value it sends (none when empty): a trusted proxy's host, else the
+// request's `Host`.
+inline std::string_view forwarded_host(const ClientIdentity& id, std::string_view host) {
+  return !id.forwarding.host.empty() ? std::string_view(id.forwarding.host) : host;
+}
 
 // The path the upstream is sent (`paths.forward`): the canonical one or the one received.
 inline std::string_view upstream_path(const config::Config& cfg, const Context& x) {

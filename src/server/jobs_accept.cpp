@@ -144,13 +144,9 @@ net::awaitable<bool> serve_job_request(Worker& w, ClientConn& c, FilterChain& ch
   std::string forwarded_for;
   append_forwarded_for(x.cfg, c.peer_ip, x.identity, forwarded_for);
   job.request.headers.emplace_back("X-Forwarded-For", std::move(forwarded_for));
-  job.request.headers.emplace_back("X-Forwarded-Proto", !x.identity.forwarding.proto.empty()
-                                                            ? x.identity.forwarding.proto
-                                                        : c.stream.tls() ? "https"
-                                                                         : "http");
-  const std::string_view host = !x.identity.forwarding.host.empty()
-                                    ? std::string_view(x.identity.forwarding.host)
-                                    : sv(req[http::field::host]);
+  job.request.headers.emplace_back("X-Forwarded-Proto",
+                                   std::string(forwarded_proto(x.identity, c.stream.tls())));
+  const auto host = forwarded_host(x.identity, sv(req[http::field::host]));
   if (!host.empty()) {
     job.request.headers.emplace_back("X-Forwarded-Host", std::string(host));
   }

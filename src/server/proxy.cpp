@@ -104,11 +104,9 @@ void build_upstream_head(const config::Config& cfg, std::string_view peer_ip, bo
   append_forwarded_for(cfg, peer_ip, id, out);
   out += kCrlf;
   out += "X-Forwarded-Proto: ";
-  out += !id.forwarding.proto.empty() ? std::string_view(id.forwarding.proto)
-                                      : std::string_view(tls ? "https" : "http");
+  out += forwarded_proto(id, tls);
   out += kCrlf;
-  auto host = !id.forwarding.host.empty() ? std::string_view(id.forwarding.host)
-                                          : sv(req[http::field::host]);
+  const auto host = forwarded_host(id, sv(req[http::field::host]));
   if (!host.empty()) {
     out += "X-Forwarded-Host: ";
     out += host;
