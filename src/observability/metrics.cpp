@@ -144,6 +144,18 @@ std::int64_t sum(const std::vector<std::unique_ptr<WorkerMetrics>>& shards, F&& 
   return total;
 }
 
+// The upstream cell `pick` of every unit in `units` (one upstream name's), summed over the shards.
+template <typename F>
+std::int64_t sum_units(const std::vector<std::unique_ptr<WorkerMetrics>>& shards,
+                       const std::vector<std::size_t>& units, F&& pick) {
+  std::int64_t total = 0;
+  for (auto u : units) {
+    total +=
+        sum(shards, [&](const WorkerMetrics& w) -> const Cell& { return pick(w.upstreams[u]); });
+  }
+  return total;
+}
+
 }  // namespace
 
 std::string Metrics::render(const std::function<void(std::string&)>& extra) const {
@@ -251,25 +263,18 @@ std::string Metrics::render(const std::function<void(std::string&)>& extra) cons
   };
   // Units of one name (a re-targeted upstream) are one series: their cells summed.
   const auto groups = upstream_groups();
-  auto group_sum = [&](const std::vector<std::size_t>& units, auto&& pick) {
-    std::int64_t v = 0;
-    for (auto u : units) {
-      v +=
-          sum(shards_, [&](const WorkerMetrics& w) -> const Cell& { return pick(w.upstreams[u]); });
-    }
-    return v;
-  };
   for (const auto& m : kUp) {
     fmt::format_to(std::back_inserter(out), "# HELP {} {}\n# TYPE {} {}\n", m.name, m.help, m.name,
                    m.type);
     for (const auto& g : groups) {
-      auto v = group_sum(g, [&](const UpstreamStats& us) -> const Cell& { return us.*m.cell; });
+      auto v =
+          sum_units(shards_, g, [&](const UpstreamStats& us) -> const Cell& { return us.*m.cell; });
       fmt::format_to(std::back_inserter(out), "{}{{upstream=\"{}\"}} {}\n", m.name,
                      upstream_names_[g.front()], v);
     }
   }
 
-  render_targets(out);
+  render_targets(out, groups);
 
   // Labels in upstream::RetryReason order (observability does not include upstream/).
   static constexpr std::array<const char*, 7> kRetryReasons = {
@@ -281,8 +286,8 @@ std::string Metrics::render(const std::function<void(std::string&)>& extra) cons
   out += "# TYPE gatehouse_upstream_retries_by_reason_total counter\n";
   for (const auto& g : groups) {
     for (std::size_t r = 0; r < kRetryReasons.size(); ++r) {
-      auto v =
-          group_sum(g, [&](const UpstreamStats& us) -> const Cell& { return us.retry_reasons[r]; });
+      auto v = sum_units(
+          shards_, g, [&](const UpstreamStats& us) -> const Cell& { return us.retry_reasons[r]; });
       fmt::format_to(std::back_inserter(out),
                      "gatehouse_upstream_retries_by_reason_total{{upstream=\"{}\",reason=\"{}\"}} "
                      "{}\n",
@@ -335,17 +340,14 @@ void Metrics::set_target_name(std::size_t u, std::size_t t, std::string name) {
 
 // Per upstream: the queue gauge and busy replies; per target (labels upstream, target): tries,
 // errors and the time to response head.
-void Metrics::render_targets(std::string& out) const {
-  const auto groups = upstream_groups();
+void Metrics::render_targets(std::string& out,
+                             const std::vector<std::vector<std::size_t>>& groups) const {
   auto per_upstream = [&](const char* name, const char* type, const char* help,
                           const Cell UpstreamStats::*cell) {
     fmt::format_to(std::back_inserter(out), "# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
     for (const auto& g : groups) {
-      std::int64_t v = 0;
-      for (auto u : g) {
-        v += sum(shards_,
-                 [&](const WorkerMetrics& w) -> const Cell& { return w.upstreams[u].*cell; });
-      }
+      const auto v =
+          sum_units(shards_, g, [&](const UpstreamStats& us) -> const Cell& { return us.*cell; });
       fmt::format_to(std::back_inserter(out), "{}{{upstream=\"{}\"}} {}\n", name,
                      upstream_names_[g.front()], v);
     }

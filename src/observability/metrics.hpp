@@ -134,7 +134,8 @@ class Metrics {
   void set_target_name(std::size_t u, std::size_t t, std::string name);
 
  private:
-  void render_targets(std::string& out) const;
+  // `groups`: upstream_groups().
+  void render_targets(std::string& out, const std::vector<std::vector<std::size_t>>& groups) const;
   // Units by name, in order of first appearance (render).
   std::vector<std::vector<std::size_t>> upstream_groups() const;
 

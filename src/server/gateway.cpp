@@ -95,6 +95,16 @@ tcp::endpoint resolve_one(net::io_context& ioc, const config::Endpoint& e,
   return results.begin()->endpoint();
 }
 
+// The targets of an upstream resolved once (not re-resolved: no resolve_interval), blocking;
+// throws naming the upstream and host.
+std::vector<tcp::endpoint> resolve_targets(net::io_context& ioc, const config::Upstream& up) {
+  std::vector<tcp::endpoint> eps;
+  for (const auto& t : up.targets) {
+    eps.push_back(resolve_one(ioc, t, "upstreams." + up.name));
+  }
+  return eps;
+}
+
 // Mozilla "intermediate" TLS 1.2 suites (TLS 1.3 suites are OpenSSL's defaults): forward secrecy
 // and AEAD only.
 constexpr const char* kTls12Ciphers =
@@ -200,25 +210,14 @@ Gateway::Gateway(std::shared_ptr<const config::Config> cfg, std::string version)
     upstream_health_.push_back(std::make_unique<upstream::UpstreamHealth>(
         cfg_->upstreams[u], u, *health_, workers_count_, logs_.get()));
     resolver_->attach(u, upstream_health_.back().get());
-    health_->set_upstream_probe(u, [s = upstream_health_.back().get(), r = resolver_.get(), u] {
-      auto report = s->health_report(upstream::UpstreamHealth::Clock::now());
-      r->report(u, report);
-      return report;
-    });
+    set_unit_probe(u);
   }
   // i12-resolve: host names of upstreams with resolve_interval, every address (blocking, once).
   resolver_->start_up();
   for (std::size_t u = 0; u < cfg_->upstreams.size(); ++u) {
-    const auto& up = cfg_->upstreams[u];
-    if (const auto* slots = resolver_->slots(u)) {
-      endpoints_.push_back(slots->view()->endpoints);
-      continue;
-    }
-    std::vector<tcp::endpoint> eps;
-    for (const auto& t : up.targets) {
-      eps.push_back(resolve_one(admin_ioc_, t, "upstreams." + up.name));
-    }
-    endpoints_.push_back(std::move(eps));
+    const auto* slots = resolver_->slots(u);
+    endpoints_.push_back(slots != nullptr ? slots->view()->endpoints
+                                          : resolve_targets(admin_ioc_, cfg_->upstreams[u]));
   }
   if (cfg_->listen_tls) {
     tls_ctx_ = make_tls_context(*cfg_->listen_tls);
@@ -274,6 +273,15 @@ Gateway::Gateway(std::shared_ptr<const config::Config> cfg, std::string version)
 
 Gateway::~Gateway() = default;
 
+// Unit u's additions to its `upstream:NAME` health component: breaker state and resolution.
+void Gateway::set_unit_probe(std::size_t u) {
+  health_->set_upstream_probe(u, [s = upstream_health_[u].get(), r = resolver_.get(), u] {
+    auto report = s->health_report(upstream::UpstreamHealth::Clock::now());
+    r->report(u, report);
+    return report;
+  });
+}
+
 std::string Gateway::plan_units(const config::Config& next, UnitPlan& plan) {
   const auto keys = config::upstream_unit_keys(next, filters::config_sections());
   plan.units.assign(keys.size(), 0);
@@ -300,9 +308,7 @@ std::string Gateway::plan_units(const config::Config& next, UnitPlan& plan) {
       const auto& up = next.upstreams[f.upstream];
       f.resolved = resolver_->lookup(up);
       if (!upstream::Resolver::resolves(up)) {
-        for (const auto& t : up.targets) {
-          f.endpoints.push_back(resolve_one(admin_ioc_, t, "upstreams." + up.name));
-        }
+        f.endpoints = resolve_targets(admin_ioc_, up);
       }
     }
   } catch (const std::exception& e) {
@@ -336,11 +342,7 @@ void Gateway::add_unit(const std::shared_ptr<const config::Config>& owner, UnitP
     f.endpoints = slots->view()->endpoints;
   }
   endpoints_.push_back(std::move(f.endpoints));
-  health_->set_upstream_probe(u, [s = shared, r = resolver_.get(), u] {
-    auto report = s->health_report(upstream::UpstreamHealth::Clock::now());
-    r->report(u, report);
-    return report;
-  });
+  set_unit_probe(u);
   if (health_checker_) {
     health_checker_->add_upstream(u, up, shared, resolver_->slots(u));
   }

@@ -181,6 +181,7 @@ class Gateway {
   std::string plan_units(const config::Config& next, UnitPlan& plan);
   void add_units(const std::shared_ptr<const config::Config>& next, UnitPlan& plan);
   void add_unit(const std::shared_ptr<const config::Config>& owner, UnitPlan::Fresh& f);
+  void set_unit_probe(std::size_t u);
   void add_rate_limit_component();
   nlohmann::json reload_details() const;
 
