@@ -581,7 +581,7 @@ bool CacheFilter::stale_on_error(pipeline::Context& ctx) {
     return false;
   }
   const bool close = ctx.reply.close;
-  if (!serve_stale(ctx, status)) {
+  if (!serve_stale(ctx)) {
     return false;
   }
   ctx.reply.close = close;
@@ -593,10 +593,10 @@ bool CacheFilter::stale_for_status(pipeline::Context& ctx, unsigned upstream_sta
       upstream_status != 504) {
     return false;
   }
-  return serve_stale(ctx, upstream_status);
+  return serve_stale(ctx);
 }
 
-bool CacheFilter::serve_stale(pipeline::Context& ctx, unsigned) {
+bool CacheFilter::serve_stale(pipeline::Context& ctx) {
   if (!state_ || !state_->expired || state_->route->stale_if_error.count() <= 0) {
     return false;
   }

@@ -121,7 +121,7 @@ class CacheFilter {
   bool start_refresh(pipeline::Context& ctx, Fill fill);
   pipeline::Next reply_from(pipeline::Context& ctx, std::shared_ptr<const Entry> entry,
                             const char* verdict);
-  bool serve_stale(pipeline::Context& ctx, unsigned status);
+  bool serve_stale(pipeline::Context& ctx);
   void on_head(pipeline::Context& ctx, pipeline::ResponseHead& head);
   void on_data(pipeline::Context& ctx, std::span<const char> data, bool last);
   void finish(pipeline::Context& ctx);
