@@ -61,6 +61,24 @@ def statuses(port, path, n, xff):
         conn.close()
 
 
+def keep_alive_client(port, stop, limit, send):
+    """Requests on one keep-alive connection until `stop` is set or `limit` were sent:
+    `send(conn, n)` makes the n-th and returns what to record. Returns (the local ports the
+    connection used, the records, the errors): one port means it was never closed."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=scaled(10))
+    ports, records, errors = set(), [], []
+    n = 0
+    while not stop.is_set() and n < limit:
+        try:
+            records.append(send(conn, n))
+            ports.add(conn.sock.getsockname()[1])
+        except Exception as e:  # noqa: BLE001
+            errors.append(repr(e))
+        n += 1
+    conn.close()
+    return ports, records, errors
+
+
 def limited_config():
     return dict(trusted_proxies=TRUST,
                 routes=[route("api", "/api", {"limits": "100/hour"}),
@@ -448,23 +466,16 @@ def test_upstreams_added_and_retargeted_under_load_keep_state_by_definition(apps
     results = []
     lock = threading.Lock()
 
+    def server(conn, _):
+        conn.request("GET", "/echo")
+        resp = conn.getresponse()
+        body = resp.read()
+        return json.loads(body)["server"] if resp.status == 200 else resp.status
+
     def client():
-        conn = http.client.HTTPConnection(HOST, gh.port, timeout=scaled(10))
-        ports, servers, errors = set(), [], []
-        n = 0
-        while not stop.is_set() and n < 3000:
-            try:
-                conn.request("GET", "/echo")
-                resp = conn.getresponse()
-                body = resp.read()
-                servers.append(json.loads(body)["server"] if resp.status == 200 else resp.status)
-                ports.add(conn.sock.getsockname()[1])
-            except Exception as e:  # noqa: BLE001
-                errors.append(repr(e))
-            n += 1
-        conn.close()
+        result = keep_alive_client(gh.port, stop, 3000, server)
         with lock:
-            results.append((ports, servers, errors))
+            results.append(result)
 
     threads = [threading.Thread(target=client) for _ in range(3)]
     for t in threads:
@@ -549,19 +560,11 @@ def test_reload_under_load_fails_no_request_and_closes_no_connection(apps, gateh
     lock = threading.Lock()
 
     def client(i):
-        conn = http.client.HTTPConnection(HOST, gh.port, timeout=scaled(10))
-        ports, codes, errors = set(), [], []
-        n = 0
-        while not stop.is_set() and n < 1500:
-            try:
-                codes.append(get(gh.port, "/api/x" if n % 2 else "/echo", f"203.0.113.{i}", conn)[0])
-                ports.add(conn.sock.getsockname()[1])
-            except Exception as e:  # noqa: BLE001
-                errors.append(repr(e))
-            n += 1
-        conn.close()
+        result = keep_alive_client(
+            gh.port, stop, 1500,
+            lambda conn, n: get(gh.port, "/api/x" if n % 2 else "/echo", f"203.0.113.{i}", conn)[0])
         with lock:
-            results.append((ports, codes, errors))
+            results.append(result)
 
     slow = {}
 
