@@ -8,6 +8,7 @@ SIGKILL after 10 s).
 
 With GATEHOUSE_ASAN=1 (sanitizer build) every time budget is multiplied by SCALE.
 """
+import fcntl
 import hashlib
 import http.client
 import json
@@ -19,6 +20,7 @@ import select
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 
@@ -58,6 +60,28 @@ def large_pattern(n):
 
 _port_lock = threading.Lock()
 _given_ports = set()
+# Suites run in parallel (ctest -j), each in its own pytest process: a port is also reserved
+# across processes, by a POSIX record lock on the port's byte of one shared file, held until this
+# process exits (the kernel drops it then, even after kill -9). Without it two processes could
+# pick the same port a moment apart; the second server fails to bind and its test talks to the
+# first one's server.
+_PORT_LOCK_PATH = pathlib.Path(tempfile.gettempdir()) / "gatehouse-test-ports.lock"
+_port_lock_file = None
+
+
+def _reserve_across_processes(port):
+    global _port_lock_file
+    if _port_lock_file is None:
+        try:
+            _port_lock_file = open(_PORT_LOCK_PATH, "a+b")
+            os.chmod(_PORT_LOCK_PATH, 0o666)
+        except OSError:
+            return True  # a file another user owns: the bind check alone, as before
+    try:
+        fcntl.lockf(_port_lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, port, os.SEEK_SET)
+    except OSError:
+        return False
+    return True
 
 
 def _ephemeral_low():
@@ -83,12 +107,14 @@ def free_port():
             port = _port_random.randint(_PORT_LOW, _PORT_HIGH)
             if port in _given_ports:
                 continue
+            _given_ports.add(port)  # tried once, never again: free or not, reserved or not
+            if not _reserve_across_processes(port):
+                continue
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
                 try:
                     s.bind((HOST, port))
                 except OSError:
                     continue
-            _given_ports.add(port)
             return port
     raise RuntimeError("no free port found")
 
