@@ -818,23 +818,6 @@ std::string bans_json(const std::vector<ratelimit::BanInfo>& bans, std::string_v
   return out;
 }
 
-std::vector<std::int64_t> RateLimiter::rejected_by_route() const {
-  std::vector<std::int64_t> out(plans_.size(), 0);
-  for (std::size_t route = 0; route < plans_.size(); ++route) {
-    const auto& plan = plans_[route];
-    if (plan.policies.empty()) {
-      continue;
-    }
-    // A route's slots are contiguous: each policy's rates, then its in-flight and ban slots.
-    const std::size_t begin = plan.first_slot.front();
-    const std::size_t end = plan.first_slot.back() + plan.policies.back()->block.limits.size() + 2;
-    for (std::size_t slot = begin; slot < end; ++slot) {
-      out[route] += state_->decisions.total(counters_[slot], kRejected);
-    }
-  }
-  return out;
-}
-
 std::string RateLimiter::bans_json() {
   return rate_limit::bans_json(state_->bans.list(clock_->now()));
 }

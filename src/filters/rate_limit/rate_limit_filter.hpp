@@ -173,12 +173,10 @@ class RateLimiter {
   // Prometheus text for the limiter's metrics.
   void render_metrics(std::string& out) const;
 
-  // Dashboard (admin thread): refusals per route of this limiter since start (index = route;
-  // rate limits, bans, in-flight caps; of the rules it runs now), and the keys refused most often
-  // (as bans name them: client IPs hashed when log.hash_client_ip is on, header values as
-  // fingerprints), kept across reloads in the SharedState. SharedState::decisions has the
-  // refusals of every rule a route ever had, by route name.
-  std::vector<std::int64_t> rejected_by_route() const;
+  // Dashboard (admin thread): the keys refused most often (as bans name them: client IPs hashed
+  // when log.hash_client_ip is on, header values as fingerprints), kept across reloads in the
+  // SharedState. Refusals per route are SharedState::decisions.rejected_by_route(): every rule a
+  // route ever had, by route name.
   std::vector<observability::TopEntry> top_rejected(std::size_t n) const {
     return state_->rejected_keys.top(n);
   }

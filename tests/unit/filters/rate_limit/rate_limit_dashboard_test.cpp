@@ -65,10 +65,9 @@ TEST_F(RateLimiterDashboardTest, RefusalsAreCountedPerRouteAndKeysRanked) {
     check(0, "203.0.113.8");
   }
   check(1, "203.0.113.9");
-  auto rejected = limiter_->rejected_by_route();
-  ASSERT_EQ(rejected.size(), 2u);
-  EXPECT_EQ(rejected[0], 3 + 1);
-  EXPECT_EQ(rejected[1], 0);
+  auto rejected = state_->decisions.rejected_by_route();
+  EXPECT_EQ(rejected["api"], 3 + 1);
+  EXPECT_EQ(rejected["open"], 0);
   auto top = limiter_->top_rejected(10);
   ASSERT_EQ(top.size(), 2u);
   EXPECT_EQ(top[0].key, "ip=203.0.113.7");
@@ -83,7 +82,7 @@ TEST_F(RateLimiterDashboardTest, AllowedRequestsRecordNoKey) {
     EXPECT_TRUE(check(0, "203.0.113." + std::to_string(i)).allowed());
   }
   EXPECT_TRUE(limiter_->top_rejected(10).empty());
-  EXPECT_EQ(limiter_->rejected_by_route().at(0), 0);
+  EXPECT_EQ(state_->decisions.rejected_by_route()["default"], 0);
 }
 
 TEST_F(RateLimiterDashboardTest, BansAndInFlightRefusalsAreRecorded) {
@@ -98,7 +97,7 @@ TEST_F(RateLimiterDashboardTest, BansAndInFlightRefusalsAreRecorded) {
   ASSERT_EQ(top.size(), 1u);
   EXPECT_EQ(top[0].key, "ip=203.0.113.7");
   EXPECT_EQ(top[0].count, 3u);
-  EXPECT_EQ(limiter_->rejected_by_route().at(0), 3);
+  EXPECT_EQ(state_->decisions.rejected_by_route()["default"], 3);
 }
 
 TEST_F(RateLimiterDashboardTest, KeysAreHashedLikeTheLogs) {
@@ -134,13 +133,13 @@ TEST_F(RateLimiterDashboardTest, CountsAndTopKeysSurviveAReload) {
       "5/minute}}\n" +
           api,
       nullptr, true);
-  auto rejected = limiter_->rejected_by_route();
-  ASSERT_EQ(rejected.size(), 3u);
-  EXPECT_EQ(rejected[2], 2);  // api's rule is unchanged: its count carried over
-  EXPECT_EQ(rejected[1], 0);  // web's rule changed: a fresh counter
+  // api's rule is unchanged: its count carried over; web's rule changed: a fresh counter.
   EXPECT_THAT(metrics(),
               ::testing::HasSubstr("gatehouse_ratelimit_decisions_total{route=\"api\","
-                                   "limit=\"2/minute\",key=\"ip\",result=\"rejected\"} 2"));
+                                   "limit=\"2/minute\",key=\"ip\",result=\"rejected\"} 2\n"));
+  EXPECT_THAT(metrics(),
+              ::testing::HasSubstr("gatehouse_ratelimit_decisions_total{route=\"web\","
+                                   "limit=\"5/minute\",key=\"ip\",result=\"rejected\"} 0\n"));
   auto by_name = state_->decisions.rejected_by_route();
   EXPECT_EQ(by_name["api"], 2);
   EXPECT_EQ(by_name["web"], 3);  // the old rule's refusals still count for the route
@@ -150,7 +149,7 @@ TEST_F(RateLimiterDashboardTest, CountsAndTopKeysSurviveAReload) {
   EXPECT_EQ(top[0].count, 3u);
   // The counter keeps counting through the new limiter.
   check(2, "203.0.113.7");
-  EXPECT_EQ(limiter_->rejected_by_route()[2], 3);
+  EXPECT_EQ(state_->decisions.rejected_by_route()["api"], 3);
   EXPECT_EQ(limiter_->top_rejected(10)[0].count, 3u);
   // Reloading the same file again adds no counter.
   const auto counters = state_->decisions.size();
