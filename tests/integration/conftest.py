@@ -359,13 +359,14 @@ def deep_merge(base, override):
 
 
 def read_json_lines(path):
-    """Every line of a JSON-lines log (a line that is not JSON makes the test fail)."""
+    """Every complete line of a JSON-lines log (a line that is not JSON makes the test fail). A
+    last line without its newline is still being written: it is left for the next read."""
     try:
         text = pathlib.Path(path).read_text(errors="replace")
     except FileNotFoundError:
         return []
     out = []
-    for line in text.splitlines():
+    for line in text[: text.rfind("\n") + 1].splitlines():
         if not line.strip():
             continue
         try:

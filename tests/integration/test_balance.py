@@ -158,7 +158,8 @@ def test_queue_timeout_answers_503_upstream_busy_on_time(apps, gatehouses):
                     upstreams={"app": {"max_connections": 1, "queue_timeout": "300ms"}})
 
     def one(i):
-        time.sleep(0.2 if i else 0)  # request 0 takes the one connection first
+        if i:  # request 0 takes the one connection first
+            assert wait_until(lambda: stats(app)["concurrent"] == 1, scaled(5), 0.02)
         t0 = time.monotonic()
         status, hdrs, body = get(gh, timeout=30)
         return status, hdrs, body, time.monotonic() - t0

@@ -75,7 +75,7 @@ def test_100_concurrent_cold_misses_reach_the_upstream_once(apps, gatehouses):
 
     def one(_):
         barrier.wait()
-        return get(gh, "/slow?sleep=1", )
+        return get(gh, "/slow?sleep=3")  # long enough for all 100 to arrive during the fill
 
     with ThreadPoolExecutor(100) as pool:
         results = list(pool.map(one, range(100)))
@@ -90,9 +90,9 @@ def test_100_concurrent_cold_misses_reach_the_upstream_once(apps, gatehouses):
 def test_waiters_over_max_waiters_go_upstream_themselves(apps, gatehouses):
     app, gh = cached(apps, gatehouses, route_cache={"max_waiters": 2}, workers=1)
     with ThreadPoolExecutor(6) as pool:
-        futures = [pool.submit(get, gh, "/w?sleep=1")]
-        time.sleep(scaled(0.3))
-        futures += [pool.submit(get, gh, "/w?sleep=1") for _ in range(5)]
+        futures = [pool.submit(get, gh, "/w?sleep=3")]
+        assert wait_until(lambda: upstream_hits(app, "/w") == 1, scaled(5), 0.02)
+        futures += [pool.submit(get, gh, "/w?sleep=3") for _ in range(5)]
         results = [f.result() for f in futures]
     verdicts = sorted(r[1]["x-cache"] for r in results)
     assert verdicts == ["BYPASS", "BYPASS", "BYPASS", "HIT", "HIT", "MISS"]

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from conftest import (GATEHOUSE_BIN, HOST, Gatehouse, RawConn, free_port, http_request, make_cert,
-                      readable, scaled, to_yaml, wait_until)
+from conftest import (GATEHOUSE_BIN, HOST, SCALE, Gatehouse, RawConn, free_port, http_request,
+                      make_cert, readable, scaled, to_yaml, wait_until)
 
 
 def drain_gatehouse(gatehouses, flask_app, drain_timeout="10s", **kw):
@@ -168,7 +168,8 @@ def listener_refuses(port):
 
 
 def test_drain_delay_keeps_accepting_with_connection_close(flask_app, gatehouses):
-    gh = drain_gatehouse(gatehouses, flask_app, drain_delay="1500ms")
+    delay = 1.5 * SCALE
+    gh = drain_gatehouse(gatehouses, flask_app, drain_delay=f"{round(delay * 1000)}ms")
     t = time.monotonic()
     gh.signal(signal.SIGTERM)
     time.sleep(0.2)
@@ -184,12 +185,12 @@ def test_drain_delay_keeps_accepting_with_connection_close(flask_app, gatehouses
             assert resp.status == 200
             assert "close" in resp.connection_tokens(), resp.headers
             assert c.wait_closed(scaled(3))[0]
-    assert time.monotonic() - t < 1.4, "too slow to test within drain_delay"
+    assert time.monotonic() - t < delay - 0.1, "too slow to test within drain_delay"
     assert wait_until(lambda: listener_refuses(gh.port), scaled(5), 0.05)
-    assert time.monotonic() - t >= 1.45, "listeners closed before drain_delay"
+    assert time.monotonic() - t >= delay - 0.05, "listeners closed before drain_delay"
     assert gh.wait_exit(scaled(10)) == 0
     line = gh.wait_log("error", lambda l: l.get("message") == "draining")
-    assert line["drain_delay_ms"] == 1500
+    assert line["drain_delay_ms"] == round(delay * 1000)
 
 
 # ---------------------------------------------------------- (b) in-flight request + ready

@@ -514,9 +514,11 @@ def test_slowloris_does_not_hurt_normal_clients(flask_app, gatehouses, tmp_path,
     ones are replaced) for 9 s, while a normal client sends sequential requests, each on a new
     connection.
 
-    Criterion: the median latency under attack is at most twice the median measured just before
-    the attack, plus an absolute 5 ms (x SCALE) so that a sub-millisecond baseline on a busy CI
-    machine does not make scheduler noise a failure; no normal request fails. With
+    Criterion: the median latency under attack is at most twice the median measured without it
+    (the larger of the medians just before and just after the attack: a CI machine's load from
+    other suites changes over the run), plus an absolute 5 ms (x SCALE) so that a sub-millisecond
+    baseline on a busy CI machine does not make scheduler noise a failure; no normal request
+    fails. With
     header_timeout: 3s every slow connection is closed (silently) about 3 s after its first
     byte, so the attack never holds a connection longer than that."""
     n, duration, header_timeout = 500, 9.0, 3.0
@@ -561,6 +563,9 @@ def test_slowloris_does_not_hurt_normal_clients(flask_app, gatehouses, tmp_path,
 
     assert not failures, f"{len(failures)} normal requests failed under attack: {failures[:5]}"
     assert len(attack) >= 50, f"only {len(attack)} normal requests completed under attack"
+    after, after_failures = latencies(count=100)
+    assert not after_failures, after_failures
+    base_median = max(base_median, statistics.median(after))
     attack_median = statistics.median(attack)
     limit = 2 * base_median + 0.005 * SCALE
     lifetimes = stats.pop("lifetimes")

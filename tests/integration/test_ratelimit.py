@@ -326,7 +326,9 @@ def test_burst_then_steady_rate(flask_app, gatehouses, algorithm):
     assert lo <= admitted <= hi, \
         f"{algorithm}: admitted {admitted} of {len(records)}, expected 20 + floor(100*S) " \
         f"with S in [{s_lo:.4f}, {s_hi:.4f}] -> [{lo}, {hi}]"
-    assert len(records) - admitted > 100, "offered load did not exceed the rate"
+    # ~400/s offered against 100/s: well over 100 refused on an idle machine; 50 still shows the
+    # limit was exercised when a loaded one sends fewer.
+    assert len(records) - admitted > 50, "offered load did not exceed the rate"
 
 
 # ------------------------------------------------------------------------------ 3. headers
@@ -863,7 +865,12 @@ def test_max_in_flight(flask_app, gatehouses):
     for t in threads:
         t.join(timeout=scaled(15))
     assert sorted(results) == [200, 200]
-    # Slots were released: two at once pass again, and so do later ones.
+    # Slots were released: two at once pass again, and so do later ones. (A client may read its
+    # answer a moment before gatehouse ends the request and frees its slot: wait for that.)
+    def settled():
+        return wait_until(lambda: gh.metrics().value("gatehouse_requests_in_flight") == 0,
+                          scaled(5), 0.02)
+    assert settled()
     both = []
     threads = [threading.Thread(target=lambda: both.append(fetch(gh.port, "/slow?s=0.3",
                                                                  xff=a).status))
@@ -873,6 +880,7 @@ def test_max_in_flight(flask_app, gatehouses):
     for t in threads:
         t.join(timeout=scaled(15))
     assert both == [200, 200]
+    assert settled()
     assert fetch(gh.port, "/echo", xff=a).status == 200
     assert decisions(gh, "api", "max_in_flight", "ip", "rejected") == 1
 
@@ -886,7 +894,7 @@ def test_max_in_flight(flask_app, gatehouses):
                       == before + 2, scaled(5), 0.02)
     for c in conns:
         c.close()
-    time.sleep(scaled(1.0))  # the upstream answers after 0.5 s; gatehouse then ends both
+    assert settled()  # the upstream answers after 0.5 s; gatehouse then ends both
     both = []
     threads = [threading.Thread(target=lambda: both.append(fetch(gh.port, "/slow?s=0.3",
                                                                  xff=a).status))

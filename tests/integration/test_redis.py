@@ -482,7 +482,10 @@ def test_redis_killed_under_load_then_restarted(flask_app, gatehouses, redis_fac
     normal = [lat for t0, lat, _, _ in records if t0 > t_start + 0.3 and t0 + lat < t_kill]
     after = [lat for t0, lat, _, _ in records if t0 + lat >= t_kill]
     p99_normal, p99_after = percentile(normal, 99), percentile(after, 99)
-    bound = 2 * p99_normal + 0.005 * SCALE
+    # Twice the p99 before the kill, and never under 50 ms: p99 is the 6th slowest of ~600, which a
+    # few scheduling stalls of a loaded machine can move, while requests that waited on the dead
+    # Redis (its timeout is 100 ms) would be well above either.
+    bound = max(2 * p99_normal + 0.005 * SCALE, scaled(0.05))
     print(f"\n/echo: {len(normal)} requests before the kill, p99 {p99_normal * 1000:.2f} ms; "
           f"{len(after)} after, p99 {p99_after * 1000:.2f} ms (bound {bound * 1000:.2f} ms); "
           f"max after {max(after) * 1000:.2f} ms")
@@ -699,7 +702,7 @@ def test_unanswering_redis_times_out_then_breaker(flask_app, gatehouses, redis_f
     redis-server, used normally, then stopped with SIGSTOP (connections stay open, nothing is
     answered), later continued with SIGCONT. A decision never waits much longer than `timeout`,
     the local limiter decides, and once the breaker is open requests no longer wait at all."""
-    timeout = 0.05
+    timeout = scaled(0.1)  # a call that answers is never near it, even on a loaded machine
     cooldown = 1.0
     failures = 3
     silent = server = None

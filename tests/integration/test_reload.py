@@ -322,6 +322,25 @@ def test_turning_limits_on_by_reload_counts_and_reports_the_store(flask_app, gat
     assert report["store"] == "memory" and report["keys"] >= 1, report
 
 
+def request_in_flight(port, path):
+    """A GET sent before this returns (so a reload that follows finds it in flight), its answer
+    read on a thread: (thread, result), result["status"] once the thread ends."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=scaled(10))
+    conn.request("GET", path)
+    result = {}
+
+    def read():
+        try:
+            result["status"] = conn.getresponse().status
+        finally:
+            conn.close()
+
+    t = threading.Thread(target=read)
+    t.start()
+    time.sleep(0.3)  # and gatehouse has read it
+    return t, result
+
+
 def upstream_connections(upstream_port):
     """Local ports of the established connections to the upstream (gatehouse's pool)."""
     out = subprocess.run(["ss", "-Htn", "state", "established", "dst", f"{HOST}:{upstream_port}"],
@@ -353,14 +372,8 @@ def test_changed_upstream_gets_a_new_cluster_unchanged_one_keeps_its_pool(flask_
     assert statuses(gh.port, "/other/echo", 3, None) == [200] * 3
     kept = upstream_connections(other.port)
     assert kept, "no pooled connection to the other upstream"
-    result = {}
-
-    def slow():  # in flight across the reload: keeps its 5 s and its cluster
-        result["status"] = get(gh.port, "/slow?s=1")[0]
-
-    t = threading.Thread(target=slow)
-    t.start()
-    time.sleep(0.3)
+    # In flight across the reload: keeps its 5 s and its cluster.
+    t, result = request_in_flight(gh.port, "/slow?s=1")
     rewrite(gh, upstreams={"app": {"timeout": "300ms", "retry": {"attempts": 1}}})
     status, answer = post_reload(gh)
     assert status == 200, answer
@@ -603,14 +616,7 @@ def test_reload_under_load_fails_no_request_and_closes_no_connection(apps, gateh
 def test_request_in_flight_finishes_on_its_generation(flask_app, gatehouses):
     gh = gatehouses(flask_app, routes=[{**route("slow", "/slow"), "timeout": "5s"},
                                        route("default", "/")])
-    result = {}
-
-    def slow():
-        result["status"] = get(gh.port, "/slow?s=1")[0]
-
-    t = threading.Thread(target=slow)
-    t.start()
-    time.sleep(0.3)
+    t, result = request_in_flight(gh.port, "/slow?s=1")
     rewrite(gh, routes=[{**route("slow", "/slow"), "timeout": "200ms"}, route("default", "/")])
     status, answer = post_reload(gh)
     assert status == 200 and answer["changes"]["routes"]["changed"] == ["slow"], answer

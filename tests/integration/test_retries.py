@@ -127,7 +127,9 @@ def test_429_with_a_long_retry_after_goes_to_the_client_at_once(apps, gatehouses
         status, headers, _, elapsed = timed(gh.port, "GET", f"{path}?s={script}")
         assert status == int(script[:3])
         assert headers.get("retry-after") == "30"
-        assert elapsed < scaled(0.05), elapsed  # the bound: at once, no wait
+        # At once: no wait for the Retry-After (30 s) nor a backoff (the count below shows no
+        # retry). The bound leaves room for a loaded CI machine's scheduling stalls.
+        assert elapsed < scaled(0.5), elapsed
         assert hits(up, path)["count"] == 1
 
 

@@ -123,6 +123,7 @@ def test_flood_from_one_key_is_sampled(flask_app, gatehouses, certs):
     m = gh.metrics()
     assert m.get("gatehouse_security_events_total", event="rate_limited", logged="true") == 3
     assert m.get("gatehouse_security_events_total", event="rate_limited", logged="false") == 55
+    assert wait_until(lambda: events_in(gh).count("rate_limited") >= 3, scaled(5))
     assert events_in(gh).count("rate_limited") == 3
     # The suppressed ones are summed up (at the latest at shutdown).
     gh.stop()
