@@ -609,7 +609,7 @@ def test_reload_under_load_fails_no_request_and_closes_no_connection(apps, gateh
         assert set(codes) == {200}
         assert len(ports) == 1, "a client connection was closed and reopened"
         total += len(codes)
-    assert total >= 400
+    assert total >= 100, total  # across the ~1 s of reloads (a few hundred on an idle machine)
     assert gh.metrics().value("gatehouse_config_generation") == 7
 
 
