@@ -1,6 +1,7 @@
 #pragma once
 // JSON string literals for the bodies and log lines gatehouse writes itself (error replies, access
 // log, admin answers), without building a JSON tree on the request path.
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -10,5 +11,13 @@ namespace gatehouse::http {
 // control bytes escaped; valid UTF-8 kept, any other byte written as \ufffd, so the result is
 // always valid JSON.
 void append_json_string(std::string& out, std::string_view s);
+
+// Appends `n` in decimal.
+void append_uint(std::string& out, std::uint64_t n);
+
+// Appends n / 1000 with three decimals ("12.345", "0.007"): a duration counted in microseconds
+// written in milliseconds, or in milliseconds written in seconds, as printf's %.3f would, without
+// formatting a float on the request path.
+void append_thousandths(std::string& out, std::uint64_t n);
 
 }  // namespace gatehouse::http
