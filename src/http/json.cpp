@@ -1,7 +1,6 @@
 #include "http/json.hpp"
 
 #include <array>
-#include <charconv>
 
 namespace gatehouse::http {
 
@@ -99,14 +98,8 @@ void append_json_string(std::string& out, std::string_view s) {
   out += '"';
 }
 
-void append_uint(std::string& out, std::uint64_t n) {
-  char buf[24];
-  const auto r = std::to_chars(buf, buf + sizeof buf, n);
-  out.append(buf, static_cast<std::size_t>(r.ptr - buf));
-}
-
 void append_thousandths(std::string& out, std::uint64_t n) {
-  append_uint(out, n / 1000);
+  append_integer(out, n / 1000);
   const auto frac = static_cast<unsigned>(n % 1000);
   const char digits[4] = {'.', static_cast<char>('0' + frac / 100),
                           static_cast<char>('0' + frac / 10 % 10),

@@ -1,6 +1,7 @@
 #pragma once
 // JSON string literals for the bodies and log lines gatehouse writes itself (error replies, access
 // log, admin answers), without building a JSON tree on the request path.
+#include <charconv>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -12,8 +13,14 @@ namespace gatehouse::http {
 // always valid JSON.
 void append_json_string(std::string& out, std::string_view s);
 
-// Appends `n` in decimal.
-void append_uint(std::string& out, std::uint64_t n);
+// Appends the integer `n` in decimal: to_chars, no format-string parsing on the request path
+// (log lines, rate-limit headers, Redis arguments).
+template <typename Int>
+void append_integer(std::string& out, Int n) {
+  char buf[24];
+  const auto r = std::to_chars(buf, buf + sizeof buf, n);
+  out.append(buf, static_cast<std::size_t>(r.ptr - buf));
+}
 
 // Appends n / 1000 with three decimals ("12.345", "0.007"): a duration counted in microseconds
 // written in milliseconds, or in milliseconds written in seconds, as printf's %.3f would, without

@@ -4,7 +4,6 @@
 #include <openssl/sha.h>
 
 #include <algorithm>
-#include <charconv>
 #include <cstring>
 #include <functional>
 #include <numeric>
@@ -77,13 +76,6 @@ bool plain_path(std::string_view path) {
     }
   }
   return true;
-}
-
-// The request path's integer formatting: to_chars, no format-string parsing.
-void append_int(std::string& out, std::int64_t v) {
-  char buf[24];
-  auto r = std::to_chars(buf, buf + sizeof buf, v);
-  out.append(buf, static_cast<std::size_t>(r.ptr - buf));
 }
 
 void append_u16(std::string& out, std::size_t n) {
@@ -766,26 +758,26 @@ void RateLimiter::build_headers(const RoutePlan& plan, std::span<const std::size
     h += "RateLimit: \"";
     h += plan.item_names[plan_index][rate_index];
     h += "\";r=";
-    append_int(h, remaining);
+    http::append_integer(h, remaining);
     h += ";t=";
-    append_int(h, reset_s);
+    http::append_integer(h, reset_s);
     h += "\r\n";
   }
   if (dp->block.x_headers) {
     auto& h = out.headers;
     h += "X-RateLimit-Limit: ";
-    append_int(h, static_cast<std::int64_t>(dp->block.limits[rate_index].count));
+    http::append_integer(h, static_cast<std::int64_t>(dp->block.limits[rate_index].count));
     h += "\r\nX-RateLimit-Remaining: ";
-    append_int(h, remaining);
+    http::append_integer(h, remaining);
     h += "\r\nX-RateLimit-Reset: ";
     // Unix time of the reset, rounded up: never earlier than the real one.
     Nanos at = now + wall_offset_ + (rejected ? o.retry_after : o.reset_after);
-    append_int(h, at / kSecond + (at % kSecond != 0 ? 1 : 0));
+    http::append_integer(h, at / kSecond + (at % kSecond != 0 ? 1 : 0));
     h += "\r\n";
   }
   if (rejected) {
     out.headers += "Retry-After: ";
-    append_int(out.headers, out.retry_after_s);
+    http::append_integer(out.headers, out.retry_after_s);
     out.headers += "\r\n";
   }
 }

@@ -96,7 +96,7 @@ TEST(AppendJsonString, RoundTripsThroughJsonParser) {
   EXPECT_EQ(parsed.get<std::string>(), input);
 }
 
-// --- append_uint, append_thousandths ----------------------------------------------------------
+// --- append_integer, append_thousandths ----------------------------------------------------------
 
 std::string thousandths(std::uint64_t n) {
   std::string out = "x";
@@ -125,13 +125,19 @@ TEST(AppendThousandths, MatchesFormattingTheQuotientAsAFloat) {
   }
 }
 
-TEST(AppendUint, Decimal) {
+TEST(AppendInteger, DecimalOfEitherSignedness) {
   for (std::uint64_t n : {std::uint64_t{0}, std::uint64_t{9}, std::uint64_t{10}, std::uint64_t{200},
                           std::numeric_limits<std::uint64_t>::max()}) {
     std::string out = "[";
-    append_uint(out, n);
+    append_integer(out, n);
     EXPECT_EQ(out.substr(1), std::to_string(n));
     EXPECT_EQ(out.front(), '[');
+  }
+  for (std::int64_t n : {std::int64_t{-1}, std::int64_t{0}, std::int64_t{1'700'000'000},
+                         std::numeric_limits<std::int64_t>::min()}) {
+    std::string out = "[";
+    append_integer(out, n);
+    EXPECT_EQ(out.substr(1), std::to_string(n));
   }
 }
 

@@ -5,8 +5,9 @@
 #include <openssl/sha.h>
 
 #include <bit>
-#include <charconv>
 #include <cstring>
+
+#include "http/json.hpp"
 
 namespace gatehouse::filters::rate_limit::store {
 namespace {
@@ -237,14 +238,8 @@ for d = 1, tonumber(ARGV[2]) do decide() end
 return out
 )lua";
 
-void append_u64(std::string& out, std::uint64_t v) {
-  char buf[24];
-  auto r = std::to_chars(buf, buf + sizeof buf, v);
-  out.append(buf, static_cast<std::size_t>(r.ptr - buf));
-}
-
 void add_number(redis::Command& cmd, std::uint64_t v) {
-  append_u64(cmd.arena, v);
+  http::append_integer(cmd.arena, v);
   cmd.ends.push_back(cmd.arena.size());
 }
 
