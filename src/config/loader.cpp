@@ -21,6 +21,7 @@
 #include "http/canonical_path.hpp"
 #include "http/cidr.hpp"
 #include "http/fields.hpp"
+#include "http/json.hpp"
 
 namespace gatehouse::config {
 namespace {
@@ -1108,6 +1109,18 @@ void check_documents_end(const std::string& text, const std::string& source_name
 Config load_config_string(const std::string& yaml, const std::string& source_name,
                           const Sections& sections) {
   std::string text = detail::interpolate(yaml, source_name, detail::process_env);
+  // yaml-cpp keeps stray bytes as they are when it reads, but writes them as U+FFFD: a file that
+  // is not UTF-8 would load as one configuration and print (`check`) as another.
+  if (const auto bad = http::invalid_utf8_at(text); bad != std::string_view::npos) {
+    const auto newline = text.rfind('\n', bad);  // text[bad] is not one
+    YAML::Mark mark;
+    mark.pos = static_cast<int>(bad);
+    mark.line = static_cast<int>(
+        std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(bad), '\n'));
+    mark.column = static_cast<int>(newline == std::string::npos ? bad : bad - newline - 1);
+    throw ConfigError(
+        detail::located(source_name, mark, "", "not UTF-8: a configuration file is UTF-8 text"));
+  }
   std::vector<YAML::Node> documents;
   try {
     check_documents_end(text, source_name);

@@ -13,6 +13,10 @@ namespace gatehouse::http {
 // always valid JSON.
 void append_json_string(std::string& out, std::string_view s);
 
+// The offset of the first byte of `s` that does not start a well-formed UTF-8 sequence (RFC 3629,
+// as append_json_string judges it), or std::string_view::npos when all of `s` is UTF-8.
+std::size_t invalid_utf8_at(std::string_view s);
+
 // Appends the integer `n` in decimal: to_chars, no format-string parsing on the request path
 // (log lines, rate-limit headers, Redis arguments).
 template <typename Int>

@@ -28,7 +28,25 @@ TEST(ConfigErrors, Document) {
       {std::string(""), "t.yaml:1:1: upstreams: required key is missing"},
       {std::string("# only a comment\n"), "t.yaml:1:1: upstreams: required key is missing"},
       {std::string("? [a, b]\n: 1\n"), "t.yaml:1:3: keys must be strings, got a list"},
+      // yaml-cpp would keep the stray byte and print it as U+FFFD: 60 bytes in, 66 back out
+      // (found by fuzz_config). Valid UTF-8 anywhere in the file is kept.
+      {kBase + "rate_limit:\n  redis: {key_prefix: \"app\xa7\"}\n",
+       "t.yaml:5:27: not UTF-8: a configuration file is UTF-8 text"},
+      {std::string("\xff\xfe"), "t.yaml:1:1: not UTF-8: a configuration file is UTF-8 text"},
+      {std::string("# caf\xc3\xa9 \xed\xa0\x80\n"),  // a UTF-16 surrogate encoded
+       "t.yaml:1:9: not UTF-8: a configuration file is UTF-8 text"},
   });
+}
+
+TEST(ConfigErrors, Utf8TextIsAccepted) {
+  const auto cfg = load_config_string(kBase +
+                                          "# caf\xc3\xa9 \xe6\x97\xa5\xf0\x9f\x99\x82\n"
+                                          "rate_limit:\n"
+                                          "  store: redis://127.0.0.1:6379\n"
+                                          "  redis: {key_prefix: \"caf\xc3\xa9:\"}\n",
+                                      "t.yaml", filters::config_sections());
+  EXPECT_NE(to_yaml(cfg, filters::config_sections()).find("key_prefix: \"caf\xc3\xa9:\""),
+            std::string::npos);
 }
 
 TEST(ConfigErrors, TopLevel) {
